@@ -1,0 +1,38 @@
+# RadiantGo. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed ## Create .venv and install the pinned requirements
+
+run: venv ## Run the whole system (ingress, worker, beat, Flower, embedded MongoDB)
+	$(PY) -m tools.stack run
+
+test: venv ## Run the test suite on real Redis, RabbitMQ and MongoDB wire server
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: venv ## Accept latency and end-to-end create throughput vs a no-op task
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_create
+
+clean: ## Remove the venv and local data (var/)
+	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+.PHONY: help venv run test lint bench clean

@@ -1,0 +1,68 @@
+"""Celery configuration, built from RadiantGo's settings.
+
+The worker and the ingress's publisher are built from this one function, so
+they cannot disagree about queues, serialization or delivery guarantees.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from core import queues
+from core.settings import Settings
+
+# How often beat samples RabbitMQ's queue depths (seconds).
+QUEUE_DEPTH_SAMPLE_INTERVAL = 15.0
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    ns = settings.QUEUE_NAMESPACE
+    exchange = Exchange(queues.queue_name("radiantgo", ns), type="direct", durable=True)
+    return {
+        "broker_url": settings.RABBITMQ_URL,
+        # A 202 is a promise: the broker confirms each publish, to a durable
+        # queue, as a persistent message, before the ingress answers.
+        "broker_transport_options": {"confirm_publish": True},
+        "broker_connection_timeout": settings.BROKER_TIMEOUT_S,
+        "broker_connection_retry_on_startup": True,
+        "broker_pool_limit": settings.WEB_THREADS + 4,
+        "task_default_delivery_mode": "persistent",
+        "task_queues": [
+            Queue(queues.queue_name(q, ns), exchange, routing_key=q, durable=True)
+            for q in queues.ALL_QUEUES
+        ],
+        "task_routes": {
+            name: {"queue": queues.queue_name(queue, ns), "routing_key": queue}
+            for name, (_, queue) in queues.TASKS.items()
+        },
+        "task_default_queue": queues.queue_name(queues.MAINTENANCE, ns),
+        "task_default_exchange": exchange.name,
+        "task_default_routing_key": queues.MAINTENANCE,
+        # JSON only: a pickle from the network is code execution.
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        # Job outcomes live in MongoDB (core.jobs), not in a Celery backend.
+        "task_ignore_result": True,
+        "result_backend": None,
+        # At-least-once: ack after the task ran, redeliver if the worker died,
+        # and take one message at a time so a crash strands at most one.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_send_task_events": True,
+        "worker_hijack_root_logger": False,
+        "worker_pool": settings.WORKER_POOL,
+        "worker_concurrency": settings.WORKER_CONCURRENCY,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "beat_schedule": {
+            "sample-queue-depths": {
+                "task": queues.SAMPLE_QUEUE_DEPTHS,
+                "schedule": QUEUE_DEPTH_SAMPLE_INTERVAL,
+                "options": {"expires": QUEUE_DEPTH_SAMPLE_INTERVAL},
+            },
+        },
+    }

@@ -1,0 +1,1 @@
+"""RadiantGo's domain and infrastructure, free of Flask and Celery."""

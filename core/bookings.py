@@ -1,0 +1,170 @@
+"""Bookings: creation, reads and listing over MongoDB.
+
+Every write here is idempotent under redelivery: the booking's `ref_id` is
+unique and each event's `_id` is derived from the job that wrote it, so a
+message executed twice leaves one booking and one event.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from core.clock import from_iso, to_iso
+from core.errors import Conflict, ValidationFailed
+
+BOOKED = "BOOKED"
+BOOKING_CREATED = "BOOKING_CREATED"
+PUBLIC_FIELDS = (
+    "ref_id",
+    "origin",
+    "destination",
+    "pieces",
+    "weight_kg",
+    "customer_name",
+    "customer_email",
+    "status",
+    "version",
+    "created_at",
+    "updated_at",
+)
+EVENT_FIELDS = ("type", "status", "at_ts", "location", "notes", "flight_number", "reason", "job_id")
+
+
+def event_id(job_id: str, event_type: str) -> str:
+    """One event per (job, type): the redelivery guard for event inserts."""
+    return f"{job_id}:{event_type}"
+
+
+def new_event(
+    ref_id: str, event_type: str, status: str, *, job_id: str, at: datetime, **data: Any
+) -> dict[str, Any]:
+    event = {
+        "_id": event_id(job_id, event_type),
+        "booking_id": ref_id,
+        "type": event_type,
+        "status": status,
+        "at_ts": at,
+        "job_id": job_id,
+    }
+    for name in ("location", "notes", "flight_number", "reason"):
+        event[name] = data.get(name)
+    return event
+
+
+def insert_event(db: Database, event: dict[str, Any]) -> None:
+    # A duplicate was written by an earlier delivery of the same job.
+    with contextlib.suppress(DuplicateKeyError):
+        db.booking_events.insert_one(event)
+
+
+def create_booking(
+    db: Database, *, ref_id: str, data: dict[str, Any], job_id: str, now: datetime
+) -> dict[str, Any]:
+    """Store a new BOOKED booking and its BOOKING_CREATED event; returns the booking."""
+    booking = {
+        "ref_id": ref_id,
+        "origin": data["origin"],
+        "destination": data["destination"],
+        "pieces": data["pieces"],
+        "weight_kg": data["weight_kg"],
+        "customer_name": data.get("customer_name"),
+        "customer_email": data.get("customer_email"),
+        "status": BOOKED,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "job_id": job_id,
+    }
+    try:
+        db.bookings.insert_one(booking)
+    except DuplicateKeyError:
+        booking = db.bookings.find_one({"ref_id": ref_id})
+        if booking is None or booking.get("job_id") != job_id:
+            # Two jobs drew the same ref_id (1 in 10^14): never merge them.
+            raise Conflict(f"Booking {ref_id} already exists.") from None
+    insert_event(
+        db, new_event(ref_id, BOOKING_CREATED, BOOKED, job_id=job_id, at=booking["created_at"])
+    )
+    return booking
+
+
+def public_booking(doc: dict[str, Any]) -> dict[str, Any]:
+    return {name: doc.get(name) for name in PUBLIC_FIELDS}
+
+
+def public_event(doc: dict[str, Any]) -> dict[str, Any]:
+    return {name: doc.get(name) for name in EVENT_FIELDS}
+
+
+def get_booking_details(db: Database, ref_id: str) -> dict[str, Any] | None:
+    """The booking with its timeline, oldest event first; None if unknown."""
+    booking = db.bookings.find_one({"ref_id": ref_id}, {"_id": 0})
+    if booking is None:
+        return None
+    events = db.booking_events.find({"booking_id": ref_id}).sort("at_ts", ASCENDING)
+    details = public_booking(booking)
+    details["events"] = [public_event(e) for e in events]
+    return details
+
+
+def timeline_is_complete(details: dict[str, Any]) -> bool:
+    """True when the last event matches the booking's status.
+
+    A reader can land between a booking write and its event insert; such a
+    view is correct to return but must not be cached.
+    """
+    events = details.get("events") or []
+    return bool(events) and events[-1]["status"] == details["status"]
+
+
+def encode_cursor(doc: dict[str, Any]) -> str:
+    raw = json.dumps([to_iso(doc["created_at"]), doc["ref_id"]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, ref_id = json.loads(base64.urlsafe_b64decode(padded))
+        return from_iso(created_at), str(ref_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise ValidationFailed("Invalid cursor.", errors={"cursor": ["Invalid cursor."]}) from None
+
+
+def list_bookings(
+    db: Database,
+    *,
+    limit: int,
+    status: str | None = None,
+    origin: str | None = None,
+    destination: str | None = None,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Newest first, keyset-paginated on (created_at, ref_id): stable while
+    bookings are inserted, because a page boundary is a value, not an offset."""
+    query: dict[str, Any] = {}
+    for name, value in (("status", status), ("origin", origin), ("destination", destination)):
+        if value is not None:
+            query[name] = value
+    if cursor:
+        created_at, ref_id = decode_cursor(cursor)
+        query["$or"] = [
+            {"created_at": {"$lt": created_at}},
+            {"created_at": created_at, "ref_id": {"$lt": ref_id}},
+        ]
+    docs = list(
+        db.bookings.find(query, {"_id": 0})
+        .sort([("created_at", DESCENDING), ("ref_id", DESCENDING)])
+        .limit(limit + 1)
+    )
+    next_cursor = encode_cursor(docs[limit - 1]) if len(docs) > limit else None
+    return {"items": [public_booking(d) for d in docs[:limit]], "next_cursor": next_cursor}

@@ -1,0 +1,71 @@
+"""MongoDB connection and the collections' indexes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
+from pymongo.database import Database
+
+from core.settings import Settings
+
+DEFAULT_DATABASE = "radiantgo"
+
+
+def connect_mongo(settings: Settings) -> MongoClient:
+    """One client (one pool) per process; call after fork, never at import."""
+    return MongoClient(
+        settings.MONGODB_URI,
+        tz_aware=True,
+        maxPoolSize=settings.DB_POOL_SIZE,
+        minPoolSize=settings.DB_POOL_MIN,
+        maxIdleTimeMS=settings.DB_MAX_IDLE_MS,
+        serverSelectionTimeoutMS=settings.DB_TIMEOUT_MS,
+        connectTimeoutMS=settings.DB_TIMEOUT_MS,
+        appname="radiantgo",
+    )
+
+
+def database(client: MongoClient) -> Database:
+    return client.get_default_database(DEFAULT_DATABASE)
+
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "bookings": [
+        IndexModel([("ref_id", ASCENDING)], unique=True),
+        IndexModel([("status", ASCENDING), ("updated_at", DESCENDING)]),
+        IndexModel([("origin", ASCENDING), ("destination", ASCENDING), ("created_at", DESCENDING)]),
+        # Cursor pagination over the newest bookings, with and without a status filter.
+        IndexModel([("created_at", DESCENDING), ("ref_id", DESCENDING)]),
+        IndexModel([("status", ASCENDING), ("created_at", DESCENDING), ("ref_id", DESCENDING)]),
+    ],
+    "booking_events": [
+        IndexModel([("booking_id", ASCENDING), ("at_ts", DESCENDING)]),
+    ],
+    "flights": [
+        IndexModel(
+            [("origin", ASCENDING), ("destination", ASCENDING), ("departure_ts", ASCENDING)]
+        ),
+    ],
+    "jobs": [
+        # Records expire JOB_TTL_DAYS after creation (expire_at is set per record).
+        IndexModel([("expire_at", ASCENDING)], expireAfterSeconds=0),
+        # One job per Idempotency-Key while the key is live; the key is unset
+        # from the record once it is older than IDEMPOTENCY_TTL_HOURS.
+        IndexModel(
+            [("idempotency_key", ASCENDING)],
+            unique=True,
+            partialFilterExpression={"idempotency_key": {"$type": "string"}},
+        ),
+    ],
+}
+
+
+def ensure_indexes(db: Database) -> None:
+    """Create every index; a no-op when they already exist (safe at each start)."""
+    for name, models in INDEXES.items():
+        db[name].create_indexes(models)
+
+
+def job_expiry(settings: Settings) -> timedelta:
+    return timedelta(days=settings.JOB_TTL_DAYS)

@@ -1,0 +1,111 @@
+"""RadiantGo's one error hierarchy.
+
+Each error knows the HTTP status and RFC 9457 problem title it maps to, so the
+ingress renders it and a worker stores it on the failed job without either
+knowing the other. `transient` decides whether a Celery task retries it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_BASE = "https://radiantgo.dev/problems/"
+
+
+class RadiantError(Exception):
+    """Base of every error RadiantGo raises on purpose."""
+
+    status = 500
+    title = "Internal error"
+    slug = "internal-error"
+    transient = False
+
+    def __init__(self, detail: str | None = None, *, errors: dict | None = None, **extra: Any):
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.errors = errors
+        self.extra = extra
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        return problem(
+            self.status,
+            self.title,
+            self.detail,
+            slug=self.slug,
+            instance=instance,
+            errors=self.errors,
+            **self.extra,
+        )
+
+
+class ValidationFailed(RadiantError):
+    """The request or job payload breaks a schema rule."""
+
+    status = 400
+    title = "Validation failed"
+    slug = "validation-failed"
+
+
+class Unprocessable(RadiantError):
+    """Well-formed input that the domain cannot act on."""
+
+    status = 422
+    title = "Unprocessable request"
+    slug = "unprocessable"
+
+
+class IdempotencyKeyReused(Unprocessable):
+    """An Idempotency-Key was sent again with a different request."""
+
+    title = "Idempotency key reused"
+    slug = "idempotency-key-reused"
+
+
+class NotFound(RadiantError):
+    """The named resource does not exist."""
+
+    status = 404
+    title = "Not found"
+    slug = "not-found"
+
+
+class Conflict(RadiantError):
+    """The resource's current state forbids the request."""
+
+    status = 409
+    title = "Conflict"
+    slug = "conflict"
+
+
+class ServiceUnavailable(RadiantError):
+    """A backing service (MongoDB, Redis, RabbitMQ) cannot be reached."""
+
+    status = 503
+    title = "Service unavailable"
+    slug = "service-unavailable"
+    transient = True
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str | None = None,
+    instance: str | None = None,
+    errors: dict | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An RFC 9457 problem document."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + slug if slug else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    body.update(extra)
+    return body

@@ -1,0 +1,159 @@
+"""Job records: what the ingress promised with a 202, and what became of it.
+
+A job lives in MongoDB from the moment it is accepted until JOB_TTL_DAYS after.
+The ingress records it before publishing the task; the worker moves it
+queued -> running -> succeeded | failed with conditional updates, so a
+redelivered message finds the job finished and does nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from core.errors import IdempotencyKeyReused
+from core.settings import Settings
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+FINISHED = (SUCCEEDED, FAILED)
+# Published on Redis with the job id when a job finishes, for `Prefer: wait`.
+JOB_FINISHED_CHANNEL = "jobs:finished"
+
+
+def request_fingerprint(method: str, path: str, body: Any) -> str:
+    """What makes two requests "the same" for an Idempotency-Key."""
+    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def record_job(
+    db: Database,
+    settings: Settings,
+    *,
+    job_id: str,
+    job_type: str,
+    payload: dict[str, Any],
+    now: datetime,
+    links: dict[str, str],
+    idempotency_key: str | None = None,
+    fingerprint: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Insert a queued job; returns (job, created).
+
+    With an idempotency key, the unique index on it makes concurrent duplicates
+    race in MongoDB: exactly one insert wins and the others get the winner's job.
+    """
+    doc: dict[str, Any] = {
+        "_id": job_id,
+        "type": job_type,
+        "state": QUEUED,
+        "payload": payload,
+        "links": links,
+        "created_at": now,
+        "started_at": None,
+        "finished_at": None,
+        "result": None,
+        "error": None,
+        "expire_at": now + timedelta(days=settings.JOB_TTL_DAYS),
+    }
+    if idempotency_key is None:
+        db.jobs.insert_one(doc)
+        return doc, True
+    doc["idempotency_key"] = idempotency_key
+    doc["fingerprint"] = fingerprint
+    window = timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
+    for _ in range(3):
+        try:
+            db.jobs.insert_one(doc)
+            return doc, True
+        except DuplicateKeyError:
+            existing = db.jobs.find_one({"idempotency_key": idempotency_key})
+        if existing is None:  # the holder was discarded meanwhile: try again
+            continue
+        if existing["created_at"] < now - window:
+            # The key outlived its window: free it and let this request take it.
+            db.jobs.update_one(
+                {"_id": existing["_id"], "idempotency_key": idempotency_key},
+                {"$unset": {"idempotency_key": ""}},
+            )
+            continue
+        if existing.get("fingerprint") != fingerprint:
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was already used with a different request."
+            )
+        return existing, False
+    raise IdempotencyKeyReused("This Idempotency-Key is contended; retry the request.")
+
+
+def discard_job(db: Database, job_id: str) -> None:
+    """Forget a job whose task could not be published (the client got a 503)."""
+    db.jobs.delete_one({"_id": job_id, "state": QUEUED})
+
+
+def get_job(db: Database, job_id: str) -> dict[str, Any] | None:
+    return db.jobs.find_one({"_id": job_id})
+
+
+def start_job(db: Database, job_id: str, now: datetime) -> dict[str, Any] | None:
+    """Mark a job running and return it; None if there is nothing left to do.
+
+    A job already running was delivered before to a worker that died: run it
+    again (every task is idempotent). A finished or unknown job is skipped.
+    """
+    result = db.jobs.update_one(
+        {"_id": job_id, "state": QUEUED},
+        {"$set": {"state": RUNNING, "started_at": now}},
+    )
+    job = db.jobs.find_one({"_id": job_id})
+    if job is None or job["state"] in FINISHED:
+        return None
+    if result.modified_count == 0 and job["state"] != RUNNING:
+        return None
+    return job
+
+
+def finish_job(
+    db: Database,
+    job_id: str,
+    now: datetime,
+    *,
+    result: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+) -> bool:
+    """Record a job's outcome once; False if it was already finished."""
+    update = {
+        "state": FAILED if error is not None else SUCCEEDED,
+        "finished_at": now,
+        "result": result,
+        "error": error,
+    }
+    outcome = db.jobs.update_one(
+        {"_id": job_id, "state": {"$in": [QUEUED, RUNNING]}}, {"$set": update}
+    )
+    return outcome.modified_count == 1
+
+
+def set_progress(db: Database, job_id: str, progress: dict[str, int]) -> None:
+    db.jobs.update_one({"_id": job_id, "state": RUNNING}, {"$set": {"progress": progress}})
+
+
+def public_job(job: dict[str, Any]) -> dict[str, Any]:
+    body = {
+        "job_id": job["_id"],
+        "type": job["type"],
+        "state": job["state"],
+        "created_at": job["created_at"],
+        "started_at": job.get("started_at"),
+        "finished_at": job.get("finished_at"),
+        "result": job.get("result"),
+        "error": job.get("error"),
+        "links": job.get("links") or {},
+    }
+    if "progress" in job:
+        body["progress"] = job["progress"]
+    return body

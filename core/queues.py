@@ -1,0 +1,34 @@
+"""Queue and task names: the contract between the ingress and the workers.
+
+The ingress publishes by task name (it never imports worker code), so these
+strings are the whole interface. Queues are grouped so that one slow kind of
+work (bulk imports) cannot starve another (single bookings).
+"""
+
+from __future__ import annotations
+
+BOOKINGS = "bookings"
+STATUS = "status"
+BULK = "bulk"
+MAINTENANCE = "maintenance"
+ALL_QUEUES = (BOOKINGS, STATUS, BULK, MAINTENANCE)
+
+CREATE_BOOKING = "radiantgo.bookings.create"
+NOOP = "radiantgo.maintenance.noop"
+SAMPLE_QUEUE_DEPTHS = "radiantgo.maintenance.sample_queue_depths"
+
+# Job type (shown to clients) and queue of each task.
+TASKS = {
+    CREATE_BOOKING: ("booking.create", BOOKINGS),
+    NOOP: ("noop", MAINTENANCE),
+    SAMPLE_QUEUE_DEPTHS: ("maintenance.sample_queue_depths", MAINTENANCE),
+}
+
+
+def queue_name(queue: str, namespace: str = "") -> str:
+    """The broker-side name; a namespace keeps test runs off a dev worker's queues."""
+    return f"{namespace}.{queue}" if namespace else queue
+
+
+def job_type(task_name: str) -> str:
+    return TASKS[task_name][0]

@@ -1,0 +1,199 @@
+"""Marshmallow schemas: what clients may send, and the shapes we answer with.
+
+Input schemas validate; output schemas document (the OpenAPI document is
+generated from them) and describe exactly what `core` builds for responses.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from core.clock import to_iso
+from core.ids import REF_ID_PATTERN
+
+IATA_PATTERN = re.compile(r"^[A-Za-z]{3}$")
+BOOKING_STATUSES = ("BOOKED", "DEPARTED", "ARRIVED", "DELIVERED", "CANCELLED")
+JOB_STATES = ("queued", "running", "succeeded", "failed")
+
+
+# -- fields -------------------------------------------------------------------
+
+
+class IataCode(fields.String):
+    """Three letters, any case in, upper case out."""
+
+    default_error_messages = {"iata": "Must be a three-letter IATA code."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not IATA_PATTERN.match(text):
+            raise self.make_error("iata")
+        return text.upper()
+
+
+class Text(fields.String):
+    """A string without control characters (a NUL byte is never a name)."""
+
+    default_error_messages = {"control": "Must not contain control characters."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if any((ord(ch) < 32 and ch not in "\t\n") or ord(ch) == 127 for ch in text):
+            raise self.make_error("control")
+        return text
+
+
+class StrictInteger(fields.Integer):
+    """A JSON integer: not a string, not a boolean, not 5.0."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictNumber(fields.Float):
+    """A finite JSON number: not a string, not a boolean."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        if isinstance(value, int) and abs(value) > 2**53:
+            raise self.make_error("too_large")
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if not math.isfinite(result):
+            raise self.make_error("special")
+        return result
+
+
+class UtcDateTime(fields.DateTime):
+    """Serialized as ISO 8601 UTC with a `Z`."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return to_iso(value) if value is not None else None
+
+
+# -- input --------------------------------------------------------------------
+
+
+class BookingCreateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    origin = IataCode(required=True, metadata={"example": "DEL"})
+    destination = IataCode(required=True, metadata={"example": "BLR"})
+    pieces = StrictInteger(required=True, validate=validate.Range(1, 1000), metadata={"example": 5})
+    weight_kg = StrictNumber(
+        required=True,
+        validate=validate.Range(0, 10000, min_inclusive=False),
+        metadata={"example": 125.5},
+    )
+    customer_name = Text(validate=validate.Length(1, 100), metadata={"example": "Acme Corp"})
+    customer_email = fields.Email(
+        validate=validate.Length(max=254), metadata={"example": "shipping@acme.com"}
+    )
+
+    @validates_schema
+    def _route_differs(self, data, **kwargs):
+        if data.get("origin") and data.get("origin") == data.get("destination"):
+            raise ValidationError("Must differ from origin.", "destination")
+
+
+class BookingListQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    status = fields.String(validate=validate.OneOf(BOOKING_STATUSES))
+    origin = IataCode()
+    destination = IataCode()
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    cursor = fields.String(validate=validate.Length(1, 200))
+
+
+# -- output -------------------------------------------------------------------
+
+
+class ProblemSchema(Schema):
+    type = fields.String(metadata={"example": "https://radiantgo.dev/problems/validation-failed"})
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    instance = fields.String()
+    errors = fields.Dict(
+        keys=fields.String(), values=fields.Raw(), metadata={"description": "field -> messages"}
+    )
+
+
+class LinksSchema(Schema):
+    job = fields.String()
+    booking = fields.String()
+
+
+class JobAcceptedSchema(Schema):
+    job_id = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(JOB_STATES))
+    ref_id = fields.String()
+    links = fields.Nested(LinksSchema, required=True)
+
+
+class EventSchema(Schema):
+    type = fields.String(metadata={"example": "BOOKING_CREATED"})
+    status = fields.String(validate=validate.OneOf(BOOKING_STATUSES))
+    at_ts = UtcDateTime()
+    location = fields.String(allow_none=True)
+    notes = fields.String(allow_none=True)
+    flight_number = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    job_id = fields.String(allow_none=True)
+
+
+class BookingSchema(Schema):
+    ref_id = fields.String(metadata={"pattern": REF_ID_PATTERN.pattern})
+    origin = fields.String()
+    destination = fields.String()
+    pieces = fields.Integer()
+    weight_kg = fields.Float()
+    customer_name = fields.String(allow_none=True)
+    customer_email = fields.String(allow_none=True)
+    status = fields.String(validate=validate.OneOf(BOOKING_STATUSES))
+    version = fields.Integer()
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
+
+
+class BookingDetailSchema(BookingSchema):
+    events = fields.List(fields.Nested(EventSchema))
+
+
+class BookingPageSchema(Schema):
+    items = fields.List(fields.Nested(BookingSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class JobSchema(Schema):
+    job_id = fields.String()
+    type = fields.String(metadata={"example": "booking.create"})
+    state = fields.String(validate=validate.OneOf(JOB_STATES))
+    created_at = UtcDateTime()
+    started_at = UtcDateTime(allow_none=True)
+    finished_at = UtcDateTime(allow_none=True)
+    result = fields.Dict(allow_none=True)
+    error = fields.Nested(ProblemSchema, allow_none=True)
+    links = fields.Nested(LinksSchema)
+
+
+class ServiceHealthSchema(Schema):
+    status = fields.String(validate=validate.OneOf(("healthy", "unhealthy")))
+    latency_ms = fields.Float(allow_none=True)
+    detail = fields.String()
+
+
+class HealthSchema(Schema):
+    status = fields.String(validate=validate.OneOf(("healthy", "degraded", "unhealthy")))
+    services = fields.Dict(keys=fields.String(), values=fields.Nested(ServiceHealthSchema))

@@ -1,0 +1,49 @@
+"""The per-process bundle of clients that views and tasks are handed.
+
+Built by the Flask app factory and on Celery worker process start, never at
+import: pymongo's pools do not survive a fork.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from core.cache import Cache
+from core.db import connect_mongo, database
+from core.settings import Settings
+
+
+def connect_redis(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        decode_responses=True,
+        max_connections=settings.REDIS_POOL_SIZE,
+        socket_timeout=settings.REDIS_TIMEOUT_S,
+        socket_connect_timeout=settings.REDIS_TIMEOUT_S,
+        health_check_interval=30,
+    )
+
+
+@dataclass
+class Services:
+    settings: Settings
+    mongo: MongoClient
+    redis: redis.Redis
+    db: Database = field(init=False)
+    cache: Cache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.db = database(self.mongo)
+        self.cache = Cache(self.redis)
+
+    def close(self) -> None:
+        self.mongo.close()
+        self.redis.close()
+
+
+def connect_services(settings: Settings) -> Services:
+    return Services(settings=settings, mongo=connect_mongo(settings), redis=connect_redis(settings))

@@ -1,0 +1,146 @@
+"""The one place that reads the environment.
+
+Every limit, URL and secret RadiantGo uses is a field of `Settings`, filled from
+an environment variable of the same name (the spec's names) with a typed
+default. A bad value fails at start-up with a message naming the variable, so a
+typo in a deployment never turns into a surprising runtime default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
+
+
+def _positive(value: int | float) -> bool:
+    return value > 0
+
+
+def _non_negative(value: int | float) -> bool:
+    return value >= 0
+
+
+def _setting(default: Any, *, check=None, doc: str = "") -> Any:
+    return field(default=default, metadata={"check": check, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Services. The Mongo default is the embedded SecantusDB that `make run`
+    # starts; retryWrites=false because retryable writes slow it 10x after ~10K
+    # writes (measured), and standalone servers gain nothing from them.
+    MONGODB_URI: str = _setting("mongodb://127.0.0.1:27018/radiantgo?retryWrites=false")
+    REDIS_URL: str = _setting("redis://127.0.0.1:6379/0")
+    RABBITMQ_URL: str = _setting("amqp://guest:guest@127.0.0.1:5672//")
+    DB_POOL_SIZE: int = _setting(50, check=_positive)
+    DB_POOL_MIN: int = _setting(10, check=_non_negative)
+    DB_MAX_IDLE_MS: int = _setting(30000, check=_positive)
+    DB_TIMEOUT_MS: int = _setting(5000, check=_positive)
+    REDIS_POOL_SIZE: int = _setting(64, check=_positive)
+    REDIS_TIMEOUT_S: float = _setting(2.0, check=_positive)
+    BROKER_TIMEOUT_S: float = _setting(2.0, check=_positive)
+    # Publishing retries before the ingress gives up and answers 503.
+    BROKER_PUBLISH_RETRIES: int = _setting(2, check=_non_negative)
+    # Prefixes every queue name, so a test run cannot steal a dev worker's work.
+    QUEUE_NAMESPACE: str = _setting("")
+
+    # Caches (seconds).
+    CACHE_TTL_ROUTES: int = _setting(300, check=_positive)
+    CACHE_TTL_FLIGHTS: int = _setting(3600, check=_positive)
+    CACHE_TTL_BOOKINGS: int = _setting(60, check=_positive)
+    CACHE_TTL_BOOKING_PAGES: int = _setting(30, check=_positive)
+
+    # Rate limits: requests per client IP per window.
+    RATE_LIMIT_BOOKINGS: int = _setting(50, check=_positive)
+    RATE_LIMIT_UPDATES: int = _setting(200, check=_positive)
+    RATE_LIMIT_ROUTES: int = _setting(30, check=_positive)
+
+    # Bulk limits (items per request).
+    BULK_BOOKING_LIMIT: int = _setting(1000, check=_positive)
+    BULK_UPDATE_LIMIT: int = _setting(500, check=_positive)
+    BULK_FLIGHT_LIMIT: int = _setting(2000, check=_positive)
+
+    # Locks.
+    LOCK_DEFAULT_TTL: int = _setting(30, check=_positive)
+    LOCK_MAX_RETRIES: int = _setting(50, check=_positive)
+
+    # Jobs and HTTP.
+    JOB_TTL_DAYS: int = _setting(7, check=_positive)
+    IDEMPOTENCY_TTL_HOURS: int = _setting(24, check=_positive)
+    MAX_WAIT_SECONDS: int = _setting(10, check=_positive)
+    MAX_CONTENT_LENGTH: int = _setting(1_048_576, check=_positive)
+    LOG_LEVEL: str = _setting("INFO")
+    LOG_FORMAT: str = _setting("console", check=lambda v: v in ("console", "json"))
+
+    # Processes started by `make run` (read by tools/stack.py and the Procfile).
+    BIND_HOST: str = _setting("127.0.0.1")
+    PORT: int = _setting(5000, check=lambda v: 0 < v < 65536)
+    FLOWER_PORT: int = _setting(5555, check=lambda v: 0 < v < 65536)
+    FLOWER_BASIC_AUTH: str = _setting("")
+    WEB_WORKERS: int = _setting(2, check=_positive)
+    WEB_THREADS: int = _setting(32, check=_positive)
+    WORKER_POOL: str = _setting("threads", check=lambda v: v in ("threads", "prefork", "solo"))
+    WORKER_CONCURRENCY: int = _setting(8, check=_positive)
+    EMBEDDED_MONGO_PORT: int = _setting(27018, check=lambda v: 0 < v < 65536)
+
+    @property
+    def embedded_mongo(self) -> bool:
+        """True when no MONGODB_URI was given and `make run` owns the database."""
+        return self.MONGODB_URI == Settings.MONGODB_URI
+
+
+def _convert(name: str, kind: type, raw: str) -> Any:
+    raw = raw.strip()
+    try:
+        if kind is bool:
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from `environ` (default: the process environment).
+
+    Tests pass `overrides` (already typed) instead of touching os.environ.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        kind = _TYPES[f.type] if isinstance(f.type, str) else f.type
+        if f.name in overrides:
+            value = overrides.pop(f.name)
+        elif environ.get(f.name, "").strip():
+            value = _convert(f.name, kind, environ[f.name])
+        else:
+            continue
+        check = f.metadata.get("check")
+        if check is not None and not check(value):
+            raise SettingsError(f"{f.name}={value!r} is out of range")
+        values[f.name] = value
+    if overrides:
+        raise SettingsError(f"unknown settings: {', '.join(sorted(overrides))}")
+    settings = Settings(**values)
+    if settings.DB_POOL_MIN > settings.DB_POOL_SIZE:
+        raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_SIZE")
+    return settings
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    """A copy of `settings` with some fields changed (for tests and tools)."""
+    return dataclasses.replace(settings, **changes)

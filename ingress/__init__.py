@@ -1,0 +1,108 @@
+"""The HTTP ingress: validates, enqueues writes, answers reads."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from flask import Flask, g, request
+from flask.json.provider import DefaultJSONProvider
+from pymongo.errors import PyMongoError
+from werkzeug.exceptions import UnsupportedMediaType
+
+from core import logs
+from core.clock import to_iso
+from core.db import ensure_indexes
+from core.services import Services, connect_services
+from core.settings import Settings, load_settings
+from core.waiting import JobWaiter
+from ingress import bookings, docs, health, jobs
+from ingress.problems import ProblemApi, register_error_handlers
+from workers.celery_app import create_celery_app
+
+log = logging.getLogger(__name__)
+BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Datetimes go out as ISO 8601 UTC with `Z`; key order is kept."""
+
+    sort_keys = False
+
+    @staticmethod
+    def default(value):
+        if hasattr(value, "isoformat") and hasattr(value, "tzinfo"):
+            return to_iso(value)
+        return DefaultJSONProvider.default(value)
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
+    settings = settings or load_settings()
+    logs.configure_logging(settings)
+    app = Flask(__name__)
+    app.json = JSONProvider(app)
+    app.url_map.strict_slashes = False
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.MAX_CONTENT_LENGTH,
+        API_TITLE="RadiantGo",
+        API_VERSION="1.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=docs.SWAGGER_ASSETS,
+    )
+    svc = services or connect_services(settings)
+    app.extensions["radiantgo"] = svc
+    app.extensions["celery"] = create_celery_app(settings)
+    app.extensions["job_waiter"] = JobWaiter(svc.redis)
+    app.extensions["indexes_ready"] = _ensure_indexes(svc)
+
+    api = ProblemApi(app)
+    for module in (bookings, jobs, health):
+        api.register_blueprint(module.blp)
+    app.register_blueprint(docs.assets)
+    register_error_handlers(app)
+    _install_request_hooks(app, svc)
+    return app
+
+
+def _ensure_indexes(svc: Services) -> bool:
+    try:
+        ensure_indexes(svc.db)
+        return True
+    except PyMongoError as exc:
+        # Start anyway: /health reports MongoDB, and the next request retries.
+        log.error("could not ensure MongoDB indexes yet: %s", exc)
+        return False
+
+
+def _install_request_hooks(app: Flask, svc: Services) -> None:
+    @app.before_request
+    def begin():
+        g.started = time.perf_counter()
+        rid = request.headers.get("X-Request-ID", "")
+        if not (0 < len(rid) <= 128 and rid.isprintable()):
+            rid = uuid.uuid4().hex
+        g.request_id = rid
+        logs.clear()
+        logs.bind(request_id=rid)
+        if not app.extensions["indexes_ready"]:
+            app.extensions["indexes_ready"] = _ensure_indexes(svc)
+        has_body = request.content_length or request.headers.get("Transfer-Encoding")
+        if request.method in BODY_METHODS and has_body and not request.is_json:
+            raise UnsupportedMediaType("Send the body as application/json.")
+
+    @app.after_request
+    def finish(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={"fields": {"ms": round(elapsed_ms, 1)}},
+        )
+        return response

@@ -1,0 +1,32 @@
+"""/api/jobs: what became of accepted work."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+
+from core import jobs
+from core.errors import NotFound
+from core.ids import is_job_id
+from core.schemas import JobSchema
+from ingress.context import prefer_wait, services
+from ingress.docs import Blueprint
+from ingress.submit import job_response
+
+blp = Blueprint("jobs", __name__, url_prefix="/api/jobs", description="Asynchronous jobs")
+
+
+@blp.route("/<job_id>")
+class Job(MethodView):
+    @blp.alt_response(
+        200,
+        schema=JobSchema,
+        success=True,
+        description="The job; `Retry-After` while it is unfinished.",
+    )
+    @blp.problems(404)
+    def get(self, job_id):
+        """A job's state, result or error. Honors `Prefer: wait=N`."""
+        job = jobs.get_job(services().db, job_id) if is_job_id(job_id) else None
+        if job is None:
+            raise NotFound(f"No job {job_id!r} (unknown, or expired).")
+        return job_response(job, wait=prefer_wait(), accepted=False)

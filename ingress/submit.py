@@ -1,0 +1,137 @@
+"""Accepting work: record the job, publish its task, answer 202 (or wait).
+
+The order is the promise: the job is in MongoDB before the task is published,
+and the publish is broker-confirmed before we answer 202. If the broker cannot
+take the task, the job record is dropped and the client gets a 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Response, current_app, request
+from kombu.exceptions import KombuError, OperationalError
+
+from core import jobs, logs, queues
+from core.clock import utcnow
+from core.errors import ServiceUnavailable, ValidationFailed
+from core.ids import new_job_id
+from ingress.context import prefer_wait, publisher, services, waiter
+from ingress.problems import problem_response
+
+log = logging.getLogger(__name__)
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def publish(task_name: str, job_id: str) -> None:
+    settings = services().settings
+    queue = queues.queue_name(queues.TASKS[task_name][1], settings.QUEUE_NAMESPACE)
+    publisher().send_task(
+        task_name,
+        args=[job_id],
+        task_id=job_id,
+        queue=queue,
+        headers={"request_id": logs.bound().get("request_id")},
+        retry=True,
+        retry_policy={
+            "max_retries": settings.BROKER_PUBLISH_RETRIES,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        confirm_timeout=settings.BROKER_TIMEOUT_S,
+    )
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip().strip('"')
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise ValidationFailed(
+            f"Idempotency-Key must be 1..{IDEMPOTENCY_KEY_MAX} printable characters.",
+            errors={"Idempotency-Key": ["Invalid header value."]},
+        )
+    return key
+
+
+def submit_job(
+    task_name: str, body: dict[str, Any], links: dict[str, str], **assigned: Any
+) -> Response:
+    """Record and enqueue a job; answer with it as the client asked (202 or final).
+
+    `body` is the validated request; `assigned` holds what the ingress decided
+    for it (a booking's ref_id), stored with it as the job's payload.
+    """
+    svc = services()
+    job_id = new_job_id()
+    key = _idempotency_key()
+    fingerprint = jobs.request_fingerprint(request.method, request.path, body)
+    payload = {"request": body, **assigned}
+    job, created = jobs.record_job(
+        svc.db,
+        svc.settings,
+        job_id=job_id,
+        job_type=queues.job_type(task_name),
+        payload=payload,
+        now=utcnow(),
+        links={"job": f"/api/jobs/{job_id}", **links},
+        idempotency_key=key,
+        fingerprint=fingerprint,
+    )
+    logs.bind(job_id=job["_id"])
+    if created:
+        try:
+            publish(task_name, job_id)
+        except (OperationalError, KombuError, OSError) as exc:
+            jobs.discard_job(svc.db, job_id)
+            log.warning("publish failed, answered 503: %s", exc)
+            raise ServiceUnavailable("The job queue is unavailable; nothing was enqueued.") from exc
+    response = job_response(job, wait=prefer_wait(), accepted=True)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def accepted_body(job: dict[str, Any]) -> dict[str, Any]:
+    body = {"job_id": job["_id"], "state": job["state"]}
+    ref_id = (job.get("payload") or {}).get("ref_id")
+    if ref_id:
+        body["ref_id"] = ref_id
+    body["links"] = job["links"]
+    return body
+
+
+def job_response(job: dict[str, Any], *, wait: int, accepted: bool) -> Response:
+    """A job as HTTP: 202 while unfinished, its final state once done.
+
+    With `wait`, block this thread (not the process: gunicorn runs gthread
+    workers) until the job finishes or `wait` seconds pass.
+    """
+    svc = services()
+    if wait and job["state"] not in jobs.FINISHED:
+        job = waiter().wait(job["_id"], wait, lambda: jobs.get_job(svc.db, job["_id"])) or job
+    finished = job["state"] in jobs.FINISHED
+    if not finished:
+        body = accepted_body(job) if accepted else jobs.public_job(job)
+        response = current_app.json.response(body)
+        response.status_code = 202 if accepted else 200
+        response.headers["Retry-After"] = "1"
+        if accepted:
+            response.headers["Location"] = job["links"]["job"]
+    elif job["state"] == jobs.FAILED and accepted:
+        error = dict(job["error"])
+        error.update(job_id=job["_id"], links=job["links"])
+        response = problem_response(error)
+        response.headers["Location"] = job["links"]["job"]
+    else:
+        response = current_app.json.response(jobs.public_job(job))
+        created = accepted and job["type"] == queues.job_type(queues.CREATE_BOOKING)
+        response.status_code = 201 if created else 200
+        if created:
+            response.headers["Location"] = job["links"]["booking"]
+    if wait:
+        response.headers["Preference-Applied"] = f"wait={wait}"
+    return response

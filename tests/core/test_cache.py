@@ -1,0 +1,35 @@
+from core.cache import Cache
+
+
+def test_a_slow_reader_cannot_refill_what_a_writer_invalidated(services):
+    cache = Cache(services.redis)
+    key = "test:versioned"
+    services.redis.delete(key)
+    assert cache.set_versioned(key, 1, {"v": 1}, 60)
+    assert cache.get(key, "test") == {"v": 1}
+    # A writer commits version 2 and invalidates; a reader that read version 1
+    # before the commit now tries to fill: refused.
+    cache.invalidate_versioned(key, 2, 60)
+    assert cache.get(key, "test") is None
+    assert not cache.set_versioned(key, 1, {"v": 1}, 60)
+    assert cache.set_versioned(key, 2, {"v": 2}, 60)
+    assert cache.get(key, "test") == {"v": 2}
+
+
+def test_hits_and_misses_are_counted_per_kind(services):
+    cache = Cache(services.redis)
+    services.redis.delete("cache:stats:countme:hits", "cache:stats:countme:misses", "test:c")
+    cache.get("test:c", "countme")
+    cache.set("test:c", [1], 60)
+    cache.get("test:c", "countme")
+    cache.get("test:c", "countme")
+    assert services.redis.get("cache:stats:countme:hits") == "2"
+    assert services.redis.get("cache:stats:countme:misses") == "1"
+
+
+def test_generations_make_old_pages_unreachable(services):
+    cache = Cache(services.redis)
+    services.redis.delete("test:gen")
+    before = cache.generation("test:gen")
+    cache.bump_generation("test:gen")
+    assert cache.generation("test:gen") == before + 1

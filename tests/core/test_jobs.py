@@ -1,0 +1,81 @@
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+
+from core import jobs
+from core.clock import utcnow
+from core.errors import IdempotencyKeyReused
+from core.ids import new_job_id
+
+
+def record(services, key=None, fingerprint="f1", now=None):
+    job_id = new_job_id()
+    return jobs.record_job(
+        services.db,
+        services.settings,
+        job_id=job_id,
+        job_type="test",
+        payload={"x": 1},
+        now=now or utcnow(),
+        links={"job": f"/api/jobs/{job_id}"},
+        idempotency_key=key,
+        fingerprint=fingerprint,
+    )
+
+
+def test_a_job_expires_after_job_ttl_days(services):
+    job, created = record(services)
+    assert created
+    stored = jobs.get_job(services.db, job["_id"])
+    assert stored["expire_at"] - stored["created_at"] == timedelta(days=7)
+    ttl = [i for i in services.db.jobs.list_indexes() if "expireAfterSeconds" in i]
+    assert ttl and ttl[0]["key"] == {"expire_at": 1}
+
+
+def test_lifecycle_is_recorded_once(services):
+    job, _ = record(services)
+    now = utcnow()
+    assert jobs.start_job(services.db, job["_id"], now)["state"] == "running"
+    # A redelivery to a new worker while running runs again (the first died).
+    assert jobs.start_job(services.db, job["_id"], now) is not None
+    assert jobs.finish_job(services.db, job["_id"], now, result={"ok": 1})
+    assert not jobs.finish_job(services.db, job["_id"], now, error={"status": 500})
+    assert jobs.start_job(services.db, job["_id"], now) is None
+    assert jobs.get_job(services.db, job["_id"])["result"] == {"ok": 1}
+
+
+def test_unknown_job_is_not_started(services):
+    assert jobs.start_job(services.db, new_job_id(), utcnow()) is None
+
+
+def test_same_key_same_request_returns_the_first_job(services):
+    key = new_job_id()
+    first, created = record(services, key)
+    again, created_again = record(services, key)
+    assert created and not created_again
+    assert again["_id"] == first["_id"]
+
+
+def test_same_key_other_request_is_refused(services):
+    key = new_job_id()
+    record(services, key, fingerprint="a")
+    with pytest.raises(IdempotencyKeyReused):
+        record(services, key, fingerprint="b")
+
+
+def test_an_expired_key_can_be_used_again(services):
+    key = new_job_id()
+    old, _ = record(services, key, now=utcnow() - timedelta(hours=25))
+    new, created = record(services, key, fingerprint="other")
+    assert created and new["_id"] != old["_id"]
+    assert "idempotency_key" not in jobs.get_job(services.db, old["_id"])
+
+
+def test_concurrent_duplicates_make_one_job(services):
+    key = new_job_id()
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda _: record(services, key), range(32)))
+    assert len({job["_id"] for job, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert services.db.jobs.count_documents({"idempotency_key": key}) == 1

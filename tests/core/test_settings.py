@@ -1,0 +1,61 @@
+import pytest
+
+from core.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_are_the_specs():
+    s = load_settings({})
+    assert (s.DB_POOL_SIZE, s.DB_POOL_MIN) == (50, 10)
+    assert (s.CACHE_TTL_ROUTES, s.CACHE_TTL_FLIGHTS, s.CACHE_TTL_BOOKINGS) == (300, 3600, 60)
+    assert (s.RATE_LIMIT_BOOKINGS, s.RATE_LIMIT_UPDATES, s.RATE_LIMIT_ROUTES) == (50, 200, 30)
+    assert (s.BULK_BOOKING_LIMIT, s.BULK_UPDATE_LIMIT, s.BULK_FLIGHT_LIMIT) == (1000, 500, 2000)
+    assert (s.LOCK_DEFAULT_TTL, s.LOCK_MAX_RETRIES, s.JOB_TTL_DAYS) == (30, 50, 7)
+    assert s.PORT == 5000 and s.FLOWER_PORT == 5555 and s.BIND_HOST == "127.0.0.1"
+    assert "retryWrites=false" in s.MONGODB_URI
+    assert s.embedded_mongo
+
+
+def test_environment_values_are_typed():
+    s = load_settings(
+        {"DB_POOL_SIZE": " 80 ", "REDIS_TIMEOUT_S": "0.5", "MONGODB_URI": "mongodb://x/y"}
+    )
+    assert s.DB_POOL_SIZE == 80 and s.REDIS_TIMEOUT_S == 0.5
+    assert not s.embedded_mongo
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DB_POOL_SIZE": "many"}, "DB_POOL_SIZE='many' is not a valid int"),
+        ({"LOCK_DEFAULT_TTL": "0"}, "LOCK_DEFAULT_TTL=0 is out of range"),
+        ({"PORT": "70000"}, "PORT=70000 is out of range"),
+        ({"WORKER_POOL": "gevent"}, "WORKER_POOL='gevent' is out of range"),
+        ({"DB_POOL_MIN": "60"}, "DB_POOL_MIN must not exceed DB_POOL_SIZE"),
+    ],
+)
+def test_bad_values_fail_with_the_variable_named(env, message):
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        load_settings(env)
+
+
+def test_unknown_override_is_an_error():
+    with pytest.raises(SettingsError, match="unknown settings: NOPE"):
+        load_settings({}, NOPE=1)
+
+
+def test_settings_are_immutable():
+    with pytest.raises(AttributeError):
+        Settings().PORT = 1  # type: ignore[misc]
+
+
+def test_only_the_settings_module_reads_the_environment():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("core", "ingress", "workers")
+        for path in (root / folder).rglob("*.py")
+        if "os.environ" in path.read_text() or "getenv" in path.read_text()
+    ]
+    assert offenders == ["core/settings.py"]

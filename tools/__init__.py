@@ -1,0 +1,1 @@
+"""Developer tooling: bring the stack up, run it, check it."""

@@ -1,0 +1,234 @@
+"""`make run` and `make test` set-up: services up, credentials, processes.
+
+python -m tools.stack ensure-services   # Redis + RabbitMQ reachable, or a clear error
+python -m tools.stack run               # the whole system under honcho, in the foreground
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import click
+
+from core import queues
+from core.settings import Settings, SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+CREDENTIALS = VAR / "credentials.env"
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+START_COMMANDS = {
+    "Redis": (
+        "redis-server",
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            "{port}",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/var/lib/redis",
+            "--logfile",
+            "/var/log/redis/ci.log",
+        ],
+        "redis-server",
+    ),
+    "RabbitMQ": ("rabbitmq-server", ["rabbitmq-server", "-detached"], "rabbitmq-server"),
+}
+
+
+def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if reachable(host, port, 0.5):
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def ensure_service(name: str, url: str, default_port: int, start_timeout: float) -> None:
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
+    if reachable(host, port):
+        return
+    binary, command, package = START_COMMANDS[name]
+    if host in LOOPBACK and shutil.which(binary):
+        click.echo(f"{name} is not running on {host}:{port}; starting it ...")
+        if name == "Redis":
+            for folder in ("/var/lib/redis", "/var/log/redis"):
+                Path(folder).mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [part.format(port=port) for part in command],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if wait_for_port(host, port, start_timeout):
+            click.echo(f"{name} is up on {host}:{port}.")
+            return
+        raise click.ClickException(
+            f"{name} was started but {host}:{port} did not open within {start_timeout:.0f} s."
+        )
+    raise click.ClickException(
+        f"{name} is not reachable at {host}:{port} and cannot be started here.\n"
+        f"  Install it (Debian: apt-get install {package}) or start it with\n"
+        f"  `docker compose up -d redis rabbitmq`, or point the URL setting at a running server."
+    )
+
+
+def ensure_services(settings: Settings) -> None:
+    ensure_service("Redis", settings.REDIS_URL, 6379, 15)
+    ensure_service("RabbitMQ", settings.RABBITMQ_URL, 5672, 120)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Settings as environment variables, for child processes."""
+    from dataclasses import fields
+
+    return {f.name: str(getattr(settings, f.name)) for f in fields(Settings)}
+
+
+def load_credentials() -> dict[str, str]:
+    """Credentials generated once and kept in var/, so restarts keep them."""
+    VAR.mkdir(exist_ok=True)
+    creds: dict[str, str] = {}
+    if CREDENTIALS.exists():
+        for line in CREDENTIALS.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if name and value:
+                creds[name] = value
+    if "FLOWER_BASIC_AUTH" not in creds:
+        creds["FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(12)}"
+    CREDENTIALS.write_text("".join(f"{k}={v}\n" for k, v in creds.items()))
+    CREDENTIALS.chmod(0o600)
+    return creds
+
+
+@click.group()
+def cli() -> None:
+    """RadiantGo's development stack."""
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(f"bad setting: {exc}") from None
+
+
+@cli.command("ensure-services")
+def ensure_services_command() -> None:
+    """Make sure Redis and RabbitMQ answer (start them if installed here)."""
+    ensure_services(_settings())
+
+
+@cli.command()
+def run() -> None:
+    """Run ingress, worker, beat, Flower (and the embedded MongoDB) under honcho."""
+    settings = _settings()
+    ensure_services(settings)
+    env = {**os.environ}
+    creds = load_credentials()
+    for name, value in creds.items():
+        env.setdefault(name, value)
+    generated = {k: v for k, v in creds.items() if env[k] == v and not os.environ.get(k)}
+    processes = ["web", "worker", "beat", "flower"]
+    if settings.embedded_mongo:
+        processes.insert(0, "mongo")
+        if reachable("127.0.0.1", settings.EMBEDDED_MONGO_PORT):
+            raise click.ClickException(
+                f"Port {settings.EMBEDDED_MONGO_PORT} is taken: is RadiantGo already running? "
+                "(or set EMBEDDED_MONGO_PORT / MONGODB_URI)"
+            )
+    (VAR / "mongo").mkdir(parents=True, exist_ok=True)
+    env.update(
+        API_BIND=f"{settings.BIND_HOST}:{settings.PORT}",
+        WORKER_QUEUES=",".join(
+            queues.queue_name(q, settings.QUEUE_NAMESPACE) for q in queues.ALL_QUEUES
+        ),
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({k: v for k, v in settings_env(settings).items() if k not in ("PORT",)})
+    env.update({k: env[k] for k in creds})
+    honcho = subprocess.Popen(
+        [sys.executable, "-m", "honcho", "start", "-f", "Procfile", "-d", str(ROOT), *processes],
+        env=env,
+        cwd=ROOT,
+    )
+    # The terminal's Ctrl-C reaches honcho directly (same process group); we
+    # only wait for it, and pass on a TERM sent to us alone.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: honcho.terminate())
+    wildcard = settings.BIND_HOST in ("0.0.0.0", "::")  # noqa: S104 (only compared)
+    host = "127.0.0.1" if wildcard else settings.BIND_HOST
+    base = f"http://{host}:{settings.PORT}"
+    if _wait_healthy(base, honcho, 60):
+        user, _, password = env["FLOWER_BASIC_AUTH"].partition(":")
+        lines = [
+            "",
+            "RadiantGo is running (Ctrl-C stops everything):",
+            f"  API       {base}/api/bookings",
+            f"  API docs  {base}/api/docs   (OpenAPI: {base}/api/openapi.json)",
+            f"  Health    {base}/health",
+            f"  Flower    http://{host}:{settings.FLOWER_PORT}/   user {user!r}",
+        ]
+        if "FLOWER_BASIC_AUTH" in generated:
+            lines.append(
+                f"            generated password {password!r} (kept in var/credentials.env)"
+            )
+        mongo = "MONGODB_URI"
+        if settings.embedded_mongo:
+            mongo = "embedded SecantusDB, data in var/mongo"
+        lines.append(f"  MongoDB   {mongo}")
+        lines.append(
+            "  Try:      curl -si -X POST "
+            + base
+            + "/api/bookings -H 'Content-Type: application/json' "
+            '-d \'{"origin":"DEL","destination":"BLR","pieces":5,"weight_kg":125.5}\''
+        )
+        click.echo("\n".join(lines) + "\n")
+    sys.exit(honcho.wait())
+
+
+def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2):  # noqa: S310 (our own URL)
+                return True
+        except urllib.error.HTTPError:
+            return True  # answering, even if degraded
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+if __name__ == "__main__":
+    cli()

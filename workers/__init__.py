@@ -1,0 +1,1 @@
+"""Celery workers: the writes behind every accepted job."""

@@ -1,0 +1,79 @@
+"""Per-process worker state: clients made after fork, logging, heartbeats."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from celery import Celery, bootsteps, signals
+
+from core import health, logs
+from core.db import ensure_indexes
+from core.services import Services, connect_services
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+_state: dict[str, object] = {}
+_lock = threading.Lock()
+
+
+def services() -> Services:
+    """This process's clients, made on first use after fork (pymongo is not fork-safe)."""
+    current = _state.get("services")
+    if current is not None and _state.get("pid") == os.getpid():
+        return current  # type: ignore[return-value]
+    with _lock:
+        if _state.get("services") is None or _state.get("pid") != os.getpid():
+            settings: Settings = _state["settings"]  # type: ignore[assignment]
+            svc = connect_services(settings)
+            ensure_indexes(svc.db)
+            _state.update(services=svc, pid=os.getpid())
+    return _state["services"]  # type: ignore[return-value]
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    """Records this worker as alive in Redis every few seconds, for /health."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def start(self, worker):
+        self.name_ = worker.hostname or socket.gethostname()
+        self.tref = worker.timer.call_repeatedly(health.WORKER_HEARTBEAT_INTERVAL, self.beat)
+        self.beat()
+
+    def beat(self):
+        try:
+            health.record_worker_heartbeat(services().redis, self.name_, time.time())
+        except Exception as exc:  # a missed heartbeat must never stop the worker
+            log.warning("heartbeat not recorded: %s", exc)
+
+    def stop(self, worker):
+        if getattr(self, "tref", None) is not None:
+            self.tref.cancel()
+
+
+def install(app: Celery) -> None:
+    settings: Settings = app.conf.radiantgo_settings
+    _state["settings"] = settings
+    app.steps["worker"].add(Heartbeat)
+
+    @signals.setup_logging.connect(weak=False)
+    def _logging(**_):
+        logs.configure_logging(settings)
+
+    @signals.worker_process_init.connect(weak=False)
+    def _child_started(**_):
+        services()  # prefork child: connect now, after the fork
+
+    @signals.task_prerun.connect(weak=False)
+    def _bind(task_id=None, task=None, **_):
+        request_id = getattr(task.request, "request_id", None) if task else None
+        logs.clear()
+        logs.bind(task=task.name if task else None, job_id=task_id, request_id=request_id)
+
+    @signals.task_postrun.connect(weak=False)
+    def _unbind(**_):
+        logs.clear()

@@ -1,0 +1,38 @@
+"""Celery tasks: thin adapters from a job id to a core function."""
+
+from __future__ import annotations
+
+import time
+
+from celery import shared_task
+
+from core import bookings, cache, queues
+from core.clock import utcnow
+from core.metrics import sample_queue_depths
+from workers import runtime
+from workers.jobs import run_job
+
+
+@shared_task(bind=True, name=queues.CREATE_BOOKING)
+def create_booking(self, job_id: str) -> None:
+    def work(svc, job):
+        payload = job["payload"]
+        booking = bookings.create_booking(
+            svc.db, ref_id=payload["ref_id"], data=payload["request"], job_id=job_id, now=utcnow()
+        )
+        svc.cache.bump_generation(cache.BOOKING_PAGES_GENERATION)
+        return {"booking": bookings.public_booking(booking)}
+
+    run_job(self, job_id, work)
+
+
+@shared_task(name=queues.NOOP)
+def noop(*args, **kwargs) -> None:
+    """Does nothing: the broker-and-worker floor that benchmarks compare against."""
+
+
+@shared_task(bind=True, name=queues.SAMPLE_QUEUE_DEPTHS, ignore_result=True)
+def sample_depths(self) -> None:
+    svc = runtime.services()
+    with self.app.connection_for_read() as connection:
+        sample_queue_depths(svc.redis, connection.default_channel, svc.settings, time.time())
