@@ -135,7 +135,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created_at, ref_id = json.loads(base64.urlsafe_b64decode(padded))
-        return from_iso(created_at), str(ref_id)
+        if not (isinstance(created_at, str) and isinstance(ref_id, str)):
+            raise TypeError("cursor fields are strings")
+        return from_iso(created_at), ref_id
     except (ValueError, TypeError, binascii.Error):
         raise ValidationFailed("Invalid cursor.", errors={"cursor": ["Invalid cursor."]}) from None
 

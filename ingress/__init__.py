@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 
+import pymongo
 from flask import Flask, g, request
 from flask.json.provider import DefaultJSONProvider
 from pymongo.errors import PyMongoError
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.extensions["celery"] = create_celery_app(settings)
     app.extensions["job_waiter"] = JobWaiter(svc.redis)
     app.extensions["indexes_ready"] = _ensure_indexes(svc)
+    app.extensions["indexes_tried_at"] = time.monotonic()
 
     api = ProblemApi(app)
     for module in (bookings, jobs, health):
@@ -68,14 +70,25 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     return app
 
 
-def _ensure_indexes(svc: Services) -> bool:
+INDEX_RETRY_INTERVAL_S = 5.0
+
+
+def _ensure_indexes(svc: Services, timeout_s: float = 3.0) -> bool:
     try:
-        ensure_indexes(svc.db)
+        with pymongo.timeout(timeout_s):
+            ensure_indexes(svc.db)
         return True
     except PyMongoError as exc:
-        # Start anyway: /health reports MongoDB, and the next request retries.
+        # Start anyway: /health reports MongoDB, and a later request retries.
         log.error("could not ensure MongoDB indexes yet: %s", exc)
         return False
+
+
+def _retry_indexes(app: Flask, svc: Services) -> None:
+    now = time.monotonic()
+    if now - app.extensions["indexes_tried_at"] >= INDEX_RETRY_INTERVAL_S:
+        app.extensions["indexes_tried_at"] = now
+        app.extensions["indexes_ready"] = _ensure_indexes(svc, timeout_s=1.0)
 
 
 def _install_request_hooks(app: Flask, svc: Services) -> None:
@@ -89,7 +102,7 @@ def _install_request_hooks(app: Flask, svc: Services) -> None:
         logs.clear()
         logs.bind(request_id=rid)
         if not app.extensions["indexes_ready"]:
-            app.extensions["indexes_ready"] = _ensure_indexes(svc)
+            _retry_indexes(app, svc)
         has_body = request.content_length or request.headers.get("Transfer-Encoding")
         if request.method in BODY_METHODS and has_body and not request.is_json:
             raise UnsupportedMediaType("Send the body as application/json.")

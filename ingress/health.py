@@ -16,8 +16,15 @@ CRITICAL = ("mongodb", "rabbitmq")
 
 
 def ping_broker() -> None:
+    # A fresh connection, not a pooled one: a pooled socket can look alive
+    # until its next write after the broker died.
     with publisher().connection_for_write() as connection:
-        connection.ensure_connection(max_retries=1, timeout=services().settings.BROKER_TIMEOUT_S)
+        connection.ensure_connection(
+            max_retries=1,
+            interval_start=0,
+            interval_step=0.1,
+            timeout=services().settings.BROKER_TIMEOUT_S,
+        )
 
 
 @blp.route("")

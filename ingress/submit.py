@@ -113,7 +113,8 @@ def job_response(job: dict[str, Any], *, wait: int, accepted: bool) -> Response:
     svc = services()
     if wait and job["state"] not in jobs.FINISHED:
         job = waiter().wait(job["_id"], wait, lambda: jobs.get_job(svc.db, job["_id"])) or job
-    finished = job["state"] in jobs.FINISHED
+    # A POST answers 202 (a replayed one too) unless the client chose to wait.
+    finished = job["state"] in jobs.FINISHED and (wait or not accepted)
     if not finished:
         body = accepted_body(job) if accepted else jobs.public_job(job)
         response = current_app.json.response(body)

@@ -1,0 +1,202 @@
+"""Booking creation end to end: HTTP -> RabbitMQ -> a real worker -> MongoDB."""
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from core import jobs, queues
+from tests.conftest import booking_body, wait_job
+
+
+def post(base, body, **headers):
+    return requests.post(base + "/api/bookings", json=body, headers=headers, timeout=15)
+
+
+def test_create_poll_read_round_trip(live_server, services):
+    body = booking_body(origin="del", customer_name="Acme Corp", customer_email="shipping@acme.com")
+    r = post(live_server, body)
+    assert r.status_code == 202
+    accepted = r.json()
+    job = wait_job(live_server, r.headers["Location"])
+    assert job["state"] == "succeeded", job
+    assert job["type"] == "booking.create"
+    assert job["started_at"] and job["finished_at"] and job["error"] is None
+    assert job["created_at"].endswith("Z") and job["finished_at"].endswith("Z")
+    assert "Retry-After" not in requests.get(live_server + r.headers["Location"], timeout=5).headers
+    booking = job["result"]["booking"]
+    assert booking["ref_id"] == accepted["ref_id"]
+    assert (booking["origin"], booking["destination"]) == ("DEL", "BLR")
+    assert booking["status"] == "BOOKED" and booking["version"] == 1
+
+    read = requests.get(live_server + accepted["links"]["booking"], timeout=5)
+    assert read.status_code == 200
+    details = read.json()
+    assert details["customer_email"] == "shipping@acme.com"
+    assert [e["type"] for e in details["events"]] == ["BOOKING_CREATED"]
+    assert details["events"][0]["job_id"] == accepted["job_id"]
+    # Second read is served from the cache, identical.
+    assert requests.get(live_server + accepted["links"]["booking"], timeout=5).json() == details
+    assert services.redis.exists(f"booking:details:{accepted['ref_id']}")
+
+
+def test_unfinished_job_says_when_to_poll_again(live_server):
+    r = post(live_server, booking_body())
+    first = requests.get(live_server + r.headers["Location"], timeout=5)
+    if first.json()["state"] in ("queued", "running"):
+        assert first.headers["Retry-After"] == "1"
+    wait_job(live_server, r.headers["Location"])
+
+
+def test_prefer_wait_answers_201_with_the_booking(live_server):
+    r = post(live_server, booking_body(), Prefer="wait=5")
+    assert r.status_code == 201, r.text
+    assert r.headers["Preference-Applied"] == "wait=5"
+    body = r.json()
+    assert body["state"] == "succeeded"
+    assert r.headers["Location"] == f"/api/bookings/{body['result']['booking']['ref_id']}"
+    assert requests.get(live_server + r.headers["Location"], timeout=5).status_code == 200
+
+
+def test_prefer_wait_gives_up_with_202_when_the_job_is_slow(settings, live_server, worker):
+    # Park the job: publish to a queue no worker consumes by stopping nothing,
+    # but asking for wait=1 on a job that is queued behind the time limit.
+    import os
+    import signal
+
+    os.kill(worker.pid, signal.SIGSTOP)  # the worker is frozen, the job stays queued
+    try:
+        started = time.monotonic()
+        r = post(live_server, booking_body(), Prefer="wait=1")
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    assert r.status_code == 202
+    assert 0.9 <= elapsed < 3
+    assert wait_job(live_server, r.headers["Location"])["state"] == "succeeded"
+
+
+def test_many_waiting_clients_do_not_block_each_other(live_server):
+    with ThreadPoolExecutor(24) as pool:
+        responses = list(
+            pool.map(lambda _: post(live_server, booking_body(), Prefer="wait=10"), range(48))
+        )
+    assert [r.status_code for r in responses] == [201] * 48
+
+
+def test_idempotency_key_replays_the_same_job(live_server, services):
+    key = str(uuid.uuid4())
+    first = post(live_server, booking_body(pieces=7), **{"Idempotency-Key": key})
+    again = post(live_server, booking_body(pieces=7), **{"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 202
+    assert first.json()["job_id"] == again.json()["job_id"]
+    assert first.json()["ref_id"] == again.json()["ref_id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    wait_job(live_server, first.headers["Location"])
+    assert services.db.bookings.count_documents({"ref_id": first.json()["ref_id"]}) == 1
+
+    other = post(live_server, booking_body(pieces=8), **{"Idempotency-Key": key})
+    assert other.status_code == 422
+    assert other.headers["Content-Type"] == "application/problem+json"
+
+
+def test_concurrent_duplicates_with_one_key_create_one_job(live_server, services):
+    key = str(uuid.uuid4())
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(
+            pool.map(
+                lambda _: post(live_server, booking_body(pieces=3), **{"Idempotency-Key": key}),
+                range(40),
+            )
+        )
+    assert {r.status_code for r in responses} == {202}
+    assert len({r.json()["job_id"] for r in responses}) == 1
+    ref_id = responses[0].json()["ref_id"]
+    wait_job(live_server, responses[0].headers["Location"])
+    time.sleep(0.5)  # any stray second job would have run by now
+    assert services.db.jobs.count_documents({"idempotency_key": key}) == 1
+    assert services.db.bookings.count_documents({"ref_id": ref_id}) == 1
+
+
+def test_list_shows_new_bookings_first(live_server):
+    made = []
+    for _ in range(3):
+        r = post(live_server, booking_body(origin="ZZB", destination="ZZC"), Prefer="wait=5")
+        made.append(r.json()["result"]["booking"]["ref_id"])
+    page = requests.get(live_server + "/api/bookings?origin=ZZB&limit=2", timeout=5).json()
+    assert [b["ref_id"] for b in page["items"]] == made[::-1][:2]
+    rest = requests.get(
+        live_server + f"/api/bookings?origin=ZZB&limit=2&cursor={page['next_cursor']}", timeout=5
+    ).json()
+    assert [b["ref_id"] for b in rest["items"]] == [made[0]]
+    # A new booking invalidates cached pages at once.
+    r = post(live_server, booking_body(origin="ZZB", destination="ZZC"), Prefer="wait=5")
+    page = requests.get(live_server + "/api/bookings?origin=ZZB&limit=2", timeout=5).json()
+    assert page["items"][0]["ref_id"] == r.json()["result"]["booking"]["ref_id"]
+
+
+def test_a_message_delivered_twice_creates_one_booking(live_server, app, services, worker):
+    """Publish the very same task message twice through RabbitMQ to the real worker."""
+    from ingress.submit import publish
+
+    r = post(live_server, booking_body(pieces=9))
+    accepted = r.json()
+    with app.test_request_context():
+        publish(queues.CREATE_BOOKING, accepted["job_id"])
+        publish(queues.CREATE_BOOKING, accepted["job_id"])
+    wait_job(live_server, r.headers["Location"])
+    _wait_until_drained(app, services.settings)
+    assert services.db.bookings.count_documents({"ref_id": accepted["ref_id"]}) == 1
+    assert services.db.booking_events.count_documents({"booking_id": accepted["ref_id"]}) == 1
+
+
+def test_the_task_run_twice_in_process_is_idempotent(app, services, settings):
+    """The same task body executed twice (as after a lost ack) has one effect."""
+    from workers import runtime
+    from workers.celery_app import create_celery_app
+
+    celery = create_celery_app(settings)
+    runtime.install(celery)
+    from workers.tasks import create_booking
+
+    with app.test_request_context():
+        # Record a job as the ingress does, without publishing it.
+        from core.clock import utcnow
+        from core.ids import new_job_id, new_ref_id
+
+        job_id, ref_id = new_job_id(), new_ref_id()
+        jobs.record_job(
+            services.db,
+            settings,
+            job_id=job_id,
+            job_type="booking.create",
+            payload={"request": booking_body(), "ref_id": ref_id},
+            now=utcnow(),
+            links={"job": f"/api/jobs/{job_id}", "booking": f"/api/bookings/{ref_id}"},
+        )
+    create_booking.apply(args=[job_id])
+    finished = jobs.get_job(services.db, job_id)
+    create_booking.apply(args=[job_id])
+    # Force the "worker died after writing, before acking" path: job back to running.
+    services.db.jobs.update_one({"_id": job_id}, {"$set": {"state": "running"}})
+    create_booking.apply(args=[job_id])
+    assert services.db.bookings.count_documents({"ref_id": ref_id}) == 1
+    assert services.db.booking_events.count_documents({"booking_id": ref_id}) == 1
+    assert jobs.get_job(services.db, job_id)["result"] == finished["result"]
+
+
+def _wait_until_drained(app, settings, timeout=10):
+    """Until the bookings queue is empty and the worker runs nothing."""
+    celery = app.extensions["celery"]
+    name = queues.queue_name(queues.BOOKINGS, settings.QUEUE_NAMESPACE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with celery.connection_for_write() as conn:
+            depth = conn.default_channel.queue_declare(name, passive=True).message_count
+        inspect = celery.control.inspect(timeout=0.5)
+        busy = [*(inspect.active() or {}).values(), *(inspect.reserved() or {}).values()]
+        if depth == 0 and not any(busy):
+            return
+        time.sleep(0.1)
+    raise AssertionError("queue did not drain")
