@@ -8,30 +8,23 @@ it never touches the data or the queues of a running `make run`.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import pytest
 import requests
 
-from core import health, queues
 from core.services import connect_services
 from core.settings import load_settings
-from tools.stack import settings_env, wait_for_port
-
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tools.processes import (
+    delete_queues,
+    start_ingress,
+    start_secantus,
+    start_worker,
+    stop,
+    wait_for_worker,
+)
 
 
 def _redis_test_url() -> str:
@@ -44,31 +37,10 @@ def mongo_uri(tmp_path_factory):
     if os.environ.get("TEST_MONGODB_URI"):
         yield os.environ["TEST_MONGODB_URI"]
         return
-    port = free_port()
-    data = tmp_path_factory.mktemp("secantus")
-    log = open(data.parent / "secantus.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secantus",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage-path",
-            str(data / "db"),
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    assert wait_for_port("127.0.0.1", port, 30), "SecantusDB did not start"
-    yield f"mongodb://127.0.0.1:{port}/radiantgo_test?retryWrites=false"
-    proc.terminate()
-    proc.wait(15)
-    log.close()
+    base = tmp_path_factory.mktemp("secantus")
+    proc, uri = start_secantus(base / "db", base / "secantus.log")
+    yield uri.replace("/radiantgo?", "/radiantgo_test?")
+    stop(proc)
 
 
 @pytest.fixture(scope="session")
@@ -109,118 +81,23 @@ def client(app):
     return app.test_client()
 
 
-def child_env(settings, **extra) -> dict[str, str]:
-    return {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT), **extra}
-
-
-def start_worker(settings, log_path: Path, *, name: str = "test", queue_names=None):
-    queue_list = queue_names or queues.ALL_QUEUES
-    names = ",".join(queues.queue_name(q, settings.QUEUE_NAMESPACE) for q in queue_list)
-    log = open(log_path, "a")  # noqa: SIM115 (owned by the process's lifetime)
-    return subprocess.Popen(
-        [
-            str(VENV_BIN / "celery"),
-            "-A",
-            "workers.main",
-            "worker",
-            "-E",
-            "-Q",
-            names,
-            "--pool",
-            settings.WORKER_POOL,
-            "--concurrency",
-            str(settings.WORKER_CONCURRENCY),
-            "--without-mingle",
-            "--without-gossip",
-            "-n",
-            f"{name}-{uuid.uuid4().hex[:6]}@%h",
-            "--loglevel",
-            "WARNING",
-        ],
-        env=child_env(settings),
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def wait_for_worker(services, proc, since: float, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "worker exited during start-up"
-        beats = services.redis.zrangebyscore(health.WORKER_HEARTBEATS, since, "+inf")
-        if beats:
-            return
-        time.sleep(0.2)
-    raise AssertionError("worker sent no heartbeat")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture(scope="session")
 def worker(settings, services, tmp_path_factory):
     """A real Celery worker process consuming this run's queues."""
     since = time.time()
     proc = start_worker(settings, tmp_path_factory.getbasetemp() / "worker.log")
-    wait_for_worker(services, proc, since)
+    wait_for_worker(services.redis, proc, since)
     yield proc
     stop(proc)
-    _delete_queues(settings)
-
-
-def _delete_queues(settings) -> None:
-    from workers.celery_app import create_celery_app
-
-    app = create_celery_app(settings)
-    with app.connection_for_write() as conn:
-        channel = conn.default_channel
-        for q in queues.ALL_QUEUES:
-            channel.queue_delete(queues.queue_name(q, settings.QUEUE_NAMESPACE))
+    delete_queues(settings)
 
 
 @pytest.fixture(scope="session")
 def live_server(settings, worker, tmp_path_factory):
     """The ingress under gunicorn (gthread), as `make run` starts it."""
-    port = free_port()
-    log = open(tmp_path_factory.getbasetemp() / "gunicorn.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            str(VENV_BIN / "gunicorn"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            str(settings.WEB_WORKERS),
-            "--threads",
-            str(settings.WEB_THREADS),
-            "ingress:create_app()",
-        ],
-        env=child_env(settings),
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "gunicorn exited during start-up"
-        try:
-            requests.get(base + "/health", timeout=2)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.2)
+    proc, base = start_ingress(settings, tmp_path_factory.getbasetemp() / "gunicorn.log")
     yield base
     stop(proc)
-    log.close()
 
 
 def booking_body(**overrides):

@@ -153,11 +153,8 @@ def run() -> None:
     """Run ingress, worker, beat, Flower (and the embedded MongoDB) under honcho."""
     settings = _settings()
     ensure_services(settings)
-    env = {**os.environ}
     creds = load_credentials()
-    for name, value in creds.items():
-        env.setdefault(name, value)
-    generated = {k: v for k, v in creds.items() if env[k] == v and not os.environ.get(k)}
+    flower_auth = settings.FLOWER_BASIC_AUTH or creds["FLOWER_BASIC_AUTH"]
     processes = ["web", "worker", "beat", "flower"]
     if settings.embedded_mongo:
         processes.insert(0, "mongo")
@@ -167,6 +164,8 @@ def run() -> None:
                 "(or set EMBEDDED_MONGO_PORT / MONGODB_URI)"
             )
     (VAR / "mongo").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **settings_env(settings)}
+    env.pop("PORT")  # honcho hands each process a PORT of its own; we bind with API_BIND
     env.update(
         API_BIND=f"{settings.BIND_HOST}:{settings.PORT}",
         WORKER_QUEUES=",".join(
@@ -175,8 +174,7 @@ def run() -> None:
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
     )
-    env.update({k: v for k, v in settings_env(settings).items() if k not in ("PORT",)})
-    env.update({k: env[k] for k in creds})
+    env.update(FLOWER_BASIC_AUTH=flower_auth)
     honcho = subprocess.Popen(
         [sys.executable, "-m", "honcho", "start", "-f", "Procfile", "-d", str(ROOT), *processes],
         env=env,
@@ -190,7 +188,7 @@ def run() -> None:
     host = "127.0.0.1" if wildcard else settings.BIND_HOST
     base = f"http://{host}:{settings.PORT}"
     if _wait_healthy(base, honcho, 60):
-        user, _, password = env["FLOWER_BASIC_AUTH"].partition(":")
+        user, _, password = flower_auth.partition(":")
         lines = [
             "",
             "RadiantGo is running (Ctrl-C stops everything):",
@@ -199,7 +197,7 @@ def run() -> None:
             f"  Health    {base}/health",
             f"  Flower    http://{host}:{settings.FLOWER_PORT}/   user {user!r}",
         ]
-        if "FLOWER_BASIC_AUTH" in generated:
+        if not settings.FLOWER_BASIC_AUTH:
             lines.append(
                 f"            generated password {password!r} (kept in var/credentials.env)"
             )

@@ -4,7 +4,8 @@ import pytest
 
 from core.services import connect_services
 from core.settings import load_settings
-from tests.conftest import booking_body, free_port
+from tests.conftest import booking_body
+from tools.processes import free_port
 
 
 def app_with(settings, **overrides):

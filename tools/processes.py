@@ -1,0 +1,170 @@
+"""Starting RadiantGo's processes as children: for tests and benchmarks.
+
+The same commands `make run` puts in the Procfile, with the environment built
+from a Settings object, so a test run or a benchmark gets an isolated stack
+(its own database, Redis DB and queue namespace) on the real services.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+from core import health, queues
+from core.settings import Settings
+from tools.stack import ROOT, settings_env, wait_for_port
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def child_env(settings: Settings, **extra: str) -> dict[str, str]:
+    return {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT), **extra}
+
+
+def _log(path: Path):
+    return open(path, "a")
+
+
+def start_secantus(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """A fresh SecantusDB on a free port; returns (process, MONGODB_URI)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "secantus",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(data_dir),
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=_log(log_path),
+        stderr=subprocess.STDOUT,
+    )
+    if not wait_for_port("127.0.0.1", port, 30):
+        stop(proc)
+        raise RuntimeError("SecantusDB did not start")
+    return proc, f"mongodb://127.0.0.1:{port}/radiantgo?retryWrites=false"
+
+
+def start_worker(
+    settings: Settings,
+    log_path: Path,
+    *,
+    name: str = "worker",
+    queue_list: tuple[str, ...] = queues.ALL_QUEUES,
+) -> subprocess.Popen:
+    names = ",".join(queues.queue_name(q, settings.QUEUE_NAMESPACE) for q in queue_list)
+    return subprocess.Popen(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "workers.main",
+            "worker",
+            "-E",
+            "-Q",
+            names,
+            "--pool",
+            settings.WORKER_POOL,
+            "--concurrency",
+            str(settings.WORKER_CONCURRENCY),
+            "--without-mingle",
+            "--without-gossip",
+            "-n",
+            f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            "--loglevel",
+            "WARNING",
+        ],
+        env=child_env(settings),
+        cwd=ROOT,
+        stdout=_log(log_path),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for_worker(
+    redis_client, proc: subprocess.Popen, since: float, timeout: float = 30
+) -> None:
+    """Until the worker has recorded a heartbeat newer than `since`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("worker exited during start-up")
+        if redis_client.zrangebyscore(health.WORKER_HEARTBEATS, since, "+inf"):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("worker sent no heartbeat")
+
+
+def start_ingress(settings: Settings, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """gunicorn with gthread workers, as `make run` starts it; returns (process, base URL)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(BIN / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            str(settings.WEB_WORKERS),
+            "--threads",
+            str(settings.WEB_THREADS),
+            "ingress:create_app()",
+        ],
+        env=child_env(settings),
+        cwd=ROOT,
+        stdout=_log(log_path),
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("gunicorn exited during start-up")
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2):  # noqa: S310
+                return proc, base
+        except urllib.error.HTTPError:
+            return proc, base
+        except OSError:
+            time.sleep(0.2)
+    stop(proc)
+    raise RuntimeError("ingress did not answer")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def delete_queues(settings: Settings) -> None:
+    from workers.celery_app import create_celery_app
+
+    app = create_celery_app(settings)
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for q in queues.ALL_QUEUES:
+            channel.queue_delete(queues.queue_name(q, settings.QUEUE_NAMESPACE))
