@@ -99,20 +99,23 @@ def get_job(db: Database, job_id: str) -> dict[str, Any] | None:
     return db.jobs.find_one({"_id": job_id})
 
 
-def start_job(db: Database, job_id: str, now: datetime) -> dict[str, Any] | None:
-    """Mark a job running and return it; None if there is nothing left to do.
+def start_job(
+    db: Database, job_id: str, now: datetime, payload: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Mark a job running and return {"_id", "payload"}; None if nothing is left to do.
 
-    A job already running was delivered before to a worker that died: run it
+    The task message carries the payload, so the usual path is one write. A job
+    found already running was delivered before to a worker that died: run it
     again (every task is idempotent). A finished or unknown job is skipped.
     """
     result = db.jobs.update_one(
         {"_id": job_id, "state": QUEUED},
         {"$set": {"state": RUNNING, "started_at": now}},
     )
-    job = db.jobs.find_one({"_id": job_id})
+    if result.modified_count == 1 and payload is not None:
+        return {"_id": job_id, "payload": payload}
+    job = db.jobs.find_one({"_id": job_id}, {"payload": 1, "state": 1})
     if job is None or job["state"] in FINISHED:
-        return None
-    if result.modified_count == 0 and job["state"] != RUNNING:
         return None
     return job
 

@@ -24,12 +24,13 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_MAX = 255
 
 
-def publish(task_name: str, job_id: str) -> None:
+def publish(task_name: str, job_id: str, payload: dict[str, Any]) -> None:
     settings = services().settings
     queue = queues.queue_name(queues.TASKS[task_name][1], settings.QUEUE_NAMESPACE)
     publisher().send_task(
         task_name,
         args=[job_id],
+        kwargs={"payload": payload},
         task_id=job_id,
         queue=queue,
         headers={"request_id": logs.bound().get("request_id")},
@@ -84,7 +85,7 @@ def submit_job(
     logs.bind(job_id=job["_id"])
     if created:
         try:
-            publish(task_name, job_id)
+            publish(task_name, job_id, payload)
         except (OperationalError, KombuError, OSError) as exc:
             jobs.discard_job(svc.db, job_id)
             log.warning("publish failed, answered 503: %s", exc)

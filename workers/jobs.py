@@ -36,10 +36,10 @@ def retry_countdown(retries: int) -> float:
 Work = Callable[[Services, dict[str, Any]], dict[str, Any]]
 
 
-def run_job(task: Task, job_id: str, work: Work) -> None:
+def run_job(task: Task, job_id: str, payload: dict[str, Any] | None, work: Work) -> None:
     svc = runtime.services()
     try:
-        job = jobs.start_job(svc.db, job_id, utcnow())
+        job = jobs.start_job(svc.db, job_id, utcnow(), payload)
         if job is None:
             log.info("job already finished or unknown; message dropped")
             return
@@ -48,7 +48,7 @@ def run_job(task: Task, job_id: str, work: Work) -> None:
         except RadiantError as exc:
             if exc.transient:
                 raise
-            _finish(svc, job_id, error=exc.to_problem(instance=job["links"]["job"]))
+            _finish(svc, job_id, error=exc.to_problem(instance=f"/api/jobs/{job_id}"))
             return
         _finish(svc, job_id, result=result)
     except (*TRANSIENT, ServiceUnavailable) as exc:

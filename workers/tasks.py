@@ -14,7 +14,7 @@ from workers.jobs import run_job
 
 
 @shared_task(bind=True, name=queues.CREATE_BOOKING)
-def create_booking(self, job_id: str) -> None:
+def create_booking(self, job_id: str, payload: dict | None = None) -> None:
     def work(svc, job):
         payload = job["payload"]
         booking = bookings.create_booking(
@@ -23,7 +23,7 @@ def create_booking(self, job_id: str) -> None:
         svc.cache.bump_generation(cache.BOOKING_PAGES_GENERATION)
         return {"booking": bookings.public_booking(booking)}
 
-    run_job(self, job_id, work)
+    run_job(self, job_id, payload, work)
 
 
 @shared_task(name=queues.NOOP)

@@ -36,7 +36,9 @@ def test_a_job_expires_after_job_ttl_days(services):
 def test_lifecycle_is_recorded_once(services):
     job, _ = record(services)
     now = utcnow()
-    assert jobs.start_job(services.db, job["_id"], now)["state"] == "running"
+    started = jobs.start_job(services.db, job["_id"], now, payload={"x": 1})
+    assert started == {"_id": job["_id"], "payload": {"x": 1}}
+    assert jobs.get_job(services.db, job["_id"])["state"] == "running"
     # A redelivery to a new worker while running runs again (the first died).
     assert jobs.start_job(services.db, job["_id"], now) is not None
     assert jobs.finish_job(services.db, job["_id"], now, result={"ok": 1})

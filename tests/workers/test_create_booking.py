@@ -143,8 +143,9 @@ def test_a_message_delivered_twice_creates_one_booking(live_server, app, service
     r = post(live_server, booking_body(pieces=9))
     accepted = r.json()
     with app.test_request_context():
-        publish(queues.CREATE_BOOKING, accepted["job_id"])
-        publish(queues.CREATE_BOOKING, accepted["job_id"])
+        payload = jobs.get_job(services.db, accepted["job_id"])["payload"]
+        publish(queues.CREATE_BOOKING, accepted["job_id"], payload)
+        publish(queues.CREATE_BOOKING, accepted["job_id"], payload)
     wait_job(live_server, r.headers["Location"])
     _wait_until_drained(app, services.settings)
     assert services.db.bookings.count_documents({"ref_id": accepted["ref_id"]}) == 1
@@ -175,9 +176,10 @@ def test_the_task_run_twice_in_process_is_idempotent(app, services, settings):
             now=utcnow(),
             links={"job": f"/api/jobs/{job_id}", "booking": f"/api/bookings/{ref_id}"},
         )
-    create_booking.apply(args=[job_id])
+    payload = jobs.get_job(services.db, job_id)["payload"]
+    create_booking.apply(args=[job_id], kwargs={"payload": payload})
     finished = jobs.get_job(services.db, job_id)
-    create_booking.apply(args=[job_id])
+    create_booking.apply(args=[job_id], kwargs={"payload": payload})
     # Force the "worker died after writing, before acking" path: job back to running.
     services.db.jobs.update_one({"_id": job_id}, {"$set": {"state": "running"}})
     create_booking.apply(args=[job_id])

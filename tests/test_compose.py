@@ -1,0 +1,299 @@
+"""The container stack: docker-compose.yml, deploy/nginx.conf and the Dockerfile.
+
+No Docker engine is needed: the compose file is read as YAML (PyYAML resolves
+its anchors and merge keys the way compose does) and checked against the code
+it deploys: Settings' field names, the queues, the ingress's entry point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from core import queues
+from core.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+NGINX = ROOT / "deploy" / "nginx.conf"
+DOCKERFILE = ROOT / "Dockerfile"
+
+SETTINGS_FIELDS = {f.name for f in dataclasses.fields(Settings)}
+# Variables the app's containers may carry that are not RadiantGo settings.
+NOT_SETTINGS = {"PYTHONUNBUFFERED"}
+# Compose defaults that deliberately differ from Settings' own.
+DIFFERENT_DEFAULTS = {"LOG_FORMAT": "json"}
+APP_IMAGE = "radiantgo:latest"
+DEFAULTED = re.compile(r"^\$\{(?P<name>\w+):-(?P<default>[^}]*)\}$")
+
+
+def _docker_compose_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(
+        ["docker", "compose", "version"], capture_output=True, text=True, check=False
+    )
+    return probe.returncode == 0
+
+
+needs_compose = pytest.mark.skipif(
+    not _docker_compose_available(),
+    reason="the `docker compose` plugin is not installed (`docker compose version` fails)",
+)
+
+
+def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "compose", "-f", str(COMPOSE), "config", "--quiet"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@needs_compose
+def test_docker_compose_config_accepts_the_file():
+    env = {**os.environ, "FLOWER_BASIC_AUTH": "admin:secret"}
+    result = _compose_config(env)
+    assert result.returncode == 0, result.stderr
+
+
+@needs_compose
+def test_docker_compose_config_requires_flower_basic_auth():
+    env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    result = _compose_config(env)
+    assert result.returncode != 0
+    assert "FLOWER_BASIC_AUTH" in result.stderr
+
+
+# --- docker-compose.yml, read as YAML ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed")
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict[str, dict]:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def app_services(services) -> dict[str, dict]:
+    """The services that run RadiantGo code (built from this repository's image)."""
+    found = {name: svc for name, svc in services.items() if svc.get("image") == APP_IMAGE}
+    assert found, f"no service runs {APP_IMAGE}"
+    return found
+
+
+def _command(svc: dict) -> list[str]:
+    command = svc.get("command", [])
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def _worker_services(services: dict[str, dict]) -> dict[str, list[str]]:
+    """Each Celery worker service and the argv of its command."""
+    return {
+        name: argv
+        for name, svc in services.items()
+        if (argv := _command(svc))[:4] == ["celery", "-A", "workers.main", "worker"]
+    }
+
+
+def _option(argv: list[str], flag: str) -> str:
+    assert flag in argv, f"{flag} missing from {argv}"
+    return argv[argv.index(flag) + 1]
+
+
+def _default_env(environment: dict[str, str]) -> dict[str, str]:
+    """The environment as compose would set it with none of the variables exported."""
+    resolved = {}
+    for name, value in environment.items():
+        match = DEFAULTED.match(str(value))
+        resolved[name] = match["default"] if match else str(value)
+    return resolved
+
+
+def test_app_environment_names_are_settings_fields(compose, app_services):
+    anchor = compose["x-app-env"]
+    assert anchor, "the x-app-env anchor is empty"
+    for name, svc in app_services.items():
+        env = svc["environment"]
+        assert isinstance(env, dict), f"{name}: environment should be a mapping"
+        assert set(anchor) <= set(env), f"{name} does not use the x-app-env anchor"
+        unknown = set(env) - SETTINGS_FIELDS - NOT_SETTINGS
+        assert not unknown, f"{name} sets variables Settings does not read: {sorted(unknown)}"
+
+
+def test_app_environment_points_at_the_compose_services(compose):
+    env = compose["x-app-env"]
+    assert env["MONGODB_URI"] == "mongodb://mongo:27017/radiantgo"
+    assert env["REDIS_URL"] == "redis://redis:6379/0"
+    assert env["RABBITMQ_URL"] == "amqp://guest:guest@rabbitmq:5672//"
+
+
+def test_passthrough_defaults_are_the_settings_defaults(app_services):
+    for name, svc in app_services.items():
+        for var, value in svc["environment"].items():
+            match = DEFAULTED.match(str(value))
+            if match is None:
+                continue
+            assert match["name"] == var, f"{name}: {var} passes through ${match['name']}"
+            expected = DIFFERENT_DEFAULTS.get(var, str(getattr(Settings, var)))
+            assert match["default"] == expected, f"{name}: {var} defaults to {match['default']}"
+
+
+def test_default_environment_loads(app_services):
+    for name, svc in app_services.items():
+        env = _default_env({k: v for k, v in svc["environment"].items() if k in SETTINGS_FIELDS})
+        settings = load_settings(env)
+        assert settings.LOG_FORMAT == "json", name
+        assert not settings.embedded_mongo, name
+
+
+def test_flower_basic_auth_is_required_and_flower_only_local(services):
+    flower = services["flower"]
+    auth = flower["environment"]["FLOWER_BASIC_AUTH"]
+    assert auth.startswith("${FLOWER_BASIC_AUTH:?"), "FLOWER_BASIC_AUTH must be required"
+    assert flower["ports"], "Flower publishes no port"
+    for port in flower["ports"]:
+        assert str(port).startswith("127.0.0.1:"), f"Flower port {port} is not host-local"
+
+
+def test_only_nginx_is_published_to_the_world(services):
+    for name, svc in services.items():
+        for port in svc.get("ports", []):
+            if not str(port).startswith("127.0.0.1:"):
+                assert name == "nginx", f"{name} publishes {port} on every interface"
+    assert "5000:5000" in services["nginx"]["ports"]
+
+
+def test_ingress_is_replicated_behind_nginx(services):
+    ingress = services["ingress"]
+    assert ingress["deploy"]["replicas"] >= 2
+    assert "ports" not in ingress, "the ingress must be reached through nginx only"
+    health = " ".join(ingress["healthcheck"]["test"])
+    assert "urllib" in health and "/health" in health
+    nginx = services["nginx"]
+    assert any(v.startswith("./deploy/nginx.conf:") for v in nginx["volumes"])
+    assert nginx["depends_on"]["ingress"]["condition"] == "service_healthy"
+
+
+def test_backing_services_are_healthchecked_and_awaited(services, app_services):
+    backing = ("mongo", "redis", "rabbitmq")
+    for name in backing:
+        assert "healthcheck" in services[name], f"{name} has no healthcheck"
+    for name, svc in app_services.items():
+        for dep, condition in svc["depends_on"].items():
+            assert dep in backing or dep == "ingress", f"{name} depends on {dep}"
+            assert condition["condition"] == "service_healthy", f"{name} -> {dep}"
+        assert "rabbitmq" in svc["depends_on"], f"{name} starts before the broker"
+
+
+def test_one_worker_service_per_queue_group_covering_every_queue(services):
+    workers = _worker_services(services)
+    assert set(workers) == {"worker-bookings", "worker-bulk", "worker-maintenance"}
+    consumed: list[str] = []
+    names = set()
+    for service, argv in workers.items():
+        consumed += _option(argv, "-Q").split(",")
+        names.add(_option(argv, "-n").split("@")[0])
+        for flag in ("-E", "--without-mingle", "--without-gossip"):
+            assert flag in argv, f"{service} lacks {flag}"
+        assert _option(argv, "--pool") == "threads"
+        assert int(_option(argv, "--concurrency")) > 0
+    assert sorted(consumed) == sorted(queues.ALL_QUEUES), "each queue needs exactly one group"
+    assert len(names) == len(workers), "worker node names must differ"
+    assert _option(workers["worker-bookings"], "-Q").split(",") == ["bookings", "status"]
+
+
+def test_beat_and_flower_commands(services):
+    beat = _command(services["beat"])
+    assert beat[:4] == ["celery", "-A", "workers.main", "beat"]
+    assert _option(beat, "--schedule").startswith("/tmp/")
+    assert "deploy" not in services["beat"], "beat must run exactly once"
+    flower = _command(services["flower"])
+    assert flower[:4] == ["celery", "-A", "workers.main", "flower"]
+    assert "--port=5555" in flower
+
+
+def test_rabbitmq_management_ui_is_not_public(services):
+    rabbit = services["rabbitmq"]
+    assert rabbit["image"].startswith("rabbitmq:3-management")
+    for port in rabbit.get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), f"RabbitMQ publishes {port}"
+
+
+# --- deploy/nginx.conf and the Dockerfile (plain text) ----------------------
+
+
+def _nginx_directives() -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in NGINX.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def test_nginx_balances_least_conn_over_the_ingress():
+    text = "\n".join(_nginx_directives())
+    upstream = re.search(r"upstream\s+ingress\s*\{(?P<body>[^}]*)\}", text)
+    assert upstream, "no `upstream ingress` block"
+    body = upstream["body"]
+    assert re.search(r"^\s*least_conn;", body, re.M)
+    assert "server ingress:5000 max_fails=3 fail_timeout=30s;" in body
+    assert "proxy_pass http://ingress;" in text
+
+
+def test_nginx_proxy_settings():
+    directives = set(_nginx_directives())
+    for expected in (
+        "proxy_set_header X-Real-IP $remote_addr;",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_http_version 1.1;",
+        'proxy_set_header Connection "";',
+        "proxy_connect_timeout 5s;",
+        "proxy_send_timeout 30s;",
+        "proxy_read_timeout 30s;",
+        "client_max_body_size 1m;",
+    ):
+        assert expected in directives, expected
+    # A Prefer: wait response may take MAX_WAIT_SECONDS; nginx must outwait it.
+    assert Settings.MAX_WAIT_SECONDS < 30
+
+
+def test_dockerfile_runs_gunicorn_as_non_root():
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
+    assert "pip install --no-cache-dir -r requirements.txt" in text
+    user = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert user and user[-1].split(":")[0] not in ("root", "0")
+    cmd = re.findall(r"^CMD\s+(.+)$", text, re.M)[-1]
+    for part in (
+        "gunicorn",
+        "--bind 0.0.0.0:5000",
+        "--worker-class gthread",
+        "${WEB_WORKERS",
+        "${WEB_THREADS",
+        "'ingress:create_app()'",
+    ):
+        assert part in cmd, part
+    for path in ("core/", "ingress/", "workers/", "tools/", "celeryconfig.py"):
+        assert re.search(rf"^COPY\s+{re.escape(path)}", text, re.M), path
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image():
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    for entry in (".venv", "var", ".git", "perf/results"):
+        assert entry in ignored, entry
+    assert "__pycache__" in ignored or "**/__pycache__" in ignored
