@@ -18,6 +18,8 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from core import cache as caches
+from core.cache import Cache
 from core.clock import from_iso, to_iso
 from core.errors import Conflict, ValidationFailed
 
@@ -170,3 +172,44 @@ def list_bookings(
     )
     next_cursor = encode_cursor(docs[limit - 1]) if len(docs) > limit else None
     return {"items": [public_booking(d) for d in docs[:limit]], "next_cursor": next_cursor}
+
+
+# -- cached reads ----------------------------------------------------------------
+
+
+def read_booking_details(
+    db: Database, cache: Cache, ref_id: str, ttl: int
+) -> dict[str, Any] | None:
+    """Details from the cache, else from MongoDB (then cached unless a writer
+    has already fenced this version out, or the timeline is mid-write)."""
+    key = caches.booking_details_key(ref_id)
+    details = cache.get(key, caches.BOOKING_DETAILS)
+    if details is None:
+        details = get_booking_details(db, ref_id)
+        if details is not None and timeline_is_complete(details):
+            cache.set_versioned(key, details["version"], details, ttl)
+    return details
+
+
+def read_booking_page(
+    db: Database, cache: Cache, ttl: int, *, limit: int, **filters: Any
+) -> dict[str, Any]:
+    generation = cache.generation(caches.BOOKING_PAGES_GENERATION)
+    key = caches.booking_page_key(generation, {"limit": limit, **filters})
+    page = cache.get(key, caches.BOOKING_PAGES)
+    if page is None:
+        page = list_bookings(db, limit=limit, **filters)
+        cache.set(key, page, ttl)
+    return page
+
+
+def booking_status(db: Database, cache: Cache, ref_id: str) -> str | None:
+    """The status as last known: from cached details if any, else MongoDB.
+
+    Good enough to refuse an impossible transition at the door; the worker
+    decides again under the lock."""
+    details = cache.get(caches.booking_details_key(ref_id), caches.BOOKING_DETAILS)
+    if details is not None:
+        return details["status"]
+    doc = db.bookings.find_one({"ref_id": ref_id}, {"status": 1})
+    return doc["status"] if doc else None

@@ -57,6 +57,11 @@ INDEXES: dict[str, list[IndexModel]] = {
             unique=True,
             partialFilterExpression={"idempotency_key": {"$type": "string"}},
         ),
+        # The jobs about one booking (a pending create, for transitions).
+        IndexModel(
+            [("ref_id", ASCENDING), ("created_at", ASCENDING)],
+            partialFilterExpression={"ref_id": {"$type": "string"}},
+        ),
     ],
 }
 

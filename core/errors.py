@@ -77,6 +77,15 @@ class Conflict(RadiantError):
     slug = "conflict"
 
 
+class NotReady(RadiantError):
+    """What the job needs does not exist yet but is on its way: retry later."""
+
+    status = 409
+    title = "Not ready"
+    slug = "not-ready"
+    transient = True
+
+
 class ServiceUnavailable(RadiantError):
     """A backing service (MongoDB, Redis, RabbitMQ) cannot be reached."""
 

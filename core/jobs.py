@@ -42,6 +42,7 @@ def record_job(
     links: dict[str, str],
     idempotency_key: str | None = None,
     fingerprint: str | None = None,
+    ref_id: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Insert a queued job; returns (job, created).
 
@@ -61,6 +62,8 @@ def record_job(
         "error": None,
         "expire_at": now + timedelta(days=settings.JOB_TTL_DAYS),
     }
+    if ref_id is not None:
+        doc["ref_id"] = ref_id  # the booking this job is about (indexed)
     if idempotency_key is None:
         db.jobs.insert_one(doc)
         return doc, True
@@ -143,6 +146,12 @@ def finish_job(
 
 def set_progress(db: Database, job_id: str, progress: dict[str, int]) -> None:
     db.jobs.update_one({"_id": job_id, "state": RUNNING}, {"$set": {"progress": progress}})
+
+
+def pending_create(db: Database, ref_id: str) -> bool:
+    """True while a job that will create booking `ref_id` is queued or running."""
+    job = db.jobs.find_one({"ref_id": ref_id, "type": "booking.create"}, {"state": 1})
+    return job is not None and job["state"] in (QUEUED, RUNNING)
 
 
 def public_job(job: dict[str, Any]) -> dict[str, Any]:

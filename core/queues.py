@@ -14,12 +14,14 @@ MAINTENANCE = "maintenance"
 ALL_QUEUES = (BOOKINGS, STATUS, BULK, MAINTENANCE)
 
 CREATE_BOOKING = "radiantgo.bookings.create"
+TRANSITION_BOOKING = "radiantgo.bookings.transition"
 NOOP = "radiantgo.maintenance.noop"
 SAMPLE_QUEUE_DEPTHS = "radiantgo.maintenance.sample_queue_depths"
 
 # Job type (shown to clients) and queue of each task.
 TASKS = {
     CREATE_BOOKING: ("booking.create", BOOKINGS),
+    TRANSITION_BOOKING: ("booking.transition", STATUS),
     NOOP: ("noop", MAINTENANCE),
     SAMPLE_QUEUE_DEPTHS: ("maintenance.sample_queue_depths", MAINTENANCE),
 }

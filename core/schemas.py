@@ -105,6 +105,36 @@ class BookingCreateSchema(Schema):
             raise ValidationError("Must differ from origin.", "destination")
 
 
+FLIGHT_NUMBER_PATTERN = re.compile(r"^[A-Za-z0-9]{2}[A-Za-z]?[0-9]{1,4}[A-Za-z]?$")
+
+
+class FlightNumber(fields.String):
+    """An airline designator and a number, such as RG001; upper case out."""
+
+    default_error_messages = {"flight": "Must be a flight number such as RG001."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not FLIGHT_NUMBER_PATTERN.match(text):
+            raise self.make_error("flight")
+        return text.upper()
+
+
+class TransitionSchema(Schema):
+    """Body of depart / arrive / deliver (every field optional)."""
+
+    class Meta:
+        unknown = RAISE
+
+    location = Text(validate=validate.Length(1, 100), metadata={"example": "DEL Airport"})
+    notes = Text(validate=validate.Length(max=500), metadata={"example": "Departed on schedule"})
+    flight_number = FlightNumber(metadata={"example": "RG001"})
+
+
+class CancelSchema(TransitionSchema):
+    reason = Text(validate=validate.Length(1, 500), metadata={"example": "Customer request"})
+
+
 class BookingListQuerySchema(Schema):
     class Meta:
         unknown = RAISE
@@ -165,6 +195,16 @@ class BookingSchema(Schema):
     version = fields.Integer()
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
+
+
+class HeldLockSchema(Schema):
+    key = fields.String(metadata={"example": "booking:ref:RG123ABC456"})
+    ttl_ms = fields.Integer()
+
+
+class HeldLocksSchema(Schema):
+    locks = fields.List(fields.Nested(HeldLockSchema))
+    count = fields.Integer()
 
 
 class BookingDetailSchema(BookingSchema):

@@ -14,6 +14,7 @@ from pymongo.database import Database
 
 from core.cache import Cache
 from core.db import connect_mongo, database
+from core.locks import LockManager
 from core.settings import Settings
 
 
@@ -35,10 +36,12 @@ class Services:
     redis: redis.Redis
     db: Database = field(init=False)
     cache: Cache = field(init=False)
+    locks: LockManager = field(init=False)
 
     def __post_init__(self) -> None:
         self.db = database(self.mongo)
         self.cache = Cache(self.redis)
+        self.locks = LockManager(self.redis, self.settings)
 
     def close(self) -> None:
         self.mongo.close()

@@ -81,6 +81,7 @@ def submit_job(
         links={"job": f"/api/jobs/{job_id}", **links},
         idempotency_key=key,
         fingerprint=fingerprint,
+        ref_id=assigned.get("ref_id"),
     )
     logs.bind(job_id=job["_id"])
     if created:

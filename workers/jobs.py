@@ -37,29 +37,36 @@ Work = Callable[[Services, dict[str, Any]], dict[str, Any]]
 
 
 def run_job(task: Task, job_id: str, payload: dict[str, Any] | None, work: Work) -> None:
-    svc = runtime.services()
     try:
+        svc = runtime.services()  # the first call connects and ensures indexes
         job = jobs.start_job(svc.db, job_id, utcnow(), payload)
         if job is None:
             log.info("job already finished or unknown; message dropped")
             return
         try:
-            result = work(svc, job)
+            outcome = {"result": work(svc, job)}
         except RadiantError as exc:
             if exc.transient:
                 raise
-            _finish(svc, job_id, error=exc.to_problem(instance=f"/api/jobs/{job_id}"))
-            return
-        _finish(svc, job_id, result=result)
-    except (*TRANSIENT, ServiceUnavailable) as exc:
-        if task.request.retries >= MAX_RETRIES:
-            problem = ServiceUnavailable(f"Gave up after {MAX_RETRIES} retries: {exc}")
-            _finish(svc, job_id, error=problem.to_problem())
-            return
-        log.warning("transient failure, retrying: %s", exc)
-        raise task.retry(
-            exc=exc, countdown=retry_countdown(task.request.retries), max_retries=MAX_RETRIES
-        ) from exc
+            outcome = {"error": exc.to_problem(instance=f"/api/jobs/{job_id}")}
+        _finish(svc, job_id, **outcome)
+    except RadiantError as exc:
+        _retry_or_fail(task, job_id, exc)
+    except TRANSIENT as exc:
+        # Anywhere, finishing included: Celery would ack a failed task, and the
+        # job would stay "running" forever. A retry redoes idempotent work.
+        _retry_or_fail(task, job_id, ServiceUnavailable(f"{type(exc).__name__}: {exc}"))
+
+
+def _retry_or_fail(task: Task, job_id: str, exc: RadiantError) -> None:
+    if task.request.retries >= MAX_RETRIES:
+        exc.detail = f"Gave up after {MAX_RETRIES} retries: {exc.detail}"
+        _finish(runtime.services(), job_id, error=exc.to_problem(instance=f"/api/jobs/{job_id}"))
+        return
+    log.warning("transient failure, retrying: %s", exc.detail)
+    raise task.retry(
+        exc=exc, countdown=retry_countdown(task.request.retries), max_retries=MAX_RETRIES
+    )
 
 
 def _finish(svc: Services, job_id: str, **outcome: Any) -> None:

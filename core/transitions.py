@@ -1,0 +1,99 @@
+"""Status transitions: the state machine, under a per-booking lock, fenced.
+
+The lock keeps concurrent transitions of one booking from wasting each
+other's work; the fence keeps them correct. The write matches the status and
+version that were read, so a holder whose lock expired mid-transition finds
+its write refused and re-decides on the newer state.
+
+Each applied transition is recorded on the booking (`applied`: job id, status,
+time) in the same atomic update, so a redelivered job can tell that it already
+happened, and write its event if the first delivery died before doing so.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo.database import Database
+
+from core import bookings, jobs
+from core.errors import NotFound, NotReady
+from core.lifecycle import check_transition, event_type
+from core.locks import LockManager, booking_lock_key
+
+EVENT_FIELDS = ("location", "notes", "flight_number", "reason")
+FENCED_WRITE_TRIES = 3
+
+
+class StaleRead(Exception):
+    """The booking changed between our read and our write (the fence held)."""
+
+
+def read_booking(db: Database, ref_id: str) -> dict[str, Any] | None:
+    return db.bookings.find_one({"ref_id": ref_id}, {"_id": 0})
+
+
+def _recorded(booking: dict[str, Any], job_id: str) -> dict[str, Any] | None:
+    return next((a for a in booking.get("applied", ()) if a["job_id"] == job_id), None)
+
+
+def _write_event(
+    db: Database, ref_id: str, status: str, job_id: str, at: datetime, data: dict
+) -> None:
+    fields = {name: data.get(name) for name in EVENT_FIELDS}
+    bookings.insert_event(
+        db, bookings.new_event(ref_id, event_type(status), status, job_id=job_id, at=at, **fields)
+    )
+
+
+def apply_transition(
+    db: Database, booking: dict[str, Any], target: str, *, job_id: str, data: dict, now: datetime
+) -> dict[str, Any]:
+    """The fenced write of one transition from the state in `booking` (as read).
+
+    Raises InvalidTransition if the machine forbids it, StaleRead if the
+    booking is no longer at the status and version read.
+    """
+    check_transition(booking["status"], target)
+    result = db.bookings.update_one(
+        {"ref_id": booking["ref_id"], "status": booking["status"], "version": booking["version"]},
+        {
+            "$set": {"status": target, "updated_at": now},
+            "$inc": {"version": 1},
+            "$push": {"applied": {"job_id": job_id, "status": target, "at": now}},
+        },
+    )
+    if result.modified_count != 1:
+        raise StaleRead(booking["ref_id"])
+    _write_event(db, booking["ref_id"], target, job_id, now, data)
+    return {**booking, "status": target, "version": booking["version"] + 1, "updated_at": now}
+
+
+def transition_booking(
+    db: Database,
+    locks: LockManager,
+    *,
+    ref_id: str,
+    target: str,
+    job_id: str,
+    data: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """Move booking `ref_id` to `target` once, whatever the races and redeliveries."""
+    with locks.hold(booking_lock_key(ref_id)):
+        for _ in range(FENCED_WRITE_TRIES):
+            booking = read_booking(db, ref_id)
+            if booking is None:
+                if jobs.pending_create(db, ref_id):
+                    raise NotReady(f"Booking {ref_id} is still being created.")
+                raise NotFound(f"No booking {ref_id!r}.")
+            done = _recorded(booking, job_id)
+            if done is not None:  # a redelivery: make sure the event exists too
+                _write_event(db, ref_id, done["status"], job_id, done["at"], data)
+                return booking
+            try:
+                return apply_transition(db, booking, target, job_id=job_id, data=data, now=now)
+            except StaleRead:
+                continue  # someone wrote without our lock (it expired): decide again
+    raise NotReady(f"Booking {ref_id} kept changing under the transition.")

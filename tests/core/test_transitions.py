@@ -1,0 +1,157 @@
+import time
+
+import pytest
+
+from core import bookings, transitions
+from core.clock import utcnow
+from core.errors import NotFound, NotReady
+from core.ids import new_job_id, new_ref_id
+from core.lifecycle import InvalidTransition
+from core.locks import booking_lock_key
+
+DATA = {"origin": "DEL", "destination": "BLR", "pieces": 5, "weight_kg": 125.5}
+
+
+def new_booking(services):
+    ref_id = new_ref_id()
+    bookings.create_booking(
+        services.db, ref_id=ref_id, data=DATA, job_id=new_job_id(), now=utcnow()
+    )
+    return ref_id
+
+
+def move(services, ref_id, target, job_id=None, **data):
+    return transitions.transition_booking(
+        services.db,
+        services.locks,
+        ref_id=ref_id,
+        target=target,
+        job_id=job_id or new_job_id(),
+        data=data,
+        now=utcnow(),
+    )
+
+
+def events(services, ref_id):
+    return [
+        e["type"] for e in services.db.booking_events.find({"booking_id": ref_id}).sort("at_ts", 1)
+    ]
+
+
+def test_lifecycle_records_each_step(services):
+    ref_id = new_booking(services)
+    move(services, ref_id, "DEPARTED", location="DEL Airport", flight_number="RG001")
+    move(services, ref_id, "ARRIVED", location="BLR Airport")
+    final = move(services, ref_id, "DELIVERED", notes="Signed by J. Doe")
+    assert final["status"] == "DELIVERED" and final["version"] == 4
+    assert events(services, ref_id) == [
+        "BOOKING_CREATED",
+        "STATUS_DEPARTED",
+        "STATUS_ARRIVED",
+        "STATUS_DELIVERED",
+    ]
+    details = bookings.get_booking_details(services.db, ref_id)
+    assert details["events"][1]["flight_number"] == "RG001"
+    assert details["events"][3]["notes"] == "Signed by J. Doe"
+    assert not services.redis.exists(booking_lock_key(ref_id))
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ([], "ARRIVED"),
+        ([], "DELIVERED"),
+        ([], "BOOKED"),
+        (["DEPARTED"], "DEPARTED"),
+        (["DEPARTED"], "DELIVERED"),
+        (["DEPARTED", "ARRIVED"], "CANCELLED"),
+        (["DEPARTED", "ARRIVED"], "ARRIVED"),
+        (["DEPARTED", "ARRIVED", "DELIVERED"], "CANCELLED"),
+        (["CANCELLED"], "DEPARTED"),
+        (["CANCELLED"], "CANCELLED"),
+    ],
+)
+def test_the_worker_refuses_invalid_transitions_under_the_lock(services, path, target):
+    ref_id = new_booking(services)
+    for step in path:
+        move(services, ref_id, step)
+    with pytest.raises(
+        InvalidTransition, match=f"Cannot transition from {(path or ['BOOKED'])[-1]} to {target}"
+    ):
+        move(services, ref_id, target)
+    assert len(events(services, ref_id)) == 1 + len(path)
+
+
+def test_the_same_job_twice_records_one_transition(services):
+    ref_id, job_id = new_booking(services), new_job_id()
+    first = move(services, ref_id, "DEPARTED", job_id)
+    again = move(services, ref_id, "DEPARTED", job_id)
+    assert first["version"] == again["version"] == 2
+    assert events(services, ref_id).count("STATUS_DEPARTED") == 1
+
+
+def test_a_redelivery_writes_the_event_a_dead_worker_did_not(services):
+    ref_id, job_id = new_booking(services), new_job_id()
+    move(services, ref_id, "DEPARTED", job_id, location="DEL")
+    # As if the worker died after the booking update, before the event insert:
+    services.db.booking_events.delete_one({"_id": f"{job_id}:STATUS_DEPARTED"})
+    move(services, ref_id, "DEPARTED", job_id, location="DEL")
+    assert events(services, ref_id) == ["BOOKING_CREATED", "STATUS_DEPARTED"]
+    assert services.db.bookings.find_one({"ref_id": ref_id})["version"] == 2
+
+
+def test_a_holder_whose_lock_expired_cannot_overwrite(services):
+    """Fencing: correctness does not rest on lock timing."""
+    ref_id = new_booking(services)
+    stalled = services.locks.acquire(booking_lock_key(ref_id), ttl_s=0.2)
+    seen = transitions.read_booking(services.db, ref_id)  # BOOKED, version 1
+    time.sleep(0.35)  # the stalled holder's lock expires
+    move(services, ref_id, "CANCELLED", reason="customer")  # takes the lock, commits
+    with pytest.raises(transitions.StaleRead):
+        transitions.apply_transition(
+            services.db, seen, "DEPARTED", job_id=new_job_id(), data={}, now=utcnow()
+        )
+    services.locks.release(stalled)  # releases nothing of the new holder's
+    booking = services.db.bookings.find_one({"ref_id": ref_id})
+    assert (booking["status"], booking["version"]) == ("CANCELLED", 2)
+    assert events(services, ref_id) == ["BOOKING_CREATED", "STATUS_CANCELLED"]
+
+
+def test_a_stale_write_is_decided_again_on_the_new_state(services, monkeypatch):
+    ref_id = new_booking(services)
+    real_read = transitions.read_booking
+    reads = []
+
+    def read_then_race(db, ref):
+        booking = real_read(db, ref)
+        if not reads:  # someone without the lock commits right after our first read
+            services.db.bookings.update_one(
+                {"ref_id": ref}, {"$set": {"status": "CANCELLED"}, "$inc": {"version": 1}}
+            )
+        reads.append(booking)
+        return booking
+
+    monkeypatch.setattr(transitions, "read_booking", read_then_race)
+    with pytest.raises(InvalidTransition, match="Cannot transition from CANCELLED to DEPARTED"):
+        move(services, ref_id, "DEPARTED")
+    assert len(reads) == 2
+
+
+def test_unknown_booking_is_not_found_and_pending_one_is_not_ready(services, settings):
+    from core import jobs
+
+    with pytest.raises(NotFound):
+        move(services, new_ref_id(), "DEPARTED")
+    ref_id, job_id = new_ref_id(), new_job_id()
+    jobs.record_job(
+        services.db,
+        settings,
+        job_id=job_id,
+        job_type="booking.create",
+        payload={},
+        now=utcnow(),
+        links={},
+        ref_id=ref_id,
+    )
+    with pytest.raises(NotReady):
+        move(services, ref_id, "DEPARTED")

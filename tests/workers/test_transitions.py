@@ -1,0 +1,279 @@
+"""Transitions end to end: HTTP -> RabbitMQ (status queue) -> a real worker, under the lock."""
+
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from core import queues
+from core.locks import booking_lock_key, held_locks
+from core.services import connect_services
+from core.settings import load_settings
+from tests.conftest import booking_body, wait_job
+from tools.processes import (
+    delete_queues,
+    free_port,
+    start_ingress,
+    start_worker,
+    stop,
+    wait_for_port,
+    wait_for_worker,
+)
+
+
+def create(base) -> str:
+    r = requests.post(
+        base + "/api/bookings", json=booking_body(), headers={"Prefer": "wait=10"}, timeout=15
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["result"]["booking"]["ref_id"]
+
+
+def act(base, ref_id, action, body=None, wait=10):
+    headers = {"Prefer": f"wait={wait}"} if wait else {}
+    return requests.post(
+        f"{base}/api/bookings/{ref_id}/{action}", json=body or {}, headers=headers, timeout=15
+    )
+
+
+def details(base, ref_id):
+    return requests.get(f"{base}/api/bookings/{ref_id}", timeout=5).json()
+
+
+def test_full_lifecycle_with_timeline(live_server, services):
+    ref_id = create(live_server)
+    assert details(live_server, ref_id)["status"] == "BOOKED"  # now cached
+    r = act(live_server, ref_id, "depart", {"location": "Airport", "notes": "Departed"})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["booking"]["status"] == "DEPARTED"
+    # The cached details were invalidated by the write: the event shows at once.
+    assert details(live_server, ref_id)["status"] == "DEPARTED"
+    assert (
+        act(
+            live_server, ref_id, "arrive", {"location": "BLR", "flight_number": "rg001"}
+        ).status_code
+        == 200
+    )
+    assert act(live_server, ref_id, "deliver", {"notes": "Signed"}).status_code == 200
+    booking = details(live_server, ref_id)
+    assert (booking["status"], booking["version"]) == ("DELIVERED", 4)
+    timeline = booking["events"]
+    assert [e["type"] for e in timeline] == [
+        "BOOKING_CREATED",
+        "STATUS_DEPARTED",
+        "STATUS_ARRIVED",
+        "STATUS_DELIVERED",
+    ]
+    assert timeline[1]["location"] == "Airport" and timeline[1]["notes"] == "Departed"
+    assert timeline[2]["flight_number"] == "RG001"
+    assert all(e["job_id"] for e in timeline)
+    assert [e["at_ts"] for e in timeline] == sorted(e["at_ts"] for e in timeline)
+    assert not services.redis.exists(booking_lock_key(ref_id))
+
+
+def test_the_specs_load_test_body_is_accepted(live_server):
+    ref_id = create(live_server)
+    r = act(live_server, ref_id, "depart", {"location": "Airport", "notes": "Departed"}, wait=0)
+    assert r.status_code == 202
+    assert r.headers["Location"] == r.json()["links"]["job"]
+    assert wait_job(live_server, r.headers["Location"])["state"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("path", "action", "current"),
+    [
+        ([], "arrive", "BOOKED"),
+        ([], "deliver", "BOOKED"),
+        (["depart"], "depart", "DEPARTED"),
+        (["depart"], "deliver", "DEPARTED"),
+        (["depart", "arrive"], "arrive", "ARRIVED"),
+        (["depart", "arrive"], "cancel", "ARRIVED"),
+        (["depart", "arrive"], "depart", "ARRIVED"),
+        (["depart", "arrive", "deliver"], "cancel", "DELIVERED"),
+        (["cancel"], "depart", "CANCELLED"),
+        (["cancel"], "cancel", "CANCELLED"),
+    ],
+)
+def test_impossible_transitions_are_refused_at_the_ingress(
+    live_server, services, path, action, current
+):
+    ref_id = create(live_server)
+    for step in path:
+        assert act(live_server, ref_id, step).status_code == 200
+    jobs_before = services.db.jobs.count_documents({"ref_id": ref_id})
+    r = act(live_server, ref_id, action, wait=0)
+    assert r.status_code == 409
+    assert r.headers["Content-Type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["title"] == "Invalid status transition"
+    target = {
+        "depart": "DEPARTED",
+        "arrive": "ARRIVED",
+        "deliver": "DELIVERED",
+        "cancel": "CANCELLED",
+    }[action]
+    assert problem["detail"] == f"Cannot transition from {current} to {target}"
+    assert services.db.jobs.count_documents({"ref_id": ref_id}) == jobs_before  # nothing enqueued
+
+
+def test_transition_bodies_are_validated(live_server):
+    ref_id = create(live_server)
+    for body in (
+        {"location": ""},
+        {"location": "x" * 101},
+        {"notes": "x" * 501},
+        {"flight_number": "not a flight"},
+        {"reason": "only for cancel"},
+        {"extra": 1},
+        {"location": {"$ne": None}},
+    ):
+        r = act(live_server, ref_id, "depart", body, wait=0)
+        assert r.status_code == 400, (body, r.text)
+    assert act(live_server, ref_id, "cancel", {"reason": "x" * 501}, wait=0).status_code == 400
+    assert (
+        act(live_server, ref_id, "cancel", {"reason": "Customer request"}).json()["state"]
+        == "succeeded"
+    )
+
+
+def test_fifty_concurrent_departs_make_exactly_one_transition(live_server, services):
+    ref_id = create(live_server)
+    with ThreadPoolExecutor(50) as pool:
+        responses = list(pool.map(lambda _: act(live_server, ref_id, "depart", wait=0), range(50)))
+    assert {r.status_code for r in responses} <= {202, 409}
+    accepted = [r for r in responses if r.status_code == 202]
+    outcomes = [wait_job(live_server, r.headers["Location"], timeout=60) for r in accepted]
+    succeeded = [j for j in outcomes if j["state"] == "succeeded"]
+    failed = [j for j in outcomes if j["state"] == "failed"]
+    refused_at_door = [r for r in responses if r.status_code == 409]
+    print(f"{len(accepted)} accepted, {len(refused_at_door)} refused at the door")
+    assert len(succeeded) == 1
+    assert len(failed) + len(refused_at_door) == 49
+    for job in failed:
+        assert job["error"]["status"] == 409
+        assert job["error"]["detail"] == "Cannot transition from DEPARTED to DEPARTED"
+    booking = details(live_server, ref_id)
+    assert (booking["status"], booking["version"]) == ("DEPARTED", 2)
+    assert [e["type"] for e in booking["events"]].count("STATUS_DEPARTED") == 1
+    assert not services.redis.exists(booking_lock_key(ref_id))
+    assert booking_lock_key(ref_id) not in [h["key"] for h in held_locks(services.redis)]
+
+
+def test_a_transition_right_after_the_create_waits_for_it(live_server, worker):
+    os.kill(worker.pid, signal.SIGSTOP)  # the create job stays queued
+    try:
+        created = requests.post(live_server + "/api/bookings", json=booking_body(), timeout=10)
+        ref_id = created.json()["ref_id"]
+        departed = act(live_server, ref_id, "depart", {"location": "DEL"}, wait=0)
+        assert departed.status_code == 202  # not a 404: the booking is on its way
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    assert wait_job(live_server, departed.headers["Location"], timeout=30)["state"] == "succeeded"
+    booking = details(live_server, ref_id)
+    assert booking["status"] == "DEPARTED"
+    assert [e["type"] for e in booking["events"]] == ["BOOKING_CREATED", "STATUS_DEPARTED"]
+
+
+def test_a_random_ref_id_is_404_and_enqueues_nothing(live_server, services, worker, app):
+    celery = app.extensions["celery"]
+    name = queues.queue_name(queues.STATUS, services.settings.QUEUE_NAMESPACE)
+
+    def depth():
+        with celery.connection_for_write() as conn:
+            return conn.default_channel.queue_declare(name, passive=True).message_count
+
+    os.kill(worker.pid, signal.SIGSTOP)  # nothing may be consumed while we count
+    try:
+        before = depth()
+        for ref_id in ("RG000000000", "RGZZZZZZZZZ", f"RG{int(time.time())}123", "nonsense"):
+            r = act(
+                live_server, ref_id, "depart", {"location": "Airport", "notes": "Departed"}, wait=0
+            )
+            assert r.status_code == 404
+            assert r.headers["Content-Type"] == "application/problem+json"
+        assert depth() == before
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+
+
+def test_admin_locks_lists_held_keys_with_ttl(client, services):
+    key = booking_lock_key("RGADMINLOCK")
+    held = services.locks.acquire(key, ttl_s=30)
+    try:
+        body = client.get("/api/admin/locks").get_json()
+        entry = next(item for item in body["locks"] if item["key"] == key)
+        assert 0 < entry["ttl_ms"] <= 30_000
+    finally:
+        services.locks.release(held)
+    assert key not in [item["key"] for item in client.get("/api/admin/locks").get_json()["locks"]]
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis of this test's own, so the test can kill and restart it."""
+    port = free_port()
+    command = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
+
+    def start():
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_for_port("127.0.0.1", port, 10)
+        return proc
+
+    state = {"proc": start()}
+    yield port, state, start
+    stop(state["proc"])
+
+
+def test_redis_down_loses_no_transition(settings, tmp_path, private_redis):
+    """Redis dies while a transition is queued: the job retries, then completes."""
+    port, state, start_redis = private_redis
+    isolated = load_settings(
+        {},
+        **{
+            **settings.__dict__,
+            "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "QUEUE_NAMESPACE": settings.QUEUE_NAMESPACE + "-redis",
+        },
+    )
+    svc = connect_services(isolated)
+    since = time.time()
+    worker = start_worker(isolated, tmp_path / "worker.log", name="redisfault")
+    ingress = None
+    try:
+        wait_for_worker(svc.redis, worker, since)
+        ingress, base = start_ingress(isolated, tmp_path / "ingress.log")
+        ref_id = create(base)
+        stop(state["proc"])  # Redis is gone
+        r = act(base, ref_id, "depart", {"location": "DEL"}, wait=0)
+        assert r.status_code == 202  # accepting needs MongoDB and RabbitMQ only
+        time.sleep(2.0)
+        job = requests.get(base + r.headers["Location"], timeout=5).json()
+        assert job["state"] in ("queued", "running")  # retrying, not failed, not lost
+        state["proc"] = start_redis()
+        job = wait_job(base, r.headers["Location"], timeout=60)
+        assert job["state"] == "succeeded", job
+        booking = details(base, ref_id)
+        assert booking["status"] == "DEPARTED" and booking["version"] == 2
+        assert [e["type"] for e in booking["events"]].count("STATUS_DEPARTED") == 1
+        assert held_locks(svc.redis) == []
+    finally:
+        for proc in (ingress, worker):
+            if proc is not None:
+                stop(proc)
+        delete_queues(isolated)
