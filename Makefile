@@ -28,11 +28,17 @@ lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: venv ## Accept latency and end-to-end create throughput vs a no-op task
+bench: bench-create bench-transitions ## Every benchmark, one after the other
+
+bench-create: venv ## Booking creation: accept/end-to-end latency, throughput vs a no-op task
 	$(PY) -m tools.stack ensure-services
-	$(PY) -m perf.bench_create
+	$(PY) -m perf.bench_create $(BENCH_ARGS)
+
+bench-transitions: venv ## Transitions at 30/s and 300/s: latencies and lock acquisition
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_transitions $(BENCH_ARGS)
 
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test lint bench clean
+.PHONY: help venv run test lint bench bench-create bench-transitions clean

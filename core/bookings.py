@@ -68,11 +68,11 @@ def insert_event(db: Database, event: dict[str, Any]) -> None:
         db.booking_events.insert_one(event)
 
 
-def create_booking(
-    db: Database, *, ref_id: str, data: dict[str, Any], job_id: str, now: datetime
+def booking_document(
+    ref_id: str, data: dict[str, Any], *, job_id: str, now: datetime
 ) -> dict[str, Any]:
-    """Store a new BOOKED booking and its BOOKING_CREATED event; returns the booking."""
-    booking = {
+    """A new BOOKED booking as stored."""
+    return {
         "ref_id": ref_id,
         "origin": data["origin"],
         "destination": data["destination"],
@@ -86,6 +86,23 @@ def create_booking(
         "updated_at": now,
         "job_id": job_id,
     }
+
+
+def created_event(booking: dict[str, Any]) -> dict[str, Any]:
+    return new_event(
+        booking["ref_id"],
+        BOOKING_CREATED,
+        BOOKED,
+        job_id=booking["job_id"],
+        at=booking["created_at"],
+    )
+
+
+def create_booking(
+    db: Database, *, ref_id: str, data: dict[str, Any], job_id: str, now: datetime
+) -> dict[str, Any]:
+    """Store a new BOOKED booking and its BOOKING_CREATED event; returns the booking."""
+    booking = booking_document(ref_id, data, job_id=job_id, now=now)
     try:
         db.bookings.insert_one(booking)
     except DuplicateKeyError:
@@ -93,9 +110,7 @@ def create_booking(
         if booking is None or booking.get("job_id") != job_id:
             # Two jobs drew the same ref_id (1 in 10^14): never merge them.
             raise Conflict(f"Booking {ref_id} already exists.") from None
-    insert_event(
-        db, new_event(ref_id, BOOKING_CREATED, BOOKED, job_id=job_id, at=booking["created_at"])
-    )
+    insert_event(db, created_event(booking))
     return booking
 
 

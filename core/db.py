@@ -50,18 +50,13 @@ INDEXES: dict[str, list[IndexModel]] = {
     "jobs": [
         # Records expire JOB_TTL_DAYS after creation (expire_at is set per record).
         IndexModel([("expire_at", ASCENDING)], expireAfterSeconds=0),
-        # One job per Idempotency-Key while the key is live; the key is unset
-        # from the record once it is older than IDEMPOTENCY_TTL_HOURS.
-        IndexModel(
-            [("idempotency_key", ASCENDING)],
-            unique=True,
-            partialFilterExpression={"idempotency_key": {"$type": "string"}},
-        ),
-        # The jobs about one booking (a pending create, for transitions).
-        IndexModel(
-            [("ref_id", ASCENDING), ("created_at", ASCENDING)],
-            partialFilterExpression={"ref_id": {"$type": "string"}},
-        ),
+        # The jobs about one booking (a pending create, for transitions). Not a
+        # partial index: the embedded server never uses those for a find.
+        IndexModel([("ref_id", ASCENDING), ("created_at", ASCENDING)]),
+    ],
+    # Claims on Idempotency-Keys (`_id` is the key), gone after IDEMPOTENCY_TTL_HOURS.
+    "idempotency_keys": [
+        IndexModel([("expire_at", ASCENDING)], expireAfterSeconds=0),
     ],
 }
 

@@ -61,6 +61,14 @@ class IdempotencyKeyReused(Unprocessable):
     slug = "idempotency-key-reused"
 
 
+class IdempotencyKeyInProgress(RadiantError):
+    """Another request with the same Idempotency-Key is still being recorded."""
+
+    status = 409
+    title = "Idempotency key in progress"
+    slug = "idempotency-key-in-progress"
+
+
 class NotFound(RadiantError):
     """The named resource does not exist."""
 

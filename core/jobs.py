@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from core.errors import IdempotencyKeyReused
+from core.errors import IdempotencyKeyInProgress, IdempotencyKeyReused
 from core.settings import Settings
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 FINISHED = (SUCCEEDED, FAILED)
+# Conditional updates name the index to use: the filters carry a state as well,
+# and the embedded server's planner would otherwise scan (measured).
+BY_ID = [("_id", 1)]
 # Published on Redis with the job id when a job finishes, for `Prefer: wait`.
 JOB_FINISHED_CHANNEL = "jobs:finished"
 
@@ -46,8 +50,9 @@ def record_job(
 ) -> tuple[dict[str, Any], bool]:
     """Insert a queued job; returns (job, created).
 
-    With an idempotency key, the unique index on it makes concurrent duplicates
-    race in MongoDB: exactly one insert wins and the others get the winner's job.
+    With an idempotency key, the key is claimed first in `idempotency_keys`
+    (its `_id`, so concurrent duplicates race on the primary key: exactly one
+    claim wins, and the others answer with the winner's job).
     """
     doc: dict[str, Any] = {
         "_id": job_id,
@@ -67,35 +72,70 @@ def record_job(
     if idempotency_key is None:
         db.jobs.insert_one(doc)
         return doc, True
-    doc["idempotency_key"] = idempotency_key
-    doc["fingerprint"] = fingerprint
     window = timedelta(hours=settings.IDEMPOTENCY_TTL_HOURS)
+    claim = {
+        "_id": idempotency_key,
+        "job_id": job_id,
+        "fingerprint": fingerprint,
+        "created_at": now,
+        "expire_at": now + window,
+    }
     for _ in range(3):
         try:
-            db.jobs.insert_one(doc)
-            return doc, True
+            db.idempotency_keys.insert_one(claim)
         except DuplicateKeyError:
-            existing = db.jobs.find_one({"idempotency_key": idempotency_key})
-        if existing is None:  # the holder was discarded meanwhile: try again
-            continue
-        if existing["created_at"] < now - window:
-            # The key outlived its window: free it and let this request take it.
-            db.jobs.update_one(
-                {"_id": existing["_id"], "idempotency_key": idempotency_key},
-                {"$unset": {"idempotency_key": ""}},
-            )
-            continue
-        if existing.get("fingerprint") != fingerprint:
-            raise IdempotencyKeyReused(
-                "This Idempotency-Key was already used with a different request."
-            )
-        return existing, False
-    raise IdempotencyKeyReused("This Idempotency-Key is contended; retry the request.")
+            existing = _replay(db, idempotency_key, fingerprint, now, window)
+            if existing is not None:
+                return existing, False
+            continue  # the old claim was stale and is gone: claim again
+        try:
+            db.jobs.insert_one(doc)
+        except Exception:
+            release_key(db, idempotency_key, job_id)
+            raise
+        return doc, True
+    raise IdempotencyKeyInProgress("This Idempotency-Key is contended; retry the request.")
 
 
-def discard_job(db: Database, job_id: str) -> None:
+CLAIM_GRACE = timedelta(seconds=5)
+
+
+def _replay(
+    db: Database, key: str, fingerprint: str | None, now: datetime, window: timedelta
+) -> dict[str, Any] | None:
+    """The job a live claim on `key` stands for; None once a stale claim is dropped."""
+    claim = db.idempotency_keys.find_one({"_id": key})
+    if claim is None:
+        return None
+    if claim["created_at"] < now - window:  # expired, the TTL monitor has not run yet
+        release_key(db, key, claim["job_id"])
+        return None
+    if claim.get("fingerprint") != fingerprint:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different request."
+        )
+    # The winner inserts its job right after its claim: give it a moment.
+    for _ in range(50):
+        job = db.jobs.find_one({"_id": claim["job_id"]})
+        if job is not None:
+            return job
+        time.sleep(0.01)
+    if claim["created_at"] < now - CLAIM_GRACE:  # its claimer died before recording
+        release_key(db, key, claim["job_id"])
+        return None
+    raise IdempotencyKeyInProgress("A request with this Idempotency-Key is in progress.")
+
+
+def release_key(db: Database, key: str, job_id: str) -> None:
+    """Drop a claim, only if it is still the one for `job_id`."""
+    db.idempotency_keys.delete_one({"_id": key, "job_id": job_id})
+
+
+def discard_job(db: Database, job_id: str, idempotency_key: str | None = None) -> None:
     """Forget a job whose task could not be published (the client got a 503)."""
     db.jobs.delete_one({"_id": job_id, "state": QUEUED})
+    if idempotency_key is not None:
+        release_key(db, idempotency_key, job_id)
 
 
 def get_job(db: Database, job_id: str) -> dict[str, Any] | None:
@@ -114,6 +154,7 @@ def start_job(
     result = db.jobs.update_one(
         {"_id": job_id, "state": QUEUED},
         {"$set": {"state": RUNNING, "started_at": now}},
+        hint=BY_ID,
     )
     if result.modified_count == 1 and payload is not None:
         return {"_id": job_id, "payload": payload}
@@ -145,13 +186,19 @@ def finish_job(
 
 
 def set_progress(db: Database, job_id: str, progress: dict[str, int]) -> None:
-    db.jobs.update_one({"_id": job_id, "state": RUNNING}, {"$set": {"progress": progress}})
+    db.jobs.update_one(
+        {"_id": job_id, "state": RUNNING}, {"$set": {"progress": progress}}, hint=BY_ID
+    )
 
 
 def pending_create(db: Database, ref_id: str) -> bool:
     """True while a job that will create booking `ref_id` is queued or running."""
-    job = db.jobs.find_one({"ref_id": ref_id, "type": "booking.create"}, {"state": 1})
-    return job is not None and job["state"] in (QUEUED, RUNNING)
+    # Equality on the indexed field alone: with more fields in the filter the
+    # embedded server's planner falls back to a collection scan (measured).
+    for job in db.jobs.find({"ref_id": ref_id}, {"type": 1, "state": 1}):
+        if job["type"] == "booking.create" and job["state"] in (QUEUED, RUNNING):
+            return True
+    return False
 
 
 def public_job(job: dict[str, Any]) -> dict[str, Any]:

@@ -88,7 +88,7 @@ def submit_job(
         try:
             publish(task_name, job_id, payload)
         except (OperationalError, KombuError, OSError) as exc:
-            jobs.discard_job(svc.db, job_id)
+            jobs.discard_job(svc.db, job_id, key)
             log.warning("publish failed, answered 503: %s", exc)
             raise ServiceUnavailable("The job queue is unavailable; nothing was enqueued.") from exc
     response = job_response(job, wait=prefer_wait(), accepted=True)

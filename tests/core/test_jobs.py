@@ -71,7 +71,40 @@ def test_an_expired_key_can_be_used_again(services):
     old, _ = record(services, key, now=utcnow() - timedelta(hours=25))
     new, created = record(services, key, fingerprint="other")
     assert created and new["_id"] != old["_id"]
-    assert "idempotency_key" not in jobs.get_job(services.db, old["_id"])
+    assert services.db.idempotency_keys.find_one({"_id": key})["job_id"] == new["_id"]
+
+
+def test_claims_expire_after_the_window(services):
+    key = new_job_id()
+    record(services, key)
+    claim = services.db.idempotency_keys.find_one({"_id": key})
+    assert claim["expire_at"] - claim["created_at"] == timedelta(hours=24)
+    ttl = [i for i in services.db.idempotency_keys.list_indexes() if "expireAfterSeconds" in i]
+    assert ttl and ttl[0]["key"] == {"expire_at": 1}
+
+
+def test_a_claim_whose_job_never_came_is_taken_over(services):
+    key = new_job_id()
+    services.db.idempotency_keys.insert_one(
+        {
+            "_id": key,
+            "job_id": new_job_id(),
+            "fingerprint": "f1",
+            "created_at": utcnow() - timedelta(seconds=30),
+            "expire_at": utcnow() + timedelta(hours=1),
+        }
+    )
+    job, created = record(services, key)
+    assert created and jobs.get_job(services.db, job["_id"]) is not None
+
+
+def test_discarding_a_job_frees_its_key(services):
+    key = new_job_id()
+    job, _ = record(services, key)
+    jobs.discard_job(services.db, job["_id"], key)
+    assert jobs.get_job(services.db, job["_id"]) is None
+    _, created = record(services, key, fingerprint="other")
+    assert created
 
 
 def test_concurrent_duplicates_make_one_job(services):
@@ -80,4 +113,5 @@ def test_concurrent_duplicates_make_one_job(services):
         results = list(pool.map(lambda _: record(services, key), range(32)))
     assert len({job["_id"] for job, _ in results}) == 1
     assert sum(created for _, created in results) == 1
-    assert services.db.jobs.count_documents({"idempotency_key": key}) == 1
+    assert services.db.idempotency_keys.count_documents({"_id": key}) == 1
+    assert services.db.jobs.count_documents({"_id": results[0][0]["_id"]}) == 1

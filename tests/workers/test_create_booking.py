@@ -115,7 +115,11 @@ def test_concurrent_duplicates_with_one_key_create_one_job(live_server, services
     ref_id = responses[0].json()["ref_id"]
     wait_job(live_server, responses[0].headers["Location"])
     time.sleep(0.5)  # any stray second job would have run by now
-    assert services.db.jobs.count_documents({"idempotency_key": key}) == 1
+    assert (
+        services.db.idempotency_keys.find_one({"_id": key})["job_id"]
+        == responses[0].json()["job_id"]
+    )
+    assert services.db.jobs.count_documents({"ref_id": ref_id}) == 1
     assert services.db.bookings.count_documents({"ref_id": ref_id}) == 1
 
 

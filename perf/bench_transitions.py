@@ -1,0 +1,120 @@
+"""Status transitions at the spec's peak (30/s) and at 10x (300/s): accept
+latency, end-to-end latency and lock acquisition, on one isolated stack.
+
+    make bench-transitions
+    python -m perf.bench_transitions --rates 30 300 --seconds 10
+
+Each transition departs a booking that exists (set up in bulk beforehand, not
+measured), so every request is valid and reaches the worker. Lock figures come
+from the workers' own lock metrics (time from first try to acquisition).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import requests
+
+from core import bookings
+from core.clock import utcnow
+from core.ids import new_job_id, new_ref_id
+from core.locks import LATENCIES_KEY, METRICS_KEY, lock_metrics
+from perf.harness import (
+    BODY,
+    FinishedJobs,
+    fmt,
+    isolated_stack,
+    job_outcomes,
+    open_loop,
+    percentiles,
+)
+
+TRANSITION = {"location": "Airport", "notes": "Departed"}  # the spec's load-test body
+
+
+def seed_bookings(db, count: int) -> list[str]:
+    now = utcnow()
+    docs = [
+        bookings.booking_document(new_ref_id(), BODY, job_id=new_job_id(), now=now)
+        for _ in range(count)
+    ]
+    for start in range(0, count, 1000):
+        chunk = docs[start : start + 1000]
+        db.bookings.insert_many(chunk, ordered=False)
+        db.booking_events.insert_many([bookings.created_event(b) for b in chunk], ordered=False)
+    return [d["ref_id"] for d in docs]
+
+
+def run(rates: list[float], seconds: float) -> list[dict]:
+    results = []
+    with isolated_stack() as stack:
+        db, redis = stack.services.db, stack.services.redis
+        ref_ids = seed_bookings(db, int(sum(rates) * seconds) + 100)
+        finished = FinishedJobs(redis)
+        warm, ref_ids = ref_ids[:100], ref_ids[100:]
+        for ref_id in warm:  # warm connections and pools
+            requests.post(f"{stack.base}/api/bookings/{ref_id}/depart", json=TRANSITION, timeout=10)
+        for rate in rates:
+            batch, ref_ids = ref_ids[: int(rate * seconds)], ref_ids[int(rate * seconds) :]
+            redis.delete(METRICS_KEY, LATENCIES_KEY)
+            load = open_loop(
+                lambda s, i, batch=batch: s.post(
+                    f"{stack.base}/api/bookings/{batch[i]}/depart", json=TRANSITION, timeout=10
+                ),
+                rate,
+                seconds,
+            )
+            finished.wait(load.job_ids, timeout=900)
+            e2e, states = job_outcomes(db, load.job_ids)
+            locks = lock_metrics(redis)
+            results.append(
+                {
+                    "offered_rate": rate,
+                    "achieved_rate": round(load.achieved_rate, 1),
+                    "accepted": len(load.latencies_ms),
+                    "errors": load.errors,
+                    "job_states": states,
+                    "accept_ms": percentiles(load.latencies_ms),
+                    "end_to_end_ms": percentiles(e2e),
+                    "lock_acquire_ms": locks["acquire_ms"],
+                    "lock_average_attempts": locks["average_attempts"],
+                }
+            )
+    return results
+
+
+def report(results: list[dict]) -> str:
+    lines = ["status transitions (threads x8 worker, 2x gthread ingress, SecantusDB)"]
+    for r in results:
+        lock = r["lock_acquire_ms"]
+        lines += [
+            f"  offered {r['offered_rate']:.0f}/s, achieved {r['achieved_rate']:.1f}/s, "
+            f"{r['accepted']} accepted, errors {r['errors'] or 0}, jobs {r['job_states']}",
+            f"    accept latency      {fmt(r['accept_ms'])}   (goal at 300/s: p95 < 20 ms)",
+            f"    end-to-end latency  {fmt(r['end_to_end_ms'])}",
+            f"    lock acquisition    p50 {lock['p50']} ms  p95 {lock['p95']} ms"
+            f"  max {lock['max']} ms"
+            f"  ({r['lock_average_attempts']} tries each; goal p95 < 5 ms)",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rates", type=float, nargs="+", default=[30.0, 300.0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    results = run(args.rates, args.seconds)
+    print(report(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

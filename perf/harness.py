@@ -1,0 +1,184 @@
+"""What every benchmark shares: an isolated stack, an open-loop load, percentiles.
+
+The stack is the one `make run` starts (gunicorn gthread ingress, a Celery
+worker, SecantusDB), on a fresh database, Redis DB 13 and a queue namespace
+of its own, so a benchmark never touches dev data. Loopback only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from core.jobs import JOB_FINISHED_CHANNEL
+from core.services import Services, connect_services
+from core.settings import Settings, load_settings
+from tools.processes import (
+    delete_queues,
+    start_ingress,
+    start_secantus,
+    start_worker,
+    stop,
+    wait_for_worker,
+)
+
+BODY = {"origin": "DEL", "destination": "BLR", "pieces": 5, "weight_kg": 125.5}
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if len(values) < 2:
+        return {"p50": None, "p95": None, "p99": None, "max": max(values, default=None)}
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return {
+        "p50": round(q[49], 2),
+        "p95": round(q[94], 2),
+        "p99": round(q[98], 2),
+        "max": round(max(values), 2),
+    }
+
+
+def fmt(p: dict[str, float | None]) -> str:
+    return "  ".join(f"{k} {v:.1f} ms" if v is not None else f"{k} -" for k, v in p.items())
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    services: Services
+    base: str
+    worker: Any
+    celery: Any
+
+
+@contextlib.contextmanager
+def isolated_stack(
+    *, pool: str = "threads", concurrency: int = 8, **overrides: Any
+) -> Iterator[Stack]:
+    from workers.celery_app import create_celery_app
+
+    work = Path(tempfile.mkdtemp(prefix="radiantgo-bench-"))
+    mongo, uri = start_secantus(work / "db", work / "secantus.log")
+    settings = load_settings(
+        os.environ,
+        MONGODB_URI=uri,
+        REDIS_URL="redis://127.0.0.1:6379/13",
+        QUEUE_NAMESPACE=f"bench-{uuid.uuid4().hex[:6]}",
+        LOG_LEVEL="WARNING",
+        WORKER_POOL=pool,
+        WORKER_CONCURRENCY=concurrency,
+        **overrides,
+    )
+    svc = connect_services(settings)
+    svc.redis.flushdb()
+    since = time.time()
+    worker = start_worker(settings, work / "worker.log")
+    ingress = None
+    try:
+        wait_for_worker(svc.redis, worker, since)
+        ingress, base = start_ingress(settings, work / "ingress.log")
+        yield Stack(settings, svc, base, worker, create_celery_app(settings))
+    finally:
+        for proc in (ingress, worker, mongo):
+            if proc is not None:
+                stop(proc)
+        delete_queues(settings)
+        svc.close()
+
+
+@dataclass
+class LoadResult:
+    latencies_ms: list[float]
+    job_ids: list[str]
+    errors: dict[str, int]
+    offered_rate: float
+    achieved_rate: float
+
+
+def open_loop(
+    request: Callable[[requests.Session, int], requests.Response],
+    rate: float,
+    seconds: float,
+    *,
+    threads: int = 64,
+    expect: int = 202,
+) -> LoadResult:
+    """Send `rate` requests/s for `seconds` on a fixed schedule (not closed-loop:
+    a slow answer does not slow the offered load). Returns accept latencies."""
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    job_ids: list[str] = []
+    errors: dict[str, int] = {}
+    lock = threading.Lock()
+    local = threading.local()
+    start = time.perf_counter() + 0.2
+
+    def fire(i: int) -> None:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sent = time.perf_counter()
+        try:
+            r = request(session, i)
+            elapsed = (time.perf_counter() - sent) * 1000
+            outcome = r.status_code
+        except requests.RequestException as exc:
+            outcome, elapsed, r = type(exc).__name__, 0.0, None
+        with lock:
+            if outcome == expect:
+                latencies.append(elapsed)
+                job_ids.append(r.json()["job_id"])
+            else:
+                errors[str(outcome)] = errors.get(str(outcome), 0) + 1
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(fire, range(total)))
+    achieved = total / (time.perf_counter() - start)
+    return LoadResult(latencies, job_ids, errors, rate, achieved)
+
+
+class FinishedJobs:
+    """Counts finished jobs from the workers' Redis notices: polling MongoDB
+    with a large $in would load the very database being measured."""
+
+    def __init__(self, redis_client):
+        self.pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(JOB_FINISHED_CHANNEL)
+        self.seen: set[str] = set()
+
+    def wait(self, job_ids: list[str], timeout: float) -> float:
+        """Seconds until every job in `job_ids` has finished (or raise)."""
+        wanted = set(job_ids)
+        started = time.perf_counter()
+        deadline = started + timeout
+        while not wanted <= self.seen:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"{len(wanted - self.seen)} jobs unfinished after {timeout} s")
+            message = self.pubsub.get_message(timeout=0.5)
+            if message:
+                self.seen.add(message["data"])
+        return time.perf_counter() - started
+
+
+def job_outcomes(db, job_ids: list[str]) -> tuple[list[float], dict[str, int]]:
+    """End-to-end ms (accepted -> finished) of succeeded jobs, and counts by state."""
+    e2e, states = [], {}
+    for job_id in job_ids:  # one indexed find each: SecantusDB scans for a large $in
+        doc = db.jobs.find_one({"_id": job_id}, {"created_at": 1, "finished_at": 1, "state": 1})
+        states[doc["state"]] = states.get(doc["state"], 0) + 1
+        if doc["state"] == "succeeded":
+            e2e.append((doc["finished_at"] - doc["created_at"]).total_seconds() * 1000)
+    return e2e, states
