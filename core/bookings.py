@@ -11,7 +11,7 @@ import base64
 import binascii
 import contextlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -159,6 +159,16 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValidationFailed("Invalid cursor.", errors={"cursor": ["Invalid cursor."]}) from None
 
 
+# Pages are read in windows of created_at, newest first. A sorted, limited
+# query over an open range is fine on mongod but materializes the whole range
+# on the embedded server (1.1 s at 30K bookings, measured); a bounded window
+# reads about what the page needs. Windows grow 4x until the page is full.
+# (No index hint: a hinted find scans the whole index there, measured 3 s.)
+FIRST_WINDOW = timedelta(minutes=10)
+OLDEST_WINDOW_END = timedelta(days=365 * 30)
+NEWEST_SORT = [("created_at", DESCENDING), ("ref_id", DESCENDING)]
+
+
 def list_bookings(
     db: Database,
     *,
@@ -167,24 +177,32 @@ def list_bookings(
     origin: str | None = None,
     destination: str | None = None,
     cursor: str | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Newest first, keyset-paginated on (created_at, ref_id): stable while
     bookings are inserted, because a page boundary is a value, not an offset."""
-    query: dict[str, Any] = {}
-    for name, value in (("status", status), ("origin", origin), ("destination", destination)):
-        if value is not None:
-            query[name] = value
+    filters = {
+        k: v
+        for k, v in (("status", status), ("origin", origin), ("destination", destination))
+        if v is not None
+    }
+
+    def fetch(condition: dict[str, Any], want: int) -> list[dict[str, Any]]:
+        query = {**filters, **condition}
+        return list(db.bookings.find(query, {"_id": 0}).sort(NEWEST_SORT).limit(want))
+
+    docs: list[dict[str, Any]] = []
     if cursor:
-        created_at, ref_id = decode_cursor(cursor)
-        query["$or"] = [
-            {"created_at": {"$lt": created_at}},
-            {"created_at": created_at, "ref_id": {"$lt": ref_id}},
-        ]
-    docs = list(
-        db.bookings.find(query, {"_id": 0})
-        .sort([("created_at", DESCENDING), ("ref_id", DESCENDING)])
-        .limit(limit + 1)
-    )
+        upper, ref_id = decode_cursor(cursor)
+        docs += fetch({"created_at": upper, "ref_id": {"$lt": ref_id}}, limit + 1)
+    else:
+        upper = (now or datetime.now(UTC)) + timedelta(minutes=5)  # clock skew between hosts
+    floor = upper - OLDEST_WINDOW_END
+    window = FIRST_WINDOW
+    while len(docs) <= limit and upper > floor:
+        lower = max(upper - window, floor)
+        docs += fetch({"created_at": {"$gte": lower, "$lt": upper}}, limit + 1 - len(docs))
+        upper, window = lower, window * 4
     next_cursor = encode_cursor(docs[limit - 1]) if len(docs) > limit else None
     return {"items": [public_booking(d) for d in docs[:limit]], "next_cursor": next_cursor}
 

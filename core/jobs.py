@@ -22,9 +22,6 @@ from core.settings import Settings
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 FINISHED = (SUCCEEDED, FAILED)
-# Conditional updates name the index to use: the filters carry a state as well,
-# and the embedded server's planner would otherwise scan (measured).
-BY_ID = [("_id", 1)]
 # Published on Redis with the job id when a job finishes, for `Prefer: wait`.
 JOB_FINISHED_CHANNEL = "jobs:finished"
 
@@ -154,7 +151,6 @@ def start_job(
     result = db.jobs.update_one(
         {"_id": job_id, "state": QUEUED},
         {"$set": {"state": RUNNING, "started_at": now}},
-        hint=BY_ID,
     )
     if result.modified_count == 1 and payload is not None:
         return {"_id": job_id, "payload": payload}
@@ -186,9 +182,7 @@ def finish_job(
 
 
 def set_progress(db: Database, job_id: str, progress: dict[str, int]) -> None:
-    db.jobs.update_one(
-        {"_id": job_id, "state": RUNNING}, {"$set": {"progress": progress}}, hint=BY_ID
-    )
+    db.jobs.update_one({"_id": job_id, "state": RUNNING}, {"$set": {"progress": progress}})
 
 
 def pending_create(db: Database, ref_id: str) -> bool:

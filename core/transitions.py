@@ -63,7 +63,6 @@ def apply_transition(
             "$inc": {"version": 1},
             "$push": {"applied": {"job_id": job_id, "status": target, "at": now}},
         },
-        hint=[("ref_id", 1)],  # the fence fields are not indexed: look up by ref_id
     )
     if result.modified_count != 1:
         raise StaleRead(booking["ref_id"])
