@@ -86,7 +86,11 @@ class Settings:
     FLOWER_BASIC_AUTH: str = _setting("")
     WEB_WORKERS: int = _setting(2, check=_positive)
     WEB_THREADS: int = _setting(32, check=_positive)
-    WORKER_POOL: str = _setting("threads", check=lambda v: v in ("threads", "prefork", "solo"))
+    # prefork, not threads: Celery's thread pool runs each task's ack and event
+    # callbacks in the task's thread, and with publisher confirms two threads
+    # then read one AMQP connection at once ("UnexpectedFrame", measured under
+    # load). Processes keep every connection single-threaded.
+    WORKER_POOL: str = _setting("prefork", check=lambda v: v in ("threads", "prefork", "solo"))
     WORKER_CONCURRENCY: int = _setting(8, check=_positive)
     EMBEDDED_MONGO_PORT: int = _setting(27018, check=lambda v: 0 < v < 65536)
 

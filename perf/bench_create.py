@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="offered creates/s")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--drain", type=int, default=2000, help="jobs per drain phase")
-    parser.add_argument("--pool", default="threads", choices=["threads", "prefork"])
+    parser.add_argument("--pool", default="prefork", choices=["threads", "prefork"])
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()

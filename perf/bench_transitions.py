@@ -86,7 +86,7 @@ def run(rates: list[float], seconds: float) -> list[dict]:
 
 
 def report(results: list[dict]) -> str:
-    lines = ["status transitions (threads x8 worker, 2x gthread ingress, SecantusDB)"]
+    lines = ["status transitions (prefork x8 worker, 2x gthread ingress, SecantusDB)"]
     for r in results:
         lock = r["lock_acquire_ms"]
         lines += [

@@ -64,7 +64,7 @@ class Stack:
 
 @contextlib.contextmanager
 def isolated_stack(
-    *, pool: str = "threads", concurrency: int = 8, **overrides: Any
+    *, pool: str = "prefork", concurrency: int = 8, **overrides: Any
 ) -> Iterator[Stack]:
     from workers.celery_app import create_celery_app
 

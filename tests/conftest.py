@@ -51,8 +51,8 @@ def settings(mongo_uri):
         REDIS_URL=_redis_test_url(),
         QUEUE_NAMESPACE=f"test-{uuid.uuid4().hex[:8]}",
         LOG_LEVEL="WARNING",
-        WORKER_POOL="threads",
-        WORKER_CONCURRENCY=8,
+        WORKER_POOL="prefork",
+        WORKER_CONCURRENCY=4,
         WEB_WORKERS=2,
         WEB_THREADS=16,
     )

@@ -212,7 +212,8 @@ def test_one_worker_service_per_queue_group_covering_every_queue(services):
         names.add(_option(argv, "-n").split("@")[0])
         for flag in ("-E", "--without-mingle", "--without-gossip"):
             assert flag in argv, f"{service} lacks {flag}"
-        assert _option(argv, "--pool") == "threads"
+        # The pool the settings default to (threads corrupt AMQP frames under load).
+        assert _option(argv, "--pool") == Settings.WORKER_POOL == "prefork"
         assert int(_option(argv, "--concurrency")) > 0
     assert sorted(consumed) == sorted(queues.ALL_QUEUES), "each queue needs exactly one group"
     assert len(names) == len(workers), "worker node names must differ"
