@@ -42,10 +42,16 @@ INDEXES: dict[str, list[IndexModel]] = {
     "booking_events": [
         IndexModel([("booking_id", ASCENDING), ("at_ts", DESCENDING)]),
     ],
+    # A flight's `_id` is its flight_id (number + UTC date): unique by construction.
     "flights": [
         IndexModel(
             [("origin", ASCENDING), ("destination", ASCENDING), ("departure_ts", ASCENDING)]
         ),
+        # Route search: first legs out of the origin, second legs into the destination.
+        IndexModel([("origin", ASCENDING), ("departure_ts", ASCENDING)]),
+        IndexModel([("destination", ASCENDING), ("departure_ts", ASCENDING)]),
+        # The spec's unique index on flight_number cannot hold a daily schedule.
+        IndexModel([("flight_number", ASCENDING)]),
     ],
     "jobs": [
         # Records expire JOB_TTL_DAYS after creation (expire_at is set per record).

@@ -135,6 +135,41 @@ class CancelSchema(TransitionSchema):
     reason = Text(validate=validate.Length(1, 500), metadata={"example": "Customer request"})
 
 
+MAX_FLIGHT_DURATION_H = 24
+
+
+class FlightSchema(Schema):
+    """One flight in an import: times need a UTC offset and are stored in UTC."""
+
+    class Meta:
+        unknown = RAISE
+
+    flight_number = FlightNumber(required=True, metadata={"example": "RG001"})
+    airline = Text(
+        required=True, validate=validate.Length(1, 100), metadata={"example": "RadiantGo Airlines"}
+    )
+    origin = IataCode(required=True, metadata={"example": "NYC"})
+    destination = IataCode(required=True, metadata={"example": "LAX"})
+    departure_ts = fields.AwareDateTime(
+        required=True, format="iso", metadata={"example": "2025-01-20T10:00:00Z"}
+    )
+    arrival_ts = fields.AwareDateTime(
+        required=True, format="iso", metadata={"example": "2025-01-20T16:00:00Z"}
+    )
+
+    @validates_schema
+    def _consistent(self, data, **kwargs):
+        if data["origin"] == data["destination"]:
+            raise ValidationError("Must differ from origin.", "destination")
+        duration = data["arrival_ts"] - data["departure_ts"]
+        if duration.total_seconds() <= 0:
+            raise ValidationError("Must be after departure_ts.", "arrival_ts")
+        if duration.total_seconds() > MAX_FLIGHT_DURATION_H * 3600:
+            raise ValidationError(
+                f"A flight lasts at most {MAX_FLIGHT_DURATION_H} h.", "arrival_ts"
+            )
+
+
 class BookingListQuerySchema(Schema):
     class Meta:
         unknown = RAISE

@@ -67,6 +67,15 @@ class Settings:
     BULK_UPDATE_LIMIT: int = _setting(500, check=_positive)
     BULK_FLIGHT_LIMIT: int = _setting(2000, check=_positive)
 
+    # Flights, routes, caches warmed by beat.
+    BULK_CHUNK_SIZE: int = _setting(500, check=_positive)
+    MIN_CONNECTION_MINUTES: int = _setting(60, check=_non_negative)
+    CACHE_WARM_INTERVAL: int = _setting(240, check=_positive)
+    # Comma-separated ORIGIN-DESTINATION pairs always kept warm.
+    POPULAR_ROUTES: str = _setting("DEL-BLR,NYC-LAX,BOM-DEL,DEL-BOM,BLR-DEL,LHR-JFK")
+    WARM_TOP_ROUTES: int = _setting(20, check=_non_negative)
+    DEMO_FLIGHTS: int = _setting(20000, check=_non_negative)
+
     # Locks.
     LOCK_DEFAULT_TTL: int = _setting(30, check=_positive)
     LOCK_MAX_RETRIES: int = _setting(50, check=_positive)
