@@ -59,6 +59,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
         "beat_schedule": {
+            # Shorter than CACHE_TTL_ROUTES, so popular routes never go cold.
+            "warm-route-cache": {
+                "task": queues.WARM_CACHE,
+                "schedule": float(settings.CACHE_WARM_INTERVAL),
+                "options": {"expires": float(settings.CACHE_WARM_INTERVAL)},
+            },
             "sample-queue-depths": {
                 "task": queues.SAMPLE_QUEUE_DEPTHS,
                 "schedule": QUEUE_DEPTH_SAMPLE_INTERVAL,

@@ -27,6 +27,7 @@ BOOKED = "BOOKED"
 BOOKING_CREATED = "BOOKING_CREATED"
 PUBLIC_FIELDS = (
     "ref_id",
+    "flight_ids",
     "origin",
     "destination",
     "pieces",
@@ -80,6 +81,7 @@ def booking_document(
         "weight_kg": data["weight_kg"],
         "customer_name": data.get("customer_name"),
         "customer_email": data.get("customer_email"),
+        "flight_ids": data.get("flight_ids"),
         "status": BOOKED,
         "version": 1,
         "created_at": now,

@@ -48,6 +48,28 @@ def stats_key(kind: str, outcome: str) -> str:
 # Cache kinds, for hit/miss counters.
 BOOKING_DETAILS = "booking_details"
 BOOKING_PAGES = "booking_pages"
+ROUTES = "routes"
+FLIGHTS = "flights"
+KINDS = (BOOKING_DETAILS, BOOKING_PAGES, ROUTES, FLIGHTS)
+
+# Generations for caches whose keys must keep the spec's names
+# (routes:<origin>:<destination>:<date>, flights:...): the value records the
+# generation it was computed under, and a bump (a flight import) makes every
+# older value a miss at once.
+ROUTES_GENERATION = "cache:generation:routes"
+FLIGHTS_GENERATION = "cache:generation:flights"
+
+# What `clear` may delete: cache entries only, never locks (booking:ref:,
+# flight:, bulk:operation:), jobs, counters or rate limits.
+CACHE_PREFIXES = ("booking:details:", "bookings:page:", "routes:", "flights:")
+
+
+def flight_key(flight_id: str) -> str:
+    return f"flights:{flight_id}"
+
+
+def flight_list_key(origin: str, destination: str, day: str) -> str:
+    return f"flights:{origin}:{destination}:{day}"
 
 
 # -- values ---------------------------------------------------------------------
@@ -114,6 +136,95 @@ class Cache:
     def invalidate_versioned(self, key: str, version: int, ttl: int) -> None:
         """Drop `key`'s value and fence out fills older than `version`."""
         self._set_if_not_older(keys=[key], args=[version, "", ttl])
+
+    # -- generational entries (routes, flights) --------------------------------
+
+    def get_generational(self, key: str, kind: str, generation_key: str) -> tuple[Any | None, int]:
+        """(value, current generation): value is None unless stored under the current one."""
+        try:
+            current, raw = self.redis.mget(generation_key, key)
+        except REDIS_ERRORS as exc:
+            log.warning("cache read skipped: %s", exc)
+            return None, -1
+        generation = int(current or 0)
+        value = None
+        if raw is not None:
+            stored = json.loads(raw)
+            if stored.get("g") == generation:
+                value = stored["v"]
+        self._count_safely(kind, value is not None)
+        return value, generation
+
+    def set_generational(self, key: str, value: Any, ttl: int, generation: int) -> Any:
+        """Store `value` as computed under `generation`; returns it as JSON would.
+
+        A value computed before a bump carries the old generation and reads as
+        a miss: an import racing a search cannot leave stale results behind.
+        """
+        encoded = dumps({"g": generation, "v": value})
+        if generation >= 0:
+            try:
+                self.redis.set(key, encoded, ex=ttl)
+            except REDIS_ERRORS as exc:
+                log.warning("cache write skipped: %s", exc)
+        return json.loads(encoded)["v"]
+
+    def _count_safely(self, kind: str, hit: bool) -> None:
+        try:
+            self._count(kind, hit)
+        except REDIS_ERRORS as exc:
+            log.warning("cache stats skipped: %s", exc)
+
+    # -- counters -------------------------------------------------------------------
+
+    def count(self, sorted_set: str, member: str) -> None:
+        try:
+            self.redis.zincrby(sorted_set, 1, member)
+        except REDIS_ERRORS as exc:
+            log.warning("counter skipped: %s", exc)
+
+    def top(self, sorted_set: str, n: int) -> list[str]:
+        if n <= 0:
+            return []
+        try:
+            return self.redis.zrevrange(sorted_set, 0, n - 1)
+        except REDIS_ERRORS as exc:
+            log.warning("counter read skipped: %s", exc)
+            return []
+
+    # -- operators ------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Hits, misses and hit rate per kind, and key counts per cache prefix."""
+        pipe = self.redis.pipeline(transaction=False)
+        for kind in KINDS:
+            pipe.get(stats_key(kind, "hits"))
+            pipe.get(stats_key(kind, "misses"))
+        values = pipe.execute()
+        kinds = {}
+        for i, kind in enumerate(KINDS):
+            hits, misses = int(values[2 * i] or 0), int(values[2 * i + 1] or 0)
+            rate = round(hits / (hits + misses), 4) if hits + misses else None
+            kinds[kind] = {"hits": hits, "misses": misses, "hit_rate": rate}
+        keys = {
+            prefix.rstrip(":"): sum(1 for _ in self.redis.scan_iter(match=prefix + "*", count=1000))
+            for prefix in CACHE_PREFIXES
+        }
+        return {"kinds": kinds, "keys": keys}
+
+    def clear(self) -> int:
+        """Delete every cache entry (SCAN, in batches); returns how many."""
+        deleted = 0
+        for prefix in CACHE_PREFIXES:
+            batch = []
+            for key in self.redis.scan_iter(match=prefix + "*", count=1000):
+                batch.append(key)
+                if len(batch) == 500:
+                    deleted += self.redis.unlink(*batch)
+                    batch = []
+            if batch:
+                deleted += self.redis.unlink(*batch)
+        return deleted
 
     def generation(self, name: str) -> int:
         try:

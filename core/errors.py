@@ -69,6 +69,14 @@ class IdempotencyKeyInProgress(RadiantError):
     slug = "idempotency-key-in-progress"
 
 
+class PayloadTooLarge(RadiantError):
+    """More items than a bulk endpoint takes."""
+
+    status = 413
+    title = "Payload too large"
+    slug = "payload-too-large"
+
+
 class NotFound(RadiantError):
     """The named resource does not exist."""
 

@@ -15,6 +15,8 @@ ALL_QUEUES = (BOOKINGS, STATUS, BULK, MAINTENANCE)
 
 CREATE_BOOKING = "radiantgo.bookings.create"
 TRANSITION_BOOKING = "radiantgo.bookings.transition"
+IMPORT_FLIGHTS = "radiantgo.flights.import"
+WARM_CACHE = "radiantgo.maintenance.warm_cache"
 NOOP = "radiantgo.maintenance.noop"
 SAMPLE_QUEUE_DEPTHS = "radiantgo.maintenance.sample_queue_depths"
 
@@ -22,6 +24,8 @@ SAMPLE_QUEUE_DEPTHS = "radiantgo.maintenance.sample_queue_depths"
 TASKS = {
     CREATE_BOOKING: ("booking.create", BOOKINGS),
     TRANSITION_BOOKING: ("booking.transition", STATUS),
+    IMPORT_FLIGHTS: ("flights.import", BULK),
+    WARM_CACHE: ("cache.warm", MAINTENANCE),
     NOOP: ("noop", MAINTENANCE),
     SAMPLE_QUEUE_DEPTHS: ("maintenance.sample_queue_depths", MAINTENANCE),
 }

@@ -98,6 +98,14 @@ class BookingCreateSchema(Schema):
     customer_email = fields.Email(
         validate=validate.Length(max=254), metadata={"example": "shipping@acme.com"}
     )
+    flight_ids = fields.List(
+        fields.String(validate=validate.Length(1, 40)),
+        validate=validate.Length(1, 2),
+        metadata={
+            "description": "The route booked: 1 flight, or 2 via a third airport",
+            "example": ["RG0001-20261128"],
+        },
+    )
 
     @validates_schema
     def _route_differs(self, data, **kwargs):
@@ -170,6 +178,40 @@ class FlightSchema(Schema):
             )
 
 
+class FlightImportSchema(Schema):
+    """The envelope of a bulk flight import; each item is validated by the worker,
+    so one bad flight is reported by its index instead of sinking the batch."""
+
+    class Meta:
+        unknown = RAISE
+
+    flights = fields.List(
+        fields.Raw(),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "Flights shaped like FlightSchema"},
+    )
+
+
+class RouteQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    origin = IataCode(required=True, metadata={"example": "DEL"})
+    destination = IataCode(required=True, metadata={"example": "BLR"})
+    date = fields.Date(required=True, metadata={"example": "2026-11-28"})
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+    @validates_schema
+    def _route_differs(self, data, **kwargs):
+        if data.get("origin") and data.get("origin") == data.get("destination"):
+            raise ValidationError("Must differ from origin.", "destination")
+
+
+class FlightListQuerySchema(RouteQuerySchema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+
+
 class BookingListQuerySchema(Schema):
     class Meta:
         unknown = RAISE
@@ -219,6 +261,7 @@ class EventSchema(Schema):
 
 
 class BookingSchema(Schema):
+    flight_ids = fields.List(fields.String(), allow_none=True)
     ref_id = fields.String(metadata={"pattern": REF_ID_PATTERN.pattern})
     origin = fields.String()
     destination = fields.String()
@@ -230,6 +273,59 @@ class BookingSchema(Schema):
     version = fields.Integer()
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
+
+
+class FlightOutSchema(Schema):
+    flight_id = fields.String(metadata={"example": "RG001-20250120"})
+    flight_number = fields.String()
+    airline = fields.String()
+    origin = fields.String()
+    destination = fields.String()
+    departure_ts = UtcDateTime()
+    arrival_ts = UtcDateTime()
+
+
+class FlightListSchema(Schema):
+    items = fields.List(fields.Nested(FlightOutSchema))
+    count = fields.Integer()
+
+
+class RouteOptionSchema(Schema):
+    flights = fields.List(fields.Nested(FlightOutSchema))
+    departure_ts = UtcDateTime()
+    arrival_ts = UtcDateTime()
+    total_duration_minutes = fields.Integer()
+    via = fields.String()
+    layover_minutes = fields.Integer()
+
+
+class RouteCountsSchema(Schema):
+    direct = fields.Integer()
+    one_transit = fields.Integer()
+
+
+class RouteSearchSchema(Schema):
+    origin = fields.String()
+    destination = fields.String()
+    date = fields.String()
+    direct = fields.List(fields.Nested(RouteOptionSchema))
+    one_transit = fields.List(fields.Nested(RouteOptionSchema))
+    counts = fields.Nested(RouteCountsSchema)
+
+
+class CacheKindStatsSchema(Schema):
+    hits = fields.Integer()
+    misses = fields.Integer()
+    hit_rate = fields.Float(allow_none=True)
+
+
+class CacheStatsSchema(Schema):
+    kinds = fields.Dict(keys=fields.String(), values=fields.Nested(CacheKindStatsSchema))
+    keys = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+
+class CacheClearedSchema(Schema):
+    deleted = fields.Integer()
 
 
 class HeldLockSchema(Schema):

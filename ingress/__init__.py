@@ -18,7 +18,7 @@ from core.db import ensure_indexes
 from core.services import Services, connect_services
 from core.settings import Settings, load_settings
 from core.waiting import JobWaiter
-from ingress import admin, bookings, docs, health, jobs
+from ingress import admin, bookings, docs, flights, health, jobs
 from ingress.problems import ProblemApi, register_error_handlers
 from workers.celery_app import create_celery_app
 
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.extensions["indexes_tried_at"] = time.monotonic()
 
     api = ProblemApi(app)
-    for module in (bookings, jobs, health, admin):
+    for module in (bookings, flights, jobs, health, admin):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.assets)
     register_error_handlers(app)

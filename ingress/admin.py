@@ -1,15 +1,30 @@
-"""/api/admin: operators' views. (Authentication is one decorator on this blueprint.)"""
+"""/api/admin: operators' views and bulk work. (Authentication is one decorator here.)"""
 
 from __future__ import annotations
 
+import time
+
 from flask.views import MethodView
 
-from core import locks
-from core.schemas import HeldLocksSchema
+from core import locks, queues
+from core.errors import PayloadTooLarge
+from core.schemas import (
+    CacheClearedSchema,
+    CacheStatsSchema,
+    FlightImportSchema,
+    HeldLocksSchema,
+    JobAcceptedSchema,
+)
 from ingress.context import services
 from ingress.docs import Blueprint
+from ingress.submit import submit_job
 
 blp = Blueprint("admin", __name__, url_prefix="/api/admin", description="Operations")
+
+
+def check_bulk_size(items: list, limit: int, what: str) -> None:
+    if len(items) > limit:
+        raise PayloadTooLarge(f"At most {limit} {what} per request; got {len(items)}.")
 
 
 @blp.route("/locks")
@@ -20,3 +35,48 @@ class Locks(MethodView):
         """Lock keys held now, with their remaining TTL in ms."""
         held = locks.held_locks(services().redis)
         return {"locks": held, "count": len(held)}
+
+
+@blp.route("/flights/bulk")
+class FlightImport(MethodView):
+    @blp.arguments(FlightImportSchema)
+    @blp.alt_response(
+        202,
+        schema=JobAcceptedSchema,
+        success=True,
+        description="Accepted: the job shows progress, then per-item results.",
+    )
+    @blp.problems(400, 413, 415, 422, 503)
+    def post(self, data):
+        """Import up to BULK_FLIGHT_LIMIT flights (an upsert per flight_id), in chunks."""
+        check_bulk_size(data["flights"], services().settings.BULK_FLIGHT_LIMIT, "flights")
+        return submit_job(
+            queues.IMPORT_FLIGHTS, data, {}, payload_in_message=False, accepted_at=int(time.time())
+        )
+
+
+@blp.route("/cache/warm")
+class CacheWarm(MethodView):
+    @blp.alt_response(202, schema=JobAcceptedSchema, success=True)
+    @blp.problems(503)
+    def post(self):
+        """Warm today's and tomorrow's route results for the popular routes, now."""
+        return submit_job(queues.WARM_CACHE, {}, {})
+
+
+@blp.route("/cache/stats")
+class CacheStats(MethodView):
+    @blp.alt_response(200, schema=CacheStatsSchema, success=True)
+    @blp.problems(503)
+    def get(self):
+        """Hits, misses and hit rate per cache, and key counts."""
+        return services().cache.stats()
+
+
+@blp.route("/cache/clear")
+class CacheClear(MethodView):
+    @blp.alt_response(200, schema=CacheClearedSchema, success=True)
+    @blp.problems(503)
+    def delete(self):
+        """Drop cache entries only: never locks, jobs or rate-limit counters."""
+        return {"deleted": services().cache.clear()}

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_MAX = 255
 
 
-def publish(task_name: str, job_id: str, payload: dict[str, Any]) -> None:
+def publish(task_name: str, job_id: str, payload: dict[str, Any] | None) -> None:
     settings = services().settings
     queue = queues.queue_name(queues.TASKS[task_name][1], settings.QUEUE_NAMESPACE)
     publisher().send_task(
@@ -59,12 +59,19 @@ def _idempotency_key() -> str | None:
 
 
 def submit_job(
-    task_name: str, body: dict[str, Any], links: dict[str, str], **assigned: Any
+    task_name: str,
+    body: dict[str, Any],
+    links: dict[str, str],
+    *,
+    payload_in_message: bool = True,
+    **assigned: Any,
 ) -> Response:
     """Record and enqueue a job; answer with it as the client asked (202 or final).
 
     `body` is the validated request; `assigned` holds what the ingress decided
-    for it (a booking's ref_id), stored with it as the job's payload.
+    for it (a booking's ref_id), stored with it as the job's payload. Small
+    payloads travel in the message too (the worker then starts the job with
+    one write); bulk ones only in MongoDB.
     """
     svc = services()
     job_id = new_job_id()
@@ -86,7 +93,7 @@ def submit_job(
     logs.bind(job_id=job["_id"])
     if created:
         try:
-            publish(task_name, job_id, payload)
+            publish(task_name, job_id, payload if payload_in_message else None)
         except (OperationalError, KombuError, OSError) as exc:
             jobs.discard_job(svc.db, job_id, key)
             log.warning("publish failed, answered 503: %s", exc)

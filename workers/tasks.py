@@ -6,8 +6,9 @@ import time
 
 from celery import shared_task
 
-from core import bookings, cache, queues, transitions
+from core import bookings, cache, flights, jobs, queues, routes, transitions
 from core.clock import utcnow
+from core.locks import BULK_LOCK_TTL, bulk_lock_key
 from core.metrics import sample_queue_depths
 from workers import runtime
 from workers.jobs import run_job
@@ -24,6 +25,15 @@ def invalidate_booking(svc, booking: dict) -> None:
 def create_booking(self, job_id: str, payload: dict | None = None) -> None:
     def work(svc, job):
         payload = job["payload"]
+        request = payload["request"]
+        if request.get("flight_ids"):
+            routes.check_itinerary(
+                svc.db,
+                origin=request["origin"],
+                destination=request["destination"],
+                flight_ids=request["flight_ids"],
+                min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
+            )
         booking = bookings.create_booking(
             svc.db, ref_id=payload["ref_id"], data=payload["request"], job_id=job_id, now=utcnow()
         )
@@ -50,6 +60,57 @@ def transition_booking(self, job_id: str, payload: dict | None = None) -> None:
         return {"booking": bookings.public_booking(booking)}
 
     run_job(self, job_id, payload, work)
+
+
+@shared_task(bind=True, name=queues.IMPORT_FLIGHTS)
+def import_flights(self, job_id: str, payload: dict | None = None) -> None:
+    def work(svc, job):
+        payload = job["payload"]
+        items = payload["request"]["flights"]
+        # One importer per job at a time (a redelivery racing a slow first
+        # delivery); every write is an upsert, so a rerun is harmless anyway.
+        with svc.locks.hold(bulk_lock_key("flights", payload["accepted_at"]), BULK_LOCK_TTL):
+            result = flights.import_flights(
+                svc.db,
+                items,
+                chunk_size=svc.settings.BULK_CHUNK_SIZE,
+                total=len(items),
+                on_progress=lambda progress: jobs.set_progress(svc.db, job_id, progress),
+            )
+        invalidate_flights(svc)
+        return result
+
+    run_job(self, job_id, payload, work)
+
+
+def invalidate_flights(svc) -> None:
+    """Every cached flight and route result predates this import: bump both generations."""
+    svc.cache.bump_generation(cache.FLIGHTS_GENERATION)
+    svc.cache.bump_generation(cache.ROUTES_GENERATION)
+
+
+@shared_task(bind=True, name=queues.WARM_CACHE)
+def warm_cache(self, job_id: str | None = None, payload: dict | None = None) -> dict | None:
+    """Beat runs this every CACHE_WARM_INTERVAL (no job); the admin endpoint, as a job."""
+
+    def work(svc, job):
+        settings = svc.settings
+        popular = routes.popular_routes(
+            svc.cache, settings.POPULAR_ROUTES, settings.WARM_TOP_ROUTES
+        )
+        return routes.warm_routes(
+            svc.db,
+            svc.cache,
+            popular,
+            today=utcnow().date(),
+            min_connection_minutes=settings.MIN_CONNECTION_MINUTES,
+            ttl=settings.CACHE_TTL_ROUTES,
+        )
+
+    if job_id is None:
+        return work(runtime.services(), None)
+    run_job(self, job_id, payload, work)
+    return None
 
 
 @shared_task(name=queues.NOOP)

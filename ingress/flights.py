@@ -1,0 +1,88 @@
+"""/api/flights and /api/routes: the schedule, and the search over it."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+
+from core import cache as caches
+from core import flights, routes
+from core.errors import NotFound
+from core.schemas import (
+    FlightListQuerySchema,
+    FlightListSchema,
+    FlightOutSchema,
+    RouteQuerySchema,
+    RouteSearchSchema,
+)
+from ingress.context import services
+from ingress.docs import Blueprint
+
+blp = Blueprint("flights", __name__, url_prefix="/api", description="Flights and route search")
+
+
+@blp.route("/flights/<flight_id>")
+class Flight(MethodView):
+    @blp.alt_response(200, schema=FlightOutSchema, success=True)
+    @blp.problems(404)
+    def get(self, flight_id):
+        """One flight, by `<flight_number>-<YYYYMMDD>` (UTC departure date)."""
+        svc = services()
+        key = caches.flight_key(flight_id)
+        flight, generation = svc.cache.get_generational(
+            key, caches.FLIGHTS, caches.FLIGHTS_GENERATION
+        )
+        if flight is None:
+            flight = flights.get_flight(svc.db, flight_id)
+            if flight is None:
+                raise NotFound(f"No flight {flight_id!r}.")
+            flight = svc.cache.set_generational(
+                key, flight, svc.settings.CACHE_TTL_FLIGHTS, generation
+            )
+        return flight
+
+
+@blp.route("/flights")
+class Flights(MethodView):
+    @blp.arguments(FlightListQuerySchema, location="query", as_kwargs=True)
+    @blp.alt_response(200, schema=FlightListSchema, success=True)
+    @blp.problems(400)
+    def get(self, origin, destination, date, limit):
+        """Flights on a route departing on one UTC day, in departure order."""
+        svc = services()
+        key = caches.flight_list_key(origin, destination, date.isoformat())
+        items, generation = svc.cache.get_generational(
+            key, caches.FLIGHTS, caches.FLIGHTS_GENERATION
+        )
+        if items is None:
+            items = flights.flights_on(svc.db, origin, destination, date)
+            items = svc.cache.set_generational(
+                key, items, svc.settings.CACHE_TTL_FLIGHTS, generation
+            )
+        return {"items": items[:limit], "count": len(items)}
+
+
+@blp.route("/routes")
+class Routes(MethodView):
+    @blp.arguments(RouteQuerySchema, location="query", as_kwargs=True)
+    @blp.alt_response(200, schema=RouteSearchSchema, success=True)
+    @blp.problems(400)
+    def get(self, origin, destination, date, limit):
+        """Direct and one-transit options leaving on a UTC day, by arrival time."""
+        svc = services()
+        result = routes.cached_search(
+            svc.db,
+            svc.cache,
+            origin=origin,
+            destination=destination,
+            day=date,
+            min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
+            ttl=svc.settings.CACHE_TTL_ROUTES,
+        )
+        return {
+            "origin": origin,
+            "destination": destination,
+            "date": date.isoformat(),
+            "direct": result["direct"][:limit],
+            "one_transit": result["one_transit"][:limit],
+            "counts": result["counts"],
+        }

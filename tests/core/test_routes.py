@@ -1,0 +1,193 @@
+"""Route search against a brute-force oracle, on a schedule full of edge cases."""
+
+import random
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from core import flights, routes
+from core.errors import Unprocessable
+
+MIN_CONN = 60
+D = date(2031, 3, 10)  # far from any other test's flights
+
+
+def at(day: date, hh: int, mm: int, plus_days: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hh, mm, tzinfo=UTC) + timedelta(days=plus_days)
+
+
+def raw(number, origin, destination, dep: datetime, minutes: int):
+    return {
+        "flight_number": number,
+        "airline": "Test Air",
+        "origin": origin,
+        "destination": destination,
+        "departure_ts": dep.isoformat(),
+        "arrival_ts": (dep + timedelta(minutes=minutes)).isoformat(),
+    }
+
+
+def oracle(schedule, origin, destination, day):
+    """The definition, by brute force over every flight and every pair."""
+    start = at(day, 0, 0)
+    end, end_next = start + timedelta(days=1), start + timedelta(days=2)
+    docs = [flights.flight_document(flights._schema.load(r)) for r in schedule]
+    direct = [
+        (d["flight_id"],)
+        for d in docs
+        if d["origin"] == origin
+        and d["destination"] == destination
+        and start <= d["departure_ts"] < end
+    ]
+    transit = [
+        (a["flight_id"], b["flight_id"])
+        for a in docs
+        for b in docs
+        if a["origin"] == origin
+        and start <= a["departure_ts"] < end
+        and a["destination"] == b["origin"]
+        and b["destination"] == destination
+        and a["destination"] not in (origin, destination)
+        and b["departure_ts"] >= a["arrival_ts"] + timedelta(minutes=MIN_CONN)
+        and b["departure_ts"] < end_next
+    ]
+    return sorted(direct), sorted(transit)
+
+
+def ids(options):
+    return sorted(tuple(f["flight_id"] for f in o["flights"]) for o in options)
+
+
+@pytest.fixture(scope="module")
+def edge_schedule(services):
+    A, B, X, Y = "QAA", "QBB", "QXX", "QYY"
+    s = [
+        raw("QT1", A, B, at(D, 8, 0), 120),  # direct
+        raw("QT2", A, B, at(D, 23, 58), 120),  # direct near midnight
+        raw("QT3", A, B, at(D, 0, 1, plus_days=1), 120),  # next day: not on D
+        raw("QT4", A, B, at(D, 23, 59, plus_days=-1), 60),  # previous day: not on D
+        raw("QT10", A, X, at(D, 6, 0), 60),  # arrives 07:00
+        raw("QT11", X, B, at(D, 8, 0), 60),  # exactly 60 min: yes
+        raw("QT12", X, B, at(D, 7, 59), 60),  # 59 min: no
+        raw("QT13", X, B, at(D, 23, 59, plus_days=1), 60),  # 23:59 next day: yes
+        raw("QT14", X, B, at(D, 0, 0, plus_days=2), 60),  # 00:00 the day after: no
+        raw("QT20", A, Y, at(D, 22, 30), 90),  # arrives 00:00 next day
+        raw("QT21", Y, B, at(D, 1, 0, plus_days=1), 45),  # 60 min after: yes
+        raw("QT22", Y, B, at(D, 0, 30, plus_days=1), 45),  # 30 min: no
+        raw("QT30", A, B, at(D, 12, 0), 30),  # B as X: first leg to B...
+        raw("QT31", B, B.replace("B", "C"), at(D, 14, 0), 30),  # ...then onward: never a transit
+        raw("QT32", A, A.replace("A", "D"), at(D, 9, 0), 30),  # QAD, then back to A: not via A
+        raw("QT33", "QAD", A, at(D, 11, 0), 30),
+        raw("QT34", A, X, at(D, 23, 50), 60),  # first leg late on D: pairs with QT13
+        raw("QT40", A, X, at(D, 6, 0, plus_days=1), 60),  # first leg on D+1 only
+        raw("QT41", X, B, at(D, 9, 0, plus_days=1), 60),
+    ]
+    result = flights.import_flights(services.db, s, chunk_size=7)
+    assert result["failed"] == 0 and result["succeeded"] == len(s)
+    return s
+
+
+@pytest.mark.parametrize(
+    "day", [D - timedelta(days=1), D, D + timedelta(days=1), D + timedelta(days=2)]
+)
+def test_edge_schedule_matches_the_oracle(services, edge_schedule, day):
+    result = routes.search_routes(
+        services.db, origin="QAA", destination="QBB", day=day, min_connection_minutes=MIN_CONN
+    )
+    direct, transit = oracle(edge_schedule, "QAA", "QBB", day)
+    assert ids(result["direct"]) == direct
+    assert ids(result["one_transit"]) == transit
+    assert result["counts"] == {"direct": len(direct), "one_transit": len(transit)}
+
+
+def test_the_edges_fall_where_the_rules_say(services, edge_schedule):
+    result = routes.search_routes(
+        services.db, origin="QAA", destination="QBB", day=D, min_connection_minutes=MIN_CONN
+    )
+    pairs = {tuple(f["flight_number"] for f in o["flights"]) for o in result["one_transit"]}
+    assert ("QT10", "QT11") in pairs  # connection exactly at the minimum
+    assert ("QT10", "QT12") not in pairs  # one minute below
+    assert ("QT10", "QT13") in pairs  # 23:59 on the next day
+    assert ("QT10", "QT14") not in pairs  # 00:00 the day after
+    assert ("QT20", "QT21") in pairs and ("QT20", "QT22") not in pairs
+    assert not any(o["via"] in ("QAA", "QBB") for o in result["one_transit"])
+    assert {f["flight_number"] for o in result["direct"] for f in o["flights"]} == {
+        "QT1",
+        "QT2",
+        "QT30",
+    }
+
+
+def test_options_are_sorted_and_described(services, edge_schedule):
+    result = routes.search_routes(
+        services.db, origin="QAA", destination="QBB", day=D, min_connection_minutes=MIN_CONN
+    )
+    for options in (result["direct"], result["one_transit"]):
+        keys = [(o["arrival_ts"], o["total_duration_minutes"]) for o in options]
+        assert keys == sorted(keys)
+    option = next(
+        o
+        for o in result["one_transit"]
+        if [f["flight_number"] for f in o["flights"]] == ["QT10", "QT11"]
+    )
+    assert option["via"] == "QXX" and option["layover_minutes"] == 60
+    assert option["total_duration_minutes"] == 180
+    assert option["departure_ts"] == at(D, 6, 0) and option["arrival_ts"] == at(D, 9, 0)
+
+
+def test_random_schedules_match_the_oracle(services):
+    rng = random.Random(1234)
+    airports = ["QRA", "QRB", "QRC", "QRD", "QRE"]
+    base = date(2031, 5, 1)
+    schedule = []
+    for n in range(400):
+        origin, destination = rng.sample(airports, 2)
+        dep = at(base, 0, 0) + timedelta(minutes=rng.randrange(0, 4 * 24 * 60))
+        schedule.append(raw(f"QR{n:04d}", origin, destination, dep, rng.randrange(30, 600)))
+    assert flights.import_flights(services.db, schedule, chunk_size=100)["failed"] == 0
+    checked = 0
+    for day in (base, base + timedelta(days=1), base + timedelta(days=3)):
+        for origin in airports:
+            for destination in airports:
+                if origin == destination:
+                    continue
+                result = routes.search_routes(
+                    services.db,
+                    origin=origin,
+                    destination=destination,
+                    day=day,
+                    min_connection_minutes=MIN_CONN,
+                )
+                direct, transit = oracle(schedule, origin, destination, day)
+                assert ids(result["direct"]) == direct
+                assert result["counts"]["one_transit"] == len(transit)
+                if len(transit) <= routes.KEPT_OPTIONS:
+                    assert ids(result["one_transit"]) == transit
+                else:  # the kept options are real ones, and the earliest arrivals
+                    assert set(ids(result["one_transit"])) <= set(transit)
+                    assert len(result["one_transit"]) == routes.KEPT_OPTIONS
+                checked += len(transit)
+    assert checked > 100  # the random schedule really has connections
+
+
+def test_itinerary_checks(services, edge_schedule):
+    def check(ids_, origin="QAA", destination="QBB"):
+        return routes.check_itinerary(
+            services.db,
+            origin=origin,
+            destination=destination,
+            flight_ids=ids_,
+            min_connection_minutes=MIN_CONN,
+        )
+
+    assert len(check(["QT1-20310310"])) == 1
+    assert len(check(["QT10-20310310", "QT11-20310310"])) == 2
+    for bad in (
+        ["QT10-20310310", "QT12-20310310"],  # 59 min connection
+        ["QT10-20310310", "QT14-20310312"],  # after the end of the next day
+        ["QT10-20310310"],  # ends at QXX
+        ["QT11-20310310", "QT10-20310310"],  # wrong order
+        ["NOPE-20310310"],
+    ):
+        with pytest.raises(Unprocessable):
+            check(bad)
