@@ -19,6 +19,7 @@ class RadiantError(Exception):
     title = "Internal error"
     slug = "internal-error"
     transient = False
+    headers: dict[str, str] = {}  # sent with the problem (Retry-After, WWW-Authenticate)
 
     def __init__(self, detail: str | None = None, *, errors: dict | None = None, **extra: Any):
         super().__init__(detail or self.title)
@@ -109,6 +110,7 @@ class ServiceUnavailable(RadiantError):
     title = "Service unavailable"
     slug = "service-unavailable"
     transient = True
+    headers = {"Retry-After": "5"}
 
 
 def problem(

@@ -57,10 +57,20 @@ class Settings:
     CACHE_TTL_BOOKINGS: int = _setting(60, check=_positive)
     CACHE_TTL_BOOKING_PAGES: int = _setting(30, check=_positive)
 
-    # Rate limits: requests per client IP per window.
+    # Rate limits: requests per client IP per window (per minute for the first
+    # three, per 5 minutes for admin operations, per 10 minutes for bulk ones).
     RATE_LIMIT_BOOKINGS: int = _setting(50, check=_positive)
     RATE_LIMIT_UPDATES: int = _setting(200, check=_positive)
     RATE_LIMIT_ROUTES: int = _setting(30, check=_positive)
+    RATE_LIMIT_ADMIN: int = _setting(10, check=_positive)
+    RATE_LIMIT_BULK: int = _setting(5, check=_positive)
+    # Peers whose X-Forwarded-For is believed (comma-separated IPs or CIDRs):
+    # nginx in compose. Empty: the TCP peer is the client.
+    TRUSTED_PROXIES: str = _setting("")
+
+    # Admin API bearer token. Empty means every /api/admin request is refused;
+    # `make run` generates one.
+    ADMIN_TOKEN: str = _setting("")
 
     # Bulk limits (items per request).
     BULK_BOOKING_LIMIT: int = _setting(1000, check=_positive)

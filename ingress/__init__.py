@@ -20,6 +20,7 @@ from core.settings import Settings, load_settings
 from core.waiting import JobWaiter
 from ingress import admin, bookings, docs, flights, health, jobs
 from ingress.problems import ProblemApi, register_error_handlers
+from ingress.security import install_rate_limits
 from workers.celery_app import create_celery_app
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.assets)
     register_error_handlers(app)
+    app.extensions["limiter"] = install_rate_limits(app, settings)
     _install_request_hooks(app, svc)
     return app
 

@@ -17,9 +17,11 @@ from core.schemas import (
 )
 from ingress.context import services
 from ingress.docs import Blueprint
+from ingress.security import require_admin
 from ingress.submit import submit_job
 
 blp = Blueprint("admin", __name__, url_prefix="/api/admin", description="Operations")
+blp.before_request(require_admin)  # every /api/admin endpoint: Bearer ADMIN_TOKEN
 
 
 def check_bulk_size(items: list, limit: int, what: str) -> None:

@@ -68,8 +68,7 @@ def http_problem(error: HTTPException) -> Response:
 
 
 def radiant_problem(error: RadiantError) -> Response:
-    headers = {"Retry-After": "5"} if error.status == 503 else None
-    return problem_response(error.to_problem(instance=request.path), headers)
+    return problem_response(error.to_problem(instance=request.path), error.headers)
 
 
 def unavailable(error: Exception) -> Response:

@@ -26,6 +26,9 @@ from tools.processes import (
     wait_for_worker,
 )
 
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 
 def _redis_test_url() -> str:
     parsed = urlparse(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -55,6 +58,14 @@ def settings(mongo_uri):
         WORKER_CONCURRENCY=4,
         WEB_WORKERS=2,
         WEB_THREADS=16,
+        ADMIN_TOKEN=ADMIN_TOKEN,
+        # Rate limits have tests of their own (with their own apps); here they
+        # must not throttle the rest of the suite.
+        RATE_LIMIT_BOOKINGS=1_000_000,
+        RATE_LIMIT_UPDATES=1_000_000,
+        RATE_LIMIT_ROUTES=1_000_000,
+        RATE_LIMIT_ADMIN=1_000_000,
+        RATE_LIMIT_BULK=1_000_000,
     )
 
 

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 import requests
 
 from core import queues, routes
-from tests.conftest import booking_body, wait_job
+from tests.conftest import ADMIN, booking_body, wait_job
 from workers.celery_app import create_celery_app
 
 TODAY = datetime.now(UTC).date()
@@ -29,7 +29,7 @@ def bulk(base, items, wait=10):
     return requests.post(
         base + "/api/admin/flights/bulk",
         json={"flights": items},
-        headers={"Prefer": f"wait={wait}"} if wait else {},
+        headers={**ADMIN, "Prefer": f"wait={wait}"} if wait else ADMIN,
         timeout=30,
     )
 
@@ -88,11 +88,11 @@ def test_envelope_errors(live_server, settings):
         [1],
         {"flights": [], "x": 1},
     ):
-        r = requests.post(base, json=body, timeout=10)
+        r = requests.post(base, json=body, headers=ADMIN, timeout=10)
         assert r.status_code == 400, body
         assert r.headers["Content-Type"] == "application/problem+json"
     over = [flight("OV1", "KEE", "KFF", date(2032, 1, 7), 8)] * (settings.BULK_FLIGHT_LIMIT + 1)
-    r = requests.post(base, json={"flights": over}, timeout=30)
+    r = requests.post(base, json={"flights": over}, headers=ADMIN, timeout=30)
     assert r.status_code == 413
     assert r.headers["Content-Type"] == "application/problem+json"
 
@@ -146,7 +146,7 @@ def test_limit_applies_per_list_and_counts_say_how_many(live_server):
 
 def test_warming_fills_todays_and_tomorrows_keys(live_server, services, settings):
     r = requests.post(
-        live_server + "/api/admin/cache/warm", headers={"Prefer": "wait=10"}, timeout=15
+        live_server + "/api/admin/cache/warm", headers={**ADMIN, "Prefer": "wait=10"}, timeout=15
     )
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "succeeded"
@@ -155,7 +155,7 @@ def test_warming_fills_todays_and_tomorrows_keys(live_server, services, settings
     for origin, destination in configured:
         for day in (TODAY, TODAY + timedelta(days=1)):
             assert services.redis.exists(routes.route_key(origin, destination, day))
-    stats = requests.get(live_server + "/api/admin/cache/stats", timeout=5).json()
+    stats = requests.get(live_server + "/api/admin/cache/stats", headers=ADMIN, timeout=5).json()
     assert stats["keys"]["routes"] >= 2 * len(configured)
     assert set(stats["kinds"]) >= {"routes", "flights", "booking_details", "booking_pages"}
 
@@ -180,7 +180,7 @@ def test_clearing_the_cache_keeps_locks_and_counters(client, services):
     services.redis.set("routes:KZZ:KYY:2032-01-01", "{}")
     services.redis.set("booking:ref:RGKEEPLOCK1", "x", ex=30)
     services.redis.incr("cache:stats:routes:hits")
-    deleted = client.delete("/api/admin/cache/clear").get_json()["deleted"]
+    deleted = client.delete("/api/admin/cache/clear", headers=ADMIN).get_json()["deleted"]
     assert deleted >= 1
     assert not services.redis.exists("routes:KZZ:KYY:2032-01-01")
     assert services.redis.exists("booking:ref:RGKEEPLOCK1")

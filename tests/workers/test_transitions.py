@@ -13,7 +13,7 @@ from core import queues
 from core.locks import booking_lock_key, held_locks
 from core.services import connect_services
 from core.settings import load_settings
-from tests.conftest import booking_body, wait_job
+from tests.conftest import ADMIN, booking_body, wait_job
 from tools.processes import (
     delete_queues,
     free_port,
@@ -204,12 +204,13 @@ def test_admin_locks_lists_held_keys_with_ttl(client, services):
     key = booking_lock_key("RGADMINLOCK")
     held = services.locks.acquire(key, ttl_s=30)
     try:
-        body = client.get("/api/admin/locks").get_json()
+        body = client.get("/api/admin/locks", headers=ADMIN).get_json()
         entry = next(item for item in body["locks"] if item["key"] == key)
         assert 0 < entry["ttl_ms"] <= 30_000
     finally:
         services.locks.release(held)
-    assert key not in [item["key"] for item in client.get("/api/admin/locks").get_json()["locks"]]
+    listing = client.get("/api/admin/locks", headers=ADMIN).get_json()["locks"]
+    assert key not in [item["key"] for item in listing]
 
 
 @pytest.fixture
