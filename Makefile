@@ -24,6 +24,9 @@ test: venv ## Run the test suite on real Redis, RabbitMQ and MongoDB wire server
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+seed: venv ## Store the demo flight schedule (DEMO_FLIGHTS from today UTC) unless flights exist
+	$(PY) -m tools.flights seed-flights --if-empty $(SEED_ARGS)
+
 lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -41,4 +44,4 @@ bench-transitions: venv ## Transitions at 30/s and 300/s: latencies and lock acq
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test lint bench bench-create bench-transitions clean
+.PHONY: help venv run test seed lint bench bench-create bench-transitions clean

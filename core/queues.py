@@ -16,6 +16,8 @@ ALL_QUEUES = (BOOKINGS, STATUS, BULK, MAINTENANCE)
 CREATE_BOOKING = "radiantgo.bookings.create"
 TRANSITION_BOOKING = "radiantgo.bookings.transition"
 IMPORT_FLIGHTS = "radiantgo.flights.import"
+BULK_CREATE_BOOKINGS = "radiantgo.bookings.bulk_create"
+BULK_UPDATE_STATUS = "radiantgo.bookings.bulk_status"
 WARM_CACHE = "radiantgo.maintenance.warm_cache"
 NOOP = "radiantgo.maintenance.noop"
 SAMPLE_QUEUE_DEPTHS = "radiantgo.maintenance.sample_queue_depths"
@@ -25,6 +27,8 @@ TASKS = {
     CREATE_BOOKING: ("booking.create", BOOKINGS),
     TRANSITION_BOOKING: ("booking.transition", STATUS),
     IMPORT_FLIGHTS: ("flights.import", BULK),
+    BULK_CREATE_BOOKINGS: ("bookings.bulk_create", BULK),
+    BULK_UPDATE_STATUS: ("bookings.bulk_status", BULK),
     WARM_CACHE: ("cache.warm", MAINTENANCE),
     NOOP: ("noop", MAINTENANCE),
     SAMPLE_QUEUE_DEPTHS: ("maintenance.sample_queue_depths", MAINTENANCE),

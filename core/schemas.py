@@ -37,12 +37,19 @@ class IataCode(fields.String):
 class Text(fields.String):
     """A string without control characters (a NUL byte is never a name)."""
 
-    default_error_messages = {"control": "Must not contain control characters."}
+    default_error_messages = {
+        "control": "Must not contain control characters.",
+        "encoding": "Must be valid Unicode text.",
+    }
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
         if any((ord(ch) < 32 and ch not in "\t\n") or ord(ch) == 127 for ch in text):
             raise self.make_error("control")
+        try:
+            text.encode("utf-8")  # a lone surrogate ("\ud800") parses as JSON but cannot be stored
+        except UnicodeEncodeError:
+            raise self.make_error("encoding") from None
         return text
 
 
@@ -176,6 +183,51 @@ class FlightSchema(Schema):
             raise ValidationError(
                 f"A flight lasts at most {MAX_FLIGHT_DURATION_H} h.", "arrival_ts"
             )
+
+
+class BulkBookingsSchema(Schema):
+    """Envelope of a bulk booking: items are validated one by one by the worker."""
+
+    class Meta:
+        unknown = RAISE
+
+    bookings = fields.List(
+        fields.Raw(),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "Bookings shaped like POST /api/bookings"},
+    )
+
+
+class EventDataSchema(TransitionSchema):
+    reason = Text(validate=validate.Length(1, 500))
+
+
+class BulkStatusItemSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    ref_id = fields.String(
+        required=True, validate=validate.Regexp(REF_ID_PATTERN), metadata={"example": "RG123ABC456"}
+    )
+    newStatus = fields.String(
+        required=True, validate=validate.OneOf(("DEPARTED", "ARRIVED", "DELIVERED", "CANCELLED"))
+    )
+    eventData = fields.Nested(EventDataSchema, load_default=dict)
+
+
+class BulkStatusSchema(Schema):
+    """Envelope of a bulk status update: items are validated one by one by the worker."""
+
+    class Meta:
+        unknown = RAISE
+
+    updates = fields.List(
+        fields.Raw(),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "Items shaped like BulkStatusItemSchema"},
+    )
 
 
 class FlightImportSchema(Schema):

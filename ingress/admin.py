@@ -9,6 +9,8 @@ from flask.views import MethodView
 from core import locks, queues
 from core.errors import PayloadTooLarge
 from core.schemas import (
+    BulkBookingsSchema,
+    BulkStatusSchema,
     CacheClearedSchema,
     CacheStatsSchema,
     FlightImportSchema,
@@ -55,6 +57,38 @@ class FlightImport(MethodView):
         return submit_job(
             queues.IMPORT_FLIGHTS, data, {}, payload_in_message=False, accepted_at=int(time.time())
         )
+
+
+@blp.route("/bookings/bulk")
+class BookingImport(MethodView):
+    @blp.arguments(BulkBookingsSchema)
+    @blp.alt_response(
+        202,
+        schema=JobAcceptedSchema,
+        success=True,
+        description="Accepted: the job shows progress, then per-item results.",
+    )
+    @blp.problems(400, 413, 415, 422, 429, 503)
+    def post(self, data):
+        """Create up to BULK_BOOKING_LIMIT bookings, each valid or not on its own."""
+        check_bulk_size(data["bookings"], services().settings.BULK_BOOKING_LIMIT, "bookings")
+        return submit_job(queues.BULK_CREATE_BOOKINGS, data, {}, payload_in_message=False)
+
+
+@blp.route("/bookings/status/bulk")
+class StatusImport(MethodView):
+    @blp.arguments(BulkStatusSchema)
+    @blp.alt_response(
+        202,
+        schema=JobAcceptedSchema,
+        success=True,
+        description="Accepted: the job shows progress, then per-item results.",
+    )
+    @blp.problems(400, 413, 415, 422, 429, 503)
+    def post(self, data):
+        """Apply up to BULK_UPDATE_LIMIT status updates in order, each on its own."""
+        check_bulk_size(data["updates"], services().settings.BULK_UPDATE_LIMIT, "updates")
+        return submit_job(queues.BULK_UPDATE_STATUS, data, {}, payload_in_message=False)
 
 
 @blp.route("/cache/warm")

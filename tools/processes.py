@@ -8,6 +8,7 @@ from a Settings object, so a test run or a benchmark gets an isolated stack
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -96,7 +97,14 @@ def start_worker(
         cwd=ROOT,
         stdout=_log(log_path),
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: kill_worker() takes the children too
     )
+
+
+def kill_worker(proc: subprocess.Popen) -> None:
+    """SIGKILL the worker and its pool processes at once, as a crashed host would."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
 
 
 def wait_for_worker(

@@ -212,6 +212,10 @@ def run() -> None:
             '-d \'{"origin":"DEL","destination":"BLR","pieces":5,"weight_kg":125.5}\''
         )
         click.echo("\n".join(lines) + "\n")
+        # Route search should work on the first try: a demo schedule if there is none.
+        subprocess.Popen(
+            [sys.executable, "-m", "tools.flights", "seed-flights", "--if-empty"], env=env, cwd=ROOT
+        )
     sys.exit(honcho.wait())
 
 

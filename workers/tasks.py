@@ -6,7 +6,7 @@ import time
 
 from celery import shared_task
 
-from core import bookings, cache, flights, jobs, queues, routes, transitions
+from core import bookings, bulk, cache, flights, jobs, queues, routes, transitions
 from core.clock import utcnow
 from core.locks import BULK_LOCK_TTL, bulk_lock_key
 from core.metrics import sample_queue_depths
@@ -79,6 +79,42 @@ def import_flights(self, job_id: str, payload: dict | None = None) -> None:
             )
         invalidate_flights(svc)
         return result
+
+    run_job(self, job_id, payload, work)
+
+
+@shared_task(bind=True, name=queues.BULK_CREATE_BOOKINGS)
+def bulk_create_bookings(self, job_id: str, payload: dict | None = None) -> None:
+    def work(svc, job):
+        items = job["payload"]["request"]["bookings"]
+        result = bulk.create_bookings(
+            svc.db,
+            items,
+            job_id=job_id,
+            now=utcnow(),
+            chunk_size=svc.settings.BULK_CHUNK_SIZE,
+            min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
+            on_progress=lambda progress: jobs.set_progress(svc.db, job_id, progress),
+        )
+        svc.cache.bump_generation(cache.BOOKING_PAGES_GENERATION)
+        return result
+
+    run_job(self, job_id, payload, work)
+
+
+@shared_task(bind=True, name=queues.BULK_UPDATE_STATUS)
+def bulk_update_status(self, job_id: str, payload: dict | None = None) -> None:
+    def work(svc, job):
+        return bulk.update_statuses(
+            svc.db,
+            svc.locks,
+            job["payload"]["request"]["updates"],
+            job_id=job_id,
+            clock=utcnow,
+            chunk_size=svc.settings.BULK_CHUNK_SIZE,
+            on_changed=lambda booking: invalidate_booking(svc, booking),
+            on_progress=lambda progress: jobs.set_progress(svc.db, job_id, progress),
+        )
 
     run_job(self, job_id, payload, work)
 

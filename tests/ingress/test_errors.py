@@ -57,6 +57,7 @@ def test_the_specs_load_test_body_is_accepted(client):
         ({"customer_name": ""}, "customer_name"),
         ({"customer_name": "x" * 101}, "customer_name"),
         ({"customer_name": "nul\x00byte"}, "customer_name"),
+        ({"customer_name": "lone \ud800 surrogate"}, "customer_name"),
         ({"customer_email": "not-an-email"}, "customer_email"),
         ({"surprise": 1}, "surprise"),
         ({"$where": "1"}, "$where"),

@@ -1,0 +1,194 @@
+"""Bulk bookings and bulk status updates: each item on its own, in chunks.
+
+One bad item never sinks a batch: it is reported by index with its problem.
+Every item is applied exactly once however often the job runs (a redelivery,
+a worker killed mid-batch): item i of job J writes as the sub-job `J#i`, so a
+booking's ref_id, its events and its applied transitions are all keyed on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from marshmallow import ValidationError
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError
+
+from core import bookings, routes, transitions
+from core.errors import Conflict, RadiantError, ValidationFailed
+from core.flights import DUPLICATE_KEY, chunks
+from core.locks import LockManager
+from core.schemas import BookingCreateSchema, BulkStatusItemSchema
+
+_REF_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_create_schema = BookingCreateSchema()
+_status_schema = BulkStatusItemSchema()
+
+Progress = Callable[[dict[str, int]], None]
+Changed = Callable[[dict[str, Any]], None]
+
+
+def item_job_id(job_id: str, index: int) -> str:
+    return f"{job_id}#{index}"
+
+
+def item_ref_id(job_id: str, index: int) -> str:
+    """The same ref_id for item `index` of job `job_id` on every run (RG + 9 base-36)."""
+    number = int.from_bytes(hashlib.sha256(item_job_id(job_id, index).encode()).digest()[:8])
+    digits = []
+    for _ in range(9):
+        number, rest = divmod(number, 36)
+        digits.append(_REF_ALPHABET[rest])
+    return "RG" + "".join(digits)
+
+
+def _load(schema, item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise ValidationFailed(
+            "An item must be a JSON object.", errors={"_schema": ["Not an object."]}
+        )
+    try:
+        return schema.load(item)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "The item has invalid fields; see errors.", errors=exc.messages
+        ) from None
+
+
+def _progress(on_progress: Progress | None, total: int, done: int, failed: int) -> None:
+    if on_progress is not None:
+        on_progress({"total": total, "done": done, "failed": failed})
+
+
+def _result(items: list[dict[str, Any]]) -> dict[str, Any]:
+    failed = sum(1 for item in items if "problem" in item)
+    return {
+        "total": len(items),
+        "succeeded": len(items) - failed,
+        "failed": failed,
+        "items": sorted(items, key=lambda item: item["index"]),
+    }
+
+
+def create_bookings(
+    db: Database,
+    raw_items: Sequence[Any],
+    *,
+    job_id: str,
+    now: datetime,
+    chunk_size: int,
+    min_connection_minutes: int,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Create a booking per valid item, a chunk per insert_many."""
+    results: list[dict[str, Any]] = []
+    done = 0
+    for chunk in chunks(enumerate(raw_items), chunk_size):
+        docs = []
+        for index, raw in chunk:
+            try:
+                data = _load(_create_schema, raw)
+                if data.get("flight_ids"):
+                    routes.check_itinerary(
+                        db,
+                        origin=data["origin"],
+                        destination=data["destination"],
+                        flight_ids=data["flight_ids"],
+                        min_connection_minutes=min_connection_minutes,
+                    )
+            except RadiantError as exc:
+                if exc.transient:
+                    raise
+                results.append({"index": index, "problem": exc.to_problem()})
+                continue
+            docs.append(
+                (
+                    index,
+                    bookings.booking_document(
+                        item_ref_id(job_id, index), data, job_id=item_job_id(job_id, index), now=now
+                    ),
+                )
+            )
+        results += _insert_bookings(db, docs)
+        done += len(chunk)
+        _progress(on_progress, len(raw_items), done, sum("problem" in r for r in results))
+    return _result(results)
+
+
+def _insert_bookings(db: Database, docs: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    if not docs:
+        return []
+    clashes: set[int] = set()
+    try:
+        db.bookings.insert_many([doc for _, doc in docs], ordered=False)
+    except BulkWriteError as exc:
+        for error in exc.details.get("writeErrors", []):
+            if error.get("code") != DUPLICATE_KEY:
+                raise
+            index, doc = docs[error["index"]]
+            existing = db.bookings.find_one({"ref_id": doc["ref_id"]}, {"job_id": 1})
+            if existing is None or existing.get("job_id") != doc["job_id"]:
+                clashes.add(index)  # another booking owns this ref_id (1 in 10^14)
+    events = [bookings.created_event(doc) for index, doc in docs if index not in clashes]
+    if events:
+        try:
+            db.booking_events.insert_many(events, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise  # duplicates are events an earlier run already wrote
+    results = []
+    for index, doc in docs:
+        if index in clashes:
+            results.append(
+                {
+                    "index": index,
+                    "problem": Conflict(f"Booking {doc['ref_id']} already exists.").to_problem(),
+                }
+            )
+        else:
+            results.append({"index": index, "ref_id": doc["ref_id"], "status": doc["status"]})
+    return results
+
+
+def update_statuses(
+    db: Database,
+    locks: LockManager,
+    raw_items: Sequence[Any],
+    *,
+    job_id: str,
+    clock: Callable[[], datetime],
+    chunk_size: int,
+    on_changed: Changed,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Apply each update in order, through the same lock, machine and fence as
+    a single transition: two updates to one booking apply in batch order."""
+    results: list[dict[str, Any]] = []
+    done = 0
+    for chunk in chunks(enumerate(raw_items), chunk_size):
+        for index, raw in chunk:
+            ref_id = raw.get("ref_id") if isinstance(raw, dict) else None
+            try:
+                item = _load(_status_schema, raw)
+                booking = transitions.transition_booking(
+                    db,
+                    locks,
+                    ref_id=item["ref_id"],
+                    target=item["newStatus"],
+                    job_id=item_job_id(job_id, index),
+                    data=item.get("eventData") or {},
+                    now=clock(),
+                )
+            except RadiantError as exc:
+                if exc.transient and exc.status >= 500:
+                    raise  # a backing service is down: retry the job; applied items stay applied
+                results.append({"index": index, "ref_id": ref_id, "problem": exc.to_problem()})
+                continue
+            on_changed(booking)
+            results.append({"index": index, "ref_id": item["ref_id"], "status": booking["status"]})
+        done += len(chunk)
+        _progress(on_progress, len(raw_items), done, sum("problem" in r for r in results))
+    return _result(results)
