@@ -195,7 +195,15 @@ class Cache:
     # -- operators ------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Hits, misses and hit rate per kind, and key counts per cache prefix."""
+        """Hits, misses and hit rate per kind, and key counts per cache prefix (SCAN)."""
+        keys = {
+            prefix.rstrip(":"): sum(1 for _ in self.redis.scan_iter(match=prefix + "*", count=1000))
+            for prefix in CACHE_PREFIXES
+        }
+        return {"kinds": self.hit_stats(), "keys": keys}
+
+    def hit_stats(self) -> dict[str, dict[str, Any]]:
+        """Hits, misses and hit rate per cache kind (one round trip)."""
         pipe = self.redis.pipeline(transaction=False)
         for kind in KINDS:
             pipe.get(stats_key(kind, "hits"))
@@ -206,11 +214,7 @@ class Cache:
             hits, misses = int(values[2 * i] or 0), int(values[2 * i + 1] or 0)
             rate = round(hits / (hits + misses), 4) if hits + misses else None
             kinds[kind] = {"hits": hits, "misses": misses, "hit_rate": rate}
-        keys = {
-            prefix.rstrip(":"): sum(1 for _ in self.redis.scan_iter(match=prefix + "*", count=1000))
-            for prefix in CACHE_PREFIXES
-        }
-        return {"kinds": kinds, "keys": keys}
+        return kinds
 
     def clear(self) -> int:
         """Delete every cache entry (SCAN, in batches); returns how many."""

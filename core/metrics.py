@@ -1,11 +1,16 @@
-"""Operational figures shared across processes through Redis.
+"""Operational figures, collected in every process and aggregated in Redis.
 
-Queue depths are sampled by a beat task (one sampler, not every ingress) and
-kept as a short history per queue, so a backlog that keeps growing is visible.
+Every ingress process records each request (count, status, latency) and every
+worker process each task (queue wait, run time) with one pipelined round trip;
+readers see the sum over all processes. Latency percentiles come from the last
+SAMPLES values per endpoint or task type. Queue depths are sampled by a beat
+task (one sampler, not every ingress) and kept as a short history per queue, so
+a backlog that keeps growing is visible.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any, Protocol
 
@@ -15,10 +20,82 @@ from core import queues
 from core.settings import Settings
 
 QUEUE_DEPTH_HISTORY = 40  # samples kept per queue
+SAMPLES = 1000  # latency samples kept per endpoint / task type
+RPS_WINDOW_S = 60
+
+REQUESTS = (
+    "metrics:requests"  # hash: "<endpoint>|count", "<endpoint>|ms", "<endpoint>|status|<code>"
+)
+TASKS = "metrics:tasks"  # hash: "<type>|count", "<type>|failed"
+
+# The spec's alerting thresholds.
+P95_LIMIT_MS = 1000
+CACHE_HIT_RATE_FLOOR = 0.70
+LOCK_ACQUIRE_LIMIT_MS = 500
+ERROR_RATE_LIMIT = 0.01
+MEMORY_LIMIT = 0.80
+GROWING_SAMPLES = 4  # consecutive rising queue-depth samples that mean "falling behind"
+MIN_SAMPLE = 20  # below this many observations a rate says nothing
 
 
 def queue_depth_key(queue: str) -> str:
     return f"metrics:queue_depth:{queue}"
+
+
+def latency_key(endpoint: str) -> str:
+    return f"metrics:latency:{endpoint}"
+
+
+def rps_key(second: int) -> str:
+    return f"metrics:rps:{second}"
+
+
+def task_key(kind: str, task_type: str) -> str:
+    return f"metrics:task_{kind}:{task_type}"
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None}
+    ordered = sorted(values)
+
+    def pick(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 2)
+
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99)}
+
+
+# -- recording (hot path: one round trip) ----------------------------------------------
+
+
+def record_request(client: redis.Redis, endpoint: str, status: int, ms: float, now: float) -> None:
+    second = int(now)
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(REQUESTS, f"{endpoint}|count", 1)
+    pipe.hincrbyfloat(REQUESTS, f"{endpoint}|ms", round(ms, 3))
+    pipe.hincrby(REQUESTS, f"{endpoint}|status|{status}", 1)
+    pipe.lpush(latency_key(endpoint), round(ms, 3))
+    pipe.ltrim(latency_key(endpoint), 0, SAMPLES - 1)
+    pipe.incr(rps_key(second))
+    pipe.expire(rps_key(second), RPS_WINDOW_S * 2)
+    pipe.execute()
+
+
+def record_task(
+    client: redis.Redis, task_type: str, *, wait_ms: float | None, run_ms: float, failed: bool
+) -> None:
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(TASKS, f"{task_type}|count", 1)
+    if failed:
+        pipe.hincrby(TASKS, f"{task_type}|failed", 1)
+    for kind, value in (("wait", wait_ms), ("run", run_ms)):
+        if value is not None:
+            pipe.lpush(task_key(kind, task_type), round(value, 3))
+            pipe.ltrim(task_key(kind, task_type), 0, SAMPLES - 1)
+    pipe.execute()
+
+
+# -- queue depths -------------------------------------------------------------------------
 
 
 class AmqpChannel(Protocol):
@@ -45,3 +122,205 @@ def sample_queue_depths(
 def queue_depth_history(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
     """Newest first."""
     return [json.loads(raw) for raw in client.lrange(queue_depth_key(queue), 0, -1)]
+
+
+def is_growing(history: list[dict[str, Any]]) -> bool:
+    """True when the last GROWING_SAMPLES samples rose each time (newest first)."""
+    depths = [sample["messages"] for sample in history[:GROWING_SAMPLES]]
+    return len(depths) == GROWING_SAMPLES and all(a > b for a, b in itertools.pairwise(depths))
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def request_figures(client: redis.Redis, now: float) -> dict[str, Any]:
+    raw = client.hgetall(REQUESTS)
+    endpoints: dict[str, dict[str, Any]] = {}
+    for field, value in raw.items():
+        endpoint, _, rest = field.partition("|")
+        entry = endpoints.setdefault(endpoint, {"count": 0, "ms": 0.0, "statuses": {}})
+        if rest == "count":
+            entry["count"] = int(value)
+        elif rest == "ms":
+            entry["ms"] = float(value)
+        elif rest.startswith("status|"):
+            entry["statuses"][rest.split("|", 1)[1]] = int(value)
+    seconds = [rps_key(int(now) - s) for s in range(1, RPS_WINDOW_S + 1)]
+    recent = sum(int(v or 0) for v in client.mget(seconds))
+    pipe = client.pipeline(transaction=False)
+    for endpoint in endpoints:
+        pipe.lrange(latency_key(endpoint), 0, -1)
+    samples = pipe.execute()
+    total = total_ms = 0
+    result = {}
+    for (endpoint, entry), values in zip(endpoints.items(), samples, strict=True):
+        count = entry["count"]
+        total += count
+        total_ms += entry["ms"]
+        client_errors = sum(n for s, n in entry["statuses"].items() if s.startswith("4"))
+        server_errors = sum(n for s, n in entry["statuses"].items() if s.startswith("5"))
+        result[endpoint] = {
+            "count": count,
+            "latency_ms": {
+                **percentiles([float(v) for v in values]),
+                "average": round(entry["ms"] / count, 2) if count else None,
+            },
+            "errors": {
+                "client": client_errors,
+                "server": server_errors,
+                "by_status": {s: n for s, n in sorted(entry["statuses"].items()) if s[0] in "45"},
+            },
+            "error_rate": round(server_errors / count, 4) if count else 0.0,
+        }
+    return {
+        "total": total,
+        "average_ms": round(total_ms / total, 2) if total else 0.0,
+        "requests_per_second": round(recent / RPS_WINDOW_S, 2),
+        "endpoints": result,
+    }
+
+
+def task_figures(client: redis.Redis) -> dict[str, Any]:
+    raw = client.hgetall(TASKS)
+    types = sorted({field.partition("|")[0] for field in raw})
+    pipe = client.pipeline(transaction=False)
+    for task_type in types:
+        pipe.lrange(task_key("wait", task_type), 0, -1)
+        pipe.lrange(task_key("run", task_type), 0, -1)
+    lists = pipe.execute()
+    figures = {}
+    for i, task_type in enumerate(types):
+        figures[task_type] = {
+            "count": int(raw.get(f"{task_type}|count", 0)),
+            "failed": int(raw.get(f"{task_type}|failed", 0)),
+            "queue_wait_ms": percentiles([float(v) for v in lists[2 * i]]),
+            "run_ms": percentiles([float(v) for v in lists[2 * i + 1]]),
+        }
+    return figures
+
+
+def memory_used() -> float | None:
+    """Fraction of this host's memory in use (from /proc/meminfo; None elsewhere)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            values = {line.split(":")[0]: int(line.split()[1]) for line in meminfo}
+        return round(1 - values["MemAvailable"] / values["MemTotal"], 4)
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
+def overall_hit_rate(kinds: dict[str, dict[str, Any]]) -> tuple[float | None, int]:
+    hits = sum(k["hits"] for k in kinds.values())
+    lookups = hits + sum(k["misses"] for k in kinds.values())
+    return (round(hits / lookups, 4) if lookups else None), lookups
+
+
+def recommendations(figures: dict[str, Any]) -> list[dict[str, str]]:
+    """The spec's thresholds, applied to the figures of performance_figures()."""
+    advice = []
+    for endpoint, entry in figures["requests"]["endpoints"].items():
+        p95 = entry["latency_ms"]["p95"]
+        if p95 is not None and p95 > P95_LIMIT_MS:
+            advice.append(
+                {
+                    "type": "scale_up",
+                    "component": "backend",
+                    "reason": f"P95 response time {p95:.0f} ms on {endpoint} (> {P95_LIMIT_MS} ms)",
+                    "priority": "HIGH",
+                }
+            )
+        if entry["count"] >= MIN_SAMPLE and entry["error_rate"] > ERROR_RATE_LIMIT:
+            advice.append(
+                {
+                    "type": "investigate",
+                    "component": "backend",
+                    "reason": f"Error rate {entry['error_rate']:.1%} on {endpoint} (> 1%)",
+                    "priority": "HIGH",
+                }
+            )
+    rate, lookups = figures["cache"]["hit_rate"], figures["cache"]["lookups"]
+    if rate is not None and lookups >= MIN_SAMPLE and rate < CACHE_HIT_RATE_FLOOR:
+        advice.append(
+            {
+                "type": "optimize_caching",
+                "component": "cache",
+                "reason": f"Cache hit rate {rate:.1%} (< 70%)",
+                "priority": "MEDIUM",
+            }
+        )
+    lock_p95 = figures["locks"]["acquire_ms"]["p95"]
+    if lock_p95 is not None and lock_p95 > LOCK_ACQUIRE_LIMIT_MS:
+        advice.append(
+            {
+                "type": "reduce_contention",
+                "component": "locks",
+                "reason": f"Lock acquisition P95 {lock_p95:.0f} ms (> 500 ms)",
+                "priority": "HIGH",
+            }
+        )
+    memory = figures["memory"]["used"]
+    if memory is not None and memory > MEMORY_LIMIT:
+        advice.append(
+            {
+                "type": "scale_up",
+                "component": "memory",
+                "reason": f"Memory {memory:.0%} used (> 80%)",
+                "priority": "HIGH",
+            }
+        )
+    for queue, entry in figures["queues"].items():
+        if entry["growing"]:
+            advice.append(
+                {
+                    "type": "scale_workers",
+                    "component": f"queue:{queue}",
+                    "reason": f"Backlog of {queue} grew over the last {GROWING_SAMPLES} samples "
+                    f"(now {entry['messages']})",
+                    "priority": "HIGH",
+                }
+            )
+    return advice
+
+
+def queue_figures(client: redis.Redis) -> dict[str, Any]:
+    figures = {}
+    for queue in queues.ALL_QUEUES:
+        history = queue_depth_history(client, queue)
+        latest = history[0] if history else {}
+        figures[queue] = {
+            "messages": latest.get("messages"),
+            "consumers": latest.get("consumers"),
+            "sampled_at": latest.get("at"),
+            "growing": is_growing(history),
+            "history": [s["messages"] for s in history[:10]],
+        }
+    return figures
+
+
+def performance_figures(
+    client: redis.Redis, cache_stats: dict[str, Any], lock_stats: dict[str, Any], now: float
+) -> dict[str, Any]:
+    """Everything /api/admin/performance reports, recommendations included."""
+    rate, lookups = overall_hit_rate(cache_stats["kinds"])
+    figures = {
+        "requests": request_figures(client, now),
+        "tasks": task_figures(client),
+        "cache": {"hit_rate": rate, "lookups": lookups, **cache_stats},
+        "locks": lock_stats,
+        "queues": queue_figures(client),
+        "memory": {"used": memory_used()},
+    }
+    figures["scalingRecommendations"] = recommendations(figures)
+    return figures
+
+
+def health_summary(client: redis.Redis, cache_kinds: dict[str, Any], now: float) -> dict[str, Any]:
+    """The spec's /health `metrics` block."""
+    requests = request_figures(client, now)
+    rate, _ = overall_hit_rate(cache_kinds)
+    return {
+        "totalRequests": requests["total"],
+        "cacheHitRate": f"{rate * 100:.1f}%" if rate is not None else None,
+        "averageResponseTime": requests["average_ms"],
+        "requestsPerSecond": f"{requests['requests_per_second']:.1f}",
+    }

@@ -417,6 +417,31 @@ class ServiceHealthSchema(Schema):
     detail = fields.String()
 
 
+class HealthMetricsSchema(Schema):
+    totalRequests = fields.Integer()
+    cacheHitRate = fields.String(allow_none=True, metadata={"example": "87.3%"})
+    averageResponseTime = fields.Float()
+    requestsPerSecond = fields.String(metadata={"example": "12.5"})
+
+
 class HealthSchema(Schema):
     status = fields.String(validate=validate.OneOf(("healthy", "degraded", "unhealthy")))
     services = fields.Dict(keys=fields.String(), values=fields.Nested(ServiceHealthSchema))
+    metrics = fields.Nested(HealthMetricsSchema)
+
+
+class RecommendationSchema(Schema):
+    type = fields.String(metadata={"example": "scale_up"})
+    component = fields.String(metadata={"example": "backend"})
+    reason = fields.String()
+    priority = fields.String(metadata={"example": "HIGH"})
+
+
+class PerformanceSchema(Schema):
+    requests = fields.Dict()
+    tasks = fields.Dict()
+    cache = fields.Dict()
+    locks = fields.Dict()
+    queues = fields.Dict()
+    memory = fields.Dict()
+    scalingRecommendations = fields.List(fields.Nested(RecommendationSchema))

@@ -12,13 +12,14 @@ from flask.json.provider import DefaultJSONProvider
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import UnsupportedMediaType
 
-from core import logs
+from core import logs, metrics
+from core.cache import REDIS_ERRORS
 from core.clock import to_iso
 from core.db import ensure_indexes
 from core.services import Services, connect_services
 from core.settings import Settings, load_settings
 from core.waiting import JobWaiter
-from ingress import admin, bookings, docs, flights, health, jobs
+from ingress import admin, bookings, docs, flights, health, jobs, monitoring
 from ingress.problems import ProblemApi, register_error_handlers
 from ingress.security import install_rate_limits
 from workers.celery_app import create_celery_app
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.extensions["indexes_tried_at"] = time.monotonic()
 
     api = ProblemApi(app)
-    for module in (bookings, flights, jobs, health, admin):
+    for module in (bookings, flights, jobs, health, admin, monitoring):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.assets)
     register_error_handlers(app)
@@ -113,6 +114,13 @@ def _install_request_hooks(app: Flask, svc: Services) -> None:
     def finish(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        rule = request.url_rule.rule if request.url_rule else "(unmatched)"
+        try:
+            metrics.record_request(
+                svc.redis, f"{request.method} {rule}", response.status_code, elapsed_ms, time.time()
+            )
+        except REDIS_ERRORS as exc:
+            log.debug("request metrics not recorded: %s", exc)
         log.info(
             "%s %s %s",
             request.method,

@@ -16,9 +16,11 @@ from core.schemas import (
     FlightImportSchema,
     HeldLocksSchema,
     JobAcceptedSchema,
+    PerformanceSchema,
 )
 from ingress.context import services
 from ingress.docs import Blueprint
+from ingress.monitoring import current_figures
 from ingress.security import require_admin
 from ingress.submit import submit_job
 
@@ -89,6 +91,15 @@ class StatusImport(MethodView):
         """Apply up to BULK_UPDATE_LIMIT status updates in order, each on its own."""
         check_bulk_size(data["updates"], services().settings.BULK_UPDATE_LIMIT, "updates")
         return submit_job(queues.BULK_UPDATE_STATUS, data, {}, payload_in_message=False)
+
+
+@blp.route("/performance")
+class Performance(MethodView):
+    @blp.alt_response(200, schema=PerformanceSchema, success=True)
+    @blp.problems(401, 403, 429, 503)
+    def get(self):
+        """Throughput, latency, errors, tasks, caches, locks, queues, and scaling advice."""
+        return current_figures()
 
 
 @blp.route("/cache/warm")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from flask.views import MethodView
 
-from core import health
+from core import health, metrics
 from core.schemas import HealthSchema
 from ingress.context import publisher, services
 from ingress.docs import Blueprint
@@ -41,4 +43,7 @@ class Health(MethodView):
             "workers": health.probe(health.count_workers(svc.redis)),
         }
         status = health.overall_status(checks, CRITICAL)
-        return {"status": status, "services": checks}, 503 if status == health.UNHEALTHY else 200
+        body = {"status": status, "services": checks}
+        if checks["redis"]["status"] == health.HEALTHY:
+            body["metrics"] = metrics.health_summary(svc.redis, svc.cache.hit_stats(), time.time())
+        return body, 503 if status == health.UNHEALTHY else 200

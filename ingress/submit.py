@@ -8,6 +8,7 @@ take the task, the job record is dropped and the client gets a 503.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from flask import Response, current_app, request
@@ -33,7 +34,7 @@ def publish(task_name: str, job_id: str, payload: dict[str, Any] | None) -> None
         kwargs={"payload": payload},
         task_id=job_id,
         queue=queue,
-        headers={"request_id": logs.bound().get("request_id")},
+        headers={"request_id": logs.bound().get("request_id"), "enqueued_at": time.time()},
         retry=True,
         retry_policy={
             "max_retries": settings.BROKER_PUBLISH_RETRIES,

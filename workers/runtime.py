@@ -10,13 +10,14 @@ import time
 
 from celery import Celery, bootsteps, signals
 
-from core import health, logs
+from core import health, logs, metrics
 from core.db import ensure_indexes
 from core.services import Services, connect_services
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 _state: dict[str, object] = {}
+_started: dict[str, float] = {}  # task id -> start time, between prerun and postrun
 _lock = threading.Lock()
 
 
@@ -73,7 +74,24 @@ def install(app: Celery) -> None:
         request_id = getattr(task.request, "request_id", None) if task else None
         logs.clear()
         logs.bind(task=task.name if task else None, job_id=task_id, request_id=request_id)
+        _started[task_id] = time.time()
 
     @signals.task_postrun.connect(weak=False)
-    def _unbind(**_):
+    def _unbind(task_id=None, task=None, state=None, **_):
         logs.clear()
+        started = _started.pop(task_id, None)
+        if task is None or started is None:
+            return
+        enqueued = getattr(task.request, "enqueued_at", None)
+        # A retried task's wait counts from its first enqueue: that is what a client waits.
+        wait_ms = (started - enqueued) * 1000 if isinstance(enqueued, int | float) else None
+        try:
+            metrics.record_task(
+                services().redis,
+                task.name.rsplit(".", 1)[-1],
+                wait_ms=wait_ms,
+                run_ms=(time.time() - started) * 1000,
+                failed=state == "FAILURE",
+            )
+        except Exception as exc:  # metrics must never fail a task
+            log.warning("task metrics not recorded: %s", exc)
