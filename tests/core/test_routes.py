@@ -54,6 +54,20 @@ def oracle(schedule, origin, destination, day):
     return sorted(direct), sorted(transit)
 
 
+def best_first(schedule, pairs):
+    """Pairs ordered as the search orders options: arrival, then duration, then ids."""
+    docs = {
+        d["flight_id"]: d
+        for d in (flights.flight_document(flights._schema.load(r)) for r in schedule)
+    }
+
+    def key(pair):
+        first, second = docs[pair[0]], docs[pair[1]]
+        return (second["arrival_ts"], second["arrival_ts"] - first["departure_ts"], *pair)
+
+    return sorted(pairs, key=key)
+
+
 def ids(options):
     return sorted(tuple(f["flight_id"] for f in o["flights"]) for o in options)
 
@@ -163,9 +177,11 @@ def test_random_schedules_match_the_oracle(services):
                 assert result["counts"]["one_transit"] == len(transit)
                 if len(transit) <= routes.KEPT_OPTIONS:
                     assert ids(result["one_transit"]) == transit
-                else:  # the kept options are real ones, and the earliest arrivals
-                    assert set(ids(result["one_transit"])) <= set(transit)
-                    assert len(result["one_transit"]) == routes.KEPT_OPTIONS
+                else:  # the kept options are exactly the earliest arrivals
+                    kept = [
+                        tuple(f["flight_id"] for f in o["flights"]) for o in result["one_transit"]
+                    ]
+                    assert kept == best_first(schedule, transit)[: routes.KEPT_OPTIONS]
                 checked += len(transit)
     assert checked > 100  # the random schedule really has connections
 
@@ -191,3 +207,21 @@ def test_itinerary_checks(services, edge_schedule):
     ):
         with pytest.raises(Unprocessable):
             check(bad)
+
+
+def test_only_the_best_options_are_kept_when_there_are_many(services):
+    day = date(2031, 7, 1)
+    schedule = [raw(f"QK{n:02d}", "QKA", "QKX", at(day, 1 + n % 12, 0), 60 + n) for n in range(20)]
+    schedule += [
+        raw(f"QL{n:02d}", "QKX", "QKB", at(day, 14 + n % 9, 5 * n % 60), 45 + 7 * n)
+        for n in range(20)
+    ]
+    assert flights.import_flights(services.db, schedule, chunk_size=50)["failed"] == 0
+    result = routes.search_routes(
+        services.db, origin="QKA", destination="QKB", day=day, min_connection_minutes=MIN_CONN
+    )
+    _, transit = oracle(schedule, "QKA", "QKB", day)
+    assert len(transit) > routes.KEPT_OPTIONS
+    assert result["counts"]["one_transit"] == len(transit)
+    kept = [tuple(f["flight_id"] for f in o["flights"]) for o in result["one_transit"]]
+    assert kept == best_first(schedule, transit)[: routes.KEPT_OPTIONS]
