@@ -29,7 +29,7 @@ SETTINGS_FIELDS = {f.name for f in dataclasses.fields(Settings)}
 # Variables the app's containers may carry that are not RadiantGo settings.
 NOT_SETTINGS = {"PYTHONUNBUFFERED"}
 # Compose defaults that deliberately differ from Settings' own.
-DIFFERENT_DEFAULTS = {"LOG_FORMAT": "json"}
+DIFFERENT_DEFAULTS = {"LOG_FORMAT": "json", "TRUSTED_PROXIES": "172.16.0.0/12"}
 APP_IMAGE = "radiantgo:latest"
 DEFAULTED = re.compile(r"^\$\{(?P<name>\w+):-(?P<default>[^}]*)\}$")
 
@@ -63,7 +63,7 @@ def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 @needs_compose
 def test_docker_compose_config_accepts_the_file():
-    env = {**os.environ, "FLOWER_BASIC_AUTH": "admin:secret"}
+    env = {**os.environ, "FLOWER_BASIC_AUTH": "admin:secret", "ADMIN_TOKEN": "t" * 32}
     result = _compose_config(env)
     assert result.returncode == 0, result.stderr
 
@@ -71,6 +71,7 @@ def test_docker_compose_config_accepts_the_file():
 @needs_compose
 def test_docker_compose_config_requires_flower_basic_auth():
     env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    env["ADMIN_TOKEN"] = "t" * 32
     result = _compose_config(env)
     assert result.returncode != 0
     assert "FLOWER_BASIC_AUTH" in result.stderr

@@ -125,6 +125,8 @@ def load_credentials() -> dict[str, str]:
                 creds[name] = value
     if "FLOWER_BASIC_AUTH" not in creds:
         creds["FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(12)}"
+    if "ADMIN_TOKEN" not in creds:
+        creds["ADMIN_TOKEN"] = secrets.token_urlsafe(24)
     CREDENTIALS.write_text("".join(f"{k}={v}\n" for k, v in creds.items()))
     CREDENTIALS.chmod(0o600)
     return creds
@@ -155,6 +157,7 @@ def run() -> None:
     ensure_services(settings)
     creds = load_credentials()
     flower_auth = settings.FLOWER_BASIC_AUTH or creds["FLOWER_BASIC_AUTH"]
+    admin_token = settings.ADMIN_TOKEN or creds["ADMIN_TOKEN"]
     processes = ["web", "worker", "beat", "flower"]
     if settings.embedded_mongo:
         processes.insert(0, "mongo")
@@ -174,7 +177,7 @@ def run() -> None:
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
     )
-    env.update(FLOWER_BASIC_AUTH=flower_auth)
+    env.update(FLOWER_BASIC_AUTH=flower_auth, ADMIN_TOKEN=admin_token)
     honcho = subprocess.Popen(
         [sys.executable, "-m", "honcho", "start", "-f", "Procfile", "-d", str(ROOT), *processes],
         env=env,
@@ -197,6 +200,10 @@ def run() -> None:
             f"  Health    {base}/health",
             f"  Flower    http://{host}:{settings.FLOWER_PORT}/   user {user!r}",
         ]
+        lines.append(
+            f"  Admin     Authorization: Bearer {admin_token}"
+            + ("   (generated, kept in var/credentials.env)" if not settings.ADMIN_TOKEN else "")
+        )
         if not settings.FLOWER_BASIC_AUTH:
             lines.append(
                 f"            generated password {password!r} (kept in var/credentials.env)"
