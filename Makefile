@@ -31,7 +31,7 @@ lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: bench-create bench-transitions bench-flights ## Every benchmark, one after the other
+bench: bench-create bench-transitions bench-flights bench-bulk ## Every benchmark, one after the other
 
 bench-create: venv ## Booking creation: accept/end-to-end latency, throughput vs a no-op task
 	$(PY) -m tools.stack ensure-services
@@ -41,6 +41,10 @@ bench-transitions: venv ## Transitions at 30/s and 300/s: latencies and lock acq
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_transitions $(BENCH_ARGS)
 
+bench-bulk: venv ## A 1000-booking and a 500-update batch end to end (items/s)
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_bulk $(BENCH_ARGS)
+
 bench-flights: venv ## 100,000-flight import vs insert_many; route search uncached and cached
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_flights $(BENCH_ARGS)
@@ -48,4 +52,4 @@ bench-flights: venv ## 100,000-flight import vs insert_many; route search uncach
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test seed lint bench bench-create bench-transitions bench-flights clean
+.PHONY: help venv run test seed lint bench bench-create bench-transitions bench-flights bench-bulk clean
