@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -168,6 +169,20 @@ class Cache:
             except REDIS_ERRORS as exc:
                 log.warning("cache write skipped: %s", exc)
         return json.loads(encoded)["v"]
+
+    def through(
+        self, key: str, kind: str, generation_key: str, ttl: int, compute: Callable[[], Any]
+    ) -> Any:
+        """The cached value of `key`, or compute() stored under the current generation.
+
+        None (nothing found) is returned and never cached."""
+        value, generation = self.get_generational(key, kind, generation_key)
+        if value is None:
+            computed = compute()
+            value = (
+                None if computed is None else self.set_generational(key, computed, ttl, generation)
+            )
+        return value
 
     def _count_safely(self, kind: str, hit: bool) -> None:
         try:

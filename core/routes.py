@@ -157,20 +157,21 @@ def cached_search(
     ttl: int,
     count_search: bool = True,
 ) -> dict[str, Any]:
-    key = route_key(origin, destination, day)
-    result, generation = cache.get_generational(key, caches.ROUTES, caches.ROUTES_GENERATION)
     if count_search:
         cache.count(SEARCHES, f"{origin}-{destination}")
-    if result is None:
-        result = search_routes(
+    return cache.through(
+        route_key(origin, destination, day),
+        caches.ROUTES,
+        caches.ROUTES_GENERATION,
+        ttl,
+        lambda: search_routes(
             db,
             origin=origin,
             destination=destination,
             day=day,
             min_connection_minutes=min_connection_minutes,
-        )
-        result = cache.set_generational(key, result, ttl, generation)
-    return result
+        ),
+    )
 
 
 def popular_routes(cache: Cache, configured: str, top: int) -> list[tuple[str, str]]:

@@ -27,17 +27,15 @@ class Flight(MethodView):
     def get(self, flight_id):
         """One flight, by `<flight_number>-<YYYYMMDD>` (UTC departure date)."""
         svc = services()
-        key = caches.flight_key(flight_id)
-        flight, generation = svc.cache.get_generational(
-            key, caches.FLIGHTS, caches.FLIGHTS_GENERATION
+        flight = svc.cache.through(
+            caches.flight_key(flight_id),
+            caches.FLIGHTS,
+            caches.FLIGHTS_GENERATION,
+            svc.settings.CACHE_TTL_FLIGHTS,
+            lambda: flights.get_flight(svc.db, flight_id),
         )
         if flight is None:
-            flight = flights.get_flight(svc.db, flight_id)
-            if flight is None:
-                raise NotFound(f"No flight {flight_id!r}.")
-            flight = svc.cache.set_generational(
-                key, flight, svc.settings.CACHE_TTL_FLIGHTS, generation
-            )
+            raise NotFound(f"No flight {flight_id!r}.")
         return flight
 
 
@@ -49,15 +47,13 @@ class Flights(MethodView):
     def get(self, origin, destination, date, limit):
         """Flights on a route departing on one UTC day, in departure order."""
         svc = services()
-        key = caches.flight_list_key(origin, destination, date.isoformat())
-        items, generation = svc.cache.get_generational(
-            key, caches.FLIGHTS, caches.FLIGHTS_GENERATION
+        items = svc.cache.through(
+            caches.flight_list_key(origin, destination, date.isoformat()),
+            caches.FLIGHTS,
+            caches.FLIGHTS_GENERATION,
+            svc.settings.CACHE_TTL_FLIGHTS,
+            lambda: flights.flights_on(svc.db, origin, destination, date),
         )
-        if items is None:
-            items = flights.flights_on(svc.db, origin, destination, date)
-            items = svc.cache.set_generational(
-                key, items, svc.settings.CACHE_TTL_FLIGHTS, generation
-            )
         return {"items": items[:limit], "count": len(items)}
 
 
