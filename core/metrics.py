@@ -145,7 +145,7 @@ def request_figures(client: redis.Redis, now: float) -> dict[str, Any]:
             entry["ms"] = float(value)
         elif rest.startswith("status|"):
             entry["statuses"][rest.split("|", 1)[1]] = int(value)
-    seconds = [rps_key(int(now) - s) for s in range(1, RPS_WINDOW_S + 1)]
+    seconds = [rps_key(int(now) - s) for s in range(RPS_WINDOW_S)]  # this second included
     recent = sum(int(v or 0) for v in client.mget(seconds))
     pipe = client.pipeline(transaction=False)
     for endpoint in endpoints:
