@@ -26,6 +26,21 @@ FINISHED = (SUCCEEDED, FAILED)
 JOB_FINISHED_CHANNEL = "jobs:finished"
 
 
+def job_payload(body: dict[str, Any], *, as_text: bool = False, **assigned: Any) -> dict[str, Any]:
+    """What a job stores: the request (as a document, or as JSON text for bulk
+    requests whose items are still unvalidated) and what the ingress assigned."""
+    if as_text:
+        return {"request_json": json.dumps(body, separators=(",", ":")), **assigned}
+    return {"request": body, **assigned}
+
+
+def job_request(payload: dict[str, Any]) -> dict[str, Any]:
+    """The request a job was accepted with, whichever way it was stored."""
+    if "request_json" in payload:
+        return json.loads(payload["request_json"])
+    return payload["request"]
+
+
 def request_fingerprint(method: str, path: str, body: Any) -> str:
     """What makes two requests "the same" for an Idempotency-Key."""
     canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))

@@ -56,9 +56,7 @@ class FlightImport(MethodView):
     def post(self, data):
         """Import up to BULK_FLIGHT_LIMIT flights (an upsert per flight_id), in chunks."""
         check_bulk_size(data["flights"], services().settings.BULK_FLIGHT_LIMIT, "flights")
-        return submit_job(
-            queues.IMPORT_FLIGHTS, data, {}, payload_in_message=False, accepted_at=int(time.time())
-        )
+        return submit_job(queues.IMPORT_FLIGHTS, data, {}, bulk=True, accepted_at=int(time.time()))
 
 
 @blp.route("/bookings/bulk")
@@ -74,7 +72,7 @@ class BookingImport(MethodView):
     def post(self, data):
         """Create up to BULK_BOOKING_LIMIT bookings, each valid or not on its own."""
         check_bulk_size(data["bookings"], services().settings.BULK_BOOKING_LIMIT, "bookings")
-        return submit_job(queues.BULK_CREATE_BOOKINGS, data, {}, payload_in_message=False)
+        return submit_job(queues.BULK_CREATE_BOOKINGS, data, {}, bulk=True)
 
 
 @blp.route("/bookings/status/bulk")
@@ -90,7 +88,7 @@ class StatusImport(MethodView):
     def post(self, data):
         """Apply up to BULK_UPDATE_LIMIT status updates in order, each on its own."""
         check_bulk_size(data["updates"], services().settings.BULK_UPDATE_LIMIT, "updates")
-        return submit_job(queues.BULK_UPDATE_STATUS, data, {}, payload_in_message=False)
+        return submit_job(queues.BULK_UPDATE_STATUS, data, {}, bulk=True)
 
 
 @blp.route("/performance")

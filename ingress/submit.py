@@ -64,7 +64,7 @@ def submit_job(
     body: dict[str, Any],
     links: dict[str, str],
     *,
-    payload_in_message: bool = True,
+    bulk: bool = False,
     **assigned: Any,
 ) -> Response:
     """Record and enqueue a job; answer with it as the client asked (202 or final).
@@ -72,13 +72,16 @@ def submit_job(
     `body` is the validated request; `assigned` holds what the ingress decided
     for it (a booking's ref_id), stored with it as the job's payload. Small
     payloads travel in the message too (the worker then starts the job with
-    one write); bulk ones only in MongoDB.
+    one write). A bulk request's items are not validated yet (the worker
+    reports each by index), so it is kept as JSON text, which MongoDB stores
+    whatever it holds (a 2^70 integer, a "$where" key), and not sent in the
+    message.
     """
     svc = services()
     job_id = new_job_id()
     key = _idempotency_key()
     fingerprint = jobs.request_fingerprint(request.method, request.path, body)
-    payload = {"request": body, **assigned}
+    payload = jobs.job_payload(body, as_text=bulk, **assigned)
     job, created = jobs.record_job(
         svc.db,
         svc.settings,
@@ -94,7 +97,7 @@ def submit_job(
     logs.bind(job_id=job["_id"])
     if created:
         try:
-            publish(task_name, job_id, payload if payload_in_message else None)
+            publish(task_name, job_id, None if bulk else payload)
         except (OperationalError, KombuError, OSError) as exc:
             jobs.discard_job(svc.db, job_id, key)
             log.warning("publish failed, answered 503: %s", exc)

@@ -66,7 +66,7 @@ def transition_booking(self, job_id: str, payload: dict | None = None) -> None:
 def import_flights(self, job_id: str, payload: dict | None = None) -> None:
     def work(svc, job):
         payload = job["payload"]
-        items = payload["request"]["flights"]
+        items = jobs.job_request(payload)["flights"]
         # One importer per job at a time (a redelivery racing a slow first
         # delivery); every write is an upsert, so a rerun is harmless anyway.
         with svc.locks.hold(bulk_lock_key("flights", payload["accepted_at"]), BULK_LOCK_TTL):
@@ -86,7 +86,7 @@ def import_flights(self, job_id: str, payload: dict | None = None) -> None:
 @shared_task(bind=True, name=queues.BULK_CREATE_BOOKINGS)
 def bulk_create_bookings(self, job_id: str, payload: dict | None = None) -> None:
     def work(svc, job):
-        items = job["payload"]["request"]["bookings"]
+        items = jobs.job_request(job["payload"])["bookings"]
         result = bulk.create_bookings(
             svc.db,
             items,
@@ -108,7 +108,7 @@ def bulk_update_status(self, job_id: str, payload: dict | None = None) -> None:
         return bulk.update_statuses(
             svc.db,
             svc.locks,
-            job["payload"]["request"]["updates"],
+            jobs.job_request(job["payload"])["updates"],
             job_id=job_id,
             clock=utcnow,
             chunk_size=svc.settings.BULK_CHUNK_SIZE,
