@@ -8,7 +8,8 @@ from celery import shared_task
 
 from core import bookings, bulk, cache, flights, jobs, queues, routes, transitions
 from core.clock import utcnow
-from core.locks import BULK_LOCK_TTL, bulk_lock_key
+from core.errors import NotReady
+from core.locks import BULK_LOCK_TTL, BookingLocked, bulk_lock_key
 from core.metrics import sample_queue_depths
 from workers import runtime
 from workers.jobs import run_job
@@ -69,7 +70,14 @@ def import_flights(self, job_id: str, payload: dict | None = None) -> None:
         items = jobs.job_request(payload)["flights"]
         # One importer per job at a time (a redelivery racing a slow first
         # delivery); every write is an upsert, so a rerun is harmless anyway.
-        with svc.locks.hold(bulk_lock_key("flights", payload["accepted_at"]), BULK_LOCK_TTL):
+        # A runner that died holds the lock until its TTL: the redelivery
+        # retries the job with backoff rather than failing it as "locked".
+        key = bulk_lock_key("flights", payload["accepted_at"])
+        try:
+            held = svc.locks.acquire(key, BULK_LOCK_TTL, max_attempts=BULK_LOCK_TRIES)
+        except BookingLocked:
+            raise NotReady("Another run of this import holds its lock; retrying.") from None
+        try:
             result = flights.import_flights(
                 svc.db,
                 items,
@@ -77,6 +85,8 @@ def import_flights(self, job_id: str, payload: dict | None = None) -> None:
                 total=len(items),
                 on_progress=lambda progress: jobs.set_progress(svc.db, job_id, progress),
             )
+        finally:
+            svc.locks.release(held)
         invalidate_flights(svc)
         return result
 
@@ -117,6 +127,9 @@ def bulk_update_status(self, job_id: str, payload: dict | None = None) -> None:
         )
 
     run_job(self, job_id, payload, work)
+
+
+BULK_LOCK_TRIES = 3
 
 
 def invalidate_flights(svc) -> None:

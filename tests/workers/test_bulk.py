@@ -5,6 +5,7 @@ import time
 import requests
 
 from core import bulk
+from core.services import connect_services
 from core.settings import load_settings
 from tests.conftest import ADMIN, booking_body, wait_job
 from tools.processes import kill_worker, start_worker, stop, wait_for_worker
@@ -152,7 +153,7 @@ def test_a_worker_killed_mid_batch_is_redelivered_and_finishes_once(
     )
     from ingress import create_app
 
-    client = create_app(isolated, services=services).test_client()
+    client = create_app(isolated, services=connect_services(isolated)).test_client()
     since = time.time()
     victim = start_worker(isolated, tmp_path / "victim.log", name="victim")
     wait_for_worker(services.redis, victim, since)

@@ -1,0 +1,337 @@
+"""Faults under load: each scenario drives real work, breaks something real,
+lets the system recover, then checks the database against what was promised.
+
+Each prints `N acknowledged, N present, 0 lost, 0 duplicated`.
+"""
+
+import shutil
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from core import queues
+from core.flights import flight_id
+from core.locks import held_locks
+from core.services import connect_services
+from core.settings import load_settings
+from tests.conftest import ADMIN, booking_body, wait_job
+from tools.processes import (
+    delete_queues,
+    free_port,
+    kill_worker,
+    start_ingress,
+    start_worker,
+    stop,
+    wait_for_port,
+    wait_for_worker,
+)
+
+
+def tally(acknowledged: int, present: int, duplicated: int) -> str:
+    line = (
+        f"{acknowledged} acknowledged, {present} present, "
+        f"{acknowledged - present} lost, {duplicated} duplicated"
+    )
+    print(line)
+    return line
+
+
+def isolated_settings(settings, suffix, **overrides):
+    return load_settings(
+        {},
+        **{
+            **settings.__dict__,
+            "QUEUE_NAMESPACE": f"{settings.QUEUE_NAMESPACE}-{suffix}",
+            **overrides,
+        },
+    )
+
+
+def test_worker_killed_mid_flight_import_loses_and_doubles_nothing(settings, services, tmp_path):
+    isolated = isolated_settings(settings, "kill-import", BULK_CHUNK_SIZE=100)
+    from ingress import create_app
+
+    client = create_app(isolated, services=connect_services(isolated)).test_client()
+    day = datetime(2034, 6, 1, tzinfo=UTC)
+    flights = [
+        {
+            "flight_number": f"KF{n:04d}",
+            "airline": "Fault Air",
+            "origin": "KXA",
+            "destination": "KXB",
+            "departure_ts": (day + timedelta(minutes=n)).isoformat(),
+            "arrival_ts": (day + timedelta(minutes=n + 90)).isoformat(),
+        }
+        for n in range(2000)
+    ]
+    since = time.time()
+    victim = start_worker(isolated, tmp_path / "victim.log", name="victim")
+    rescuer = None
+    try:
+        wait_for_worker(services.redis, victim, since)
+        r = client.post("/api/admin/flights/bulk", headers=ADMIN, json={"flights": flights})
+        assert r.status_code == 202
+        url = r.headers["Location"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done = client.get(url).get_json().get("progress", {}).get("done", 0)
+            if 0 < done < 2000:
+                break
+            time.sleep(0.01)
+        kill_worker(victim)
+        assert client.get(url).get_json()["state"] == "running"
+        since = time.time()
+        rescuer = start_worker(isolated, tmp_path / "rescuer.log", name="rescuer")
+        wait_for_worker(services.redis, rescuer, since)
+        deadline = time.monotonic() + 120
+        while (job := client.get(url).get_json())["state"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        for proc in (victim, rescuer):
+            if proc is not None:
+                stop(proc)
+        delete_queues(isolated)
+    assert job["state"] == "succeeded", job["error"]
+    assert job["result"]["succeeded"] == 2000
+    present = sum(
+        1
+        for n, f in enumerate(flights)
+        if services.db.flights.find_one(
+            {"_id": flight_id(f["flight_number"], day + timedelta(minutes=n))}
+        )
+    )
+    doubled = sum(
+        services.db.flights.count_documents({"flight_number": f["flight_number"]}) - 1
+        for f in flights[::20]
+    )
+    assert tally(2000, present, doubled) == "2000 acknowledged, 2000 present, 0 lost, 0 duplicated"
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(
+        ["rabbitmqctl", "-q", *args],
+        check=True,
+        timeout=120,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs a local RabbitMQ to restart")
+def test_rabbitmq_restart_while_posting_keeps_every_202(settings, live_server, services):
+    """Every 202 ends as a booking; what could not be enqueued got a 503, never a 202."""
+    outcomes: list[tuple[int, str | None]] = []
+    stop_at = time.monotonic() + 20
+
+    def client_loop():
+        session = requests.Session()
+        while time.monotonic() < stop_at:
+            try:
+                r = session.post(live_server + "/api/bookings", json=booking_body(), timeout=15)
+                outcomes.append(
+                    (r.status_code, r.json().get("ref_id") if r.status_code == 202 else None)
+                )
+            except requests.RequestException:
+                outcomes.append((0, None))
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=client_loop) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    rabbitmqctl("stop_app")
+    time.sleep(4)
+    rabbitmqctl("start_app")
+    for t in threads:
+        t.join(60)
+    assert wait_for_port("127.0.0.1", 5672, 60)
+    accepted = [ref for status, ref in outcomes if status == 202]
+    refused = [status for status, _ in outcomes if status != 202]
+    assert accepted and refused, "the restart should have refused some requests"
+    assert set(refused) <= {503}, set(refused)
+    deadline = time.monotonic() + 180
+    missing = list(accepted)
+    while missing and time.monotonic() < deadline:
+        missing = [ref for ref in missing if not services.db.bookings.find_one({"ref_id": ref})]
+        time.sleep(0.5)
+    doubled = sum(
+        services.db.booking_events.count_documents({"booking_id": ref}) - 1
+        for ref in accepted[::10]
+    )
+    line = tally(len(accepted), len(accepted) - len(missing), doubled)
+    assert line.endswith(" 0 lost, 0 duplicated"), line
+
+
+def test_redis_restart_during_transitions_loses_and_doubles_nothing(settings, services, tmp_path):
+    port = free_port()
+    command = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
+    redis_proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_for_port("127.0.0.1", port, 10)
+    isolated = isolated_settings(settings, "redis-restart", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    svc = connect_services(isolated)
+    since = time.time()
+    worker = start_worker(isolated, tmp_path / "worker.log", name="redis-restart")
+    ingress = None
+    try:
+        wait_for_worker(svc.redis, worker, since)
+        ingress, base = start_ingress(isolated, tmp_path / "ingress.log")
+        made = requests.post(
+            base + "/api/admin/bookings/bulk",
+            headers={**ADMIN, "Prefer": "wait=10"},
+            json={"bookings": [booking_body() for _ in range(120)]},
+            timeout=60,
+        ).json()
+        refs = [item["ref_id"] for item in made["result"]["items"]]
+        accepted = []
+
+        def depart(ref):
+            r = requests.post(
+                f"{base}/api/bookings/{ref}/depart", json={"location": "DEL"}, timeout=15
+            )
+            return ref, r
+
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(depart, ref) for ref in refs[:60]]
+            time.sleep(0.3)
+            stop(redis_proc)  # Redis dies with transitions queued and running
+            futures += [pool.submit(depart, ref) for ref in refs[60:]]
+            results = [f.result() for f in futures]
+        redis_proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_for_port("127.0.0.1", port, 10)
+        for ref, r in results:
+            assert r.status_code in (202, 503), r.text
+            if r.status_code == 202:
+                accepted.append((ref, r.headers["Location"]))
+        for _, url in accepted:
+            assert wait_job(base, url, timeout=180)["state"] == "succeeded"
+        present = doubled = 0
+        for ref, _ in accepted:
+            booking = services.db.bookings.find_one({"ref_id": ref})
+            events = services.db.booking_events.count_documents(
+                {"booking_id": ref, "type": "STATUS_DEPARTED"}
+            )
+            present += booking["status"] == "DEPARTED" and booking["version"] == 2 and events >= 1
+            doubled += max(events - 1, 0)
+        assert held_locks(svc.redis) == []  # no lock left behind
+        line = tally(len(accepted), present, doubled)
+        assert (
+            line == f"{len(accepted)} acknowledged, {len(accepted)} present, 0 lost, 0 duplicated"
+        )
+    finally:
+        for proc in (ingress, worker, redis_proc):
+            if proc is not None:
+                stop(proc)
+        delete_queues(isolated)
+
+
+def test_every_task_type_delivered_twice_has_one_effect(app, services, live_server):
+    """The very same message published twice through RabbitMQ, for each task type."""
+    from core import jobs
+    from ingress.submit import publish
+
+    day = datetime(2034, 7, 1, tzinfo=UTC)
+    flight = {
+        "flight_number": "DD0001",
+        "airline": "Dup Air",
+        "origin": "KDA",
+        "destination": "KDB",
+        "departure_ts": day.isoformat(),
+        "arrival_ts": (day + timedelta(hours=2)).isoformat(),
+    }
+    created = requests.post(
+        live_server + "/api/bookings",
+        json=booking_body(),
+        headers={"Prefer": "wait=10"},
+        timeout=15,
+    ).json()
+    ref = created["result"]["booking"]["ref_id"]
+    cases = [
+        ("/api/bookings", booking_body(pieces=3), None),
+        (f"/api/bookings/{ref}/depart", {"location": "DEL"}, None),
+        ("/api/admin/flights/bulk", {"flights": [flight]}, ADMIN),
+        ("/api/admin/bookings/bulk", {"bookings": [booking_body(pieces=4)] * 3}, ADMIN),
+        (
+            "/api/admin/bookings/status/bulk",
+            {"updates": [{"ref_id": ref, "newStatus": "ARRIVED"}]},
+            ADMIN,
+        ),
+    ]
+    effects = []
+    for path, body, headers in cases:
+        r = requests.post(live_server + path, json=body, headers=headers or {}, timeout=30)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        job = jobs.get_job(services.db, job_id)
+        task = next(name for name, (kind, _) in queues.TASKS.items() if kind == job["type"])
+        with app.test_request_context():
+            publish(task, job_id, job["payload"])  # the duplicate delivery
+        effects.append((path, wait_job(live_server, r.headers["Location"], timeout=60)))
+    time.sleep(1.0)  # the duplicates ran by now (one worker, prefetch 1 per process)
+    booking = services.db.bookings.find_one({"ref_id": ref})
+    assert (booking["status"], booking["version"]) == ("ARRIVED", 3)
+    assert services.db.booking_events.count_documents({"booking_id": ref}) == 3
+    assert services.db.flights.count_documents({"flight_number": "DD0001"}) == 1
+    single = effects[0][1]["result"]["booking"]["ref_id"]
+    assert services.db.booking_events.count_documents({"booking_id": single}) == 1
+    for item in effects[3][1]["result"]["items"]:
+        assert services.db.booking_events.count_documents({"booking_id": item["ref_id"]}) == 1
+    tally(len(cases), len(cases), 0)
+
+
+def test_fifty_way_concurrent_transitions_on_a_set_of_bookings(live_server, services):
+    made = requests.post(
+        live_server + "/api/admin/bookings/bulk",
+        headers={**ADMIN, "Prefer": "wait=10"},
+        json={"bookings": [booking_body() for _ in range(5)]},
+        timeout=30,
+    ).json()
+    refs = [item["ref_id"] for item in made["result"]["items"]]
+    for action in ("depart", "arrive"):
+        attempts = [(ref, action) for ref in refs for _ in range(50)]
+        with ThreadPoolExecutor(50) as pool:
+            responses = list(
+                pool.map(
+                    lambda a: requests.post(
+                        f"{live_server}/api/bookings/{a[0]}/{a[1]}", json={}, timeout=60
+                    ),
+                    attempts,
+                )
+            )
+        jobs_by_ref: dict[str, list[dict]] = {ref: [] for ref in refs}
+        for (ref, _), r in zip(attempts, responses, strict=True):
+            assert r.status_code in (202, 409)
+            if r.status_code == 202:
+                jobs_by_ref[ref].append(wait_job(live_server, r.headers["Location"], timeout=120))
+        for ref, outcomes in jobs_by_ref.items():
+            assert sum(j["state"] == "succeeded" for j in outcomes) == 1, ref
+    present = 0
+    for ref in refs:
+        booking = services.db.bookings.find_one({"ref_id": ref})
+        events = [
+            e["type"] for e in services.db.booking_events.find({"booking_id": ref}).sort("at_ts", 1)
+        ]
+        assert events == ["BOOKING_CREATED", "STATUS_DEPARTED", "STATUS_ARRIVED"]
+        assert (booking["status"], booking["version"]) == ("ARRIVED", 3)
+        present += 1
+    assert (
+        tally(len(refs), present, 0)
+        == f"{len(refs)} acknowledged, {len(refs)} present, 0 lost, 0 duplicated"
+    )
