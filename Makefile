@@ -24,6 +24,14 @@ test: venv ## Run the test suite on real Redis, RabbitMQ and MongoDB wire server
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+faults: venv ## Only the fault suite (kills, broker and Redis restarts): prints acknowledged/present/lost
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m pytest tests/faults -s $(PYTEST_ARGS)
+
+fuzz: venv ## Only schemathesis and the hostile-input cases
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m pytest tests/fuzz -s $(PYTEST_ARGS)
+
 seed: venv ## Store the demo flight schedule (DEMO_FLIGHTS from today UTC) unless flights exist
 	$(PY) -m tools.flights seed-flights --if-empty $(SEED_ARGS)
 
@@ -49,7 +57,11 @@ bench-flights: venv ## 100,000-flight import vs insert_many; route search uncach
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_flights $(BENCH_ARGS)
 
+perf: venv ## Locust scenarios + every benchmark, one report in perf/results/<timestamp>/ (PERF_ARGS=--quick)
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.run_perf $(PERF_ARGS)
+
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test seed lint bench bench-create bench-transitions bench-flights bench-bulk clean
+.PHONY: help venv run test faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk perf clean
