@@ -1,0 +1,275 @@
+"""Locust scenarios for RadiantGo: the spec's load, at its peak and at 10x.
+
+    locust -f perf/locustfile.py --headless --host http://127.0.0.1:5000 \
+        --scenario mixed --scale 10 --run-time 60s --ref-ids refs.txt
+
+`make perf` (perf/run_perf.py) runs every scenario against an isolated stack and
+writes the report; run this file by hand only against a stack whose rate limits
+are raised (RATE_LIMIT_* settings) and, for `updates`/`mixed`, with a file of
+BOOKED ref_ids (one per line) that no other run departs.
+
+Scenarios (perf/run_perf.py SCENARIOS; rates at --scale 1, --scale multiplies them):
+  create   POST /api/bookings at 10/s, each job polled to its end
+  updates  POST /api/bookings/<ref>/depart at 30/s on bookings that exist, polled
+  routes   GET /api/routes at 20/s, (route, day) pairs drawn with Zipf weights
+  mixed    all three at once (the spec's peak: 10 creates/s + 30 updates/s)
+
+Locust users are closed-loop. Each user runs at most one task per --period
+seconds (constant_throughput) and a scenario starts rate x period users, spread
+over one period, so the offered rate is known: users / period. A task that
+outlasts the period (a slow accept, a job still running) delays that user's
+next one, and the achieved rate (Locust's requests/s) falls below the offered
+one: report both.
+
+After its 202 every job is polled at GET /api/jobs/<id> as the API asks (after
+each answer's Retry-After, 1 s; or every --poll-interval seconds) until it ends,
+for at most --poll-timeout seconds. Two custom request types go into Locust's
+stats beside the HTTP requests, named `create` and `depart`:
+  E2E         accepted -> committed, from the job's own created_at/finished_at
+              (the server's clock: exact whatever the polling interval)
+  E2E-client  the POST sent -> the poll that saw the job finished (what a
+              polling client waits: up to one poll interval more)
+A failed or unfinished job is an E2E failure.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import random
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import gevent
+from locust import FastHttpUser, LoadTestShape, constant_throughput, events, task
+from locust.exception import StopUser
+
+# Shared with perf/run_perf.py, defined there: importing locust in run_perf would
+# monkey-patch that process (and the benchmarks it runs) with gevent.
+from perf.run_perf import (
+    AIRPORTS,
+    DEFAULT_POPULAR,
+    SCENARIOS,
+    ZipfRoutes,
+    scenario_users,
+)
+
+log = logging.getLogger("perf")
+TRANSITION = {"location": "Airport", "notes": "Departed"}  # the spec's load-test body
+DEFAULT_RETRY_AFTER_S = 1.0
+
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser) -> None:
+    group = parser.add_argument_group("RadiantGo scenarios (perf/locustfile.py)")
+    group.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="mixed",
+        env_var="PERF_SCENARIO",
+        help="which load to run",
+    )
+    group.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        env_var="PERF_SCALE",
+        help="multiplies every rate (10: ten times the spec's peak)",
+    )
+    group.add_argument(
+        "--period",
+        type=float,
+        default=3.0,
+        env_var="PERF_PERIOD",
+        help="seconds per task per user (users = rate x period)",
+    )
+    group.add_argument(
+        "--ref-ids",
+        default="",
+        env_var="PERF_REF_IDS",
+        help="file of BOOKED ref_ids (one a line) for the depart task",
+    )
+    group.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.0,
+        env_var="PERF_POLL_INTERVAL",
+        help="seconds between polls of a job; 0: follow the answers' Retry-After",
+    )
+    group.add_argument(
+        "--poll-timeout",
+        type=float,
+        default=30.0,
+        env_var="PERF_POLL_TIMEOUT",
+        help="seconds to poll a job before counting it unfinished",
+    )
+    group.add_argument(
+        "--popular-routes",
+        default=DEFAULT_POPULAR,
+        env_var="PERF_POPULAR_ROUTES",
+        help="ORIGIN-DESTINATION pairs ranked first in the Zipf popularity",
+    )
+
+
+# -- run-wide state, set once Locust has parsed its options -------------------------
+
+STATE: dict[str, object] = {}
+
+
+@events.init.add_listener
+def _configure(environment, **_kwargs) -> None:
+    options = environment.parsed_options
+    if options is None:  # imported by something other than the locust command
+        return
+    users = scenario_users(options.scenario, options.scale, options.period)
+    for cls in (CreateBooking, DepartBooking, RouteSearch):
+        cls.fixed_count = users.get(cls.__name__, 0)
+        cls.wait_time = constant_throughput(1.0 / options.period)
+    refs: collections.deque[str] = collections.deque()
+    if options.ref_ids:
+        refs.extend(line.strip() for line in Path(options.ref_ids).read_text().splitlines())
+    STATE.update(
+        options=options,
+        users=users,
+        refs=refs,
+        zipf=ZipfRoutes(options.popular_routes, datetime.now(UTC).date()),
+        rng=random.Random(int(os.environ.get("PERF_SEED", "5"))),
+    )
+    log.info("scenario %s x%s: users %s", options.scenario, options.scale, users)
+
+
+def _poll_delay(headers) -> float:
+    """--poll-interval if given, else the answer's Retry-After (what the API asks)."""
+    interval = STATE["options"].poll_interval
+    if interval > 0:
+        return interval
+    try:
+        return max(0.05, float(headers.get("Retry-After") or DEFAULT_RETRY_AFTER_S))
+    except ValueError:
+        return DEFAULT_RETRY_AFTER_S
+
+
+def _iso_ms(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
+
+
+# -- users ------------------------------------------------------------------------
+
+
+class _JobUser(FastHttpUser):
+    """Submits work (202 + job), then polls the job to its end."""
+
+    abstract = True
+    connection_timeout = 10.0
+    network_timeout = 30.0
+
+    def _fire(self, kind: str, name: str, ms: float, exc: Exception | None = None) -> None:
+        self.environment.events.request.fire(
+            request_type=kind,
+            name=name,
+            response_time=ms,
+            response_length=0,
+            exception=exc,
+            context={},
+        )
+
+    def submit_and_follow(self, path: str, body: dict, name: str, e2e_name: str) -> None:
+        sent = time.perf_counter()
+        with self.client.post(path, json=body, name=name, catch_response=True) as r:
+            if r.status_code != 202:
+                r.failure(f"{r.status_code}: {r.text[:200]}")
+                return
+            job_id = r.json()["job_id"]
+            delay = _poll_delay(r.headers)
+        options = STATE["options"]
+        deadline = sent + options.poll_timeout
+        while True:
+            if time.perf_counter() + delay > deadline:
+                exc = TimeoutError(f"job not finished after {options.poll_timeout:.0f} s")
+                self._fire("E2E", e2e_name, (time.perf_counter() - sent) * 1000, exc)
+                return
+            gevent.sleep(delay)
+            with self.client.get(
+                f"/api/jobs/{job_id}", name="/api/jobs/[job_id]", catch_response=True
+            ) as r:
+                if r.status_code != 200:
+                    r.failure(f"{r.status_code}: {r.text[:200]}")
+                    job = None
+                else:
+                    job = r.json()
+                delay = _poll_delay(r.headers)
+            if job is not None and job["state"] in ("succeeded", "failed"):
+                break
+        client_ms = (time.perf_counter() - sent) * 1000
+        if job["state"] == "failed":
+            error = job.get("error") or {}
+            exc = RuntimeError(f"job failed: {error.get('title') or error}")
+            self._fire("E2E", e2e_name, client_ms, exc)
+            return
+        server_ms = _iso_ms(job["finished_at"]) - _iso_ms(job["created_at"])
+        self._fire("E2E", e2e_name, max(server_ms, 0.0))
+        self._fire("E2E-client", e2e_name, client_ms)
+
+
+class CreateBooking(_JobUser):
+    @task
+    def create(self) -> None:
+        rng = STATE["rng"]
+        origin, destination = rng.sample(AIRPORTS, 2)
+        body = {
+            "origin": origin,
+            "destination": destination,
+            "pieces": rng.randint(1, 20),
+            "weight_kg": round(rng.uniform(5, 2000), 1),
+        }
+        self.submit_and_follow("/api/bookings", body, "/api/bookings", "create")
+
+
+class DepartBooking(_JobUser):
+    @task
+    def depart(self) -> None:
+        refs = STATE["refs"]
+        if not refs:
+            log.error("no BOOKED ref_id left (--ref-ids): this user stops")
+            raise StopUser()
+        ref_id = refs.popleft()
+        self.submit_and_follow(
+            f"/api/bookings/{ref_id}/depart",
+            TRANSITION,
+            "/api/bookings/[ref_id]/depart",
+            "depart",
+        )
+
+
+class RouteSearch(FastHttpUser):
+    connection_timeout = 10.0
+    network_timeout = 30.0
+
+    @task
+    def search(self) -> None:
+        origin, destination, day = STATE["zipf"].draw(STATE["rng"])
+        with self.client.get(
+            f"/api/routes?origin={origin}&destination={destination}&date={day.isoformat()}",
+            name="/api/routes",
+            catch_response=True,
+        ) as r:
+            if r.status_code != 200:
+                r.failure(f"{r.status_code}: {r.text[:200]}")
+
+
+class ScenarioShape(LoadTestShape):
+    """Starts the scenario's users over one period, holds them for --run-time, stops."""
+
+    use_common_options = True  # reads --run-time
+
+    def tick(self):
+        options = STATE["options"]
+        run_time = options.run_time or 60
+        if self.get_run_time() >= run_time:
+            return None
+        users = STATE["users"]
+        classes = [c for c in (CreateBooking, DepartBooking, RouteSearch) if users.get(c.__name__)]
+        total = sum(users.values())
+        return total, max(1.0, total / options.period), classes

@@ -1,0 +1,734 @@
+"""report.md and PNG plots from a `make perf` results directory.
+
+    python -m perf.report perf/results/<timestamp>     # (re)builds <dir>/report.md
+
+Reads <dir>/summary.json (written by perf/run_perf.py) and Locust's
+<scenario>_stats.csv / <scenario>_stats_history.csv beside it. Every figure is
+set against the spec's target and our goal; a missed one says by how much.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+CREATE = "POST /api/bookings"
+DEPART = "POST /api/bookings/[ref_id]/depart"
+ROUTES = "GET /api/routes"
+POLL = "GET /api/jobs/[job_id]"
+E2E_CREATE = "E2E create"
+E2E_DEPART = "E2E depart"
+CLIENT_CREATE = "E2E-client create"
+CLIENT_DEPART = "E2E-client depart"
+AGGREGATED = "Aggregated"
+PLOTTED = (CREATE, DEPART, ROUTES, E2E_CREATE, E2E_DEPART)
+USER_CLASS = {CREATE: "CreateBooking", DEPART: "DepartBooking", ROUTES: "RouteSearch"}
+
+# -- Locust's CSV files -----------------------------------------------------------------
+
+
+def _num(value: str | None) -> float | None:
+    if value is None or value.strip() in ("", "N/A"):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return None if math.isnan(number) else number
+
+
+def _key(row: dict[str, str]) -> str:
+    return f"{row.get('Type') or ''} {row['Name']}".strip()
+
+
+def read_stats(path: Path) -> dict[str, dict[str, float | None]]:
+    """Locust's <prefix>_stats.csv: per "<type> <name>", counts, rates and percentiles (ms)."""
+    if not Path(path).exists():
+        return {}
+    stats = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            stats[_key(row)] = {
+                "count": int(_num(row["Request Count"]) or 0),
+                "failures": int(_num(row["Failure Count"]) or 0),
+                "per_s": _num(row["Requests/s"]),
+                "failures_per_s": _num(row["Failures/s"]),
+                "avg": _num(row["Average Response Time"]),
+                "min": _num(row["Min Response Time"]),
+                "p50": _num(row["50%"]),
+                "p95": _num(row["95%"]),
+                "p99": _num(row["99%"]),
+                "max": _num(row["Max Response Time"]),
+            }
+    return stats
+
+
+def read_history(path: Path) -> dict[str, dict[str, list[float | None]]]:
+    """Locust's <prefix>_stats_history.csv (--csv-full-history): series per "<type> <name>"."""
+    series: dict[str, dict[str, list[float | None]]] = {}
+    if not Path(path).exists():
+        return series
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            s = series.setdefault(
+                _key(row), {k: [] for k in ("t", "users", "per_s", "p50", "p95", "p99")}
+            )
+            s["t"].append(_num(row["Timestamp"]))
+            s["users"].append(_num(row["User Count"]))
+            s["per_s"].append(_num(row["Requests/s"]))
+            for p, column in (("p50", "50%"), ("p95", "95%"), ("p99", "99%")):
+                s[p].append(_num(row[column]))
+    return series
+
+
+# -- verdicts -------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
+def _amount(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def below(value: float | None, limit: float, unit: str = "ms") -> str:
+    """'met' if value < limit, else by how much it is over."""
+    if value is None:
+        return "not measured"
+    if value < limit:
+        return "met"
+    return f"missed by {_amount(value - limit)} {unit} ({value / limit:.3g}x the limit)"
+
+
+def at_most(value: float | None, limit: float, unit: str = "ms") -> str:
+    """'met' if value <= limit (the spec's targets are maxima)."""
+    if value is None:
+        return "not measured"
+    if value <= limit:
+        return "met"
+    return f"missed by {_amount(value - limit)} {unit} ({value / limit:.3g}x the target)"
+
+
+def at_least(value: float | None, floor: float, fmt: Callable[[float], str] = str) -> str:
+    if value is None:
+        return "not measured"
+    if value >= floor:
+        return "met"
+    return f"missed by {fmt(floor - value)} ({value / floor:.0%} of it)"
+
+
+def above_rate(value: float | None, floor: float) -> str:
+    if value is None:
+        return "not measured"
+    if value > floor:
+        return "met"
+    return f"missed by {100 * (floor - value):.1f} points"
+
+
+def both(*verdicts: str) -> str:
+    missed = [v for v in verdicts if v != "met"]
+    return "met" if not missed else "; ".join(missed)
+
+
+# -- the figures ------------------------------------------------------------------------
+
+
+def _scenario(summary: dict, name: str) -> dict[str, Any]:
+    return (summary.get("locust") or {}).get("scenarios", {}).get(name) or {}
+
+
+def _stat(scenario: dict, key: str, field: str) -> float | None:
+    return (scenario.get("stats") or {}).get(key, {}).get(field)
+
+
+def _bench(summary: dict, name: str) -> Any:
+    bench = (summary.get("benchmarks") or {}).get(name) or {}
+    return bench.get("figures")
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _offered(scenario: dict, key: str) -> float | None:
+    return (scenario.get("offered_per_s") or {}).get(USER_CLASS.get(key, ""))
+
+
+def route_hit_rate(summary: dict) -> tuple[float | None, int, int, list[str]]:
+    """Route cache hit rate over every Locust scenario that searched routes."""
+    hits = misses = 0
+    names = []
+    for name, s in (summary.get("locust") or {}).get("scenarios", {}).items():
+        rc = s.get("route_cache") or {}
+        if rc.get("hits", 0) + rc.get("misses", 0):
+            hits, misses = hits + rc["hits"], misses + rc["misses"]
+            names.append(name)
+    return (hits / (hits + misses) if hits + misses else None), hits, misses, names
+
+
+def goal_rows(summary: dict) -> list[dict[str, Any]]:
+    rows = []
+
+    # 1. ingress accept p95 at 10x the spec's peak, Locust (closed loop) and benchmarks (open loop)
+    peak10 = _scenario(summary, "mixed_x10")
+    c95, d95 = _stat(peak10, CREATE, "p95"), _stat(peak10, DEPART, "p95")
+    worst = max((v for v in (c95, d95) if v is not None), default=None)
+    errors = _stat(peak10, AGGREGATED, "failures")
+    if peak10.get("stats"):
+        measured = (
+            f"create {_ms(c95)} / update {_ms(d95)} ms; {int(errors or 0)} errors; "
+            f"offered {_rate(_offered(peak10, CREATE))} + {_rate(_offered(peak10, DEPART))}/s, "
+            f"achieved {_rate(_stat(peak10, CREATE, 'per_s'))} + "
+            f"{_rate(_stat(peak10, DEPART, 'per_s'))}/s"
+        )
+        goal = both(below(worst, 20), "met" if not errors else f"missed: {int(errors)} errors")
+        spec = both(at_most(c95, 200), at_most(d95, 100))
+    else:
+        measured, goal, spec = "not run", "not measured", "not measured"
+    rows.append(
+        {
+            "figure": "ingress accept p95 at 10x the spec's peak (100 creates/s + 300 "
+            "updates/s), Locust mixed x10 (closed loop)",
+            "spec": "200 / 100 ms",
+            "goal": "< 20 ms, 0 errors",
+            "measured": measured,
+            "vs_spec": spec,
+            "vs_goal": goal,
+            "short": "accept p95 at 10x peak (Locust)",
+            "ratio": _ratio(worst if peak10.get("stats") else None, 20),
+        }
+    )
+    create = _bench(summary, "create")
+    transitions = _bench(summary, "transitions") or []
+    t300 = next((t for t in transitions if t["offered_rate"] >= 300), None)
+    if create and t300:
+        bc95, bt95 = create["accept_ms"]["p95"], t300["accept_ms"]["p95"]
+        berrors = sum(create["errors"].values()) + sum(t300["errors"].values())
+        rows.append(
+            {
+                "figure": "the same, open loop: bench_create at "
+                f"{create['offered_rate']:.0f}/s, bench_transitions at "
+                f"{t300['offered_rate']:.0f}/s (separately)",
+                "spec": "200 / 100 ms",
+                "goal": "< 20 ms, 0 errors",
+                "measured": f"create {_ms(bc95)} / update {_ms(bt95)} ms; {berrors} errors; "
+                f"achieved {create['achieved_rate']:.0f} / {t300['achieved_rate']:.0f}/s",
+                "vs_spec": both(at_most(bc95, 200), at_most(bt95, 100)),
+                "vs_goal": both(
+                    below(max(bc95 or 0, bt95 or 0), 20),
+                    "met" if not berrors else f"missed: {berrors} errors",
+                ),
+                "short": "accept p95 at 10x (open-loop benches)",
+                "ratio": _ratio(max(bc95 or 0, bt95 or 0), 20),
+            }
+        )
+
+    # 2. create throughput against the no-op floor
+    if create:
+        rows.append(
+            {
+                "figure": "end-to-end create throughput / no-op Celery task throughput, same run",
+                "spec": "-",
+                "goal": ">= 0.6",
+                "measured": f"{create['create_throughput_per_s']:.0f}/s / "
+                f"{create['noop_throughput_per_s']:.0f}/s = {create['ratio_to_floor']:.2f}",
+                "vs_spec": "-",
+                "vs_goal": at_least(create["ratio_to_floor"], 0.6, lambda x: f"{x:.2f}"),
+                "short": "create throughput / no-op floor",
+                "ratio": _ratio(0.6, create["ratio_to_floor"]),
+            }
+        )
+    else:
+        rows.append(_not_run("end-to-end create throughput / no-op Celery task throughput", "-"))
+
+    # 3. end-to-end p95 at the spec's peak
+    peak = _scenario(summary, "mixed_x1")
+    e95c, e95d = _stat(peak, E2E_CREATE, "p95"), _stat(peak, E2E_DEPART, "p95")
+    if peak.get("stats"):
+        worst = max((v for v in (e95c, e95d) if v is not None), default=None)
+        rows.append(
+            {
+                "figure": "end-to-end p95 (accepted -> committed) at the spec's peak, "
+                "Locust mixed x1",
+                "spec": "-",
+                "goal": "< 50 ms",
+                "measured": f"create {_ms(e95c)} / update {_ms(e95d)} ms "
+                f"(client-observed, polling: {_ms(_stat(peak, CLIENT_CREATE, 'p95'))} / "
+                f"{_ms(_stat(peak, CLIENT_DEPART, 'p95'))} ms)",
+                "vs_spec": "-",
+                "vs_goal": below(worst, 50),
+                "short": "E2E p95 at the spec's peak (Locust)",
+                "ratio": _ratio(worst, 50),
+            }
+        )
+    else:
+        rows.append(_not_run("end-to-end p95 at the spec's peak", "-"))
+    t30 = next((t for t in transitions if t["offered_rate"] <= 30), None)
+    if t30:
+        rows.append(
+            {
+                "figure": "the same for updates alone, open loop: bench_transitions at "
+                f"{t30['offered_rate']:.0f}/s",
+                "spec": "-",
+                "goal": "< 50 ms",
+                "measured": f"{_ms(t30['end_to_end_ms']['p95'])} ms",
+                "vs_spec": "-",
+                "vs_goal": below(t30["end_to_end_ms"]["p95"], 50),
+                "short": "E2E p95, updates at 30/s (bench)",
+                "ratio": _ratio(t30["end_to_end_ms"]["p95"], 50),
+            }
+        )
+
+    # 4. bulk import against raw insert_many
+    flights = _bench(summary, "flights")
+    if flights:
+        rows.append(
+            {
+                "figure": f"bulk import items/s / raw insert_many into the same server "
+                f"({flights['count']:,} flights)",
+                "spec": "50 items/s",
+                "goal": ">= 0.7",
+                "measured": f"{flights['import_per_s']:.0f} / {flights['raw_insert_per_s']:.0f}"
+                f" docs/s = {flights['import_vs_raw']:.2f} (vs insert_many with the flights' "
+                f"indexes: {flights['import_vs_raw_indexed']:.2f})",
+                "vs_spec": at_least(flights["import_per_s"], 50, lambda x: f"{x:.0f} items/s"),
+                "vs_goal": at_least(flights["import_vs_raw"], 0.7, lambda x: f"{x:.2f}"),
+                "short": "flight import / raw insert_many",
+                "ratio": _ratio(0.7, flights["import_vs_raw"]),
+            }
+        )
+    else:
+        rows.append(_not_run("bulk import items/s / raw insert_many", "50 items/s"))
+    bulk = _bench(summary, "bulk")
+    if bulk:
+        bc = statistics.median(bulk["bulk_create_items_per_s"])
+        bu = statistics.median(bulk["bulk_update_items_per_s"])
+        rows.append(
+            {
+                "figure": f"bulk bookings ({bulk['bookings_per_batch']}) and status updates "
+                f"({bulk['updates_per_batch']}), POST to job finished",
+                "spec": "50 items/s",
+                "goal": "-",
+                "measured": f"{bc:.0f} / {bu:.0f} items/s",
+                "vs_spec": both(
+                    at_least(bc, 50, lambda x: f"{x:.0f} items/s"),
+                    at_least(bu, 50, lambda x: f"{x:.0f} items/s"),
+                ),
+                "vs_goal": "-",
+            }
+        )
+
+    # 5. route search latency
+    if flights:
+        u95, h95 = flights["uncached_ms"]["p95"], flights["cached_hit_ms"]["p95"]
+        rows.append(
+            {
+                "figure": f"route search p95 over {flights['count']:,} flights, "
+                f"uncached / cached ({flights['searches']} searches)",
+                "spec": "500 / 50 ms",
+                "goal": "< 50 / < 5 ms",
+                "measured": f"{_ms(u95)} / {_ms(h95)} ms",
+                "vs_spec": both(at_most(u95, 500), at_most(h95, 50)),
+                "vs_goal": both(below(u95, 50), below(h95, 5)),
+                "short": "route search p95 uncached / cached",
+                "ratio": max(_ratio(u95, 50) or 0, _ratio(h95, 5) or 0) or None,
+            }
+        )
+    else:
+        rows.append(_not_run("route search p95, uncached / cached", "500 / 50 ms"))
+
+    # 6. route cache hit rate under the Zipf load
+    rate, hits, misses, names = route_hit_rate(summary)
+    rows.append(
+        {
+            "figure": "route cache hit rate under the Zipf load with warming "
+            f"(Locust: {', '.join(names) or 'no scenario'})",
+            "spec": "85 %",
+            "goal": "> 95 %",
+            "measured": "-"
+            if rate is None
+            else f"{100 * rate:.1f} % ({hits} hits, {misses} misses)",
+            "vs_spec": at_least(
+                None if rate is None else 100 * rate, 85, lambda x: f"{x:.1f} points"
+            ),
+            "vs_goal": above_rate(rate, 0.95),
+            "short": "route cache hit rate (as miss rate / 5 %)",
+            "ratio": None if rate is None else _ratio(1 - rate, 0.05),
+        }
+    )
+
+    # 7. lock acquisition
+    if t30:
+        lock = t30["lock_acquire_ms"]
+        rows.append(
+            {
+                "figure": "lock acquisition p95, uncontended (bench_transitions at "
+                f"{t30['offered_rate']:.0f}/s)",
+                "spec": "50 ms",
+                "goal": "< 5 ms",
+                "measured": f"{_ms(lock['p95'])} ms (p50 {_ms(lock['p50'])}, "
+                f"max {_ms(lock['max'])})",
+                "vs_spec": at_most(lock["p95"], 50),
+                "vs_goal": below(lock["p95"], 5),
+                "short": "lock acquisition p95",
+                "ratio": _ratio(lock["p95"], 5),
+            }
+        )
+    else:
+        rows.append(_not_run("lock acquisition p95, uncontended", "50 ms"))
+    return rows
+
+
+def _ratio(value: float | None, limit: float | None) -> float | None:
+    """value / limit: below 1 meets an upper limit (a floor is passed as limit / value)."""
+    if value is None or not limit:
+        return None
+    return value / limit
+
+
+def _not_run(figure: str, spec: str) -> dict[str, Any]:
+    return {
+        "short": figure,
+        "ratio": None,
+        "figure": figure,
+        "spec": spec,
+        "goal": "",
+        "measured": "not run",
+        "vs_spec": "not measured",
+        "vs_goal": "not measured",
+    }
+
+
+# -- plots ------------------------------------------------------------------------------
+
+
+def plot_scenario(history: dict[str, dict[str, list]], title: str, path: Path) -> bool:
+    names = [n for n in PLOTTED if n in history and any(history[n]["p50"])]
+    if not names:
+        return False
+    t0 = min(t for s in history.values() for t in s["t"] if t is not None)
+    fig, axes = plt.subplots(
+        len(names) + 1, 1, figsize=(9, 2.1 * (len(names) + 1)), sharex=True, squeeze=False
+    )
+    axes = axes[:, 0]
+    for ax, name in zip(axes, names, strict=False):
+        s = history[name]
+        t = [x - t0 for x in s["t"]]
+        for p, style in (("p50", "-"), ("p95", "--"), ("p99", ":")):
+            ax.plot(t, [v if v else math.nan for v in s[p]], style, label=p)
+        ax.set_ylabel("ms")
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=9, loc="left")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    ax = axes[-1]
+    for name in [*names, POLL]:
+        if name in history:
+            s = history[name]
+            t = [x - t0 for x in s["t"]]
+            ax.plot(t, [math.nan if v is None else v for v in s["per_s"]], label=name)
+    ax.set_ylabel("per s")
+    ax.set_xlabel("seconds since start")
+    ax.set_title("throughput (completed per second)", fontsize=9, loc="left")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    if AGGREGATED in history:
+        twin = ax.twinx()
+        s = history[AGGREGATED]
+        twin.plot([x - t0 for x in s["t"]], s["users"], color="grey", alpha=0.4, label="users")
+        twin.set_ylabel("users", color="grey")
+    fig.suptitle(f"{title}: latency percentiles (10 s window) and throughput", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def plot_goals(rows: list[dict[str, Any]], path: Path) -> None:
+    """How far each figure is from our goal: measured / goal, where below 1 meets it
+    (floors inverted: goal / measured; the hit rate as miss rate / allowed 5 %)."""
+    judged = [r for r in rows if r["vs_goal"] != "-"]
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(judged) + 1.2))
+    for i, row in enumerate(judged):
+        ratio = row.get("ratio")
+        if ratio is None:
+            ax.text(1, i, " not measured", va="center", fontsize=7, color="grey")
+            continue
+        met = row["vs_goal"] == "met"
+        ax.barh(i, ratio, color="tab:green" if met else "tab:red")
+        ax.text(ratio, i, f" {ratio:.3g}x", va="center", fontsize=7)
+    ax.axvline(1, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(judged)), [r["short"] for r in judged], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("measured / goal (log scale; < 1 meets the goal)")
+    ax.set_title("our goals: green met, red missed", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# -- report.md ----------------------------------------------------------------------------
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
+    return lines
+
+
+def scenario_rows(summary: dict) -> list[list[str]]:
+    rows = []
+    for name, s in (summary.get("locust") or {}).get("scenarios", {}).items():
+        stats = s.get("stats") or {}
+        for key, users_of in (
+            (CREATE, "CreateBooking"),
+            (E2E_CREATE, None),
+            (CLIENT_CREATE, None),
+            (DEPART, "DepartBooking"),
+            (E2E_DEPART, None),
+            (CLIENT_DEPART, None),
+            (ROUTES, "RouteSearch"),
+        ):
+            st = stats.get(key)
+            if not st:
+                continue
+            offered = (s.get("offered_per_s") or {}).get(users_of) if users_of else None
+            rows.append(
+                [
+                    name,
+                    key,
+                    str((s.get("users") or {}).get(users_of, "")) if users_of else "",
+                    _rate(offered),
+                    _rate(st["per_s"]),
+                    _ms(st["p50"]),
+                    _ms(st["p95"]),
+                    _ms(st["p99"]),
+                    _ms(st["max"]),
+                    f"{st['failures']} / {st['count']}",
+                ]
+            )
+    return rows
+
+
+def scenario_side_rows(summary: dict) -> list[list[str]]:
+    rows = []
+    for name, s in (summary.get("locust") or {}).get("scenarios", {}).items():
+        stats = s.get("stats") or {}
+        rc = s.get("route_cache") or {}
+        cache = (
+            f"{100 * rc['hit_rate']:.1f} % ({rc['hits']} / {rc['misses']})"
+            if rc.get("hit_rate") is not None
+            else "-"
+        )
+        warm = s.get("warm")
+        warm_text = f"{warm.get('keys')} keys, {warm.get('seconds')} s" if warm else "-"
+        locks = s.get("locks") or {}
+        acquire = locks.get("acquire_ms") or {}
+        lock_text = (
+            f"{_ms(acquire.get('p50'))} / {_ms(acquire.get('p95'))} / {_ms(acquire.get('max'))}"
+            f" ({locks.get('acquired', 0)}, {locks.get('failed', 0)} failed)"
+            if acquire.get("p50") is not None
+            else "-"
+        )
+        jobs = sum((stats.get(k) or {}).get("count", 0) for k in (CREATE, DEPART))
+        polls = (stats.get(POLL) or {}).get("count", 0)
+        rows.append(
+            [
+                name,
+                cache,
+                warm_text,
+                lock_text,
+                f"{polls / jobs:.1f}" if jobs else "-",
+                str((stats.get(AGGREGATED) or {}).get("failures", "-")),
+                _drain_text(s.get("drain")),
+                str(s.get("locust_exit", "-")),
+            ]
+        )
+    return rows
+
+
+def _drain_text(drain: dict | None) -> str:
+    if not drain:
+        return "-"
+    return f"{drain['seconds']} ({drain['purged']})"
+
+
+def _minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def render(summary: dict, out: Path) -> str:
+    rows = goal_rows(summary)
+    plot_goals(rows, out / "goals.png")
+    met = sum(1 for r in rows if r["vs_goal"] == "met")
+    judged = sum(1 for r in rows if r["vs_goal"] not in ("-", "not measured"))
+    locust = summary.get("locust") or {}
+    durations = summary.get("durations_s") or {}
+    machine = summary.get("machine") or {}
+    lines = [
+        f"# RadiantGo performance run {summary.get('started_at', '')}",
+        "",
+        f"`make perf` ({summary.get('mode')} run), started {summary.get('started_at')}, "
+        f"finished {summary.get('finished_at', '(unfinished)')}: "
+        f"{_minutes(durations.get('total'))} in all (load scenarios "
+        f"{_minutes(durations.get('locust_phase'))}, benchmarks "
+        f"{_minutes(durations.get('benchmarks'))}). Machine: {machine.get('cpus')} CPUs, "
+        f"load average at start {machine.get('load_average_at_start')}, at the end "
+        f"{machine.get('load_average_at_end')}; Locust, the ingress, the worker, "
+        "SecantusDB, RabbitMQ and Redis all share them (as does anything else running: "
+        "RabbitMQ and Redis are the machine's own).",
+        "",
+        "## Figures against the spec's targets and our goals",
+        "",
+        f"{met} of {judged} goals met.",
+        "",
+    ]
+    lines += _table(
+        ["figure", "spec target", "our goal", "measured", "vs spec", "vs our goal"],
+        [
+            [r["figure"], r["spec"], r["goal"], r["measured"], r["vs_spec"], r["vs_goal"]]
+            for r in rows
+        ],
+    )
+    lines += ["", "![goals](goals.png)", ""]
+
+    lines += ["## Load scenarios (Locust)", ""]
+    if locust.get("error"):
+        lines += [f"**The Locust phase failed:** `{locust['error']}`", ""]
+    if locust.get("scenarios"):
+        stack = locust.get("stack") or {}
+        fl = locust.get("flights") or {}
+        zipf = locust.get("zipf") or {}
+        lines += [
+            f"Stack as `make run` starts it: {stack.get('ingress')}, {stack.get('worker')}, "
+            f"{stack.get('database')} (no beat, no Flower); every RATE_LIMIT_* raised to "
+            f"1,000,000. {fl.get('count', 0):,} flights from {fl.get('start_date')} "
+            f"(stored in {fl.get('seconds')} s); "
+            f"{(locust.get('bookings_seeded') or {}).get('count', 0):,} BOOKED bookings "
+            "inserted for the depart users (none departed twice). "
+            f"Each scenario ran {locust.get('run_time_s')} s, then up to "
+            f"{locust.get('stop_timeout_s')} s for the users to finish their task.",
+            "",
+            f"Users are closed-loop: each runs at most one task per {locust.get('period_s')} s "
+            "(constant_throughput), so **offered** = users / period; a task that outlasts the "
+            "period (a slow 202, a job still running: users poll their job to its end) "
+            "delays the user's next one, and **achieved** (Locust's requests/s) falls below. "
+            "`E2E` is accepted -> committed from the job's own timestamps; `E2E-client` is "
+            "the POST sent -> the poll that saw the job finished (jobs polled "
+            + (
+                "after each answer's Retry-After, as the API asks"
+                if locust.get("poll_interval_s") in (None, "Retry-After")
+                else f"every {locust.get('poll_interval_s')} s"
+            )
+            + "). Latencies in ms; Locust rounds them (to 1 ms below 100 ms, to 2 "
+            "significant digits above).",
+            "",
+            f"Route searches draw (route, day) from {zipf.get('pairs')} pairs (today and "
+            f"tomorrow UTC) with weight rank^-{zipf.get('exponent')}, the configured "
+            f"POPULAR_ROUTES ranked first; the top 12 pairs carry "
+            f"{100 * zipf.get('mass_of_top_12', 0):.0f} % of the searches, the top 52 "
+            f"{100 * zipf.get('mass_of_top_52', 0):.0f} %, the top 200 "
+            f"{100 * zipf.get('mass_of_top_200', 0):.0f} %. Before each scenario that "
+            "searches, POST /api/admin/cache/warm warms today and tomorrow of "
+            "POPULAR_ROUTES plus the most searched routes (what beat does every "
+            "CACHE_WARM_INTERVAL); every other pair is a miss on its first search, then "
+            "cached for CACHE_TTL_ROUTES.",
+            "",
+        ]
+        lines += _table(
+            [
+                "scenario",
+                "request",
+                "users",
+                "offered/s",
+                "achieved/s",
+                "p50",
+                "p95",
+                "p99",
+                "max",
+                "failures / count",
+            ],
+            scenario_rows(summary),
+        )
+        lines += [""]
+        lines += _table(
+            [
+                "scenario",
+                "route cache hit rate (hits / misses)",
+                "warmed before",
+                "lock acquisition p50 / p95 / max ms (acquired)",
+                "polls per job",
+                "all failures",
+                "after: drained s (purged)",
+                "Locust exit",
+            ],
+            scenario_side_rows(summary),
+        )
+        lines += [""]
+        for name in locust["scenarios"]:
+            if plot_scenario(
+                read_history(out / f"{name}_stats_history.csv"), name, out / f"{name}.png"
+            ):
+                lines += [f"![{name}]({name}.png)", ""]
+        lines += [
+            "Locust's own report per scenario: "
+            + ", ".join(f"[{n}]({n}.html)" for n in locust["scenarios"]),
+            "",
+        ]
+
+    lines += ["## Benchmarks", ""]
+    titles = {
+        "create": "Booking creation (perf.bench_create)",
+        "transitions": "Status transitions and locks (perf.bench_transitions)",
+        "flights": "Flight import and route search (perf.bench_flights)",
+        "bulk": "Bulk operations (perf.bench_bulk)",
+    }
+    for name, title in titles.items():
+        bench = (summary.get("benchmarks") or {}).get(name)
+        if bench is None:
+            continue
+        lines += [
+            f"### {title}",
+            "",
+            f"Parameters {bench.get('params')}, {bench.get('seconds')} s.",
+            "",
+        ]
+        if bench.get("error"):
+            lines += [f"**Failed:** `{bench['error']}`", ""]
+        else:
+            lines += ["```", bench.get("text", ""), "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def build(out: Path) -> Path:
+    out = Path(out)
+    summary = json.loads((out / "summary.json").read_text())
+    path = out / "report.md"
+    path.write_text(render(summary, out))
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.exit("usage: python -m perf.report perf/results/<timestamp>")
+    print(build(Path(args[0])))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,586 @@
+"""`make perf`: every load scenario and every benchmark in one run, one report.
+
+    make perf                       # the full run (~15 min on 2 cores)
+    make perf PERF_ARGS=--quick     # a smoke run (10 s scenarios, small benchmarks)
+    python -m perf.run_perf --scenarios mixed --scales 1 --skip-benchmarks
+    python -m perf.report perf/results/<timestamp> # rebuild report.md and the plots
+
+1. Load (Locust, perf/locustfile.py): an isolated stack started as `make run`
+   starts it (SecantusDB, gunicorn gthread ingress, a prefork Celery worker; no
+   beat, no Flower), with every RATE_LIMIT_* raised to 1,000,000 and an admin
+   token; --flights flights from today UTC stored with import_flights, BOOKED
+   bookings inserted for the `updates` and `mixed` scenarios (each scenario
+   departs its own), then each scenario at scale 1 and 10, headless, for
+   --run-time seconds each. Before a scenario that searches routes the route
+   cache is warmed through POST /api/admin/cache/warm, as beat does every
+   CACHE_WARM_INTERVAL; the route cache's hits and misses are read from
+   /api/admin/cache/stats around it, and the workers' lock metrics are reset
+   before it and read after. After each scenario the worker works off what is
+   queued for up to --drain-wait seconds, and the rest is purged.
+2. Benchmarks, each on a stack of its own: perf.bench_create, bench_transitions,
+   bench_flights, bench_bulk (their run() functions, sized by the mode), with
+   the RATE_LIMIT_* raised through the environment their stacks read.
+3. perf/results/<UTC timestamp>/: Locust's CSV and HTML per scenario,
+   summary.json, report.md with PNG plots (perf/report.py); Locust's logs and
+   the ref_id files under raw/ (git-ignored).
+
+Everything is on 127.0.0.1, every wait is bounded; a failing benchmark is
+recorded in summary.json and the report, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import platform
+import random
+import secrets
+import subprocess
+import sys
+import time
+import traceback
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from core import queues
+from core.db import ensure_indexes
+from core.flights import import_flights
+from core.locks import LATENCIES_KEY, METRICS_KEY, lock_metrics
+from core.settings import Settings
+from perf import bench_bulk, bench_create, bench_flights, bench_transitions, report
+from perf.bench_transitions import TRANSITION, seed_bookings
+from perf.harness import BODY, isolated_stack
+from tools.flights import AIRPORTS as GENERATED_AIRPORTS
+from tools.flights import generate_schedule
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "perf" / "results"
+LOCUSTFILE = ROOT / "perf" / "locustfile.py"
+LOCUST = Path(sys.executable).parent / "locust"
+RAISED = 1_000_000
+RATE_LIMITS = {
+    name: RAISED
+    for name in (
+        "RATE_LIMIT_BOOKINGS",
+        "RATE_LIMIT_UPDATES",
+        "RATE_LIMIT_ROUTES",
+        "RATE_LIMIT_ADMIN",
+        "RATE_LIMIT_BULK",
+    )
+}
+WARM_TIMEOUT_S = 180
+IN_FLIGHT_S = 2.0
+WARM_UP = 20  # requests of each kind before the first scenario
+
+# What each mode runs. The full run is sized to finish in about 15 minutes on
+# the 2-core development machine; the quick one in about 6.
+MODES: dict[str, dict[str, Any]] = {
+    "full": {
+        "run_time": 30,
+        "stop_timeout": 5,
+        "drain_wait": 15,
+        "flights": 30_000,
+        "bench_create": {"rate": 100.0, "seconds": 10.0, "drain": 1000},
+        "bench_transitions": {"rates": [30.0, 300.0], "seconds": 10.0},
+        "bench_flights": {"count": 100_000, "searches": 100},
+        "bench_bulk": {"bookings": 1000, "updates": 500, "runs": 1},
+    },
+    "quick": {
+        "run_time": 10,
+        "stop_timeout": 3,
+        "drain_wait": 10,
+        "flights": 30_000,
+        "bench_create": {"rate": 100.0, "seconds": 3.0, "drain": 300},
+        "bench_transitions": {"rates": [30.0, 300.0], "seconds": 3.0},
+        "bench_flights": {"count": 20_000, "searches": 30},
+        "bench_bulk": {"bookings": 200, "updates": 100, "runs": 1},
+    },
+}
+
+
+# -- the scenarios (perf/locustfile.py imports these) ---------------------------------
+
+# Offered rates (requests/s) at scale 1. The spec's peak is 10 creates/s and 30
+# status updates/s; it names no route-search rate, 20/s is ours.
+SCENARIOS: dict[str, dict[str, float]] = {
+    "create": {"CreateBooking": 10.0},
+    "updates": {"DepartBooking": 30.0},
+    "routes": {"RouteSearch": 20.0},
+    "mixed": {"CreateBooking": 10.0, "DepartBooking": 30.0, "RouteSearch": 20.0},
+}
+SCENARIO_ORDER = ("create", "updates", "routes", "mixed")
+ZIPF_EXPONENT = 1.1
+ROUTE_DAYS = 2  # today and tomorrow (UTC): what the cache warmer keeps warm
+ZIPF_SEED = 11
+AIRPORTS = sorted(GENERATED_AIRPORTS)  # the schedule generator's airports
+DEFAULT_POPULAR = Settings.POPULAR_ROUTES
+
+
+def scenario_users(scenario: str, scale: float, period: float) -> dict[str, int]:
+    """Users per class: the class's offered rate x the period (at least 1)."""
+    rates = SCENARIOS[scenario]
+    return {name: max(1, round(rate * scale * period)) for name, rate in rates.items()}
+
+
+def offered_rates(scenario: str, scale: float, period: float) -> dict[str, float]:
+    """The rates the users can offer (users / period): what the report calls offered."""
+    return {name: n / period for name, n in scenario_users(scenario, scale, period).items()}
+
+
+def route_ranking(popular: str, seed: int = ZIPF_SEED) -> list[tuple[str, str]]:
+    """Every ordered airport pair: the configured popular routes first, the rest shuffled."""
+    first = []
+    for pair in popular.split(","):
+        origin, _, destination = pair.strip().upper().partition("-")
+        if origin in AIRPORTS and destination in AIRPORTS and origin != destination:
+            first.append((origin, destination))
+    first = list(dict.fromkeys(first))
+    rest = [(o, d) for o in AIRPORTS for d in AIRPORTS if o != d and (o, d) not in first]
+    random.Random(seed).shuffle(rest)
+    return first + rest
+
+
+class ZipfRoutes:
+    """(origin, destination, day) pairs drawn with weight rank^-s, s = ZIPF_EXPONENT.
+
+    Ranked by route (the popular routes first), a route's today before its tomorrow.
+    """
+
+    def __init__(self, popular: str, today: date, exponent: float = ZIPF_EXPONENT):
+        days = [today + timedelta(days=i) for i in range(ROUTE_DAYS)]
+        self.pairs = [(o, d, day) for o, d in route_ranking(popular) for day in days]
+        weights = [(rank + 1) ** -exponent for rank in range(len(self.pairs))]
+        self.cumulative = list(itertools.accumulate(weights))
+
+    def draw(self, rng: random.Random) -> tuple[str, str, date]:
+        return rng.choices(self.pairs, cum_weights=self.cumulative)[0]
+
+    def mass_of_top(self, n: int) -> float:
+        return self.cumulative[min(n, len(self.cumulative)) - 1] / self.cumulative[-1]
+
+
+def log(message: str) -> None:
+    print(f"[perf {datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+
+
+# -- the Locust phase ----------------------------------------------------------------
+
+
+def label(scenario: str, scale: float) -> str:
+    return f"{scenario}_x{scale:g}"
+
+
+def admin(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def route_cache_counts(stack, token: str) -> dict[str, int]:
+    r = requests.get(stack.base + "/api/admin/cache/stats", headers=admin(token), timeout=30)
+    r.raise_for_status()
+    routes = r.json()["kinds"]["routes"]
+    return {"hits": int(routes["hits"]), "misses": int(routes["misses"])}
+
+
+def warm_route_cache(stack, token: str) -> dict[str, Any]:
+    """POST /api/admin/cache/warm and wait for the job (what beat does periodically)."""
+    started = time.perf_counter()
+    r = requests.post(stack.base + "/api/admin/cache/warm", headers=admin(token), timeout=30)
+    r.raise_for_status()
+    location = r.headers["Location"]
+    deadline = started + WARM_TIMEOUT_S
+    while time.perf_counter() < deadline:
+        job = requests.get(stack.base + location, timeout=30).json()
+        if job["state"] in ("succeeded", "failed"):
+            result = job.get("result") or {}
+            return {
+                "state": job["state"],
+                "routes": result.get("routes"),
+                "keys": len(result.get("keys") or []),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+        time.sleep(0.2)
+    return {"state": "unfinished", "seconds": WARM_TIMEOUT_S}
+
+
+def queue_depths(stack) -> dict[str, int]:
+    depths = {}
+    with stack.celery.connection_for_write() as conn:
+        channel = conn.default_channel
+        for q in queues.ALL_QUEUES:
+            name = queues.queue_name(q, stack.settings.QUEUE_NAMESPACE)
+            depths[q] = channel.queue_declare(name, passive=True).message_count
+    return depths
+
+
+def drain(stack, wait: float) -> dict[str, Any]:
+    """Let the worker work off what a scenario left queued for up to `wait` seconds,
+    then purge the rest, so that the next scenario starts on empty queues.
+
+    (Queue depths, not a query on job states: the embedded server scans for a
+    filter outside an index.) IN_FLIGHT_S covers the tasks the worker holds.
+    """
+    started = time.perf_counter()
+    left = queue_depths(stack)
+    while any(left.values()) and time.perf_counter() - started < wait:
+        time.sleep(0.5)
+        left = queue_depths(stack)
+    purged = 0
+    if any(left.values()):
+        with stack.celery.connection_for_write() as conn:
+            for q in queues.ALL_QUEUES:
+                name = queues.queue_name(q, stack.settings.QUEUE_NAMESPACE)
+                purged += conn.default_channel.queue_purge(name) or 0
+        log(f"queues not drained after {wait:.0f} s: purged {purged} tasks")
+    time.sleep(IN_FLIGHT_S)
+    return {"seconds": round(time.perf_counter() - started, 1), "purged": purged}
+
+
+def warm_up(stack, refs: list[str], today: date) -> dict[str, Any]:
+    """Unmeasured requests of every kind, one at a time, so that the first scenario
+    does not pay for cold connection pools (as the benchmarks warm theirs)."""
+    started = time.perf_counter()
+    statuses: dict[str, int] = {}
+    with requests.Session() as session:
+        for i, ref_id in enumerate(refs):
+            origin, destination = DEFAULT_POPULAR.split(",")[i % 6].split("-")
+            for r in (
+                session.post(stack.base + "/api/bookings", json=BODY, timeout=30),
+                session.post(
+                    f"{stack.base}/api/bookings/{ref_id}/depart",
+                    json=TRANSITION,
+                    timeout=30,
+                ),
+                session.get(
+                    f"{stack.base}/api/routes",
+                    params={"origin": origin, "destination": destination, "date": str(today)},
+                    timeout=30,
+                ),
+            ):
+                statuses[str(r.status_code)] = statuses.get(str(r.status_code), 0) + 1
+    return {"requests": statuses, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def bookings_needed(scenario: str, scale: float, period: float, run_time: float) -> int:
+    """Enough BOOKED bookings that the depart users can never run out."""
+    users = scenario_users(scenario, scale, period).get("DepartBooking", 0)
+    if not users:
+        return 0
+    rate = offered_rates(scenario, scale, period)["DepartBooking"]
+    return math.ceil(rate * (run_time + period)) + users + 10
+
+
+def run_locust(
+    stack,
+    out: Path,
+    raw: Path,
+    *,
+    scenario: str,
+    scale: float,
+    run_time: int,
+    stop_timeout: int,
+    period: float,
+    poll_timeout: float,
+    poll_interval: float,
+    refs: Path | None,
+) -> dict[str, Any]:
+    name = label(scenario, scale)
+    command = [
+        str(LOCUST),
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        stack.base,
+        "--scenario",
+        scenario,
+        "--scale",
+        f"{scale:g}",
+        "--period",
+        f"{period:g}",
+        "--poll-timeout",
+        f"{poll_timeout:g}",
+        "--poll-interval",
+        f"{poll_interval:g}",
+        "--popular-routes",
+        stack.settings.POPULAR_ROUTES,
+        "--run-time",
+        f"{run_time}s",
+        "--stop-timeout",
+        str(stop_timeout),
+        "--csv",
+        str(out / name),
+        "--csv-full-history",
+        "--html",
+        str(out / f"{name}.html"),
+        "--only-summary",
+        "--loglevel",
+        "INFO",
+    ]
+    if refs is not None:
+        command += ["--ref-ids", str(refs)]
+    started = time.perf_counter()
+    with open(raw / f"{name}.log", "w") as logfile:
+        proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            rc = proc.wait(timeout=run_time + stop_timeout + 90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            rc = "killed (over its time bound)"
+    return {"locust_exit": rc, "wall_s": round(time.perf_counter() - started, 1)}
+
+
+def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str, Any]) -> None:
+    """Fills `phase` (summary["locust"]) as it goes, so a checkpoint keeps what ran."""
+    token = secrets.token_urlsafe(24)
+    plan = [(s, k) for k in args.scales for s in SCENARIO_ORDER if s in args.scenarios]
+    phase |= {
+        "period_s": args.period,
+        "run_time_s": args.run_time,
+        "stop_timeout_s": args.stop_timeout,
+        "drain_wait_s": args.drain_wait,
+        "poll_timeout_s": args.poll_timeout,
+        "poll_interval_s": args.poll_interval or "Retry-After",
+        "settings": {**dict.fromkeys(RATE_LIMITS, RAISED), "ADMIN_TOKEN": "(generated)"},
+        "scenarios": {},
+    }
+    with isolated_stack(ADMIN_TOKEN=token, **RATE_LIMITS) as stack:
+        db = stack.services.db
+        cfg = stack.settings
+        phase["stack"] = {
+            "ingress": f"gunicorn gthread, {cfg.WEB_WORKERS} workers x {cfg.WEB_THREADS} threads",
+            "worker": f"celery {cfg.WORKER_POOL} x{cfg.WORKER_CONCURRENCY}",
+            "database": "SecantusDB (embedded MongoDB wire server)",
+            "popular_routes": stack.settings.POPULAR_ROUTES,
+            "warm_top_routes": stack.settings.WARM_TOP_ROUTES,
+        }
+        ensure_indexes(db)
+        t = time.perf_counter()
+        today = datetime.now(UTC).date()
+        result = import_flights(
+            db,
+            generate_schedule(args.flights, start_date=today, seed=42),
+            chunk_size=stack.settings.BULK_CHUNK_SIZE,
+            total=args.flights,
+        )
+        phase["flights"] = {
+            "count": result["succeeded"],
+            "start_date": today.isoformat(),
+            "seconds": round(time.perf_counter() - t, 1),
+        }
+        log(f"stored {result['succeeded']} flights in {phase['flights']['seconds']} s")
+
+        t = time.perf_counter()
+        ref_files: dict[str, Path] = {}
+        seeded = 0
+        for scenario, scale in plan:
+            need = bookings_needed(scenario, scale, args.period, args.run_time)
+            if need:
+                path = raw / f"refs_{label(scenario, scale)}.txt"
+                path.write_text("\n".join(seed_bookings(db, need)) + "\n")
+                ref_files[label(scenario, scale)] = path
+                seeded += need
+        phase["bookings_seeded"] = {"count": seeded, "seconds": round(time.perf_counter() - t, 1)}
+        log(f"inserted {seeded} BOOKED bookings in {phase['bookings_seeded']['seconds']} s")
+
+        zipf = ZipfRoutes(stack.settings.POPULAR_ROUTES, today)
+        phase["zipf"] = {
+            "pairs": len(zipf.pairs),
+            "exponent": ZIPF_EXPONENT,
+            "mass_of_top_12": round(zipf.mass_of_top(12), 3),
+            "mass_of_top_52": round(zipf.mass_of_top(52), 3),
+            "mass_of_top_200": round(zipf.mass_of_top(200), 3),
+        }
+        phase["warm_up"] = warm_up(stack, seed_bookings(db, WARM_UP), today)
+        drain(stack, args.drain_wait)
+
+        for scenario, scale in plan:
+            name = label(scenario, scale)
+            entry: dict[str, Any] = {
+                "scenario": scenario,
+                "scale": scale,
+                "users": scenario_users(scenario, scale, args.period),
+                "offered_per_s": offered_rates(scenario, scale, args.period),
+            }
+            if "RouteSearch" in SCENARIOS[scenario]:
+                entry["warm"] = warm_route_cache(stack, token)
+            stack.services.redis.delete(METRICS_KEY, LATENCIES_KEY)
+            before = route_cache_counts(stack, token)
+            log(f"{name}: {entry['users']} users for {args.run_time} s")
+            entry.update(
+                run_locust(
+                    stack,
+                    out,
+                    raw,
+                    scenario=scenario,
+                    scale=scale,
+                    run_time=args.run_time,
+                    stop_timeout=args.stop_timeout,
+                    period=args.period,
+                    poll_timeout=args.poll_timeout,
+                    poll_interval=args.poll_interval,
+                    refs=ref_files.get(name),
+                )
+            )
+            after = route_cache_counts(stack, token)
+            hits, misses = after["hits"] - before["hits"], after["misses"] - before["misses"]
+            entry["route_cache"] = {
+                "hits": hits,
+                "misses": misses,
+                "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+            }
+            entry["locks"] = lock_metrics(stack.services.redis)
+            entry["drain"] = drain(stack, args.drain_wait)
+            entry["stats"] = report.read_stats(out / f"{name}_stats.csv")
+            phase["scenarios"][name] = entry
+            log(f"{name}: done in {entry['wall_s']} s, then {entry['drain']}")
+            args.checkpoint()
+
+
+# -- the benchmarks ----------------------------------------------------------------
+
+
+def benchmark_phase(mode: dict[str, Any], summary: dict[str, Any], checkpoint) -> None:
+    """The four benchmarks, each on its own isolated stack, with the rate limits
+    raised: their stacks read the environment (bench_create and bench_transitions
+    send more than the default 50 creates and 200 updates a minute)."""
+    saved = {name: os.environ.get(name) for name in RATE_LIMITS}
+    os.environ.update({name: str(value) for name, value in RATE_LIMITS.items()})
+    try:
+        _benchmarks(mode, summary, checkpoint)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _benchmarks(mode: dict[str, Any], summary: dict[str, Any], checkpoint) -> None:
+    benches = summary.setdefault("benchmarks", {})
+    specs = [
+        ("create", lambda p: bench_create.run(pool="prefork", concurrency=8, **p), bench_create),
+        ("transitions", lambda p: bench_transitions.run(**p), bench_transitions),
+        ("flights", lambda p: bench_flights.run(**p), bench_flights),
+        ("bulk", lambda p: bench_bulk.run(**p), bench_bulk),
+    ]
+    for name, call, module in specs:
+        params = mode[f"bench_{name}"]
+        log(f"benchmark {name} {params}")
+        started = time.perf_counter()
+        try:
+            figures = call(dict(params))
+            text = module.report(figures)
+            benches[name] = {"params": params, "figures": figures, "text": text}
+            print(text, flush=True)
+        except Exception as exc:  # recorded in the report; the other benchmarks still run
+            benches[name] = {
+                "params": params,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
+            log(f"benchmark {name} failed: {exc}")
+        benches[name]["seconds"] = round(time.perf_counter() - started, 1)
+        checkpoint()
+
+
+# -- main ---------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--out", type=Path, help="results directory [perf/results/<timestamp>]")
+    parser.add_argument("--run-time", type=int, help="seconds per scenario [full 30, quick 10]")
+    parser.add_argument("--stop-timeout", type=int, help="seconds for users to finish at the end")
+    parser.add_argument("--period", type=float, default=3.0, help="seconds per task per user")
+    parser.add_argument(
+        "--poll-interval", type=float, default=0.0, help="0: poll jobs after Retry-After"
+    )
+    parser.add_argument("--poll-timeout", type=float, default=30.0)
+    parser.add_argument("--flights", type=int, help="flights stored for the Locust phase")
+    parser.add_argument(
+        "--drain-wait", type=float, help="seconds to work off a scenario's backlog before a purge"
+    )
+    parser.add_argument(
+        "--scenarios", nargs="+", choices=SCENARIO_ORDER, default=list(SCENARIO_ORDER)
+    )
+    parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 10.0])
+    parser.add_argument("--skip-locust", action="store_true")
+    parser.add_argument("--skip-benchmarks", action="store_true")
+    args = parser.parse_args(argv)
+    mode_name = "quick" if args.quick else "full"
+    mode = MODES[mode_name]
+    args.run_time = args.run_time or mode["run_time"]
+    args.stop_timeout = args.stop_timeout if args.stop_timeout is not None else mode["stop_timeout"]
+    args.flights = args.flights or mode["flights"]
+    args.drain_wait = mode["drain_wait"] if args.drain_wait is None else args.drain_wait
+
+    started = datetime.now(UTC)
+    out = args.out or RESULTS / started.strftime("%Y%m%dT%H%M%SZ")
+    raw = out / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {
+        "mode": mode_name,
+        "started_at": started.isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        },
+        "durations_s": {},
+    }
+
+    def checkpoint() -> None:
+        write_json(out / "summary.json", summary)
+
+    args.checkpoint = checkpoint
+    checkpoint()
+    log(f"{mode_name} run; results in {out}")
+    clock = time.perf_counter()
+    if not args.skip_locust:
+        try:
+            summary["locust"] = {}
+            locust_phase(out, raw, args, summary["locust"])
+        except Exception as exc:
+            summary["locust"]["error"] = f"{type(exc).__name__}: {exc}"
+            summary["locust"]["traceback"] = traceback.format_exc()
+            log(f"Locust phase failed: {exc}")
+        summary["durations_s"]["locust_phase"] = round(time.perf_counter() - clock, 1)
+        checkpoint()
+    if not args.skip_benchmarks:
+        clock2 = time.perf_counter()
+        benchmark_phase(mode, summary, checkpoint)
+        summary["durations_s"]["benchmarks"] = round(time.perf_counter() - clock2, 1)
+    summary["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    summary["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    summary["durations_s"]["total"] = round(time.perf_counter() - clock, 1)
+    checkpoint()
+    path = report.build(out)
+    log(f"report: {path} (total {summary['durations_s']['total']:.0f} s)")
+    return path
+
+
+if __name__ == "__main__":
+    main()
