@@ -82,12 +82,12 @@ WARM_UP = 20  # requests of each kind before the first scenario
 # the 2-core development machine; the quick one in about 6.
 MODES: dict[str, dict[str, Any]] = {
     "full": {
-        "run_time": 30,
+        "run_time": 25,
         "stop_timeout": 5,
         "drain_wait": 15,
         "flights": 30_000,
         "bench_create": {"rate": 100.0, "seconds": 10.0, "drain": 1000},
-        "bench_transitions": {"rates": [30.0, 300.0], "seconds": 10.0},
+        "bench_transitions": {"rates": [30.0, 300.0], "seconds": 6.0},
         "bench_flights": {"count": 100_000, "searches": 100},
         "bench_bulk": {"bookings": 1000, "updates": 500, "runs": 1},
     },
@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--out", type=Path, help="results directory [perf/results/<timestamp>]")
-    parser.add_argument("--run-time", type=int, help="seconds per scenario [full 30, quick 10]")
+    parser.add_argument("--run-time", type=int, help="seconds per scenario [full 25, quick 10]")
     parser.add_argument("--stop-timeout", type=int, help="seconds for users to finish at the end")
     parser.add_argument("--period", type=float, default=3.0, help="seconds per task per user")
     parser.add_argument(
