@@ -652,8 +652,10 @@ def render(summary: dict, out: Path) -> str:
                 if locust.get("poll_interval_s") in (None, "Retry-After")
                 else f"every {locust.get('poll_interval_s')} s"
             )
-            + "). Latencies in ms; Locust rounds them (to 1 ms below 100 ms, to 2 "
-            "significant digits above).",
+            + "). A job whose user was stopped at the end of the run before it finished "
+            "is in no E2E row, so under a backlog the E2E rows count the faster jobs only; "
+            "a job unfinished after the poll timeout is an E2E failure. Latencies in ms; "
+            "Locust rounds them (to 1 ms below 100 ms, to 2 significant digits above).",
             "",
             f"Route searches draw (route, day) from {zipf.get('pairs')} pairs (today and "
             f"tomorrow UTC) with weight rank^-{zipf.get('exponent')}, the configured "
