@@ -19,7 +19,7 @@
    what is queued for up to --drain-wait seconds, and the rest is purged.
 2. Benchmarks, each on a stack of its own: perf.bench_create, bench_transitions,
    bench_flights, bench_bulk (their run() functions, sized by the mode), with
-   the RATE_LIMIT_* raised through the environment their stacks read.
+   the RATE_LIMIT_* raised by perf.harness.
 3. perf/results/<UTC timestamp>/: Locust's CSV and HTML per scenario,
    summary.json, report.md with PNG plots (perf/report.py); Locust's logs and
    the ref_id files under raw/ (git-ignored).
@@ -56,6 +56,7 @@ from core.settings import Settings
 from perf import bench_bulk, bench_create, bench_flights, bench_transitions, report
 from perf.bench_transitions import TRANSITION, seed_bookings
 from perf.harness import BODY, isolated_stack
+from perf.harness import RATE_LIMITS as LIMIT_SETTINGS
 from tools.flights import AIRPORTS as GENERATED_AIRPORTS
 from tools.flights import generate_schedule
 
@@ -64,16 +65,7 @@ RESULTS = ROOT / "perf" / "results"
 LOCUSTFILE = ROOT / "perf" / "locustfile.py"
 LOCUST = Path(sys.executable).parent / "locust"
 RAISED = 1_000_000
-RATE_LIMITS = {
-    name: RAISED
-    for name in (
-        "RATE_LIMIT_BOOKINGS",
-        "RATE_LIMIT_UPDATES",
-        "RATE_LIMIT_ROUTES",
-        "RATE_LIMIT_ADMIN",
-        "RATE_LIMIT_BULK",
-    )
-}
+RATE_LIMITS = dict.fromkeys(LIMIT_SETTINGS, RAISED)
 WARM_TIMEOUT_S = 180
 IN_FLIGHT_S = 2.0
 WARM_UP = 20  # requests of each kind before the first scenario
@@ -459,22 +451,8 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
 
 
 def benchmark_phase(mode: dict[str, Any], summary: dict[str, Any], checkpoint) -> None:
-    """The four benchmarks, each on its own isolated stack, with the rate limits
-    raised: their stacks read the environment (bench_create and bench_transitions
-    send more than the default 50 creates and 200 updates a minute)."""
-    saved = {name: os.environ.get(name) for name in RATE_LIMITS}
-    os.environ.update({name: str(value) for name, value in RATE_LIMITS.items()})
-    try:
-        _benchmarks(mode, summary, checkpoint)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _benchmarks(mode: dict[str, Any], summary: dict[str, Any], checkpoint) -> None:
+    """The four benchmarks, each on its own isolated stack (perf.harness raises
+    the rate limits there, by settings)."""
     benches = summary.setdefault("benchmarks", {})
     specs = [
         ("create", lambda p: bench_create.run(pool="prefork", concurrency=8, **p), bench_create),
