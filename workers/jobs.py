@@ -36,10 +36,19 @@ def retry_countdown(retries: int) -> float:
 Work = Callable[[Services, dict[str, Any]], dict[str, Any]]
 
 
-def run_job(task: Task, job_id: str, payload: dict[str, Any] | None, work: Work) -> None:
+def run_job(
+    task: Task,
+    job_id: str,
+    payload: dict[str, Any] | None,
+    work: Work,
+    *,
+    mark_running: bool = True,
+) -> None:
+    """`mark_running=False` for short jobs: see core.jobs.start_job."""
     try:
         svc = runtime.services()  # the first call connects and ensures indexes
-        job = jobs.start_job(svc.db, job_id, utcnow(), payload)
+        started = utcnow()
+        job = jobs.start_job(svc.db, job_id, started, payload, mark_running=mark_running)
         if job is None:
             log.info("job already finished or unknown; message dropped")
             return
@@ -49,6 +58,8 @@ def run_job(task: Task, job_id: str, payload: dict[str, Any] | None, work: Work)
             if exc.transient:
                 raise
             outcome = {"error": exc.to_problem(instance=f"/api/jobs/{job_id}")}
+        if not mark_running:
+            outcome["started_at"] = started
         _finish(svc, job_id, **outcome)
     except RadiantError as exc:
         _retry_or_fail(task, job_id, exc)

@@ -41,7 +41,7 @@ def create_booking(self, job_id: str, payload: dict | None = None) -> None:
         invalidate_booking(svc, booking)
         return {"booking": bookings.public_booking(booking)}
 
-    run_job(self, job_id, payload, work)
+    run_job(self, job_id, payload, work, mark_running=False)
 
 
 @shared_task(bind=True, name=queues.TRANSITION_BOOKING)
@@ -60,7 +60,7 @@ def transition_booking(self, job_id: str, payload: dict | None = None) -> None:
         invalidate_booking(svc, booking)
         return {"booking": bookings.public_booking(booking)}
 
-    run_job(self, job_id, payload, work)
+    run_job(self, job_id, payload, work, mark_running=False)
 
 
 @shared_task(bind=True, name=queues.IMPORT_FLIGHTS)
