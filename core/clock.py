@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 
@@ -12,6 +13,9 @@ def utcnow() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+# Memoized: a route result repeats each flight's times in many options, and
+# warming a network formats ~1M of them (a third of its time before this).
+@functools.lru_cache(maxsize=65_536)
 def to_iso(value: datetime | None) -> str | None:
     if value is None:
         return None

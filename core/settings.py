@@ -84,6 +84,10 @@ class Settings:
     # Comma-separated ORIGIN-DESTINATION pairs always kept warm.
     POPULAR_ROUTES: str = _setting("DEL-BLR,NYC-LAX,BOM-DEL,DEL-BOM,BLR-DEL,LHR-JFK")
     WARM_TOP_ROUTES: int = _setting(20, check=_non_negative)
+    # Routes warmed per run: POPULAR_ROUTES, the WARM_TOP_ROUTES most searched,
+    # then the schedule's other routes up to this many (a 30-airport network
+    # is 870 routes; warming it all reads each day's flights once, ~1 s).
+    WARM_MAX_ROUTES: int = _setting(1000, check=_non_negative)
     DEMO_FLIGHTS: int = _setting(20000, check=_non_negative)
 
     # Locks.

@@ -154,6 +154,7 @@ def warm_cache(self, job_id: str | None = None, payload: dict | None = None) -> 
             today=utcnow().date(),
             min_connection_minutes=settings.MIN_CONNECTION_MINUTES,
             ttl=settings.CACHE_TTL_ROUTES,
+            max_routes=settings.WARM_MAX_ROUTES,
         )
 
     if job_id is None:

@@ -1,3 +1,5 @@
+import json
+
 from core.cache import Cache
 
 
@@ -33,3 +35,19 @@ def test_generations_make_old_pages_unreachable(services):
     before = cache.generation("test:gen")
     cache.bump_generation("test:gen")
     assert cache.generation("test:gen") == before + 1
+
+
+def test_large_generational_values_are_stored_compressed(services):
+    cache = Cache(services.redis)
+    big = {"options": [{"flight_id": f"RG{i:04d}-20310101", "n": i} for i in range(500)]}
+    small = {"options": []}
+    generation = cache.generation("test:generation:compress")
+    cache.set_generational("test:big", big, 60, generation)
+    cache.set_many_generational({"test:big2": big, "test:small": small}, 60, generation)
+    for key in ("test:big", "test:big2"):
+        stored = services.redis.get(key)
+        assert stored.startswith("z:") and len(stored) < len(json.dumps(big)) / 4
+    assert services.redis.get("test:small").startswith("{")  # small values stay plain JSON
+    for key, value in (("test:big", big), ("test:big2", big), ("test:small", small)):
+        got, _ = cache.get_generational(key, "test", "test:generation:compress")
+        assert got == value

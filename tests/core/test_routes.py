@@ -1,10 +1,12 @@
 """Route search against a brute-force oracle, on a schedule full of edge cases."""
 
+import json
 import random
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from core import cache as caches
 from core import flights, routes
 from core.errors import Unprocessable
 
@@ -184,6 +186,60 @@ def test_random_schedules_match_the_oracle(services):
                     assert kept == best_first(schedule, transit)[: routes.KEPT_OPTIONS]
                 checked += len(transit)
     assert checked > 100  # the random schedule really has connections
+
+
+def test_warming_stores_what_a_search_would_return(services):
+    """The warmer joins legs read once for all routes; each value it stores must
+    be the search's own result, whatever the route and day."""
+    rng = random.Random(99)
+    airports = ["QWA", "QWB", "QWC", "QWD"]
+    today = date(2031, 9, 1)
+    schedule = []
+    for n in range(250):
+        origin, destination = rng.sample(airports, 2)
+        dep = at(today, 0, 0) + timedelta(minutes=rng.randrange(-24 * 60, 4 * 24 * 60))
+        schedule.append(raw(f"QW{n:04d}", origin, destination, dep, rng.randrange(30, 900)))
+    assert flights.import_flights(services.db, schedule, chunk_size=100)["failed"] == 0
+    popular = [("QWA", "QWB"), ("QZZ", "QWA")]  # one route with no flights at all
+    outcome = routes.warm_routes(
+        services.db,
+        services.cache,
+        popular,
+        today=today,
+        min_connection_minutes=MIN_CONN,
+        ttl=60,
+        max_routes=10_000,
+    )
+    wanted = popular + [(o, d) for o in airports for d in airports if o != d]
+    assert outcome["routes"] >= len(set(wanted))
+    generation = services.cache.generation(caches.ROUTES_GENERATION)
+    for origin, destination in dict.fromkeys(wanted):
+        for day in (today, today + timedelta(days=1)):
+            key = routes.route_key(origin, destination, day)
+            stored, _ = services.cache.get_generational(key, "test", caches.ROUTES_GENERATION)
+            searched = routes.search_routes(
+                services.db,
+                origin=origin,
+                destination=destination,
+                day=day,
+                min_connection_minutes=MIN_CONN,
+            )
+            as_json = json.loads(caches.dumps(searched))
+            assert stored == as_json, (origin, destination, day)
+    assert generation >= 0
+
+
+def test_warming_stops_at_max_routes_but_always_warms_the_popular_ones(services):
+    outcome = routes.warm_routes(
+        services.db,
+        services.cache,
+        [("QWA", "QWB"), ("QWB", "QWA"), ("QWC", "QWD")],
+        today=date(2031, 9, 1),
+        min_connection_minutes=MIN_CONN,
+        ttl=60,
+        max_routes=2,
+    )
+    assert outcome["routes"] == 3 and outcome["keys"] == 6
 
 
 def test_itinerary_checks(services, edge_schedule):
