@@ -33,6 +33,7 @@ from perf.harness import (
     open_loop,
     percentiles,
 )
+from perf.profile import describe, maybe_profiled
 
 
 def queue_depth(stack, queue: str) -> int:
@@ -74,7 +75,15 @@ def drain_noops(stack, count: int, threads: int = 16) -> float:
     return count / (time.perf_counter() - started)
 
 
-def run(rate: float, seconds: float, drain: int, pool: str, concurrency: int) -> dict:
+def run(
+    rate: float,
+    seconds: float,
+    drain: int,
+    pool: str,
+    concurrency: int,
+    profile_dir: Path | None = None,
+) -> dict:
+    """The figures; with profile_dir, also where the CPU of each drain goes (perf.profile)."""
     with isolated_stack(pool=pool, concurrency=concurrency) as stack:
         for _ in range(50):  # warm connections and pools
             requests.post(stack.base + "/api/bookings", json=BODY, timeout=10)
@@ -84,8 +93,11 @@ def run(rate: float, seconds: float, drain: int, pool: str, concurrency: int) ->
         )
         finished.wait(load.job_ids, timeout=600)
         e2e, states = job_outcomes(stack.services.db, load.job_ids)
-        create_tput = drain_creates(stack, finished, drain)
-        noop_tput = drain_noops(stack, drain)
+        with maybe_profiled(profile_dir, "create_drain", stack, items=drain) as create_profile:
+            create_tput = drain_creates(stack, finished, drain)
+        with maybe_profiled(profile_dir, "noop_drain", stack, items=drain) as noop_profile:
+            noop_tput = drain_noops(stack, drain)
+    profile = {"create_drain": create_profile, "noop_drain": noop_profile}
     return {
         "worker": f"{pool} x{concurrency}",
         "offered_rate": rate,
@@ -99,6 +111,7 @@ def run(rate: float, seconds: float, drain: int, pool: str, concurrency: int) ->
         "noop_throughput_per_s": round(noop_tput, 1),
         "ratio_to_floor": round(create_tput / noop_tput, 3),
         "drain": drain,
+        **({"profile": profile} if profile_dir else {}),
     }
 
 
@@ -129,9 +142,16 @@ def main() -> None:
     parser.add_argument("--pool", default="prefork", choices=["threads", "prefork"])
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="profile the drains; py-spy's files here"
+    )
     args = parser.parse_args()
-    figures = run(args.rate, args.seconds, args.drain, args.pool, args.concurrency)
+    figures = run(
+        args.rate, args.seconds, args.drain, args.pool, args.concurrency, profile_dir=args.profile
+    )
     print(report(figures))
+    if args.profile:
+        print(describe(figures["profile"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2))

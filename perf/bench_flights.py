@@ -16,7 +16,11 @@ on one isolated stack in one run.
    (random.Random(7)); search_routes uncached, then cached_search twice per
    triple (a miss that fills, then the timed hit).
 5. --breakdown N times the three route queries and the in-memory join
-   separately for N of the triples, with the documents each query returns.
+   separately for N of the triples, with the documents each query returns;
+   --cprofile shows cProfile's view of the slowest search.
+6. --profile DIR: where the CPU of the uncached searches goes (perf.profile:
+   CPU per process group, py-spy's stacks of SecantusDB and of this process,
+   which runs search_routes), py-spy's files in DIR.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from core.db import INDEXES, ensure_indexes
 from core.flights import chunks, day_bounds, flight_document, import_flights
 from core.schemas import FlightSchema
 from perf.harness import fmt, isolated_stack, percentiles
+from perf.profile import describe, maybe_profiled
 from tools.flights import generate_schedule
 
 REIMPORT = 2000
@@ -154,7 +159,12 @@ def profile_one(db, triple: tuple[str, str, date], min_connection: int, top: int
 
 
 def run(
-    count: int, searches: int, *, breakdown_n: int = 0, profile: bool = False
+    count: int,
+    searches: int,
+    *,
+    breakdown_n: int = 0,
+    cprofile: bool = False,
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     today = datetime.now(UTC).date()
     raw_items = list(generate_schedule(count, start_date=today, seed=SEED))
@@ -190,14 +200,22 @@ def run(
         routes.search_routes(db, origin=o, destination=d, day=day, min_connection_minutes=min_conn)
 
         uncached, direct_counts, transit_counts = [], [], []
-        for o, d, day in triples:
-            t = time.perf_counter()
-            result = routes.search_routes(
-                db, origin=o, destination=d, day=day, min_connection_minutes=min_conn
-            )
-            uncached.append(_ms(t))
-            direct_counts.append(result["counts"]["direct"])
-            transit_counts.append(result["counts"]["one_transit"])
+        with maybe_profiled(
+            profile_dir,
+            "route_search_uncached",
+            stack,
+            items=len(triples),
+            sampled=("SecantusDB",),  # the worker and the ingress take no part
+            sample_client=True,  # search_routes runs here
+        ) as profile:
+            for o, d, day in triples:
+                t = time.perf_counter()
+                result = routes.search_routes(
+                    db, origin=o, destination=d, day=day, min_connection_minutes=min_conn
+                )
+                uncached.append(_ms(t))
+                direct_counts.append(result["counts"]["direct"])
+                transit_counts.append(result["counts"]["one_transit"])
 
         redis = cache.redis
         redis.incr(caches.ROUTES_GENERATION)  # every earlier entry now reads as a miss
@@ -222,10 +240,12 @@ def run(
             chosen = [triples[i] for i in slowest[:breakdown_n]]
             extra["breakdown_slowest"] = breakdown(db, chosen, min_conn)
             extra["breakdown_sample"] = breakdown(db, triples[:breakdown_n], min_conn)
-        if profile:
+        if cprofile:
             worst = max(range(len(triples)), key=lambda i: uncached[i])
-            extra["profile_triple"] = [str(x) for x in triples[worst]]
-            extra["profile"] = profile_one(db, triples[worst], min_conn)
+            extra["cprofile_triple"] = [str(x) for x in triples[worst]]
+            extra["cprofile"] = profile_one(db, triples[worst], min_conn)
+        if profile_dir:
+            extra["profile"] = {"route_search_uncached": profile}
 
     return {
         "count": len(raw_items),
@@ -304,8 +324,8 @@ def report(r: dict[str, Any]) -> str:
     if "breakdown_slowest" in r:
         lines += _breakdown_lines("slowest triples", r["breakdown_slowest"])
         lines += _breakdown_lines("first triples", r["breakdown_sample"])
-    if "profile" in r:
-        lines += [f"  cProfile of the slowest search {r['profile_triple']}:", r["profile"]]
+    if "cprofile" in r:
+        lines += [f"  cProfile of the slowest search {r['cprofile_triple']}:", r["cprofile"]]
     return "\n".join(lines)
 
 
@@ -316,11 +336,22 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--searches", type=int, default=200)
     parser.add_argument("--breakdown", type=int, default=0, metavar="N")
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--cprofile", action="store_true", help="cProfile the slowest search")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="profile the uncached searches; files here"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = run(args.count, args.searches, breakdown_n=args.breakdown, profile=args.profile)
+    results = run(
+        args.count,
+        args.searches,
+        breakdown_n=args.breakdown,
+        cprofile=args.cprofile,
+        profile_dir=args.profile,
+    )
     print(report(results))
+    if args.profile:
+        print(describe(results["profile"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

@@ -30,6 +30,7 @@ from perf.harness import (
     open_loop,
     percentiles,
 )
+from perf.profile import describe, maybe_profiled
 
 TRANSITION = {"location": "Airport", "notes": "Departed"}  # the spec's load-test body
 
@@ -47,7 +48,9 @@ def seed_bookings(db, count: int) -> list[str]:
     return [d["ref_id"] for d in docs]
 
 
-def run(rates: list[float], seconds: float) -> list[dict]:
+def run(rates: list[float], seconds: float, profile_dir: Path | None = None) -> list[dict]:
+    """Figures per rate; with profile_dir, the highest rate's also say where its CPU
+    goes (perf.profile), over the requests and until their jobs have finished."""
     results = []
     with isolated_stack() as stack:
         db, redis = stack.services.db, stack.services.redis
@@ -59,14 +62,17 @@ def run(rates: list[float], seconds: float) -> list[dict]:
         for rate in rates:
             batch, ref_ids = ref_ids[: int(rate * seconds)], ref_ids[int(rate * seconds) :]
             redis.delete(METRICS_KEY, LATENCIES_KEY)
-            load = open_loop(
-                lambda s, i, batch=batch: s.post(
-                    f"{stack.base}/api/bookings/{batch[i]}/depart", json=TRANSITION, timeout=10
-                ),
-                rate,
-                seconds,
-            )
-            finished.wait(load.job_ids, timeout=900)
+            profiling = profile_dir if rate == max(rates) else None
+            name = f"transitions_{rate:g}"
+            with maybe_profiled(profiling, name, stack, items=len(batch)) as profile:
+                load = open_loop(
+                    lambda s, i, batch=batch: s.post(
+                        f"{stack.base}/api/bookings/{batch[i]}/depart", json=TRANSITION, timeout=10
+                    ),
+                    rate,
+                    seconds,
+                )
+                finished.wait(load.job_ids, timeout=900)
             e2e, states = job_outcomes(db, load.job_ids)
             locks = lock_metrics(redis)
             results.append(
@@ -80,6 +86,7 @@ def run(rates: list[float], seconds: float) -> list[dict]:
                     "end_to_end_ms": percentiles(e2e),
                     "lock_acquire_ms": locks["acquire_ms"],
                     "lock_average_attempts": locks["average_attempts"],
+                    **({"profile": {name: profile}} if profiling else {}),
                 }
             )
     return results
@@ -108,9 +115,15 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[30.0, 300.0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="profile the highest rate; py-spy's files here"
+    )
     args = parser.parse_args()
-    results = run(args.rates, args.seconds)
+    results = run(args.rates, args.seconds, profile_dir=args.profile)
     print(report(results))
+    for r in results:
+        if "profile" in r:
+            print(describe(r["profile"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

@@ -61,6 +61,9 @@ class Stack:
     base: str
     worker: Any
     celery: Any
+    # The other processes, so that a profile can find their pids.
+    ingress: Any = None
+    mongo: Any = None
 
 
 RATE_LIMITS = (
@@ -101,7 +104,9 @@ def isolated_stack(
     try:
         wait_for_worker(svc.redis, worker, since)
         ingress, base = start_ingress(settings, work / "ingress.log")
-        yield Stack(settings, svc, base, worker, create_celery_app(settings))
+        yield Stack(
+            settings, svc, base, worker, create_celery_app(settings), ingress=ingress, mongo=mongo
+        )
     finally:
         for proc in (ingress, worker, mongo):
             if proc is not None:

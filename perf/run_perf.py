@@ -20,9 +20,13 @@
 2. Benchmarks, each on a stack of its own: perf.bench_create, bench_transitions,
    bench_flights, bench_bulk (their run() functions, sized by the mode), with
    the RATE_LIMIT_* raised by perf.harness.
+   The create and no-op drains, the transitions at the highest rate and the
+   uncached route searches are profiled (perf.profile: CPU per process group,
+   py-spy's stacks; --no-profile to leave it out): the report's "Where the
+   time goes".
 3. perf/results/<UTC timestamp>/: Locust's CSV and HTML per scenario,
-   summary.json, report.md with PNG plots (perf/report.py); Locust's logs and
-   the ref_id files under raw/ (git-ignored).
+   summary.json, report.md with PNG plots (perf/report.py); Locust's logs, the
+   ref_id files and the profiles' py-spy files under raw/ (git-ignored).
 
 Everything is on 127.0.0.1, every wait is bounded; a failing benchmark is
 recorded in summary.json and the report, and the run goes on.
@@ -450,14 +454,25 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
 # -- the benchmarks ----------------------------------------------------------------
 
 
-def benchmark_phase(mode: dict[str, Any], summary: dict[str, Any], checkpoint) -> None:
+def benchmark_phase(
+    mode: dict[str, Any], summary: dict[str, Any], checkpoint, profile_dir: Path | None
+) -> None:
     """The four benchmarks, each on its own isolated stack (perf.harness raises
-    the rate limits there, by settings)."""
+    the rate limits there, by settings); with profile_dir, the profiled phases'
+    py-spy files go there."""
     benches = summary.setdefault("benchmarks", {})
     specs = [
-        ("create", lambda p: bench_create.run(pool="prefork", concurrency=8, **p), bench_create),
-        ("transitions", lambda p: bench_transitions.run(**p), bench_transitions),
-        ("flights", lambda p: bench_flights.run(**p), bench_flights),
+        (
+            "create",
+            lambda p: bench_create.run(pool="prefork", concurrency=8, profile_dir=profile_dir, **p),
+            bench_create,
+        ),
+        (
+            "transitions",
+            lambda p: bench_transitions.run(profile_dir=profile_dir, **p),
+            bench_transitions,
+        ),
+        ("flights", lambda p: bench_flights.run(profile_dir=profile_dir, **p), bench_flights),
         ("bulk", lambda p: bench_bulk.run(**p), bench_bulk),
     ]
     for name, call, module in specs:
@@ -506,6 +521,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 10.0])
     parser.add_argument("--skip-locust", action="store_true")
     parser.add_argument("--skip-benchmarks", action="store_true")
+    parser.add_argument(
+        "--no-profile", action="store_true", help="no profile of the benchmarks' phases"
+    )
     args = parser.parse_args(argv)
     mode_name = "quick" if args.quick else "full"
     mode = MODES[mode_name]
@@ -549,7 +567,7 @@ def main(argv: list[str] | None = None) -> Path:
         checkpoint()
     if not args.skip_benchmarks:
         clock2 = time.perf_counter()
-        benchmark_phase(mode, summary, checkpoint)
+        benchmark_phase(mode, summary, checkpoint, None if args.no_profile else raw)
         summary["durations_s"]["benchmarks"] = round(time.perf_counter() - clock2, 1)
     summary["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     summary["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
