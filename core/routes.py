@@ -1,8 +1,8 @@
 """Route search: direct flights and one-transit connections, joined in code.
 
-Three indexed range queries, whatever the schedule's size:
-  direct       origin = A, destination = B, departure in the day
-  first legs   origin = A, departure in the day
+Two indexed range queries, whatever the schedule's size:
+  departures   origin = A, departure in the day: the direct flights (to B)
+               and the first legs (to any other X)
   second legs  destination = B, departure from the day's start to the end of the next day
 then the legs are paired in memory by their common airport X. Never a scan of
 the collection, never one query per first leg, never a $lookup.
@@ -71,13 +71,11 @@ def search_routes(
     """
     start, end = day_bounds(_day_start(day))
     connection = timedelta(minutes=min_connection_minutes)
-    direct = db.flights.find(
-        {"origin": origin, "destination": destination, "departure_ts": {"$gte": start, "$lt": end}},
-        LEG_FIELDS,
-    )
-    firsts = list(
+    # The origin's departures of the day hold the direct flights as well.
+    departures = list(
         db.flights.find({"origin": origin, "departure_ts": {"$gte": start, "$lt": end}}, LEG_FIELDS)
     )
+    firsts = [leg for leg in departures if leg["destination"] != destination]
     # No second leg can leave before the earliest first leg lands plus the
     # connection: a narrower range is fewer documents to read.
     earliest = min((leg["arrival_ts"] for leg in firsts), default=end) + connection
@@ -93,7 +91,7 @@ def search_routes(
         else []
     )
     return join_legs(
-        origin, destination, day, connection, direct=direct, firsts=firsts, seconds=seconds
+        origin, destination, day, connection, direct=departures, firsts=firsts, seconds=seconds
     )
 
 
