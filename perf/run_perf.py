@@ -203,7 +203,8 @@ def warm_route_cache(stack, token: str) -> dict[str, Any]:
             return {
                 "state": job["state"],
                 "routes": result.get("routes"),
-                "keys": len(result.get("keys") or []),
+                "keys": result.get("keys"),
+                "legs_read": result.get("legs_read"),
                 "seconds": round(time.perf_counter() - started, 2),
             }
         time.sleep(0.2)
