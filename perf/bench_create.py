@@ -33,7 +33,7 @@ from perf.harness import (
     open_loop,
     percentiles,
 )
-from perf.profile import describe, maybe_profiled
+from perf.profiling import describe, maybe_profiled
 
 
 def queue_depth(stack, queue: str) -> int:
@@ -83,7 +83,7 @@ def run(
     concurrency: int,
     profile_dir: Path | None = None,
 ) -> dict:
-    """The figures; with profile_dir, also where the CPU of each drain goes (perf.profile)."""
+    """The figures; with profile_dir, also where the CPU of each drain goes (perf.profiling)."""
     with isolated_stack(pool=pool, concurrency=concurrency) as stack:
         for _ in range(50):  # warm connections and pools
             requests.post(stack.base + "/api/bookings", json=BODY, timeout=10)

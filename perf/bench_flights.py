@@ -18,7 +18,7 @@ on one isolated stack in one run.
 5. --breakdown N times the three route queries and the in-memory join
    separately for N of the triples, with the documents each query returns;
    --cprofile shows cProfile's view of the slowest search.
-6. --profile DIR: where the CPU of the uncached searches goes (perf.profile:
+6. --profile DIR: where the CPU of the uncached searches goes (perf.profiling:
    CPU per process group, py-spy's stacks of SecantusDB and of this process,
    which runs search_routes), py-spy's files in DIR.
 """
@@ -45,7 +45,7 @@ from core.db import INDEXES, ensure_indexes
 from core.flights import chunks, day_bounds, flight_document, import_flights
 from core.schemas import FlightSchema
 from perf.harness import fmt, isolated_stack, percentiles
-from perf.profile import describe, maybe_profiled
+from perf.profiling import describe, maybe_profiled
 from tools.flights import generate_schedule
 
 REIMPORT = 2000

@@ -30,7 +30,7 @@ from perf.harness import (
     open_loop,
     percentiles,
 )
-from perf.profile import describe, maybe_profiled
+from perf.profiling import describe, maybe_profiled
 
 TRANSITION = {"location": "Airport", "notes": "Departed"}  # the spec's load-test body
 
@@ -50,7 +50,7 @@ def seed_bookings(db, count: int) -> list[str]:
 
 def run(rates: list[float], seconds: float, profile_dir: Path | None = None) -> list[dict]:
     """Figures per rate; with profile_dir, the highest rate's also say where its CPU
-    goes (perf.profile), over the requests and until their jobs have finished."""
+    goes (perf.profiling), over the requests and until their jobs have finished."""
     results = []
     with isolated_stack() as stack:
         db, redis = stack.services.db, stack.services.redis

@@ -86,7 +86,7 @@ IDLE_FRAMES = frozenset(
 
 # This module's own frames: when the client is sampled, its psutil snapshots at
 # either end of the phase are the profiler at work, not the benchmark.
-PROFILER_FILE = "perf/profile.py"
+PROFILER_FILE = "perf/profiling.py"
 
 
 def idle_frame(key: str) -> bool:

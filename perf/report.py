@@ -553,7 +553,11 @@ def scenario_side_rows(summary: dict) -> list[list[str]]:
             else "-"
         )
         warm = s.get("warm")
-        warm_text = f"{warm.get('keys')} keys, {warm.get('seconds')} s" if warm else "-"
+        warm_text = (
+            f"{warm.get('routes')} routes, {warm.get('keys')} keys, {warm.get('seconds')} s"
+            if warm
+            else "-"
+        )
         locks = s.get("locks") or {}
         acquire = locks.get("acquire_ms") or {}
         lock_text = (
@@ -585,7 +589,7 @@ def _drain_text(drain: dict | None) -> str:
     return f"{drain['seconds']} ({drain['purged']})"
 
 
-# -- where the time goes (perf/profile.py) -------------------------------------------
+# -- where the time goes (perf/profiling.py) -------------------------------------------
 
 # What each profiled phase is, and the goal (goal_rows' "short") it explains.
 PHASES = {
@@ -713,7 +717,7 @@ def where_the_time_goes(summary: dict, rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "## Where the time goes",
         "",
-        "Profiled phases of the benchmarks (perf/profile.py). CPU: user + system seconds "
+        "Profiled phases of the benchmarks (perf/profiling.py). CPU: user + system seconds "
         "of each process group over the phase (psutil; a group's child processes included: "
         "the worker's prefork children, gunicorn's workers). RabbitMQ and Redis are the "
         "machine's own; client is the benchmark's process; py-spy is what the profile "
@@ -774,6 +778,8 @@ def render(summary: dict, out: Path) -> str:
     lines += ["## Load scenarios (Locust)", ""]
     if locust.get("error"):
         lines += [f"**The Locust phase failed:** `{locust['error']}`", ""]
+    for name, why in (locust.get("failed_scenarios") or {}).items():
+        lines += [f"**Locust failed in `{name}`** (its figures are missing): `{why}`", ""]
     if locust.get("scenarios"):
         stack = locust.get("stack") or {}
         fl = locust.get("flights") or {}
@@ -811,9 +817,10 @@ def render(summary: dict, out: Path) -> str:
             f"{100 * zipf.get('mass_of_top_52', 0):.0f} %, the top 200 "
             f"{100 * zipf.get('mass_of_top_200', 0):.0f} %. Before each scenario that "
             "searches, POST /api/admin/cache/warm warms today and tomorrow of "
-            "POPULAR_ROUTES plus the most searched routes (what beat does every "
-            "CACHE_WARM_INTERVAL); every other pair is a miss on its first search, then "
-            "cached for CACHE_TTL_ROUTES.",
+            "POPULAR_ROUTES, the most searched routes, then the schedule's other routes "
+            "up to WARM_MAX_ROUTES (what beat does every CACHE_WARM_INTERVAL; the warm "
+            "column gives its keys and time); a pair left out is a miss on its first "
+            "search, then cached for CACHE_TTL_ROUTES.",
             "",
         ]
         lines += _table(

@@ -21,7 +21,7 @@
    bench_flights, bench_bulk (their run() functions, sized by the mode), with
    the RATE_LIMIT_* raised by perf.harness.
    The create and no-op drains, the transitions at the highest rate and the
-   uncached route searches are profiled (perf.profile: CPU per process group,
+   uncached route searches are profiled (perf.profiling: CPU per process group,
    py-spy's stacks; --no-profile to leave it out): the report's "Where the
    time goes".
 3. perf/results/<UTC timestamp>/: Locust's CSV and HTML per scenario,
@@ -446,7 +446,14 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
             }
             entry["locks"] = lock_metrics(stack.services.redis)
             entry["drain"] = drain(stack, args.drain_wait)
-            entry["stats"] = report.read_stats(out / f"{name}_stats.csv")
+            stats = out / f"{name}_stats.csv"
+            entry["stats"] = report.read_stats(stats) if stats.exists() else {}
+            if entry["locust_exit"] != 0 or not stats.exists():
+                # Say it where it is read: a scenario that never ran must not
+                # pass for a fast one (a module shadowing the stdlib once did that).
+                tail = (raw / f"{name}.log").read_text(errors="replace").strip().splitlines()[-3:]
+                phase.setdefault("failed_scenarios", {})[name] = " | ".join(tail)
+                log(f"{name}: LOCUST FAILED (exit {entry['locust_exit']}): {' | '.join(tail)}")
             phase["scenarios"][name] = entry
             log(f"{name}: done in {entry['wall_s']} s, then {entry['drain']}")
             args.checkpoint()

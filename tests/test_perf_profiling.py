@@ -1,4 +1,4 @@
-"""perf/profile.py's reading of py-spy's collapsed stacks and CPU figures, and
+"""perf/profiling.py's reading of py-spy's collapsed stacks and CPU figures, and
 the report's "Where the time goes" (no services, no timing)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import os
 
-from perf import profile, report
-from perf.profile import aggregate, cpu_figures, frame_key, parse_raw
+from perf import profiling, report
+from perf.profiling import aggregate, cpu_figures, frame_key, parse_raw
 
 # py-spy's raw format: 'outer;...;inner count', frames 'function (file:line)'.
 RAW = "\n".join(
@@ -33,8 +33,8 @@ RAW = "\n".join(
         "Thread._bootstrap (threading.py:1002);PeriodicExecutor._run "
         "(pymongo/periodic_executor.py:293) 5",
         # 5 samples of the profiler itself (psutil at either end of a phase)
-        "main (perf/bench_flights.py:300);profiled (perf/profile.py:420);tree_cpu_s "
-        "(perf/profile.py:120);open_binary (psutil/_common.py:700) 5",
+        "main (perf/bench_flights.py:300);profiled (perf/profiling.py:420);tree_cpu_s "
+        "(perf/profiling.py:120);open_binary (psutil/_common.py:700) 5",
         "",
     ]
 )
@@ -74,7 +74,7 @@ def test_aggregate_leaves_out_waits_and_the_profiler_and_counts_percentages_of_t
     assert len(figures["self"]) == 3
     functions = {e["function"] for e in figures["self"] + figures["inclusive"]}
     assert not any("_recv_exactly" in f or "PeriodicExecutor" in f for f in functions)
-    assert not any("psutil" in f or "perf/profile.py" in f for f in functions)
+    assert not any("psutil" in f or "perf/profiling.py" in f for f in functions)
 
 
 def test_inclusive_leaves_out_the_trunk_and_pass_throughs_and_counts_recursion_once():
@@ -111,8 +111,8 @@ def test_cpu_figures_per_item_and_the_rest_of_the_machine():
 
 
 def test_profiled_without_py_spy_keeps_the_cpu_figures(tmp_path, monkeypatch):
-    monkeypatch.setattr(profile, "PY_SPY", tmp_path / "no-py-spy")
-    with profile.profiled("phase", {"self": [os.getpid()]}, tmp_path, items=10) as result:
+    monkeypatch.setattr(profiling, "PY_SPY", tmp_path / "no-py-spy")
+    with profiling.profiled("phase", {"self": [os.getpid()]}, tmp_path, items=10) as result:
         sum(range(1000))
     assert result["errors"] == [f"py-spy not found at {tmp_path / 'no-py-spy'}"]
     assert result["stacks"] == {}
@@ -122,7 +122,7 @@ def test_profiled_without_py_spy_keeps_the_cpu_figures(tmp_path, monkeypatch):
 
 
 def test_maybe_profiled_without_a_directory_does_nothing(tmp_path):
-    with profile.maybe_profiled(None, "phase", stack=None) as result:
+    with profiling.maybe_profiled(None, "phase", stack=None) as result:
         pass
     assert result == {}
 
