@@ -725,8 +725,10 @@ def where_the_time_goes(summary: dict, rows: list[dict[str, Any]]) -> list[str]:
         "running). Stacks: py-spy --gil samples of the Python processes, i.e. of the "
         "thread running Python; waits are left out. Time in C code that releases the GIL "
         "(socket I/O, the kernel) is in the CPU figures but in no stack. Our code: "
-        "core/, workers/, ingress/. The profiled phases are the measured ones: their "
-        "figures include what py-spy cost. py-spy's raw files and each profile's JSON are "
+        "core/, workers/, ingress/. The drains and the uncached searches are profiled on "
+        "a second pass of the same work, so the figures in the tables above are free of "
+        "py-spy's cost; the transitions are profiled while measured (their highest rate "
+        "is past saturation either way). py-spy's raw files and each profile's JSON are "
         "in raw/.",
         "",
     ]
@@ -779,7 +781,8 @@ def render(summary: dict, out: Path) -> str:
     if locust.get("error"):
         lines += [f"**The Locust phase failed:** `{locust['error']}`", ""]
     for name, why in (locust.get("failed_scenarios") or {}).items():
-        lines += [f"**Locust failed in `{name}`** (its figures are missing): `{why}`", ""]
+        if not (locust.get("scenarios", {}).get(name) or {}).get("stats"):
+            lines += [f"**Locust failed in `{name}`** (its figures are missing): `{why}`", ""]
     if locust.get("scenarios"):
         stack = locust.get("stack") or {}
         fl = locust.get("flights") or {}
