@@ -475,6 +475,9 @@ def plot_scenario(history: dict[str, dict[str, list]], title: str, path: Path) -
     return True
 
 
+PLOT_FLOOR = 0.01
+
+
 def plot_goals(rows: list[dict[str, Any]], path: Path) -> None:
     """How far each figure is from our goal: measured / goal, where below 1 meets it
     (floors inverted: goal / measured; the hit rate as miss rate / allowed 5 %)."""
@@ -486,8 +489,11 @@ def plot_goals(rows: list[dict[str, Any]], path: Path) -> None:
             ax.text(1, i, " not measured", va="center", fontsize=7, color="grey")
             continue
         met = row["vs_goal"] == "met"
-        ax.barh(i, ratio, color="tab:green" if met else "tab:red")
-        ax.text(ratio, i, f" {_amount(ratio)}x", va="center", fontsize=7)
+        # A log axis has no 0 (a miss rate of 0 %): drawn at the axis' floor.
+        shown = max(ratio, PLOT_FLOOR)
+        ax.barh(i, shown, color="tab:green" if met else "tab:red")
+        label = f" {_amount(ratio)}x" if ratio >= PLOT_FLOOR else f" {ratio:g}x (0 on a log axis)"
+        ax.text(shown, i, label, va="center", fontsize=7)
     ax.axvline(1, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_yticks(range(len(judged)), [r["short"] for r in judged], fontsize=8)
