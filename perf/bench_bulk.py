@@ -8,14 +8,13 @@ accepted over HTTP and run by a real worker (items/s, beside the spec's 50/s).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import requests
 
-from perf.harness import BODY, isolated_stack
+from perf.harness import BODY, isolated_stack, write_figures
 
 TOKEN = "bench-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -92,9 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     figures = run(args.bookings, args.updates, args.runs)
     print(report(figures))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2))
+    write_figures(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ the floor of a no-op Celery task, on one isolated stack in one run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import time
@@ -32,6 +31,7 @@ from perf.harness import (
     job_outcomes,
     open_loop,
     percentiles,
+    write_figures,
 )
 from perf.profiling import describe, maybe_profiled
 
@@ -158,9 +158,7 @@ def main() -> None:
     print(report(figures))
     if args.profile:
         print(describe(figures["profile"]))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2))
+    write_figures(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from core import routes
 from core.db import INDEXES, ensure_indexes
 from core.flights import chunks, day_bounds, flight_document, import_flights
 from core.schemas import FlightSchema
-from perf.harness import fmt, isolated_stack, percentiles
+from perf.harness import fmt, isolated_stack, percentiles, write_figures
 from perf.profiling import describe, maybe_profiled
 from tools.flights import generate_schedule
 
@@ -358,9 +358,7 @@ def main() -> None:
     print(report(results))
     if args.profile:
         print(describe(results["profile"]))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_figures(args.json, results)
 
 
 if __name__ == "__main__":

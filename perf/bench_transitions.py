@@ -12,7 +12,6 @@ from the workers' own lock metrics (time from first try to acquisition).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import requests
@@ -29,6 +28,7 @@ from perf.harness import (
     job_outcomes,
     open_loop,
     percentiles,
+    write_figures,
 )
 from perf.profiling import describe, maybe_profiled
 
@@ -124,9 +124,7 @@ def main() -> None:
     for r in results:
         if "profile" in r:
             print(describe(r["profile"]))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+    write_figures(args.json, results)
 
 
 if __name__ == "__main__":

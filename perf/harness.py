@@ -8,6 +8,7 @@ of its own, so a benchmark never touches dev data. Loopback only.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import statistics
@@ -48,6 +49,13 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
         "p99": round(q[98], 2),
         "max": round(max(values), 2),
     }
+
+
+def write_figures(path: Path | None, figures: Any) -> None:
+    """A benchmark's --json: its figures as JSON at `path`, if given."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures, indent=2))
 
 
 def fmt(p: dict[str, float | None]) -> str:
