@@ -15,7 +15,7 @@ on one isolated stack in one run.
 4. route search: --searches distinct random (origin, destination, day) triples
    (random.Random(7)); search_routes uncached, then cached_search twice per
    triple (a miss that fills, then the timed hit).
-5. --breakdown N times the three route queries and the in-memory join
+5. --breakdown N times the two route queries and the in-memory join
    separately for N of the triples, with the documents each query returns;
    --cprofile shows cProfile's view of the slowest search.
 6. --profile DIR: where the CPU of the uncached searches goes (perf.profiling:
@@ -26,7 +26,6 @@ on one isolated stack in one run.
 from __future__ import annotations
 
 import argparse
-import bisect
 import cProfile
 import io
 import json
@@ -87,20 +86,14 @@ def pick_triples(
 
 
 def breakdown(db, triples: list[tuple[str, str, date]], min_connection: int) -> dict[str, Any]:
-    """The three queries of core.routes.search_routes timed one by one, then the join."""
+    """The two queries of core.routes.search_routes timed one by one, then its join."""
     times: dict[str, list[float]] = defaultdict(list)
     docs: dict[str, list[int]] = defaultdict(list)
     connection = timedelta(minutes=min_connection)
-    keep = routes.KEPT_OPTIONS
     for origin, destination, day in triples:
         start_day, end_day = day_bounds(datetime(day.year, day.month, day.day, tzinfo=UTC))
         queries = {
-            "direct": {
-                "origin": origin,
-                "destination": destination,
-                "departure_ts": {"$gte": start_day, "$lt": end_day},
-            },
-            "first_legs": {"origin": origin, "departure_ts": {"$gte": start_day, "$lt": end_day}},
+            "departures": {"origin": origin, "departure_ts": {"$gte": start_day, "$lt": end_day}},
             "second_legs": {
                 "destination": destination,
                 "departure_ts": {"$gte": start_day, "$lt": end_day + timedelta(days=1)},
@@ -109,32 +102,23 @@ def breakdown(db, triples: list[tuple[str, str, date]], min_connection: int) -> 
         fetched = {}
         for name, query in queries.items():
             t = time.perf_counter()
-            fetched[name] = list(db.flights.find(query, routes.LEG_FIELDS))
+            fetched[name] = list(db.flights.find(query))
             times[name].append(_ms(t))
             docs[name].append(len(fetched[name]))
-        t = time.perf_counter()  # the join exactly as search_routes does it
-        onward: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for leg in fetched["second_legs"]:
-            if leg["origin"] != origin:
-                onward[leg["origin"]].append(leg)
-        for legs in onward.values():
-            legs.sort(key=lambda leg: leg["departure_ts"])
-        departures = {via: [leg["departure_ts"] for leg in legs] for via, legs in onward.items()}
-        transits = []
-        for first in fetched["first_legs"]:
-            via = first["destination"]
-            if via in (origin, destination) or via not in onward:
-                continue
-            earliest = first["arrival_ts"] + connection
-            for second in onward[via][bisect.bisect_left(departures[via], earliest) :]:
-                transits.append(routes._option([first, second]))
-        direct = sorted((routes._option([leg]) for leg in fetched["direct"]), key=routes._order)
-        transits.sort(key=routes._order)
+        t = time.perf_counter()
+        result = routes.join_legs(
+            origin,
+            destination,
+            day,
+            connection,
+            direct=fetched["departures"],
+            firsts=fetched["departures"],
+            seconds=fetched["second_legs"],
+        )
         times["join"].append(_ms(t))
-        docs["options"].append(len(transits) + len(direct))
+        docs["options"].append(result["counts"]["direct"] + result["counts"]["one_transit"])
         t = time.perf_counter()  # what cached_search adds on a miss: JSON encode and decode
-        kept = {"direct": direct[:keep], "one_transit": transits[:keep]}
-        json.loads(caches.dumps({"g": 0, "v": kept}))
+        json.loads(caches.dumps({"g": 0, "v": result}))
         times["json_roundtrip"].append(_ms(t))
     return {
         "searches": len(triples),
