@@ -21,7 +21,8 @@ class Job(MethodView):
         200,
         schema=JobSchema,
         success=True,
-        description="The job; `Retry-After` while it is unfinished.",
+        description="The job; while it is unfinished, `Retry-After`: 1 s for a young"
+        " job, then half its age, up to 10 s.",
     )
     @blp.problems(404)
     def get(self, job_id):

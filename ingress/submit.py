@@ -144,7 +144,7 @@ def job_response(job: dict[str, Any], *, wait: int, accepted: bool) -> Response:
         body = accepted_body(job) if accepted else jobs.public_job(job)
         response = current_app.json.response(body)
         response.status_code = 202 if accepted else 200
-        response.headers["Retry-After"] = "1"
+        response.headers["Retry-After"] = str(jobs.poll_after(job, utcnow()))
         if accepted:
             response.headers["Location"] = job["links"]["job"]
     elif job["state"] == jobs.FAILED and accepted:

@@ -130,3 +130,10 @@ def test_concurrent_duplicates_make_one_job(services):
     assert sum(created for _, created in results) == 1
     assert services.db.idempotency_keys.count_documents({"_id": key}) == 1
     assert services.db.jobs.count_documents({"_id": results[0][0]["_id"]}) == 1
+
+
+def test_clients_poll_every_second_then_back_off_with_the_jobs_age():
+    created = utcnow()
+    job = {"created_at": created}
+    after = [jobs.poll_after(job, created + timedelta(seconds=s)) for s in (0, 3.9, 4, 9, 60)]
+    assert after == [1, 1, 2, 4, jobs.POLL_AFTER_MAX_S]
