@@ -216,11 +216,13 @@ class _JobUser(_SpreadUser):
         options = STATE["options"]
         deadline = sent + options.poll_timeout
         while True:
-            if time.perf_counter() + delay > deadline:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
                 exc = TimeoutError(f"job not finished after {options.poll_timeout:.0f} s")
                 self._fire("E2E", e2e_name, (time.perf_counter() - sent) * 1000, exc)
                 return
-            gevent.sleep(delay)
+            # The last poll comes at the deadline, even when Retry-After says later.
+            gevent.sleep(min(delay, remaining))
             with self.client.get(
                 f"/api/jobs/{job_id}", name="/api/jobs/[job_id]", catch_response=True
             ) as r:
