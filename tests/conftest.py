@@ -8,6 +8,7 @@ it never touches the data or the queues of a running `make run`.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 import uuid
 from urllib.parse import urlparse, urlunparse
@@ -19,10 +20,12 @@ from core.services import connect_services
 from core.settings import load_settings
 from tools.processes import (
     delete_queues,
+    free_port,
     start_ingress,
     start_secantus,
     start_worker,
     stop,
+    wait_for_port,
     wait_for_worker,
 )
 
@@ -129,3 +132,31 @@ def wait_job(base_or_client, job_url: str, timeout: float = 15):
             return body
         time.sleep(0.05)
     raise AssertionError(f"job {job_url} did not finish in {timeout} s")
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis of this test's own, so the test can kill and restart it."""
+    port = free_port()
+    command = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
+
+    def start():
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_for_port("127.0.0.1", port, 10)
+        return proc
+
+    state = {"proc": start()}
+    yield port, state, start
+    stop(state["proc"])

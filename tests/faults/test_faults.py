@@ -22,7 +22,6 @@ from core.settings import load_settings
 from tests.conftest import ADMIN, booking_body, wait_job
 from tools.processes import (
     delete_queues,
-    free_port,
     kill_worker,
     start_ingress,
     start_worker,
@@ -168,23 +167,10 @@ def test_rabbitmq_restart_while_posting_keeps_every_202(settings, live_server, s
     assert line.endswith(" 0 lost, 0 duplicated"), line
 
 
-def test_redis_restart_during_transitions_loses_and_doubles_nothing(settings, services, tmp_path):
-    port = free_port()
-    command = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(tmp_path),
-    ]
-    redis_proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wait_for_port("127.0.0.1", port, 10)
+def test_redis_restart_during_transitions_loses_and_doubles_nothing(
+    settings, services, tmp_path, private_redis
+):
+    port, redis, start_redis = private_redis
     isolated = isolated_settings(settings, "redis-restart", REDIS_URL=f"redis://127.0.0.1:{port}/0")
     svc = connect_services(isolated)
     since = time.time()
@@ -211,11 +197,10 @@ def test_redis_restart_during_transitions_loses_and_doubles_nothing(settings, se
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(depart, ref) for ref in refs[:60]]
             time.sleep(0.3)
-            stop(redis_proc)  # Redis dies with transitions queued and running
+            stop(redis["proc"])  # Redis dies with transitions queued and running
             futures += [pool.submit(depart, ref) for ref in refs[60:]]
             results = [f.result() for f in futures]
-        redis_proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        assert wait_for_port("127.0.0.1", port, 10)
+        redis["proc"] = start_redis()
         for ref, r in results:
             assert r.status_code in (202, 503), r.text
             if r.status_code == 202:
@@ -236,7 +221,7 @@ def test_redis_restart_during_transitions_loses_and_doubles_nothing(settings, se
             line == f"{len(accepted)} acknowledged, {len(accepted)} present, 0 lost, 0 duplicated"
         )
     finally:
-        for proc in (ingress, worker, redis_proc):
+        for proc in (ingress, worker):
             if proc is not None:
                 stop(proc)
         delete_queues(isolated)

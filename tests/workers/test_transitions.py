@@ -2,7 +2,6 @@
 
 import os
 import signal
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,11 +15,9 @@ from core.settings import load_settings
 from tests.conftest import ADMIN, booking_body, wait_job
 from tools.processes import (
     delete_queues,
-    free_port,
     start_ingress,
     start_worker,
     stop,
-    wait_for_port,
     wait_for_worker,
 )
 
@@ -211,34 +208,6 @@ def test_admin_locks_lists_held_keys_with_ttl(client, services):
         services.locks.release(held)
     listing = client.get("/api/admin/locks", headers=ADMIN).get_json()["locks"]
     assert key not in [item["key"] for item in listing]
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    """A Redis of this test's own, so the test can kill and restart it."""
-    port = free_port()
-    command = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(tmp_path),
-    ]
-
-    def start():
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        assert wait_for_port("127.0.0.1", port, 10)
-        return proc
-
-    state = {"proc": start()}
-    yield port, state, start
-    stop(state["proc"])
 
 
 def test_redis_down_loses_no_transition(settings, tmp_path, private_redis):
