@@ -787,8 +787,7 @@ def render(summary: dict, out: Path) -> str:
     if locust.get("error"):
         lines += [f"**The Locust phase failed:** `{locust['error']}`", ""]
     for name, why in (locust.get("failed_scenarios") or {}).items():
-        if not (locust.get("scenarios", {}).get(name) or {}).get("stats"):
-            lines += [f"**Locust failed in `{name}`** (its figures are missing): `{why}`", ""]
+        lines += [f"**Locust failed in `{name}`** (its figures are missing): `{why}`", ""]
     if locust.get("scenarios"):
         stack = locust.get("stack") or {}
         fl = locust.get("flights") or {}
