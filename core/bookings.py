@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ PUBLIC_FIELDS = (
     "destination",
     "pieces",
     "weight_kg",
+    "customer_id",
     "customer_name",
     "customer_email",
     "status",
@@ -40,6 +42,18 @@ PUBLIC_FIELDS = (
     "updated_at",
 )
 EVENT_FIELDS = ("type", "status", "at_ts", "location", "notes", "flight_number", "reason", "job_id")
+# Public tracking: what anyone who knows a ref_id may see. Nothing personal
+# (no customer, no notes or reasons, which are free text a person wrote).
+TRACKING_FIELDS = (
+    "ref_id",
+    "origin",
+    "destination",
+    "flight_ids",
+    "pieces",
+    "weight_kg",
+    "status",
+)
+TRACKING_EVENT_FIELDS = ("status", "location", "at_ts")
 
 
 def event_id(job_id: str, event_type: str) -> str:
@@ -70,11 +84,17 @@ def insert_event(db: Database, event: dict[str, Any]) -> None:
 
 
 def booking_document(
-    ref_id: str, data: dict[str, Any], *, job_id: str, now: datetime
+    ref_id: str,
+    data: dict[str, Any],
+    *,
+    job_id: str,
+    now: datetime,
+    customer_id: str | None = None,
 ) -> dict[str, Any]:
-    """A new BOOKED booking as stored."""
+    """A new BOOKED booking as stored, owned by `customer_id`."""
     return {
         "ref_id": ref_id,
+        "customer_id": customer_id,
         "origin": data["origin"],
         "destination": data["destination"],
         "pieces": data["pieces"],
@@ -101,10 +121,16 @@ def created_event(booking: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_booking(
-    db: Database, *, ref_id: str, data: dict[str, Any], job_id: str, now: datetime
+    db: Database,
+    *,
+    ref_id: str,
+    data: dict[str, Any],
+    job_id: str,
+    now: datetime,
+    customer_id: str | None = None,
 ) -> dict[str, Any]:
     """Store a new BOOKED booking and its BOOKING_CREATED event; returns the booking."""
-    booking = booking_document(ref_id, data, job_id=job_id, now=now)
+    booking = booking_document(ref_id, data, job_id=job_id, now=now, customer_id=customer_id)
     try:
         db.bookings.insert_one(booking)
     except DuplicateKeyError:
@@ -122,6 +148,15 @@ def public_booking(doc: dict[str, Any]) -> dict[str, Any]:
 
 def public_event(doc: dict[str, Any]) -> dict[str, Any]:
     return {name: doc.get(name) for name in EVENT_FIELDS}
+
+
+def tracking_view(details: dict[str, Any]) -> dict[str, Any]:
+    """A booking's details as anyone may see them (see TRACKING_FIELDS)."""
+    view = {name: details.get(name) for name in TRACKING_FIELDS}
+    view["events"] = [
+        {name: event.get(name) for name in TRACKING_EVENT_FIELDS} for event in details["events"]
+    ]
+    return view
 
 
 def get_booking_details(db: Database, ref_id: str) -> dict[str, Any] | None:
@@ -175,6 +210,7 @@ def list_bookings(
     db: Database,
     *,
     limit: int,
+    customer_id: str | None = None,
     status: str | None = None,
     origin: str | None = None,
     destination: str | None = None,
@@ -182,16 +218,27 @@ def list_bookings(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Newest first, keyset-paginated on (created_at, ref_id): stable while
-    bookings are inserted, because a page boundary is a value, not an offset."""
+    bookings are inserted, because a page boundary is a value, not an offset.
+
+    With `customer_id`, that customer's bookings only. Its other filters are
+    applied in code: the embedded server scans the whole collection when a
+    filter names a field outside the index it would use (measured), and one
+    index per combination would slow every booking insert."""
     filters = {
         k: v
         for k, v in (("status", status), ("origin", origin), ("destination", destination))
         if v is not None
     }
+    in_code: dict[str, Any] = {}
+    if customer_id is not None:
+        filters, in_code = {"customer_id": customer_id}, filters
 
     def fetch(condition: dict[str, Any], want: int) -> list[dict[str, Any]]:
-        query = {**filters, **condition}
-        return list(db.bookings.find(query, {"_id": 0}).sort(NEWEST_SORT).limit(want))
+        found = db.bookings.find({**filters, **condition}, {"_id": 0}).sort(NEWEST_SORT)
+        if not in_code:
+            return list(found.limit(want))
+        wanted = (d for d in found if all(d.get(k) == v for k, v in in_code.items()))
+        return list(itertools.islice(wanted, want))
 
     docs: list[dict[str, Any]] = []
     if cursor:
@@ -238,13 +285,14 @@ def read_booking_page(
     return page
 
 
-def booking_status(db: Database, cache: Cache, ref_id: str) -> str | None:
-    """The status as last known: from cached details if any, else MongoDB.
+def booking_summary(db: Database, cache: Cache, ref_id: str) -> dict[str, Any] | None:
+    """{"status", "customer_id"} as last known: from cached details if any, else MongoDB.
 
-    Good enough to refuse an impossible transition at the door; the worker
-    decides again under the lock."""
+    Good enough to refuse an impossible transition (or a stranger) at the
+    door; the worker decides again under the lock."""
     details = cache.get(caches.booking_details_key(ref_id), caches.BOOKING_DETAILS)
-    if details is not None:
-        return details["status"]
-    doc = db.bookings.find_one({"ref_id": ref_id}, {"status": 1})
-    return doc["status"] if doc else None
+    if details is None:
+        details = db.bookings.find_one({"ref_id": ref_id}, {"status": 1, "customer_id": 1})
+    if details is None:
+        return None
+    return {"status": details["status"], "customer_id": details.get("customer_id")}

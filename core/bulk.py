@@ -81,9 +81,10 @@ def create_bookings(
     now: datetime,
     chunk_size: int,
     min_connection_minutes: int,
+    customer_id: str | None = None,
     on_progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Create a booking per valid item, a chunk per insert_many."""
+    """Create a booking per valid item, owned by `customer_id`, a chunk per insert_many."""
     results: list[dict[str, Any]] = []
     done = 0
     for chunk in chunks(enumerate(raw_items), chunk_size):
@@ -108,7 +109,11 @@ def create_bookings(
                 (
                     index,
                     bookings.booking_document(
-                        item_ref_id(job_id, index), data, job_id=item_job_id(job_id, index), now=now
+                        item_ref_id(job_id, index),
+                        data,
+                        job_id=item_job_id(job_id, index),
+                        now=now,
+                        customer_id=customer_id,
                     ),
                 )
             )

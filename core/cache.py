@@ -44,6 +44,11 @@ def booking_page_key(generation: int, query: dict[str, Any]) -> str:
     return f"bookings:page:{generation}:{digest}"
 
 
+def api_key_key(key_hash: str) -> str:
+    """A customer's API key lookup, by the key's hash (the key itself is never stored)."""
+    return f"users:key:{key_hash}"
+
+
 def stats_key(kind: str, outcome: str) -> str:
     return f"cache:stats:{kind}:{outcome}"
 
@@ -53,7 +58,8 @@ BOOKING_DETAILS = "booking_details"
 BOOKING_PAGES = "booking_pages"
 ROUTES = "routes"
 FLIGHTS = "flights"
-KINDS = (BOOKING_DETAILS, BOOKING_PAGES, ROUTES, FLIGHTS)
+USERS = "users"
+KINDS = (BOOKING_DETAILS, BOOKING_PAGES, ROUTES, FLIGHTS, USERS)
 
 # Generations for caches whose keys must keep the spec's names
 # (routes:<origin>:<destination>:<date>, flights:...): the value records the
@@ -64,7 +70,7 @@ FLIGHTS_GENERATION = "cache:generation:flights"
 
 # What `clear` may delete: cache entries only, never locks (booking:ref:,
 # flight:, bulk:operation:), jobs, counters or rate limits.
-CACHE_PREFIXES = ("booking:details:", "bookings:page:", "routes:", "flights:")
+CACHE_PREFIXES = ("booking:details:", "bookings:page:", "routes:", "flights:", "users:")
 
 
 def flight_key(flight_id: str) -> str:

@@ -38,6 +38,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         # Cursor pagination over the newest bookings, with and without a status filter.
         IndexModel([("created_at", DESCENDING), ("ref_id", DESCENDING)]),
         IndexModel([("status", ASCENDING), ("created_at", DESCENDING), ("ref_id", DESCENDING)]),
+        # A customer's own bookings, newest first (its other filters apply in code).
+        IndexModel(
+            [("customer_id", ASCENDING), ("created_at", DESCENDING), ("ref_id", DESCENDING)]
+        ),
     ],
     "booking_events": [
         IndexModel([("booking_id", ASCENDING), ("at_ts", DESCENDING)]),
@@ -58,6 +62,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         # The jobs about one booking (a pending create, for transitions). Not a
         # partial index: the embedded server never uses those for a find.
         IndexModel([("ref_id", ASCENDING), ("created_at", ASCENDING)]),
+    ],
+    # API keys are looked up by their hash (the key itself is never stored).
+    "customers": [
+        IndexModel([("key_hash", ASCENDING)], unique=True),
     ],
     # Claims on Idempotency-Keys (`_id` is the key), gone after IDEMPOTENCY_TTL_HOURS.
     "idempotency_keys": [

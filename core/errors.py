@@ -78,6 +78,34 @@ class PayloadTooLarge(RadiantError):
     slug = "payload-too-large"
 
 
+AUTH_REALM = 'Bearer realm="radiantgo"'
+
+
+class Unauthorized(RadiantError):
+    """The request carries no credentials, and what it asks for needs some."""
+
+    status = 401
+    title = "Authentication required"
+    slug = "authentication-required"
+    headers = {"WWW-Authenticate": AUTH_REALM}
+
+
+class InvalidCredentials(Unauthorized):
+    """The credentials sent are unknown, rotated away, or their customer is disabled."""
+
+    title = "Invalid credentials"
+    slug = "invalid-credentials"
+    headers = {"WWW-Authenticate": AUTH_REALM + ', error="invalid_token"'}
+
+
+class Forbidden(RadiantError):
+    """The caller is known, but its role does not allow the request."""
+
+    status = 403
+    title = "Forbidden"
+    slug = "forbidden"
+
+
 class NotFound(RadiantError):
     """The named resource does not exist."""
 

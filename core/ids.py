@@ -15,6 +15,23 @@ def new_ref_id() -> str:
     return "RG" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(9))
 
 
+CUSTOMER_ID_PATTERN = re.compile(r"^cus_[0-9a-f]{16}$")
+API_KEY_PREFIX = "rgk_"
+
+
+def new_customer_id() -> str:
+    return "cus_" + secrets.token_hex(8)
+
+
+def is_customer_id(text: str) -> bool:
+    return bool(CUSTOMER_ID_PATTERN.match(text))
+
+
+def new_api_key() -> str:
+    """256 random bits; the prefix lets secret scanners and people recognise one."""
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
 def new_job_id() -> str:
     return str(uuid.uuid4())
 

@@ -48,6 +48,12 @@ def request_fingerprint(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def scoped_key(scope: str, idempotency_key: str) -> str:
+    """An Idempotency-Key as claimed: within its caller's scope (core.access.Principal.scope),
+    so two callers sending the same key never share a job or squat each other's keys."""
+    return f"{scope}:{idempotency_key}"
+
+
 def record_job(
     db: Database,
     settings: Settings,
@@ -60,12 +66,15 @@ def record_job(
     idempotency_key: str | None = None,
     fingerprint: str | None = None,
     ref_id: str | None = None,
+    customer_id: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Insert a queued job; returns (job, created).
+    """Insert a queued job submitted by `customer_id` (None: the admin, or a
+    guest); returns (job, created).
 
     With an idempotency key, the key is claimed first in `idempotency_keys`
     (its `_id`, so concurrent duplicates race on the primary key: exactly one
-    claim wins, and the others answer with the winner's job).
+    claim wins, and the others answer with the winner's job). The key is the
+    caller's: see scoped_key.
     """
     doc: dict[str, Any] = {
         "_id": job_id,
@@ -78,6 +87,7 @@ def record_job(
         "finished_at": None,
         "result": None,
         "error": None,
+        "customer_id": customer_id,
         "expire_at": now + timedelta(days=settings.JOB_TTL_DAYS),
     }
     if ref_id is not None:
@@ -221,14 +231,14 @@ def set_progress(db: Database, job_id: str, progress: dict[str, int]) -> None:
     db.jobs.update_one({"_id": job_id, "state": RUNNING}, {"$set": {"progress": progress}})
 
 
-def pending_create(db: Database, ref_id: str) -> bool:
-    """True while a job that will create booking `ref_id` is queued or running."""
+def pending_create(db: Database, ref_id: str) -> dict[str, Any] | None:
+    """The queued or running job that will create booking `ref_id` ({"customer_id"}), if any."""
     # Equality on the indexed field alone: with more fields in the filter the
     # embedded server's planner falls back to a collection scan (measured).
-    for job in db.jobs.find({"ref_id": ref_id}, {"type": 1, "state": 1}):
+    for job in db.jobs.find({"ref_id": ref_id}, {"type": 1, "state": 1, "customer_id": 1}):
         if job["type"] == "booking.create" and job["state"] in (QUEUED, RUNNING):
-            return True
-    return False
+            return {"customer_id": job.get("customer_id")}
+    return None
 
 
 POLL_AFTER_MAX_S = 10

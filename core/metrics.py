@@ -27,6 +27,10 @@ REQUESTS = (
     "metrics:requests"  # hash: "<endpoint>|count", "<endpoint>|ms", "<endpoint>|status|<code>"
 )
 TASKS = "metrics:tasks"  # hash: "<type>|count", "<type>|failed"
+# hash: "<customer_id>|count", "<customer_id>|errors" (4xx and 5xx): as many
+# fields as customers, whom only the admin creates.
+CUSTOMER_REQUESTS = "metrics:customers"
+TOP_CUSTOMERS = 20
 
 # The spec's alerting thresholds.
 P95_LIMIT_MS = 1000
@@ -68,9 +72,21 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 # -- recording (hot path: one round trip) ----------------------------------------------
 
 
-def record_request(client: redis.Redis, endpoint: str, status: int, ms: float, now: float) -> None:
+def record_request(
+    client: redis.Redis,
+    endpoint: str,
+    status: int,
+    ms: float,
+    now: float,
+    *,
+    customer_id: str | None = None,
+) -> None:
     second = int(now)
     pipe = client.pipeline(transaction=False)
+    if customer_id is not None:
+        pipe.hincrby(CUSTOMER_REQUESTS, f"{customer_id}|count", 1)
+        if status >= 400:
+            pipe.hincrby(CUSTOMER_REQUESTS, f"{customer_id}|errors", 1)
     pipe.hincrby(REQUESTS, f"{endpoint}|count", 1)
     pipe.hincrbyfloat(REQUESTS, f"{endpoint}|ms", round(ms, 3))
     pipe.hincrby(REQUESTS, f"{endpoint}|status|{status}", 1)
@@ -178,6 +194,17 @@ def request_figures(client: redis.Redis, now: float) -> dict[str, Any]:
         "requests_per_second": round(recent / RPS_WINDOW_S, 2),
         "endpoints": result,
     }
+
+
+def customer_figures(client: redis.Redis) -> dict[str, dict[str, int]]:
+    """Requests and error answers per customer, the TOP_CUSTOMERS busiest first."""
+    figures: dict[str, dict[str, int]] = {}
+    for field, value in client.hgetall(CUSTOMER_REQUESTS).items():
+        customer_id, _, kind = field.partition("|")
+        figures.setdefault(customer_id, {"requests": 0, "errors": 0})
+        figures[customer_id]["requests" if kind == "count" else "errors"] = int(value)
+    busiest = sorted(figures.items(), key=lambda item: -item[1]["requests"])[:TOP_CUSTOMERS]
+    return dict(busiest)
 
 
 def task_figures(client: redis.Redis) -> dict[str, Any]:
@@ -304,6 +331,7 @@ def performance_figures(
     rate, lookups = overall_hit_rate(cache_stats["kinds"])
     figures = {
         "requests": request_figures(client, now),
+        "customers": customer_figures(client),
         "tasks": task_figures(client),
         "cache": {"hit_rate": rate, "lookups": lookups, **cache_stats},
         "locks": lock_stats,

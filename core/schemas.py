@@ -11,8 +11,9 @@ import re
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from core.access import KEY_ROLES
 from core.clock import to_iso
-from core.ids import REF_ID_PATTERN
+from core.ids import CUSTOMER_ID_PATTERN, REF_ID_PATTERN
 
 IATA_PATTERN = re.compile(r"^[A-Za-z]{3}$")
 BOOKING_STATUSES = ("BOOKED", "DEPARTED", "ARRIVED", "DELIVERED", "CANCELLED")
@@ -185,11 +186,23 @@ class FlightSchema(Schema):
             )
 
 
+def customer_id_field(description: str = "") -> fields.String:
+    metadata = {"pattern": CUSTOMER_ID_PATTERN.pattern, "example": "cus_0123456789abcdef"}
+    if description:
+        metadata["description"] = description
+    return fields.String(
+        validate=validate.Regexp(CUSTOMER_ID_PATTERN, error="Not a customer id."),
+        metadata=metadata,
+    )
+
+
 class BulkBookingsSchema(Schema):
     """Envelope of a bulk booking: items are validated one by one by the worker."""
 
     class Meta:
         unknown = RAISE
+
+    customer_id = customer_id_field("The customer who will own every booking (default: none)")
 
     bookings = fields.List(
         fields.Raw(),
@@ -275,6 +288,29 @@ class BookingListQuerySchema(Schema):
     cursor = fields.String(validate=validate.Length(1, 200))
 
 
+class CustomerCreateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = Text(required=True, validate=validate.Length(1, 100), metadata={"example": "Acme Corp"})
+    email = fields.Email(
+        required=True, validate=validate.Length(max=254), metadata={"example": "ops@acme.com"}
+    )
+    role = fields.String(
+        required=True,
+        validate=validate.OneOf(KEY_ROLES),
+        metadata={"description": "customer: books and tracks its own; operator: handles all"},
+    )
+
+
+class CustomerListQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+    cursor = customer_id_field()
+
+
 # -- output -------------------------------------------------------------------
 
 
@@ -315,6 +351,9 @@ class EventSchema(Schema):
 class BookingSchema(Schema):
     flight_ids = fields.List(fields.String(), allow_none=True)
     ref_id = fields.String(metadata={"pattern": REF_ID_PATTERN.pattern})
+    customer_id = fields.String(
+        allow_none=True, metadata={"description": "The owner (none for older bookings)"}
+    )
     origin = fields.String()
     destination = fields.String()
     pieces = fields.Integer()
@@ -380,6 +419,29 @@ class CacheClearedSchema(Schema):
     deleted = fields.Integer()
 
 
+class CustomerSchema(Schema):
+    customer_id = fields.String(metadata={"example": "cus_0123456789abcdef"})
+    name = fields.String()
+    email = fields.String()
+    role = fields.String(validate=validate.OneOf(KEY_ROLES))
+    key_hint = fields.String(metadata={"description": "The key's first characters"})
+    active = fields.Boolean()
+    created_at = UtcDateTime()
+    key_rotated_at = UtcDateTime()
+    disabled_at = UtcDateTime(allow_none=True)
+
+
+class CustomerKeySchema(CustomerSchema):
+    api_key = fields.String(
+        required=True, metadata={"description": "Shown this once: only its hash is stored"}
+    )
+
+
+class CustomerPageSchema(Schema):
+    items = fields.List(fields.Nested(CustomerSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
 class HeldLockSchema(Schema):
     key = fields.String(metadata={"example": "booking:ref:RG123ABC456"})
     ttl_ms = fields.Integer()
@@ -439,6 +501,9 @@ class RecommendationSchema(Schema):
 
 class PerformanceSchema(Schema):
     requests = fields.Dict()
+    customers = fields.Dict(
+        metadata={"description": "customer_id -> {requests, errors}, the busiest first"}
+    )
     tasks = fields.Dict()
     cache = fields.Dict()
     locks = fields.Dict()

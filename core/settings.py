@@ -56,8 +56,12 @@ class Settings:
     CACHE_TTL_FLIGHTS: int = _setting(3600, check=_positive)
     CACHE_TTL_BOOKINGS: int = _setting(60, check=_positive)
     CACHE_TTL_BOOKING_PAGES: int = _setting(30, check=_positive)
+    # API key lookups (the spec's "user data": rarely changes). Rotating or
+    # disabling a customer invalidates its entry at once, whatever the TTL.
+    CACHE_TTL_USERS: int = _setting(1800, check=_positive)
 
-    # Rate limits: requests per client IP per window (per minute for the first
+    # Rate limits: requests per API key (per client IP for callers without
+    # one) per window (per minute for the first
     # three, per 5 minutes for admin operations, per 10 minutes for bulk ones).
     RATE_LIMIT_BOOKINGS: int = _setting(50, check=_positive)
     RATE_LIMIT_UPDATES: int = _setting(200, check=_positive)
@@ -71,6 +75,10 @@ class Settings:
     # Admin API bearer token. Empty means every /api/admin request is refused;
     # `make run` generates one.
     ADMIN_TOKEN: str = _setting("")
+    # Customers' and operators' API keys (Authorization: Bearer <key>). False
+    # lets callers without a key do everything but /api/admin, on bookings
+    # that belong to no customer: for anonymous local experiments only.
+    REQUIRE_API_KEYS: bool = _setting(True)
 
     # Bulk limits (items per request).
     BULK_BOOKING_LIMIT: int = _setting(1000, check=_positive)

@@ -79,14 +79,19 @@ def transition_booking(
     job_id: str,
     data: dict[str, Any],
     now: datetime,
+    owner: str | None = None,
 ) -> dict[str, Any]:
-    """Move booking `ref_id` to `target` once, whatever the races and redeliveries."""
+    """Move booking `ref_id` to `target` once, whatever the races and redeliveries.
+
+    With `owner`, only that customer's booking (any other is not found)."""
     with locks.hold(booking_lock_key(ref_id)):
         for _ in range(FENCED_WRITE_TRIES):
             booking = read_booking(db, ref_id)
             if booking is None:
                 if jobs.pending_create(db, ref_id):
                     raise NotReady(f"Booking {ref_id} is still being created.")
+                raise NotFound(f"No booking {ref_id!r}.")
+            if owner is not None and booking.get("customer_id") != owner:
                 raise NotFound(f"No booking {ref_id!r}.")
             done = _recorded(booking, job_id)
             if done is not None:  # a redelivery: make sure the event exists too

@@ -13,6 +13,7 @@ from pymongo.errors import PyMongoError
 from werkzeug.exceptions import UnsupportedMediaType
 
 from core import logs, metrics
+from core.access import Principal
 from core.cache import REDIS_ERRORS
 from core.clock import to_iso
 from core.db import ensure_indexes
@@ -64,8 +65,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.extensions["indexes_tried_at"] = time.monotonic()
 
     api = ProblemApi(app)
+    for name, scheme in docs.SECURITY_SCHEMES.items():
+        api.spec.components.security_scheme(name, scheme)
     for module in (bookings, flights, jobs, health, admin, monitoring):
         api.register_blueprint(module.blp)
+    if not settings.REQUIRE_API_KEYS:
+        docs.document_guest_access(api.spec)
     app.register_blueprint(docs.assets)
     register_error_handlers(app)
     app.extensions["limiter"] = install_rate_limits(app, settings)
@@ -115,9 +120,16 @@ def _install_request_hooks(app: Flask, svc: Services) -> None:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         rule = request.url_rule.rule if request.url_rule else "(unmatched)"
+        principal = g.get("principal")
+        customer = principal.customer_id if isinstance(principal, Principal) else None
         try:
             metrics.record_request(
-                svc.redis, f"{request.method} {rule}", response.status_code, elapsed_ms, time.time()
+                svc.redis,
+                f"{request.method} {rule}",
+                response.status_code,
+                elapsed_ms,
+                time.time(),
+                customer_id=customer,
             )
         except REDIS_ERRORS as exc:
             log.debug("request metrics not recorded: %s", exc)

@@ -1,4 +1,7 @@
-"""/api/admin: operators' views and bulk work. (Authentication is one decorator here.)"""
+"""/api/admin: customers and their keys, operators' views, bulk work.
+
+Every endpoint takes the admin token; the bulk status one an operator's key too.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,19 @@ import time
 
 from flask.views import MethodView
 
-from core import locks, queues
-from core.errors import PayloadTooLarge
+from core import access, customers, locks, queues
+from core.clock import utcnow
+from core.errors import PayloadTooLarge, Unprocessable
 from core.schemas import (
     BulkBookingsSchema,
     BulkStatusSchema,
     CacheClearedSchema,
     CacheStatsSchema,
+    CustomerCreateSchema,
+    CustomerKeySchema,
+    CustomerListQuerySchema,
+    CustomerPageSchema,
+    CustomerSchema,
     FlightImportSchema,
     HeldLocksSchema,
     JobAcceptedSchema,
@@ -21,11 +30,10 @@ from core.schemas import (
 from ingress.context import services
 from ingress.docs import Blueprint
 from ingress.monitoring import current_figures
-from ingress.security import require_admin
 from ingress.submit import submit_job
 
 blp = Blueprint("admin", __name__, url_prefix="/api/admin", description="Operations")
-blp.before_request(require_admin)  # every /api/admin endpoint: Bearer ADMIN_TOKEN
+administer = blp.requires(access.ADMINISTER)
 
 
 def check_bulk_size(items: list, limit: int, what: str) -> None:
@@ -35,6 +43,7 @@ def check_bulk_size(items: list, limit: int, what: str) -> None:
 
 @blp.route("/locks")
 class Locks(MethodView):
+    @administer
     @blp.alt_response(200, schema=HeldLocksSchema, success=True)
     @blp.problems(503)
     def get(self):
@@ -45,6 +54,7 @@ class Locks(MethodView):
 
 @blp.route("/flights/bulk")
 class FlightImport(MethodView):
+    @administer
     @blp.arguments(FlightImportSchema)
     @blp.alt_response(
         202,
@@ -61,6 +71,7 @@ class FlightImport(MethodView):
 
 @blp.route("/bookings/bulk")
 class BookingImport(MethodView):
+    @administer
     @blp.arguments(BulkBookingsSchema)
     @blp.alt_response(
         202,
@@ -70,13 +81,22 @@ class BookingImport(MethodView):
     )
     @blp.problems(400, 413, 415, 422, 429, 503)
     def post(self, data):
-        """Create up to BULK_BOOKING_LIMIT bookings, each valid or not on its own."""
-        check_bulk_size(data["bookings"], services().settings.BULK_BOOKING_LIMIT, "bookings")
+        """Create up to BULK_BOOKING_LIMIT bookings, each valid or not on its own,
+        owned by `customer_id` if given."""
+        svc = services()
+        check_bulk_size(data["bookings"], svc.settings.BULK_BOOKING_LIMIT, "bookings")
+        owner = data.get("customer_id")
+        if owner is not None and not customers.is_active_customer(svc.db, owner):
+            raise Unprocessable(
+                f"No active customer {owner!r} to own these bookings.",
+                errors={"customer_id": ["Not an active customer."]},
+            )
         return submit_job(queues.BULK_CREATE_BOOKINGS, data, {}, bulk=True)
 
 
 @blp.route("/bookings/status/bulk")
 class StatusImport(MethodView):
+    @blp.requires(access.BULK_STATUS)
     @blp.arguments(BulkStatusSchema)
     @blp.alt_response(
         202,
@@ -93,8 +113,9 @@ class StatusImport(MethodView):
 
 @blp.route("/performance")
 class Performance(MethodView):
+    @administer
     @blp.alt_response(200, schema=PerformanceSchema, success=True)
-    @blp.problems(401, 403, 429, 503)
+    @blp.problems(429, 503)
     def get(self):
         """Throughput, latency, errors, tasks, caches, locks, queues, and scaling advice."""
         return current_figures()
@@ -102,6 +123,7 @@ class Performance(MethodView):
 
 @blp.route("/cache/warm")
 class CacheWarm(MethodView):
+    @administer
     @blp.alt_response(202, schema=JobAcceptedSchema, success=True)
     @blp.problems(503)
     def post(self):
@@ -111,6 +133,7 @@ class CacheWarm(MethodView):
 
 @blp.route("/cache/stats")
 class CacheStats(MethodView):
+    @administer
     @blp.alt_response(200, schema=CacheStatsSchema, success=True)
     @blp.problems(503)
     def get(self):
@@ -120,8 +143,66 @@ class CacheStats(MethodView):
 
 @blp.route("/cache/clear")
 class CacheClear(MethodView):
+    @administer
     @blp.alt_response(200, schema=CacheClearedSchema, success=True)
     @blp.problems(503)
     def delete(self):
         """Drop cache entries only: never locks, jobs or rate-limit counters."""
         return {"deleted": services().cache.clear()}
+
+
+@blp.route("/customers")
+class Customers(MethodView):
+    @administer
+    @blp.arguments(CustomerCreateSchema)
+    @blp.alt_response(
+        201,
+        schema=CustomerKeySchema,
+        success=True,
+        description="Created: `api_key` is shown this once (only its hash is kept).",
+    )
+    @blp.problems(400, 415, 503)
+    def post(self, data):
+        """Create a customer or an operator, with its first API key."""
+        issued = customers.create_customer(services().db, now=utcnow(), **data)
+        return issued, 201
+
+    @administer
+    @blp.arguments(CustomerListQuerySchema, location="query", as_kwargs=True)
+    @blp.alt_response(200, schema=CustomerPageSchema, success=True)
+    @blp.problems(400, 503)
+    def get(self, limit, cursor=None):
+        """Customers and operators by customer_id, with `next_cursor` while more follow."""
+        return customers.list_customers(services().db, limit=limit, cursor=cursor)
+
+
+@blp.route("/customers/<customer_id>")
+class Customer(MethodView):
+    @administer
+    @blp.alt_response(200, schema=CustomerSchema, success=True)
+    @blp.problems(404, 503)
+    def delete(self, customer_id):
+        """Disable a customer: its key stops working at once; its bookings stay."""
+        svc = services()
+        return customers.disable_customer(
+            svc.db, svc.cache, customer_id, now=utcnow(), ttl=svc.settings.CACHE_TTL_USERS
+        )
+
+
+@blp.route("/customers/<customer_id>/keys")
+class CustomerKeys(MethodView):
+    @administer
+    @blp.alt_response(
+        201,
+        schema=CustomerKeySchema,
+        success=True,
+        description="The new key, shown this once; the old one fails from now on.",
+    )
+    @blp.problems(404, 409, 503)
+    def post(self, customer_id):
+        """Rotate a customer's API key."""
+        svc = services()
+        issued = customers.rotate_key(
+            svc.db, svc.cache, customer_id, now=utcnow(), ttl=svc.settings.CACHE_TTL_USERS
+        )
+        return issued, 201

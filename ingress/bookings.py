@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from core import bookings, jobs, queues
+from core import access, bookings, jobs, queues
 from core.errors import NotFound
 from core.ids import is_ref_id, new_ref_id
 from core.lifecycle import ACTIONS, CANCELLED, check_transition
@@ -20,6 +20,7 @@ from core.schemas import (
 )
 from ingress.context import services
 from ingress.docs import Blueprint
+from ingress.security import current_principal
 from ingress.submit import submit_job
 
 blp = Blueprint("bookings", __name__, url_prefix="/api/bookings", description="Cargo bookings")
@@ -31,6 +32,7 @@ def booking_links(ref_id: str) -> dict[str, str]:
 
 @blp.route("")
 class Bookings(MethodView):
+    @blp.requires(access.BOOK)
     @blp.arguments(BookingCreateSchema)
     @blp.alt_response(
         202,
@@ -46,54 +48,88 @@ class Bookings(MethodView):
     )
     @blp.problems(400, 413, 415, 422, 503)
     def post(self, data):
-        """Book cargo: enqueue a booking-creation job."""
+        """Book cargo (a customer's key): enqueue a booking-creation job."""
         ref_id = new_ref_id()
-        return submit_job(queues.CREATE_BOOKING, data, booking_links(ref_id), ref_id=ref_id)
+        customer_id = current_principal().customer_id
+        return submit_job(
+            queues.CREATE_BOOKING,
+            data,
+            booking_links(ref_id),
+            ref_id=ref_id,
+            customer_id=customer_id,
+        )
 
+    @blp.requires(access.LIST)
     @blp.arguments(BookingListQuerySchema, location="query", as_kwargs=True)
     @blp.alt_response(200, schema=BookingPageSchema, success=True)
     @blp.problems(400)
     def get(self, limit, **filters):
-        """List bookings, newest first, by cursor."""
+        """List bookings, newest first, by cursor: a customer's own, or (operators, admin) all."""
         svc = services()
         return bookings.read_booking_page(
-            svc.db, svc.cache, svc.settings.CACHE_TTL_BOOKING_PAGES, limit=limit, **filters
+            svc.db,
+            svc.cache,
+            svc.settings.CACHE_TTL_BOOKING_PAGES,
+            limit=limit,
+            customer_id=access.restricted_to(current_principal()),
+            **filters,
         )
 
 
 @blp.route("/<ref_id>")
 class Booking(MethodView):
-    @blp.alt_response(200, schema=BookingDetailSchema, success=True)
+    @blp.optional_credentials
+    @blp.alt_response(
+        200,
+        schema=BookingDetailSchema,
+        success=True,
+        description="The owner, operators and the admin get every field. Anyone else gets"
+        " the tracking view: "
+        + ", ".join(bookings.TRACKING_FIELDS)
+        + ", and each event's "
+        + ", ".join(bookings.TRACKING_EVENT_FIELDS)
+        + ".",
+    )
     @blp.problems(404)
     def get(self, ref_id):
-        """A booking with its timeline (oldest event first)."""
+        """Track a booking: its status and timeline (oldest event first)."""
         svc = services()
         details = is_ref_id(ref_id) and bookings.read_booking_details(
             svc.db, svc.cache, ref_id, svc.settings.CACHE_TTL_BOOKINGS
         )
         if not details:
             raise NotFound(f"No booking {ref_id!r}.")
-        return details
+        if access.sees_in_full(current_principal(), details):
+            return details
+        return bookings.tracking_view(details)
 
 
 def submit_transition(ref_id: str, action: str, data: dict):
-    """Refuse what is already impossible, else enqueue the transition job."""
+    """Refuse what is already impossible (or not the caller's), else enqueue the job."""
     svc = services()
+    principal = current_principal()
     target = ACTIONS[action]
-    status = bookings.booking_status(svc.db, svc.cache, ref_id) if is_ref_id(ref_id) else None
-    if status is not None:
-        check_transition(status, target)
-    elif not (is_ref_id(ref_id) and jobs.pending_create(svc.db, ref_id)):
-        # Unknown: answered here, so random ref_ids never reach the queue.
-        raise NotFound(f"No booking {ref_id!r}.")
+    # Unknown ref_ids are answered here, so they never reach the queue.
+    known = is_ref_id(ref_id) and (
+        bookings.booking_summary(svc.db, svc.cache, ref_id) or jobs.pending_create(svc.db, ref_id)
+    )
+    access.check_owner(principal, known or None, ref_id)
+    if "status" in known:
+        check_transition(known["status"], target)
     return submit_job(
-        queues.TRANSITION_BOOKING, data, booking_links(ref_id), ref_id=ref_id, target=target
+        queues.TRANSITION_BOOKING,
+        data,
+        booking_links(ref_id),
+        ref_id=ref_id,
+        target=target,
+        owner=access.restricted_to(principal),
     )
 
 
 def _transition_view(action: str, schema):
     target = ACTIONS[action]
 
+    @blp.requires(access.CANCEL if target == CANCELLED else access.HANDLE)
     @blp.arguments(schema)
     @blp.alt_response(
         202,
@@ -109,7 +145,8 @@ def _transition_view(action: str, schema):
         return submit_transition(ref_id, action, data)
 
     view.__name__ = f"{action}_booking"
-    view.__doc__ = f"Move a booking to {target} (a job, run under the booking's lock)."
+    who = "its owner, an operator or the admin" if target == CANCELLED else "an operator"
+    view.__doc__ = f"Move a booking to {target} ({who}): a job, run under the booking's lock."
     blp.route(f"/<ref_id>/{action}", methods=["POST"])(view)
 
 

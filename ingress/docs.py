@@ -7,10 +7,49 @@ import flask
 import flask_smorest
 from swagger_ui_bundle import swagger_ui_path
 
+from core import access
 from core.schemas import ProblemSchema
 from ingress.problems import ProblemParser
+from ingress.security import requires
 
 SWAGGER_ASSETS = "/api/docs/assets/"
+
+# OpenAPI security schemes: both are bearer tokens, told apart by who issues them.
+API_KEY, ADMIN_TOKEN = "apiKey", "adminToken"
+SECURITY_SCHEMES = {
+    API_KEY: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A customer's or operator's API key, issued by POST /api/admin/customers.",
+    },
+    ADMIN_TOKEN: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The admin token (the ADMIN_TOKEN setting).",
+    },
+}
+ROLES_EXTENSION = "x-roles"
+# Anyone may call; a key or the admin token may change the answer (or the rate budget).
+OPTIONAL_CREDENTIALS = [{}, {API_KEY: []}, {ADMIN_TOKEN: []}]
+
+
+def document_guest_access(spec) -> None:
+    """With REQUIRE_API_KEYS off, every operation a guest may call needs no credentials."""
+    # apispec keeps the operations it was given in `_paths` (no public accessor).
+    for operations in spec._paths.values():
+        for operation in operations.values():
+            roles = operation.get(ROLES_EXTENSION) if isinstance(operation, dict) else None
+            if roles and roles != [access.ADMIN] and {} not in operation["security"]:
+                operation["security"].insert(0, {})
+
+
+def security_for(roles: tuple[str, ...]) -> list[dict[str, list]]:
+    schemes = []
+    if any(role in access.KEY_ROLES for role in roles):
+        schemes.append({API_KEY: []})
+    if access.ADMIN in roles:
+        schemes.append({ADMIN_TOKEN: []})
+    return schemes
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -31,6 +70,24 @@ class Blueprint(flask_smorest.Blueprint):
             return view
 
         return decorate
+
+    def requires(self, permission: str):
+        """The caller must hold `permission` (see ingress.security.requires); documented
+        with the security schemes and roles that grant it, and its 401 and 403."""
+        roles = access.holders(permission)
+
+        def decorate(view):
+            view = requires(permission)(view)
+            view = self.doc(security=security_for(roles), **{ROLES_EXTENSION: list(roles)})(view)
+            return self.problems(401, 403)(view)
+
+        return decorate
+
+    def optional_credentials(self, view):
+        """Anyone may call; credentials, if sent, must be valid (401 otherwise)."""
+        view = requires(None)(view)
+        view = self.doc(security=OPTIONAL_CREDENTIALS)(view)
+        return self.problems(401)(view)
 
 
 assets = flask.Blueprint("docs_assets", __name__)

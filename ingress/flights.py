@@ -22,6 +22,7 @@ blp = Blueprint("flights", __name__, url_prefix="/api", description="Flights and
 
 @blp.route("/flights/<flight_id>")
 class Flight(MethodView):
+    @blp.optional_credentials
     @blp.alt_response(200, schema=FlightOutSchema, success=True)
     @blp.problems(404)
     def get(self, flight_id):
@@ -41,6 +42,7 @@ class Flight(MethodView):
 
 @blp.route("/flights")
 class Flights(MethodView):
+    @blp.optional_credentials
     @blp.arguments(FlightListQuerySchema, location="query", as_kwargs=True)
     @blp.alt_response(200, schema=FlightListSchema, success=True)
     @blp.problems(400)
@@ -59,6 +61,7 @@ class Flights(MethodView):
 
 @blp.route("/routes")
 class Routes(MethodView):
+    @blp.optional_credentials
     @blp.arguments(RouteQuerySchema, location="query", as_kwargs=True)
     @blp.alt_response(200, schema=RouteSearchSchema, success=True)
     @blp.problems(400)

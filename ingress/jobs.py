@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from core import jobs
+from core import access, jobs
 from core.errors import NotFound
 from core.ids import is_job_id
 from core.schemas import JobSchema
 from ingress.context import prefer_wait, services
 from ingress.docs import Blueprint
+from ingress.security import current_principal
 from ingress.submit import job_response
 
 blp = Blueprint("jobs", __name__, url_prefix="/api/jobs", description="Asynchronous jobs")
@@ -17,6 +18,7 @@ blp = Blueprint("jobs", __name__, url_prefix="/api/jobs", description="Asynchron
 
 @blp.route("/<job_id>")
 class Job(MethodView):
+    @blp.requires(access.JOBS)
     @blp.alt_response(
         200,
         schema=JobSchema,
@@ -26,8 +28,8 @@ class Job(MethodView):
     )
     @blp.problems(404)
     def get(self, job_id):
-        """A job's state, result or error. Honors `Prefer: wait=N`."""
+        """A job you submitted (operators, the admin: any job). Honors `Prefer: wait=N`."""
         job = jobs.get_job(services().db, job_id) if is_job_id(job_id) else None
-        if job is None:
+        if job is None or not access.may_read_job(current_principal(), job):
             raise NotFound(f"No job {job_id!r} (unknown, or expired).")
         return job_response(job, wait=prefer_wait(), accepted=False)

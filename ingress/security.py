@@ -1,48 +1,79 @@
-"""Who may call what, and how often: admin bearer tokens and per-IP rate limits."""
+"""Who is calling, what they may do, and how often: bearer credentials (API
+keys, the admin token), the views' required permissions, and rate limits per
+key (per IP for callers without one)."""
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from functools import cache
 
-from flask import Flask, request
+from flask import Flask, g, request
 from flask_limiter import HeaderNames, Limiter
 
-from core.errors import RadiantError
+from core import access, customers
+from core.access import Principal
+from core.errors import InvalidCredentials, RadiantError, Unauthorized
 from core.settings import Settings
 from ingress.context import services
 
 
-class Unauthorized(RadiantError):
-    """No admin credentials were sent."""
-
-    status = 401
-    title = "Authentication required"
-    slug = "authentication-required"
-    headers = {"WWW-Authenticate": 'Bearer realm="radiantgo-admin"'}
-
-
-class Forbidden(RadiantError):
-    """The credentials sent do not grant admin access."""
-
-    status = 403
-    title = "Forbidden"
-    slug = "forbidden"
-
-
-def require_admin() -> None:
-    """before_request for /api/admin: `Authorization: Bearer <ADMIN_TOKEN>`."""
-    expected = services().settings.ADMIN_TOKEN
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header:
-        raise Unauthorized("Send Authorization: Bearer <admin token>.")
+def _bearer_token() -> str | None:
+    """The token of `Authorization: Bearer <token>`; None if the header is absent."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("Use the Bearer scheme.")
-    # Constant time, and an unset token matches nothing: never open by default.
-    if not expected or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise Forbidden("The admin token is not valid.")
+        raise Unauthorized("Use Authorization: Bearer <API key>.")
+    return token.strip()
+
+
+def _identify() -> Principal:
+    token = _bearer_token()
+    svc = services()
+    if token is None:
+        return access.ANONYMOUS_CALLER if svc.settings.REQUIRE_API_KEYS else access.GUEST_CALLER
+    admin_token = svc.settings.ADMIN_TOKEN
+    # Constant time, and an unset admin token matches nothing: never open by default.
+    if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+        return access.ADMIN_CALLER
+    principal = customers.authenticate(svc.db, svc.cache, token, svc.settings.CACHE_TTL_USERS)
+    if principal is None:
+        raise InvalidCredentials("The API key is not valid (unknown, rotated or disabled).")
+    return principal
+
+
+def current_principal() -> Principal:
+    """Who is calling, identified once per request (401 for credentials that are not valid)."""
+    if "principal" not in g:
+        try:
+            g.principal = _identify()
+        except RadiantError as exc:
+            g.principal = exc
+    if isinstance(g.principal, RadiantError):
+        raise g.principal
+    return g.principal
+
+
+def requires(permission: str | None):
+    """View decorator: the caller must hold `permission` (None: anyone, but credentials
+    sent must be valid). Checked before the body is read (401/403 first), after the
+    rate limit (so credential guessing is counted)."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def guarded(*args, **kwargs):
+            principal = current_principal()
+            if permission is not None:
+                access.authorize(principal, permission)
+            return view(*args, **kwargs)
+
+        guarded.permission = permission
+        return guarded
+
+    return decorate
 
 
 @cache
@@ -76,6 +107,19 @@ def client_ip() -> str:
     return hops[0] if hops else peer
 
 
+def rate_limit_key() -> str:
+    """A budget per API key's customer (or the admin token); per IP without valid credentials.
+
+    Never raises: Flask-Limiter would swallow the error and skip the limit."""
+    try:
+        principal = current_principal()
+    except RadiantError:
+        principal = None
+    if principal is None or not principal.authenticated:
+        return f"ip:{client_ip()}"
+    return principal.scope
+
+
 # endpoint -> (settings field, window, methods, shared scope)
 LIMITS = {
     "bookings.Bookings": ("RATE_LIMIT_BOOKINGS", "minute", ["POST"], "bookings"),
@@ -94,7 +138,7 @@ LIMITER_RETRY_AFTER = "RateLimit-Retry-After"
 
 
 def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
-    """Per-IP limits in Redis, shared by every ingress process (moving window)."""
+    """Limits in Redis, shared by every ingress process (moving window)."""
 
     # Registered before the limiter's own hook, so it runs after it (Flask runs
     # after_request hooks last-registered first): a 429 gets Retry-After.
@@ -105,7 +149,7 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         return response
 
     limiter = Limiter(
-        client_ip,
+        rate_limit_key,
         app=app,
         storage_uri=settings.REDIS_URL,
         storage_options={

@@ -20,6 +20,7 @@ from core.errors import ServiceUnavailable, ValidationFailed
 from core.ids import new_job_id
 from ingress.context import prefer_wait, publisher, services, waiter
 from ingress.problems import problem_response
+from ingress.security import current_principal
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_MAX = 255
@@ -90,8 +91,11 @@ def submit_job(
     message.
     """
     svc = services()
+    principal = current_principal()
     job_id = new_job_id()
     key = _idempotency_key()
+    if key is not None:
+        key = jobs.scoped_key(principal.scope, key)
     fingerprint = jobs.request_fingerprint(request.method, request.path, body)
     payload = jobs.job_payload(body, as_text=bulk, **assigned)
     job, created = jobs.record_job(
@@ -105,6 +109,7 @@ def submit_job(
         idempotency_key=key,
         fingerprint=fingerprint,
         ref_id=assigned.get("ref_id"),
+        customer_id=principal.customer_id,
     )
     logs.bind(job_id=job["_id"])
     if created:

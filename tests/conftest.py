@@ -31,6 +31,12 @@ from tools.processes import (
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# Authorization headers of the session's own customers, filled in by the
+# `services` fixture (keys are random; only their hashes are stored).
+CUSTOMER: dict[str, str] = {}  # a shipper: books, cancels, lists and reads its own
+OTHER_CUSTOMER: dict[str, str] = {}  # another shipper, for what must stay apart
+OPERATOR: dict[str, str] = {}  # the carrier: depart, arrive, deliver any booking
+IDS: dict[str, str] = {}  # their customer_ids: "customer", "other_customer", "operator"
 
 
 def _redis_test_url() -> str:
@@ -79,8 +85,29 @@ def services(settings):
     from core.db import ensure_indexes
 
     ensure_indexes(svc.db)
+    for headers, name, role in (
+        (CUSTOMER, "customer", "customer"),
+        (OTHER_CUSTOMER, "other_customer", "customer"),
+        (OPERATOR, "operator", "operator"),
+    ):
+        made = new_customer(svc.db, name=f"Test {name}", role=role)
+        headers.update(bearer(made["api_key"]))
+        IDS[name] = made["customer_id"]
     yield svc
     svc.close()
+
+
+def new_customer(db, *, name="Acme Corp", role="customer", email=None) -> dict:
+    """A customer (or operator) made in the database: the admin endpoint's result, key included."""
+    from core.clock import utcnow
+    from core.customers import create_customer
+
+    email = email or f"{uuid.uuid4().hex[:8]}@example.com"
+    return create_customer(db, name=name, email=email, role=role, now=utcnow())
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +120,13 @@ def app(settings, services):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+def keyed_client(app, headers: dict[str, str]):
+    """A test client whose every request carries `headers`' Authorization."""
+    keyed = app.test_client()
+    keyed.environ_base["HTTP_AUTHORIZATION"] = headers["Authorization"]
+    return keyed
 
 
 @pytest.fixture(scope="session")
@@ -120,14 +154,15 @@ def booking_body(**overrides):
     return {k: v for k, v in body.items() if v is not None}
 
 
-def wait_job(base_or_client, job_url: str, timeout: float = 15):
-    """Poll a job until it finishes; returns its JSON."""
+def wait_job(base_or_client, job_url: str, timeout: float = 15, headers=None):
+    """Poll a job (as the admin, who reads every job) until it finishes; returns its JSON."""
+    headers = headers or ADMIN
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if isinstance(base_or_client, str):
-            body = requests.get(base_or_client + job_url, timeout=5).json()
+            body = requests.get(base_or_client + job_url, headers=headers, timeout=5).json()
         else:
-            body = base_or_client.get(job_url).get_json()
+            body = base_or_client.get(job_url, headers=headers).get_json()
         if body["state"] in ("succeeded", "failed"):
             return body
         time.sleep(0.05)

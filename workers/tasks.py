@@ -36,7 +36,12 @@ def create_booking(self, job_id: str, payload: dict | None = None) -> None:
                 min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
             )
         booking = bookings.create_booking(
-            svc.db, ref_id=payload["ref_id"], data=payload["request"], job_id=job_id, now=utcnow()
+            svc.db,
+            ref_id=payload["ref_id"],
+            data=payload["request"],
+            job_id=job_id,
+            now=utcnow(),
+            customer_id=payload.get("customer_id"),
         )
         invalidate_booking(svc, booking)
         return {"booking": bookings.public_booking(booking)}
@@ -56,6 +61,7 @@ def transition_booking(self, job_id: str, payload: dict | None = None) -> None:
             job_id=job_id,
             data=payload["request"],
             now=utcnow(),
+            owner=payload.get("owner"),
         )
         invalidate_booking(svc, booking)
         return {"booking": bookings.public_booking(booking)}
@@ -96,10 +102,11 @@ def import_flights(self, job_id: str, payload: dict | None = None) -> None:
 @shared_task(bind=True, name=queues.BULK_CREATE_BOOKINGS)
 def bulk_create_bookings(self, job_id: str, payload: dict | None = None) -> None:
     def work(svc, job):
-        items = jobs.job_request(job["payload"])["bookings"]
+        request = jobs.job_request(job["payload"])
         result = bulk.create_bookings(
             svc.db,
-            items,
+            request["bookings"],
+            customer_id=request.get("customer_id"),
             job_id=job_id,
             now=utcnow(),
             chunk_size=svc.settings.BULK_CHUNK_SIZE,

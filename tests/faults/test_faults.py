@@ -19,7 +19,7 @@ from core.flights import flight_id
 from core.locks import held_locks
 from core.services import connect_services
 from core.settings import load_settings
-from tests.conftest import ADMIN, booking_body, wait_job
+from tests.conftest import ADMIN, CUSTOMER, OPERATOR, booking_body, wait_job
 from tools.processes import (
     delete_queues,
     kill_worker,
@@ -78,17 +78,20 @@ def test_worker_killed_mid_flight_import_loses_and_doubles_nothing(settings, ser
         url = r.headers["Location"]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            done = client.get(url).get_json().get("progress", {}).get("done", 0)
+            done = client.get(url, headers=ADMIN).get_json().get("progress", {}).get("done", 0)
             if 0 < done < 2000:
                 break
             time.sleep(0.01)
         kill_worker(victim)
-        assert client.get(url).get_json()["state"] == "running"
+        assert client.get(url, headers=ADMIN).get_json()["state"] == "running"
         since = time.time()
         rescuer = start_worker(isolated, tmp_path / "rescuer.log", name="rescuer")
         wait_for_worker(services.redis, rescuer, since)
         deadline = time.monotonic() + 120
-        while (job := client.get(url).get_json())["state"] not in ("succeeded", "failed"):
+        while (job := client.get(url, headers=ADMIN).get_json())["state"] not in (
+            "succeeded",
+            "failed",
+        ):
             assert time.monotonic() < deadline
             time.sleep(0.2)
     finally:
@@ -132,7 +135,9 @@ def test_rabbitmq_restart_while_posting_keeps_every_202(settings, live_server, s
         session = requests.Session()
         while time.monotonic() < stop_at:
             try:
-                r = session.post(live_server + "/api/bookings", json=booking_body(), timeout=15)
+                r = session.post(
+                    live_server + "/api/bookings", json=booking_body(), headers=CUSTOMER, timeout=15
+                )
                 outcomes.append(
                     (r.status_code, r.json().get("ref_id") if r.status_code == 202 else None)
                 )
@@ -190,7 +195,10 @@ def test_redis_restart_during_transitions_loses_and_doubles_nothing(
 
         def depart(ref):
             r = requests.post(
-                f"{base}/api/bookings/{ref}/depart", json={"location": "DEL"}, timeout=15
+                f"{base}/api/bookings/{ref}/depart",
+                json={"location": "DEL"},
+                headers=OPERATOR,
+                timeout=15,
             )
             return ref, r
 
@@ -244,13 +252,13 @@ def test_every_task_type_delivered_twice_has_one_effect(app, services, live_serv
     created = requests.post(
         live_server + "/api/bookings",
         json=booking_body(),
-        headers={"Prefer": "wait=10"},
+        headers={**CUSTOMER, "Prefer": "wait=10"},
         timeout=15,
     ).json()
     ref = created["result"]["booking"]["ref_id"]
     cases = [
-        ("/api/bookings", booking_body(pieces=3), None),
-        (f"/api/bookings/{ref}/depart", {"location": "DEL"}, None),
+        ("/api/bookings", booking_body(pieces=3), CUSTOMER),
+        (f"/api/bookings/{ref}/depart", {"location": "DEL"}, OPERATOR),
         ("/api/admin/flights/bulk", {"flights": [flight]}, ADMIN),
         ("/api/admin/bookings/bulk", {"bookings": [booking_body(pieces=4)] * 3}, ADMIN),
         (
@@ -261,7 +269,7 @@ def test_every_task_type_delivered_twice_has_one_effect(app, services, live_serv
     ]
     effects = []
     for path, body, headers in cases:
-        r = requests.post(live_server + path, json=body, headers=headers or {}, timeout=30)
+        r = requests.post(live_server + path, json=body, headers=headers, timeout=30)
         assert r.status_code == 202, r.text
         job_id = r.json()["job_id"]
         job = jobs.get_job(services.db, job_id)
@@ -295,7 +303,10 @@ def test_fifty_way_concurrent_transitions_on_a_set_of_bookings(live_server, serv
             responses = list(
                 pool.map(
                     lambda a: requests.post(
-                        f"{live_server}/api/bookings/{a[0]}/{a[1]}", json={}, timeout=60
+                        f"{live_server}/api/bookings/{a[0]}/{a[1]}",
+                        json={},
+                        headers=OPERATOR,
+                        timeout=60,
                     ),
                     attempts,
                 )

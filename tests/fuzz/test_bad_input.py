@@ -1,8 +1,9 @@
 """Hand-written hostile input: 4xx problems (or per-item problems), and nothing stored."""
 
+import pytest
 import requests
 
-from tests.conftest import ADMIN, booking_body, wait_job
+from tests.conftest import ADMIN, CUSTOMER, booking_body, keyed_client, wait_job
 
 NASTY_ITEMS = [
     {
@@ -64,6 +65,12 @@ def test_nasty_bulk_items_are_reported_one_by_one_and_nothing_is_stored(live_ser
     assert all(e["problem"]["status"] == 400 for e in result["errors"])
     for number in ("NX1", "NX2", "NX3", "NX6"):
         assert services.db.flights.find_one({"flight_number": number}) is None
+
+
+@pytest.fixture
+def client(app):
+    """Hostile bodies from a customer with a valid key (without one, all are 401s)."""
+    return keyed_client(app, CUSTOMER)
 
 
 def test_hostile_bodies_are_4xx_problems_and_store_nothing(client, services):

@@ -1,8 +1,10 @@
 """schemathesis against our own OpenAPI document, through the real app and services.
 
-Every operation gets generated requests (valid and invalid); whatever comes
-in, the answer is never a 5xx, every error is application/problem+json, and
-every documented response conforms to its schema.
+Every operation gets generated requests (valid and invalid), sent with the
+credentials of the first role its document names (`x-roles`): whatever comes
+in, the answer is never a 5xx, every error is application/problem+json, every
+documented response conforms to its schema, and an operation that declares
+security refuses requests without credentials or with wrong ones.
 """
 
 import schemathesis
@@ -10,11 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
     response_schema_conformance,
     status_code_conformance,
 )
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, CUSTOMER, OPERATOR
 
 EXAMPLES_PER_OPERATION = 100
 CHECKS = [
@@ -22,10 +25,20 @@ CHECKS = [
     response_schema_conformance,
     content_type_conformance,
     status_code_conformance,
+    ignored_auth,
 ]
+CREDENTIALS = {"customer": CUSTOMER, "operator": OPERATOR, "admin": ADMIN}
+
+
+def credentials(operation) -> dict[str, str]:
+    """The first role the operation's document names; none for public operations."""
+    roles = operation.definition.raw.get("x-roles") or []
+    return CREDENTIALS[roles[0]] if roles else {}
 
 
 def fuzzer(operation, calls):
+    headers = credentials(operation)
+
     @settings(
         max_examples=EXAMPLES_PER_OPERATION,
         deadline=None,
@@ -34,12 +47,12 @@ def fuzzer(operation, calls):
     )
     @given(case=operation.as_strategy())
     def exercise(case):
-        response = case.call(headers=ADMIN)
+        response = case.call(headers=headers)
         calls.append((operation.label, response.status_code))
-        case.validate_response(response, checks=CHECKS)
+        case.validate_response(response, checks=CHECKS, headers=headers)
         if response.status_code >= 400:
-            headers = {name.lower(): value for name, value in response.headers.items()}
-            content_type = headers.get("content-type", "")
+            answered = {name.lower(): value for name, value in response.headers.items()}
+            content_type = answered.get("content-type", "")
             content_type = content_type[0] if isinstance(content_type, list) else content_type
             assert content_type.startswith("application/problem+json"), (
                 operation.label,

@@ -4,9 +4,15 @@ import json
 
 import pytest
 
-from tests.conftest import booking_body
+from tests.conftest import CUSTOMER, booking_body, keyed_client
 
 PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def client(app):
+    """A customer's mistakes: every request carries the customer's key."""
+    return keyed_client(app, CUSTOMER)
 
 
 def assert_problem(response, status):

@@ -4,7 +4,7 @@ import pytest
 
 from core.services import connect_services
 from core.settings import load_settings
-from tests.conftest import booking_body
+from tests.conftest import CUSTOMER, booking_body
 from tools.processes import free_port
 
 
@@ -56,7 +56,7 @@ def test_broker_down_answers_503_and_records_no_job(settings, services):
         BROKER_PUBLISH_RETRIES=0,
     )
     before = services.db.jobs.estimated_document_count()
-    r = app.test_client().post("/api/bookings", json=booking_body())
+    r = app.test_client().post("/api/bookings", json=booking_body(), headers=CUSTOMER)
     assert r.status_code == 503
     assert r.mimetype == "application/problem+json"
     assert r.headers["Retry-After"]
@@ -70,5 +70,5 @@ def test_mongo_down_answers_503_not_500(settings):
         DB_TIMEOUT_MS=300,
     )
     c = app.test_client()
-    assert c.post("/api/bookings", json=booking_body()).status_code == 503
+    assert c.post("/api/bookings", json=booking_body(), headers=CUSTOMER).status_code == 503
     assert c.get("/api/bookings/RG000000000").status_code == 503

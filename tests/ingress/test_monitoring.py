@@ -8,7 +8,7 @@ import pytest
 from core import metrics
 from core.services import connect_services
 from core.settings import load_settings
-from tests.conftest import ADMIN, booking_body, wait_job
+from tests.conftest import ADMIN, CUSTOMER, booking_body, wait_job
 from tools.processes import free_port
 
 
@@ -39,7 +39,7 @@ def test_counts_and_percentiles_match_the_load_sent(isolated):
         assert c.get("/api/bookings/RG000000000").status_code == 404
         client_ms.append((time.perf_counter() - started) * 1000)
     for _ in range(10):
-        assert c.post("/api/bookings", json=booking_body()).status_code == 202
+        assert c.post("/api/bookings", json=booking_body(), headers=CUSTOMER).status_code == 202
     figures = c.get("/api/admin/performance", headers=ADMIN).get_json()
     reads = figures["requests"]["endpoints"]["GET /api/bookings/<ref_id>"]
     creates = figures["requests"]["endpoints"]["POST /api/bookings"]
@@ -124,7 +124,9 @@ def test_thresholds_for_locks_and_memory():
 
 
 def test_worker_task_metrics_are_aggregated(live_server, services):
-    r = __import__("requests").post(live_server + "/api/bookings", json=booking_body(), timeout=10)
+    r = __import__("requests").post(
+        live_server + "/api/bookings", json=booking_body(), headers=CUSTOMER, timeout=10
+    )
     wait_job(live_server, r.headers["Location"])
     time.sleep(0.3)  # postrun records just after the job finishes
     tasks = metrics.task_figures(services.redis)

@@ -81,7 +81,9 @@ def test_five_hundred_updates_mixing_valid_invalid_and_unknown(live_server, serv
     assert by_index[450]["problem"]["status"] == by_index[451]["problem"]["status"] == 400
     assert all(by_index[i]["status"] == "DELIVERED" for i in range(452, 500))
     assert (result["succeeded"], result["failed"]) == (298, 202)
-    timeline = requests.get(f"{live_server}/api/bookings/{refs[0]}", timeout=5).json()
+    timeline = requests.get(
+        f"{live_server}/api/bookings/{refs[0]}", headers=ADMIN, timeout=5
+    ).json()
     assert [e["type"] for e in timeline["events"]] == [
         "BOOKING_CREATED",
         "STATUS_DEPARTED",
@@ -165,7 +167,7 @@ def test_a_worker_killed_mid_batch_is_redelivered_and_finishes_once(
     job_url = r.headers["Location"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        job = client.get(job_url).get_json()
+        job = client.get(job_url, headers=ADMIN).get_json()
         if 0 < job.get("progress", {}).get("done", 0) < 1000:
             break
         time.sleep(0.01)
@@ -176,12 +178,12 @@ def test_a_worker_killed_mid_batch_is_redelivered_and_finishes_once(
     try:
         wait_for_worker(services.redis, rescuer, since)
         deadline = time.monotonic() + 120
-        while client.get(job_url).get_json()["state"] not in ("succeeded", "failed"):
+        while client.get(job_url, headers=ADMIN).get_json()["state"] not in ("succeeded", "failed"):
             assert time.monotonic() < deadline, "the redelivered job did not finish"
             time.sleep(0.2)
     finally:
         stop(rescuer)
-    job = client.get(job_url).get_json()
+    job = client.get(job_url, headers=ADMIN).get_json()
     assert job["state"] == "succeeded" and job["result"]["succeeded"] == 1000
     refs = [item["ref_id"] for item in job["result"]["items"]]
     assert len(set(refs)) == 1000

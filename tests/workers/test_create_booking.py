@@ -7,11 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from core import jobs, queues
-from tests.conftest import booking_body, wait_job
+from tests.conftest import CUSTOMER, IDS, booking_body, wait_job
 
 
 def post(base, body, **headers):
-    return requests.post(base + "/api/bookings", json=body, headers=headers, timeout=15)
+    """A booking, as the test customer."""
+    return requests.post(
+        base + "/api/bookings", json=body, headers={**CUSTOMER, **headers}, timeout=15
+    )
 
 
 def test_create_poll_read_round_trip(live_server, services):
@@ -24,26 +27,34 @@ def test_create_poll_read_round_trip(live_server, services):
     assert job["type"] == "booking.create"
     assert job["started_at"] and job["finished_at"] and job["error"] is None
     assert job["created_at"].endswith("Z") and job["finished_at"].endswith("Z")
-    assert "Retry-After" not in requests.get(live_server + r.headers["Location"], timeout=5).headers
+    assert (
+        "Retry-After"
+        not in requests.get(
+            live_server + r.headers["Location"], headers=CUSTOMER, timeout=5
+        ).headers
+    )
     booking = job["result"]["booking"]
     assert booking["ref_id"] == accepted["ref_id"]
     assert (booking["origin"], booking["destination"]) == ("DEL", "BLR")
     assert booking["status"] == "BOOKED" and booking["version"] == 1
 
-    read = requests.get(live_server + accepted["links"]["booking"], timeout=5)
+    read = requests.get(live_server + accepted["links"]["booking"], headers=CUSTOMER, timeout=5)
     assert read.status_code == 200
     details = read.json()
     assert details["customer_email"] == "shipping@acme.com"
     assert [e["type"] for e in details["events"]] == ["BOOKING_CREATED"]
     assert details["events"][0]["job_id"] == accepted["job_id"]
     # Second read is served from the cache, identical.
-    assert requests.get(live_server + accepted["links"]["booking"], timeout=5).json() == details
+    assert (
+        requests.get(live_server + accepted["links"]["booking"], headers=CUSTOMER, timeout=5).json()
+        == details
+    )
     assert services.redis.exists(f"booking:details:{accepted['ref_id']}")
 
 
 def test_unfinished_job_says_when_to_poll_again(live_server):
     r = post(live_server, booking_body())
-    first = requests.get(live_server + r.headers["Location"], timeout=5)
+    first = requests.get(live_server + r.headers["Location"], headers=CUSTOMER, timeout=5)
     if first.json()["state"] in ("queued", "running"):
         assert first.headers["Retry-After"] == "1"
     wait_job(live_server, r.headers["Location"])
@@ -56,7 +67,10 @@ def test_prefer_wait_answers_201_with_the_booking(live_server):
     body = r.json()
     assert body["state"] == "succeeded"
     assert r.headers["Location"] == f"/api/bookings/{body['result']['booking']['ref_id']}"
-    assert requests.get(live_server + r.headers["Location"], timeout=5).status_code == 200
+    assert (
+        requests.get(live_server + r.headers["Location"], headers=CUSTOMER, timeout=5).status_code
+        == 200
+    )
 
 
 def test_prefer_wait_gives_up_with_202_when_the_job_is_slow(settings, live_server, worker):
@@ -116,7 +130,7 @@ def test_concurrent_duplicates_with_one_key_create_one_job(live_server, services
     wait_job(live_server, responses[0].headers["Location"])
     time.sleep(0.5)  # any stray second job would have run by now
     assert (
-        services.db.idempotency_keys.find_one({"_id": key})["job_id"]
+        services.db.idempotency_keys.find_one({"_id": f"{IDS['customer']}:{key}"})["job_id"]
         == responses[0].json()["job_id"]
     )
     assert services.db.jobs.count_documents({"ref_id": ref_id}) == 1
@@ -128,15 +142,21 @@ def test_list_shows_new_bookings_first(live_server):
     for _ in range(3):
         r = post(live_server, booking_body(origin="ZZB", destination="ZZC"), Prefer="wait=5")
         made.append(r.json()["result"]["booking"]["ref_id"])
-    page = requests.get(live_server + "/api/bookings?origin=ZZB&limit=2", timeout=5).json()
+    page = requests.get(
+        live_server + "/api/bookings?origin=ZZB&limit=2", headers=CUSTOMER, timeout=5
+    ).json()
     assert [b["ref_id"] for b in page["items"]] == made[::-1][:2]
     rest = requests.get(
-        live_server + f"/api/bookings?origin=ZZB&limit=2&cursor={page['next_cursor']}", timeout=5
+        live_server + f"/api/bookings?origin=ZZB&limit=2&cursor={page['next_cursor']}",
+        headers=CUSTOMER,
+        timeout=5,
     ).json()
     assert [b["ref_id"] for b in rest["items"]] == [made[0]]
     # A new booking invalidates cached pages at once.
     r = post(live_server, booking_body(origin="ZZB", destination="ZZC"), Prefer="wait=5")
-    page = requests.get(live_server + "/api/bookings?origin=ZZB&limit=2", timeout=5).json()
+    page = requests.get(
+        live_server + "/api/bookings?origin=ZZB&limit=2", headers=CUSTOMER, timeout=5
+    ).json()
     assert page["items"][0]["ref_id"] == r.json()["result"]["booking"]["ref_id"]
 
 

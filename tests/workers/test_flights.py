@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 import requests
 
 from core import queues, routes
-from tests.conftest import ADMIN, booking_body, wait_job
+from tests.conftest import ADMIN, CUSTOMER, booking_body, wait_job
 from workers.celery_app import create_celery_app
 
 TODAY = datetime.now(UTC).date()
@@ -202,7 +202,7 @@ def test_a_booking_whose_flights_do_not_chain_fails_with_422(live_server):
     def book(ids):
         return requests.post(
             live_server + "/api/bookings",
-            headers={"Prefer": "wait=10"},
+            headers={**CUSTOMER, "Prefer": "wait=10"},
             timeout=15,
             json=booking_body(origin="KPP", destination="KRR", flight_ids=ids),
         )

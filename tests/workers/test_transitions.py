@@ -12,7 +12,7 @@ from core import queues
 from core.locks import booking_lock_key, held_locks
 from core.services import connect_services
 from core.settings import load_settings
-from tests.conftest import ADMIN, booking_body, wait_job
+from tests.conftest import ADMIN, CUSTOMER, OPERATOR, booking_body, wait_job
 from tools.processes import (
     delete_queues,
     start_ingress,
@@ -23,22 +23,27 @@ from tools.processes import (
 
 
 def create(base) -> str:
+    """A booking of the test customer, made through the API."""
     r = requests.post(
-        base + "/api/bookings", json=booking_body(), headers={"Prefer": "wait=10"}, timeout=15
+        base + "/api/bookings",
+        json=booking_body(),
+        headers={**CUSTOMER, "Prefer": "wait=10"},
+        timeout=15,
     )
     assert r.status_code == 201, r.text
     return r.json()["result"]["booking"]["ref_id"]
 
 
 def act(base, ref_id, action, body=None, wait=10):
-    headers = {"Prefer": f"wait={wait}"} if wait else {}
+    """A transition, as the carrier's operator."""
+    headers = {**OPERATOR, "Prefer": f"wait={wait}"} if wait else OPERATOR
     return requests.post(
         f"{base}/api/bookings/{ref_id}/{action}", json=body or {}, headers=headers, timeout=15
     )
 
 
 def details(base, ref_id):
-    return requests.get(f"{base}/api/bookings/{ref_id}", timeout=5).json()
+    return requests.get(f"{base}/api/bookings/{ref_id}", headers=ADMIN, timeout=5).json()
 
 
 def test_full_lifecycle_with_timeline(live_server, services):
@@ -163,7 +168,9 @@ def test_fifty_concurrent_departs_make_exactly_one_transition(live_server, servi
 def test_a_transition_right_after_the_create_waits_for_it(live_server, worker):
     os.kill(worker.pid, signal.SIGSTOP)  # the create job stays queued
     try:
-        created = requests.post(live_server + "/api/bookings", json=booking_body(), timeout=10)
+        created = requests.post(
+            live_server + "/api/bookings", json=booking_body(), headers=CUSTOMER, timeout=10
+        )
         ref_id = created.json()["ref_id"]
         departed = act(live_server, ref_id, "depart", {"location": "DEL"}, wait=0)
         assert departed.status_code == 202  # not a 404: the booking is on its way
@@ -233,7 +240,7 @@ def test_redis_down_loses_no_transition(settings, tmp_path, private_redis):
         r = act(base, ref_id, "depart", {"location": "DEL"}, wait=0)
         assert r.status_code == 202  # accepting needs MongoDB and RabbitMQ only
         time.sleep(2.0)
-        job = requests.get(base + r.headers["Location"], timeout=5).json()
+        job = requests.get(base + r.headers["Location"], headers=ADMIN, timeout=5).json()
         assert job["state"] in ("queued", "running")  # retrying, not failed, not lost
         state["proc"] = start_redis()
         job = wait_job(base, r.headers["Location"], timeout=60)
