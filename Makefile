@@ -39,7 +39,7 @@ lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: bench-create bench-transitions bench-flights bench-bulk ## Every benchmark, one after the other
+bench: bench-create bench-transitions bench-flights bench-bulk bench-auth ## Every benchmark, one after the other
 
 bench-create: venv ## Booking creation: accept/end-to-end latency, throughput vs a no-op task
 	$(PY) -m tools.stack ensure-services
@@ -57,6 +57,10 @@ bench-flights: venv ## 100,000-flight import vs insert_many; route search uncach
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_flights $(BENCH_ARGS)
 
+bench-auth: venv ## API key lookup: ingress CPU per request with a cached key vs none
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_auth $(BENCH_ARGS)
+
 perf: venv ## Locust scenarios + every benchmark, one report in perf/results/<timestamp>/ (PERF_ARGS=--quick)
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.run_perf $(PERF_ARGS)
@@ -64,4 +68,4 @@ perf: venv ## Locust scenarios + every benchmark, one report in perf/results/<ti
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk perf clean
+.PHONY: help venv run test faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth perf clean

@@ -49,7 +49,7 @@ def drain_creates(stack, finished: FinishedJobs, count: int, threads: int = 32) 
             ids = list(
                 pool.map(
                     lambda _: session.post(
-                        stack.base + "/api/bookings", json=BODY, timeout=10
+                        stack.base + "/api/bookings", json=BODY, headers=stack.customer, timeout=10
                     ).json()["job_id"],
                     range(count),
                 )
@@ -86,10 +86,16 @@ def run(
     """The figures; with profile_dir, also where the CPU of each drain goes (perf.profiling)."""
     with isolated_stack(pool=pool, concurrency=concurrency) as stack:
         for _ in range(50):  # warm connections and pools
-            requests.post(stack.base + "/api/bookings", json=BODY, timeout=10)
+            requests.post(
+                stack.base + "/api/bookings", json=BODY, headers=stack.customer, timeout=10
+            )
         finished = FinishedJobs(stack.services.redis)
         load = open_loop(
-            lambda s, _: s.post(stack.base + "/api/bookings", json=BODY, timeout=10), rate, seconds
+            lambda s, _: s.post(
+                stack.base + "/api/bookings", json=BODY, headers=stack.customer, timeout=10
+            ),
+            rate,
+            seconds,
         )
         finished.wait(load.job_ids, timeout=600)
         e2e, states = job_outcomes(stack.services.db, load.job_ids)

@@ -35,10 +35,13 @@ from perf.profiling import describe, maybe_profiled
 TRANSITION = {"location": "Airport", "notes": "Departed"}  # the spec's load-test body
 
 
-def seed_bookings(db, count: int) -> list[str]:
+def seed_bookings(db, count: int, customer_id: str | None = None) -> list[str]:
+    """`count` BOOKED bookings owned by `customer_id`, inserted directly; their ref_ids."""
     now = utcnow()
     docs = [
-        bookings.booking_document(new_ref_id(), BODY, job_id=new_job_id(), now=now)
+        bookings.booking_document(
+            new_ref_id(), BODY, job_id=new_job_id(), now=now, customer_id=customer_id
+        )
         for _ in range(count)
     ]
     for start in range(0, count, 1000):
@@ -54,11 +57,16 @@ def run(rates: list[float], seconds: float, profile_dir: Path | None = None) -> 
     results = []
     with isolated_stack() as stack:
         db, redis = stack.services.db, stack.services.redis
-        ref_ids = seed_bookings(db, int(sum(rates) * seconds) + 100)
+        ref_ids = seed_bookings(db, int(sum(rates) * seconds) + 100, stack.customer_id)
         finished = FinishedJobs(redis)
         warm, ref_ids = ref_ids[:100], ref_ids[100:]
         for ref_id in warm:  # warm connections and pools
-            requests.post(f"{stack.base}/api/bookings/{ref_id}/depart", json=TRANSITION, timeout=10)
+            requests.post(
+                f"{stack.base}/api/bookings/{ref_id}/depart",
+                json=TRANSITION,
+                headers=stack.operator,
+                timeout=10,
+            )
         for rate in rates:
             batch, ref_ids = ref_ids[: int(rate * seconds)], ref_ids[int(rate * seconds) :]
             redis.delete(METRICS_KEY, LATENCIES_KEY)
@@ -67,7 +75,10 @@ def run(rates: list[float], seconds: float, profile_dir: Path | None = None) -> 
             with maybe_profiled(profiling, name, stack, items=len(batch)) as profile:
                 load = open_loop(
                     lambda s, i, batch=batch: s.post(
-                        f"{stack.base}/api/bookings/{batch[i]}/depart", json=TRANSITION, timeout=10
+                        f"{stack.base}/api/bookings/{batch[i]}/depart",
+                        json=TRANSITION,
+                        headers=stack.operator,
+                        timeout=10,
                     ),
                     rate,
                     seconds,

@@ -3,6 +3,10 @@
 The stack is the one `make run` starts (gunicorn gthread ingress, a Celery
 worker, SecantusDB), on a fresh database, Redis DB 13 and a queue namespace
 of its own, so a benchmark never touches dev data. Loopback only.
+
+Its callers are its own too: a customer and an operator created in its
+database, and a generated admin token. `stack.customer`, `stack.operator` and
+`stack.admin` are ready request headers for each.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import statistics
 import tempfile
@@ -24,6 +29,9 @@ from typing import Any
 
 import requests
 
+from core.access import CUSTOMER, OPERATOR
+from core.clock import utcnow
+from core.customers import create_customer
 from core.jobs import JOB_FINISHED_CHANNEL
 from core.services import Services, connect_services
 from core.settings import Settings, load_settings
@@ -62,6 +70,10 @@ def fmt(p: dict[str, float | None]) -> str:
     return "  ".join(f"{k} {v:.1f} ms" if v is not None else f"{k} -" for k, v in p.items())
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @dataclass
 class Stack:
     settings: Settings
@@ -72,6 +84,25 @@ class Stack:
     # The other processes, so that a profile can find their pids.
     ingress: Any = None
     mongo: Any = None
+    # The stack's own callers' API keys (perf/locustfile.py takes the keys themselves).
+    customer_id: str = ""
+    customer_key: str = ""
+    operator_key: str = ""
+
+    @property
+    def customer(self) -> dict[str, str]:
+        """Headers of a customer: creates bookings, reads its own jobs."""
+        return bearer(self.customer_key)
+
+    @property
+    def operator(self) -> dict[str, str]:
+        """Headers of an operator: transitions on any booking, reads any job."""
+        return bearer(self.operator_key)
+
+    @property
+    def admin(self) -> dict[str, str]:
+        """Headers of the admin token: /api/admin, reads any job."""
+        return bearer(self.settings.ADMIN_TOKEN)
 
 
 RATE_LIMITS = (
@@ -81,6 +112,22 @@ RATE_LIMITS = (
     "RATE_LIMIT_ADMIN",
     "RATE_LIMIT_BULK",
 )
+
+
+def create_callers(db) -> dict[str, str]:
+    """A customer and an operator in the stack's database: Stack's key fields."""
+    now = utcnow()
+    customer = create_customer(
+        db, name="Bench Customer", email="customer@bench.invalid", role=CUSTOMER, now=now
+    )
+    operator = create_customer(
+        db, name="Bench Operator", email="operator@bench.invalid", role=OPERATOR, now=now
+    )
+    return {
+        "customer_id": customer["customer_id"],
+        "customer_key": customer["api_key"],
+        "operator_key": operator["api_key"],
+    }
 
 
 @contextlib.contextmanager
@@ -94,6 +141,8 @@ def isolated_stack(
     # Load is the point here: rate limits are raised by settings (callers may
     # override), never by code changes.
     limits = {name: 1_000_000 for name in RATE_LIMITS}
+    # Never the environment's admin token: the stack's callers are its own.
+    overrides.setdefault("ADMIN_TOKEN", secrets.token_urlsafe(24))
     settings = load_settings(
         os.environ,
         MONGODB_URI=uri,
@@ -106,6 +155,7 @@ def isolated_stack(
     )
     svc = connect_services(settings)
     svc.redis.flushdb()
+    keys = create_callers(svc.db)
     since = time.time()
     worker = start_worker(settings, work / "worker.log")
     ingress = None
@@ -113,7 +163,14 @@ def isolated_stack(
         wait_for_worker(svc.redis, worker, since)
         ingress, base = start_ingress(settings, work / "ingress.log")
         yield Stack(
-            settings, svc, base, worker, create_celery_app(settings), ingress=ingress, mongo=mongo
+            settings,
+            svc,
+            base,
+            worker,
+            create_celery_app(settings),
+            ingress=ingress,
+            mongo=mongo,
+            **keys,
         )
     finally:
         for proc in (ingress, worker, mongo):

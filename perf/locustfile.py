@@ -5,8 +5,13 @@
 
 `make perf` (perf/run_perf.py) runs every scenario against an isolated stack and
 writes the report; run this file by hand only against a stack whose rate limits
-are raised (RATE_LIMIT_* settings) and, for `updates`/`mixed`, with a file of
-BOOKED ref_ids (one per line) that no other run departs.
+are raised (RATE_LIMIT_* settings), with a customer's and an operator's API key
+(--customer-key, --operator-key or PERF_CUSTOMER_KEY, PERF_OPERATOR_KEY) and,
+for `updates`/`mixed`, with a file of BOOKED ref_ids (one per line) that no
+other run departs.
+
+Creates and route searches send the customer's key, departs the operator's;
+each user polls its jobs with the key that submitted them.
 
 Scenarios (perf/run_perf.py SCENARIOS; rates at --scale 1, --scale multiplies them):
   create   POST /api/bookings at 10/s, each job polled to its end
@@ -108,6 +113,18 @@ def _arguments(parser) -> None:
         help="seconds to poll a job before counting it unfinished",
     )
     group.add_argument(
+        "--customer-key",
+        default="",
+        env_var="PERF_CUSTOMER_KEY",
+        help="a customer's API key: creates, route searches",
+    )
+    group.add_argument(
+        "--operator-key",
+        default="",
+        env_var="PERF_OPERATOR_KEY",
+        help="an operator's API key: departs",
+    )
+    group.add_argument(
         "--popular-routes",
         default=DEFAULT_POPULAR,
         env_var="PERF_POPULAR_ROUTES",
@@ -139,6 +156,9 @@ def _configure(environment, **_kwargs) -> None:
         zipf=ZipfRoutes(options.popular_routes, datetime.now(UTC).date()),
         rng=random.Random(int(os.environ.get("PERF_SEED", "5"))),
     )
+    for option in ("customer_key", "operator_key"):
+        if not getattr(options, option):
+            log.warning("no --%s: its users' requests will answer 401", option.replace("_", "-"))
     log.info("scenario %s x%s: users %s", options.scenario, options.scale, users)
 
 
@@ -171,8 +191,11 @@ class _SpreadUser(FastHttpUser):
     abstract = True
     connection_timeout = 10.0
     network_timeout = 30.0
+    key_option = "customer_key"  # whose API key this user sends
 
     def on_start(self) -> None:
+        key = getattr(STATE["options"], self.key_option)
+        self.auth = {"Authorization": f"Bearer {key}"} if key else {}
         gevent.sleep(STATE["rng"].uniform(0, STATE["options"].period))
         # constant_throughput paces from the user's creation: without this it
         # subtracts the sleep above from the first wait and puts the user back
@@ -204,7 +227,7 @@ class _JobUser(_SpreadUser):
         with self.client.post(
             path,
             data=json.dumps(body).encode(),
-            headers=JSON_HEADERS,
+            headers={**JSON_HEADERS, **self.auth},
             name=name,
             catch_response=True,
         ) as r:
@@ -224,7 +247,10 @@ class _JobUser(_SpreadUser):
             # The last poll comes at the deadline, even when Retry-After says later.
             gevent.sleep(min(delay, remaining))
             with self.client.get(
-                f"/api/jobs/{job_id}", name="/api/jobs/[job_id]", catch_response=True
+                f"/api/jobs/{job_id}",
+                headers=self.auth,
+                name="/api/jobs/[job_id]",
+                catch_response=True,
             ) as r:
                 if r.status_code != 200:
                     r.failure(f"{r.status_code}: {r.text[:200]}")
@@ -260,6 +286,8 @@ class CreateBooking(_JobUser):
 
 
 class DepartBooking(_JobUser):
+    key_option = "operator_key"
+
     @task
     def depart(self) -> None:
         refs = STATE["refs"]
@@ -281,6 +309,7 @@ class RouteSearch(_SpreadUser):
         origin, destination, day = STATE["zipf"].draw(STATE["rng"])
         with self.client.get(
             f"/api/routes?origin={origin}&destination={destination}&date={day.isoformat()}",
+            headers=self.auth,
             name="/api/routes",
             catch_response=True,
         ) as r:

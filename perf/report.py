@@ -878,6 +878,7 @@ def render(summary: dict, out: Path) -> str:
         "transitions": "Status transitions and locks (perf.bench_transitions)",
         "flights": "Flight import and route search (perf.bench_flights)",
         "bulk": "Bulk operations (perf.bench_bulk)",
+        "auth": "API key lookup at the HTTP boundary (perf.bench_auth)",
     }
     for name, title in titles.items():
         bench = (summary.get("benchmarks") or {}).get(name)

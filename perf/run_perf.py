@@ -7,19 +7,23 @@
 
 1. Load (Locust, perf/locustfile.py): an isolated stack started as `make run`
    starts it (SecantusDB, gunicorn gthread ingress, a prefork Celery worker; no
-   beat, no Flower), with every RATE_LIMIT_* raised to 1,000,000 and an admin
-   token; --flights flights from today UTC stored with import_flights, BOOKED
-   bookings inserted for the `updates` and `mixed` scenarios (each scenario
-   departs its own), then each scenario at scale 1 and 10, headless, for
-   --run-time seconds each. Before a scenario that searches routes the route
-   cache is warmed through POST /api/admin/cache/warm, as beat does every
-   CACHE_WARM_INTERVAL; the route cache's hit and miss counters (those of
-   /api/admin/cache/stats) are read around it, and the workers' lock metrics
-   are reset before it and read after. After each scenario the worker works off
-   what is queued for up to --drain-wait seconds, and the rest is purged.
+   beat, no Flower), with every RATE_LIMIT_* raised to 1,000,000, and its own
+   customer, operator and admin token (perf.harness): the Locust users create
+   and search with the customer's key and depart with the operator's, each
+   polling its jobs with its own key (passed in Locust's environment, never
+   on its command line); --flights flights from today UTC stored with
+   import_flights, BOOKED bookings of the customer inserted for the `updates`
+   and `mixed` scenarios (each scenario departs its own), then each scenario
+   at scale 1 and 10, headless, for --run-time seconds each. Before a scenario
+   that searches routes the route cache is warmed through POST
+   /api/admin/cache/warm, as beat does every CACHE_WARM_INTERVAL; the route
+   cache's hit and miss counters (those of /api/admin/cache/stats) are read
+   around it, and the workers' lock metrics are reset before it and read after.
+   After each scenario the worker works off what is queued for up to
+   --drain-wait seconds, and the rest is purged.
 2. Benchmarks, each on a stack of its own: perf.bench_create, bench_transitions,
-   bench_flights, bench_bulk (their run() functions, sized by the mode), with
-   the RATE_LIMIT_* raised by perf.harness.
+   bench_flights, bench_bulk, bench_auth (their run() functions, sized by the
+   mode), with the RATE_LIMIT_* raised by perf.harness.
    The create and no-op drains, the transitions at the highest rate and the
    uncached route searches are profiled (perf.profiling: CPU per process group,
    py-spy's stacks; --no-profile to leave it out): the report's "Where the
@@ -41,7 +45,6 @@ import math
 import os
 import platform
 import random
-import secrets
 import subprocess
 import sys
 import time
@@ -57,7 +60,7 @@ from core.db import ensure_indexes
 from core.flights import import_flights
 from core.locks import LATENCIES_KEY, METRICS_KEY, lock_metrics
 from core.settings import Settings
-from perf import bench_bulk, bench_create, bench_flights, bench_transitions, report
+from perf import bench_auth, bench_bulk, bench_create, bench_flights, bench_transitions, report
 from perf.bench_transitions import TRANSITION, seed_bookings
 from perf.harness import BODY, isolated_stack
 from perf.harness import RATE_LIMITS as LIMIT_SETTINGS
@@ -86,6 +89,7 @@ MODES: dict[str, dict[str, Any]] = {
         "bench_transitions": {"rates": [30.0, 300.0], "seconds": 6.0},
         "bench_flights": {"count": 100_000, "searches": 100},
         "bench_bulk": {"bookings": 1000, "updates": 500, "runs": 1},
+        "bench_auth": {"rounds": 6, "requests_per_round": 2000, "connections": 8},
     },
     "quick": {
         "run_time": 10,
@@ -96,6 +100,7 @@ MODES: dict[str, dict[str, Any]] = {
         "bench_transitions": {"rates": [30.0, 300.0], "seconds": 3.0},
         "bench_flights": {"count": 20_000, "searches": 30},
         "bench_bulk": {"bookings": 200, "updates": 100, "runs": 1},
+        "bench_auth": {"rounds": 2, "requests_per_round": 500, "connections": 8},
     },
 }
 
@@ -178,10 +183,6 @@ def label(scenario: str, scale: float) -> str:
     return f"{scenario}_x{scale:g}"
 
 
-def admin(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def route_cache_counts(stack) -> dict[str, int]:
     """The route cache's hit and miss counters: what /api/admin/cache/stats reports
     under kinds.routes, read without that endpoint's SCAN of every cache key."""
@@ -189,15 +190,15 @@ def route_cache_counts(stack) -> dict[str, int]:
     return {"hits": int(routes["hits"]), "misses": int(routes["misses"])}
 
 
-def warm_route_cache(stack, token: str) -> dict[str, Any]:
+def warm_route_cache(stack) -> dict[str, Any]:
     """POST /api/admin/cache/warm and wait for the job (what beat does periodically)."""
     started = time.perf_counter()
-    r = requests.post(stack.base + "/api/admin/cache/warm", headers=admin(token), timeout=30)
+    r = requests.post(stack.base + "/api/admin/cache/warm", headers=stack.admin, timeout=30)
     r.raise_for_status()
     location = r.headers["Location"]
     deadline = started + WARM_TIMEOUT_S
     while time.perf_counter() < deadline:
-        job = requests.get(stack.base + location, timeout=30).json()
+        job = requests.get(stack.base + location, headers=stack.admin, timeout=30).json()
         if job["state"] in ("succeeded", "failed"):
             result = job.get("result") or {}
             return {
@@ -253,15 +254,19 @@ def warm_up(stack, refs: list[str], today: date) -> dict[str, Any]:
         for i, ref_id in enumerate(refs):
             origin, destination = DEFAULT_POPULAR.split(",")[i % 6].split("-")
             for r in (
-                session.post(stack.base + "/api/bookings", json=BODY, timeout=30),
+                session.post(
+                    stack.base + "/api/bookings", json=BODY, headers=stack.customer, timeout=30
+                ),
                 session.post(
                     f"{stack.base}/api/bookings/{ref_id}/depart",
                     json=TRANSITION,
+                    headers=stack.operator,
                     timeout=30,
                 ),
                 session.get(
                     f"{stack.base}/api/routes",
                     params={"origin": origin, "destination": destination, "date": str(today)},
+                    headers=stack.customer,
                     timeout=30,
                 ),
             ):
@@ -327,12 +332,19 @@ def run_locust(
     ]
     if refs is not None:
         command += ["--ref-ids", str(refs)]
+    # The keys go in the environment: a command line is visible to every local user.
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PERF_CUSTOMER_KEY": stack.customer_key,
+        "PERF_OPERATOR_KEY": stack.operator_key,
+    }
     started = time.perf_counter()
     with open(raw / f"{name}.log", "w") as logfile:
         proc = subprocess.Popen(
             command,
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env=env,
             stdout=logfile,
             stderr=subprocess.STDOUT,
         )
@@ -347,7 +359,6 @@ def run_locust(
 
 def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str, Any]) -> None:
     """Fills `phase` (summary["locust"]) as it goes, so a checkpoint keeps what ran."""
-    token = secrets.token_urlsafe(24)
     plan = [(s, k) for k in args.scales for s in SCENARIO_ORDER if s in args.scenarios]
     phase |= {
         "period_s": args.period,
@@ -359,7 +370,7 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
         "settings": {**dict.fromkeys(RATE_LIMITS, RAISED), "ADMIN_TOKEN": "(generated)"},
         "scenarios": {},
     }
-    with isolated_stack(ADMIN_TOKEN=token, **RATE_LIMITS) as stack:
+    with isolated_stack(**RATE_LIMITS) as stack:
         db = stack.services.db
         cfg = stack.settings
         phase["stack"] = {
@@ -392,7 +403,8 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
             need = bookings_needed(scenario, scale, args.period, args.run_time)
             if need:
                 path = raw / f"refs_{label(scenario, scale)}.txt"
-                path.write_text("\n".join(seed_bookings(db, need)) + "\n")
+                refs = seed_bookings(db, need, stack.customer_id)
+                path.write_text("\n".join(refs) + "\n")
                 ref_files[label(scenario, scale)] = path
                 seeded += need
         phase["bookings_seeded"] = {"count": seeded, "seconds": round(time.perf_counter() - t, 1)}
@@ -406,7 +418,8 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
             "mass_of_top_52": round(zipf.mass_of_top(52), 3),
             "mass_of_top_200": round(zipf.mass_of_top(200), 3),
         }
-        phase["warm_up"] = warm_up(stack, seed_bookings(db, WARM_UP), today)
+        warm_refs = seed_bookings(db, WARM_UP, stack.customer_id)
+        phase["warm_up"] = warm_up(stack, warm_refs, today)
         drain(stack, args.drain_wait)
 
         for scenario, scale in plan:
@@ -418,7 +431,7 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
                 "offered_per_s": offered_rates(scenario, scale, args.period),
             }
             if "RouteSearch" in SCENARIOS[scenario]:
-                entry["warm"] = warm_route_cache(stack, token)
+                entry["warm"] = warm_route_cache(stack)
             stack.services.redis.delete(METRICS_KEY, LATENCIES_KEY)
             before = route_cache_counts(stack)
             log(f"{name}: {entry['users']} users for {args.run_time} s")
@@ -465,7 +478,7 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
 def benchmark_phase(
     mode: dict[str, Any], summary: dict[str, Any], checkpoint, profile_dir: Path | None
 ) -> None:
-    """The four benchmarks, each on its own isolated stack (perf.harness raises
+    """The benchmarks, each on its own isolated stack (perf.harness raises
     the rate limits there, by settings); with profile_dir, the profiled phases'
     py-spy files go there."""
     benches = summary.setdefault("benchmarks", {})
@@ -482,6 +495,7 @@ def benchmark_phase(
         ),
         ("flights", lambda p: bench_flights.run(profile_dir=profile_dir, **p), bench_flights),
         ("bulk", lambda p: bench_bulk.run(**p), bench_bulk),
+        ("auth", lambda p: bench_auth.run(**p), bench_auth),
     ]
     for name, call, module in specs:
         params = mode[f"bench_{name}"]
