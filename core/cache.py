@@ -49,8 +49,11 @@ def api_key_key(key_hash: str) -> str:
     return f"users:key:{key_hash}"
 
 
-def stats_key(kind: str, outcome: str) -> str:
-    return f"cache:stats:{kind}:{outcome}"
+LOOKUPS, MISSES = "lookups", "misses"
+
+
+def stats_key(kind: str, counter: str) -> str:
+    return f"cache:stats:{kind}:{counter}"
 
 
 # Cache kinds, for hit/miss counters.
@@ -134,19 +137,32 @@ class Cache:
         self.redis = client
         self._set_if_not_older = client.register_script(_SET_IF_NOT_OLDER)
 
-    def _count(self, kind: str, hit: bool) -> None:
-        self.redis.incr(stats_key(kind, "hits" if hit else "misses"))
+    # Counted as lookups (in the read's own round trip) and misses (on the miss
+    # path, which goes to MongoDB anyway): a hit costs one round trip, not two.
+    def _read(self, kind: str, *keys: str) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mget(*keys)
+        pipe.incr(stats_key(kind, LOOKUPS))
+        return pipe.execute()[0]
+
+    def _count_miss(self, kind: str) -> None:
+        try:
+            self.redis.incr(stats_key(kind, MISSES))
+        except REDIS_ERRORS as exc:
+            log.warning("cache stats skipped: %s", exc)
 
     def get(self, key: str, kind: str) -> Any | None:
         try:
-            raw = self.redis.get(key)
-            if raw is not None and "|" in raw[:24] and raw.split("|", 1)[0].isdigit():
-                raw = raw.split("|", 1)[1] or None  # versioned entry or tombstone
-            self._count(kind, raw is not None)
+            (raw,) = self._read(kind, key)
         except REDIS_ERRORS as exc:
             log.warning("cache read skipped: %s", exc)
             return None
-        return json.loads(raw) if raw is not None else None
+        if raw is not None and "|" in raw[:24] and raw.split("|", 1)[0].isdigit():
+            raw = raw.split("|", 1)[1] or None  # versioned entry or tombstone
+        if raw is None:
+            self._count_miss(kind)
+            return None
+        return json.loads(raw)
 
     def set(self, key: str, value: Any, ttl: int) -> None:
         try:
@@ -171,7 +187,7 @@ class Cache:
     def get_generational(self, key: str, kind: str, generation_key: str) -> tuple[Any | None, int]:
         """(value, current generation): value is None unless stored under the current one."""
         try:
-            current, raw = self.redis.mget(generation_key, key)
+            current, raw = self._read(kind, generation_key, key)
         except REDIS_ERRORS as exc:
             log.warning("cache read skipped: %s", exc)
             return None, -1
@@ -181,7 +197,8 @@ class Cache:
             stored = _decode_generational(raw)
             if stored.get("g") == generation:
                 value = stored["v"]
-        self._count_safely(kind, value is not None)
+        if value is None:
+            self._count_miss(kind)
         return value, generation
 
     def set_generational(self, key: str, value: Any, ttl: int, generation: int) -> Any:
@@ -226,12 +243,6 @@ class Cache:
             )
         return value
 
-    def _count_safely(self, kind: str, hit: bool) -> None:
-        try:
-            self._count(kind, hit)
-        except REDIS_ERRORS as exc:
-            log.warning("cache stats skipped: %s", exc)
-
     # -- counters -------------------------------------------------------------------
 
     def count(self, sorted_set: str, member: str) -> None:
@@ -261,14 +272,11 @@ class Cache:
 
     def hit_stats(self) -> dict[str, dict[str, Any]]:
         """Hits, misses and hit rate per cache kind (one round trip)."""
-        pipe = self.redis.pipeline(transaction=False)
-        for kind in KINDS:
-            pipe.get(stats_key(kind, "hits"))
-            pipe.get(stats_key(kind, "misses"))
-        values = pipe.execute()
+        values = self.redis.mget([stats_key(kind, c) for kind in KINDS for c in (LOOKUPS, MISSES)])
         kinds = {}
         for i, kind in enumerate(KINDS):
-            hits, misses = int(values[2 * i] or 0), int(values[2 * i + 1] or 0)
+            lookups, misses = int(values[2 * i] or 0), int(values[2 * i + 1] or 0)
+            hits = max(lookups - misses, 0)  # a miss in flight is counted a moment later
             rate = round(hits / (hits + misses), 4) if hits + misses else None
             kinds[kind] = {"hits": hits, "misses": misses, "hit_rate": rate}
         return kinds

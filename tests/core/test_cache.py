@@ -1,6 +1,6 @@
 import json
 
-from core.cache import Cache
+from core.cache import KINDS, LOOKUPS, MISSES, ROUTES, USERS, Cache, stats_key
 
 
 def test_a_slow_reader_cannot_refill_what_a_writer_invalidated(services):
@@ -20,13 +20,16 @@ def test_a_slow_reader_cannot_refill_what_a_writer_invalidated(services):
 
 def test_hits_and_misses_are_counted_per_kind(services):
     cache = Cache(services.redis)
-    services.redis.delete("cache:stats:countme:hits", "cache:stats:countme:misses", "test:c")
-    cache.get("test:c", "countme")
+    counters = [stats_key(kind, c) for kind in KINDS for c in (LOOKUPS, MISSES)]
+    services.redis.delete(*counters, "test:c", "test:v")
+    cache.get("test:c", USERS)  # a miss
     cache.set("test:c", [1], 60)
-    cache.get("test:c", "countme")
-    cache.get("test:c", "countme")
-    assert services.redis.get("cache:stats:countme:hits") == "2"
-    assert services.redis.get("cache:stats:countme:misses") == "1"
+    cache.get("test:c", USERS)
+    cache.get("test:c", USERS)
+    cache.invalidate_versioned("test:v", 2, 60)
+    cache.get("test:v", USERS)  # a tombstone: a miss
+    assert cache.hit_stats()[USERS] == {"hits": 2, "misses": 2, "hit_rate": 0.5}
+    assert cache.hit_stats()[ROUTES] == {"hits": 0, "misses": 0, "hit_rate": None}
 
 
 def test_generations_make_old_pages_unreachable(services):
