@@ -3,19 +3,22 @@ without a key and with a valid (cached) key, on one isolated stack in one run,
 and the lookup itself in-process, cached and uncached.
 
     make bench-auth
-    python -m perf.bench_auth --rounds 6 --requests 2000 --connections 8
+    python -m perf.bench_auth --rounds 12 --requests 1000 --connections 8
 
 1. one flight stored, then GET /api/flights/<flight_id> once to cache it: the
    endpoint then does the same work with or without a key, save what the key
    adds (no Authorization header: nobody is looked up; a customer's key:
    core.customers.authenticate reads users:key:<sha256> from Redis, and the
    request's metrics are also counted for the customer).
-2. rounds, alternating: --requests GETs without Authorization, then as many
-   with the key, --rounds times each, closed loop over --connections
-   keep-alive sessions. Around each round, the user + system CPU seconds of
-   gunicorn's master and workers (psutil): CPU ms per request. Alternating
-   puts the drift of a shared machine on both modes alike.
-3. in-process: customers.authenticate on a warm cache (--calls calls), and
+2. rounds in back-to-back pairs (A B, B A, ...): --requests GETs without
+   Authorization and as many with the key, --rounds pairs, closed loop over
+   --connections keep-alive sessions. Around each round, the user + system CPU
+   seconds of gunicorn's master and workers (psutil): CPU ms per request. The
+   key's cost is the median of the pairs' differences, so the drift of a
+   shared machine weighs on both modes alike.
+3. the same pairs inside this process through Flask's test client: the app's
+   own CPU, without gunicorn's threads contending around it.
+4. in-process: customers.authenticate on a warm cache (--calls calls), and
    uncached (--uncached-calls calls, the cache entry deleted before each).
 """
 
@@ -94,16 +97,58 @@ def http_rounds(stack, flight_id: str, rounds: int, n: int, connections: int) ->
             for headers in modes.values():  # warm connections, the key's cache entry
                 one_round(stack, pool, sessions, url, headers, WARM_UP)
             users_before = stack.services.cache.hit_stats()[caches.USERS]
-            for _ in range(rounds):
-                for mode, headers in modes.items():
-                    results[mode].append(one_round(stack, pool, sessions, url, headers, n))
+            for order in pair_orders(rounds, list(modes)):
+                for mode in order:
+                    results[mode].append(one_round(stack, pool, sessions, url, modes[mode], n))
     finally:
         for session in sessions:
             session.close()
     users_after = stack.services.cache.hit_stats()[caches.USERS]
     figures = {mode: summarize(r) for mode, r in results.items()}
     lookups = {k: users_after[k] - users_before[k] for k in ("hits", "misses")}
-    return {**figures, "key_lookups": lookups}
+    cpu = {mode: [r["cpu_ms_per_request"] for r in rs] for mode, rs in results.items()}
+    return {**figures, "key_lookups": lookups, "added": paired(cpu[KEYED], cpu[ANONYMOUS])}
+
+
+def pair_orders(rounds: int, modes: list[str]) -> list[list[str]]:
+    """A B, B A, A B, ...: each pair of rounds runs back to back, first one mode
+    then the other, so a machine speeding up or slowing down weighs on both."""
+    return [modes if i % 2 == 0 else modes[::-1] for i in range(rounds)]
+
+
+def paired(keyed: list[float], anonymous: list[float]) -> dict[str, Any]:
+    """The key's added CPU ms per request, pair by pair: their median and range."""
+    diffs = sorted(k - a for k, a in zip(keyed, anonymous, strict=True))
+    return {
+        "median": round(statistics.median(diffs), 4),
+        "min": round(diffs[0], 4),
+        "max": round(diffs[-1], 4),
+        "pairs": [round(d, 4) for d in diffs],
+    }
+
+
+def app_rounds(stack, flight_id: str, rounds: int, n: int) -> dict[str, Any]:
+    """The same comparison inside one process, through Flask's test client: the
+    app's own CPU per request, without gunicorn's threads and sockets around it."""
+    from ingress import create_app
+
+    client = create_app(stack.settings, services=stack.services).test_client()
+    url = f"/api/flights/{flight_id}"
+    modes = {ANONYMOUS: {}, KEYED: stack.customer}
+    cpu: dict[str, list[float]] = {mode: [] for mode in modes}
+    for headers in modes.values():
+        for _ in range(WARM_UP):
+            client.get(url, headers=headers)
+    for order in pair_orders(rounds, list(modes)):
+        for mode in order:
+            started = time.process_time()
+            for _ in range(n):
+                client.get(url, headers=modes[mode])
+            cpu[mode].append(1000 * (time.process_time() - started) / n)
+    return {
+        **{mode: round(statistics.median(values), 4) for mode, values in cpu.items()},
+        "added": paired(cpu[KEYED], cpu[ANONYMOUS]),
+    }
 
 
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -166,10 +211,11 @@ def run(
     with isolated_stack() as stack:
         flight_id = seed_flight(stack)
         figures = http_rounds(stack, flight_id, rounds, requests_per_round, connections)
+        in_app = app_rounds(stack, flight_id, rounds, requests_per_round)
         micro = lookup_micro(stack, calls, uncached_calls)
         workers = f"{stack.settings.WEB_WORKERS} x {stack.settings.WEB_THREADS} threads"
     anonymous, keyed = figures[ANONYMOUS], figures[KEYED]
-    added = keyed["cpu_ms_per_request"] - anonymous["cpu_ms_per_request"]
+    added = figures["added"]["median"]
     return {
         "ingress": f"gunicorn gthread, {workers}",
         "endpoint": "GET /api/flights/<flight_id> (cached)",
@@ -182,6 +228,7 @@ def run(
         "goal_cpu_ms": GOAL_CPU_MS,
         # Only a comparison of two error-free modes says anything.
         "goal_met": added < GOAL_CPU_MS and not (anonymous["errors"] or keyed["errors"]),
+        "in_app": in_app,
         "lookup": micro,
     }
 
@@ -202,11 +249,15 @@ def report(f: dict) -> str:
             f"  errors {m['errors']}",
         ]
     verdict = "met" if f["goal_met"] else "MISSED"
-    lookup = f["lookup"]
+    lookup, added, in_app = f["lookup"], f["added"], f["in_app"]
     lines += [
         f"  added by the key   {f['added_cpu_ms_per_request']:+.3f} ms CPU/request"
-        f"   (goal < {f['goal_cpu_ms']} ms: {verdict});"
-        f" requests/s keyed/none {f['rps_ratio']:.2f}",
+        f" (median of {len(added['pairs'])} back-to-back pairs; range"
+        f" {added['min']:+.3f} .. {added['max']:+.3f})   (goal < {f['goal_cpu_ms']} ms:"
+        f" {verdict}); requests/s keyed/none {f['rps_ratio']:.2f}",
+        f"  in the app alone (test client, one process): {in_app[ANONYMOUS]:.3f} ->"
+        f" {in_app[KEYED]:.3f} ms CPU/request, added {in_app['added']['median']:+.3f}"
+        f" (range {in_app['added']['min']:+.3f} .. {in_app['added']['max']:+.3f})",
         f"  key lookups during the rounds: {f['key_lookups']['hits']} cache hits,"
         f" {f['key_lookups']['misses']} misses",
         "  customers.authenticate in-process:"
@@ -222,8 +273,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=6, help="rounds per mode")
-    parser.add_argument("--requests", type=int, default=2000, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=12, help="rounds per mode")
+    parser.add_argument("--requests", type=int, default=1000, help="requests per round")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--calls", type=int, default=CALLS, help="cached in-process lookups")
     parser.add_argument("--uncached-calls", type=int, default=UNCACHED_CALLS)

@@ -89,7 +89,7 @@ MODES: dict[str, dict[str, Any]] = {
         "bench_transitions": {"rates": [30.0, 300.0], "seconds": 6.0},
         "bench_flights": {"count": 100_000, "searches": 100},
         "bench_bulk": {"bookings": 1000, "updates": 500, "runs": 1},
-        "bench_auth": {"rounds": 6, "requests_per_round": 2000, "connections": 8},
+        "bench_auth": {"rounds": 12, "requests_per_round": 1000, "connections": 8},
     },
     "quick": {
         "run_time": 10,
@@ -100,7 +100,7 @@ MODES: dict[str, dict[str, Any]] = {
         "bench_transitions": {"rates": [30.0, 300.0], "seconds": 3.0},
         "bench_flights": {"count": 20_000, "searches": 30},
         "bench_bulk": {"bookings": 200, "updates": 100, "runs": 1},
-        "bench_auth": {"rounds": 2, "requests_per_round": 500, "connections": 8},
+        "bench_auth": {"rounds": 2, "requests_per_round": 300, "connections": 8},
     },
 }
 
