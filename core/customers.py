@@ -159,6 +159,12 @@ def authenticate(db: Database, cache: Cache, api_key: str, ttl: int) -> Principa
     return Principal(role=cached["role"], customer_id=cached["customer_id"])
 
 
+def key_is_active(db: Database, api_key: str) -> bool:
+    """True while `api_key` is a current key of an active customer (read from MongoDB)."""
+    doc = db.customers.find_one({"key_hash": hash_api_key(api_key)}, {"disabled_at": 1})
+    return doc is not None and doc.get("disabled_at") is None
+
+
 def is_active_customer(db: Database, customer_id: str) -> bool:
     """True for an active customer (not an operator): one that bookings can belong to."""
     doc = db.customers.find_one({"_id": customer_id}, {"role": 1, "disabled_at": 1})

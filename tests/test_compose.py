@@ -156,6 +156,11 @@ def test_passthrough_defaults_are_the_settings_defaults(app_services):
             assert match["default"] == expected, f"{name}: {var} defaults to {match['default']}"
 
 
+def test_api_keys_are_required_in_every_app_service(app_services):
+    for name, svc in app_services.items():
+        assert svc["environment"]["REQUIRE_API_KEYS"] == "true", name
+
+
 def test_default_environment_loads(app_services):
     for name, svc in app_services.items():
         env = _default_env({k: v for k, v in svc["environment"].items() if k in SETTINGS_FIELDS})

@@ -114,6 +114,49 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {f.name: str(getattr(settings, f.name)) for f in fields(Settings)}
 
 
+DEMO_CALLERS = (
+    ("DEMO_CUSTOMER_KEY", "Demo Shipper", "shipper@demo.invalid", "customer"),
+    ("DEMO_OPERATOR_KEY", "Demo Carrier Ops", "ops@demo.invalid", "operator"),
+)
+
+
+def ensure_demo_callers(db, creds: dict[str, str]) -> dict[str, str]:
+    """A demo customer and operator: the keys in `creds` while the database still
+    honours them, new customers (and keys) otherwise. Returns the updated creds."""
+    from core.clock import utcnow
+    from core.customers import create_customer, key_is_active
+
+    creds = dict(creds)
+    for name, label, email, role in DEMO_CALLERS:
+        if not (creds.get(name) and key_is_active(db, creds[name])):
+            made = create_customer(db, name=label, email=email, role=role, now=utcnow())
+            creds[name] = made["api_key"]
+    return creds
+
+
+def demo_callers(settings: Settings, creds: dict[str, str]) -> dict[str, str]:
+    """ensure_demo_callers on the running database, kept in var/credentials.env."""
+    from pymongo.errors import PyMongoError
+
+    from core.db import connect_mongo, database
+
+    client = connect_mongo(settings)
+    try:
+        creds = ensure_demo_callers(database(client), creds)
+    except PyMongoError as exc:
+        click.echo(f"Demo customer and operator not made (MongoDB: {exc}).", err=True)
+        return creds
+    finally:
+        client.close()
+    save_credentials(creds)
+    return creds
+
+
+def save_credentials(creds: dict[str, str]) -> None:
+    CREDENTIALS.write_text("".join(f"{k}={v}\n" for k, v in creds.items()))
+    CREDENTIALS.chmod(0o600)
+
+
 def load_credentials() -> dict[str, str]:
     """Credentials generated once and kept in var/, so restarts keep them."""
     VAR.mkdir(exist_ok=True)
@@ -127,8 +170,7 @@ def load_credentials() -> dict[str, str]:
         creds["FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(12)}"
     if "ADMIN_TOKEN" not in creds:
         creds["ADMIN_TOKEN"] = secrets.token_urlsafe(24)
-    CREDENTIALS.write_text("".join(f"{k}={v}\n" for k, v in creds.items()))
-    CREDENTIALS.chmod(0o600)
+    save_credentials(creds)
     return creds
 
 
@@ -191,6 +233,7 @@ def run() -> None:
     host = "127.0.0.1" if wildcard else settings.BIND_HOST
     base = f"http://{host}:{settings.PORT}"
     if _wait_healthy(base, honcho, 60):
+        creds = demo_callers(settings, creds)
         user, _, password = flower_auth.partition(":")
         lines = [
             "",
@@ -208,6 +251,12 @@ def run() -> None:
             lines.append(
                 f"            generated password {password!r} (kept in var/credentials.env)"
             )
+        lines += [
+            f"  Customer  Authorization: Bearer {creds.get('DEMO_CUSTOMER_KEY')}   (demo shipper)",
+            f"  Operator  Authorization: Bearer {creds.get('DEMO_OPERATOR_KEY')}   (demo carrier)",
+        ]
+        if not settings.REQUIRE_API_KEYS:
+            lines.append("            REQUIRE_API_KEYS=false: callers without a key may book too")
         mongo = "MONGODB_URI"
         if settings.embedded_mongo:
             mongo = "embedded SecantusDB, data in var/mongo"
@@ -216,6 +265,7 @@ def run() -> None:
             "  Try:      curl -si -X POST "
             + base
             + "/api/bookings -H 'Content-Type: application/json' "
+            + f"-H 'Authorization: Bearer {creds.get('DEMO_CUSTOMER_KEY')}' "
             '-d \'{"origin":"DEL","destination":"BLR","pieces":5,"weight_kg":125.5}\''
         )
         click.echo("\n".join(lines) + "\n")
