@@ -69,10 +69,10 @@ def holders(permission: str) -> tuple[str, ...]:
 
 
 def authorize(principal: Principal, permission: str) -> None:
-    """401 if an anonymous caller lacks `permission`, 403 if a known one does."""
+    """401 if a caller without credentials lacks `permission`, 403 if a known one does."""
     if permission in principal.permissions:
         return
-    if principal.role == ANONYMOUS:
+    if not principal.authenticated:
         raise Unauthorized("Send Authorization: Bearer <API key>.")
     raise Forbidden(f"The {principal.role} role may not do this.")
 

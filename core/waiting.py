@@ -53,7 +53,9 @@ class JobWaiter:
                 pubsub.subscribe(JOB_FINISHED_CHANNEL)
                 for message in pubsub.listen():
                     self._wake(message["data"])
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # ValueError: redis-py reading a socket its client closed under it
+            # (the client's close() at shutdown). The thread must outlive it all.
+            except (redis.ConnectionError, redis.TimeoutError, ValueError) as exc:
                 log.warning("job waiter lost Redis, retrying: %s", exc)
                 time.sleep(1.0)
 

@@ -109,11 +109,13 @@ def submit_transition(ref_id: str, action: str, data: dict):
     svc = services()
     principal = current_principal()
     target = ACTIONS[action]
-    # Unknown ref_ids are answered here, so they never reach the queue.
-    known = is_ref_id(ref_id) and (
-        bookings.booking_summary(svc.db, svc.cache, ref_id) or jobs.pending_create(svc.db, ref_id)
-    )
-    access.check_owner(principal, known or None, ref_id)
+    # Unknown ref_ids are answered here, so they never reach the queue. A
+    # booking still being created is known by its pending job (no status yet).
+    known = None
+    if is_ref_id(ref_id):
+        known = bookings.booking_summary(svc.db, svc.cache, ref_id)
+        known = known or jobs.pending_create(svc.db, ref_id)
+    access.check_owner(principal, known, ref_id)
     if "status" in known:
         check_transition(known["status"], target)
     return submit_job(

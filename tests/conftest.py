@@ -32,7 +32,8 @@ from tools.processes import (
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # Authorization headers of the session's own customers, filled in by the
-# `services` fixture (keys are random; only their hashes are stored).
+# `services` fixture (keys are random; only their hashes are stored): a test
+# that sends them depends on `services`, directly or through another fixture.
 CUSTOMER: dict[str, str] = {}  # a shipper: books, cancels, lists and reads its own
 OTHER_CUSTOMER: dict[str, str] = {}  # another shipper, for what must stay apart
 OPERATOR: dict[str, str] = {}  # the carrier: depart, arrive, deliver any booking

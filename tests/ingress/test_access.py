@@ -481,3 +481,39 @@ def test_bulk_bookings_belong_to_the_customer_named(client, services, worker):
             headers=ADMIN,
         )
         assert refused.status_code == 422, owner
+
+
+# -- the document, and keys not required ---------------------------------------------------
+
+
+def test_the_openapi_document_declares_who_may_call_what(client):
+    spec = client.get("/api/openapi.json").get_json()
+    assert set(spec["components"]["securitySchemes"]) == {"apiKey", "adminToken"}
+    paths = spec["paths"]
+    create = paths["/api/bookings"]["post"]
+    assert (create["security"], create["x-roles"]) == ([{"apiKey": []}], ["customer"])
+    depart = paths["/api/bookings/{ref_id}/depart"]["post"]
+    assert depart["x-roles"] == ["operator", "admin"]
+    assert paths["/api/admin/locks"]["get"]["security"] == [{"adminToken": []}]
+    assert {} in paths["/api/bookings/{ref_id}"]["get"]["security"]  # public tracking
+    assert "401" in create["responses"] and "403" in create["responses"]
+
+
+def test_without_required_keys_a_keyless_caller_books_but_never_administers(settings, services):
+    from core.services import connect_services
+    from core.settings import load_settings
+    from ingress import create_app
+
+    keyless = load_settings({}, **{**settings.__dict__, "REQUIRE_API_KEYS": False})
+    open_app = create_app(keyless, services=connect_services(keyless))
+    c = open_app.test_client()
+    r = c.post("/api/bookings", json=booking_body())
+    assert r.status_code == 202
+    assert services.db.jobs.find_one({"_id": r.get_json()["job_id"]})["customer_id"] is None
+    assert c.get(r.headers["Location"]).status_code == 200
+    assert c.get("/api/bookings?limit=1").status_code == 200
+    assert c.get("/api/admin/locks").status_code == 401
+    assert c.get("/api/bookings?limit=1", headers=BAD_KEY).status_code == 401
+    paths = c.get("/api/openapi.json").get_json()["paths"]
+    assert {} in paths["/api/bookings"]["post"]["security"]
+    assert {} not in paths["/api/admin/locks"]["get"]["security"]

@@ -63,7 +63,7 @@ def test_broker_down_answers_503_and_records_no_job(settings, services):
     assert services.db.jobs.estimated_document_count() == before
 
 
-def test_mongo_down_answers_503_not_500(settings):
+def test_mongo_down_answers_503_not_500(settings, services):
     app = app_with(
         settings,
         MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}/x?retryWrites=false",

@@ -13,7 +13,7 @@ from tools.processes import free_port
 
 
 @pytest.fixture
-def isolated(settings):
+def isolated(settings, services):
     """An app whose metrics live in a Redis database of their own (14, flushed)."""
     from ingress import create_app
 
@@ -133,3 +133,11 @@ def test_worker_task_metrics_are_aggregated(live_server, services):
     assert tasks["create"]["count"] >= 1
     assert tasks["create"]["run_ms"]["p50"] > 0
     assert tasks["create"]["queue_wait_ms"]["p50"] is not None
+
+
+def test_key_lookups_stay_out_of_the_overall_hit_rate():
+    kinds = {
+        "routes": {"hits": 10, "misses": 30},
+        "users": {"hits": 10_000, "misses": 1},
+    }
+    assert metrics.overall_hit_rate(kinds) == (0.25, 40)
