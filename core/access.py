@@ -27,6 +27,19 @@ JOBS = "jobs"  # read the jobs one submitted
 READ_ALL = "read_all"  # every booking in full, every job
 ADMINISTER = "administer"  # everything under /api/admin
 
+# What each permission lets one do, for the problems that refuse it.
+DOING = {
+    BOOK: "create bookings",
+    CANCEL: "cancel bookings",
+    HANDLE: "depart, arrive or deliver bookings",
+    BULK_STATUS: "apply bulk status updates",
+    LIST: "list bookings",
+    JOBS: "read jobs",
+    READ_ALL: "read every booking",
+    ADMINISTER: "use /api/admin",
+}
+CREDENTIAL = {CUSTOMER: "a customer's key", OPERATOR: "an operator's key", ADMIN: "the admin token"}
+
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     ANONYMOUS: frozenset(),
     CUSTOMER: frozenset({BOOK, CANCEL, LIST, JOBS}),
@@ -72,9 +85,11 @@ def authorize(principal: Principal, permission: str) -> None:
     """401 if a caller without credentials lacks `permission`, 403 if a known one does."""
     if permission in principal.permissions:
         return
+    needed = " or ".join(CREDENTIAL[role] for role in holders(permission))
     if not principal.authenticated:
-        raise Unauthorized("Send Authorization: Bearer <API key>.")
-    raise Forbidden(f"The {principal.role} role may not do this.")
+        raise Unauthorized(f"To {DOING[permission]}, send Authorization: Bearer with {needed}.")
+    refused = f"{CREDENTIAL[principal.role]} may not {DOING[permission]}: that takes {needed}."
+    raise Forbidden(refused[0].upper() + refused[1:])
 
 
 def owns(principal: Principal, record: dict[str, Any]) -> bool:
