@@ -41,8 +41,9 @@ IDS: dict[str, str] = {}  # their customer_ids: "customer", "other_customer", "o
 
 
 def _redis_test_url() -> str:
+    """Database 15 of REDIS_URL's server, or TEST_REDIS_DB's (two suites at once)."""
     parsed = urlparse(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    return urlunparse(parsed._replace(path="/15"))
+    return urlunparse(parsed._replace(path="/" + os.environ.get("TEST_REDIS_DB", "15")))
 
 
 @pytest.fixture(scope="session")
