@@ -27,7 +27,10 @@ from core.clock import to_iso
 
 log = logging.getLogger(__name__)
 
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+# Every Redis error, not only an unreachable server: a Redis that answers
+# MISCONF (cannot persist), OOM (maxmemory reached) or READONLY raises a
+# ResponseError, and a best-effort path must fall through on those as well.
+REDIS_ERRORS = (redis.RedisError,)
 
 # -- key names (all of them) ---------------------------------------------------
 
@@ -129,6 +132,26 @@ redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
 """
 
+# Increments ARGV[1] in the sorted set KEYS[1], which never holds more than
+# ARGV[2] members: a member not yet counted, when the set is full, replaces the
+# lowest and inherits its count plus one (the "space-saving" algorithm of
+# Metwally et al.). Trimming by rank instead would evict each newcomer at
+# once; this way every member counted more than total/capacity times is kept,
+# with an overestimate of at most the count it inherited.
+_COUNT_BOUNDED = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return redis.call('ZINCRBY', KEYS[1], 1, ARGV[1])
+end
+local capacity = tonumber(ARGV[2])
+local inherited = 0
+if redis.call('ZCARD', KEYS[1]) >= capacity then
+  -- keep the capacity - 1 highest (a set over capacity shrinks back too)
+  inherited = tonumber(redis.call('ZRANGE', KEYS[1], -capacity, -capacity, 'WITHSCORES')[2])
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -capacity)
+end
+return redis.call('ZADD', KEYS[1], inherited + 1, ARGV[1])
+"""
+
 
 class Cache:
     """JSON values in Redis, with hit/miss counters per kind."""
@@ -136,14 +159,22 @@ class Cache:
     def __init__(self, client: redis.Redis):
         self.redis = client
         self._set_if_not_older = client.register_script(_SET_IF_NOT_OLDER)
+        self._count_bounded = client.register_script(_COUNT_BOUNDED)
 
     # Counted as lookups (in the read's own round trip) and misses (on the miss
     # path, which goes to MongoDB anyway): a hit costs one round trip, not two.
+    # A Redis refusing writes (OOM, MISCONF) still serves reads: a failed
+    # counter is logged and the values are used.
     def _read(self, kind: str, *keys: str) -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
         pipe.mget(*keys)
         pipe.incr(stats_key(kind, LOOKUPS))
-        return pipe.execute()[0]
+        values, counted = pipe.execute(raise_on_error=False)
+        if isinstance(values, Exception):
+            raise values
+        if isinstance(counted, Exception):
+            log.warning("cache stats skipped: %s", counted)
+        return values
 
     def _count_miss(self, kind: str) -> None:
         try:
@@ -245,9 +276,10 @@ class Cache:
 
     # -- counters -------------------------------------------------------------------
 
-    def count(self, sorted_set: str, member: str) -> None:
+    def count(self, sorted_set: str, member: str, *, capacity: int) -> None:
+        """Count one occurrence of `member`, keeping at most `capacity` members."""
         try:
-            self.redis.zincrby(sorted_set, 1, member)
+            self._count_bounded(keys=[sorted_set], args=[member, capacity])
         except REDIS_ERRORS as exc:
             log.warning("counter skipped: %s", exc)
 

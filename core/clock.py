@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+
+# The calendar RadiantGo deals in: flights, searches and cursors outside it are
+# refused as bad input (far from datetime's own edges, where arithmetic overflows).
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2099, 12, 31)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
+
+
+def in_calendar(moment: datetime) -> bool:
+    return EARLIEST <= moment < LATEST
 
 
 def utcnow() -> datetime:
@@ -24,10 +34,3 @@ def to_iso(value: datetime | None) -> str | None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def from_iso(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ValueError("timestamp needs a UTC offset")
-    return value.astimezone(UTC)

@@ -39,6 +39,10 @@ class RadiantError(Exception):
         )
 
 
+class InternalError(RadiantError):
+    """An exception nobody raised on purpose (a bug, or data the code did not foresee)."""
+
+
 class ValidationFailed(RadiantError):
     """The request or job payload breaks a schema rule."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,22 +23,121 @@ WORKER_HEARTBEAT_INTERVAL = 5.0
 WORKER_ALIVE_WINDOW = 15.0
 
 
-def probe(check: Callable[[], Any]) -> dict[str, Any]:
-    """Run `check`; healthy with its latency, or unhealthy with the reason."""
+def probe(name: str, check: Callable[[], Any]) -> dict[str, Any]:
+    """Run `check`: healthy with its latency, or unhealthy (latency null).
+
+    The answer is public, so it says no more than that: the reason (an
+    exception's text can name hosts, users, paths) and any detail go to the log.
+    """
     started = time.perf_counter()
     try:
         detail = check()
     except Exception as exc:  # a probe reports every failure, whatever its type
-        log.warning("health probe failed: %s", exc)
-        return {
-            "status": UNHEALTHY,
-            "latency_ms": None,
-            "detail": f"{type(exc).__name__}: {exc}"[:200],
-        }
-    result = {"status": HEALTHY, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        log.warning("health probe %s failed: %s: %s", name, type(exc).__name__, exc)
+        return {"status": UNHEALTHY, "latency_ms": None}
     if detail:
-        result["detail"] = detail
-    return result
+        log.debug("health probe %s: %s", name, detail)
+    return {"status": HEALTHY, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+class ProbeCache:
+    """The last result of `run`, run again at most every `ttl` seconds per process.
+
+    Thread-safe (gunicorn gthread): one thread runs the probes while the
+    others wait for its result instead of probing too, so a burst of /health
+    calls costs one round of probes. `runs` counts the rounds.
+    """
+
+    def __init__(self, run: Callable[[], Any], *, ttl: float = 1.0, clock=time.monotonic):
+        self._run = run
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._result: Any = None
+        self._fresh_until = float("-inf")
+        self.runs = 0
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._clock() >= self._fresh_until:
+                self.runs += 1
+                self._result = self._run()
+                self._fresh_until = self._clock() + self._ttl
+            return self._result
+
+
+class BrokerPing:
+    """A round trip to the broker over one connection kept for the process.
+
+    `connect()` returns an unopened kombu connection. Each ping makes the
+    broker answer (a passive declare of the pre-declared `amq.direct`), so a
+    dead broker shows at once, unlike a pooled socket that looks alive until
+    its next write. A kept connection that fails (the broker restarted, or it
+    dropped us) is replaced by a fresh one, tried once before the ping fails;
+    a forked child opens its own. `opened` counts connections opened.
+    """
+
+    EXCHANGE = "amq.direct"  # AMQP 0-9-1: every broker declares it
+
+    def __init__(self, connect: Callable[[], Any], *, timeout_s: float):
+        self._connect = connect
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._pid: int | None = None
+        self.opened = 0
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                try:
+                    return self._round_trip(self._connection)
+                except Exception as exc:  # any failure: the kept connection is done for
+                    log.info("kept broker connection failed (%s); opening a new one", exc)
+            self._discard()
+            self._connection = self._open()
+            try:
+                self._round_trip(self._connection)
+            except Exception:
+                self._discard()
+                raise
+
+    def close(self) -> None:
+        """Close the kept connection (politely, while the broker answers)."""
+        with self._lock:
+            connection, self._connection = self._connection, None
+            if connection is not None and self._pid == os.getpid():
+                connection.release()
+
+    def _open(self) -> Any:
+        self.opened += 1
+        self._pid = os.getpid()
+        connection = self._connect()
+        try:
+            connection.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0.1, timeout=self._timeout_s
+            )
+        except Exception:
+            self._collect(connection)
+            raise
+        return connection
+
+    def _round_trip(self, connection: Any) -> None:
+        connection.default_channel.exchange_declare(self.EXCHANGE, "direct", passive=True)
+
+    def _discard(self) -> None:
+        connection, self._connection = self._connection, None
+        # One inherited over fork shares its socket with the parent: dropped, not closed.
+        if connection is not None and self._pid == os.getpid():
+            self._collect(connection)
+
+    @staticmethod
+    def _collect(connection: Any) -> None:
+        # Frees the socket without the closing handshake a dead broker never answers.
+        try:
+            connection.collect()
+        except Exception as exc:  # a half-dead connection may fail in any way
+            log.debug("dropping the broker probe's connection: %s", exc)
 
 
 def ping_mongo(db: Database, timeout_s: float = 1.0) -> Callable[[], None]:

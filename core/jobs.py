@@ -48,10 +48,10 @@ def request_fingerprint(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def scoped_key(scope: str, idempotency_key: str) -> str:
-    """An Idempotency-Key as claimed: within its caller's scope (core.access.Principal.scope),
-    so two callers sending the same key never share a job or squat each other's keys."""
-    return f"{scope}:{idempotency_key}"
+def scoped_key(client: str, endpoint: str, idempotency_key: str) -> str:
+    """An Idempotency-Key as claimed: the client's own, for one endpoint, so two
+    clients sending the same key never share a job or squat each other's keys."""
+    return f"{client} {endpoint} {idempotency_key}"
 
 
 def record_job(
@@ -212,12 +212,14 @@ def finish_job(
 ) -> bool:
     """Record a job's outcome once; False if it was already finished.
 
-    `started_at` is for jobs that were never marked running."""
+    The outcome is made storable first (see storable): client text it echoes
+    must never keep a job from ending. `started_at` is for jobs that were
+    never marked running."""
     update: dict[str, Any] = {
         "state": FAILED if error is not None else SUCCEEDED,
         "finished_at": now,
-        "result": result,
-        "error": error,
+        "result": storable(result),
+        "error": storable(error),
     }
     if started_at is not None:
         update["started_at"] = started_at
@@ -225,6 +227,30 @@ def finish_job(
         {"_id": job_id, "state": {"$in": [QUEUED, RUNNING]}}, {"$set": update}
     )
     return outcome.modified_count == 1
+
+
+def storable(value: Any) -> Any:
+    """`value` as BSON can store it: text that is not valid Unicode (a lone
+    surrogate) backslash-escaped, keys made strings without NUL bytes.
+
+    A job's outcome echoes what clients sent: a bulk item's ref_id, unknown
+    field names and list indexes in a problem's errors. JSON lets all of those
+    through, and BSON refuses them (UnicodeEncodeError, InvalidDocument)."""
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        return {_text(str(k)).replace("\x00", "\\u0000"): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
+def _text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def set_progress(db: Database, job_id: str, progress: dict[str, int]) -> None:

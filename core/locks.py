@@ -47,8 +47,8 @@ def bulk_lock_key(operation: str, timestamp: int | str) -> str:
     return f"bulk:operation:{operation}:{timestamp}"
 
 
-METRICS_KEY = "metrics:locks"
-LATENCIES_KEY = "metrics:locks:acquire_ms"
+METRICS_KEY = "metrics:locks"  # hash, fixed fields (acquired, failed, errors, attempts, ...)
+LATENCIES_KEY = "metrics:locks:acquire_ms"  # list, trimmed to LATENCY_SAMPLES
 LATENCY_SAMPLES = 2000
 
 
@@ -147,7 +147,7 @@ class LockManager:
                     pipe.lpush(LATENCIES_KEY, round(waited_ms, 3))
                     pipe.ltrim(LATENCIES_KEY, 0, LATENCY_SAMPLES - 1)
             pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:  # OOM or MISCONF too: metrics are best-effort
             log.warning("lock metrics not recorded: %s", exc)
 
 

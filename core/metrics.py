@@ -24,10 +24,13 @@ QUEUE_DEPTH_HISTORY = 40  # samples kept per queue
 SAMPLES = 1000  # latency samples kept per endpoint / task type
 RPS_WINDOW_S = 60
 
+# Every key here is bounded, whatever the traffic: hashes have fields from fixed
+# sets (endpoint_name(), registered task types, customers), lists are trimmed,
+# and the per-second counters expire.
 REQUESTS = (
     "metrics:requests"  # hash: "<endpoint>|count", "<endpoint>|ms", "<endpoint>|status|<code>"
 )
-TASKS = "metrics:tasks"  # hash: "<type>|count", "<type>|failed"
+TASKS = "metrics:tasks"  # hash: "<type>|count", "<type>|failed" (registered task names)
 # hash: "<customer_id>|count", "<customer_id>|errors" (4xx and 5xx): as many
 # fields as customers, whom only the admin creates.
 CUSTOMER_REQUESTS = "metrics:customers"
@@ -41,6 +44,19 @@ ERROR_RATE_LIMIT = 0.01
 MEMORY_LIMIT = 0.80
 GROWING_SAMPLES = 4  # consecutive rising queue-depth samples that mean "falling behind"
 MIN_SAMPLE = 20  # below this many observations a rate says nothing
+
+
+# Request metric names come from a fixed set, so no request can add a hash
+# field or a latency list: "<method> <url rule>" for a known method on a matched
+# rule, OTHER_ENDPOINT for everything else (made-up methods, unmatched paths).
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+OTHER_ENDPOINT = "(other)"
+
+
+def endpoint_name(method: str, rule: str | None) -> str:
+    if rule is None or method not in KNOWN_METHODS:
+        return OTHER_ENDPOINT
+    return f"{method} {rule}"
 
 
 def queue_depth_key(queue: str) -> str:

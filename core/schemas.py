@@ -12,10 +12,15 @@ import re
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from core.access import KEY_ROLES
-from core.clock import to_iso
+from core.bookings import CURSOR_PATTERN
+from core.clock import EARLIEST_DAY, LATEST_DAY, in_calendar, to_iso
 from core.ids import CUSTOMER_ID_PATTERN, REF_ID_PATTERN
 
 IATA_PATTERN = re.compile(r"^[A-Za-z]{3}$")
+# The rules that tie two fields together, which JSON Schema cannot state: each
+# schema that has one says it in its description, and a 400 names it.
+DIFFERENT_ENDS = "Must differ from origin."
+ARRIVES_AFTER = "Must be after departure_ts."
 BOOKING_STATUSES = ("BOOKED", "DEPARTED", "ARRIVED", "DELIVERED", "CANCELLED")
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 
@@ -23,30 +28,44 @@ JOB_STATES = ("queued", "running", "succeeded", "failed")
 # -- fields -------------------------------------------------------------------
 
 
-class IataCode(fields.String):
-    """Three letters, any case in, upper case out."""
+class Patterned(fields.String):
+    """A string that must match `pattern` whole; the OpenAPI document states it too."""
 
-    default_error_messages = {"iata": "Must be a three-letter IATA code."}
+    pattern: re.Pattern
+    default_error_messages = {"pattern": "Invalid value."}
+
+    def __init__(self, **kwargs):
+        metadata = {"pattern": self.pattern.pattern, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
-        if not IATA_PATTERN.match(text):
-            raise self.make_error("iata")
-        return text.upper()
+        if not self.pattern.fullmatch(text):
+            raise self.make_error("pattern")
+        return text
 
 
-class Text(fields.String):
+class IataCode(Patterned):
+    """Three letters, any case in, upper case out."""
+
+    pattern = IATA_PATTERN
+    default_error_messages = {"pattern": "Must be a three-letter IATA code."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).upper()
+
+
+class Text(Patterned):
     """A string without control characters (a NUL byte is never a name)."""
 
+    pattern = re.compile(r"^[^\x00-\x08\x0b-\x1f\x7f]*$")  # tab and newline allowed
     default_error_messages = {
-        "control": "Must not contain control characters.",
+        "pattern": "Must not contain control characters.",
         "encoding": "Must be valid Unicode text.",
     }
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
-        if any((ord(ch) < 32 and ch not in "\t\n") or ord(ch) == 127 for ch in text):
-            raise self.make_error("control")
         try:
             text.encode("utf-8")  # a lone surrogate ("\ud800") parses as JSON but cannot be stored
         except UnicodeEncodeError:
@@ -80,6 +99,50 @@ class StrictNumber(fields.Float):
         return result
 
 
+# The calendar's years (core.clock), as OpenAPI can say it of a date string.
+CALENDAR_PATTERN = r"^20[0-9]{2}-"
+CALENDAR_TEXT = f"between {EARLIEST_DAY} and {LATEST_DAY}"
+
+
+class CalendarDate(fields.Date):
+    """A date in RadiantGo's calendar (core.clock): a search far outside it is a 400."""
+
+    default_error_messages = {"calendar": f"Must be a date {CALENDAR_TEXT}."}
+
+    def __init__(self, **kwargs):
+        metadata = {
+            "pattern": CALENDAR_PATTERN + "[0-9]{2}-[0-9]{2}$",
+            **kwargs.pop("metadata", {}),
+        }
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        day = super()._deserialize(value, attr, data, **kwargs)
+        if not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise self.make_error("calendar")
+        return day
+
+
+class CalendarDateTime(fields.AwareDateTime):
+    """A moment with a UTC offset, in RadiantGo's calendar once in UTC."""
+
+    default_error_messages = {"calendar": f"Must be a time {CALENDAR_TEXT} (UTC)."}
+
+    def __init__(self, **kwargs):
+        metadata = {"pattern": CALENDAR_PATTERN, **kwargs.pop("metadata", {})}
+        super().__init__(format="iso", metadata=metadata, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            moment = super()._deserialize(value, attr, data, **kwargs)
+            inside = in_calendar(moment)
+        except OverflowError:  # an offset that pushes it past datetime's own edge
+            inside = False
+        if not inside:
+            raise self.make_error("calendar")
+        return moment
+
+
 class UtcDateTime(fields.DateTime):
     """Serialized as ISO 8601 UTC with a `Z`."""
 
@@ -90,24 +153,35 @@ class UtcDateTime(fields.DateTime):
 # -- input --------------------------------------------------------------------
 
 
+# A flight's id: its number (upper case) and its UTC departure day (core.flights.flight_id).
+FLIGHT_ID_PATTERN = re.compile(r"^[A-Z0-9]{2}[A-Z]?[0-9]{1,4}[A-Z]?-[0-9]{8}$")
+
+
 class BookingCreateSchema(Schema):
     class Meta:
         unknown = RAISE
 
     origin = IataCode(required=True, metadata={"example": "DEL"})
-    destination = IataCode(required=True, metadata={"example": "BLR"})
+    destination = IataCode(
+        required=True, metadata={"example": "BLR", "description": "Differs from origin"}
+    )
     pieces = StrictInteger(required=True, validate=validate.Range(1, 1000), metadata={"example": 5})
     weight_kg = StrictNumber(
         required=True,
         validate=validate.Range(0, 10000, min_inclusive=False),
-        metadata={"example": 125.5},
+        metadata={"example": 125.5, "exclusiveMinimum": True},
     )
     customer_name = Text(validate=validate.Length(1, 100), metadata={"example": "Acme Corp"})
     customer_email = fields.Email(
         validate=validate.Length(max=254), metadata={"example": "shipping@acme.com"}
     )
     flight_ids = fields.List(
-        fields.String(validate=validate.Length(1, 40)),
+        fields.String(
+            validate=validate.Regexp(
+                FLIGHT_ID_PATTERN, error="Not a flight id such as RG0001-20261128."
+            ),
+            metadata={"pattern": FLIGHT_ID_PATTERN.pattern},
+        ),
         validate=validate.Length(1, 2),
         metadata={
             "description": "The route booked: 1 flight, or 2 via a third airport",
@@ -118,22 +192,20 @@ class BookingCreateSchema(Schema):
     @validates_schema
     def _route_differs(self, data, **kwargs):
         if data.get("origin") and data.get("origin") == data.get("destination"):
-            raise ValidationError("Must differ from origin.", "destination")
+            raise ValidationError(DIFFERENT_ENDS, "destination")
 
 
 FLIGHT_NUMBER_PATTERN = re.compile(r"^[A-Za-z0-9]{2}[A-Za-z]?[0-9]{1,4}[A-Za-z]?$")
 
 
-class FlightNumber(fields.String):
+class FlightNumber(Patterned):
     """An airline designator and a number, such as RG001; upper case out."""
 
-    default_error_messages = {"flight": "Must be a flight number such as RG001."}
+    pattern = FLIGHT_NUMBER_PATTERN
+    default_error_messages = {"pattern": "Must be a flight number such as RG001."}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if not FLIGHT_NUMBER_PATTERN.match(text):
-            raise self.make_error("flight")
-        return text.upper()
+        return super()._deserialize(value, attr, data, **kwargs).upper()
 
 
 class TransitionSchema(Schema):
@@ -165,21 +237,25 @@ class FlightSchema(Schema):
         required=True, validate=validate.Length(1, 100), metadata={"example": "RadiantGo Airlines"}
     )
     origin = IataCode(required=True, metadata={"example": "NYC"})
-    destination = IataCode(required=True, metadata={"example": "LAX"})
-    departure_ts = fields.AwareDateTime(
-        required=True, format="iso", metadata={"example": "2025-01-20T10:00:00Z"}
+    destination = IataCode(
+        required=True, metadata={"example": "LAX", "description": "Differs from origin"}
     )
-    arrival_ts = fields.AwareDateTime(
-        required=True, format="iso", metadata={"example": "2025-01-20T16:00:00Z"}
+    departure_ts = CalendarDateTime(required=True, metadata={"example": "2025-01-20T10:00:00Z"})
+    arrival_ts = CalendarDateTime(
+        required=True,
+        metadata={
+            "example": "2025-01-20T16:00:00Z",
+            "description": f"After departure_ts, at most {MAX_FLIGHT_DURATION_H} h later",
+        },
     )
 
     @validates_schema
     def _consistent(self, data, **kwargs):
         if data["origin"] == data["destination"]:
-            raise ValidationError("Must differ from origin.", "destination")
+            raise ValidationError(DIFFERENT_ENDS, "destination")
         duration = data["arrival_ts"] - data["departure_ts"]
         if duration.total_seconds() <= 0:
-            raise ValidationError("Must be after departure_ts.", "arrival_ts")
+            raise ValidationError(ARRIVES_AFTER, "arrival_ts")
         if duration.total_seconds() > MAX_FLIGHT_DURATION_H * 3600:
             raise ValidationError(
                 f"A flight lasts at most {MAX_FLIGHT_DURATION_H} h.", "arrival_ts"
@@ -205,7 +281,7 @@ class BulkBookingsSchema(Schema):
     customer_id = customer_id_field("The customer who will own every booking (default: none)")
 
     bookings = fields.List(
-        fields.Raw(),
+        fields.Raw(allow_none=True),
         required=True,
         validate=validate.Length(min=1),
         metadata={"description": "Bookings shaped like POST /api/bookings"},
@@ -236,7 +312,7 @@ class BulkStatusSchema(Schema):
         unknown = RAISE
 
     updates = fields.List(
-        fields.Raw(),
+        fields.Raw(allow_none=True),
         required=True,
         validate=validate.Length(min=1),
         metadata={"description": "Items shaped like BulkStatusItemSchema"},
@@ -251,7 +327,7 @@ class FlightImportSchema(Schema):
         unknown = RAISE
 
     flights = fields.List(
-        fields.Raw(),
+        fields.Raw(allow_none=True),
         required=True,
         validate=validate.Length(min=1),
         metadata={"description": "Flights shaped like FlightSchema"},
@@ -263,18 +339,25 @@ class RouteQuerySchema(Schema):
         unknown = RAISE
 
     origin = IataCode(required=True, metadata={"example": "DEL"})
-    destination = IataCode(required=True, metadata={"example": "BLR"})
-    date = fields.Date(required=True, metadata={"example": "2026-11-28"})
+    destination = IataCode(
+        required=True, metadata={"example": "BLR", "description": "Differs from origin"}
+    )
+    date = CalendarDate(required=True, metadata={"example": "2026-11-28"})
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 
     @validates_schema
     def _route_differs(self, data, **kwargs):
         if data.get("origin") and data.get("origin") == data.get("destination"):
-            raise ValidationError("Must differ from origin.", "destination")
+            raise ValidationError(DIFFERENT_ENDS, "destination")
 
 
 class FlightListQuerySchema(RouteQuerySchema):
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+
+
+class BookingCursor(Patterned):
+    pattern = CURSOR_PATTERN
+    default_error_messages = {"pattern": "Invalid cursor."}
 
 
 class BookingListQuerySchema(Schema):
@@ -285,7 +368,7 @@ class BookingListQuerySchema(Schema):
     origin = IataCode()
     destination = IataCode()
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    cursor = fields.String(validate=validate.Length(1, 200))
+    cursor = BookingCursor(metadata={"description": "`next_cursor` of the page before"})
 
 
 class CustomerCreateSchema(Schema):
@@ -461,6 +544,12 @@ class BookingPageSchema(Schema):
     next_cursor = fields.String(allow_none=True)
 
 
+class ProgressSchema(Schema):
+    total = fields.Integer()
+    done = fields.Integer()
+    failed = fields.Integer()
+
+
 class JobSchema(Schema):
     job_id = fields.String()
     type = fields.String(metadata={"example": "booking.create"})
@@ -471,12 +560,14 @@ class JobSchema(Schema):
     result = fields.Dict(allow_none=True)
     error = fields.Nested(ProblemSchema, allow_none=True)
     links = fields.Nested(LinksSchema)
+    progress = fields.Nested(
+        ProgressSchema, metadata={"description": "Bulk jobs: items so far, while running"}
+    )
 
 
 class ServiceHealthSchema(Schema):
     status = fields.String(validate=validate.OneOf(("healthy", "unhealthy")))
     latency_ms = fields.Float(allow_none=True)
-    detail = fields.String()
 
 
 class HealthMetricsSchema(Schema):

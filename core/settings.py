@@ -68,6 +68,9 @@ class Settings:
     RATE_LIMIT_ROUTES: int = _setting(30, check=_positive)
     RATE_LIMIT_ADMIN: int = _setting(10, check=_positive)
     RATE_LIMIT_BULK: int = _setting(5, check=_positive)
+    # Job polls per client per minute: generous (a client polling a few jobs a
+    # second stays under it), but a bound on what waiting clients can cost.
+    RATE_LIMIT_JOBS: int = _setting(600, check=_positive)
     # Peers whose X-Forwarded-For is believed (comma-separated IPs or CIDRs):
     # nginx in compose. Empty: the TCP peer is the client.
     TRUSTED_PROXIES: str = _setting("")
@@ -75,6 +78,9 @@ class Settings:
     # Admin API bearer token. Empty means every /api/admin request is refused;
     # `make run` generates one.
     ADMIN_TOKEN: str = _setting("")
+    # Bearer token for GET /metrics (a Prometheus scraper's). Empty: the admin
+    # token; read it as `metrics_token`. The admin token opens /metrics either way.
+    METRICS_TOKEN: str = _setting("")
     # Customers' and operators' API keys (Authorization: Bearer <key>). False
     # lets callers without a key do everything but /api/admin, on bookings
     # that belong to no customer: for anonymous local experiments only.
@@ -104,8 +110,15 @@ class Settings:
 
     # Jobs and HTTP.
     JOB_TTL_DAYS: int = _setting(7, check=_positive)
+    # Retries of a job whose backing service is down, with backoff 0.5 s
+    # doubling up to 30 s: 12 is ~3.5 minutes before the job fails.
+    TASK_MAX_RETRIES: int = _setting(12, check=_non_negative)
     IDEMPOTENCY_TTL_HOURS: int = _setting(24, check=_positive)
     MAX_WAIT_SECONDS: int = _setting(10, check=_positive)
+    # Requests per ingress process that may hold a thread with `Prefer: wait`;
+    # beyond them a request is answered at once (202 and Retry-After), so
+    # waiters never take every thread (it must stay below WEB_THREADS).
+    MAX_WAITERS: int = _setting(16, check=_positive)
     MAX_CONTENT_LENGTH: int = _setting(1_048_576, check=_positive)
     LOG_LEVEL: str = _setting("INFO")
     LOG_FORMAT: str = _setting("console", check=lambda v: v in ("console", "json"))
@@ -129,6 +142,11 @@ class Settings:
     def embedded_mongo(self) -> bool:
         """True when no MONGODB_URI was given and `make run` owns the database."""
         return self.MONGODB_URI == Settings.MONGODB_URI
+
+    @property
+    def metrics_token(self) -> str:
+        """The token GET /metrics takes: METRICS_TOKEN, or ADMIN_TOKEN when that is unset."""
+        return self.METRICS_TOKEN or self.ADMIN_TOKEN
 
 
 def _convert(name: str, kind: type, raw: str) -> Any:
@@ -173,6 +191,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     settings = Settings(**values)
     if settings.DB_POOL_MIN > settings.DB_POOL_SIZE:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_SIZE")
+    if settings.MAX_WAITERS >= settings.WEB_THREADS:
+        raise SettingsError(
+            "MAX_WAITERS must stay below WEB_THREADS (waiters would take every thread)"
+        )
     return settings
 
 

@@ -27,13 +27,20 @@ FALLBACK_POLL_S = 0.5
 def notify_job_finished(client: redis.Redis, job_id: str) -> None:
     try:
         client.publish(JOB_FINISHED_CHANNEL, job_id)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except redis.RedisError as exc:  # MISCONF, OOM, READONLY too: the notice is best-effort
         log.warning("job-finished notice not sent (waiters fall back to polling): %s", exc)
 
 
+class WaitersBusy(Exception):
+    """Every waiting slot of this process is taken: answer without waiting."""
+
+
 class JobWaiter:
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, max_waiters: int):
         self._redis = client
+        # A waiter holds a web thread; the cap keeps some for everyone else.
+        self._slots = threading.BoundedSemaphore(max_waiters)
+        self.in_use = 0  # requests waiting now (read by tests and operators)
         self._waiters: dict[str, set[threading.Event]] = defaultdict(set)
         self._lock = threading.Lock()
         self._listener: threading.Thread | None = None
@@ -68,7 +75,23 @@ class JobWaiter:
     def wait(
         self, job_id: str, timeout: float, load: Callable[[], dict[str, Any] | None]
     ) -> dict[str, Any] | None:
-        """Return the job once finished, or as it stands after `timeout` seconds."""
+        """Return the job once finished, or as it stands after `timeout` seconds.
+
+        Raises WaitersBusy at once when max_waiters requests already wait here."""
+        if not self._slots.acquire(blocking=False):
+            raise WaitersBusy
+        with self._lock:
+            self.in_use += 1
+        try:
+            return self._wait(job_id, timeout, load)
+        finally:
+            with self._lock:
+                self.in_use -= 1
+            self._slots.release()
+
+    def _wait(
+        self, job_id: str, timeout: float, load: Callable[[], dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
         self._start_listener()
         event = threading.Event()
         with self._lock:

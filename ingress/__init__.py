@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     svc = services or connect_services(settings)
     app.extensions["radiantgo"] = svc
     app.extensions["celery"] = create_celery_app(settings)
-    app.extensions["job_waiter"] = JobWaiter(svc.redis)
+    app.extensions["job_waiter"] = JobWaiter(svc.redis, settings.MAX_WAITERS)
     app.extensions["indexes_ready"] = _ensure_indexes(svc)
     app.extensions["indexes_tried_at"] = time.monotonic()
 
@@ -119,13 +119,13 @@ def _install_request_hooks(app: Flask, svc: Services) -> None:
     def finish(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        rule = request.url_rule.rule if request.url_rule else "(unmatched)"
+        rule = request.url_rule.rule if request.url_rule else None
         principal = g.get("principal")
         customer = principal.customer_id if isinstance(principal, Principal) else None
         try:
             metrics.record_request(
                 svc.redis,
-                f"{request.method} {rule}",
+                metrics.endpoint_name(request.method, rule),
                 response.status_code,
                 elapsed_ms,
                 time.time(),

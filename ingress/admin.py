@@ -11,7 +11,7 @@ from flask.views import MethodView
 
 from core import access, customers, locks, queues
 from core.clock import utcnow
-from core.errors import PayloadTooLarge, Unprocessable
+from core.errors import NotFound, PayloadTooLarge
 from core.schemas import (
     BulkBookingsSchema,
     BulkStatusSchema,
@@ -79,7 +79,7 @@ class BookingImport(MethodView):
         success=True,
         description="Accepted: the job shows progress, then per-item results.",
     )
-    @blp.problems(400, 413, 415, 422, 429, 503)
+    @blp.problems(400, 404, 413, 415, 422, 429, 503)
     def post(self, data):
         """Create up to BULK_BOOKING_LIMIT bookings, each valid or not on its own,
         owned by `customer_id` if given."""
@@ -87,10 +87,8 @@ class BookingImport(MethodView):
         check_bulk_size(data["bookings"], svc.settings.BULK_BOOKING_LIMIT, "bookings")
         owner = data.get("customer_id")
         if owner is not None and not customers.is_active_customer(svc.db, owner):
-            raise Unprocessable(
-                f"No active customer {owner!r} to own these bookings.",
-                errors={"customer_id": ["Not an active customer."]},
-            )
+            # 404, as for any resource named that does not exist (or is no customer's).
+            raise NotFound(f"No active customer {owner!r} to own these bookings.")
         return submit_job(queues.BULK_CREATE_BOOKINGS, data, {}, bulk=True)
 
 

@@ -19,11 +19,21 @@ from core.schemas import (
     TransitionSchema,
 )
 from ingress.context import services
-from ingress.docs import Blueprint
+from ingress.docs import Blueprint, link, links
 from ingress.security import current_principal
 from ingress.submit import submit_job
 
 blp = Blueprint("bookings", __name__, url_prefix="/api/bookings", description="Cargo bookings")
+
+JOB_LINK = link("/api/jobs/{job_id}", "get", job_id="$response.body#/job_id")
+BOOKING_LINKS = {
+    "job": JOB_LINK,
+    "booking": link("/api/bookings/{ref_id}", "get", ref_id="$response.body#/ref_id"),
+    **{
+        action: link(f"/api/bookings/{{ref_id}}/{action}", "post", ref_id="$response.body#/ref_id")
+        for action in ACTIONS
+    },
+}
 
 
 def booking_links(ref_id: str) -> dict[str, str]:
@@ -33,6 +43,7 @@ def booking_links(ref_id: str) -> dict[str, str]:
 @blp.route("")
 class Bookings(MethodView):
     @blp.requires(access.BOOK)
+    @links(202, **BOOKING_LINKS)
     @blp.arguments(BookingCreateSchema)
     @blp.alt_response(
         202,
@@ -132,6 +143,7 @@ def _transition_view(action: str, schema):
     target = ACTIONS[action]
 
     @blp.requires(access.CANCEL if target == CANCELLED else access.HANDLE)
+    @links(202, job=JOB_LINK)
     @blp.arguments(schema)
     @blp.alt_response(
         202,

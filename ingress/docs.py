@@ -16,6 +16,7 @@ SWAGGER_ASSETS = "/api/docs/assets/"
 
 # OpenAPI security schemes: both are bearer tokens, told apart by who issues them.
 API_KEY, ADMIN_TOKEN = "apiKey", "adminToken"
+METRICS_TOKEN = "metricsToken"  # noqa: S105 (a scheme name) GET /metrics: a scraper's token
 SECURITY_SCHEMES = {
     API_KEY: {
         "type": "http",
@@ -27,10 +28,27 @@ SECURITY_SCHEMES = {
         "scheme": "bearer",
         "description": "The admin token (the ADMIN_TOKEN setting).",
     },
+    METRICS_TOKEN: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The metrics token (METRICS_TOKEN; the admin token when unset).",
+    },
 }
 ROLES_EXTENSION = "x-roles"
 # Anyone may call; a key or the admin token may change the answer (or the rate budget).
 OPTIONAL_CREDENTIALS = [{}, {API_KEY: []}, {ADMIN_TOKEN: []}]
+
+
+def link(path: str, method: str, **parameters: str) -> dict:
+    """An OpenAPI link to the operation `method` `path`, its parameters taken
+    from this response (e.g. job_id="$response.body#/job_id")."""
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    return {"operationRef": f"#/paths/{pointer}/{method}", "parameters": parameters}
+
+
+def links(status: int, **named: dict):
+    """Document the links of response `status` (clients and schemathesis follow them)."""
+    return Blueprint.doc(responses={status: {"links": named}})
 
 
 def document_guest_access(spec) -> None:

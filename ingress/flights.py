@@ -15,7 +15,7 @@ from core.schemas import (
     RouteSearchSchema,
 )
 from ingress.context import services
-from ingress.docs import Blueprint
+from ingress.docs import Blueprint, link, links
 
 blp = Blueprint("flights", __name__, url_prefix="/api", description="Flights and route search")
 
@@ -43,6 +43,12 @@ class Flight(MethodView):
 @blp.route("/flights")
 class Flights(MethodView):
     @blp.optional_credentials
+    @links(
+        200,
+        first=link(
+            "/api/flights/{flight_id}", "get", flight_id="$response.body#/items/0/flight_id"
+        ),
+    )
     @blp.arguments(FlightListQuerySchema, location="query", as_kwargs=True)
     @blp.alt_response(200, schema=FlightListSchema, success=True)
     @blp.problems(400)

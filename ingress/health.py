@@ -1,32 +1,75 @@
-"""/health: can this ingress do its job right now?"""
+"""/health: can this ingress do its job right now?
+
+Public and cheap: each service's status and latency (the reasons go to the
+log), and the spec's `metrics` block (totals and averages, nothing per customer).
+Each process probes at most once per PROBE_TTL_S, over connections it keeps
+(the broker's included), however many callers ask.
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 
+from flask import current_app
 from flask.views import MethodView
 
 from core import health, metrics
+from core.cache import REDIS_ERRORS
 from core.schemas import HealthSchema
-from ingress.context import publisher, services
+from core.services import Services
 from ingress.docs import Blueprint
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Service health")
 # Without MongoDB nothing can be read or recorded; without RabbitMQ nothing
 # can be accepted. Redis or the workers being down only degrades service.
 CRITICAL = ("mongodb", "rabbitmq")
+# How long one round of probes answers /health (seconds).
+PROBE_TTL_S = 1.0
+# app.extensions keys: the cached probe rounds and the broker probe.
+PROBES, BROKER_PING = "health_probes", "health_broker_ping"
 
 
-def ping_broker() -> None:
-    # A fresh connection, not a pooled one: a pooled socket can look alive
-    # until its next write after the broker died.
-    with publisher().connection_for_write() as connection:
-        connection.ensure_connection(
-            max_retries=1,
-            interval_start=0,
-            interval_step=0.1,
-            timeout=services().settings.BROKER_TIMEOUT_S,
-        )
+def check_all(svc: Services, ping_broker: health.BrokerPing) -> tuple[dict, int]:
+    """One round of probes: the /health body and its status code."""
+    checks = {
+        "mongodb": health.probe("mongodb", health.ping_mongo(svc.db)),
+        "redis": health.probe("redis", health.ping_redis(svc.redis)),
+        "rabbitmq": health.probe("rabbitmq", ping_broker),
+        "workers": health.probe("workers", health.count_workers(svc.redis)),
+    }
+    status = health.overall_status(checks, CRITICAL)
+    body = {"status": status, "services": checks}
+    if checks["redis"]["status"] == health.HEALTHY:
+        try:
+            body["metrics"] = metrics.health_summary(svc.redis, svc.cache.hit_stats(), time.time())
+        except REDIS_ERRORS as exc:  # Redis went away since its probe: no figures this time
+            log.warning("health metrics not read: %s", exc)
+    return body, 503 if status == health.UNHEALTHY else 200
+
+
+@blp.record_once
+def _install_probes(state) -> None:
+    """Per app (so per process): a broker connection for the probe, opened on first
+    use (after gunicorn forks), and the cache of probe rounds."""
+    app = state.app
+    svc, celery = app.extensions["radiantgo"], app.extensions["celery"]
+    timeout = svc.settings.BROKER_TIMEOUT_S
+    ping_broker = health.BrokerPing(
+        # No heartbeats (nobody would send them between probes); socket
+        # timeouts bound a round trip to a broker that stopped answering.
+        lambda: celery.connection_for_write(
+            heartbeat=0, transport_options={"read_timeout": timeout, "write_timeout": timeout}
+        ),
+        timeout_s=timeout,
+    )
+    app.extensions[BROKER_PING] = ping_broker
+    app.extensions[PROBES] = health.ProbeCache(
+        functools.partial(check_all, svc, ping_broker), ttl=PROBE_TTL_S
+    )
 
 
 @blp.route("")
@@ -34,16 +77,6 @@ class Health(MethodView):
     @blp.alt_response(200, schema=HealthSchema, success=True, description="Healthy or degraded")
     @blp.alt_response(503, schema=HealthSchema, description="MongoDB or RabbitMQ is down")
     def get(self):
-        """Status and latency of MongoDB, Redis, RabbitMQ and the workers."""
-        svc = services()
-        checks = {
-            "mongodb": health.probe(health.ping_mongo(svc.db)),
-            "redis": health.probe(health.ping_redis(svc.redis)),
-            "rabbitmq": health.probe(ping_broker),
-            "workers": health.probe(health.count_workers(svc.redis)),
-        }
-        status = health.overall_status(checks, CRITICAL)
-        body = {"status": status, "services": checks}
-        if checks["redis"]["status"] == health.HEALTHY:
-            body["metrics"] = metrics.health_summary(svc.redis, svc.cache.hit_stats(), time.time())
-        return body, 503 if status == health.UNHEALTHY else 200
+        """Status and latency of MongoDB, Redis, RabbitMQ and the workers (probed at most
+        once a second per process)."""
+        return current_app.extensions[PROBES].get()

@@ -1,19 +1,57 @@
-"""/metrics: every process's figures in Prometheus text format (scraped internally)."""
+"""/metrics: every process's figures in Prometheus text format, for a scraper
+holding the metrics token (METRICS_TOKEN, the admin token when unset)."""
 
 from __future__ import annotations
 
+import functools
+import hmac
 import time
 
-from flask import Response
+from flask import Response, request
 from flask.views import MethodView
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from core import locks, metrics
+from core import access, locks, metrics
+from core.errors import Forbidden, Unauthorized
+from core.settings import Settings
 from ingress.context import services
-from ingress.docs import Blueprint
+from ingress.docs import ADMIN_TOKEN, METRICS_TOKEN, ROLES_EXTENSION, Blueprint
+from ingress.security import current_principal
 
 blp = Blueprint("monitoring", __name__, url_prefix="", description="Monitoring")
+NEEDED = "the metrics token (METRICS_TOKEN, by default the admin token)"
+
+
+def opens_metrics(token: str, settings: Settings) -> bool:
+    """The metrics token or the admin token (who sees the same figures in
+    /api/admin/performance); compared in constant time, an unset one matches nothing."""
+    tokens = [t for t in (settings.metrics_token, settings.ADMIN_TOKEN) if t]
+    # A list, not any() over a generator: both comparisons run, whichever matches.
+    return any([hmac.compare_digest(token.encode(), t.encode()) for t in tokens])
+
+
+def scraper_only(view):
+    """The metrics token or the admin token: 401 without credentials or with
+    unknown ones, 403 for a customer's or an operator's key (the figures are
+    everyone's traffic). Documented with both schemes; x-roles names the admin,
+    the one role whose credentials open it."""
+
+    @functools.wraps(view)
+    def guarded(*args, **kwargs):
+        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() == "bearer" and token and opens_metrics(token, services().settings):
+            return view(*args, **kwargs)
+        principal = current_principal()  # 401 for a malformed header or an unknown key
+        if principal.authenticated:
+            held = access.CREDENTIAL[principal.role]
+            raise Forbidden(f"{held[0].upper()}{held[1:]} may not read /metrics; {NEEDED} may.")
+        raise Unauthorized(f"To read /metrics, send Authorization: Bearer with {NEEDED}.")
+
+    security = [{METRICS_TOKEN: []}, {ADMIN_TOKEN: []}]
+    guarded = blp.doc(security=security, **{ROLES_EXTENSION: [access.ADMIN]})(guarded)
+    return blp.problems(401, 403)(guarded)
 
 
 def current_figures() -> dict:
@@ -94,6 +132,7 @@ class _FiguresCollector:
 
 @blp.route("/metrics")
 class Metrics(MethodView):
+    @scraper_only
     @blp.alt_response(
         200,
         description="Prometheus text exposition format",

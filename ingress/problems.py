@@ -91,9 +91,17 @@ def internal_problem(error: Exception) -> Response:
 
 
 class ProblemParser(FlaskParser):
-    """webargs, answering 400 (not 422) for validation, and 400 for JSON too deep to parse."""
+    """webargs, answering 400 (not 422) for validation, and 400 for JSON too deep to
+    parse. A query parameter the operation does not take is refused like an unknown
+    body field (webargs would drop it): a typo such as `?stauts=` is a 400, not a
+    silently unfiltered answer."""
 
     DEFAULT_VALIDATION_STATUS = 400
+    DEFAULT_UNKNOWN_BY_LOCATION = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": None,  # None: the schema's own Meta.unknown (RAISE here)
+        "querystring": None,
+    }
 
     def _raw_load_json(self, req):
         try:

@@ -107,8 +107,9 @@ def client_ip() -> str:
     return hops[0] if hops else peer
 
 
-def rate_limit_key() -> str:
-    """A budget per API key's customer (or the admin token); per IP without valid credentials.
+def client_key() -> str:
+    """The client, as rate limits and Idempotency-Keys tell clients apart: the API
+    key's customer (or the admin token), else the IP seen after TRUSTED_PROXIES.
 
     Never raises: Flask-Limiter would swallow the error and skip the limit."""
     try:
@@ -128,17 +129,24 @@ LIMITS = {
     "bookings.deliver_booking": ("RATE_LIMIT_UPDATES", "minute", None, "updates"),
     "bookings.cancel_booking": ("RATE_LIMIT_UPDATES", "minute", None, "updates"),
     "flights.Routes": ("RATE_LIMIT_ROUTES", "minute", None, "routes"),
+    "jobs.Job": ("RATE_LIMIT_JOBS", "minute", None, "jobs"),
 }
 ADMIN_WINDOW = "5 minutes"
 BULK_WINDOW = "10 minutes"
 BULK_ENDPOINTS = ("admin.FlightImport", "admin.BookingImport", "admin.StatusImport")
+METRICS_ENDPOINT = "monitoring.Metrics"
 
 
 LIMITER_RETRY_AFTER = "RateLimit-Retry-After"
 
 
 def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
-    """Limits in Redis, shared by every ingress process (moving window)."""
+    """Limits in Redis, shared by every ingress process (sliding-window counter).
+
+    The sliding-window counter keeps two counters per client and limit (this
+    window's and the last one's, weighted by the overlap), each expiring after
+    two windows: O(1) Redis state however many hits, where the moving window
+    keeps one list entry per hit."""
 
     # Registered before the limiter's own hook, so it runs after it (Flask runs
     # after_request hooks last-registered first): a 429 gets Retry-After.
@@ -149,14 +157,14 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         return response
 
     limiter = Limiter(
-        rate_limit_key,
+        client_key,
         app=app,
         storage_uri=settings.REDIS_URL,
         storage_options={
             "socket_timeout": settings.REDIS_TIMEOUT_S,
             "socket_connect_timeout": settings.REDIS_TIMEOUT_S,
         },
-        strategy="moving-window",
+        strategy="sliding-window-counter",
         key_prefix="ratelimit",
         headers_enabled=True,
         header_name_mapping={
@@ -187,4 +195,14 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
             endpoint,
             limiter.shared_limit(f"{settings.RATE_LIMIT_BULK} per {BULK_WINDOW}", scope="bulk"),
         )
+    # /metrics takes the admin token too: wrong guesses there count like wrong
+    # admin tokens (per IP), while a scraper's successful polls never do.
+    wrap(
+        METRICS_ENDPOINT,
+        limiter.shared_limit(
+            f"{settings.RATE_LIMIT_ADMIN} per {ADMIN_WINDOW}",
+            scope="metrics-auth",
+            deduct_when=lambda response: response.status_code in (401, 403),
+        ),
+    )
     return limiter

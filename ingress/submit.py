@@ -18,9 +18,10 @@ from core import jobs, logs, queues
 from core.clock import utcnow
 from core.errors import ServiceUnavailable, ValidationFailed
 from core.ids import new_job_id
+from core.waiting import WaitersBusy
 from ingress.context import prefer_wait, publisher, services, waiter
 from ingress.problems import problem_response
-from ingress.security import current_principal
+from ingress.security import client_key, current_principal
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_MAX = 255
@@ -95,7 +96,7 @@ def submit_job(
     job_id = new_job_id()
     key = _idempotency_key()
     if key is not None:
-        key = jobs.scoped_key(principal.scope, key)
+        key = jobs.scoped_key(client_key(), f"{request.method} {request.path}", key)
     fingerprint = jobs.request_fingerprint(request.method, request.path, body)
     payload = jobs.job_payload(body, as_text=bulk, **assigned)
     job, created = jobs.record_job(
@@ -142,7 +143,10 @@ def job_response(job: dict[str, Any], *, wait: int, accepted: bool) -> Response:
     """
     svc = services()
     if wait and job["state"] not in jobs.FINISHED:
-        job = waiter().wait(job["_id"], wait, lambda: jobs.get_job(svc.db, job["_id"])) or job
+        try:
+            job = waiter().wait(job["_id"], wait, lambda: jobs.get_job(svc.db, job["_id"])) or job
+        except WaitersBusy:
+            wait = 0  # answered now, as without Prefer: wait (202 and Retry-After)
     # A POST answers 202 (a replayed one too) unless the client chose to wait.
     finished = job["state"] in jobs.FINISHED and (wait or not accepted)
     if not finished:

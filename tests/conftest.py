@@ -77,6 +77,8 @@ def settings(mongo_uri):
         RATE_LIMIT_ROUTES=1_000_000,
         RATE_LIMIT_ADMIN=1_000_000,
         RATE_LIMIT_BULK=1_000_000,
+        RATE_LIMIT_JOBS=1_000_000,
+        MAX_WAITERS=15,
     )
 
 

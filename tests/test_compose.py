@@ -8,6 +8,7 @@ it deploys: Settings' field names, the queues, the ingress's entry point.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import shlex
@@ -29,7 +30,7 @@ SETTINGS_FIELDS = {f.name for f in dataclasses.fields(Settings)}
 # Variables the app's containers may carry that are not RadiantGo settings.
 NOT_SETTINGS = {"PYTHONUNBUFFERED"}
 # Compose defaults that deliberately differ from Settings' own.
-DIFFERENT_DEFAULTS = {"LOG_FORMAT": "json", "TRUSTED_PROXIES": "172.16.0.0/12"}
+DIFFERENT_DEFAULTS = {"LOG_FORMAT": "json"}
 APP_IMAGE = "radiantgo:latest"
 DEFAULTED = re.compile(r"^\$\{(?P<name>\w+):-(?P<default>[^}]*)\}$")
 
@@ -236,6 +237,33 @@ def test_beat_and_flower_commands(services):
     assert "--port=5555" in flower
 
 
+def test_only_nginx_is_a_trusted_proxy(compose, services, app_services):
+    """nginx has a fixed address on the compose network, and X-Forwarded-For is
+    believed from exactly that address (not from any container on the network)."""
+    pools = compose["networks"]["default"]["ipam"]["config"]
+    assert len(pools) == 1
+    subnet = ipaddress.ip_network(pools[0]["subnet"])
+    dynamic = ipaddress.ip_network(pools[0]["ip_range"])
+    assert dynamic.subnet_of(subnet)
+    address = services["nginx"]["networks"]["default"]["ipv4_address"]
+    nginx = ipaddress.ip_address(address)
+    # Docker hands other containers addresses from ip_range only: none can take nginx's.
+    assert nginx in subnet and nginx not in dynamic
+    assert nginx != ipaddress.ip_address(pools[0]["gateway"])
+    for name, svc in services.items():
+        networks = svc.get("networks", {"default": None})
+        assert list(networks) == ["default"], f"{name} is not on the default network"
+    for name, svc in app_services.items():
+        assert svc["environment"]["TRUSTED_PROXIES"] == address, name
+        settings = load_settings(_default_env(svc["environment"]))
+        trusted = [ipaddress.ip_network(p) for p in settings.TRUSTED_PROXIES.split(",")]
+        assert trusted == [ipaddress.ip_network(f"{address}/32")], name
+
+
+def test_metrics_token_passes_through(compose):
+    assert compose["x-app-env"]["METRICS_TOKEN"] == "${METRICS_TOKEN:-}"
+
+
 def test_rabbitmq_management_ui_is_not_public(services):
     rabbit = services["rabbitmq"]
     assert rabbit["image"].startswith("rabbitmq:3-management")
@@ -259,6 +287,51 @@ def test_nginx_balances_least_conn_over_the_ingress():
     assert re.search(r"^\s*least_conn;", body, re.M)
     assert "server ingress:5000 max_fails=3 fail_timeout=30s;" in body
     assert "proxy_pass http://ingress;" in text
+
+
+NGINX_LOCATION = re.compile(
+    r"location\s+(?:(?P<modifier>=|\^~|~\*?)\s+)?(?P<path>[^\s{]+)\s*\{(?P<body>[^{}]*)\}"
+)
+
+
+def _nginx_locations() -> list[dict[str, str]]:
+    # Quoted strings (a JSON body) may hold braces: blanked before blocks are matched.
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "''", "\n".join(_nginx_directives()))
+    return [m.groupdict() for m in NGINX_LOCATION.finditer(text)]
+
+
+def _nginx_location_for(uri: str) -> dict[str, str]:
+    """The location block nginx picks for `uri`: an exact match, else the longest
+    prefix unless a regex matches first (a `^~` prefix skips the regexes)."""
+    locations = _nginx_locations()
+    for loc in locations:
+        if loc["modifier"] == "=" and loc["path"] == uri:
+            return loc
+    prefixes = [
+        loc for loc in locations if loc["modifier"] in (None, "^~") and uri.startswith(loc["path"])
+    ]
+    longest = max(prefixes, key=lambda loc: len(loc["path"]))
+    if longest["modifier"] == "^~":
+        return longest
+    for loc in locations:
+        flags = re.IGNORECASE if loc["modifier"] == "~*" else 0
+        if loc["modifier"] in ("~", "~*") and re.search(loc["path"], uri, flags):
+            return loc
+    return longest
+
+
+@pytest.mark.parametrize("uri", ["/metrics", "/metrics/", "/metrics/x"])
+def test_nginx_does_not_forward_metrics(uri):
+    """/metrics (operators' figures) is scraped inside the network, never through nginx."""
+    body = _nginx_location_for(uri)["body"]
+    assert "proxy_pass" not in body, f"nginx forwards {uri}"
+    assert re.search(r"^\s*return 404\b", body, re.M), f"{uri} is not refused"
+    assert "default_type application/problem+json;" in body
+
+
+@pytest.mark.parametrize("uri", ["/api/bookings", "/api/admin/performance", "/health"])
+def test_nginx_forwards_the_api(uri):
+    assert "proxy_pass http://ingress;" in _nginx_location_for(uri)["body"]
 
 
 def test_nginx_proxy_settings():

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -152,17 +153,30 @@ def demo_callers(settings: Settings, creds: dict[str, str]) -> dict[str, str]:
     return creds
 
 
-def save_credentials(creds: dict[str, str]) -> None:
-    CREDENTIALS.write_text("".join(f"{k}={v}\n" for k, v in creds.items()))
-    CREDENTIALS.chmod(0o600)
+def save_credentials(creds: dict[str, str], path: Path | None = None) -> None:
+    """Write the credentials file atomically, readable by its owner only: a temporary
+    file made 0600 from the start (O_CREAT|O_EXCL, whatever the umask) beside it, then
+    renamed over it. No moment where it exists wider, or half written."""
+    path = path or CREDENTIALS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write("".join(f"{k}={v}\n" for k, v in creds.items()))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
-def load_credentials() -> dict[str, str]:
+def load_credentials(path: Path | None = None) -> dict[str, str]:
     """Credentials generated once and kept in var/, so restarts keep them."""
-    VAR.mkdir(exist_ok=True)
+    path = path or CREDENTIALS
     creds: dict[str, str] = {}
-    if CREDENTIALS.exists():
-        for line in CREDENTIALS.read_text().splitlines():
+    if path.exists():
+        for line in path.read_text().splitlines():
             name, _, value = line.partition("=")
             if name and value:
                 creds[name] = value
@@ -170,8 +184,17 @@ def load_credentials() -> dict[str, str]:
         creds["FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(12)}"
     if "ADMIN_TOKEN" not in creds:
         creds["ADMIN_TOKEN"] = secrets.token_urlsafe(24)
-    save_credentials(creds)
+    save_credentials(creds, path)
     return creds
+
+
+def admin_token_line(settings: Settings, creds: dict[str, str]) -> str:
+    """The admin token, printed only when we generated it: one the operator set
+    (ADMIN_TOKEN) is theirs already, and terminals and CI logs keep what they show."""
+    if settings.ADMIN_TOKEN:
+        return "  Admin     Authorization: Bearer $ADMIN_TOKEN   (set by you; not shown)"
+    token = creds["ADMIN_TOKEN"]
+    return f"  Admin     Authorization: Bearer {token}   (generated, kept in var/credentials.env)"
 
 
 @click.group()
@@ -241,12 +264,11 @@ def run() -> None:
             f"  API       {base}/api/bookings",
             f"  API docs  {base}/api/docs   (OpenAPI: {base}/api/openapi.json)",
             f"  Health    {base}/health",
+            f"  Metrics   {base}/metrics   (Bearer "
+            + ("$METRICS_TOKEN)" if settings.METRICS_TOKEN else "the admin token)"),
             f"  Flower    http://{host}:{settings.FLOWER_PORT}/   user {user!r}",
         ]
-        lines.append(
-            f"  Admin     Authorization: Bearer {admin_token}"
-            + ("   (generated, kept in var/credentials.env)" if not settings.ADMIN_TOKEN else "")
-        )
+        lines.append(admin_token_line(settings, creds))
         if not settings.FLOWER_BASIC_AUTH:
             lines.append(
                 f"            generated password {password!r} (kept in var/credentials.env)"

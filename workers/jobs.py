@@ -1,8 +1,16 @@
 """The one way a task runs a job: start it, do the work, record the outcome.
 
-Permanent errors fail the job with their problem; transient ones (a backing
-service down) retry with backoff, and fail the job only when retries run out.
+Every job the ingress accepted ends, succeeded or failed; none is left queued
+or running once its message is acked:
+- permanent errors fail the job with their problem;
+- transient ones (a backing service down or refusing) retry with backoff, and
+  fail the job only when TASK_MAX_RETRIES run out;
+- any other exception is a bug, or data nobody foresaw: a retry would fail
+  alike, so the job fails at once with a 500 problem, its traceback logged.
 A message whose job is already finished (a redelivery) does nothing.
+
+What a task does after its write committed (cache invalidation, notices) is
+best-effort (core.invalidation), so it cannot turn done work into a failure.
 """
 
 from __future__ import annotations
@@ -17,15 +25,16 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
 from core import jobs
 from core.clock import utcnow
-from core.errors import RadiantError, ServiceUnavailable
+from core.errors import InternalError, RadiantError, ServiceUnavailable
 from core.services import Services
 from core.waiting import notify_job_finished
 from workers import runtime
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (ConnectionFailure, ExecutionTimeout, redis.ConnectionError, redis.TimeoutError)
-MAX_RETRIES = 12
+# Every Redis error, not only an unreachable server: MISCONF, OOM and READONLY
+# replies are a Redis the operator must fix, not a job that is wrong.
+TRANSIENT = (ConnectionFailure, ExecutionTimeout, redis.RedisError)
 RETRY_BACKOFF_MAX_S = 30
 
 
@@ -57,7 +66,12 @@ def run_job(
         except RadiantError as exc:
             if exc.transient:
                 raise
-            outcome = {"error": exc.to_problem(instance=f"/api/jobs/{job_id}")}
+            outcome = {"error": exc.to_problem(instance=_instance(job_id))}
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            log.exception("job failed on an unexpected error")
+            outcome = {"error": _unexpected(exc, job_id)}
         if not mark_running:
             outcome["started_at"] = started
         _finish(svc, job_id, **outcome)
@@ -66,17 +80,47 @@ def run_job(
     except TRANSIENT as exc:
         # Anywhere, finishing included: Celery would ack a failed task, and the
         # job would stay "running" forever. A retry redoes idempotent work.
-        _retry_or_fail(task, job_id, ServiceUnavailable(f"{type(exc).__name__}: {exc}"))
+        _retry_or_fail(task, job_id, _unavailable(exc))
+    except Exception as exc:
+        # Outside the work (starting the job, or recording its outcome): the
+        # job must end all the same.
+        log.exception("job failed on an unexpected error")
+        _fail(task, job_id, _unexpected(exc, job_id))
+
+
+def _instance(job_id: str) -> str:
+    return f"/api/jobs/{job_id}"
+
+
+def _unavailable(exc: Exception) -> ServiceUnavailable:
+    return ServiceUnavailable(f"{type(exc).__name__}: {exc}")
+
+
+def _unexpected(exc: Exception, job_id: str) -> dict[str, Any]:
+    """The problem a job fails with on an exception nobody raised on purpose.
+
+    Its type only: the message may quote client data (which the log has)."""
+    return InternalError(
+        f"The job failed on an unexpected {type(exc).__name__}; the worker's log has the details."
+    ).to_problem(instance=_instance(job_id))
+
+
+def _fail(task: Task, job_id: str, problem: dict[str, Any]) -> None:
+    try:
+        _finish(runtime.services(), job_id, error=problem)
+    except TRANSIENT as exc:  # recording the failure is a commit too: retried
+        _retry_or_fail(task, job_id, _unavailable(exc))
 
 
 def _retry_or_fail(task: Task, job_id: str, exc: RadiantError) -> None:
-    if task.request.retries >= MAX_RETRIES:
-        exc.detail = f"Gave up after {MAX_RETRIES} retries: {exc.detail}"
-        _finish(runtime.services(), job_id, error=exc.to_problem(instance=f"/api/jobs/{job_id}"))
+    max_retries = runtime.settings().TASK_MAX_RETRIES
+    if task.request.retries >= max_retries:
+        exc.detail = f"Gave up after {max_retries} retries: {exc.detail}"
+        _finish(runtime.services(), job_id, error=exc.to_problem(instance=_instance(job_id)))
         return
     log.warning("transient failure, retrying: %s", exc.detail)
     raise task.retry(
-        exc=exc, countdown=retry_countdown(task.request.retries), max_retries=MAX_RETRIES
+        exc=exc, countdown=retry_countdown(task.request.retries), max_retries=max_retries
     )
 
 

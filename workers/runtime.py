@@ -35,6 +35,11 @@ def services() -> Services:
     return _state["services"]  # type: ignore[return-value]
 
 
+def settings() -> Settings:
+    """This worker's settings, known before (and whether or not) any client connects."""
+    return _state["settings"]  # type: ignore[return-value]
+
+
 class Heartbeat(bootsteps.StartStopStep):
     """Records this worker as alive in Redis every few seconds, for /health."""
 

@@ -6,7 +6,7 @@ import time
 
 from celery import shared_task
 
-from core import bookings, bulk, cache, flights, jobs, queues, routes, transitions
+from core import bookings, bulk, flights, invalidation, jobs, queues, routes, transitions
 from core.clock import utcnow
 from core.errors import NotReady
 from core.locks import BULK_LOCK_TTL, BookingLocked, bulk_lock_key
@@ -16,10 +16,8 @@ from workers.jobs import run_job
 
 
 def invalidate_booking(svc, booking: dict) -> None:
-    """After a booking write: its details and every cached list page are stale."""
-    key = cache.booking_details_key(booking["ref_id"])
-    svc.cache.invalidate_versioned(key, booking["version"], svc.settings.CACHE_TTL_BOOKINGS)
-    svc.cache.bump_generation(cache.BOOKING_PAGES_GENERATION)
+    """After a committed booking write; best-effort (core.invalidation)."""
+    invalidation.booking_written(svc.cache, booking, svc.settings.CACHE_TTL_BOOKINGS)
 
 
 @shared_task(bind=True, name=queues.CREATE_BOOKING)
@@ -93,7 +91,7 @@ def import_flights(self, job_id: str, payload: dict | None = None) -> None:
             )
         finally:
             svc.locks.release(held)
-        invalidate_flights(svc)
+        invalidation.flights_imported(svc.cache)
         return result
 
     run_job(self, job_id, payload, work)
@@ -113,7 +111,7 @@ def bulk_create_bookings(self, job_id: str, payload: dict | None = None) -> None
             min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
             on_progress=lambda progress: jobs.set_progress(svc.db, job_id, progress),
         )
-        svc.cache.bump_generation(cache.BOOKING_PAGES_GENERATION)
+        invalidation.bookings_written(svc.cache)
         return result
 
     run_job(self, job_id, payload, work)
@@ -137,12 +135,6 @@ def bulk_update_status(self, job_id: str, payload: dict | None = None) -> None:
 
 
 BULK_LOCK_TRIES = 3
-
-
-def invalidate_flights(svc) -> None:
-    """Every cached flight and route result predates this import: bump both generations."""
-    svc.cache.bump_generation(cache.FLIGHTS_GENERATION)
-    svc.cache.bump_generation(cache.ROUTES_GENERATION)
 
 
 @shared_task(bind=True, name=queues.WARM_CACHE)

@@ -1,6 +1,18 @@
 import json
+import logging
+
+import pytest
+import redis
 
 from core.cache import KINDS, LOOKUPS, MISSES, ROUTES, USERS, Cache, stats_key
+
+
+def out_of_memory(client: redis.Redis) -> None:
+    """Make a real Redis refuse every write, as a full one does (maxmemory, noeviction)."""
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        client.set("test:refused", 1)
 
 
 def test_a_slow_reader_cannot_refill_what_a_writer_invalidated(services):
@@ -54,3 +66,38 @@ def test_large_generational_values_are_stored_compressed(services):
     for key, value in (("test:big", big), ("test:big2", big), ("test:small", small)):
         got, _ = cache.get_generational(key, "test", "test:generation:compress")
         assert got == value
+
+
+def test_popular_members_survive_a_flood_of_one_offs(services):
+    cache = Cache(services.redis)
+    services.redis.delete("test:popular")
+    for n in range(300):
+        cache.count("test:popular", "AAA-BBB", capacity=50)  # 1 in 4 searches
+        for i in range(3):
+            cache.count("test:popular", f"X{n:04d}-{i}", capacity=50)  # each searched once
+    assert services.redis.zcard("test:popular") == 50
+    assert cache.top("test:popular", 1) == ["AAA-BBB"]
+    services.redis.zadd("test:popular", {f"old{i}": 1 for i in range(20)})  # over capacity
+    cache.count("test:popular", "CCC-DDD", capacity=50)
+    assert services.redis.zcard("test:popular") == 50
+
+
+def test_a_redis_out_of_memory_is_a_miss_never_an_error(private_redis, caplog):
+    port, _, _ = private_redis
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0", decode_responses=True)
+    cache = Cache(client)
+    cache.set("test:kept", {"v": 1}, 60)
+    out_of_memory(client)
+    with caplog.at_level(logging.WARNING, logger="core.cache"):
+        cache.set("test:new", {"v": 2}, 60)
+        assert cache.get("test:new", USERS) is None
+        assert cache.get("test:kept", USERS) == {"v": 1}  # reads are still served
+        assert not cache.set_versioned("test:versioned", 1, {"v": 3}, 60)
+        computed = cache.through("test:route", ROUTES, "test:generation", 60, lambda: {"v": 4})
+        assert computed == {"v": 4}
+        cache.set_many_generational({"test:many": {"v": 5}}, 60, 0)
+        cache.count("test:popular", "AAA-BBB", capacity=10)
+        assert cache.top("test:popular", 5) == []
+    refused = [r for r in caplog.records if "maxmemory" in r.getMessage()]
+    assert len(refused) >= 6  # each refusal logged
+    client.close()

@@ -59,3 +59,9 @@ def test_only_the_settings_module_reads_the_environment():
         if "os.environ" in path.read_text() or "getenv" in path.read_text()
     ]
     assert offenders == ["core/settings.py"]
+
+
+def test_waiters_must_leave_web_threads_free():
+    with pytest.raises(SettingsError, match="MAX_WAITERS"):
+        load_settings({"MAX_WAITERS": "32", "WEB_THREADS": "32"})
+    assert load_settings({"MAX_WAITERS": "31", "WEB_THREADS": "32"}).MAX_WAITERS == 31

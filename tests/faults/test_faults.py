@@ -331,3 +331,69 @@ def test_fifty_way_concurrent_transitions_on_a_set_of_bookings(live_server, serv
         tally(len(refs), present, 0)
         == f"{len(refs)} acknowledged, {len(refs)} present, 0 lost, 0 duplicated"
     )
+
+
+def test_redis_down_past_the_retry_budget_fails_no_committed_create(
+    settings, services, tmp_path, private_redis
+):
+    """Redis stays down, while creates run, until after every accepted create
+    ended and for longer than a job's whole retry budget (cut to seconds here by
+    TASK_MAX_RETRIES). A booking that committed must end `succeeded`: its cache
+    invalidation is best-effort, so a client never retries into a second one."""
+    from workers.jobs import retry_countdown
+
+    port, redis, start_redis = private_redis
+    isolated = isolated_settings(
+        settings, "redis-down", REDIS_URL=f"redis://127.0.0.1:{port}/0", TASK_MAX_RETRIES=3
+    )
+    budget = sum(retry_countdown(n) for n in range(isolated.TASK_MAX_RETRIES))  # 3.5 s
+    svc = connect_services(isolated)
+    since = time.time()
+    worker = start_worker(isolated, tmp_path / "worker.log", name="redis-down")
+    ingress = None
+    try:
+        wait_for_worker(svc.redis, worker, since)
+        ingress, base = start_ingress(isolated, tmp_path / "ingress.log")
+
+        def create(n):
+            return requests.post(
+                base + "/api/bookings",
+                json=booking_body(pieces=1 + n % 50),
+                headers=CUSTOMER,
+                timeout=15,
+            )
+
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(create, n) for n in range(40)]
+            time.sleep(0.3)
+            stop(redis["proc"])  # Redis dies with creates queued and running
+            down_at, down_since = time.monotonic(), datetime.now(UTC)
+            futures += [pool.submit(create, n) for n in range(40, 120)]
+            responses = [f.result() for f in futures]
+        assert {r.status_code for r in responses} <= {202, 503}
+        accepted = [(r.json()["ref_id"], r.headers["Location"]) for r in responses if r.ok]
+        ended = {ref: wait_job(base, url, timeout=60) for ref, url in accepted}
+        # Every job ended with Redis still down; keep it down past the budget.
+        time.sleep(max(0.0, down_at + budget + 1 - time.monotonic()))
+        assert redis["proc"].poll() is not None
+        redis["proc"] = start_redis()
+        ran_down = sum(
+            datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00")) > down_since
+            for job in ended.values()
+        )
+        assert ran_down >= 40, ran_down  # most ran with Redis down, not before
+        present = doubled = 0
+        for ref, job in ended.items():
+            assert job["state"] == "succeeded", job["error"]
+            count = services.db.bookings.count_documents({"ref_id": ref})
+            present += count >= 1
+            doubled += max(count - 1, 0)
+        line = tally(len(accepted), present, doubled)
+        assert (
+            line == f"{len(accepted)} acknowledged, {len(accepted)} present, 0 lost, 0 duplicated"
+        )
+    finally:
+        for proc in (ingress, worker):
+            if proc is not None:
+                stop(proc)
+        delete_queues(isolated)

@@ -480,7 +480,7 @@ def test_bulk_bookings_belong_to_the_customer_named(client, services, worker):
             json={"customer_id": owner, "bookings": [booking_body()]},
             headers=ADMIN,
         )
-        assert refused.status_code == 422, owner
+        assert refused.status_code == 404, owner
 
 
 # -- the document, and keys not required ---------------------------------------------------
@@ -488,7 +488,7 @@ def test_bulk_bookings_belong_to_the_customer_named(client, services, worker):
 
 def test_the_openapi_document_declares_who_may_call_what(client):
     spec = client.get("/api/openapi.json").get_json()
-    assert set(spec["components"]["securitySchemes"]) == {"apiKey", "adminToken"}
+    assert {"apiKey", "adminToken"} <= set(spec["components"]["securitySchemes"])
     paths = spec["paths"]
     create = paths["/api/bookings"]["post"]
     assert (create["security"], create["x-roles"]) == ([{"apiKey": []}], ["customer"])

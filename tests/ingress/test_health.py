@@ -1,9 +1,16 @@
-"""/health against services that are really down (closed loopback ports)."""
+"""/health against services that are really down (closed loopback ports), what its
+public body says, and what a burst of calls costs."""
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from core.services import connect_services
 from core.settings import load_settings
+from ingress.health import BROKER_PING, PROBE_TTL_S, PROBES
 from tests.conftest import CUSTOMER, booking_body
 from tools.processes import free_port
 
@@ -39,14 +46,71 @@ def test_all_up_is_healthy(client, worker):
         ("REDIS_URL", "redis://127.0.0.1:{port}/0", "redis", 200, "degraded"),
     ],
 )
-def test_a_service_down_is_reported(settings, setting, url, service, status, overall):
-    app = app_with(settings, **{setting: url.format(port=free_port())})
-    r = app.test_client().get("/health")
+def test_a_service_down_is_reported(settings, setting, url, service, status, overall, caplog):
+    port = free_port()
+    app = app_with(settings, **{setting: url.format(port=port)})
+    with caplog.at_level(logging.WARNING, logger="core.health"):
+        r = app.test_client().get("/health")
     assert r.status_code == status
     body = r.get_json()
     assert body["status"] == overall
-    assert body["services"][service]["status"] == "unhealthy"
-    assert body["services"][service]["detail"]
+    # Public: a status and a latency, nothing else (no exception text, no host or port).
+    assert body["services"][service] == {"status": "unhealthy", "latency_ms": None}
+    assert str(port) not in r.get_data(as_text=True)
+    for name, entry in body["services"].items():
+        assert set(entry) == {"status", "latency_ms"}, name
+    # The reason goes to the log.
+    reasons = [rec.getMessage() for rec in caplog.records if rec.name == "core.health"]
+    assert any(f"health probe {service} failed" in reason for reason in reasons), reasons
+
+
+def test_the_metrics_block_is_totals_only(client):
+    body = client.get("/health").get_json()
+    assert set(body) == {"status", "services", "metrics"}
+    assert set(body["metrics"]) == {
+        "totalRequests",
+        "cacheHitRate",
+        "averageResponseTime",
+        "requestsPerSecond",
+    }
+
+
+def test_a_burst_of_calls_probes_once_a_second_over_one_broker_connection(settings):
+    app = app_with(settings)
+    probes, broker = app.extensions[PROBES], app.extensions[BROKER_PING]
+    c = app.test_client()
+    started, calls = time.monotonic(), 0
+    while time.monotonic() - started < 2.5 * PROBE_TTL_S:
+        r = c.get("/health")
+        assert r.status_code == 200  # degraded at worst: MongoDB and RabbitMQ are up
+        assert r.get_json()["services"]["rabbitmq"]["status"] == "healthy"
+        calls += 1
+    elapsed = time.monotonic() - started
+    assert calls >= 50
+    # A round per PROBE_TTL_S at most (the first at once), and the cache did expire.
+    assert 2 <= probes.runs <= 1 + elapsed / PROBE_TTL_S, (probes.runs, calls, elapsed)
+    # Every round pinged the broker over the connection the first one opened.
+    assert broker.opened == 1
+    broker.close()
+
+
+def test_concurrent_calls_share_one_round_of_probes(settings):
+    app = app_with(settings)
+    probes, broker = app.extensions[PROBES], app.extensions[BROKER_PING]
+    threads = 32
+    barrier = threading.Barrier(threads)
+
+    def call(_):
+        client = app.test_client()
+        barrier.wait()
+        return client.get("/health").get_json()
+
+    with ThreadPoolExecutor(threads) as pool:
+        bodies = list(pool.map(call, range(threads)))
+    assert probes.runs == 1
+    assert broker.opened == 1
+    assert all(body == bodies[0] for body in bodies)  # one round's answer, for all
+    broker.close()
 
 
 def test_broker_down_answers_503_and_records_no_job(settings, services):

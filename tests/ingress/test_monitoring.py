@@ -1,6 +1,8 @@
 """The operator's view: request/task metrics aggregated in Redis, advice from thresholds."""
 
+import random
 import statistics
+import string
 import time
 
 import pytest
@@ -61,7 +63,7 @@ def test_metrics_in_prometheus_format(isolated):
     c = app.test_client()
     for _ in range(3):
         c.get("/api/bookings/RG000000000")
-    r = c.get("/metrics")
+    r = c.get("/metrics", headers=ADMIN)  # the metrics token defaults to the admin's
     assert r.status_code == 200 and r.mimetype == "text/plain"
     text = r.get_data(as_text=True)
     assert 'radiantgo_requests_total{endpoint="GET /api/bookings/<ref_id>"} 3.0' in text
@@ -141,3 +143,59 @@ def test_key_lookups_stay_out_of_the_overall_hit_rate():
         "users": {"hits": 10_000, "misses": 1},
     }
     assert metrics.overall_hit_rate(kinds) == (0.25, 40)
+
+
+def _hostile_requests(client, n: int, rng: random.Random) -> None:
+    """Made-up and real methods on made-up and real paths."""
+    real = ["/api/bookings/RG000000000", "/api/bookings", "/api/flights", "/api/routes", "/metrics"]
+    for _ in range(n):
+        if rng.random() < 0.5:
+            method = rng.choice(sorted(metrics.KNOWN_METHODS))
+        else:
+            method = "".join(rng.choices(string.ascii_uppercase, k=rng.randint(3, 12)))
+        if rng.random() < 0.3:
+            path = rng.choice(real)
+        else:
+            parts = rng.randint(1, 4)
+            path = "/" + "/".join(f"{rng.getrandbits(40):x}" for _ in range(parts))
+        assert client.open(path, method=method).status_code < 500, (method, path)
+
+
+def test_redis_stays_bounded_under_made_up_methods_and_paths(isolated):
+    _, app, svc = isolated
+    c = app.test_client()
+    rng = random.Random(11)
+    before = set(svc.redis.keys("*"))
+    started = time.time()
+    _hostile_requests(c, 1000, rng)
+    seconds = int(time.time()) - int(started) + 1
+    after = set(svc.redis.keys("*"))
+    grown = after - before
+    per_second = {k for k in grown if k.startswith("metrics:rps:")}
+    # Request counters per second expire; everything else is a small constant,
+    # not one key per made-up method (1,000 requests used to add ~500 keys).
+    assert len(per_second) <= seconds
+    assert all(0 < svc.redis.ttl(k) <= 2 * metrics.RPS_WINDOW_S for k in per_second)
+    assert len(grown - per_second) <= 30, sorted(grown - per_second)
+    for key in after:  # what does not expire is one of a fixed set of names
+        if svc.redis.ttl(key) < 0:
+            assert key == metrics.REQUESTS or key.startswith(("metrics:latency:", "cache:stats:"))
+    # Rate limits: a counter or two per client and limit, expiring, never a list of hits.
+    limits = [k for k in after if k.startswith("LIMITS:")]
+    assert limits and all(svc.redis.type(k) == "string" and svc.redis.ttl(k) > 0 for k in limits)
+    # Metric names come from a fixed set: known methods on the app's rules, one bucket else.
+    allowed = {metrics.OTHER_ENDPOINT} | {
+        f"{m} {rule.rule}" for m in metrics.KNOWN_METHODS for rule in app.url_map.iter_rules()
+    }
+    fields = svc.redis.hkeys(metrics.REQUESTS)
+    assert {f.partition("|")[0] for f in fields} <= allowed
+    assert len(fields) <= 80  # ~17 names x (count, ms, a few statuses)
+    figures = metrics.request_figures(svc.redis, time.time())
+    assert figures["total"] == 1000
+    assert figures["endpoints"][metrics.OTHER_ENDPOINT]["count"] >= 500
+    # Another 1,000 add no key but this second's counters, and next to no field.
+    keys = set(svc.redis.keys("*"))
+    _hostile_requests(c, 1000, rng)
+    fresh = {k for k in set(svc.redis.keys("*")) - keys if not k.startswith("metrics:rps:")}
+    assert len(fresh) <= 3, sorted(fresh)
+    assert len(svc.redis.hkeys(metrics.REQUESTS)) <= len(fields) + 6

@@ -1,8 +1,93 @@
-"""`make run`'s set-up: the demo customer and operator whose keys it prints."""
+"""`make run`'s set-up: the demo customer and operator whose keys it prints, its
+credentials file, and what it prints of the admin token."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
 
 from core.clock import utcnow
 from core.customers import disable_customer, hash_api_key, key_is_active
-from tools.stack import ensure_demo_callers
+from core.settings import load_settings
+from tools import stack
+from tools.stack import admin_token_line, ensure_demo_callers, load_credentials, save_credentials
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.fixture
+def permissive_umask():
+    """A umask that would make a plainly created file world-readable (0644)."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_credentials_are_created_0600(tmp_path, permissive_umask):
+    path = tmp_path / "var" / "credentials.env"
+    creds = load_credentials(path)
+    assert mode(path) == 0o600
+    assert creds["ADMIN_TOKEN"] and creds["FLOWER_BASIC_AUTH"].startswith("admin:")
+    assert load_credentials(path) == creds  # a restart keeps them
+    assert sorted(p.name for p in path.parent.iterdir()) == ["credentials.env"]
+
+
+def test_credentials_replace_the_old_file_atomically(tmp_path, permissive_umask, monkeypatch):
+    path = tmp_path / "credentials.env"
+    path.write_text("ADMIN_TOKEN=old\n")
+    path.chmod(0o644)  # as an older `make run` left it
+    old_inode = os.stat(path).st_ino
+    seen = {}
+    real_replace = os.replace
+
+    def watching_replace(src, dst):
+        # The moment before the swap: the new content sits complete in a 0600
+        # file, and the old file is still whole where readers look for it.
+        seen.update(
+            tmp_mode=mode(src), tmp_text=Path(src).read_text(), old_text=Path(dst).read_text()
+        )
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(stack.os, "replace", watching_replace)
+    with open(path) as reader:  # a reader that opened the old file keeps reading it
+        save_credentials({"ADMIN_TOKEN": "new", "X": "1"}, path)
+        assert reader.read() == "ADMIN_TOKEN=old\n"
+    assert seen == {
+        "tmp_mode": 0o600,
+        "tmp_text": "ADMIN_TOKEN=new\nX=1\n",
+        "old_text": "ADMIN_TOKEN=old\n",
+    }
+    assert path.read_text() == "ADMIN_TOKEN=new\nX=1\n"
+    assert mode(path) == 0o600
+    assert os.stat(path).st_ino != old_inode  # replaced, not rewritten in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["credentials.env"]
+
+
+def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "credentials.env"
+    save_credentials({"ADMIN_TOKEN": "old"}, path)
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(stack.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        save_credentials({"ADMIN_TOKEN": "new"}, path)
+    assert path.read_text() == "ADMIN_TOKEN=old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["credentials.env"]
+
+
+def test_the_admin_token_is_printed_only_when_generated():
+    creds = {"ADMIN_TOKEN": "generated-" + "g" * 24}
+    generated = admin_token_line(load_settings({}), creds)
+    assert creds["ADMIN_TOKEN"] in generated and "generated" in generated
+    chosen = "chosen-" + "c" * 24
+    line = admin_token_line(load_settings({"ADMIN_TOKEN": chosen}), creds)
+    assert chosen not in line and creds["ADMIN_TOKEN"] not in line
+    assert "ADMIN_TOKEN" in line and "not shown" in line
 
 
 def test_demo_callers_keep_their_keys_until_the_database_forgets_them(services):

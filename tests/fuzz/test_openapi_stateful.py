@@ -1,0 +1,46 @@
+"""schemathesis' stateful phase: sequences of calls that follow the document's
+OpenAPI links (a booking's 202 -> its job, the booking, its transitions; a
+flights list -> a flight) and the links schemathesis infers, with every check
+on every answer, through the real app, worker and services.
+
+Rotating and disabling customers stay out of the sequences: fed the ids the
+admin's customer list shows, they would revoke the very keys this suite calls
+with. test_openapi_fuzz covers them with generated ids, tests/ingress/test_access
+with real ones."""
+
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from tests.fuzz.test_openapi_fuzz import checks_for, credentials
+
+SEQUENCES, STEPS = 40, 6
+
+
+def test_linked_calls_pass_every_check(app, worker):
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
+    schema = schema.exclude(path_regex=r"^/api/admin/customers/")
+    base = schema.as_state_machine()
+    steps = []
+
+    class Machine(base):
+        def get_call_kwargs(self, case):
+            return {"headers": credentials(case.operation)}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            steps.append((case.operation.label, response.status_code))
+            checks = checks_for(response)
+            case.validate_response(response, checks=checks, headers=kwargs.get("headers"))
+
+    Machine.run(
+        settings=settings(
+            max_examples=SEQUENCES,
+            stateful_step_count=STEPS,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    followed = {label for label, _ in steps}
+    assert "GET /api/jobs/{job_id}" in followed, followed
+    assert not [s for s in steps if s[1] >= 500]
+    print(f"{len(steps)} calls in {SEQUENCES} linked sequences, every check, no 5xx")

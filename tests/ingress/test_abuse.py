@@ -1,0 +1,226 @@
+"""Hostile input and abuse at the HTTP boundary: 4xx problems, never a 5xx;
+credential guessing, shared Idempotency-Keys and waiting clients kept in bounds."""
+
+import base64
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from core.services import connect_services
+from core.settings import load_settings
+from tests.conftest import ADMIN, CUSTOMER, OTHER_CUSTOMER, booking_body, keyed_client
+
+
+def app_with(settings, **overrides):
+    from ingress import create_app
+
+    patched = load_settings({}, **{**settings.__dict__, **overrides})
+    return create_app(patched, services=connect_services(patched))
+
+
+def assert_4xx_problem(response, case):
+    assert 400 <= response.status_code < 500, (case, response.status_code, response.get_data(True))
+    assert response.mimetype == "application/problem+json", case
+
+
+# -- no 5xx from client input -----------------------------------------------------------
+
+
+def test_a_lone_surrogate_in_flight_ids_is_a_400(app, services):
+    client = keyed_client(app, CUSTOMER)
+    body = json.dumps(booking_body(flight_ids=["\ud800"]))  # escaped: \\ud800 on the wire
+    before = services.db.jobs.estimated_document_count()
+    r = client.post("/api/bookings", data=body, content_type="application/json")
+    assert_4xx_problem(r, "surrogate")
+    assert r.status_code == 400 and "flight_ids" in r.get_json()["errors"]
+    assert services.db.jobs.estimated_document_count() == before
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "1999-12-31", "2100-01-01"])
+@pytest.mark.parametrize("path", ["/api/flights", "/api/routes"])
+def test_dates_outside_the_calendar_are_a_400(client, path, day):
+    r = client.get(f"{path}?origin=DEL&destination=BLR&date={day}")
+    assert_4xx_problem(r, day)
+    assert r.get_json()["errors"]["date"] == ["Must be a date between 2000-01-01 and 2099-12-31."]
+
+
+def test_the_calendar_edges_themselves_are_served(client):
+    for day in ("2000-01-01", "2099-12-31"):
+        assert client.get(f"/api/routes?origin=DEL&destination=BLR&date={day}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        base64.urlsafe_b64encode(b'["0001-01-01T00:00:00+05:00", "RG000000000"]').decode(),
+        "-1-RG000000000",
+        "99999999999999-RG000000000",
+        "1700000000000-rg000000000",
+        "1700000000000-RG000000000\n",
+    ],
+)
+def test_cursors_not_of_the_documented_shape_are_a_400(app, cursor):
+    r = keyed_client(app, CUSTOMER).get("/api/bookings", query_string={"cursor": cursor})
+    assert_4xx_problem(r, cursor)
+    assert r.get_json()["errors"] == {"cursor": ["Invalid cursor."]}
+
+
+@pytest.mark.parametrize("millis", ["0000000000000", "9999999999999", "4102444800000"])
+def test_every_cursor_of_that_shape_is_served_even_at_the_calendars_edges(app, millis):
+    r = keyed_client(app, CUSTOMER).get(f"/api/bookings?cursor={millis}-RG000000000")
+    assert r.status_code == 200, r.get_data(True)
+
+
+def test_flight_times_outside_the_calendar_are_reported_per_item(live_server, services):
+    import requests
+
+    flight = {
+        "flight_number": "CAL1",
+        "airline": "Edge Air",
+        "origin": "DEL",
+        "destination": "BLR",
+        "departure_ts": "9999-12-31T22:00:00-05:00",
+        "arrival_ts": "9999-12-31T23:00:00-05:00",
+    }
+    r = requests.post(
+        live_server + "/api/admin/flights/bulk",
+        json={"flights": [flight]},
+        headers={**ADMIN, "Prefer": "wait=10"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    result = r.json()["result"]
+    assert (result["succeeded"], result["failed"]) == (0, 1)
+    assert result["errors"][0]["problem"]["status"] == 400
+    assert services.db.flights.find_one({"flight_number": "CAL1"}) is None
+
+
+# -- brute force and sharing ------------------------------------------------------------------
+
+
+def test_guessing_the_admin_token_is_rate_limited_per_ip(settings):
+    app = app_with(settings, RATE_LIMIT_ADMIN=4)
+    guesser = app.test_client()
+    guesser.environ_base["REMOTE_ADDR"] = f"127.77.{uuid.uuid4().int % 250}.1"
+    codes = [
+        guesser.get("/api/admin/locks", headers={"Authorization": f"Bearer guess-{n}"}).status_code
+        for n in range(6)
+    ]
+    assert codes == [401, 401, 401, 401, 429, 429]
+    # The admin's own budget is the token's, not that address's: still served.
+    admin = app.test_client()
+    admin.environ_base["REMOTE_ADDR"] = guesser.environ_base["REMOTE_ADDR"]
+    assert admin.get("/api/admin/locks", headers=ADMIN).status_code == 200
+
+
+def test_guessing_api_keys_is_rate_limited_per_ip(settings):
+    app = app_with(settings, RATE_LIMIT_BOOKINGS=3)
+    guesser = app.test_client()
+    guesser.environ_base["REMOTE_ADDR"] = f"127.78.{uuid.uuid4().int % 250}.1"
+    codes = [
+        guesser.post(
+            "/api/bookings", json=booking_body(), headers={"Authorization": f"Bearer rgk_{n}"}
+        ).status_code
+        for n in range(5)
+    ]
+    assert codes == [401, 401, 401, 429, 429]
+
+
+def test_an_idempotency_key_is_the_clients_own_and_the_endpoints_own(app, services):
+    key = {"Idempotency-Key": "1"}  # the key everybody picks first
+    mine = keyed_client(app, CUSTOMER)
+    first = mine.post("/api/bookings", json=booking_body(), headers=key)
+    other = keyed_client(app, OTHER_CUSTOMER).post(
+        "/api/bookings", json=booking_body(), headers=key
+    )
+    assert first.status_code == other.status_code == 202
+    assert first.get_json()["job_id"] != other.get_json()["job_id"]
+    # The same client and key on another endpoint: another job, not a 422.
+    ref_id = first.get_json()["ref_id"]
+    cancel = mine.post(f"/api/bookings/{ref_id}/cancel", json={}, headers=key)
+    assert cancel.status_code == 202, cancel.get_data(True)
+    assert cancel.get_json()["job_id"] != first.get_json()["job_id"]
+    again = mine.post("/api/bookings", json=booking_body(), headers=key)
+    assert again.get_json()["job_id"] == first.get_json()["job_id"]
+
+
+def test_anonymous_idempotency_keys_are_scoped_by_ip(settings):
+    app = app_with(settings, REQUIRE_API_KEYS=False)
+    key = {"Idempotency-Key": f"anon-{uuid.uuid4().hex[:6]}"}
+    jobs = []
+    for address in ("127.79.0.1", "127.79.0.2", "127.79.0.1"):
+        c = app.test_client()
+        c.environ_base["REMOTE_ADDR"] = address
+        jobs.append(c.post("/api/bookings", json=booking_body(), headers=key).get_json()["job_id"])
+    assert jobs[0] != jobs[1] and jobs[0] == jobs[2]
+
+
+def test_waiters_beyond_the_cap_are_answered_at_once(settings, services):
+    """One waiting slot (MAX_WAITERS=1) and a job no worker will run: the first
+    poller waits; the second gets its answer at once, with Retry-After."""
+    app = app_with(settings, MAX_WAITERS=1, QUEUE_NAMESPACE=f"nobody-{uuid.uuid4().hex[:6]}")
+    customer = keyed_client(app, CUSTOMER)
+    job_url = customer.post("/api/bookings", json=booking_body()).headers["Location"]
+    waiter = app.extensions["job_waiter"]
+    answers = {}
+
+    def wait_long():
+        answers["first"] = keyed_client(app, CUSTOMER).get(job_url, headers={"Prefer": "wait=3"})
+
+    first = threading.Thread(target=wait_long)
+    first.start()
+    deadline = time.monotonic() + 5
+    while waiter.in_use == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert waiter.in_use == 1
+    started = time.monotonic()
+    second = customer.get(job_url, headers={"Prefer": "wait=3"})
+    late = customer.post("/api/bookings", json=booking_body(), headers={"Prefer": "wait=3"})
+    elapsed = time.monotonic() - started
+    first.join()
+    assert elapsed < 1.5  # neither waited its 3 s
+    assert second.status_code == 200 and second.headers["Retry-After"] == "1"
+    assert "Preference-Applied" not in second.headers
+    assert late.status_code == 202 and late.headers["Retry-After"] == "1"
+    assert answers["first"].headers["Preference-Applied"] == "wait=3"
+    assert waiter.in_use == 0
+
+
+def test_job_polls_are_rate_limited_generously(settings, services):
+    app = app_with(settings, RATE_LIMIT_JOBS=5)
+    c = keyed_client(app, CUSTOMER)
+    job_url = c.post("/api/bookings", json=booking_body()).headers["Location"]
+    codes = [c.get(job_url).status_code for _ in range(6)]
+    assert codes == [200] * 5 + [429]
+
+
+def test_guessing_the_admin_token_at_metrics_is_limited_but_scraping_is_not(settings):
+    app = app_with(settings, RATE_LIMIT_ADMIN=4)
+    scraper = app.test_client()
+    scraper.environ_base["REMOTE_ADDR"] = f"127.76.{uuid.uuid4().int % 250}.1"
+    assert all(scraper.get("/metrics", headers=ADMIN).status_code == 200 for _ in range(6))
+    guesser = app.test_client()
+    guesser.environ_base["REMOTE_ADDR"] = f"127.75.{uuid.uuid4().int % 250}.1"
+    codes = [
+        guesser.get("/metrics", headers={"Authorization": f"Bearer guess-{n}"}).status_code
+        for n in range(6)
+    ]
+    assert codes == [401, 401, 401, 401, 429, 429]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/bookings?stauts=BOOKED",
+        "/api/routes?origin=DEL&destination=BLR&date=2031-01-01&foo=1",
+        "/api/flights?origin=DEL&destination=BLR&date=2031-01-01&=x",
+        "/api/admin/customers?3=null",
+    ],
+)
+def test_a_query_parameter_the_operation_does_not_take_is_a_400(app, path):
+    r = keyed_client(app, ADMIN).get(path)
+    assert_4xx_problem(r, path)
+    assert r.status_code == 400 and "Unknown field." in str(r.get_json()["errors"])
