@@ -158,6 +158,8 @@ def record_worker_heartbeat(client: redis.Redis, worker: str, now: float) -> Non
     pipe = client.pipeline()
     pipe.zadd(WORKER_HEARTBEATS, {worker: now})
     pipe.zremrangebyscore(WORKER_HEARTBEATS, "-inf", now - WORKER_ALIVE_WINDOW * 4)
+    # Bounded in time too: once every worker has stopped, the set goes with them.
+    pipe.expire(WORKER_HEARTBEATS, int(WORKER_ALIVE_WINDOW * 4))
     pipe.execute()
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from core import queues
+from core import metrics, queues
 from core.flights import flight_id
 from core.locks import held_locks
 from core.services import connect_services
@@ -29,6 +29,11 @@ from tools.processes import (
     wait_for_port,
     wait_for_worker,
 )
+
+
+def worker_runs(redis_client) -> dict[str, int]:
+    """Tasks the workers have run so far, by type (their own metrics, every delivery)."""
+    return {kind: t["count"] for kind, t in metrics.task_figures(redis_client).items()}
 
 
 def tally(acknowledged: int, present: int, duplicated: int) -> str:
@@ -268,6 +273,8 @@ def test_every_task_type_delivered_twice_has_one_effect(app, services, live_serv
         ),
     ]
     effects = []
+    runs_before = worker_runs(services.redis)
+    expected: dict[str, int] = {}
     for path, body, headers in cases:
         r = requests.post(live_server + path, json=body, headers=headers, timeout=30)
         assert r.status_code == 202, r.text
@@ -276,8 +283,17 @@ def test_every_task_type_delivered_twice_has_one_effect(app, services, live_serv
         task = next(name for name, (kind, _) in queues.TASKS.items() if kind == job["type"])
         with app.test_request_context():
             publish(task, job_id, job["payload"])  # the duplicate delivery
+        kind = task.rsplit(".", 1)[-1]
+        expected[kind] = expected.get(kind, 0) + 2  # the delivery and its duplicate
         effects.append((path, wait_job(live_server, r.headers["Location"], timeout=60)))
-    time.sleep(1.0)  # the duplicates ran by now (one worker, prefetch 1 per process)
+    # The worker's own counts say when both deliveries of each message have run.
+    deadline = time.monotonic() + 60
+    while any(
+        worker_runs(services.redis).get(kind, 0) - runs_before.get(kind, 0) < n
+        for kind, n in expected.items()
+    ):
+        assert time.monotonic() < deadline, "the duplicate deliveries did not all run"
+        time.sleep(0.05)
     booking = services.db.bookings.find_one({"ref_id": ref})
     assert (booking["status"], booking["version"]) == ("ARRIVED", 3)
     assert services.db.booking_events.count_documents({"booking_id": ref}) == 3

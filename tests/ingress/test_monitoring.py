@@ -130,8 +130,11 @@ def test_worker_task_metrics_are_aggregated(live_server, services):
         live_server + "/api/bookings", json=booking_body(), headers=CUSTOMER, timeout=10
     )
     wait_job(live_server, r.headers["Location"])
-    time.sleep(0.3)  # postrun records just after the job finishes
-    tasks = metrics.task_figures(services.redis)
+    # The worker records a task just after its job finishes: wait for the record.
+    deadline = time.monotonic() + 10
+    while "create" not in (tasks := metrics.task_figures(services.redis)):
+        assert time.monotonic() < deadline, "the worker recorded no create task"
+        time.sleep(0.05)
     assert tasks["create"]["count"] >= 1
     assert tasks["create"]["run_ms"]["p50"] > 0
     assert tasks["create"]["queue_wait_ms"]["p50"] is not None

@@ -126,10 +126,11 @@ def test_concurrent_duplicates_with_one_key_create_one_job(live_server, services
             )
         )
     assert {r.status_code for r in responses} == {202}
+    # Every POST answers with the job it recorded or the one it replayed: one
+    # job_id across all 40 answers means one job was recorded at all.
     assert len({r.json()["job_id"] for r in responses}) == 1
     ref_id = responses[0].json()["ref_id"]
     wait_job(live_server, responses[0].headers["Location"])
-    time.sleep(0.5)  # any stray second job would have run by now
     assert (
         services.db.idempotency_keys.find_one(
             {"_id": jobs.scoped_key(IDS["customer"], "POST /api/bookings", key)}
