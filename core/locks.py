@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # -- key names (all of them) ---------------------------------------------------
 
-LOCK_PREFIXES = ("booking:ref:", "flight:", "bulk:operation:")
+LOCK_PREFIXES = ("booking:ref:", "flight:", "bulk:operation:", "singleton:")
 FLIGHT_LOCK_TTL = 15
 BULK_LOCK_TTL = 60
 
@@ -45,6 +45,11 @@ def flight_lock_key(flight_number: str) -> str:
 
 def bulk_lock_key(operation: str, timestamp: int | str) -> str:
     return f"bulk:operation:{operation}:{timestamp}"
+
+
+def singleton_key(job_type: str) -> str:
+    """Held by the one job of `job_type` queued or running (core.coalesce)."""
+    return f"singleton:{job_type}"
 
 
 METRICS_KEY = "metrics:locks"  # hash, fixed fields (acquired, failed, errors, attempts, ...)

@@ -12,6 +12,10 @@ STATUS = "status"
 BULK = "bulk"
 MAINTENANCE = "maintenance"
 ALL_QUEUES = (BOOKINGS, STATUS, BULK, MAINTENANCE)
+# Worker groups: a client waits on interactive work, on background work nobody
+# does, so each group has workers of its own and one never queues behind the other.
+INTERACTIVE = (BOOKINGS, STATUS)
+BACKGROUND = (BULK, MAINTENANCE)
 
 CREATE_BOOKING = "radiantgo.bookings.create"
 TRANSITION_BOOKING = "radiantgo.bookings.transition"

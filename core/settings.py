@@ -135,7 +135,12 @@ class Settings:
     # then read one AMQP connection at once ("UnexpectedFrame", measured under
     # load). Processes keep every connection single-threaded.
     WORKER_POOL: str = _setting("prefork", check=lambda v: v in ("threads", "prefork", "solo"))
-    WORKER_CONCURRENCY: int = _setting(8, check=_positive)
+    WORKER_CONCURRENCY: int = _setting(8, check=_positive)  # interactive: bookings, status
+    # Background work (bulk, maintenance): its own worker, fewer processes, and
+    # a lower CPU priority (nice), so on a small machine a bulk import or a
+    # cache warm takes what the interactive worker and the ingress leave.
+    BACKGROUND_CONCURRENCY: int = _setting(2, check=_positive)
+    BACKGROUND_NICE: int = _setting(10, check=lambda v: 0 <= v <= 19)
     EMBEDDED_MONGO_PORT: int = _setting(27018, check=lambda v: 0 < v < 65536)
 
     @property

@@ -125,8 +125,11 @@ class CacheWarm(MethodView):
     @blp.alt_response(202, schema=JobAcceptedSchema, success=True)
     @blp.problems(503)
     def post(self):
-        """Warm today's and tomorrow's route results for the popular routes, now."""
-        return submit_job(queues.WARM_CACHE, {}, {})
+        """Warm today's and tomorrow's route results for the popular routes, now.
+
+        While a warm job is queued or running, that job is the answer."""
+        interval = services().settings.CACHE_WARM_INTERVAL
+        return submit_job(queues.WARM_CACHE, {}, {}, coalesce_for=interval)
 
 
 @blp.route("/cache/stats")

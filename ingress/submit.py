@@ -14,7 +14,7 @@ from typing import Any
 from flask import Response, current_app, request
 from kombu.exceptions import KombuError, OperationalError
 
-from core import jobs, logs, queues
+from core import coalesce, jobs, logs, queues
 from core.clock import utcnow
 from core.errors import ServiceUnavailable, ValidationFailed
 from core.ids import new_job_id
@@ -79,6 +79,7 @@ def submit_job(
     links: dict[str, str],
     *,
     bulk: bool = False,
+    coalesce_for: int | None = None,
     **assigned: Any,
 ) -> Response:
     """Record and enqueue a job; answer with it as the client asked (202 or final).
@@ -90,10 +91,21 @@ def submit_job(
     reports each by index), so it is kept as JSON text, which MongoDB stores
     whatever it holds (a 2^70 integer, a "$where" key), and not sent in the
     message.
+
+    With `coalesce_for` (seconds), one job of this type at a time: while one is
+    queued or running, it is the answer (core.coalesce); the claim lasts at
+    most that long.
     """
     svc = services()
     principal = current_principal()
     job_id = new_job_id()
+    job_type = queues.job_type(task_name)
+    if coalesce_for is not None:
+        live = coalesce.holder_or_claim(
+            svc.redis, job_type, job_id, coalesce_for, lambda held: _unfinished(svc.db, held)
+        )
+        if live is not None:
+            return job_response(live, wait=prefer_wait(), accepted=True)
     key = _idempotency_key()
     if key is not None:
         key = jobs.scoped_key(client_key(), f"{request.method} {request.path}", key)
@@ -103,7 +115,7 @@ def submit_job(
         svc.db,
         svc.settings,
         job_id=job_id,
-        job_type=queues.job_type(task_name),
+        job_type=job_type,
         payload=payload,
         now=utcnow(),
         links={"job": f"/api/jobs/{job_id}", **links},
@@ -118,12 +130,19 @@ def submit_job(
             publish(task_name, job_id, None if bulk else payload)
         except (OperationalError, KombuError, OSError) as exc:
             jobs.discard_job(svc.db, job_id, key)
+            if coalesce_for is not None:
+                coalesce.release(svc.redis, job_type, job_id)
             log.warning("publish failed, answered 503: %s", exc)
             raise ServiceUnavailable("The job queue is unavailable; nothing was enqueued.") from exc
     response = job_response(job, wait=prefer_wait(), accepted=True)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def _unfinished(db, job_id: str) -> dict[str, Any] | None:
+    job = jobs.get_job(db, job_id)
+    return job if job is not None and job["state"] not in jobs.FINISHED else None
 
 
 def accepted_body(job: dict[str, Any]) -> dict[str, Any]:

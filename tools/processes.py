@@ -71,10 +71,15 @@ def start_worker(
     *,
     name: str = "worker",
     queue_list: tuple[str, ...] = queues.ALL_QUEUES,
+    concurrency: int | None = None,
+    nice: int = 0,
 ) -> subprocess.Popen:
+    """A Celery worker on `queue_list`; `nice` > 0 starts it at a lower CPU priority,
+    as `make run` starts the background group."""
     names = ",".join(queues.queue_name(q, settings.QUEUE_NAMESPACE) for q in queue_list)
     return subprocess.Popen(
         [
+            *(["nice", "-n", str(nice)] if nice else []),
             str(BIN / "celery"),
             "-A",
             "workers.main",
@@ -85,7 +90,7 @@ def start_worker(
             "--pool",
             settings.WORKER_POOL,
             "--concurrency",
-            str(settings.WORKER_CONCURRENCY),
+            str(concurrency or settings.WORKER_CONCURRENCY),
             "--without-mingle",
             "--without-gossip",
             "-n",

@@ -108,6 +108,11 @@ def ensure_services(settings: Settings) -> None:
     ensure_service("RabbitMQ", settings.RABBITMQ_URL, 5672, 120)
 
 
+def queue_list(settings: Settings, group: tuple[str, ...]) -> str:
+    """A worker's -Q: the group's queues under this stack's namespace."""
+    return ",".join(queues.queue_name(q, settings.QUEUE_NAMESPACE) for q in group)
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """Settings as environment variables, for child processes."""
     from dataclasses import fields
@@ -223,7 +228,7 @@ def run() -> None:
     creds = load_credentials()
     flower_auth = settings.FLOWER_BASIC_AUTH or creds["FLOWER_BASIC_AUTH"]
     admin_token = settings.ADMIN_TOKEN or creds["ADMIN_TOKEN"]
-    processes = ["web", "worker", "beat", "flower"]
+    processes = ["web", "worker", "background", "beat", "flower"]
     if settings.embedded_mongo:
         processes.insert(0, "mongo")
         if reachable("127.0.0.1", settings.EMBEDDED_MONGO_PORT):
@@ -236,9 +241,8 @@ def run() -> None:
     env.pop("PORT")  # honcho hands each process a PORT of its own; we bind with API_BIND
     env.update(
         API_BIND=f"{settings.BIND_HOST}:{settings.PORT}",
-        WORKER_QUEUES=",".join(
-            queues.queue_name(q, settings.QUEUE_NAMESPACE) for q in queues.ALL_QUEUES
-        ),
+        INTERACTIVE_QUEUES=queue_list(settings, queues.INTERACTIVE),
+        BACKGROUND_QUEUES=queue_list(settings, queues.BACKGROUND),
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
     )

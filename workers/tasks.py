@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from celery import shared_task
 
-from core import bookings, bulk, flights, invalidation, jobs, queues, routes, transitions
+from core import (
+    bookings,
+    bulk,
+    coalesce,
+    flights,
+    invalidation,
+    jobs,
+    queues,
+    routes,
+    transitions,
+)
 from core.clock import utcnow
 from core.errors import NotReady
 from core.locks import BULK_LOCK_TTL, BookingLocked, bulk_lock_key
 from core.metrics import sample_queue_depths
 from workers import runtime
 from workers.jobs import run_job
+
+log = logging.getLogger(__name__)
 
 
 def invalidate_booking(svc, booking: dict) -> None:
@@ -146,7 +159,7 @@ def warm_cache(self, job_id: str | None = None, payload: dict | None = None) -> 
         popular = routes.popular_routes(
             svc.cache, settings.POPULAR_ROUTES, settings.WARM_TOP_ROUTES
         )
-        return routes.warm_routes(
+        warmed = routes.warm_routes(
             svc.db,
             svc.cache,
             popular,
@@ -155,11 +168,22 @@ def warm_cache(self, job_id: str | None = None, payload: dict | None = None) -> 
             ttl=settings.CACHE_TTL_ROUTES,
             max_routes=settings.WARM_MAX_ROUTES,
         )
+        if job is not None:  # the next warm request starts a new job
+            coalesce.release(svc.redis, WARM_JOB, job["_id"])
+        return warmed
 
     if job_id is None:
-        return work(runtime.services(), None)
+        svc = runtime.services()
+        held = coalesce.holder(svc.redis, WARM_JOB)
+        if held is not None:
+            log.info("warm job %s is queued or running: beat skips its turn", held)
+            return None
+        return work(svc, None)
     run_job(self, job_id, payload, work)
     return None
+
+
+WARM_JOB = queues.job_type(queues.WARM_CACHE)
 
 
 @shared_task(name=queues.NOOP)

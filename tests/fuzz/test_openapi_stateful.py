@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.fuzz.test_openapi_fuzz import checks_for, credentials
 
-SEQUENCES, STEPS = 40, 6
+SEQUENCES, STEPS = 60, 6
 
 
 def test_linked_calls_pass_every_check(app, worker):
@@ -37,10 +37,13 @@ def test_linked_calls_pass_every_check(app, worker):
             stateful_step_count=STEPS,
             deadline=None,
             database=None,
+            # Repeatable: the same sequences every run (the links a random run
+            # happens to follow vary, and this test asserts that they are).
+            derandomize=True,
             suppress_health_check=list(HealthCheck),
         )
     )
     followed = {label for label, _ in steps}
-    assert "GET /api/jobs/{job_id}" in followed, followed
+    assert "GET /api/jobs/{job_id}" in followed, followed  # a 202 link was followed
     assert not [s for s in steps if s[1] >= 500]
     print(f"{len(steps)} calls in {SEQUENCES} linked sequences, every check, no 5xx")

@@ -106,3 +106,17 @@ def test_demo_callers_keep_their_keys_until_the_database_forgets_them(services):
     assert again["DEMO_CUSTOMER_KEY"] != keys[0]
     assert again["DEMO_OPERATOR_KEY"] == keys[1]
     assert key_is_active(services.db, again["DEMO_CUSTOMER_KEY"])
+
+
+def test_make_run_serves_interactive_and_background_queues_with_workers_of_their_own():
+    from pathlib import Path
+
+    from core import queues
+
+    procfile = Path(__file__).resolve().parents[2] / "Procfile"
+    lines = dict(line.split(": ", 1) for line in procfile.read_text().splitlines() if line)
+    assert "-Q $INTERACTIVE_QUEUES" in lines["worker"]
+    assert "-Q $BACKGROUND_QUEUES" in lines["background"]
+    assert lines["background"].startswith("nice -n $BACKGROUND_NICE ")
+    assert sorted(queues.INTERACTIVE + queues.BACKGROUND) == sorted(queues.ALL_QUEUES)
+    assert not set(queues.INTERACTIVE) & set(queues.BACKGROUND)
