@@ -39,7 +39,7 @@ lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: bench-create bench-transitions bench-flights bench-bulk bench-auth ## Every benchmark, one after the other
+bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept ## Every benchmark, one after the other
 
 bench-create: venv ## Booking creation: accept/end-to-end latency, throughput vs a no-op task
 	$(PY) -m tools.stack ensure-services
@@ -61,6 +61,10 @@ bench-auth: venv ## API key lookup: ingress CPU per request with a cached key vs
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_auth $(BENCH_ARGS)
 
+bench-accept: venv ## Accept path: POST /api/bookings requests/s and CPU vs a minimal floor app
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_accept $(BENCH_ARGS)
+
 perf: venv ## Locust scenarios + every benchmark, one report in perf/results/<timestamp>/ (PERF_ARGS=--quick)
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.run_perf $(PERF_ARGS)
@@ -68,4 +72,4 @@ perf: venv ## Locust scenarios + every benchmark, one report in perf/results/<ti
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth perf clean
+.PHONY: help venv run test faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept perf clean

@@ -126,8 +126,11 @@ def wait_for_worker(
     raise RuntimeError("worker sent no heartbeat")
 
 
-def start_ingress(settings: Settings, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """gunicorn with gthread workers, as `make run` starts it; returns (process, base URL)."""
+def start_ingress(
+    settings: Settings, log_path: Path, *, app_target: str = "ingress:create_app()"
+) -> tuple[subprocess.Popen, str]:
+    """gunicorn with gthread workers, as `make run` starts it; returns (process, base URL).
+    `app_target` serves another app with the same flags (perf/bench_accept.py's floor)."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -140,7 +143,7 @@ def start_ingress(settings: Settings, log_path: Path) -> tuple[subprocess.Popen,
             str(settings.WEB_WORKERS),
             "--threads",
             str(settings.WEB_THREADS),
-            "ingress:create_app()",
+            app_target,
         ],
         env=child_env(settings),
         cwd=ROOT,
