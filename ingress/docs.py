@@ -1,4 +1,5 @@
-"""OpenAPI helpers: a Blueprint that documents problem responses, and Swagger UI's
+"""OpenAPI helpers: a Blueprint that documents problem responses, who may call
+each operation (security schemes, x-roles) and its links, and Swagger UI's
 assets served from the installed package (the docs work offline)."""
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from ingress.security import requires
 
 SWAGGER_ASSETS = "/api/docs/assets/"
 
-# OpenAPI security schemes: both are bearer tokens, told apart by who issues them.
+# OpenAPI security schemes: all bearer tokens, told apart by who issues them
+# (the metrics token is a scraper's, for GET /metrics).
 API_KEY, ADMIN_TOKEN = "apiKey", "adminToken"
-METRICS_TOKEN = "metricsToken"  # noqa: S105 (a scheme name) GET /metrics: a scraper's token
+METRICS_TOKEN = "metricsToken"  # noqa: S105 (a scheme's name, not a secret)
 SECURITY_SCHEMES = {
     API_KEY: {
         "type": "http",
