@@ -39,7 +39,7 @@ lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept ## Every benchmark, one after the other
+bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads ## Every benchmark, one after the other
 
 bench-create: venv ## Booking creation: accept/end-to-end latency, throughput vs a no-op task
 	$(PY) -m tools.stack ensure-services
@@ -65,6 +65,10 @@ bench-accept: venv ## Accept path: POST /api/bookings requests/s and CPU vs a mi
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_accept $(BENCH_ARGS)
 
+bench-reads: venv ## Route search over HTTP: uncached p95, cached requests/s and CPU vs a Redis-GET floor app
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_reads $(BENCH_ARGS)
+
 perf: venv ## Locust scenarios + every benchmark, one report in perf/results/<timestamp>/ (PERF_ARGS=--quick)
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.run_perf $(PERF_ARGS)
@@ -72,4 +76,4 @@ perf: venv ## Locust scenarios + every benchmark, one report in perf/results/<ti
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept perf clean
+.PHONY: help venv run test faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads perf clean

@@ -1,0 +1,402 @@
+"""Route search over HTTP at 100,000 flights, on dates outside the warm window:
+uncached latency, and cached throughput against a floor that returns the same
+stored bytes from Redis (perf/floor_reads.py), on one isolated stack in one run.
+
+    make bench-reads
+    python -m perf.bench_reads --flights 100000 --routes 200 --seconds 10 --pairs 3
+    python -m perf.bench_reads --flights 20000 --routes 50 --seconds 4 --pairs 2   # quick
+
+1. import --flights flights (tools.flights.generate_schedule, seed 42, from
+   --start, default today UTC) with core.flights.import_flights; the Celery
+   worker is then stopped (route searches need none) so nothing else competes
+   for the CPU.
+2. --routes distinct random (origin, destination, date) triples
+   (random.Random(7)), dates 4-10 days after the schedule's start: outside the
+   warm window (today and tomorrow), and only days with flights. A schedule
+   too short to reach day 4 (fewer than ~5 x 8,700 flights) falls back to its
+   days after tomorrow, and says so.
+3. uncached: each triple's first GET /api/routes (no key: route search is
+   public; limit=100, every option a cached result keeps, so the ingress
+   answers what the floor answers), one keep-alive connection, sequential:
+   p50/p95/max against the goal (p95 < 50 ms). Two untimed searches on other
+   routes warm the worker first. The route cache's miss counter checks that
+   each was a miss.
+4. cached: the floor (GET /floor/routes, a second gunicorn with the same
+   settings) and the ingress in back-to-back pairs of rounds (floor ingress,
+   ingress floor, ...), --pairs pairs of --seconds each: a closed loop of
+   --connections keep-alive connections (http.client, one thread each)
+   cycling over the same triples, now cached. Around each round, the user +
+   system CPU seconds of that gunicorn's master and workers (psutil): CPU ms
+   per request. Per app: median requests/s and each round's, CPU ms/request,
+   latency p50/p95, errors, mean body size; the ratio ingress/floor of the
+   median requests/s against the goal (>= 0.7). The miss counter checks that
+   every ingress answer in the rounds was a hit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import random
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from core import cache as caches
+from core.db import ensure_indexes
+from core.flights import import_flights
+from perf.harness import fmt, isolated_stack, percentiles, write_figures
+from perf.profiling import tree_cpu_s
+from tools.flights import generate_schedule
+from tools.processes import start_ingress, stop
+
+SEED = 42
+SEARCH_SEED = 7
+FIRST_DAY, LAST_DAY = 4, 10  # days after the schedule's start
+WARM_WINDOW_DAYS = 2  # today and tomorrow: what beat's warm_cache keeps cached
+LIMIT = 100  # core.routes.KEPT_OPTIONS: the whole stored result
+GOAL_RATIO = 0.7
+UNCACHED_P95_GOAL_MS = 50.0
+FLOOR, INGRESS = "floor", "ingress"
+FLOOR_TARGET = "perf.floor_reads:create_floor_app()"
+WARM_UP_S = 1.0  # an unmeasured round per app before the first pair
+
+Triple = tuple[str, str, date]
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
+
+
+def query(triple: Triple, limit: int | None = None) -> str:
+    origin, destination, day = triple
+    params = {"origin": origin, "destination": destination, "date": day.isoformat()}
+    if limit is not None:
+        params["limit"] = str(limit)
+    return urlencode(params)
+
+
+def search_days(raw: list[dict[str, Any]], start: date, today: date) -> tuple[list[date], str]:
+    """The days to search: FIRST_DAY..LAST_DAY after `start` that have flights,
+    none inside the warm window; else (a short schedule) its days after it."""
+    days = sorted({datetime.fromisoformat(f["departure_ts"]).astimezone(UTC).date() for f in raw})
+    outside = [d for d in days if d >= today + timedelta(days=WARM_WINDOW_DAYS)]
+    wanted = [
+        d
+        for d in outside
+        if start + timedelta(days=FIRST_DAY) <= d <= start + timedelta(days=LAST_DAY)
+    ]
+    if wanted:
+        return wanted, f"days {FIRST_DAY}-{LAST_DAY} after the schedule's start"
+    if not outside:
+        raise SystemExit("no scheduled day outside the warm window: more --flights or --start")
+    return outside, (f"FALLBACK: the schedule ends before day {FIRST_DAY}; its days after tomorrow")
+
+
+def pick_triples(raw: list[dict[str, Any]], days: list[date], n: int) -> list[Triple]:
+    """`n` distinct random (origin, destination, day) triples, +2 spare for warming."""
+    airports = sorted({f["origin"] for f in raw} | {f["destination"] for f in raw})
+    rng = random.Random(SEARCH_SEED)
+    picked: dict[Triple, None] = {}
+    possible = len(airports) * (len(airports) - 1) * len(days)
+    for _ in range((n + 2) * 50):  # bounded: distinct triples, never an endless draw
+        if len(picked) >= min(n + 2, possible):
+            break
+        origin = rng.choice(airports)
+        destination = rng.choice([a for a in airports if a != origin])
+        picked[(origin, destination, rng.choice(days))] = None
+    return list(picked)
+
+
+def route_counts(cache) -> tuple[int, int]:
+    routes = cache.hit_stats()[caches.ROUTES]
+    return routes["hits"], routes["misses"]
+
+
+def uncached(base: str, triples: list[Triple]) -> dict[str, Any]:
+    """Each triple's first GET /api/routes, one after the other on one connection."""
+    url = urlsplit(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    latencies, sizes, errors = [], [], {}
+    try:
+        for triple in triples:
+            sent = time.perf_counter()
+            conn.request("GET", f"/api/routes?{query(triple, LIMIT)}")
+            response = conn.getresponse()
+            body = response.read()
+            elapsed = _ms(sent)
+            if response.status != 200:
+                errors[str(response.status)] = errors.get(str(response.status), 0) + 1
+                continue
+            latencies.append(elapsed)
+            sizes.append(len(body))
+    finally:
+        conn.close()
+    return {"latencies_ms": latencies, "sizes": sizes, "errors": errors}
+
+
+def closed_loop(base: str, paths: list[str], seconds: float, connections: int) -> dict:
+    """`connections` threads, each one keep-alive connection sending the next GET
+    (cycling over `paths` from its own offset) as soon as the last is answered."""
+    url = urlsplit(base)
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    sizes: list[list[int]] = [[] for _ in range(connections)]
+    errors: dict[str, int] = {}
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        n = i * len(paths) // connections
+        try:
+            while time.perf_counter() < deadline:
+                path = paths[n % len(paths)]
+                n += 1
+                sent = time.perf_counter()
+                try:
+                    conn.request("GET", path)
+                    response = conn.getresponse()
+                    body = response.read()
+                    outcome = response.status
+                except (OSError, http.client.HTTPException) as exc:
+                    conn.close()  # reconnects on the next request
+                    outcome, body = type(exc).__name__, b""
+                if outcome == 200:
+                    latencies[i].append(_ms(sent))
+                    sizes[i].append(len(body))
+                else:
+                    with lock:
+                        errors[str(outcome)] = errors.get(str(outcome), 0) + 1
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(connections)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return {
+        "wall_s": wall,
+        "latencies_ms": [ms for mine in latencies for ms in mine],
+        "sizes": [s for mine in sizes for s in mine],
+        "errors": errors,
+    }
+
+
+def one_round(target: dict, seconds: float, connections: int) -> dict[str, Any]:
+    cpu_before, client_before = tree_cpu_s(target["pid"]), time.process_time()
+    load = closed_loop(target["base"], target["paths"], seconds, connections)
+    cpu = tree_cpu_s(target["pid"]) - cpu_before
+    client_cpu = time.process_time() - client_before
+    ok = len(load["latencies_ms"])
+    sent = ok + sum(load["errors"].values())
+    return {
+        "rps": ok / load["wall_s"],
+        "ok": ok,
+        "cpu_ms_per_request": 1000 * cpu / ok if ok else None,
+        "client_cpu_ms_per_request": 1000 * client_cpu / sent if sent else None,
+        "errors": load["errors"],
+        "latencies_ms": load["latencies_ms"],
+        "sizes": load["sizes"],
+    }
+
+
+def pair_orders(pairs: int) -> list[list[str]]:
+    return [[FLOOR, INGRESS] if i % 2 == 0 else [INGRESS, FLOOR] for i in range(pairs)]
+
+
+def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    rps = [r["rps"] for r in rounds]
+    cpu = [r["cpu_ms_per_request"] for r in rounds if r["cpu_ms_per_request"] is not None]
+    client = [r["client_cpu_ms_per_request"] for r in rounds if r["client_cpu_ms_per_request"]]
+    sizes = [s for r in rounds for s in r["sizes"]]
+    errors: dict[str, int] = {}
+    for r in rounds:
+        for outcome, count in r["errors"].items():
+            errors[outcome] = errors.get(outcome, 0) + count
+    return {
+        "rps": round(statistics.median(rps), 1),
+        "rps_rounds": [round(x, 1) for x in rps],
+        "cpu_ms_per_request": round(statistics.median(cpu), 3) if cpu else None,
+        "cpu_ms_per_request_rounds": [round(c, 3) for c in cpu],
+        "client_cpu_ms_per_request": round(statistics.median(client), 3) if client else None,
+        "requests": sum(r["ok"] for r in rounds),
+        "body_bytes_mean": round(statistics.fmean(sizes)) if sizes else None,
+        "latency_ms": percentiles([ms for r in rounds for ms in r["latencies_ms"]]),
+        "errors": errors,
+    }
+
+
+def run(
+    flights: int, routes: int, seconds: float, pairs: int, connections: int, start: date
+) -> dict[str, Any]:
+    today = datetime.now(UTC).date()
+    raw = list(generate_schedule(flights, start_date=start, seed=SEED))
+    days, days_note = search_days(raw, start, today)
+    picked = pick_triples(raw, days, routes)
+    warmers, triples = picked[:2], picked[2:]
+    work = Path(tempfile.mkdtemp(prefix="radiantgo-bench-reads-"))
+    floor = None
+    try:
+        with isolated_stack() as stack:
+            db, cache, settings = stack.services.db, stack.services.cache, stack.settings
+            ensure_indexes(db)
+            t = time.perf_counter()
+            imported = import_flights(db, raw, chunk_size=settings.BULK_CHUNK_SIZE, total=len(raw))
+            import_s = time.perf_counter() - t
+            stop(stack.worker)  # no task takes part in a route search
+            floor, floor_base = start_ingress(settings, work / "floor.log", app_target=FLOOR_TARGET)
+
+            uncached(stack.base, warmers)  # untimed: imports, pools, the server warm
+            before = route_counts(cache)
+            cold = uncached(stack.base, triples)
+            after_cold = route_counts(cache)
+
+            targets = {
+                FLOOR: {
+                    "pid": floor.pid,
+                    "base": floor_base,
+                    "paths": [f"/floor/routes?{query(tr)}" for tr in triples],
+                },
+                INGRESS: {
+                    "pid": stack.ingress.pid,
+                    "base": stack.base,
+                    "paths": [f"/api/routes?{query(tr, LIMIT)}" for tr in triples],
+                },
+            }
+            for target in targets.values():  # warm connections, both apps' workers
+                closed_loop(target["base"], target["paths"], WARM_UP_S, connections)
+            before_hot = route_counts(cache)
+            results: dict[str, list[dict[str, Any]]] = {FLOOR: [], INGRESS: []}
+            for order in pair_orders(pairs):
+                for app in order:
+                    results[app].append(one_round(targets[app], seconds, connections))
+            after_hot = route_counts(cache)
+            workers = f"{settings.WEB_WORKERS} x {settings.WEB_THREADS} threads"
+    finally:  # the floor may outlive the stack only when the stack failed to start it
+        if floor is not None:
+            stop(floor)
+        shutil.rmtree(work, ignore_errors=True)
+
+    figures = {app: summarize(rs) for app, rs in results.items()}
+    pair_ratios = [
+        round(i["rps"] / f["rps"], 3) if f["rps"] else None
+        for f, i in zip(results[FLOOR], results[INGRESS], strict=True)
+    ]
+    ratio = figures[INGRESS]["rps"] / figures[FLOOR]["rps"] if figures[FLOOR]["rps"] else 0.0
+    hot_misses = after_hot[1] - before_hot[1]
+    error_free = not (figures[FLOOR]["errors"] or figures[INGRESS]["errors"])
+    cold_p95 = percentiles(cold["latencies_ms"])
+    return {
+        "flights": len(raw),
+        "stored": imported["succeeded"],
+        "import_s": round(import_s, 1),
+        "schedule_start": start.isoformat(),
+        "today": today.isoformat(),
+        "days": [d.isoformat() for d in days],
+        "days_note": days_note,
+        "routes": len(triples),
+        "servers": f"gunicorn gthread, {workers}, each",
+        "uncached": {
+            "latency_ms": cold_p95,
+            "errors": cold["errors"],
+            "misses": after_cold[1] - before[1],
+            "body_bytes_mean": round(statistics.fmean(cold["sizes"])) if cold["sizes"] else None,
+            "goal_p95_ms": UNCACHED_P95_GOAL_MS,
+            "goal_met": cold_p95["p95"] is not None
+            and cold_p95["p95"] < UNCACHED_P95_GOAL_MS
+            and not cold["errors"],
+        },
+        "ingress_endpoint": f"GET /api/routes (no key, limit={LIMIT})",
+        "floor_endpoint": "GET /floor/routes (perf/floor_reads.py)",
+        "pairs": pairs,
+        "seconds_per_round": seconds,
+        "connections": connections,
+        **figures,
+        "ingress_misses_in_rounds": hot_misses,
+        "rps_ratio": round(ratio, 3),
+        "rps_ratio_pairs": pair_ratios,
+        "goal_ratio": GOAL_RATIO,
+        # Only two error-free apps, the ingress answering from the cache, compare.
+        "goal_met": ratio >= GOAL_RATIO and error_free and hot_misses == 0,
+    }
+
+
+def report(f: dict) -> str:
+    def goal(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    u = f["uncached"]
+    u_errors = sum(u["errors"].values())
+    lines = [
+        f"Route search over HTTP ({f['flights']} flights from {f['schedule_start']},"
+        f" {f['stored']} stored, imported in {f['import_s']:g} s; {f['servers']})",
+        f"  {f['routes']} random routes on {len(f['days'])} days"
+        f" {f['days'][0]}..{f['days'][-1]} ({f['days_note']}; today {f['today']})",
+        "  uncached  first GET /api/routes each, sequential, 1 connection:",
+        f"          {fmt(u['latency_ms'])}   errors {u_errors}"
+        f"{' ' + str(u['errors']) if u_errors else ''}   route cache misses {u['misses']}"
+        f"   body {u['body_bytes_mean']} B mean",
+        f"          (goal p95 < {u['goal_p95_ms']:.0f} ms: {goal(u['goal_met'])})",
+        f"  cached against the floor ({f['pairs']} pairs of {f['seconds_per_round']:g} s"
+        f" rounds, {f['connections']} keep-alive connections, closed loop)",
+    ]
+    for app, label in ((FLOOR, f["floor_endpoint"]), (INGRESS, f["ingress_endpoint"])):
+        m = f[app]
+        rps_rounds = " ".join(f"{x:.0f}" for x in m["rps_rounds"])
+        cpu_rounds = " ".join(f"{c:.2f}" for c in m["cpu_ms_per_request_rounds"])
+        lat = m["latency_ms"]
+        p50 = f"{lat['p50']:.1f}" if lat["p50"] is not None else "-"
+        p95 = f"{lat['p95']:.1f}" if lat["p95"] is not None else "-"
+        cpu = m["cpu_ms_per_request"]
+        errors = sum(m["errors"].values())
+        detail = f" {m['errors']}" if errors else ""
+        lines += [
+            f"  {app:<8}{label}",
+            f"          {m['rps']:.0f} requests/s (median; rounds {rps_rounds})",
+            f"          gunicorn CPU {cpu:.2f} ms/request (median; rounds {cpu_rounds})"
+            if cpu is not None
+            else "          gunicorn CPU -",
+            f"          latency p50 {p50} ms  p95 {p95} ms   errors {errors}{detail}"
+            f"   body {m['body_bytes_mean']} B mean"
+            f"   (client CPU {m['client_cpu_ms_per_request'] or 0:.2f} ms/request)",
+        ]
+    pairs = " ".join(f"{r:.2f}" if r is not None else "-" for r in f["rps_ratio_pairs"])
+    lines += [
+        f"  route cache misses during the ingress's rounds: {f['ingress_misses_in_rounds']}",
+        f"  requests/s ingress/floor {f['rps_ratio']:.2f} (medians; pairs {pairs})"
+        f"   (goal >= {f['goal_ratio']}: {goal(f['goal_met'])})",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--flights", type=int, default=100_000)
+    parser.add_argument("--routes", type=int, default=200, help="distinct searches")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds per round")
+    parser.add_argument("--pairs", type=int, default=3, help="back-to-back pairs of rounds")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--start", type=date.fromisoformat, help="the schedule's first day (default today UTC)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    start = args.start or datetime.now(UTC).date()
+    figures = run(args.flights, args.routes, args.seconds, args.pairs, args.connections, start)
+    print(report(figures))
+    write_figures(args.json, figures)
+
+
+if __name__ == "__main__":
+    main()
