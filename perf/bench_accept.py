@@ -27,20 +27,23 @@ under the same gunicorn settings, on one isolated stack in one run.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import shutil
-import statistics
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from core import queues
-from perf.harness import BODY, isolated_stack, percentiles, write_figures
-from perf.profiling import tree_cpu_s
+from perf.harness import (
+    BODY,
+    Call,
+    closed_loop,
+    isolated_stack,
+    measured_round,
+    pair_orders,
+    summarize_rounds,
+    write_figures,
+)
 from tools.processes import start_ingress, stop
 
 GOAL_RATIO = 0.7  # the issue's: the ingress accepts >= 0.7 of the floor's requests/s
@@ -49,97 +52,11 @@ FLOOR_TARGET = "perf.floor_app:create_floor_app()"
 WARM_UP_S = 1.0  # an unmeasured round per app before the first pair
 
 
-def closed_loop(base: str, path: str, headers: dict, seconds: float, connections: int) -> dict:
-    """`connections` threads, each one keep-alive connection sending the next POST
-    as soon as the last is answered, until `seconds` have passed."""
-    url = urlsplit(base)
-    body = json.dumps(BODY).encode()
-    headers = {**headers, "Content-Type": "application/json"}
-    latencies: list[list[float]] = [[] for _ in range(connections)]
-    errors: dict[str, int] = {}
-    lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
-
-    def client(mine: list[float]) -> None:
-        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-        try:
-            while time.perf_counter() < deadline:
-                sent = time.perf_counter()
-                try:
-                    conn.request("POST", path, body=body, headers=headers)
-                    response = conn.getresponse()
-                    response.read()
-                    outcome = response.status
-                except (OSError, http.client.HTTPException) as exc:
-                    conn.close()  # reconnects on the next request
-                    outcome = type(exc).__name__
-                if outcome == 202:
-                    mine.append((time.perf_counter() - sent) * 1000)
-                else:
-                    with lock:
-                        errors[str(outcome)] = errors.get(str(outcome), 0) + 1
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=client, args=(mine,)) for mine in latencies]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    merged = [ms for mine in latencies for ms in mine]
-    return {"wall_s": wall, "latencies_ms": merged, "errors": errors}
-
-
-def one_round(target: dict, seconds: float, connections: int) -> dict[str, Any]:
-    cpu_before, client_before = tree_cpu_s(target["pid"]), time.process_time()
-    load = closed_loop(target["base"], target["path"], target["headers"], seconds, connections)
-    cpu = tree_cpu_s(target["pid"]) - cpu_before
-    client_cpu = time.process_time() - client_before
-    accepted = len(load["latencies_ms"])
-    sent = accepted + sum(load["errors"].values())
-    return {
-        "rps": accepted / load["wall_s"],
-        "accepted": accepted,
-        "cpu_ms_per_accept": 1000 * cpu / accepted if accepted else None,
-        "client_cpu_ms_per_request": 1000 * client_cpu / sent if sent else None,
-        "errors": load["errors"],
-        "latencies_ms": load["latencies_ms"],
-    }
-
-
-def pair_orders(pairs: int) -> list[list[str]]:
-    """floor ingress, ingress floor, ...: each pair back to back, in alternating
-    order, so a machine speeding up or slowing down weighs on both apps."""
-    return [[FLOOR, INGRESS] if i % 2 == 0 else [INGRESS, FLOOR] for i in range(pairs)]
-
-
 def purge_bookings(stack) -> None:
     """Empty the bookings queue after a round: each round starts on an empty queue."""
     name = queues.queue_name(queues.BOOKINGS, stack.settings.QUEUE_NAMESPACE)
     with stack.celery.connection_for_write() as conn:
         conn.default_channel.queue_purge(name)
-
-
-def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    rps = [r["rps"] for r in rounds]
-    cpu = [r["cpu_ms_per_accept"] for r in rounds if r["cpu_ms_per_accept"] is not None]
-    client = [r["client_cpu_ms_per_request"] for r in rounds if r["client_cpu_ms_per_request"]]
-    errors: dict[str, int] = {}
-    for r in rounds:
-        for outcome, count in r["errors"].items():
-            errors[outcome] = errors.get(outcome, 0) + count
-    return {
-        "rps": round(statistics.median(rps), 1),
-        "rps_rounds": [round(x, 1) for x in rps],
-        "cpu_ms_per_accept": round(statistics.median(cpu), 3) if cpu else None,
-        "cpu_ms_per_accept_rounds": [round(c, 3) for c in cpu],
-        "client_cpu_ms_per_request": round(statistics.median(client), 3) if client else None,
-        "accepted": sum(r["accepted"] for r in rounds),
-        "latency_ms": percentiles([ms for r in rounds for ms in r["latencies_ms"]]),
-        "errors": errors,
-    }
 
 
 def run(pairs: int, seconds: float, connections: int) -> dict[str, Any]:
@@ -151,22 +68,26 @@ def run(pairs: int, seconds: float, connections: int) -> dict[str, Any]:
             floor, floor_base = start_ingress(
                 stack.settings, work / "floor.log", app_target=FLOOR_TARGET
             )
-            targets = {
-                FLOOR: {"pid": floor.pid, "base": floor_base, "path": "/floor", "headers": {}},
-                INGRESS: {
-                    "pid": stack.ingress.pid,
-                    "base": stack.base,
-                    "path": "/api/bookings",
-                    "headers": stack.customer,
-                },
+            body = json.dumps(BODY).encode()
+            json_type = (("Content-Type", "application/json"),)
+            key = tuple(stack.customer.items())
+            targets = {  # (pid, base URL, the call)
+                FLOOR: (floor.pid, floor_base, Call("POST", "/floor", body, json_type)),
+                INGRESS: (
+                    stack.ingress.pid,
+                    stack.base,
+                    Call("POST", "/api/bookings", body, json_type + key),
+                ),
             }
-            for target in targets.values():  # warm connections, imports, caches
-                closed_loop(target["base"], target["path"], target["headers"], WARM_UP_S, 4)
+            for _, base, call in targets.values():  # warm connections, imports, caches
+                closed_loop(base, [call], WARM_UP_S, 4, expect=202)
             purge_bookings(stack)
             results: dict[str, list[dict[str, Any]]] = {FLOOR: [], INGRESS: []}
-            for order in pair_orders(pairs):
+            for order in pair_orders(pairs, FLOOR, INGRESS):
                 for app in order:
-                    results[app].append(one_round(targets[app], seconds, connections))
+                    pid, base, call = targets[app]
+                    round_ = measured_round(pid, base, [call], seconds, connections, expect=202)
+                    results[app].append(round_)
                     purge_bookings(stack)
             settings = stack.settings
             workers = f"{settings.WEB_WORKERS} x {settings.WEB_THREADS} threads"
@@ -174,7 +95,7 @@ def run(pairs: int, seconds: float, connections: int) -> dict[str, Any]:
         if floor is not None:
             stop(floor)
         shutil.rmtree(work, ignore_errors=True)
-    figures = {app: summarize(rs) for app, rs in results.items()}
+    figures = {app: summarize_rounds(rs) for app, rs in results.items()}
     pair_ratios = [
         round(i["rps"] / f["rps"], 3) if f["rps"] else None
         for f, i in zip(results[FLOOR], results[INGRESS], strict=True)
@@ -206,11 +127,11 @@ def report(f: dict) -> str:
     for app, label in ((FLOOR, f["floor_endpoint"]), (INGRESS, f["ingress_endpoint"])):
         m = f[app]
         rps_rounds = " ".join(f"{x:.0f}" for x in m["rps_rounds"])
-        cpu_rounds = " ".join(f"{c:.2f}" for c in m["cpu_ms_per_accept_rounds"])
+        cpu_rounds = " ".join(f"{c:.2f}" for c in m["cpu_ms_per_request_rounds"])
         lat = m["latency_ms"]
         p50 = f"{lat['p50']:.1f}" if lat["p50"] is not None else "-"
         p95 = f"{lat['p95']:.1f}" if lat["p95"] is not None else "-"
-        cpu = m["cpu_ms_per_accept"]
+        cpu = m["cpu_ms_per_request"]
         errors = sum(m["errors"].values())
         detail = f" {m['errors']}" if errors else ""
         lines += [

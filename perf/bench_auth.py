@@ -37,7 +37,7 @@ import requests
 from core import cache as caches
 from core.customers import authenticate, hash_api_key
 from core.flights import import_flights
-from perf.harness import fmt, isolated_stack, percentiles, write_figures
+from perf.harness import fmt, isolated_stack, pair_orders, percentiles, write_figures
 from perf.profiling import tree_cpu_s
 from tools.flights import generate_schedule
 
@@ -97,7 +97,7 @@ def http_rounds(stack, flight_id: str, rounds: int, n: int, connections: int) ->
             for headers in modes.values():  # warm connections, the key's cache entry
                 one_round(stack, pool, sessions, url, headers, WARM_UP)
             users_before = stack.services.cache.hit_stats()[caches.USERS]
-            for order in pair_orders(rounds, list(modes)):
+            for order in pair_orders(rounds, *modes):
                 for mode in order:
                     results[mode].append(one_round(stack, pool, sessions, url, modes[mode], n))
     finally:
@@ -108,12 +108,6 @@ def http_rounds(stack, flight_id: str, rounds: int, n: int, connections: int) ->
     lookups = {k: users_after[k] - users_before[k] for k in ("hits", "misses")}
     cpu = {mode: [r["cpu_ms_per_request"] for r in rs] for mode, rs in results.items()}
     return {**figures, "key_lookups": lookups, "added": paired(cpu[KEYED], cpu[ANONYMOUS])}
-
-
-def pair_orders(rounds: int, modes: list[str]) -> list[list[str]]:
-    """A B, B A, A B, ...: each pair of rounds runs back to back, first one mode
-    then the other, so a machine speeding up or slowing down weighs on both."""
-    return [modes if i % 2 == 0 else modes[::-1] for i in range(rounds)]
 
 
 def paired(keyed: list[float], anonymous: list[float]) -> dict[str, Any]:
@@ -139,7 +133,7 @@ def app_rounds(stack, flight_id: str, rounds: int, n: int) -> dict[str, Any]:
     for headers in modes.values():
         for _ in range(WARM_UP):
             client.get(url, headers=headers)
-    for order in pair_orders(rounds, list(modes)):
+    for order in pair_orders(rounds, *modes):
         for mode in order:
             started = time.process_time()
             for _ in range(n):

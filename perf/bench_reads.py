@@ -41,7 +41,6 @@ import random
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -51,8 +50,17 @@ from urllib.parse import urlencode, urlsplit
 from core import cache as caches
 from core.db import ensure_indexes
 from core.flights import import_flights
-from perf.harness import fmt, isolated_stack, percentiles, write_figures
-from perf.profiling import tree_cpu_s
+from perf.harness import (
+    Call,
+    closed_loop,
+    fmt,
+    isolated_stack,
+    measured_round,
+    pair_orders,
+    percentiles,
+    summarize_rounds,
+    write_figures,
+)
 from tools.flights import generate_schedule
 from tools.processes import start_ingress, stop
 
@@ -141,100 +149,6 @@ def uncached(base: str, triples: list[Triple]) -> dict[str, Any]:
     return {"latencies_ms": latencies, "sizes": sizes, "errors": errors}
 
 
-def closed_loop(base: str, paths: list[str], seconds: float, connections: int) -> dict:
-    """`connections` threads, each one keep-alive connection sending the next GET
-    (cycling over `paths` from its own offset) as soon as the last is answered."""
-    url = urlsplit(base)
-    latencies: list[list[float]] = [[] for _ in range(connections)]
-    sizes: list[list[int]] = [[] for _ in range(connections)]
-    errors: dict[str, int] = {}
-    lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
-
-    def client(i: int) -> None:
-        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-        n = i * len(paths) // connections
-        try:
-            while time.perf_counter() < deadline:
-                path = paths[n % len(paths)]
-                n += 1
-                sent = time.perf_counter()
-                try:
-                    conn.request("GET", path)
-                    response = conn.getresponse()
-                    body = response.read()
-                    outcome = response.status
-                except (OSError, http.client.HTTPException) as exc:
-                    conn.close()  # reconnects on the next request
-                    outcome, body = type(exc).__name__, b""
-                if outcome == 200:
-                    latencies[i].append(_ms(sent))
-                    sizes[i].append(len(body))
-                else:
-                    with lock:
-                        errors[str(outcome)] = errors.get(str(outcome), 0) + 1
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(connections)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    return {
-        "wall_s": wall,
-        "latencies_ms": [ms for mine in latencies for ms in mine],
-        "sizes": [s for mine in sizes for s in mine],
-        "errors": errors,
-    }
-
-
-def one_round(target: dict, seconds: float, connections: int) -> dict[str, Any]:
-    cpu_before, client_before = tree_cpu_s(target["pid"]), time.process_time()
-    load = closed_loop(target["base"], target["paths"], seconds, connections)
-    cpu = tree_cpu_s(target["pid"]) - cpu_before
-    client_cpu = time.process_time() - client_before
-    ok = len(load["latencies_ms"])
-    sent = ok + sum(load["errors"].values())
-    return {
-        "rps": ok / load["wall_s"],
-        "ok": ok,
-        "cpu_ms_per_request": 1000 * cpu / ok if ok else None,
-        "client_cpu_ms_per_request": 1000 * client_cpu / sent if sent else None,
-        "errors": load["errors"],
-        "latencies_ms": load["latencies_ms"],
-        "sizes": load["sizes"],
-    }
-
-
-def pair_orders(pairs: int) -> list[list[str]]:
-    return [[FLOOR, INGRESS] if i % 2 == 0 else [INGRESS, FLOOR] for i in range(pairs)]
-
-
-def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    rps = [r["rps"] for r in rounds]
-    cpu = [r["cpu_ms_per_request"] for r in rounds if r["cpu_ms_per_request"] is not None]
-    client = [r["client_cpu_ms_per_request"] for r in rounds if r["client_cpu_ms_per_request"]]
-    sizes = [s for r in rounds for s in r["sizes"]]
-    errors: dict[str, int] = {}
-    for r in rounds:
-        for outcome, count in r["errors"].items():
-            errors[outcome] = errors.get(outcome, 0) + count
-    return {
-        "rps": round(statistics.median(rps), 1),
-        "rps_rounds": [round(x, 1) for x in rps],
-        "cpu_ms_per_request": round(statistics.median(cpu), 3) if cpu else None,
-        "cpu_ms_per_request_rounds": [round(c, 3) for c in cpu],
-        "client_cpu_ms_per_request": round(statistics.median(client), 3) if client else None,
-        "requests": sum(r["ok"] for r in rounds),
-        "body_bytes_mean": round(statistics.fmean(sizes)) if sizes else None,
-        "latency_ms": percentiles([ms for r in rounds for ms in r["latencies_ms"]]),
-        "errors": errors,
-    }
-
-
 def run(
     flights: int, routes: int, seconds: float, pairs: int, connections: int, start: date
 ) -> dict[str, Any]:
@@ -272,13 +186,19 @@ def run(
                     "paths": [f"/api/routes?{query(tr, LIMIT)}" for tr in triples],
                 },
             }
-            for target in targets.values():  # warm connections, both apps' workers
-                closed_loop(target["base"], target["paths"], WARM_UP_S, connections)
+            calls = {app: [Call("GET", p) for p in t["paths"]] for app, t in targets.items()}
+            for app, target in targets.items():  # warm connections, both apps' workers
+                closed_loop(target["base"], calls[app], WARM_UP_S, connections, expect=200)
             before_hot = route_counts(cache)
             results: dict[str, list[dict[str, Any]]] = {FLOOR: [], INGRESS: []}
-            for order in pair_orders(pairs):
+            for order in pair_orders(pairs, FLOOR, INGRESS):
                 for app in order:
-                    results[app].append(one_round(targets[app], seconds, connections))
+                    target = targets[app]
+                    results[app].append(
+                        measured_round(
+                            target["pid"], target["base"], calls[app], seconds, connections, 200
+                        )
+                    )
             after_hot = route_counts(cache)
             workers = f"{settings.WEB_WORKERS} x {settings.WEB_THREADS} threads"
     finally:  # the floor may outlive the stack only when the stack failed to start it
@@ -286,7 +206,7 @@ def run(
             stop(floor)
         shutil.rmtree(work, ignore_errors=True)
 
-    figures = {app: summarize(rs) for app, rs in results.items()}
+    figures = {app: summarize_rounds(rs) for app, rs in results.items()}
     pair_ratios = [
         round(i["rps"] / f["rps"], 3) if f["rps"] else None
         for f, i in zip(results[FLOOR], results[INGRESS], strict=True)

@@ -12,6 +12,7 @@ database, and a generated admin token. `stack.customer`, `stack.operator` and
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import secrets
@@ -26,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -267,3 +269,117 @@ def job_outcomes(db, job_ids: list[str]) -> tuple[list[float], dict[str, int]]:
         if doc["state"] == "succeeded":
             e2e.append((doc["finished_at"] - doc["created_at"]).total_seconds() * 1000)
     return e2e, states
+
+
+# -- closed-loop rounds against a floor (perf.bench_accept, perf.bench_reads) ----------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request a closed-loop client sends, again and again."""
+
+    method: str
+    path: str
+    body: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def closed_loop(base: str, calls: list[Call], seconds: float, connections: int, expect: int):
+    """`connections` threads, each one keep-alive connection sending the next call
+    (cycling over `calls` from its own offset) as soon as the last is answered,
+    until `seconds` have passed. http.client, not requests: the client shares the
+    machine, so the lighter it is the less it weighs on what is measured."""
+    url = urlsplit(base)
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    sizes: list[list[int]] = [[] for _ in range(connections)]
+    errors: dict[str, int] = {}
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        n = i * len(calls) // connections
+        try:
+            while time.perf_counter() < deadline:
+                call = calls[n % len(calls)]
+                n += 1
+                sent = time.perf_counter()
+                try:
+                    conn.request(call.method, call.path, body=call.body, headers=dict(call.headers))
+                    response = conn.getresponse()
+                    body = response.read()
+                    outcome = response.status
+                except (OSError, http.client.HTTPException) as exc:
+                    conn.close()  # reconnects on the next request
+                    outcome, body = type(exc).__name__, b""
+                if outcome == expect:
+                    latencies[i].append((time.perf_counter() - sent) * 1000)
+                    sizes[i].append(len(body))
+                else:
+                    with lock:
+                        errors[str(outcome)] = errors.get(str(outcome), 0) + 1
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(connections)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        "wall_s": time.perf_counter() - started,
+        "latencies_ms": [ms for mine in latencies for ms in mine],
+        "sizes": [size for mine in sizes for size in mine],
+        "errors": errors,
+    }
+
+
+def measured_round(
+    pid: int, base: str, calls: list[Call], seconds: float, connections: int, expect: int
+):
+    """closed_loop, with the CPU of the server's process tree (pid) and of this client."""
+    from perf.profiling import tree_cpu_s
+
+    cpu_before, client_before = tree_cpu_s(pid), time.process_time()
+    load = closed_loop(base, calls, seconds, connections, expect)
+    cpu = tree_cpu_s(pid) - cpu_before
+    client_cpu = time.process_time() - client_before
+    ok = len(load["latencies_ms"])
+    sent = ok + sum(load["errors"].values())
+    return {
+        **load,
+        "rps": ok / load["wall_s"],
+        "ok": ok,
+        "cpu_ms_per_request": 1000 * cpu / ok if ok else None,
+        "client_cpu_ms_per_request": 1000 * client_cpu / sent if sent else None,
+    }
+
+
+def summarize_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds of measured_round, with each round's figures."""
+    rps = [r["rps"] for r in rounds]
+    cpu = [r["cpu_ms_per_request"] for r in rounds if r["cpu_ms_per_request"] is not None]
+    client = [r["client_cpu_ms_per_request"] for r in rounds if r["client_cpu_ms_per_request"]]
+    sizes = [s for r in rounds for s in r["sizes"]]
+    errors: dict[str, int] = {}
+    for r in rounds:
+        for outcome, count in r["errors"].items():
+            errors[outcome] = errors.get(outcome, 0) + count
+    return {
+        "rps": round(statistics.median(rps), 1),
+        "rps_rounds": [round(x, 1) for x in rps],
+        "cpu_ms_per_request": round(statistics.median(cpu), 3) if cpu else None,
+        "cpu_ms_per_request_rounds": [round(c, 3) for c in cpu],
+        "client_cpu_ms_per_request": round(statistics.median(client), 3) if client else None,
+        "requests": sum(r["ok"] for r in rounds),
+        "body_bytes_mean": round(statistics.fmean(sizes)) if sizes else None,
+        "latency_ms": percentiles([ms for r in rounds for ms in r["latencies_ms"]]),
+        "errors": errors,
+    }
+
+
+def pair_orders(pairs: int, first: str, second: str) -> list[list[str]]:
+    """first second, second first, ...: each pair back to back, in alternating
+    order, so a machine speeding up or slowing down weighs on both alike."""
+    return [[first, second] if i % 2 == 0 else [second, first] for i in range(pairs)]
