@@ -37,11 +37,13 @@ from core import queues
 from perf.harness import (
     BODY,
     Call,
+    against_floor,
     closed_loop,
+    floor_report_lines,
     isolated_stack,
     measured_round,
     pair_orders,
-    summarize_rounds,
+    ratio_line,
     write_figures,
 )
 from tools.processes import start_ingress, stop
@@ -95,13 +97,7 @@ def run(pairs: int, seconds: float, connections: int) -> dict[str, Any]:
         if floor is not None:
             stop(floor)
         shutil.rmtree(work, ignore_errors=True)
-    figures = {app: summarize_rounds(rs) for app, rs in results.items()}
-    pair_ratios = [
-        round(i["rps"] / f["rps"], 3) if f["rps"] else None
-        for f, i in zip(results[FLOOR], results[INGRESS], strict=True)
-    ]
-    ratio = figures[INGRESS]["rps"] / figures[FLOOR]["rps"] if figures[FLOOR]["rps"] else 0.0
-    error_free = not (figures[FLOOR]["errors"] or figures[INGRESS]["errors"])
+    compared = against_floor(results, FLOOR, INGRESS)
     return {
         "servers": f"gunicorn gthread, {workers}, each",
         "ingress_endpoint": "POST /api/bookings (customer API key)",
@@ -109,12 +105,10 @@ def run(pairs: int, seconds: float, connections: int) -> dict[str, Any]:
         "pairs": pairs,
         "seconds_per_round": seconds,
         "connections": connections,
-        **figures,
-        "rps_ratio": round(ratio, 3),
-        "rps_ratio_pairs": pair_ratios,
+        **compared,
         "goal_ratio": GOAL_RATIO,
         # Only a comparison of two error-free apps says anything.
-        "goal_met": ratio >= GOAL_RATIO and error_free,
+        "goal_met": compared["rps_ratio"] >= GOAL_RATIO and compared["error_free"],
     }
 
 
@@ -124,31 +118,9 @@ def report(f: dict) -> str:
         f" {f['seconds_per_round']:g} s rounds, {f['connections']} keep-alive connections,"
         " closed loop, no worker consuming)",
     ]
-    for app, label in ((FLOOR, f["floor_endpoint"]), (INGRESS, f["ingress_endpoint"])):
-        m = f[app]
-        rps_rounds = " ".join(f"{x:.0f}" for x in m["rps_rounds"])
-        cpu_rounds = " ".join(f"{c:.2f}" for c in m["cpu_ms_per_request_rounds"])
-        lat = m["latency_ms"]
-        p50 = f"{lat['p50']:.1f}" if lat["p50"] is not None else "-"
-        p95 = f"{lat['p95']:.1f}" if lat["p95"] is not None else "-"
-        cpu = m["cpu_ms_per_request"]
-        errors = sum(m["errors"].values())
-        detail = f" {m['errors']}" if errors else ""
-        lines += [
-            f"  {app:<8}{label}",
-            f"          {m['rps']:.0f} requests/s (median; rounds {rps_rounds})",
-            f"          gunicorn CPU {cpu:.2f} ms/accept (median; rounds {cpu_rounds})"
-            if cpu is not None
-            else "          gunicorn CPU -",
-            f"          latency p50 {p50} ms  p95 {p95} ms   errors {errors}{detail}"
-            f"   (client CPU {m['client_cpu_ms_per_request'] or 0:.2f} ms/request)",
-        ]
-    verdict = "met" if f["goal_met"] else "MISSED"
-    pairs = " ".join(f"{r:.2f}" if r is not None else "-" for r in f["rps_ratio_pairs"])
-    lines.append(
-        f"  requests/s ingress/floor {f['rps_ratio']:.2f} (medians; pairs {pairs})"
-        f"   (goal >= {f['goal_ratio']}: {verdict})"
-    )
+    labels = {FLOOR: f["floor_endpoint"], INGRESS: f["ingress_endpoint"]}
+    lines += floor_report_lines(f, labels, unit="accept")
+    lines.append(ratio_line(f, "met" if f["goal_met"] else "MISSED"))
     return "\n".join(lines)
 
 

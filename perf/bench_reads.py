@@ -52,13 +52,15 @@ from core.db import ensure_indexes
 from core.flights import import_flights
 from perf.harness import (
     Call,
+    against_floor,
     closed_loop,
+    floor_report_lines,
     fmt,
     isolated_stack,
     measured_round,
     pair_orders,
     percentiles,
-    summarize_rounds,
+    ratio_line,
     write_figures,
 )
 from tools.flights import generate_schedule
@@ -206,14 +208,8 @@ def run(
             stop(floor)
         shutil.rmtree(work, ignore_errors=True)
 
-    figures = {app: summarize_rounds(rs) for app, rs in results.items()}
-    pair_ratios = [
-        round(i["rps"] / f["rps"], 3) if f["rps"] else None
-        for f, i in zip(results[FLOOR], results[INGRESS], strict=True)
-    ]
-    ratio = figures[INGRESS]["rps"] / figures[FLOOR]["rps"] if figures[FLOOR]["rps"] else 0.0
+    compared = against_floor(results, FLOOR, INGRESS)
     hot_misses = after_hot[1] - before_hot[1]
-    error_free = not (figures[FLOOR]["errors"] or figures[INGRESS]["errors"])
     cold_p95 = percentiles(cold["latencies_ms"])
     return {
         "flights": len(raw),
@@ -240,13 +236,13 @@ def run(
         "pairs": pairs,
         "seconds_per_round": seconds,
         "connections": connections,
-        **figures,
+        **compared,
         "ingress_misses_in_rounds": hot_misses,
-        "rps_ratio": round(ratio, 3),
-        "rps_ratio_pairs": pair_ratios,
         "goal_ratio": GOAL_RATIO,
         # Only two error-free apps, the ingress answering from the cache, compare.
-        "goal_met": ratio >= GOAL_RATIO and error_free and hot_misses == 0,
+        "goal_met": compared["rps_ratio"] >= GOAL_RATIO
+        and compared["error_free"]
+        and hot_misses == 0,
     }
 
 
@@ -269,31 +265,11 @@ def report(f: dict) -> str:
         f"  cached against the floor ({f['pairs']} pairs of {f['seconds_per_round']:g} s"
         f" rounds, {f['connections']} keep-alive connections, closed loop)",
     ]
-    for app, label in ((FLOOR, f["floor_endpoint"]), (INGRESS, f["ingress_endpoint"])):
-        m = f[app]
-        rps_rounds = " ".join(f"{x:.0f}" for x in m["rps_rounds"])
-        cpu_rounds = " ".join(f"{c:.2f}" for c in m["cpu_ms_per_request_rounds"])
-        lat = m["latency_ms"]
-        p50 = f"{lat['p50']:.1f}" if lat["p50"] is not None else "-"
-        p95 = f"{lat['p95']:.1f}" if lat["p95"] is not None else "-"
-        cpu = m["cpu_ms_per_request"]
-        errors = sum(m["errors"].values())
-        detail = f" {m['errors']}" if errors else ""
-        lines += [
-            f"  {app:<8}{label}",
-            f"          {m['rps']:.0f} requests/s (median; rounds {rps_rounds})",
-            f"          gunicorn CPU {cpu:.2f} ms/request (median; rounds {cpu_rounds})"
-            if cpu is not None
-            else "          gunicorn CPU -",
-            f"          latency p50 {p50} ms  p95 {p95} ms   errors {errors}{detail}"
-            f"   body {m['body_bytes_mean']} B mean"
-            f"   (client CPU {m['client_cpu_ms_per_request'] or 0:.2f} ms/request)",
-        ]
-    pairs = " ".join(f"{r:.2f}" if r is not None else "-" for r in f["rps_ratio_pairs"])
+    labels = {FLOOR: f["floor_endpoint"], INGRESS: f["ingress_endpoint"]}
+    lines += floor_report_lines(f, labels, unit="request")
     lines += [
         f"  route cache misses during the ingress's rounds: {f['ingress_misses_in_rounds']}",
-        f"  requests/s ingress/floor {f['rps_ratio']:.2f} (medians; pairs {pairs})"
-        f"   (goal >= {f['goal_ratio']}: {goal(f['goal_met'])})",
+        ratio_line(f, goal(f["goal_met"])),
     ]
     return "\n".join(lines)
 

@@ -383,3 +383,55 @@ def pair_orders(pairs: int, first: str, second: str) -> list[list[str]]:
     """first second, second first, ...: each pair back to back, in alternating
     order, so a machine speeding up or slowing down weighs on both alike."""
     return [[first, second] if i % 2 == 0 else [second, first] for i in range(pairs)]
+
+
+def against_floor(results: dict[str, list[dict[str, Any]]], floor: str, app: str) -> dict:
+    """Both apps' summaries, and `app`'s requests/s over the floor's: of the medians,
+    and pair by pair; `error_free` says whether the comparison means anything."""
+    figures = {name: summarize_rounds(rounds) for name, rounds in results.items()}
+    pairs = [
+        round(a["rps"] / f["rps"], 3) if f["rps"] else None
+        for f, a in zip(results[floor], results[app], strict=True)
+    ]
+    ratio = figures[app]["rps"] / figures[floor]["rps"] if figures[floor]["rps"] else 0.0
+    return {
+        **figures,
+        "rps_ratio": round(ratio, 3),
+        "rps_ratio_pairs": pairs,
+        "error_free": not (figures[floor]["errors"] or figures[app]["errors"]),
+    }
+
+
+def floor_report_lines(f: dict, labels: dict[str, str], unit: str) -> list[str]:
+    """Per app (labels: name -> endpoint): requests/s, gunicorn CPU per `unit`,
+    latency, errors, mean body size where known, and the client's own CPU."""
+    lines = []
+    for name, label in labels.items():
+        m = f[name]
+        rps_rounds = " ".join(f"{x:.0f}" for x in m["rps_rounds"])
+        cpu_rounds = " ".join(f"{c:.2f}" for c in m["cpu_ms_per_request_rounds"])
+        lat = m["latency_ms"]
+        p50 = f"{lat['p50']:.1f}" if lat["p50"] is not None else "-"
+        p95 = f"{lat['p95']:.1f}" if lat["p95"] is not None else "-"
+        cpu = m["cpu_ms_per_request"]
+        errors = sum(m["errors"].values())
+        detail = f" {m['errors']}" if errors else ""
+        body = f"   body {m['body_bytes_mean']} B mean" if m["body_bytes_mean"] else ""
+        lines += [
+            f"  {name:<8}{label}",
+            f"          {m['rps']:.0f} requests/s (median; rounds {rps_rounds})",
+            f"          gunicorn CPU {cpu:.2f} ms/{unit} (median; rounds {cpu_rounds})"
+            if cpu is not None
+            else "          gunicorn CPU -",
+            f"          latency p50 {p50} ms  p95 {p95} ms   errors {errors}{detail}{body}"
+            f"   (client CPU {m['client_cpu_ms_per_request'] or 0:.2f} ms/request)",
+        ]
+    return lines
+
+
+def ratio_line(f: dict, verdict: str) -> str:
+    pairs = " ".join(f"{r:.2f}" if r is not None else "-" for r in f["rps_ratio_pairs"])
+    return (
+        f"  requests/s ingress/floor {f['rps_ratio']:.2f} (medians; pairs {pairs})"
+        f"   (goal >= {f['goal_ratio']}: {verdict})"
+    )
