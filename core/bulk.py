@@ -185,7 +185,7 @@ def update_statuses(
                     target=item["newStatus"],
                     job_id=item_job_id(job_id, index),
                     data=item.get("eventData") or {},
-                    now=clock(),
+                    clock=clock,
                 )
             except RadiantError as exc:
                 if exc.transient and exc.status >= 500:

@@ -12,7 +12,8 @@ happened, and write its event if the first delivery died before doing so.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.database import Database
@@ -47,6 +48,12 @@ def _write_event(
     )
 
 
+def transition_time(clock: Callable[[], datetime], booking: dict[str, Any]) -> datetime:
+    """Now, yet after the booking's last change, so its timeline sorts in the
+    order things happened even when hosts' clocks disagree by a little."""
+    return max(clock(), booking["updated_at"] + timedelta(milliseconds=1))
+
+
 def apply_transition(
     db: Database, booking: dict[str, Any], target: str, *, job_id: str, data: dict, now: datetime
 ) -> dict[str, Any]:
@@ -78,12 +85,14 @@ def transition_booking(
     target: str,
     job_id: str,
     data: dict[str, Any],
-    now: datetime,
+    clock: Callable[[], datetime],
     owner: str | None = None,
 ) -> dict[str, Any]:
     """Move booking `ref_id` to `target` once, whatever the races and redeliveries.
 
-    With `owner`, only that customer's booking (any other is not found)."""
+    With `owner`, only that customer's booking (any other is not found).
+    The transition is timed by `clock` once the booking is read under the lock
+    (not when the job began: it may have waited for the lock, or for the create)."""
     with locks.hold(booking_lock_key(ref_id)):
         for _ in range(FENCED_WRITE_TRIES):
             booking = read_booking(db, ref_id)
@@ -97,6 +106,7 @@ def transition_booking(
             if done is not None:  # a redelivery: make sure the event exists too
                 _write_event(db, ref_id, done["status"], job_id, done["at"], data)
                 return booking
+            now = transition_time(clock, booking)
             try:
                 return apply_transition(db, booking, target, job_id=job_id, data=data, now=now)
             except StaleRead:

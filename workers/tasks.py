@@ -71,7 +71,7 @@ def transition_booking(self, job_id: str, payload: dict | None = None) -> None:
             target=payload["target"],
             job_id=job_id,
             data=payload["request"],
-            now=utcnow(),
+            clock=utcnow,
             owner=payload.get("owner"),
         )
         invalidate_booking(svc, booking)

@@ -1,4 +1,5 @@
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -28,7 +29,7 @@ def move(services, ref_id, target, job_id=None, **data):
         target=target,
         job_id=job_id or new_job_id(),
         data=data,
-        now=utcnow(),
+        clock=utcnow,
     )
 
 
@@ -155,3 +156,22 @@ def test_unknown_booking_is_not_found_and_pending_one_is_not_ready(services, set
     )
     with pytest.raises(NotReady):
         move(services, ref_id, "DEPARTED")
+
+
+def test_a_transition_is_timed_after_the_change_it_follows(services):
+    """A worker whose clock runs behind (or whose job waited for the create)
+    still sorts its event after the booking's last one."""
+    ref_id = new_booking(services)
+    created_at = services.db.bookings.find_one({"ref_id": ref_id})["updated_at"]
+    behind = created_at - timedelta(seconds=5)
+    booking = transitions.transition_booking(
+        services.db,
+        services.locks,
+        ref_id=ref_id,
+        target="DEPARTED",
+        job_id=new_job_id(),
+        data={},
+        clock=lambda: behind,
+    )
+    assert booking["updated_at"] > created_at
+    assert events(services, ref_id) == ["BOOKING_CREATED", "STATUS_DEPARTED"]

@@ -458,7 +458,7 @@ def test_a_cancel_by_a_stranger_is_not_found_even_in_the_worker(services):
             target="CANCELLED",
             job_id=new_job_id(),
             data={},
-            now=utcnow(),
+            clock=utcnow,
             owner=IDS["other_customer"],
         )
     assert services.db.bookings.find_one({"ref_id": ref_id})["status"] == "BOOKED"
