@@ -9,19 +9,30 @@ Two invalidation schemes keep stale data out without `KEYS` or `SCAN`:
   slow reader can never put back what a writer just invalidated;
 - generations (list pages): every key embeds a counter that a writer bumps, so
   all older pages become unreachable at once and expire on their own.
+
+Hit/miss counters and popularity counts are tallied in the process and added
+to Redis every COUNTS_FLUSH_INTERVAL_S by a daemon thread (started by the first
+count, never at import): a cache hit is then one round trip, with no write. A
+reader in another process sees them up to one interval late; this process's
+own readers (hit_stats, top) flush first.
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import json
 import logging
+import threading
+import time
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.client import NEVER_DECODE
 
 from core.clock import to_iso
 
@@ -90,20 +101,22 @@ def flight_list_key(origin: str, destination: str, day: str) -> str:
 # -- values ---------------------------------------------------------------------
 
 
-def _default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """Dates and datetimes as the API writes them (ISO 8601, UTC, `Z`)."""
     if hasattr(value, "isoformat"):
         return to_iso(value)
     raise TypeError(f"cannot cache {type(value).__name__}")
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=_default, separators=(",", ":"))
+    return json.dumps(value, default=json_default, separators=(",", ":"))
 
 
-# Generational values (route results, ~60 KB of JSON each) are stored
-# zlib-compressed above this size: 11x smaller (measured 60 KB -> 5.5 KB) for
-# 0.15 ms, so warming a whole network fits in a few MB of Redis. Base64,
-# because the client decodes every reply as text.
+# Generational values (flight lists) and answers (route results, ~60 KB of
+# JSON each) are stored zlib-compressed above this size: 11x smaller (measured
+# 60 KB -> 5.5 KB) for 0.15 ms, so warming a whole network fits in a few MB of
+# Redis. Generational values in base64, because the client decodes every reply
+# as text; answers are read as bytes.
 COMPRESS_ABOVE = 4096
 COMPRESSED = "z:"
 
@@ -120,6 +133,30 @@ def _decode_generational(raw: str) -> dict[str, Any]:
     return json.loads(raw)
 
 
+# Answers (route search): an HTTP body stored as bytes, served as stored.
+#   <generation>|<codec>|<meta>\n<body>
+# The plain header lets a hit check the generation without touching the body;
+# codec "z" is zlib (every answer above COMPRESS_ABOVE), "" plain; meta is the
+# caller's (a route answer's cut points). Read and written as bytes (never
+# decoded as text), so no base64 either.
+ZLIB = b"z"
+
+
+def encode_answer(generation: int, body: bytes, meta: bytes = b"") -> bytes:
+    codec = b""
+    if len(body) >= COMPRESS_ABOVE:
+        codec, body = ZLIB, zlib.compress(body, 1)
+    return b"%d|%s|%s\n%s" % (generation, codec, meta, body)
+
+
+def split_answer(stored: bytes) -> tuple[int, bytes, bytes]:
+    """(generation, meta, body) of a stored answer; ValueError or zlib.error if
+    `stored` is not one."""
+    head, _, body = stored.partition(b"\n")
+    generation, codec, meta = head.split(b"|", 2)
+    return int(generation), meta, zlib.decompress(body) if codec == ZLIB else body
+
+
 # Sets KEYS[1] to "<version>|<payload>" unless it holds a newer version.
 # An empty payload is a tombstone: it reads as a miss but fences older fills.
 _SET_IF_NOT_OLDER = """
@@ -132,25 +169,41 @@ redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
 """
 
-# Increments ARGV[1] in the sorted set KEYS[1], which never holds more than
-# ARGV[2] members: a member not yet counted, when the set is full, replaces the
-# lowest and inherits its count plus one (the "space-saving" algorithm of
-# Metwally et al.). Trimming by rank instead would evict each newcomer at
-# once; this way every member counted more than total/capacity times is kept,
-# with an overestimate of at most the count it inherited.
+# Adds ARGV[2k] occurrences of member ARGV[2k-1] (k = 1, 2, ...) to the sorted
+# set KEYS[1], which never holds more than ARGV[1] members: a member not yet
+# counted, when the set is full, replaces the lowest and inherits its count
+# plus its own (the weighted "space-saving" algorithm of Metwally et al.).
+# Trimming by rank instead would evict each newcomer at once; this way every
+# member counted more than total/capacity times is kept, with an overestimate
+# of at most the count it inherited.
 _COUNT_BOUNDED = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return redis.call('ZINCRBY', KEYS[1], 1, ARGV[1])
+local capacity = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local member, n = ARGV[i], tonumber(ARGV[i + 1])
+  if redis.call('ZSCORE', KEYS[1], member) then
+    redis.call('ZINCRBY', KEYS[1], n, member)
+  else
+    local inherited = 0
+    if redis.call('ZCARD', KEYS[1]) >= capacity then
+      -- keep the capacity - 1 highest (a set over capacity shrinks back too)
+      inherited = tonumber(redis.call('ZRANGE', KEYS[1], -capacity, -capacity, 'WITHSCORES')[2])
+      redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -capacity)
+    end
+    redis.call('ZADD', KEYS[1], inherited + n, member)
+  end
 end
-local capacity = tonumber(ARGV[2])
-local inherited = 0
-if redis.call('ZCARD', KEYS[1]) >= capacity then
-  -- keep the capacity - 1 highest (a set over capacity shrinks back too)
-  inherited = tonumber(redis.call('ZRANGE', KEYS[1], -capacity, -capacity, 'WITHSCORES')[2])
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -capacity)
-end
-return redis.call('ZADD', KEYS[1], inherited + 1, ARGV[1])
+return 1
 """
+COUNTS_FLUSH_INTERVAL_S = 1.0
+_MEMBERS_PER_SCRIPT = 500  # one EVALSHA's ARGV stays small
+
+
+class _Tally:
+    """Counts not yet added to Redis: counters (INCRBY) and bounded sorted sets."""
+
+    def __init__(self) -> None:
+        self.counters: Counter[str] = Counter()
+        self.members: dict[tuple[str, int], Counter[str]] = {}
 
 
 class Cache:
@@ -160,27 +213,64 @@ class Cache:
         self.redis = client
         self._set_if_not_older = client.register_script(_SET_IF_NOT_OLDER)
         self._count_bounded = client.register_script(_COUNT_BOUNDED)
+        self._tally = _Tally()
+        self._tally_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
 
-    # Counted as lookups (in the read's own round trip) and misses (on the miss
-    # path, which goes to MongoDB anyway): a hit costs one round trip, not two.
-    # A Redis refusing writes (OOM, MISCONF) still serves reads: a failed
-    # counter is logged and the values are used.
-    def _read(self, kind: str, *keys: str) -> list[Any]:
+    # -- counts, kept here and flushed ------------------------------------------
+
+    def _counted(self) -> _Tally:
+        """This process's tally, to add to under _tally_lock; starts the flusher."""
+        if self._flusher is None:
+            self._flusher = threading.Thread(
+                target=self._flush_forever, name="cache-counts", daemon=True
+            )
+            self._flusher.start()
+            atexit.register(self.flush_counts)  # a process that exits cleanly loses none
+        return self._tally
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(COUNTS_FLUSH_INTERVAL_S)
+            try:
+                self.flush_counts()
+            except Exception:  # a bug must not stop every later flush: log it, go on
+                log.exception("cache counts flush failed")
+
+    def flush_counts(self) -> None:
+        """Add the counts tallied so far to Redis (one pipeline). Counts are
+        stats: when Redis refuses them (down, OOM) they are logged and dropped."""
+        with self._tally_lock:
+            tally, self._tally = self._tally, _Tally()
+        if not tally.counters and not tally.members:
+            return
         pipe = self.redis.pipeline(transaction=False)
-        pipe.mget(*keys)
-        pipe.incr(stats_key(kind, LOOKUPS))
-        values, counted = pipe.execute(raise_on_error=False)
-        if isinstance(values, Exception):
-            raise values
-        if isinstance(counted, Exception):
-            log.warning("cache stats skipped: %s", counted)
+        for key, n in tally.counters.items():
+            pipe.incrby(key, n)
+        for (sorted_set, capacity), members in tally.members.items():
+            items = list(members.items())
+            for i in range(0, len(items), _MEMBERS_PER_SCRIPT):
+                args = [capacity]
+                for member, n in items[i : i + _MEMBERS_PER_SCRIPT]:
+                    args += (member, n)
+                self._count_bounded(keys=[sorted_set], args=args, client=pipe)
+        try:
+            pipe.execute()
+        except REDIS_ERRORS as exc:
+            log.warning("cache counts skipped: %s", exc)
+
+    def _count(self, kind: str, counter: str) -> None:
+        with self._tally_lock:
+            self._counted().counters[stats_key(kind, counter)] += 1
+
+    # Counted as lookups and misses in this process: a hit is one round trip.
+    def _read(self, kind: str, *keys: str) -> list[Any]:
+        values = self.redis.mget(*keys)
+        self._count(kind, LOOKUPS)
         return values
 
     def _count_miss(self, kind: str) -> None:
-        try:
-            self.redis.incr(stats_key(kind, MISSES))
-        except REDIS_ERRORS as exc:
-            log.warning("cache stats skipped: %s", exc)
+        self._count(kind, MISSES)
 
     def get(self, key: str, kind: str) -> Any | None:
         try:
@@ -246,16 +336,46 @@ class Cache:
                 log.warning("cache write skipped: %s", exc)
         return json.loads(encoded)["v"]
 
-    def set_many_generational(self, values: dict[str, Any], ttl: int, generation: int) -> None:
-        """set_generational for many keys, in pipelined batches."""
+    # -- answers (bytes served as stored) ------------------------------------------
+
+    def get_answer(
+        self, key: str, kind: str, generation_key: str
+    ) -> tuple[tuple[bytes, bytes] | None, int]:
+        """((meta, body) or None, current generation): one MGET, read as bytes;
+        None unless the answer was stored under the current generation."""
+        try:
+            current, stored = self.redis.execute_command(
+                "MGET", generation_key, key, **{NEVER_DECODE: []}
+            )
+        except REDIS_ERRORS as exc:
+            log.warning("cache read skipped: %s", exc)
+            return None, -1
+        self._count(kind, LOOKUPS)
+        generation = int(current or 0)
+        if stored is not None:
+            try:
+                stored_generation, meta, body = split_answer(stored)
+            except (ValueError, zlib.error):  # not an answer: written before answers were
+                stored_generation = -1
+            if stored_generation == generation:
+                return (meta, body), generation
+        self._count(kind, MISSES)
+        return None, generation
+
+    def set_answers(
+        self, answers: dict[str, tuple[bytes, bytes]], ttl: int, generation: int
+    ) -> None:
+        """Store (meta, body) answers as computed under `generation`, in pipelined
+        batches. One computed before a bump carries the old generation and reads
+        as a miss: an import racing a search cannot leave stale results behind."""
         if generation < 0:
             return
-        items = list(values.items())
+        items = list(answers.items())
         try:
             for i in range(0, len(items), 200):
                 pipe = self.redis.pipeline(transaction=False)
-                for key, value in items[i : i + 200]:
-                    pipe.set(key, _compressed(dumps({"g": generation, "v": value})), ex=ttl)
+                for key, (meta, body) in items[i : i + 200]:
+                    pipe.set(key, encode_answer(generation, body, meta), ex=ttl)
                 pipe.execute()
         except REDIS_ERRORS as exc:
             log.warning("cache writes skipped: %s", exc)
@@ -277,15 +397,16 @@ class Cache:
     # -- counters -------------------------------------------------------------------
 
     def count(self, sorted_set: str, member: str, *, capacity: int) -> None:
-        """Count one occurrence of `member`, keeping at most `capacity` members."""
-        try:
-            self._count_bounded(keys=[sorted_set], args=[member, capacity])
-        except REDIS_ERRORS as exc:
-            log.warning("counter skipped: %s", exc)
+        """Count one occurrence of `member`, keeping at most `capacity` members
+        (added to Redis with the next flush)."""
+        with self._tally_lock:
+            members = self._counted().members
+            members.setdefault((sorted_set, capacity), Counter())[member] += 1
 
     def top(self, sorted_set: str, n: int) -> list[str]:
         if n <= 0:
             return []
+        self.flush_counts()
         try:
             return self.redis.zrevrange(sorted_set, 0, n - 1)
         except REDIS_ERRORS as exc:
@@ -303,7 +424,9 @@ class Cache:
         return {"kinds": self.hit_stats(), "keys": keys}
 
     def hit_stats(self) -> dict[str, dict[str, Any]]:
-        """Hits, misses and hit rate per cache kind (one round trip)."""
+        """Hits, misses and hit rate per cache kind (one round trip, after this
+        process's flush)."""
+        self.flush_counts()
         values = self.redis.mget([stats_key(kind, c) for kind in KINDS for c in (LOOKUPS, MISSES)])
         kinds = {}
         for i, kind in enumerate(KINDS):

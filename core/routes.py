@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -177,6 +178,54 @@ SEARCHES = "stats:route_searches"  # sorted set "A-B" -> searches (not a cache k
 SEARCHES_KEPT = 1000
 
 
+# -- the answer, as bytes ----------------------------------------------------------
+#
+# A search is cached as the HTTP answer itself (limit = KEPT_OPTIONS, all that
+# is kept) and a hit is served as those bytes, never decoded. A smaller limit
+# cuts the lists at byte offsets recorded when the answer was encoded, its
+# "cuts": "<end of direct option 1>,<end of 2>,...;<end of transit option 1>,...".
+_encoder = json.JSONEncoder(default=caches.json_default, separators=(",", ":"))
+
+
+def route_answer(
+    origin: str, destination: str, day: date, result: dict[str, Any]
+) -> tuple[bytes, bytes]:
+    """(cuts, body): the JSON body of GET /api/routes for `result`, as Flask
+    would encode it (compact, key order kept, a final newline)."""
+    encode = _encoder.encode
+    parts = [
+        f'{{"origin":{encode(origin)},"destination":{encode(destination)},'
+        f'"date":{encode(day.isoformat())},"direct":['
+    ]
+    cuts = []
+    for name, next_name in (("direct", "one_transit"), ("one_transit", "counts")):
+        at, ends = sum(map(len, parts)), []
+        for i, option in enumerate(result[name]):
+            encoded = encode(option)
+            parts.append("," + encoded if i else encoded)
+            at += len(parts[-1])
+            ends.append(str(at))
+        cuts.append(",".join(ends))
+        parts.append(f'],"{next_name}":' + ("[" if next_name == "one_transit" else ""))
+    parts.append(encode(result["counts"]) + "}\n")
+    # ensure_ascii (the encoder's default, as Flask's): one character is one byte
+    return ";".join(cuts).encode(), "".join(parts).encode()
+
+
+def cut_answer(cuts: bytes, body: bytes, limit: int) -> bytes:
+    """The answer with at most `limit` options per list."""
+    if limit >= KEPT_OPTIONS:
+        return body
+    pieces, at = [], 0
+    for ends in cuts.split(b";"):
+        if ends.count(b",") >= limit:  # more than `limit` options
+            ends = ends.split(b",")
+            pieces.append(body[at : int(ends[limit - 1])])
+            at = int(ends[-1])
+    pieces.append(body[at:])
+    return b"".join(pieces)
+
+
 def cached_search(
     db: Database,
     cache: Cache,
@@ -186,23 +235,26 @@ def cached_search(
     day: date,
     min_connection_minutes: int,
     ttl: int,
+    limit: int = KEPT_OPTIONS,
     count_search: bool = True,
-) -> dict[str, Any]:
+) -> bytes:
+    """The route search's JSON answer, from the cache or searched and stored
+    under the generation current before the search."""
     if count_search:
         cache.count(SEARCHES, f"{origin}-{destination}", capacity=SEARCHES_KEPT)
-    return cache.through(
-        route_key(origin, destination, day),
-        caches.ROUTES,
-        caches.ROUTES_GENERATION,
-        ttl,
-        lambda: search_routes(
+    key = route_key(origin, destination, day)
+    found, generation = cache.get_answer(key, caches.ROUTES, caches.ROUTES_GENERATION)
+    if found is None:
+        result = search_routes(
             db,
             origin=origin,
             destination=destination,
             day=day,
             min_connection_minutes=min_connection_minutes,
-        ),
-    )
+        )
+        found = route_answer(origin, destination, day, result)
+        cache.set_answers({key: found}, ttl, generation)
+    return cut_answer(*found, limit)
 
 
 def popular_routes(cache: Cache, configured: str, top: int) -> list[tuple[str, str]]:
@@ -292,7 +344,7 @@ def warm_routes(
         for day in (today + timedelta(days=i) for i in range(WARM_DAYS)):
             start = _day_start(day)
             firsts = origins.get(origin, empty).between(start, start + timedelta(days=1))
-            values[route_key(origin, destination, day)] = join_legs(
+            result = join_legs(
                 origin,
                 destination,
                 day,
@@ -303,7 +355,10 @@ def warm_routes(
                     start, start + timedelta(days=2)
                 ),
             )
-    cache.set_many_generational(values, ttl, generation)
+            values[route_key(origin, destination, day)] = route_answer(
+                origin, destination, day, result
+            )
+    cache.set_answers(values, ttl, generation)
     return {
         "routes": len(wanted),
         "keys": len(values),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import Response
 from flask.views import MethodView
 
 from core import cache as caches
@@ -74,7 +75,7 @@ class Routes(MethodView):
     def get(self, origin, destination, date, limit):
         """Direct and one-transit options leaving on a UTC day, by arrival time."""
         svc = services()
-        result = routes.cached_search(
+        answer = routes.cached_search(
             svc.db,
             svc.cache,
             origin=origin,
@@ -82,12 +83,6 @@ class Routes(MethodView):
             day=date,
             min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
             ttl=svc.settings.CACHE_TTL_ROUTES,
+            limit=limit,
         )
-        return {
-            "origin": origin,
-            "destination": destination,
-            "date": date.isoformat(),
-            "direct": result["direct"][:limit],
-            "one_transit": result["one_transit"][:limit],
-            "counts": result["counts"],
-        }
+        return Response(answer, mimetype="application/json")  # JSON already, as cached

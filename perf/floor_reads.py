@@ -9,29 +9,24 @@ of routes:<origin>:<destination>:<date> (core.routes.route_key) and answers
 absent). No query validation, no JSON parsing, no generation check, no search
 counting, no rate limits, no metrics: gunicorn, Flask, one GET and a response.
 
-Stored values above 4 KB (every real route result) are "z:" + base64 of zlib
-(core/cache.py). The floor decompresses those, and only those, to the JSON the
-entry holds ({"g": generation, "v": result}), untouched: an HTTP answer must
-be JSON, and the ingress must pay the same decompression on every hit, so
-returning the base64 text would make the floor cheaper than any cached answer
-can be while shipping a body no client could use. The JSON is not parsed or
-re-encoded: that, and the rest, is what the ingress adds on top.
+An answer is stored as a header line "<generation>|<codec>|<cuts>", then the
+body (core.cache.encode_answer), the body zlib-compressed above 4 KB (every real
+route result). The floor strips that header and decompresses, and only that
+(core.cache.split_answer): the ingress pays the same on every hit, and an HTTP
+answer must be the JSON itself. The body is what the ingress serves for
+limit=100: the stored bytes, unparsed.
 """
 
 from __future__ import annotations
 
-import base64
-import zlib
 from datetime import date
 
 import redis
 from flask import Flask, Response, request
 
-from core.cache import COMPRESSED
+from core.cache import split_answer
 from core.routes import route_key
 from core.settings import load_settings
-
-_PREFIX = COMPRESSED.encode()
 
 
 def create_floor_app() -> Flask:
@@ -53,8 +48,7 @@ def create_floor_app() -> Flask:
         raw = client.get(key)
         if raw is None:
             return Response(b'{"error":"not cached"}', status=404, mimetype="application/json")
-        if raw.startswith(_PREFIX):
-            raw = zlib.decompress(base64.b64decode(raw[len(_PREFIX) :]))
-        return Response(raw, mimetype="application/json")
+        _, _, body = split_answer(raw)
+        return Response(body, mimetype="application/json")
 
     return app

@@ -1,10 +1,21 @@
 import json
 import logging
+import time
 
 import pytest
 import redis
 
-from core.cache import KINDS, LOOKUPS, MISSES, ROUTES, USERS, Cache, stats_key
+from core.cache import (
+    COUNTS_FLUSH_INTERVAL_S,
+    KINDS,
+    LOOKUPS,
+    MISSES,
+    ROUTES,
+    USERS,
+    Cache,
+    split_answer,
+    stats_key,
+)
 
 
 def out_of_memory(client: redis.Redis) -> None:
@@ -58,14 +69,49 @@ def test_large_generational_values_are_stored_compressed(services):
     small = {"options": []}
     generation = cache.generation("test:generation:compress")
     cache.set_generational("test:big", big, 60, generation)
-    cache.set_many_generational({"test:big2": big, "test:small": small}, 60, generation)
-    for key in ("test:big", "test:big2"):
-        stored = services.redis.get(key)
-        assert stored.startswith("z:") and len(stored) < len(json.dumps(big)) / 4
+    cache.set_generational("test:small", small, 60, generation)
+    stored = services.redis.get("test:big")
+    assert stored.startswith("z:") and len(stored) < len(json.dumps(big)) / 4
     assert services.redis.get("test:small").startswith("{")  # small values stay plain JSON
-    for key, value in (("test:big", big), ("test:big2", big), ("test:small", small)):
+    for key, value in (("test:big", big), ("test:small", small)):
         got, _ = cache.get_generational(key, "test", "test:generation:compress")
         assert got == value
+
+
+def test_answers_are_served_as_stored_and_only_under_their_generation(services):
+    cache = Cache(services.redis)
+    big = json.dumps([{"flight_id": f"RG{i:04d}-20310101"} for i in range(500)]).encode()
+    small = b'{"direct":[]}\n'
+    generation = cache.generation("test:generation:answers")
+    cache.set_answers({"test:a:big": (b"1,2;", big), "test:a:small": (b"", small)}, 60, generation)
+    raw = services.redis.execute_command("GET", "test:a:big", NEVER_DECODE=[])
+    assert raw.startswith(b"%d|z|1,2;\n" % generation) and len(raw) < len(big) / 4
+    assert split_answer(raw) == (generation, b"1,2;", big)
+    for key, stored in (("test:a:big", (b"1,2;", big)), ("test:a:small", (b"", small))):
+        assert cache.get_answer(key, "test", "test:generation:answers") == (stored, generation)
+    # A value stored before answers were (a rolling deploy) is a miss, never an error.
+    services.redis.set("test:a:old", "z:" + "A" * 40)
+    assert cache.get_answer("test:a:old", "test", "test:generation:answers") == (None, generation)
+    # An answer computed before a bump is stored under the old generation: a miss.
+    cache.bump_generation("test:generation:answers")
+    cache.set_answers({"test:a:small": (b"", small)}, 60, generation)
+    assert cache.get_answer("test:a:small", "test", "test:generation:answers") == (
+        None,
+        generation + 1,
+    )
+
+
+def test_counts_reach_redis_without_a_reader_asking(services):
+    """The flusher adds this process's tally on its own, within an interval or so."""
+    cache = Cache(services.redis)
+    services.redis.delete(stats_key("test_flush", LOOKUPS), stats_key("test_flush", MISSES))
+    cache.get_answer("test:absent", "test_flush", "test:generation:flush")
+    key = stats_key("test_flush", MISSES)
+    deadline = time.monotonic() + 10 * COUNTS_FLUSH_INTERVAL_S
+    while services.redis.get(key) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert services.redis.get(key) == "1"
+    assert services.redis.get(stats_key("test_flush", LOOKUPS)) == "1"
 
 
 def test_popular_members_survive_a_flood_of_one_offs(services):
@@ -75,11 +121,13 @@ def test_popular_members_survive_a_flood_of_one_offs(services):
         cache.count("test:popular", "AAA-BBB", capacity=50)  # 1 in 4 searches
         for i in range(3):
             cache.count("test:popular", f"X{n:04d}-{i}", capacity=50)  # each searched once
+    assert cache.top("test:popular", 1) == ["AAA-BBB"]  # top flushes this process's counts
     assert services.redis.zcard("test:popular") == 50
-    assert cache.top("test:popular", 1) == ["AAA-BBB"]
     services.redis.zadd("test:popular", {f"old{i}": 1 for i in range(20)})  # over capacity
     cache.count("test:popular", "CCC-DDD", capacity=50)
+    cache.flush_counts()
     assert services.redis.zcard("test:popular") == 50
+    assert services.redis.zscore("test:popular", "CCC-DDD") >= 1
 
 
 def test_a_redis_out_of_memory_is_a_miss_never_an_error(private_redis, caplog):
@@ -95,9 +143,10 @@ def test_a_redis_out_of_memory_is_a_miss_never_an_error(private_redis, caplog):
         assert not cache.set_versioned("test:versioned", 1, {"v": 3}, 60)
         computed = cache.through("test:route", ROUTES, "test:generation", 60, lambda: {"v": 4})
         assert computed == {"v": 4}
-        cache.set_many_generational({"test:many": {"v": 5}}, 60, 0)
+        cache.set_answers({"test:many": (b"", b"{}")}, 60, 0)
         cache.count("test:popular", "AAA-BBB", capacity=10)
-        assert cache.top("test:popular", 5) == []
+        assert cache.top("test:popular", 5) == []  # its flush refused, then an empty read
     refused = [r for r in caplog.records if "maxmemory" in r.getMessage()]
-    assert len(refused) >= 6  # each refusal logged
+    # set, set_versioned, through's fill, set_answers, and the counts' flush
+    assert len(refused) >= 5  # each refusal logged
     client.close()

@@ -216,7 +216,7 @@ def test_warming_stores_what_a_search_would_return(services):
     for origin, destination in dict.fromkeys(wanted):
         for day in (today, today + timedelta(days=1)):
             key = routes.route_key(origin, destination, day)
-            stored, _ = services.cache.get_generational(key, "test", caches.ROUTES_GENERATION)
+            stored, _ = services.cache.get_answer(key, "test", caches.ROUTES_GENERATION)
             searched = routes.search_routes(
                 services.db,
                 origin=origin,
@@ -224,9 +224,38 @@ def test_warming_stores_what_a_search_would_return(services):
                 day=day,
                 min_connection_minutes=MIN_CONN,
             )
-            as_json = json.loads(caches.dumps(searched))
-            assert stored == as_json, (origin, destination, day)
+            answer = routes.route_answer(origin, destination, day, searched)
+            assert stored == answer, (origin, destination, day)
     assert generation >= 0
+
+
+def test_a_cached_answer_is_the_search_as_json_cut_to_the_limit(services, edge_schedule):
+    """Searched (a miss) or served as stored (a hit), the answer is the search's
+    result as JSON, each list cut to `limit`, whatever the limit."""
+    services.redis.delete(routes.route_key("QAA", "QBB", D))
+    searched = routes.search_routes(
+        services.db, origin="QAA", destination="QBB", day=D, min_connection_minutes=MIN_CONN
+    )
+    as_json = json.loads(caches.dumps(searched))
+    assert len(as_json["direct"]) == 3 and len(as_json["one_transit"]) > 3
+    kwargs = {"origin": "QAA", "destination": "QBB", "day": D, "min_connection_minutes": MIN_CONN}
+    first = routes.cached_search(services.db, services.cache, ttl=60, limit=2, **kwargs)
+    assert services.cache.get_answer(
+        routes.route_key("QAA", "QBB", D), "test", caches.ROUTES_GENERATION
+    )[0]
+    for limit in (1, 2, 3, 4, routes.KEPT_OPTIONS):
+        answer = routes.cached_search(services.db, services.cache, ttl=60, limit=limit, **kwargs)
+        assert answer.endswith(b"}\n")
+        assert json.loads(answer) == {
+            "origin": "QAA",
+            "destination": "QBB",
+            "date": D.isoformat(),
+            "direct": as_json["direct"][:limit],
+            "one_transit": as_json["one_transit"][:limit],
+            "counts": as_json["counts"],
+        }, limit
+        if limit == 2:
+            assert answer == first  # the miss's answer and the hit's are the same bytes
 
 
 def test_warming_stops_at_max_routes_but_always_warms_the_popular_ones(services):
