@@ -254,6 +254,10 @@ def goal_rows(summary: dict) -> list[dict[str, Any]]:
             }
         )
 
+    burst = _bench(summary, "burst")
+    if burst:
+        rows.append(burst_goal_row(burst))
+
     # 2. create throughput against the no-op floor
     if create:
         rows.append(
@@ -410,6 +414,50 @@ def goal_rows(summary: dict) -> list[dict[str, Any]]:
     return rows
 
 
+def _offered_text(burst: dict[str, Any]) -> str:
+    return " + ".join(f"{rate:g} {kind}s/s" for kind, rate in burst["offered"].items())
+
+
+def _burst_errors(burst: dict[str, Any]) -> int:
+    return burst["unavailable"] + burst["other_errors"]
+
+
+def burst_goal_row(burst: dict[str, Any]) -> dict[str, Any]:
+    """perf.bench_burst against issue 12's goals: accept p95 < 50 ms (from the due
+    time), 0 errors of any kind (503s included), every job finished."""
+    p95 = burst["accept_from_due_ms"]["p95"]
+    kinds = burst["kinds"]
+    jobs = burst["jobs"]
+    failed = jobs["states"].get("failed", 0)
+    errors = _burst_errors(burst)
+    drained = "not drained" if burst["drain_s"] is None else f"drained {burst['drain_s']:.0f} s"
+    spec = [
+        at_most(kinds[kind]["accept_from_due_ms"]["p95"], limit)
+        for kind, limit in (("create", 200), ("update", 100))
+        if kinds.get(kind, {}).get("accept_from_due_ms")
+    ]
+    return {
+        "figure": f"burst: {_offered_text(burst)} open loop for {burst['seconds']:g} s, then "
+        "until drained (bench_burst): accept p95 from the due time, errors, jobs finished",
+        "spec": "200 / 100 ms",
+        "goal": "< 50 ms, 0 errors, every job finished",
+        "measured": f"{_ms(p95)} ms (send -> answer {_ms(burst['accept_ms']['p95'])} ms); "
+        f"{burst['unavailable']} 503s, {burst['other_errors']} other errors; "
+        f"{jobs['accepted'] - jobs['unfinished'] - failed} of {jobs['accepted']} jobs "
+        f"succeeded, {drained} after the load",
+        "vs_spec": both(*spec) if spec else "not measured",
+        "vs_goal": both(
+            below(p95, 50),
+            "met" if not errors else f"missed: {errors} errors",
+            "met"
+            if not (jobs["unfinished"] or failed)
+            else f"missed: {jobs['unfinished']} unfinished, {failed} failed",
+        ),
+        "short": f"burst accept p95 at {_offered_text(burst)}",
+        "ratio": _ratio(p95, 50),
+    }
+
+
 def _ratio(value: float | None, limit: float | None) -> float | None:
     """value / limit: below 1 meets an upper limit (a floor is passed as limit / value)."""
     if value is None or not limit:
@@ -469,6 +517,63 @@ def plot_scenario(history: dict[str, dict[str, list]], title: str, path: Path) -
         twin.plot([x - t0 for x in s["t"]], s["users"], color="grey", alpha=0.4, label="users")
         twin.set_ylabel("users", color="grey")
     fig.suptitle(f"{title}: latency percentiles (10 s window) and throughput", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def plot_burst(figures: dict[str, Any], path: Path) -> bool:
+    """perf.bench_burst over time: each queue's ready depth, accept latency per
+    second, and requests and jobs finished per second; the schedule's end marked."""
+    series = figures.get("series") or {}
+    depths, seconds = series.get("depths") or [], series.get("per_second") or []
+    if not depths and not seconds:
+        return False
+    fig, (ax_depth, ax_latency, ax_rate) = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True)
+    t = [s["t"] for s in depths]
+    for queue in depths[0]["depths"] if depths else []:
+        ax_depth.plot(t, [s["depths"][queue] for s in depths], label=queue)
+    ax_depth.set_ylabel("ready messages")
+    ax_depth.set_title("queue depth (sampled every 0.5 s)", fontsize=9, loc="left")
+    ax_depth.legend(fontsize=7, loc="upper left")
+    sent_t = [row["t"] + 0.5 for row in seconds]  # a second's figures at its middle
+    for key, style in (("p50_ms", "-"), ("p95_ms", "--"), ("max_ms", ":")):
+        values = [math.nan if row[key] is None else row[key] for row in seconds]
+        ax_latency.plot(sent_t, values, style, label=key.removesuffix("_ms"))
+    lag = [row["max_lag_ms"] or math.nan for row in seconds]
+    ax_latency.plot(sent_t, lag, color="grey", alpha=0.6, label="client's max lag")
+    ax_latency.axhline(50, color="tab:red", linewidth=0.8, label="goal p95 50 ms")
+    ax_latency.set_yscale("log")
+    ax_latency.set_ylabel("ms")
+    ax_latency.set_title("accept latency, per second of sending", fontsize=9, loc="left")
+    ax_latency.legend(fontsize=7, loc="lower right")  # the drain, right, has no requests
+    ax_rate.plot(sent_t, [row["accepted"] for row in seconds], label="accepted (202)")
+    errors = [row["unavailable"] + row["other_errors"] for row in seconds]
+    if any(errors):
+        ax_rate.plot(sent_t, [row["unavailable"] for row in seconds], label="503")
+        ax_rate.plot(sent_t, [row["other_errors"] for row in seconds], label="other errors")
+    finished = series.get("finished_per_second") or []
+    ax_rate.plot([i + 0.5 for i in range(len(finished))], finished, label="jobs finished")
+    ax_rate.set_ylabel("per s")
+    ax_rate.set_xlabel("seconds since the first request")
+    ax_rate.set_title("requests and jobs per second", fontsize=9, loc="left")
+    ax_rate.legend(fontsize=7, loc="upper right")
+    for ax in (ax_depth, ax_latency, ax_rate):
+        ax.axvline(figures["seconds"], color="black", linewidth=0.8, linestyle="--")
+        ax.grid(True, alpha=0.3)
+    ax_depth.set_ylim(bottom=0)
+    ax_rate.set_ylim(bottom=0)
+    ax_depth.text(
+        figures["seconds"],
+        0.98,
+        " end of the open loop",
+        fontsize=7,
+        va="top",
+        transform=ax_depth.get_xaxis_transform(),
+    )
+    offered = " + ".join(f"{rate:g} {kind}s/s" for kind, rate in figures["offered"].items())
+    fig.suptitle(f"burst: {offered} for {figures['seconds']:g} s, then the drain", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -593,6 +698,122 @@ def _drain_text(drain: dict | None) -> str:
     if not drain:
         return "-"
     return f"{drain['seconds']} ({drain['purged']})"
+
+
+# -- the burst (perf/bench_burst.py) ------------------------------------------------------
+
+
+def _p(entry: dict[str, Any]) -> str:
+    return f"{_ms(entry.get('p50'))} / {_ms(entry.get('p95'))} / {_ms(entry.get('max'))}"
+
+
+def burst_kind_rows(burst: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for kind, k in burst["kinds"].items():
+        if not k.get("requests"):
+            continue
+        others = k["errors_by_status"].copy()
+        others.pop("503", None)
+        rows.append(
+            [
+                kind,
+                f"{k['offered_rate']:g}",
+                f"{k['sent_rate']:g}",
+                f"{k['accepted_rate']:g} ({k['accepted']:,})",
+                _p(k["accept_ms"]),
+                _ms(k["accept_from_due_ms"]["p95"]),
+                f"{k['unavailable']} ({k['unavailable_with_retry_after']})",
+                f"{k['other_errors']}" + (f" {others}" if others else ""),
+            ]
+        )
+    return rows
+
+
+def burst_side_rows(burst: dict[str, Any]) -> list[list[str]]:
+    jobs, client, cpu = burst["jobs"], burst["client"], burst["cpu"]
+    lag = client["lag_ms"]
+    peaks = ", ".join(
+        f"{q} {p['depth']:,} at {p['t']:g} s" for q, p in burst["peak_depths"].items() if p["depth"]
+    )
+    per_group = ", ".join(
+        f"{group} {c['cpu_ms_per_item']:.2f}"
+        for group, c in cpu["cpu"].items()
+        if c.get("cpu_ms_per_item")
+    )
+    drain = burst["drain_s"]
+    return [
+        ["peak queue depth (ready messages)", peaks or "never above 0"],
+        [
+            "drain: schedule end -> last job finished",
+            f"{drain:.1f} s"
+            if drain is not None
+            else f"not drained within {burst['drain_timeout_s']:g} s",
+        ],
+        [
+            "jobs finished per s, during the load / the drain",
+            f"{burst['finished_per_s_during_load']} / "
+            f"{burst['finished_per_s_during_drain'] or '-'}",
+        ],
+        [
+            "jobs (states read over HTTP at the end)",
+            f"{jobs['accepted']:,} accepted: {jobs['states']}, {jobs['unfinished']} unfinished",
+        ],
+        [
+            "CPU ms per accepted job, end to end",
+            f"{cpu.get('cpu_ms_per_item_total', '-')} ({per_group}); "
+            f"{cpu['cores_busy']} cores busy of {cpu['cpus']}",
+        ],
+        [
+            "client: lag behind the schedule p50 / p95 / max ms",
+            f"{_p(lag)}; at most {client['peak_in_flight']} of {burst['senders']} "
+            f"connections awaiting an answer; {client['cores']} cores",
+        ],
+    ]
+
+
+def burst_lines(summary: dict, out: Path) -> list[str]:
+    """The "Burst" section: nothing for a run without the burst."""
+    bench = (summary.get("benchmarks") or {}).get("burst")
+    if bench is None:
+        return []
+    lines = ["## Burst (perf.bench_burst)", ""]
+    if bench.get("error"):
+        return [*lines, f"**Failed:** `{bench['error']}`", ""]
+    burst = bench["figures"]
+    lines += [
+        f"Issue 12's burst: {_offered_text(burst)} on a fixed schedule (open loop) for "
+        f"{burst['seconds']:g} s, then measured on until every accepted job had finished "
+        f"({bench.get('seconds')} s in all). Under a burst the backlog should show as queue "
+        "depth, not as accept latency: goals accept p95 < 50 ms, 0 errors (a 503 with "
+        "Retry-After is backpressure, counted apart, but at 10x the bound should not be "
+        "reached), every job finished. Accept latency is send -> answer, and from the "
+        "due time (the client's lag included: a lag with every connection awaiting an "
+        "answer is the ingress answering slower than the schedule sends); the goal is "
+        "judged on the latter. CPU is every process group's from the first request to "
+        "the last job finished (RabbitMQ and Redis are the machine's own; other is "
+        "whatever else ran).",
+        "",
+    ]
+    lines += _table(
+        [
+            "request",
+            "offered/s",
+            "sent/s",
+            "accepted/s (count)",
+            "accept p50 / p95 / max ms",
+            "p95 from due time",
+            "503 (with Retry-After)",
+            "other errors",
+        ],
+        burst_kind_rows(burst),
+    )
+    lines += [""]
+    lines += _table(["figure", "value"], burst_side_rows(burst))
+    lines += [""]
+    if plot_burst(burst, out / "burst.png"):
+        lines += ["![burst](burst.png)", ""]
+    lines += ["```", bench.get("text", ""), "```", ""]
+    return lines
 
 
 # -- where the time goes (perf/profiling.py) -------------------------------------------
@@ -872,6 +1093,7 @@ def render(summary: dict, out: Path) -> str:
             "",
         ]
 
+    lines += burst_lines(summary, out)
     lines += ["## Benchmarks", ""]
     titles = {
         "create": "Booking creation (perf.bench_create)",
