@@ -17,6 +17,11 @@ from core.settings import Settings
 QUEUE_DEPTH_SAMPLE_INTERVAL = 15.0
 
 
+# Background jobs run minutes each: a worker holds one at a time, so a second
+# background worker (or a restarted one) takes the next.
+BACKGROUND_PREFETCH = 1
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     ns = settings.QUEUE_NAMESPACE
     exchange = Exchange(queues.queue_name("radiantgo", ns), type="direct", durable=True)
@@ -30,7 +35,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_pool_limit": settings.WEB_THREADS + 4,
         "task_default_delivery_mode": "persistent",
         "task_queues": [
-            Queue(queues.queue_name(q, ns), exchange, routing_key=q, durable=True)
+            Queue(
+                queues.queue_name(q, ns),
+                exchange,
+                routing_key=q,
+                durable=True,
+                queue_arguments=queues.queue_arguments(q, settings),
+            )
             for q in queues.ALL_QUEUES
         ],
         "task_routes": {
@@ -47,11 +58,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Job outcomes live in MongoDB (core.jobs), not in a Celery backend.
         "task_ignore_result": True,
         "result_backend": None,
-        # At-least-once: ack after the task ran, redeliver if the worker died,
-        # and take one message at a time so a crash strands at most one.
+        # At-least-once: ack after the task ran, redeliver if the worker died.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
+        # A full group per pool process (workers.batches); the background
+        # worker takes one message at a time (BACKGROUND_PREFETCH).
+        "worker_prefetch_multiplier": settings.GROUP_COMMIT_SIZE,
         "worker_send_task_events": True,
         "worker_hijack_root_logger": False,
         "worker_pool": settings.WORKER_POOL,

@@ -13,13 +13,16 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from core import cache as caches
+from core import jobs
 from core.cache import Cache
 from core.clock import EARLIEST, LATEST
+from core.db import DUPLICATE_KEY
 from core.errors import Conflict, ValidationFailed
 
 BOOKED = "BOOKED"
@@ -138,6 +141,34 @@ def create_booking(
             raise Conflict(f"Booking {ref_id} already exists.") from None
     insert_event(db, created_event(booking))
     return booking
+
+
+def insert_new(db: Database, docs: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+    """Insert new bookings and their BOOKING_CREATED events, two bulk writes for
+    all; returns, in order, each booking as stored: the doc, or the one an earlier
+    delivery of the same job stored (its event written if missing), or None where
+    another job's booking holds the ref_id (1 in 10^14)."""
+    stored: list[dict[str, Any] | None] = list(docs)
+    if not docs:
+        return stored
+    try:
+        db.bookings.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        for error in exc.details.get("writeErrors", []):
+            if error.get("code") != DUPLICATE_KEY:
+                raise
+            doc = docs[error["index"]]
+            existing = db.bookings.find_one({"ref_id": doc["ref_id"]})
+            mine = existing is not None and existing.get("job_id") == doc["job_id"]
+            stored[error["index"]] = existing if mine else None
+    events = [created_event(doc) for doc in stored if doc is not None]
+    if events:
+        try:
+            db.booking_events.insert_many(events, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise  # duplicates are events an earlier run already wrote
+    return stored
 
 
 def public_booking(doc: dict[str, Any]) -> dict[str, Any]:
@@ -288,14 +319,26 @@ def read_booking_page(
     return page
 
 
-def booking_summary(db: Database, cache: Cache, ref_id: str) -> dict[str, Any] | None:
-    """{"status", "customer_id"} as last known: from cached details if any, else MongoDB.
+def booking_summary(
+    db: Database, cache: Cache, queued_records: redis.Redis, ref_id: str
+) -> dict[str, Any] | None:
+    """{"status", "customer_id"} as last known: from cached details if any, else
+    MongoDB; {"customer_id"} alone while its create is queued (core.jobs.pending_create).
 
     Good enough to refuse an impossible transition (or a stranger) at the
     door; the worker decides again under the lock."""
     details = cache.get(caches.booking_details_key(ref_id), caches.BOOKING_DETAILS)
     if details is None:
-        details = db.bookings.find_one({"ref_id": ref_id}, {"status": 1, "customer_id": 1})
+        details = _summary(db, ref_id)
+    if details is None:
+        pending = jobs.pending_create(db, queued_records, ref_id)
+        if pending is not None:
+            return pending
+        details = _summary(db, ref_id)  # its create ended between the two reads
     if details is None:
         return None
     return {"status": details["status"], "customer_id": details.get("customer_id")}
+
+
+def _summary(db: Database, ref_id: str) -> dict[str, Any] | None:
+    return db.bookings.find_one({"ref_id": ref_id}, {"status": 1, "customer_id": 1})

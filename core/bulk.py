@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+import redis
 from marshmallow import ValidationError
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
 
 from core import bookings, routes, transitions
 from core.errors import Conflict, RadiantError, ValidationFailed
-from core.flights import DUPLICATE_KEY, chunks
+from core.flights import chunks
 from core.locks import LockManager
 from core.schemas import BookingCreateSchema, BulkStatusItemSchema
 
@@ -124,35 +124,12 @@ def create_bookings(
 
 
 def _insert_bookings(db: Database, docs: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    if not docs:
-        return []
-    clashes: set[int] = set()
-    try:
-        db.bookings.insert_many([doc for _, doc in docs], ordered=False)
-    except BulkWriteError as exc:
-        for error in exc.details.get("writeErrors", []):
-            if error.get("code") != DUPLICATE_KEY:
-                raise
-            index, doc = docs[error["index"]]
-            existing = db.bookings.find_one({"ref_id": doc["ref_id"]}, {"job_id": 1})
-            if existing is None or existing.get("job_id") != doc["job_id"]:
-                clashes.add(index)  # another booking owns this ref_id (1 in 10^14)
-    events = [bookings.created_event(doc) for index, doc in docs if index not in clashes]
-    if events:
-        try:
-            db.booking_events.insert_many(events, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise  # duplicates are events an earlier run already wrote
+    stored = bookings.insert_new(db, [doc for _, doc in docs])
     results = []
-    for index, doc in docs:
-        if index in clashes:
-            results.append(
-                {
-                    "index": index,
-                    "problem": Conflict(f"Booking {doc['ref_id']} already exists.").to_problem(),
-                }
-            )
+    for (index, doc), booking in zip(docs, stored, strict=True):
+        if booking is None:
+            problem = Conflict(f"Booking {doc['ref_id']} already exists.").to_problem()
+            results.append({"index": index, "problem": problem})
         else:
             results.append({"index": index, "ref_id": doc["ref_id"], "status": doc["status"]})
     return results
@@ -165,6 +142,7 @@ def update_statuses(
     *,
     job_id: str,
     clock: Callable[[], datetime],
+    queued_records: redis.Redis,
     chunk_size: int,
     on_changed: Changed,
     on_progress: Progress | None = None,
@@ -186,6 +164,7 @@ def update_statuses(
                     job_id=item_job_id(job_id, index),
                     data=item.get("eventData") or {},
                     clock=clock,
+                    queued_records=queued_records,
                 )
             except RadiantError as exc:
                 if exc.transient and exc.status >= 500:

@@ -9,6 +9,10 @@ from pymongo.database import Database
 
 from core.settings import Settings
 
+# MongoDB's error code for a unique index refusing an insert (a redelivery's
+# write, mostly: every write here is keyed so that a rerun collides).
+DUPLICATE_KEY = 11000
+
 DEFAULT_DATABASE = "radiantgo"
 
 

@@ -145,6 +145,17 @@ class ServiceUnavailable(RadiantError):
     headers = {"Retry-After": "5"}
 
 
+class QueueFull(ServiceUnavailable):
+    """The job's queue holds its whole bounded backlog (backpressure)."""
+
+    title = "Queue full"
+    slug = "queue-full"
+
+    def __init__(self, detail: str, *, retry_after: int):
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 def problem(
     status: int,
     title: str,

@@ -18,6 +18,7 @@ from pymongo import ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
+from core.db import DUPLICATE_KEY
 from core.errors import ValidationFailed
 from core.schemas import FlightSchema
 
@@ -30,7 +31,6 @@ PUBLIC_FIELDS = (
     "departure_ts",
     "arrival_ts",
 )
-DUPLICATE_KEY = 11000
 _schema = FlightSchema()
 
 

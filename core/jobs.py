@@ -1,10 +1,18 @@
 """Job records: what the ingress promised with a 202, and what became of it.
 
-A job lives in MongoDB from the moment it is accepted until JOB_TTL_DAYS after.
-The ingress records it before publishing the task; the worker moves it
-queued -> (running ->) succeeded | failed with conditional updates, so a
-redelivered message finds the job finished and does nothing twice. Only long
-jobs (imports, bulk) pass through "running"; see start_job.
+Two ways in, one way out:
+- A short job (a booking's create or transition) is accepted without a
+  MongoDB round trip: its queued record goes to Redis (hold_queued) and
+  travels in the message, and the worker writes the job to MongoDB once, in
+  its final state (finish_job with the record). While it is queued, readers
+  find it in Redis (find_job).
+- Long jobs (imports, bulk, cache warming), and any job with an
+  Idempotency-Key (whose claim must be durable), are recorded in MongoDB
+  before their task is published; the worker moves them
+  queued -> (running ->) succeeded | failed.
+Either way the outcome is written with a conditional update, so a redelivered
+message finds the job finished and does nothing twice. A job stays in MongoDB
+until JOB_TTL_DAYS after it was accepted.
 """
 
 from __future__ import annotations
@@ -12,12 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
+from pymongo import UpdateOne
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from core.db import DUPLICATE_KEY
 from core.errors import IdempotencyKeyInProgress, IdempotencyKeyReused
 from core.settings import Settings
 
@@ -54,8 +65,7 @@ def scoped_key(client: str, endpoint: str, idempotency_key: str) -> str:
     return f"{client} {endpoint} {idempotency_key}"
 
 
-def record_job(
-    db: Database,
+def new_job(
     settings: Settings,
     *,
     job_id: str,
@@ -63,19 +73,10 @@ def record_job(
     payload: dict[str, Any],
     now: datetime,
     links: dict[str, str],
-    idempotency_key: str | None = None,
-    fingerprint: str | None = None,
     ref_id: str | None = None,
     customer_id: str | None = None,
-) -> tuple[dict[str, Any], bool]:
-    """Insert a queued job submitted by `customer_id` (None: the admin, or a
-    guest); returns (job, created).
-
-    With an idempotency key, the key is claimed first in `idempotency_keys`
-    (its `_id`, so concurrent duplicates race on the primary key: exactly one
-    claim wins, and the others answer with the winner's job). The key is the
-    caller's: see scoped_key.
-    """
+) -> dict[str, Any]:
+    """A queued job submitted by `customer_id` (None: the admin, or a guest)."""
     doc: dict[str, Any] = {
         "_id": job_id,
         "type": job_type,
@@ -92,6 +93,25 @@ def record_job(
     }
     if ref_id is not None:
         doc["ref_id"] = ref_id  # the booking this job is about (indexed)
+    return doc
+
+
+def record_job(
+    db: Database,
+    settings: Settings,
+    doc: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    fingerprint: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Insert queued job `doc` in MongoDB; returns (job, created).
+
+    With an idempotency key, the key is claimed first in `idempotency_keys`
+    (its `_id`, so concurrent duplicates race on the primary key: exactly one
+    claim wins, and the others answer with the winner's job). The key is the
+    caller's: see scoped_key.
+    """
+    job_id, now = doc["_id"], doc["created_at"]
     if idempotency_key is None:
         db.jobs.insert_one(doc)
         return doc, True
@@ -165,6 +185,95 @@ def get_job(db: Database, job_id: str) -> dict[str, Any] | None:
     return db.jobs.find_one({"_id": job_id})
 
 
+# -- queued records in Redis (short jobs) ----------------------------------------------
+
+# A short job's record while it is queued: the job as JSON, for JOB_TTL_DAYS
+# (the bounded queues drain long before; the TTL only bounds a record whose
+# worker never came). Once the job is in MongoDB the record lingers for
+# FINISHED_RECORD_TTL_S, so a reader that missed MongoDB a moment before the
+# worker's write still finds the job (queued: a moment stale, never wrong).
+FINISHED_RECORD_TTL_S = 60
+# What a record becomes when its publish failed (the client got a 503): a
+# message the broker took after all (a lost confirm) is then dropped unrun.
+DISCARDED = "discarded"
+# A booking being created: "<job_id> <customer_id>", set with the create's
+# record and dropped when the create ends, so a transition accepted meanwhile
+# is told "not ready" rather than "no such booking".
+CREATE_JOB = "booking.create"
+
+
+def queued_key(job_id: str) -> str:
+    return f"jobs:queued:{job_id}"
+
+
+def creating_key(ref_id: str) -> str:
+    return f"jobs:creating:{ref_id}"
+
+
+def job_record(job: dict[str, Any]) -> dict[str, Any]:
+    """`job` as JSON can carry it (in a message, in Redis): times as epoch ms."""
+    record = dict(job)
+    for name in ("created_at", "expire_at"):
+        record[name] = int(job[name].timestamp() * 1000)
+    for name in ("started_at", "finished_at"):
+        record.pop(name, None)
+    return record
+
+
+def from_record(record: dict[str, Any]) -> dict[str, Any]:
+    job = dict(record)
+    for name in ("created_at", "expire_at"):
+        job[name] = datetime.fromtimestamp(record[name] / 1000, UTC)
+    job.setdefault("started_at", None)
+    job.setdefault("finished_at", None)
+    return job
+
+
+def hold_queued(client: redis.Redis, record: dict[str, Any], ttl_s: int) -> None:
+    """Keep a short job's queued record where find_job looks (one round trip)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.set(queued_key(record["_id"]), json.dumps(record, separators=(",", ":")), ex=ttl_s)
+    if record["type"] == CREATE_JOB:
+        owner = record.get("customer_id") or ""
+        pipe.set(creating_key(record["ref_id"]), f"{record['_id']} {owner}", ex=ttl_s)
+    pipe.execute()
+
+
+def discard_queued(client: redis.Redis, record: dict[str, Any], ttl_s: int) -> None:
+    """The publish failed: the job is not found, and never runs if delivered after all."""
+    pipe = client.pipeline(transaction=False)
+    pipe.set(queued_key(record["_id"]), DISCARDED, ex=ttl_s)
+    if record["type"] == CREATE_JOB:
+        pipe.delete(creating_key(record["ref_id"]))
+    pipe.execute()
+
+
+def release_queued(client: redis.Redis, records: list[dict[str, Any]]) -> None:
+    """After their outcomes are in MongoDB: records expire soon, creates are no longer pending."""
+    pipe = client.pipeline(transaction=False)
+    for record in records:
+        pipe.expire(queued_key(record["_id"]), FINISHED_RECORD_TTL_S)
+        if record["type"] == CREATE_JOB:
+            pipe.delete(creating_key(record["ref_id"]))
+        pipe.publish(JOB_FINISHED_CHANNEL, record["_id"])
+    pipe.execute()
+
+
+def find_job(db: Database, client: redis.Redis, job_id: str) -> dict[str, Any] | None:
+    """A job wherever it is now: in MongoDB once a worker wrote it (or if it was
+    recorded there when accepted), else as its queued record in Redis."""
+    job = get_job(db, job_id)
+    if job is not None:
+        return job
+    try:
+        raw = client.get(queued_key(job_id))
+    except redis.RedisError:  # with Redis out, short jobs are recorded in MongoDB
+        return None
+    if raw is None or raw == DISCARDED:
+        return None
+    return from_record(json.loads(raw))
+
+
 def start_job(
     db: Database,
     job_id: str,
@@ -201,6 +310,22 @@ def start_job(
     return job
 
 
+def start_queued(db: Database, client: redis.Redis, record: dict[str, Any]) -> bool:
+    """Whether a short job that travelled with its record is still to do: not
+    finished in MongoDB (a redelivery) and not discarded (its 202 became a 503).
+
+    With Redis out the job runs: a discarded job that was delivered after all
+    (a publish whose confirm was lost, then Redis failing too) is rarer than
+    the jobs a Redis outage would otherwise fail."""
+    job = db.jobs.find_one({"_id": record["_id"]}, {"state": 1})
+    if job is not None:
+        return job["state"] not in FINISHED
+    try:
+        return client.get(queued_key(record["_id"])) != DISCARDED
+    except redis.RedisError:
+        return True
+
+
 def finish_job(
     db: Database,
     job_id: str,
@@ -209,8 +334,13 @@ def finish_job(
     result: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
     started_at: datetime | None = None,
+    record: dict[str, Any] | None = None,
 ) -> bool:
     """Record a job's outcome once; False if it was already finished.
+
+    With its queued `record` (a short job), the job is inserted in its final
+    state unless MongoDB holds it already (an Idempotency-Key's job, recorded
+    when accepted): one write either way.
 
     The outcome is made storable first (see storable): client text it echoes
     must never keep a job from ending. `started_at` is for jobs that were
@@ -223,10 +353,91 @@ def finish_job(
     }
     if started_at is not None:
         update["started_at"] = started_at
-    outcome = db.jobs.update_one(
-        {"_id": job_id, "state": {"$in": [QUEUED, RUNNING]}}, {"$set": update}
-    )
-    return outcome.modified_count == 1
+    unfinished = {"_id": job_id, "state": {"$in": [QUEUED, RUNNING]}}
+    if record is None:
+        return db.jobs.update_one(unfinished, {"$set": update}).modified_count == 1
+    inserted = {k: v for k, v in from_record(record).items() if k not in update and k != "_id"}
+    try:
+        db.jobs.update_one(unfinished, {"$set": update, "$setOnInsert": inserted}, upsert=True)
+    except DuplicateKeyError:  # the upsert found the job, finished by an earlier delivery
+        return False
+    return True
+
+
+# -- many at once (group commit) ------------------------------------------------------
+
+
+def still_to_do(
+    db: Database, client: redis.Redis, deliveries: list[tuple[str, dict[str, Any] | None]]
+) -> list[dict[str, Any]]:
+    """Of (job_id, queued record or None) deliveries, the jobs still to do, each as
+    {"_id", "payload", "record"}: start_job and start_queued for many, with one
+    MongoDB read and one Redis read. A job without a record (accepted while Redis
+    was out, or with an Idempotency-Key before records) is read from MongoDB."""
+    ids = [job_id for job_id, _ in deliveries]
+    stored = {
+        job["_id"]: job for job in db.jobs.find({"_id": {"$in": ids}}, {"state": 1, "payload": 1})
+    }
+    unstored = [record["_id"] for job_id, record in deliveries if record and job_id not in stored]
+    discarded: set[str] = set()
+    if unstored:
+        try:
+            states = client.mget([queued_key(job_id) for job_id in unstored])
+            discarded = {
+                job_id for job_id, raw in zip(unstored, states, strict=True) if raw == DISCARDED
+            }
+        except redis.RedisError:
+            pass  # with Redis out the jobs run: see start_queued
+    todo, seen = [], set()
+    for job_id, record in deliveries:
+        job = stored.get(job_id)
+        if job_id in seen or job_id in discarded or (job is not None and job["state"] in FINISHED):
+            continue
+        if job is None and record is None:
+            continue  # unknown: its 202 became a 503
+        seen.add(job_id)
+        payload = record["payload"] if record is not None else job["payload"]
+        todo.append({"_id": job_id, "payload": payload, "record": record})
+    return todo
+
+
+def finish_many(db: Database, outcomes: list[dict[str, Any]], now: datetime) -> list[str]:
+    """Record many jobs' outcomes in one bulk write (finish_job for each of
+    {"_id", "record", "started_at", and "result" or "error"}); returns the ids
+    written, less those an upsert found finished already (a redelivery's)."""
+    if not outcomes:
+        return []
+    writes = []
+    for outcome in outcomes:
+        update: dict[str, Any] = {
+            "state": FAILED if outcome.get("error") is not None else SUCCEEDED,
+            "finished_at": now,
+            "started_at": outcome["started_at"],
+            "result": storable(outcome.get("result")),
+            "error": storable(outcome.get("error")),
+        }
+        change: dict[str, Any] = {"$set": update}
+        record = outcome.get("record")
+        if record is not None:
+            change["$setOnInsert"] = {
+                k: v for k, v in from_record(record).items() if k not in update and k != "_id"
+            }
+        writes.append(
+            UpdateOne(
+                {"_id": outcome["_id"], "state": {"$in": [QUEUED, RUNNING]}},
+                change,
+                upsert=record is not None,
+            )
+        )
+    refused: set[int] = set()
+    try:
+        db.jobs.bulk_write(writes, ordered=False)
+    except BulkWriteError as exc:
+        for error in exc.details.get("writeErrors", []):
+            if error.get("code") != DUPLICATE_KEY:
+                raise
+            refused.add(error["index"])  # the upsert met the job, finished before
+    return [outcome["_id"] for n, outcome in enumerate(outcomes) if n not in refused]
 
 
 def storable(value: Any) -> Any:
@@ -257,12 +468,21 @@ def set_progress(db: Database, job_id: str, progress: dict[str, int]) -> None:
     db.jobs.update_one({"_id": job_id, "state": RUNNING}, {"$set": {"progress": progress}})
 
 
-def pending_create(db: Database, ref_id: str) -> dict[str, Any] | None:
-    """The queued or running job that will create booking `ref_id` ({"customer_id"}), if any."""
+def pending_create(db: Database, client: redis.Redis, ref_id: str) -> dict[str, Any] | None:
+    """The create of booking `ref_id` while it is queued or running ({"customer_id"}):
+    by its mark in Redis, else as a job recorded in MongoDB (an Idempotency-Key's,
+    or one accepted while Redis was out)."""
+    try:
+        held = client.get(creating_key(ref_id))
+    except redis.RedisError:
+        held = None
+    if held is not None:
+        _job_id, _, owner = held.partition(" ")
+        return {"customer_id": owner or None}
     # Equality on the indexed field alone: with more fields in the filter the
     # embedded server's planner falls back to a collection scan (measured).
     for job in db.jobs.find({"ref_id": ref_id}, {"type": 1, "state": 1, "customer_id": 1}):
-        if job["type"] == "booking.create" and job["state"] in (QUEUED, RUNNING):
+        if job["type"] == CREATE_JOB and job["state"] in (QUEUED, RUNNING):
             return {"customer_id": job.get("customer_id")}
     return None
 

@@ -117,6 +117,18 @@ class LockManager:
         )
         raise BookingLocked(f"{key} stayed locked through {attempts} attempts.")
 
+    def try_acquire(self, key: str, ttl_s: int | None = None) -> Held | None:
+        """One attempt, no waiting: the lock, or None if someone holds it (a
+        caller that will then wait for it through acquire() counts the wait there)."""
+        started = time.perf_counter()
+        lock = self._redlock.lock(key, int((ttl_s or self.default_ttl) * 1000))
+        if not lock:
+            self._raise_if_redis_is_down()
+            return None
+        waited = (time.perf_counter() - started) * 1000
+        self._record(acquired=True, attempts=1, waited_ms=waited)
+        return Held(key, lock, 1, waited)
+
     def release(self, held: Held) -> None:
         # Compare-and-delete: a lock that expired and was taken by someone
         # else is theirs now, and stays.

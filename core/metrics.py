@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
+import time
 from typing import Any, Protocol
 
 import redis
@@ -75,6 +77,10 @@ def task_key(kind: str, task_type: str) -> str:
     return f"metrics:task_{kind}:{task_type}"
 
 
+def drained_key(queue: str, second: int) -> str:
+    return f"metrics:drained:{queue}:{second}"
+
+
 def percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p95": None, "p99": None}
@@ -84,6 +90,28 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
         return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 2)
 
     return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99)}
+
+
+# -- backpressure ---------------------------------------------------------------------
+
+DRAIN_WINDOW_S = 10  # the drain rate is the tasks taken off a queue over this many seconds
+RETRY_AFTER_FULL_MAX_S = 300
+
+
+def drain_rate(client: redis.Redis, queue: str, now: float) -> float:
+    """Tasks per second the workers took off `queue` lately."""
+    second = int(now)
+    keys = [drained_key(queue, second - n) for n in range(1, DRAIN_WINDOW_S + 1)]
+    return sum(int(v) for v in client.mget(keys) if v) / DRAIN_WINDOW_S
+
+
+def retry_after_full(backlog: int, rate: float) -> int:
+    """Seconds until the workers have worked off a full queue's `backlog` at `rate`
+    (the longest wait when nothing drains): a client that comes back then finds room,
+    and clients that all came back sooner would only be refused again."""
+    if rate <= 0:
+        return RETRY_AFTER_FULL_MAX_S
+    return max(1, min(RETRY_AFTER_FULL_MAX_S, math.ceil(backlog / rate)))
 
 
 # -- recording (hot path: one round trip) ----------------------------------------------
@@ -114,10 +142,49 @@ def record_request(
     pipe.execute()
 
 
+def record_group(
+    client: redis.Redis,
+    task_type: str,
+    *,
+    wait_ms: list[float],
+    run_ms: float,
+    count: int,
+    failed: int,
+    queue: str,
+    now: float,
+) -> None:
+    """record_task for a group of `count` tasks run together (workers.batches)."""
+    pipe = client.pipeline(transaction=False)
+    key = drained_key(queue, int(now))
+    pipe.incrby(key, count)
+    pipe.expire(key, DRAIN_WINDOW_S * 2)
+    pipe.hincrby(TASKS, f"{task_type}|count", count)
+    if failed:
+        pipe.hincrby(TASKS, f"{task_type}|failed", failed)
+    if wait_ms:
+        pipe.lpush(task_key("wait", task_type), *(round(w, 3) for w in wait_ms))
+        pipe.ltrim(task_key("wait", task_type), 0, SAMPLES - 1)
+    if count:
+        pipe.lpush(task_key("run", task_type), *([round(run_ms, 3)] * count))
+        pipe.ltrim(task_key("run", task_type), 0, SAMPLES - 1)
+    pipe.execute()
+
+
 def record_task(
-    client: redis.Redis, task_type: str, *, wait_ms: float | None, run_ms: float, failed: bool
+    client: redis.Redis,
+    task_type: str,
+    *,
+    wait_ms: float | None,
+    run_ms: float,
+    failed: bool,
+    queue: str | None = None,
+    now: float | None = None,
 ) -> None:
     pipe = client.pipeline(transaction=False)
+    if queue is not None:  # the drain rate, which a full queue's Retry-After comes from
+        key = drained_key(queue, int(now if now is not None else time.time()))
+        pipe.incr(key)
+        pipe.expire(key, DRAIN_WINDOW_S * 2)
     pipe.hincrby(TASKS, f"{task_type}|count", 1)
     if failed:
         pipe.hincrby(TASKS, f"{task_type}|failed", 1)

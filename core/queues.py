@@ -26,6 +26,10 @@ WARM_CACHE = "radiantgo.maintenance.warm_cache"
 NOOP = "radiantgo.maintenance.noop"
 SAMPLE_QUEUE_DEPTHS = "radiantgo.maintenance.sample_queue_depths"
 
+# Tasks that run in one go on a small payload: accepted without a MongoDB
+# write, their queued record travels in the message (core.jobs).
+SHORT_TASKS = frozenset({CREATE_BOOKING, TRANSITION_BOOKING})
+
 # Job type (shown to clients) and queue of each task.
 TASKS = {
     CREATE_BOOKING: ("booking.create", BOOKINGS),
@@ -37,6 +41,17 @@ TASKS = {
     NOOP: ("noop", MAINTENANCE),
     SAMPLE_QUEUE_DEPTHS: ("maintenance.sample_queue_depths", MAINTENANCE),
 }
+
+
+def max_length(queue: str, settings) -> int:
+    """The backlog `queue` holds at most (core.settings QUEUE_MAX_*)."""
+    return settings.QUEUE_MAX_INTERACTIVE if queue in INTERACTIVE else settings.QUEUE_MAX_BACKGROUND
+
+
+def queue_arguments(queue: str, settings) -> dict[str, object]:
+    """Declared with each queue: bounded, refusing publishes once full (the
+    publisher sees a nack) rather than dropping the oldest message."""
+    return {"x-max-length": max_length(queue, settings), "x-overflow": "reject-publish"}
 
 
 def queue_name(queue: str, namespace: str = "") -> str:

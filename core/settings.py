@@ -50,6 +50,17 @@ class Settings:
     BROKER_PUBLISH_RETRIES: int = _setting(2, check=_non_negative)
     # Prefixes every queue name, so a test run cannot steal a dev worker's work.
     QUEUE_NAMESPACE: str = _setting("")
+    # Backpressure: messages each queue holds at most, per queue group; past
+    # it RabbitMQ refuses the publish and the client gets a 503 with a
+    # Retry-After from the drain rate. Interactive: ~4 minutes of 10x the
+    # spec's peak (400/s) at ~1 KB a message; background messages are small
+    # (bulk items wait in MongoDB), but each is minutes of work.
+    QUEUE_MAX_INTERACTIVE: int = _setting(100_000, check=_positive)
+    QUEUE_MAX_BACKGROUND: int = _setting(1_000, check=_positive)
+    # Group commit (workers.batches): a create or transition worker takes up to
+    # this many messages at a time, waiting at most GROUP_COMMIT_WAIT_MS for more.
+    GROUP_COMMIT_SIZE: int = _setting(32, check=_positive)
+    GROUP_COMMIT_WAIT_MS: int = _setting(10, check=_positive)
 
     # Caches (seconds).
     CACHE_TTL_ROUTES: int = _setting(300, check=_positive)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import redis
 from pymongo.database import Database
 
 from core import bookings, jobs
@@ -35,7 +36,7 @@ def read_booking(db: Database, ref_id: str) -> dict[str, Any] | None:
     return db.bookings.find_one({"ref_id": ref_id}, {"_id": 0})
 
 
-def _recorded(booking: dict[str, Any], job_id: str) -> dict[str, Any] | None:
+def recorded(booking: dict[str, Any], job_id: str) -> dict[str, Any] | None:
     return next((a for a in booking.get("applied", ()) if a["job_id"] == job_id), None)
 
 
@@ -54,6 +55,26 @@ def transition_time(clock: Callable[[], datetime], booking: dict[str, Any]) -> d
     return max(clock(), booking["updated_at"] + timedelta(milliseconds=1))
 
 
+def fenced_update(
+    booking: dict[str, Any], target: str, job_id: str, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(filter, update) of one transition from `booking` as read: it matches only
+    while the booking is still at the status and version read (the fence)."""
+    return (
+        {"ref_id": booking["ref_id"], "status": booking["status"], "version": booking["version"]},
+        {
+            "$set": {"status": target, "updated_at": now},
+            "$inc": {"version": 1},
+            "$push": {"applied": {"job_id": job_id, "status": target, "at": now}},
+        },
+    )
+
+
+def moved(booking: dict[str, Any], target: str, now: datetime) -> dict[str, Any]:
+    """`booking` as its fenced update left it."""
+    return {**booking, "status": target, "version": booking["version"] + 1, "updated_at": now}
+
+
 def apply_transition(
     db: Database, booking: dict[str, Any], target: str, *, job_id: str, data: dict, now: datetime
 ) -> dict[str, Any]:
@@ -63,18 +84,11 @@ def apply_transition(
     booking is no longer at the status and version read.
     """
     check_transition(booking["status"], target)
-    result = db.bookings.update_one(
-        {"ref_id": booking["ref_id"], "status": booking["status"], "version": booking["version"]},
-        {
-            "$set": {"status": target, "updated_at": now},
-            "$inc": {"version": 1},
-            "$push": {"applied": {"job_id": job_id, "status": target, "at": now}},
-        },
-    )
+    result = db.bookings.update_one(*fenced_update(booking, target, job_id, now))
     if result.modified_count != 1:
         raise StaleRead(booking["ref_id"])
     _write_event(db, booking["ref_id"], target, job_id, now, data)
-    return {**booking, "status": target, "version": booking["version"] + 1, "updated_at": now}
+    return moved(booking, target, now)
 
 
 def transition_booking(
@@ -86,23 +100,28 @@ def transition_booking(
     job_id: str,
     data: dict[str, Any],
     clock: Callable[[], datetime],
+    queued_records: redis.Redis,
     owner: str | None = None,
 ) -> dict[str, Any]:
     """Move booking `ref_id` to `target` once, whatever the races and redeliveries.
 
-    With `owner`, only that customer's booking (any other is not found).
+    With `owner`, only that customer's booking (any other is not found). A
+    booking whose create is still queued (its mark in `queued_records`,
+    core.jobs.pending_create) is not ready yet: the job retries.
     The transition is timed by `clock` once the booking is read under the lock
     (not when the job began: it may have waited for the lock, or for the create)."""
     with locks.hold(booking_lock_key(ref_id)):
         for _ in range(FENCED_WRITE_TRIES):
             booking = read_booking(db, ref_id)
             if booking is None:
-                if jobs.pending_create(db, ref_id):
+                if jobs.pending_create(db, queued_records, ref_id):
                     raise NotReady(f"Booking {ref_id} is still being created.")
+                booking = read_booking(db, ref_id)  # created just before its mark was dropped
+            if booking is None:
                 raise NotFound(f"No booking {ref_id!r}.")
             if owner is not None and booking.get("customer_id") != owner:
                 raise NotFound(f"No booking {ref_id!r}.")
-            done = _recorded(booking, job_id)
+            done = recorded(booking, job_id)
             if done is not None:  # a redelivery: make sure the event exists too
                 _write_event(db, ref_id, done["status"], job_id, done["at"], data)
                 return booking

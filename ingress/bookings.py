@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from core import access, bookings, jobs, queues
+from core import access, bookings, queues
 from core.errors import NotFound
 from core.ids import is_ref_id, new_ref_id
 from core.lifecycle import ACTIONS, CANCELLED, check_transition
@@ -124,8 +124,7 @@ def submit_transition(ref_id: str, action: str, data: dict):
     # booking still being created is known by its pending job (no status yet).
     known = None
     if is_ref_id(ref_id):
-        known = bookings.booking_summary(svc.db, svc.cache, ref_id)
-        known = known or jobs.pending_create(svc.db, ref_id)
+        known = bookings.booking_summary(svc.db, svc.cache, svc.redis, ref_id)
     access.check_owner(principal, known, ref_id)
     if "status" in known:
         check_transition(known["status"], target)

@@ -29,7 +29,8 @@ class Job(MethodView):
     @blp.problems(404)
     def get(self, job_id):
         """A job you submitted (operators, the admin: any job). Honors `Prefer: wait=N`."""
-        job = jobs.get_job(services().db, job_id) if is_job_id(job_id) else None
+        svc = services()
+        job = jobs.find_job(svc.db, svc.redis, job_id) if is_job_id(job_id) else None
         if job is None or not access.may_read_job(current_principal(), job):
             raise NotFound(f"No job {job_id!r} (unknown, or expired).")
         return job_response(job, wait=prefer_wait(), accepted=False)

@@ -1,8 +1,9 @@
 """Accepting work: record the job, publish its task, answer 202 (or wait).
 
-The order is the promise: the job is in MongoDB before the task is published,
-and the publish is broker-confirmed before we answer 202. If the broker cannot
-take the task, the job record is dropped and the client gets a 503.
+The order is the promise: the job is recorded before the task is published
+(a short job in Redis, core.jobs; the others in MongoDB), and the publish is
+broker-confirmed before we answer 202. If the broker cannot take the task,
+the record is dropped and the client gets a 503.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import logging
 import time
 from typing import Any
 
+from amqp.exceptions import MessageNacked
 from flask import Response, current_app, request
 from kombu.exceptions import KombuError, OperationalError
 
-from core import coalesce, jobs, logs, queues
+from core import coalesce, jobs, logs, metrics, queues
+from core.cache import REDIS_ERRORS
 from core.clock import utcnow
-from core.errors import ServiceUnavailable, ValidationFailed
+from core.errors import QueueFull, ServiceUnavailable, ValidationFailed
 from core.ids import new_job_id
 from core.waiting import WaitersBusy
 from ingress.context import prefer_wait, publisher, services, waiter
@@ -27,19 +30,29 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_MAX = 255
 
 
-def publish(task_name: str, job_id: str, payload: dict[str, Any] | None) -> None:
+def publish(
+    task_name: str,
+    job_id: str,
+    payload: dict[str, Any] | None,
+    record: dict[str, Any] | None = None,
+) -> None:
+    """Publish `task_name` for `job_id` with its payload, or its whole queued record.
+
+    Raises QueueFull when the queue refused the message (it holds its bound)."""
     settings = services().settings
-    queue = queues.queue_name(queues.TASKS[task_name][1], settings.QUEUE_NAMESPACE)
+    group_queue = queues.TASKS[task_name][1]
+    queue = queues.queue_name(group_queue, settings.QUEUE_NAMESPACE)
+    kwargs = {"job": record} if record is not None else {"payload": payload}
     publisher().send_task(
         task_name,
         args=[job_id],
-        kwargs={"payload": payload},
+        kwargs=kwargs,
         task_id=job_id,
         queue=queue,
         # What Flower shows for the arguments. Given here, Celery skips its
         # saferepr of them: a quarter of the ingress's Python time (py-spy).
         argsrepr=repr([job_id]),
-        kwargsrepr=_clipped_repr({"payload": payload}),
+        kwargsrepr=_clipped_repr(kwargs),
         headers={"request_id": logs.bound().get("request_id"), "enqueued_at": time.time()},
         retry=True,
         retry_policy={
@@ -47,9 +60,30 @@ def publish(task_name: str, job_id: str, payload: dict[str, Any] | None) -> None
             "interval_start": 0,
             "interval_step": 0.2,
             "interval_max": 0.5,
+            "errback": lambda exc, _interval: _refused(exc, group_queue),
         },
         confirm_timeout=settings.BROKER_TIMEOUT_S,
     )
+
+
+def _refused(exc: Exception, queue: str) -> None:
+    """Called by kombu before each publish retry: a nack is the broker's answer
+    (the queue is full), not a fault that a retry could mend."""
+    if not isinstance(exc, MessageNacked):
+        return
+    svc = services()
+    bound = queues.max_length(queue, svc.settings)
+    try:
+        rate = metrics.drain_rate(
+            svc.redis, queues.queue_name(queue, svc.settings.QUEUE_NAMESPACE), time.time()
+        )
+        retry_after = metrics.retry_after_full(bound, rate)
+    except REDIS_ERRORS:
+        retry_after = metrics.RETRY_AFTER_FULL_MAX_S
+    raise QueueFull(
+        f"The {queue} queue holds its whole backlog ({bound} jobs); nothing was enqueued.",
+        retry_after=retry_after,
+    ) from exc
 
 
 ARGS_REPR_MAX = 1024
@@ -102,46 +136,78 @@ def submit_job(
     job_type = queues.job_type(task_name)
     if coalesce_for is not None:
         live = coalesce.holder_or_claim(
-            svc.redis, job_type, job_id, coalesce_for, lambda held: _unfinished(svc.db, held)
+            svc.redis, job_type, job_id, coalesce_for, lambda held: _unfinished(svc, held)
         )
         if live is not None:
             return job_response(live, wait=prefer_wait(), accepted=True)
     key = _idempotency_key()
     if key is not None:
         key = jobs.scoped_key(client_key(), f"{request.method} {request.path}", key)
-    fingerprint = jobs.request_fingerprint(request.method, request.path, body)
-    payload = jobs.job_payload(body, as_text=bulk, **assigned)
-    job, created = jobs.record_job(
-        svc.db,
+    job = jobs.new_job(
         svc.settings,
         job_id=job_id,
         job_type=job_type,
-        payload=payload,
+        payload=jobs.job_payload(body, as_text=bulk, **assigned),
         now=utcnow(),
         links={"job": f"/api/jobs/{job_id}", **links},
-        idempotency_key=key,
-        fingerprint=fingerprint,
         ref_id=assigned.get("ref_id"),
         customer_id=principal.customer_id,
     )
+    record = None
+    if task_name in queues.SHORT_TASKS:
+        record = _hold_queued(svc, jobs.job_record(job))
+    created = True
+    if record is None or key is not None:
+        fingerprint = jobs.request_fingerprint(request.method, request.path, body)
+        job, created = jobs.record_job(
+            svc.db, svc.settings, job, idempotency_key=key, fingerprint=fingerprint
+        )
     logs.bind(job_id=job["_id"])
     if created:
         try:
-            publish(task_name, job_id, None if bulk else payload)
-        except (OperationalError, KombuError, OSError) as exc:
-            jobs.discard_job(svc.db, job_id, key)
+            publish(task_name, job_id, None if bulk else job["payload"], record)
+        except (QueueFull, OperationalError, KombuError, OSError, MessageNacked) as exc:
+            _discard(svc, job, record, key)
             if coalesce_for is not None:
                 coalesce.release(svc.redis, job_type, job_id)
             log.warning("publish failed, answered 503: %s", exc)
+            if isinstance(exc, QueueFull):
+                raise
             raise ServiceUnavailable("The job queue is unavailable; nothing was enqueued.") from exc
+    elif record is not None:
+        _discard(svc, None, record, None)  # replayed: the new record stands for nothing
     response = job_response(job, wait=prefer_wait(), accepted=True)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
-def _unfinished(db, job_id: str) -> dict[str, Any] | None:
-    job = jobs.get_job(db, job_id)
+def _record_ttl(svc) -> int:
+    return svc.settings.JOB_TTL_DAYS * 86_400
+
+
+def _hold_queued(svc, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The record, held in Redis; None if Redis is out (the job then goes to MongoDB)."""
+    try:
+        jobs.hold_queued(svc.redis, record, _record_ttl(svc))
+    except REDIS_ERRORS as exc:
+        log.warning("queued record not held in Redis, recorded in MongoDB: %s", exc)
+        return None
+    return record
+
+
+def _discard(svc, job: dict[str, Any] | None, record: dict[str, Any] | None, key: str | None):
+    if record is not None:
+        try:
+            jobs.discard_queued(svc.redis, record, _record_ttl(svc))
+        except REDIS_ERRORS as exc:  # with no record, the job is unknown all the same
+            log.warning("queued record not discarded: %s", exc)
+    if job is not None and (record is None or key is not None):
+        jobs.discard_job(svc.db, job["_id"], key)
+
+
+def _unfinished(svc, job_id: str) -> dict[str, Any] | None:
+    job = jobs.find_job(svc.db, svc.redis, job_id)
     return job if job is not None and job["state"] not in jobs.FINISHED else None
 
 
@@ -163,7 +229,8 @@ def job_response(job: dict[str, Any], *, wait: int, accepted: bool) -> Response:
     svc = services()
     if wait and job["state"] not in jobs.FINISHED:
         try:
-            job = waiter().wait(job["_id"], wait, lambda: jobs.get_job(svc.db, job["_id"])) or job
+            reload = lambda: jobs.find_job(svc.db, svc.redis, job["_id"])  # noqa: E731
+            job = waiter().wait(job["_id"], wait, reload) or job
         except WaitersBusy:
             wait = 0  # answered now, as without Prefer: wait (202 and Retry-After)
     # A POST answers 202 (a replayed one too) unless the client chose to wait.

@@ -175,7 +175,8 @@ def wait_job(base_or_client, job_url: str, timeout: float = 15, headers=None):
 
 @pytest.fixture
 def private_redis(tmp_path):
-    """A Redis of this test's own, so the test can kill and restart it."""
+    """A Redis of this test's own, so the test can kill and restart it: with
+    the append-only file, as compose runs it (queued jobs' records live there)."""
     port = free_port()
     command = [
         "redis-server",
@@ -186,7 +187,7 @@ def private_redis(tmp_path):
         "--save",
         "",
         "--appendonly",
-        "no",
+        "yes",
         "--dir",
         str(tmp_path),
     ]

@@ -18,6 +18,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from celeryconfig import BACKGROUND_PREFETCH
 from core import health, queues
 from core.settings import Settings
 from tools.stack import ROOT, settings_env, wait_for_port
@@ -91,6 +92,11 @@ def start_worker(
             settings.WORKER_POOL,
             "--concurrency",
             str(concurrency or settings.WORKER_CONCURRENCY),
+            *(
+                ["--prefetch-multiplier", str(BACKGROUND_PREFETCH)]
+                if set(queue_list) <= set(queues.BACKGROUND)
+                else []
+            ),
             "--without-mingle",
             "--without-gossip",
             "-n",

@@ -220,11 +220,44 @@ def ensure_services_command() -> None:
     ensure_services(_settings())
 
 
+def ensure_bounded_queues(settings: Settings) -> None:
+    """Declare every queue with its bound. A queue an older version declared
+    without one cannot be redeclared (RabbitMQ refuses changed arguments): an
+    empty one is replaced, one still holding messages is left for its workers
+    to drain, with a message saying so."""
+    from amqp.exceptions import PreconditionFailed
+    from kombu import Connection
+
+    with Connection(settings.RABBITMQ_URL, connect_timeout=settings.BROKER_TIMEOUT_S) as conn:
+        for queue in queues.ALL_QUEUES:
+            name = queues.queue_name(queue, settings.QUEUE_NAMESPACE)
+            arguments = queues.queue_arguments(queue, settings)
+            channel = conn.channel()
+            try:
+                channel.queue_declare(name, durable=True, arguments=arguments)
+                channel.close()
+                continue
+            except PreconditionFailed:
+                pass  # the channel is closed by the broker
+            channel = conn.channel()
+            held = channel.queue_declare(name, passive=True).message_count
+            if held:
+                raise click.ClickException(
+                    f"Queue {name!r} holds {held} messages and was declared without its bound"
+                    " by an older version: run that version's workers until it is empty."
+                )
+            channel.queue_delete(name)
+            channel.queue_declare(name, durable=True, arguments=arguments)
+            channel.close()
+            click.echo(f"queue {name!r} re-declared with its bound ({arguments['x-max-length']})")
+
+
 @cli.command()
 def run() -> None:
     """Run ingress, worker, beat, Flower (and the embedded MongoDB) under honcho."""
     settings = _settings()
     ensure_services(settings)
+    ensure_bounded_queues(settings)
     creds = load_credentials()
     flower_auth = settings.FLOWER_BASIC_AUTH or creds["FLOWER_BASIC_AUTH"]
     admin_token = settings.ADMIN_TOKEN or creds["ADMIN_TOKEN"]

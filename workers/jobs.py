@@ -52,12 +52,18 @@ def run_job(
     work: Work,
     *,
     mark_running: bool = True,
+    record: dict[str, Any] | None = None,
 ) -> None:
-    """`mark_running=False` for short jobs: see core.jobs.start_job."""
+    """`mark_running=False` for short jobs: see core.jobs.start_job. A short job
+    accepted without a MongoDB write travels with its queued `record`, and is
+    written to MongoDB once, with its outcome."""
     try:
         svc = runtime.services()  # the first call connects and ensures indexes
         started = utcnow()
-        job = jobs.start_job(svc.db, job_id, started, payload, mark_running=mark_running)
+        if record is not None:
+            job = record if jobs.start_queued(svc.db, svc.redis, record) else None
+        else:
+            job = jobs.start_job(svc.db, job_id, started, payload, mark_running=mark_running)
         if job is None:
             log.info("job already finished or unknown; message dropped")
             return
@@ -66,57 +72,61 @@ def run_job(
         except RadiantError as exc:
             if exc.transient:
                 raise
-            outcome = {"error": exc.to_problem(instance=_instance(job_id))}
+            outcome = {"error": exc.to_problem(instance=instance(job_id))}
         except TRANSIENT:
             raise
         except Exception as exc:
             log.exception("job failed on an unexpected error")
-            outcome = {"error": _unexpected(exc, job_id)}
+            outcome = {"error": unexpected(exc, job_id)}
         if not mark_running:
             outcome["started_at"] = started
-        _finish(svc, job_id, **outcome)
+        _finish(svc, job_id, record, **outcome)
     except RadiantError as exc:
-        _retry_or_fail(task, job_id, exc)
+        _retry_or_fail(task, job_id, record, exc)
     except TRANSIENT as exc:
         # Anywhere, finishing included: Celery would ack a failed task, and the
         # job would stay "running" forever. A retry redoes idempotent work.
-        _retry_or_fail(task, job_id, _unavailable(exc))
+        _retry_or_fail(task, job_id, record, unavailable(exc))
     except Exception as exc:
         # Outside the work (starting the job, or recording its outcome): the
         # job must end all the same.
         log.exception("job failed on an unexpected error")
-        _fail(task, job_id, _unexpected(exc, job_id))
+        _fail(task, job_id, record, unexpected(exc, job_id))
 
 
-def _instance(job_id: str) -> str:
+def instance(job_id: str) -> str:
     return f"/api/jobs/{job_id}"
 
 
-def _unavailable(exc: Exception) -> ServiceUnavailable:
+def unavailable(exc: Exception) -> ServiceUnavailable:
     return ServiceUnavailable(f"{type(exc).__name__}: {exc}")
 
 
-def _unexpected(exc: Exception, job_id: str) -> dict[str, Any]:
+def unexpected(exc: Exception, job_id: str) -> dict[str, Any]:
     """The problem a job fails with on an exception nobody raised on purpose.
 
     Its type only: the message may quote client data (which the log has)."""
     return InternalError(
         f"The job failed on an unexpected {type(exc).__name__}; the worker's log has the details."
-    ).to_problem(instance=_instance(job_id))
+    ).to_problem(instance=instance(job_id))
 
 
-def _fail(task: Task, job_id: str, problem: dict[str, Any]) -> None:
+Record = dict[str, Any] | None
+
+
+def _fail(task: Task, job_id: str, record: Record, problem: dict[str, Any]) -> None:
     try:
-        _finish(runtime.services(), job_id, error=problem)
+        _finish(runtime.services(), job_id, record, error=problem)
     except TRANSIENT as exc:  # recording the failure is a commit too: retried
-        _retry_or_fail(task, job_id, _unavailable(exc))
+        _retry_or_fail(task, job_id, record, unavailable(exc))
 
 
-def _retry_or_fail(task: Task, job_id: str, exc: RadiantError) -> None:
+def _retry_or_fail(task: Task, job_id: str, record: Record, exc: RadiantError) -> None:
     max_retries = runtime.settings().TASK_MAX_RETRIES
     if task.request.retries >= max_retries:
         exc.detail = f"Gave up after {max_retries} retries: {exc.detail}"
-        _finish(runtime.services(), job_id, error=exc.to_problem(instance=_instance(job_id)))
+        problem = exc.to_problem(instance=instance(job_id))
+        _finish(runtime.services(), job_id, record, error=problem)
         return
     log.warning("transient failure, retrying: %s", exc.detail)
     raise task.retry(
@@ -124,6 +134,13 @@ def _retry_or_fail(task: Task, job_id: str, exc: RadiantError) -> None:
     )
 
 
-def _finish(svc: Services, job_id: str, **outcome: Any) -> None:
-    if jobs.finish_job(svc.db, job_id, utcnow(), **outcome):
+def _finish(svc: Services, job_id: str, record: Record, **outcome: Any) -> None:
+    if not jobs.finish_job(svc.db, job_id, utcnow(), record=record, **outcome):
+        return
+    if record is None:
         notify_job_finished(svc.redis, job_id)
+        return
+    try:  # the outcome is committed: what follows is best-effort
+        jobs.release_queued(svc.redis, [record])
+    except redis.RedisError as exc:
+        log.warning("queued record not released (it expires; waiters poll): %s", exc)

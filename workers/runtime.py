@@ -9,8 +9,9 @@ import threading
 import time
 
 from celery import Celery, bootsteps, signals
+from celery_batches import Batches
 
-from core import health, logs, metrics
+from core import health, logs, metrics, queues
 from core.db import ensure_indexes
 from core.services import Services, connect_services
 from core.settings import Settings
@@ -61,6 +62,12 @@ class Heartbeat(bootsteps.StartStopStep):
             self.tref.cancel()
 
 
+def _queue_of(task_name: str) -> str | None:
+    if task_name not in queues.TASKS:
+        return None
+    return queues.queue_name(queues.TASKS[task_name][1], settings().QUEUE_NAMESPACE)
+
+
 def install(app: Celery) -> None:
     settings: Settings = app.conf.radiantgo_settings
     _state["settings"] = settings
@@ -85,8 +92,8 @@ def install(app: Celery) -> None:
     def _unbind(task_id=None, task=None, state=None, **_):
         logs.clear()
         started = _started.pop(task_id, None)
-        if task is None or started is None:
-            return
+        if task is None or started is None or isinstance(task, Batches):
+            return  # a group's tasks are recorded by workers.batches, each
         enqueued = getattr(task.request, "enqueued_at", None)
         # A retried task's wait counts from its first enqueue: that is what a client waits.
         wait_ms = (started - enqueued) * 1000 if isinstance(enqueued, int | float) else None
@@ -97,6 +104,7 @@ def install(app: Celery) -> None:
                 wait_ms=wait_ms,
                 run_ms=(time.time() - started) * 1000,
                 failed=state == "FAILURE",
+                queue=_queue_of(task.name),
             )
         except Exception as exc:  # metrics must never fail a task
             log.warning("task metrics not recorded: %s", exc)

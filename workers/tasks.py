@@ -12,17 +12,18 @@ from core import (
     bulk,
     coalesce,
     flights,
+    group_commit,
     invalidation,
     jobs,
     queues,
     routes,
-    transitions,
 )
 from core.clock import utcnow
 from core.errors import NotReady
 from core.locks import BULK_LOCK_TTL, BookingLocked, bulk_lock_key
 from core.metrics import sample_queue_depths
 from workers import runtime
+from workers.batches import GroupCommit, run_group
 from workers.jobs import run_job
 
 log = logging.getLogger(__name__)
@@ -33,51 +34,43 @@ def invalidate_booking(svc, booking: dict) -> None:
     invalidation.booking_written(svc.cache, booking, svc.settings.CACHE_TTL_BOOKINGS)
 
 
-@shared_task(bind=True, name=queues.CREATE_BOOKING)
-def create_booking(self, job_id: str, payload: dict | None = None) -> None:
-    def work(svc, job):
-        payload = job["payload"]
-        request = payload["request"]
-        if request.get("flight_ids"):
-            routes.check_itinerary(
-                svc.db,
-                origin=request["origin"],
-                destination=request["destination"],
-                flight_ids=request["flight_ids"],
-                min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
-            )
-        booking = bookings.create_booking(
-            svc.db,
-            ref_id=payload["ref_id"],
-            data=payload["request"],
-            job_id=job_id,
-            now=utcnow(),
-            customer_id=payload.get("customer_id"),
-        )
-        invalidate_booking(svc, booking)
-        return {"booking": bookings.public_booking(booking)}
-
-    run_job(self, job_id, payload, work, mark_running=False)
+@shared_task(base=GroupCommit, bind=True, name=queues.CREATE_BOOKING)
+def create_booking(self, requests) -> list[str]:
+    return run_group(self, requests, create_bookings)
 
 
-@shared_task(bind=True, name=queues.TRANSITION_BOOKING)
-def transition_booking(self, job_id: str, payload: dict | None = None) -> None:
-    def work(svc, job):
-        payload = job["payload"]
-        booking = transitions.transition_booking(
-            svc.db,
-            svc.locks,
-            ref_id=payload["ref_id"],
-            target=payload["target"],
-            job_id=job_id,
-            data=payload["request"],
-            clock=utcnow,
-            owner=payload.get("owner"),
-        )
-        invalidate_booking(svc, booking)
-        return {"booking": bookings.public_booking(booking)}
+def create_bookings(svc, todo: list[dict]) -> list:
+    created = group_commit.create_many(
+        svc.db,
+        [{**job["payload"], "job_id": job["_id"]} for job in todo],
+        now=utcnow(),
+        min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
+    )
+    return [_written(svc, outcome) for outcome in created]
 
-    run_job(self, job_id, payload, work, mark_running=False)
+
+@shared_task(base=GroupCommit, bind=True, name=queues.TRANSITION_BOOKING)
+def transition_booking(self, requests) -> list[str]:
+    return run_group(self, requests, transition_bookings)
+
+
+def transition_bookings(svc, todo: list[dict]) -> list:
+    moved = group_commit.transition_many(
+        svc.db,
+        svc.locks,
+        svc.redis,
+        [{**job["payload"], "job_id": job["_id"]} for job in todo],
+        clock=utcnow,
+    )
+    return [_written(svc, outcome) for outcome in moved]
+
+
+def _written(svc, outcome):
+    """A job's result once its booking was written (its cache told), or its error."""
+    if isinstance(outcome, Exception):
+        return outcome
+    invalidate_booking(svc, outcome)
+    return {"booking": bookings.public_booking(outcome)}
 
 
 @shared_task(bind=True, name=queues.IMPORT_FLIGHTS)
@@ -139,6 +132,7 @@ def bulk_update_status(self, job_id: str, payload: dict | None = None) -> None:
             jobs.job_request(job["payload"])["updates"],
             job_id=job_id,
             clock=utcnow,
+            queued_records=svc.redis,
             chunk_size=svc.settings.BULK_CHUNK_SIZE,
             on_changed=lambda booking: invalidate_booking(svc, booking),
             on_progress=lambda progress: jobs.set_progress(svc.db, job_id, progress),

@@ -11,16 +11,16 @@ from core.ids import new_job_id
 
 def record(services, key=None, fingerprint="f1", now=None):
     job_id = new_job_id()
-    return jobs.record_job(
-        services.db,
+    job = jobs.new_job(
         services.settings,
         job_id=job_id,
         job_type="test",
         payload={"x": 1},
         now=now or utcnow(),
         links={"job": f"/api/jobs/{job_id}"},
-        idempotency_key=key,
-        fingerprint=fingerprint,
+    )
+    return jobs.record_job(
+        services.db, services.settings, job, idempotency_key=key, fingerprint=fingerprint
     )
 
 

@@ -30,6 +30,7 @@ def move(services, ref_id, target, job_id=None, **data):
         job_id=job_id or new_job_id(),
         data=data,
         clock=utcnow,
+        queued_records=services.redis,
     )
 
 
@@ -138,24 +139,39 @@ def test_a_stale_write_is_decided_again_on_the_new_state(services, monkeypatch):
     assert len(reads) == 2
 
 
+def _pending_create(settings, ref_id):
+    from core import jobs
+
+    job_id = new_job_id()
+    return jobs.new_job(
+        settings,
+        job_id=job_id,
+        job_type="booking.create",
+        payload={"ref_id": ref_id},
+        now=utcnow(),
+        links={},
+        ref_id=ref_id,
+    )
+
+
 def test_unknown_booking_is_not_found_and_pending_one_is_not_ready(services, settings):
     from core import jobs
 
     with pytest.raises(NotFound):
         move(services, new_ref_id(), "DEPARTED")
-    ref_id, job_id = new_ref_id(), new_job_id()
-    jobs.record_job(
-        services.db,
-        settings,
-        job_id=job_id,
-        job_type="booking.create",
-        payload={},
-        now=utcnow(),
-        links={},
-        ref_id=ref_id,
-    )
+    # Queued the thin way: its record and mark in Redis, nothing in MongoDB.
+    queued = jobs.job_record(_pending_create(settings, new_ref_id()))
+    jobs.hold_queued(services.redis, queued, ttl_s=60)
     with pytest.raises(NotReady):
-        move(services, ref_id, "DEPARTED")
+        move(services, queued["ref_id"], "DEPARTED")
+    jobs.release_queued(services.redis, [queued])  # its create ended (and failed)
+    with pytest.raises(NotFound):
+        move(services, queued["ref_id"], "DEPARTED")
+    # Recorded in MongoDB (an Idempotency-Key's, or accepted while Redis was out).
+    recorded = _pending_create(settings, new_ref_id())
+    jobs.record_job(services.db, settings, recorded)
+    with pytest.raises(NotReady):
+        move(services, recorded["ref_id"], "DEPARTED")
 
 
 def test_a_transition_is_timed_after_the_change_it_follows(services):
@@ -172,6 +188,7 @@ def test_a_transition_is_timed_after_the_change_it_follows(services):
         job_id=new_job_id(),
         data={},
         clock=lambda: behind,
+        queued_records=services.redis,
     )
     assert booking["updated_at"] > created_at
     assert events(services, ref_id) == ["BOOKING_CREATED", "STATUS_DEPARTED"]

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from core import bookings
+from core import bookings, jobs
 from core.cache import api_key_key
 from core.clock import utcnow
 from core.customers import hash_api_key
@@ -459,6 +459,7 @@ def test_a_cancel_by_a_stranger_is_not_found_even_in_the_worker(services):
             job_id=new_job_id(),
             data={},
             clock=utcnow,
+            queued_records=services.redis,
             owner=IDS["other_customer"],
         )
     assert services.db.bookings.find_one({"ref_id": ref_id})["status"] == "BOOKED"
@@ -509,7 +510,8 @@ def test_without_required_keys_a_keyless_caller_books_but_never_administers(sett
     c = open_app.test_client()
     r = c.post("/api/bookings", json=booking_body())
     assert r.status_code == 202
-    assert services.db.jobs.find_one({"_id": r.get_json()["job_id"]})["customer_id"] is None
+    queued = jobs.find_job(services.db, services.redis, r.get_json()["job_id"])
+    assert queued["customer_id"] is None
     assert c.get(r.headers["Location"]).status_code == 200
     assert c.get("/api/bookings?limit=1").status_code == 200
     assert c.get("/api/admin/locks").status_code == 401

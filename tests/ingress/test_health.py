@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from core import jobs
 from core.services import connect_services
 from core.settings import load_settings
 from ingress.health import BROKER_PING, PROBE_TTL_S, PROBES
@@ -120,11 +121,18 @@ def test_broker_down_answers_503_and_records_no_job(settings, services):
         BROKER_PUBLISH_RETRIES=0,
     )
     before = services.db.jobs.estimated_document_count()
+    records_before = set(services.redis.scan_iter(match=jobs.queued_key("*")))
+    marks_before = set(services.redis.scan_iter(match=jobs.creating_key("*")))
     r = app.test_client().post("/api/bookings", json=booking_body(), headers=CUSTOMER)
     assert r.status_code == 503
     assert r.mimetype == "application/problem+json"
     assert r.headers["Retry-After"]
     assert services.db.jobs.estimated_document_count() == before
+    # Its queued record only says "discarded" (were the message delivered after all,
+    # the worker would drop it), and no booking is marked as being created.
+    (record,) = set(services.redis.scan_iter(match=jobs.queued_key("*"))) - records_before
+    assert services.redis.get(record) == jobs.DISCARDED
+    assert set(services.redis.scan_iter(match=jobs.creating_key("*"))) == marks_before
 
 
 def test_mongo_down_answers_503_not_500(settings, services):
@@ -134,5 +142,10 @@ def test_mongo_down_answers_503_not_500(settings, services):
         DB_TIMEOUT_MS=300,
     )
     c = app.test_client()
-    assert c.post("/api/bookings", json=booking_body(), headers=CUSTOMER).status_code == 503
+    keyed = {**CUSTOMER, "Idempotency-Key": "mongo-down"}  # its claim is durable: MongoDB
+    assert c.post("/api/bookings", json=booking_body(), headers=keyed).status_code == 503
     assert c.get("/api/bookings/RG000000000").status_code == 503
+    # A plain create needs no MongoDB to be accepted: it waits in the queue.
+    accepted = c.post("/api/bookings", json=booking_body(), headers=CUSTOMER)
+    assert accepted.status_code == 202
+    assert c.get(accepted.headers["Location"], headers=CUSTOMER).status_code == 503

@@ -133,6 +133,7 @@ def test_the_same_bulk_job_run_twice_applies_each_item_once(services):
             updates,
             job_id=job_id,
             clock=utcnow,
+            queued_records=services.redis,
             chunk_size=7,
             on_changed=lambda b: None,
         )

@@ -76,8 +76,7 @@ def test_bulk_bookings_whose_problems_quote_odd_keys_end(live_server, services):
 def record(services, settings, job_type: str, payload: dict) -> str:
     """A queued job, as the ingress records it, without publishing it."""
     job_id = new_job_id()
-    jobs.record_job(
-        services.db,
+    job = jobs.new_job(
         settings,
         job_id=job_id,
         job_type=job_type,
@@ -85,6 +84,7 @@ def record(services, settings, job_type: str, payload: dict) -> str:
         now=utcnow(),
         links={"job": f"/api/jobs/{job_id}"},
     )
+    jobs.record_job(services.db, settings, job)
     return job_id
 
 

@@ -1,0 +1,190 @@
+"""Group commit: the booking use cases for many queued jobs at once, one write
+per collection where one at a time would make one each.
+
+Each takes the jobs a worker took together and answers, in order, each job's
+outcome: what it made, or the error that refused it. An error that would
+refuse them all alike (a service down) is raised instead. Every write is keyed
+as in the single-job paths (a booking by ref_id, an event by job and type, a
+transition by job id in `applied`), so a redelivered group has one effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import redis
+from pymongo import UpdateOne
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError
+
+from core import bookings, routes, transitions
+from core.db import DUPLICATE_KEY
+from core.errors import Conflict, NotFound, RadiantError
+from core.lifecycle import check_transition, event_type
+from core.locks import LockManager, booking_lock_key
+
+
+def create_many(
+    db: Database, items: list[dict[str, Any]], *, now: datetime, min_connection_minutes: int
+) -> list[dict[str, Any] | RadiantError]:
+    """create_booking for many queued creates ({"job_id", "ref_id", "request",
+    "customer_id"}) with one insert per collection: for each, in order, the
+    booking, or the error that refused it (an itinerary that does not chain, a
+    ref_id clash). A transient error (a service down) is raised for all."""
+    outcomes: list[dict[str, Any] | RadiantError] = []
+    docs, positions = [], []
+    for item in items:
+        request = item["request"]
+        try:
+            if request.get("flight_ids"):
+                routes.check_itinerary(
+                    db,
+                    origin=request["origin"],
+                    destination=request["destination"],
+                    flight_ids=request["flight_ids"],
+                    min_connection_minutes=min_connection_minutes,
+                )
+        except RadiantError as exc:
+            if exc.transient:
+                raise
+            outcomes.append(exc)
+            continue
+        doc = bookings.booking_document(
+            item["ref_id"],
+            request,
+            job_id=item["job_id"],
+            now=now,
+            customer_id=item.get("customer_id"),
+        )
+        positions.append(len(outcomes))
+        outcomes.append(doc)
+        docs.append(doc)
+    for position, doc, booking in zip(positions, docs, bookings.insert_new(db, docs), strict=True):
+        if booking is None:
+            outcomes[position] = Conflict(f"Booking {doc['ref_id']} already exists.")
+        else:
+            outcomes[position] = booking
+    return outcomes
+
+
+def transition_many(
+    db: Database,
+    locks: LockManager,
+    queued_records: redis.Redis,
+    items: list[dict[str, Any]],
+    *,
+    clock: Callable[[], datetime],
+) -> list[dict[str, Any] | RadiantError]:
+    """transition_booking for many queued transitions ({"job_id", "ref_id",
+    "target", "request", "owner"}): for each, in order, the booking as moved, or
+    the error that refused it (NotReady among them: retry that one later).
+
+    Each booking's lock is tried once, in ref_id order; the bookings locked are
+    read at once and moved with one fenced bulk write, at most one transition
+    of each per write, their events in one insert. What is left (a second
+    transition of a booking in the group, a booking locked elsewhere, a write
+    the fence refused) goes one at a time through transition_booking, which
+    waits for the lock and decides again."""
+    outcomes: list[dict[str, Any] | RadiantError | None] = [None] * len(items)
+    held = {}
+    try:
+        for ref_id in sorted({item["ref_id"] for item in items}):
+            lock = locks.try_acquire(booking_lock_key(ref_id))
+            if lock is not None:
+                held[ref_id] = lock
+        later = _transition_locked(db, queued_records, items, outcomes, set(held), clock)
+    finally:
+        for lock in held.values():
+            locks.release(lock)
+    for n in later:
+        item = items[n]
+        try:
+            outcomes[n] = transitions.transition_booking(
+                db,
+                locks,
+                ref_id=item["ref_id"],
+                target=item["target"],
+                job_id=item["job_id"],
+                data=item["request"],
+                clock=clock,
+                queued_records=queued_records,
+                owner=item.get("owner"),
+            )
+        except RadiantError as exc:
+            outcomes[n] = exc
+    return outcomes  # type: ignore[return-value]
+
+
+def _transition_locked(
+    db: Database,
+    queued_records: redis.Redis,
+    items: list[dict[str, Any]],
+    outcomes: list[Any],
+    locked: set[str],
+    clock: Callable[[], datetime],
+) -> list[int]:
+    """Decide and write the first transition of each locked booking; fill their
+    outcomes; return the positions left for one-at-a-time."""
+    found = {
+        b["ref_id"]: b for b in db.bookings.find({"ref_id": {"$in": sorted(locked)}}, {"_id": 0})
+    }
+    later, planned, writes, events, moved = [], [], [], [], set()
+    for n, item in enumerate(items):
+        ref_id, job_id = item["ref_id"], item["job_id"]
+        if ref_id not in locked or ref_id in moved:
+            later.append(n)
+            continue
+        booking = found.get(ref_id)
+        if booking is None:
+            later.append(n)  # not created yet, or just now: decided one at a time
+            continue
+        if item.get("owner") is not None and booking.get("customer_id") != item["owner"]:
+            outcomes[n] = NotFound(f"No booking {ref_id!r}.")
+            continue
+        done = transitions.recorded(booking, job_id)
+        if done is not None:  # a redelivery: its event may be missing
+            events.append(_event(ref_id, done["status"], job_id, done["at"], item["request"]))
+            outcomes[n] = booking
+            continue
+        try:
+            check_transition(booking["status"], item["target"])
+        except RadiantError as exc:
+            outcomes[n] = exc
+            continue
+        now = transitions.transition_time(clock, booking)
+        writes.append(UpdateOne(*transitions.fenced_update(booking, item["target"], job_id, now)))
+        events.append(_event(ref_id, item["target"], job_id, now, item["request"]))
+        planned.append((n, booking, now))
+        moved.add(ref_id)
+    if writes and db.bookings.bulk_write(writes, ordered=False).modified_count < len(writes):
+        # Someone wrote without our lock (it expired): which of ours held?
+        again = {b["ref_id"]: b for b in db.bookings.find({"ref_id": {"$in": sorted(moved)}})}
+        refused = {
+            n
+            for n, booking, _ in planned
+            if transitions.recorded(again[booking["ref_id"]], items[n]["job_id"]) is None
+        }
+        later += sorted(refused)
+        planned = [p for p in planned if p[0] not in refused]
+        events = [e for e in events if e["job_id"] not in {items[n]["job_id"] for n in refused}]
+    _insert_events(db, events)
+    for n, booking, now in planned:
+        outcomes[n] = transitions.moved(booking, items[n]["target"], now)
+    return sorted(later)
+
+
+def _event(ref_id: str, status: str, job_id: str, at: datetime, data: dict) -> dict[str, Any]:
+    fields = {name: data.get(name) for name in transitions.EVENT_FIELDS}
+    return bookings.new_event(ref_id, event_type(status), status, job_id=job_id, at=at, **fields)
+
+
+def _insert_events(db: Database, events: list[dict[str, Any]]) -> None:
+    if not events:
+        return
+    try:
+        db.booking_events.insert_many(events, ordered=False)
+    except BulkWriteError as exc:
+        if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+            raise  # duplicates are events an earlier delivery already wrote
