@@ -11,7 +11,7 @@ Two invalidation schemes keep stale data out without `KEYS` or `SCAN`:
   all older pages become unreachable at once and expire on their own.
 
 Hit/miss counters and popularity counts are tallied in the process and added
-to Redis every COUNTS_FLUSH_INTERVAL_S by a daemon thread (started by the first
+to Redis every FLUSH_INTERVAL_S by a daemon thread (started by the first
 count, never at import): a cache hit is then one round trip, with no write. A
 reader in another process sees them up to one interval late; this process's
 own readers (hit_stats, top) flush first.
@@ -19,13 +19,11 @@ own readers (hit_stats, top) flush first.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import hashlib
 import json
 import logging
 import threading
-import time
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -35,6 +33,7 @@ import redis
 from redis.client import NEVER_DECODE
 
 from core.clock import to_iso
+from core.flushing import PeriodicFlush
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +193,6 @@ for i = 2, #ARGV, 2 do
 end
 return 1
 """
-COUNTS_FLUSH_INTERVAL_S = 1.0
 _MEMBERS_PER_SCRIPT = 500  # one EVALSHA's ARGV stays small
 
 
@@ -215,27 +213,14 @@ class Cache:
         self._count_bounded = client.register_script(_COUNT_BOUNDED)
         self._tally = _Tally()
         self._tally_lock = threading.Lock()
-        self._flusher: threading.Thread | None = None
+        self._flusher = PeriodicFlush("cache-counts", self.flush_counts)
 
     # -- counts, kept here and flushed ------------------------------------------
 
     def _counted(self) -> _Tally:
         """This process's tally, to add to under _tally_lock; starts the flusher."""
-        if self._flusher is None:
-            self._flusher = threading.Thread(
-                target=self._flush_forever, name="cache-counts", daemon=True
-            )
-            self._flusher.start()
-            atexit.register(self.flush_counts)  # a process that exits cleanly loses none
+        self._flusher.start()
         return self._tally
-
-    def _flush_forever(self) -> None:
-        while True:
-            time.sleep(COUNTS_FLUSH_INTERVAL_S)
-            try:
-                self.flush_counts()
-            except Exception:  # a bug must not stop every later flush: log it, go on
-                log.exception("cache counts flush failed")
 
     def flush_counts(self) -> None:
         """Add the counts tallied so far to Redis (one pipeline). Counts are

@@ -371,7 +371,7 @@ def still_to_do(
     db: Database, client: redis.Redis, deliveries: list[tuple[str, dict[str, Any] | None]]
 ) -> list[dict[str, Any]]:
     """Of (job_id, queued record or None) deliveries, the jobs still to do, each as
-    {"_id", "payload", "record"}: start_job and start_queued for many, with one
+    {"_id", "payload", "record", "stored"}: start_job and start_queued for many, with one
     MongoDB read and one Redis read. A job without a record (accepted while Redis
     was out, or with an Idempotency-Key before records) is read from MongoDB."""
     ids = [job_id for job_id, _ in deliveries]
@@ -397,47 +397,47 @@ def still_to_do(
             continue  # unknown: its 202 became a 503
         seen.add(job_id)
         payload = record["payload"] if record is not None else job["payload"]
-        todo.append({"_id": job_id, "payload": payload, "record": record})
+        todo.append(
+            {"_id": job_id, "payload": payload, "record": record, "stored": job is not None}
+        )
     return todo
 
 
 def finish_many(db: Database, outcomes: list[dict[str, Any]], now: datetime) -> list[str]:
-    """Record many jobs' outcomes in one bulk write (finish_job for each of
-    {"_id", "record", "started_at", and "result" or "error"}); returns the ids
-    written, less those an upsert found finished already (a redelivery's)."""
-    if not outcomes:
-        return []
-    writes = []
+    """Record many jobs' outcomes (finish_job for each of {"_id", "record",
+    "stored", "started_at", and "result" or "error"}) with one insert of the
+    jobs MongoDB does not hold yet (a short job's, from its record) and one
+    conditional update of those it holds; returns the ids written, less those
+    an earlier delivery had written already."""
+    inserts, updates = [], []
     for outcome in outcomes:
-        update: dict[str, Any] = {
+        final: dict[str, Any] = {
             "state": FAILED if outcome.get("error") is not None else SUCCEEDED,
             "finished_at": now,
             "started_at": outcome["started_at"],
             "result": storable(outcome.get("result")),
             "error": storable(outcome.get("error")),
         }
-        change: dict[str, Any] = {"$set": update}
         record = outcome.get("record")
-        if record is not None:
-            change["$setOnInsert"] = {
-                k: v for k, v in from_record(record).items() if k not in update and k != "_id"
-            }
-        writes.append(
-            UpdateOne(
-                {"_id": outcome["_id"], "state": {"$in": [QUEUED, RUNNING]}},
-                change,
-                upsert=record is not None,
-            )
-        )
-    refused: set[int] = set()
-    try:
-        db.jobs.bulk_write(writes, ordered=False)
-    except BulkWriteError as exc:
-        for error in exc.details.get("writeErrors", []):
-            if error.get("code") != DUPLICATE_KEY:
-                raise
-            refused.add(error["index"])  # the upsert met the job, finished before
-    return [outcome["_id"] for n, outcome in enumerate(outcomes) if n not in refused]
+        if record is not None and not outcome.get("stored"):
+            inserts.append((outcome["_id"], {**from_record(record), **final}))
+        else:
+            unfinished = {"_id": outcome["_id"], "state": {"$in": [QUEUED, RUNNING]}}
+            updates.append((outcome["_id"], UpdateOne(unfinished, {"$set": final})))
+    written = [job_id for job_id, _ in updates]
+    if updates:
+        db.jobs.bulk_write([update for _, update in updates], ordered=False)
+    if inserts:
+        refused: set[int] = set()
+        try:
+            db.jobs.insert_many([doc for _, doc in inserts], ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                if error.get("code") != DUPLICATE_KEY:
+                    raise
+                refused.add(error["index"])  # an earlier delivery wrote it
+        written += [job_id for n, (job_id, _) in enumerate(inserts) if n not in refused]
+    return written
 
 
 def storable(value: Any) -> Any:

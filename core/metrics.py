@@ -1,27 +1,34 @@
 """Operational figures, collected in every process and aggregated in Redis.
 
-Every ingress process records each request (count, status, latency) and every
-worker process each task (queue wait, run time) with one pipelined round trip;
-readers see the sum over all processes. Latency percentiles come from the last
-SAMPLES values per endpoint or task type. Queue depths are sampled by a beat
-task (one sampler, not every ingress) and kept as a short history per queue, so
-a backlog that keeps growing is visible.
+Every ingress process tallies its requests (count, status, latency) and adds
+them to Redis once a second (core.flushing); every worker process records its
+tasks (queue wait, run time) with one pipelined round trip per task or group.
+Readers see the sum over all processes (another process's last second late).
+Latency percentiles come from the last SAMPLES values per endpoint or task
+type. Queue depths are sampled by a beat task (one sampler, not every ingress)
+and kept as a short history per queue, so a backlog that keeps growing is
+visible.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
+import threading
 import time
+from collections import Counter
 from typing import Any, Protocol
 
 import redis
 
 from core import queues
 from core.cache import USERS
+from core.flushing import PeriodicFlush
 from core.settings import Settings
 
+log = logging.getLogger(__name__)
 QUEUE_DEPTH_HISTORY = 40  # samples kept per queue
 SAMPLES = 1000  # latency samples kept per endpoint / task type
 RPS_WINDOW_S = 60
@@ -114,32 +121,70 @@ def retry_after_full(backlog: int, rate: float) -> int:
     return max(1, min(RETRY_AFTER_FULL_MAX_S, math.ceil(backlog / rate)))
 
 
-# -- recording (hot path: one round trip) ----------------------------------------------
+# -- recording (hot path: requests tallied here, tasks one round trip) -----------------
 
 
-def record_request(
-    client: redis.Redis,
-    endpoint: str,
-    status: int,
-    ms: float,
-    now: float,
-    *,
-    customer_id: str | None = None,
-) -> None:
-    second = int(now)
-    pipe = client.pipeline(transaction=False)
-    if customer_id is not None:
-        pipe.hincrby(CUSTOMER_REQUESTS, f"{customer_id}|count", 1)
-        if status >= 400:
-            pipe.hincrby(CUSTOMER_REQUESTS, f"{customer_id}|errors", 1)
-    pipe.hincrby(REQUESTS, f"{endpoint}|count", 1)
-    pipe.hincrbyfloat(REQUESTS, f"{endpoint}|ms", round(ms, 3))
-    pipe.hincrby(REQUESTS, f"{endpoint}|status|{status}", 1)
-    pipe.lpush(latency_key(endpoint), round(ms, 3))
-    pipe.ltrim(latency_key(endpoint), 0, SAMPLES - 1)
-    pipe.incr(rps_key(second))
-    pipe.expire(rps_key(second), RPS_WINDOW_S * 2)
-    pipe.execute()
+class RequestTally:
+    """This process's request figures, added to Redis once a second
+    (core.flushing): recording a request costs no round trip."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()  # (hash, field) -> n
+        self._ms: Counter[str] = Counter()  # endpoint -> summed ms
+        self._latencies: dict[str, list[float]] = {}
+        self._per_second: Counter[int] = Counter()
+        self._flusher = PeriodicFlush("request-metrics", self.flush)
+
+    def record(
+        self,
+        endpoint: str,
+        status: int,
+        ms: float,
+        now: float,
+        *,
+        customer_id: str | None = None,
+    ) -> None:
+        self._flusher.start()
+        with self._lock:
+            if customer_id is not None:
+                self._counts[(CUSTOMER_REQUESTS, f"{customer_id}|count")] += 1
+                if status >= 400:
+                    self._counts[(CUSTOMER_REQUESTS, f"{customer_id}|errors")] += 1
+            self._counts[(REQUESTS, f"{endpoint}|count")] += 1
+            self._counts[(REQUESTS, f"{endpoint}|status|{status}")] += 1
+            self._ms[endpoint] += ms
+            samples = self._latencies.setdefault(endpoint, [])
+            if len(samples) < SAMPLES:
+                samples.append(round(ms, 3))
+            self._per_second[int(now)] += 1
+
+    def flush(self) -> None:
+        """Add what was recorded so far to Redis (one pipeline); figures Redis
+        refuses (down, OOM) are logged and dropped."""
+        with self._lock:
+            counts, self._counts = self._counts, Counter()
+            summed, self._ms = self._ms, Counter()
+            latencies, self._latencies = self._latencies, {}
+            per_second, self._per_second = self._per_second, Counter()
+        if not counts:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for (key, field), n in counts.items():
+            pipe.hincrby(key, field, n)
+        for endpoint, ms in summed.items():
+            pipe.hincrbyfloat(REQUESTS, f"{endpoint}|ms", round(ms, 3))
+        for endpoint, samples in latencies.items():
+            pipe.lpush(latency_key(endpoint), *samples)
+            pipe.ltrim(latency_key(endpoint), 0, SAMPLES - 1)
+        for second, n in per_second.items():
+            pipe.incrby(rps_key(second), n)
+            pipe.expire(rps_key(second), RPS_WINDOW_S * 2)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("request metrics skipped: %s", exc)
 
 
 def record_group(

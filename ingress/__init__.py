@@ -14,7 +14,6 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from core import logs, metrics
 from core.access import Principal
-from core.cache import REDIS_ERRORS
 from core.clock import to_iso
 from core.db import ensure_indexes
 from core.services import Services, connect_services
@@ -61,6 +60,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.extensions["radiantgo"] = svc
     app.extensions["celery"] = create_celery_app(settings)
     app.extensions["job_waiter"] = JobWaiter(svc.redis, settings.MAX_WAITERS)
+    app.extensions["request_tally"] = metrics.RequestTally(svc.redis)
     app.extensions["indexes_ready"] = _ensure_indexes(svc)
     app.extensions["indexes_tried_at"] = time.monotonic()
 
@@ -122,17 +122,13 @@ def _install_request_hooks(app: Flask, svc: Services) -> None:
         rule = request.url_rule.rule if request.url_rule else None
         principal = g.get("principal")
         customer = principal.customer_id if isinstance(principal, Principal) else None
-        try:
-            metrics.record_request(
-                svc.redis,
-                metrics.endpoint_name(request.method, rule),
-                response.status_code,
-                elapsed_ms,
-                time.time(),
-                customer_id=customer,
-            )
-        except REDIS_ERRORS as exc:
-            log.debug("request metrics not recorded: %s", exc)
+        app.extensions["request_tally"].record(
+            metrics.endpoint_name(request.method, rule),
+            response.status_code,
+            elapsed_ms,
+            time.time(),
+            customer_id=customer,
+        )
         log.info(
             "%s %s %s",
             request.method,

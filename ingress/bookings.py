@@ -44,7 +44,7 @@ def booking_links(ref_id: str) -> dict[str, str]:
 class Bookings(MethodView):
     @blp.requires(access.BOOK)
     @links(202, **BOOKING_LINKS)
-    @blp.arguments(BookingCreateSchema)
+    @blp.arguments(BookingCreateSchema())  # an instance: webargs builds a class's per request
     @blp.alt_response(
         202,
         schema=JobAcceptedSchema,
@@ -71,7 +71,7 @@ class Bookings(MethodView):
         )
 
     @blp.requires(access.LIST)
-    @blp.arguments(BookingListQuerySchema, location="query", as_kwargs=True)
+    @blp.arguments(BookingListQuerySchema(), location="query", as_kwargs=True)
     @blp.alt_response(200, schema=BookingPageSchema, success=True)
     @blp.problems(400)
     def get(self, limit, **filters):
@@ -164,4 +164,6 @@ def _transition_view(action: str, schema):
 
 
 for _action in ACTIONS:
-    _transition_view(_action, CancelSchema if ACTIONS[_action] == CANCELLED else TransitionSchema)
+    _transition_view(
+        _action, CancelSchema() if ACTIONS[_action] == CANCELLED else TransitionSchema()
+    )

@@ -50,7 +50,7 @@ class Flights(MethodView):
             "/api/flights/{flight_id}", "get", flight_id="$response.body#/items/0/flight_id"
         ),
     )
-    @blp.arguments(FlightListQuerySchema, location="query", as_kwargs=True)
+    @blp.arguments(FlightListQuerySchema(), location="query", as_kwargs=True)
     @blp.alt_response(200, schema=FlightListSchema, success=True)
     @blp.problems(400)
     def get(self, origin, destination, date, limit):
@@ -69,7 +69,7 @@ class Flights(MethodView):
 @blp.route("/routes")
 class Routes(MethodView):
     @blp.optional_credentials
-    @blp.arguments(RouteQuerySchema, location="query", as_kwargs=True)
+    @blp.arguments(RouteQuerySchema(), location="query", as_kwargs=True)
     @blp.alt_response(200, schema=RouteSearchSchema, success=True)
     @blp.problems(400)
     def get(self, origin, destination, date, limit):

@@ -7,7 +7,7 @@ import functools
 import hmac
 import time
 
-from flask import Response, request
+from flask import Response, current_app, request
 from flask.views import MethodView
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -55,6 +55,7 @@ def scraper_only(view):
 
 
 def current_figures() -> dict:
+    current_app.extensions["request_tally"].flush()  # this process's last second too
     svc = services()
     return metrics.performance_figures(
         svc.redis, svc.cache.stats(), locks.lock_metrics(svc.redis), time.time()

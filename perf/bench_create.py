@@ -60,15 +60,17 @@ def drain_creates(stack, finished: FinishedJobs, count: int, threads: int = 32) 
 
 
 def drain_noops(stack, count: int, threads: int = 16) -> float:
+    """No-op tasks through the bookings queue: the same queue, bound and worker
+    (prefetch included) as the creates they are the floor of."""
     os.kill(stack.worker.pid, signal.SIGSTOP)
     try:
-        queue = queues.queue_name(queues.MAINTENANCE, stack.settings.QUEUE_NAMESPACE)
+        queue = queues.queue_name(queues.BOOKINGS, stack.settings.QUEUE_NAMESPACE)
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(lambda _: stack.celery.send_task(queues.NOOP, queue=queue), range(count)))
     finally:
         os.kill(stack.worker.pid, signal.SIGCONT)
     started = time.perf_counter()
-    while queue_depth(stack, queues.MAINTENANCE) > 0:
+    while queue_depth(stack, queues.BOOKINGS) > 0:
         if time.perf_counter() - started > 300:
             raise RuntimeError("no-op tasks did not drain")
         time.sleep(0.02)

@@ -21,7 +21,7 @@ stored bytes from Redis (perf/floor_reads.py), on one isolated stack in one run.
    p50/p95/max against the goal (p95 < 50 ms). Two untimed searches on other
    routes warm the worker first. The route cache's miss counter checks that
    each was a miss (the ingress counts in its processes and adds to Redis
-   every core.cache.COUNTS_FLUSH_INTERVAL_S: the bench waits until every
+   every core.flushing.FLUSH_INTERVAL_S: the bench waits until every
    search it sent is counted).
 4. cached: the floor (GET /floor/routes, a second gunicorn with the same
    settings) and the ingress in back-to-back pairs of rounds (floor ingress,
@@ -50,6 +50,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from core import cache as caches
+from core import flushing
 from core.db import ensure_indexes
 from core.flights import import_flights
 from perf.harness import (
@@ -133,9 +134,9 @@ def route_counts(cache) -> tuple[int, int]:
 
 def counted_routes(cache, lookups: int) -> tuple[int, int]:
     """route_counts once `lookups` searches in all are counted: the ingress's
-    processes add theirs to Redis every COUNTS_FLUSH_INTERVAL_S. After a
+    processes add theirs to Redis every FLUSH_INTERVAL_S. After a
     deadline, whatever is counted (the report then shows the shortfall)."""
-    deadline = time.monotonic() + 10 * caches.COUNTS_FLUSH_INTERVAL_S
+    deadline = time.monotonic() + 10 * flushing.FLUSH_INTERVAL_S
     while True:
         hits, misses = route_counts(cache)
         if hits + misses >= lookups or time.monotonic() > deadline:

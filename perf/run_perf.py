@@ -58,8 +58,7 @@ from typing import Any
 
 import requests
 
-from core import cache as caches
-from core import queues
+from core import flushing, queues
 from core.db import ensure_indexes
 from core.flights import import_flights
 from core.locks import LATENCIES_KEY, METRICS_KEY, lock_metrics
@@ -207,9 +206,9 @@ def label(scenario: str, scale: float) -> str:
 def route_cache_counts(stack) -> dict[str, int]:
     """The route cache's hit and miss counters: what /api/admin/cache/stats reports
     under kinds.routes, read without that endpoint's SCAN of every cache key.
-    Each ingress process flushes its counts every COUNTS_FLUSH_INTERVAL_S: read
+    Each ingress process flushes its counts every FLUSH_INTERVAL_S: read
     after that long, they hold every search answered before the call."""
-    time.sleep(caches.COUNTS_FLUSH_INTERVAL_S * 1.5)
+    time.sleep(flushing.FLUSH_INTERVAL_S * 1.5)
     routes = stack.services.cache.hit_stats()["routes"]
     return {"hits": int(routes["hits"]), "misses": int(routes["misses"])}
 

@@ -133,7 +133,12 @@ def _retries(request: SimpleRequest) -> int:
 def _finished(
     job: dict[str, Any], outcome: Any, started: datetime, *, gave_up: int
 ) -> dict[str, Any]:
-    finished = {"_id": job["_id"], "record": job["record"], "started_at": started}
+    finished = {
+        "_id": job["_id"],
+        "record": job["record"],
+        "stored": job["stored"],
+        "started_at": started,
+    }
     if isinstance(outcome, RadiantError):
         if outcome.transient:
             outcome.detail = f"Gave up after {gave_up} retries: {outcome.detail}"
@@ -156,15 +161,17 @@ def _fail_or_retry(task: GroupCommit, requests: list[SimpleRequest], exc: Except
         problem.detail = f"Gave up after {max_retries} retries: {problem.detail}"
         try:
             svc = runtime.services()
+            ids = [_job_id(r) for r in spent]
+            stored = {job["_id"] for job in svc.db.jobs.find({"_id": {"$in": ids}}, {"_id": 1})}
             finished = [
                 {
                     "_id": _job_id(r),
                     "record": r.kwargs.get("job"),
+                    "stored": _job_id(r) in stored,
                     "started_at": utcnow(),
                     "error": problem.to_problem(instance=instance(_job_id(r))),
                 }
-                for r in requests
-                if r in spent
+                for r in spent
             ]
             jobs.finish_many(svc.db, finished, utcnow())
             _after_commit(svc, finished)

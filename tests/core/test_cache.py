@@ -6,7 +6,6 @@ import pytest
 import redis
 
 from core.cache import (
-    COUNTS_FLUSH_INTERVAL_S,
     KINDS,
     LOOKUPS,
     MISSES,
@@ -16,6 +15,7 @@ from core.cache import (
     split_answer,
     stats_key,
 )
+from core.flushing import FLUSH_INTERVAL_S
 
 
 def out_of_memory(client: redis.Redis) -> None:
@@ -107,7 +107,7 @@ def test_counts_reach_redis_without_a_reader_asking(services):
     services.redis.delete(stats_key("test_flush", LOOKUPS), stats_key("test_flush", MISSES))
     cache.get_answer("test:absent", "test_flush", "test:generation:flush")
     key = stats_key("test_flush", MISSES)
-    deadline = time.monotonic() + 10 * COUNTS_FLUSH_INTERVAL_S
+    deadline = time.monotonic() + 10 * FLUSH_INTERVAL_S
     while services.redis.get(key) is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert services.redis.get(key) == "1"

@@ -476,3 +476,125 @@ def test_a_worker_killed_before_writing_queued_jobs_loses_nothing(settings, serv
         for ref, _ in accepted
     )
     assert_none_lost_or_doubled(len(accepted), present, doubled)
+
+
+def accept_group_work(client, db, kind: str, n: int) -> list[tuple[str, str, str]]:
+    """`n` creates, or departs of `n` bookings made for them: (ref_id, job_id, job URL)."""
+    from core import bookings
+    from core.clock import utcnow
+    from core.ids import new_job_id, new_ref_id
+
+    accepted = []
+    for i in range(n):
+        if kind == "create":
+            r = client.post("/api/bookings", json=booking_body(pieces=1 + i % 50), headers=CUSTOMER)
+        else:
+            ref = new_ref_id()
+            bookings.create_booking(
+                db, ref_id=ref, data=booking_body(), job_id=new_job_id(), now=utcnow()
+            )
+            r = client.post(
+                f"/api/bookings/{ref}/depart", json={"location": "DEL"}, headers=OPERATOR
+            )
+        assert r.status_code == 202, r.get_json()
+        accepted.append((r.get_json()["ref_id"], r.get_json()["job_id"], r.headers["Location"]))
+    return accepted
+
+
+def group_written(db, kind: str, refs: list[str]) -> int:
+    """How many of the group work's bookings are written: created, or departed."""
+    if kind == "create":
+        return db.bookings.count_documents({"ref_id": {"$in": refs}})
+    return db.bookings.count_documents({"ref_id": {"$in": refs}, "status": "DEPARTED"})
+
+
+# A dead worker's booking locks outlive the waiters of the redelivered group's
+# transitions (one per pool process fails with booking-locked): see the report
+# of group commit's tests. Not strict: a rescuer slow enough to start lets the
+# locks expire first, and then it passes.
+LOCKS_OUTLIVE_WAITERS = pytest.mark.xfail(
+    reason="LOCK_DEFAULT_TTL (30 s) outlasts a lock wait (50 tries, ~26 s), and "
+    "BookingLocked fails the job instead of retrying it",
+    strict=False,
+)
+
+
+@pytest.mark.parametrize("kind", ["create", pytest.param("depart", marks=LOCKS_OUTLIVE_WAITERS)])
+def test_a_worker_killed_mid_group_loses_and_doubles_nothing(settings, services, tmp_path, kind):
+    """Group commit under redelivery: a worker SIGKILLed while a group's write is
+    under way (some of its bookings written, their jobs' outcomes not yet)
+    leaves every accepted create (or depart) applied once and each job ended
+    once, after another worker took the messages RabbitMQ redelivered."""
+    from ingress import create_app
+
+    # Groups of 64: a group's write (bookings, events, cache, then its 64 jobs)
+    # lasts long enough to be caught between its first and its last write.
+    isolated = isolated_settings(settings, f"kill-group-{kind}", GROUP_COMMIT_SIZE=64)
+    client = create_app(isolated, services=connect_services(isolated)).test_client()
+    # All queued before any worker runs, so the groups are full ones.
+    accepted = accept_group_work(client, services.db, kind, 640)
+    refs = [ref for ref, _, _ in accepted]
+    job_ids = [job_id for _, job_id, _ in accepted]
+    workers: list[subprocess.Popen] = []
+    caught_mid_write = 0
+    try:
+        # A kill can land a moment after the group it meant to catch committed:
+        # then the next worker takes the redelivered messages and is killed in
+        # turn, up to three times, until one is caught mid-write.
+        for attempt in range(3):
+            victim = start_worker(isolated, tmp_path / f"victim{attempt}.log", name="victim")
+            workers.append(victim)
+            deadline = time.monotonic() + 60
+            while True:
+                assert time.monotonic() < deadline, "no group was seen half-written"
+                assert victim.poll() is None, "the victim exited by itself"
+                written = group_written(services.db, kind, refs)
+                ended = services.db.jobs.count_documents({"_id": {"$in": job_ids}})
+                if ended < written < len(accepted):
+                    break  # a group's bookings are written, its jobs' outcomes not yet
+            kill_worker(victim)
+            written = group_written(services.db, kind, refs)
+            ended = services.db.jobs.count_documents({"_id": {"$in": job_ids}})
+            caught_mid_write = written - ended
+            print(f"victim {attempt}: {written} bookings written, {ended} jobs ended at the kill")
+            if caught_mid_write > 0:
+                break
+        assert caught_mid_write > 0, "every kill landed between groups"
+        runs_at_kill = worker_runs(services.redis)
+        since = time.time()
+        rescuer = start_worker(isolated, tmp_path / "rescuer.log", name="rescuer")
+        workers.append(rescuer)
+        wait_for_worker(services.redis, rescuer, since)
+        ended_jobs = {job_id: wait_job(client, url, timeout=120) for _, job_id, url in accepted}
+        runs = worker_runs(services.redis)
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                stop(proc)
+        delete_queues(isolated)
+    # The rescuer ran every job left unended at the kill: the redelivered ones
+    # whose bookings were already written among them.
+    task_type = "create" if kind == "create" else "transition"
+    assert runs.get(task_type, 0) - runs_at_kill.get(task_type, 0) >= len(accepted) - ended
+    present = duplicated = 0
+    failed = [job["error"]["detail"] for job in ended_jobs.values() if job["state"] != "succeeded"]
+    assert not failed, f"{len(failed)} of {len(accepted)} jobs failed: {sorted(set(failed))[:3]}"
+    for ref, job_id, _ in accepted:
+        booking = services.db.bookings.find_one({"ref_id": ref})
+        counts = [
+            services.db.bookings.count_documents({"ref_id": ref}),
+            services.db.jobs.count_documents({"_id": job_id}),
+        ]
+        if kind == "create":
+            counts.append(services.db.booking_events.count_documents({"booking_id": ref}))
+            expected = ("BOOKED", 1)
+        else:
+            counts.append(
+                services.db.booking_events.count_documents(
+                    {"booking_id": ref, "type": "STATUS_DEPARTED"}
+                )
+            )
+            expected = ("DEPARTED", 2)
+        present += min(counts) >= 1 and (booking["status"], booking["version"]) == expected
+        duplicated += sum(max(c - 1, 0) for c in counts)
+    assert_none_lost_or_doubled(len(accepted), present, duplicated)

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 import requests
 
 from core import queues, routes
-from core.cache import COUNTS_FLUSH_INTERVAL_S
+from core.flushing import FLUSH_INTERVAL_S
 from tests.conftest import ADMIN, CUSTOMER, booking_body, wait_job
 from workers.celery_app import create_celery_app
 
@@ -170,7 +170,7 @@ def test_most_searched_routes_are_warmed_too(live_server, services, settings):
             timeout=5,
         )
     # Counted in the ingress's process, and added to Redis by its next flush.
-    deadline = time.monotonic() + 10 * COUNTS_FLUSH_INTERVAL_S
+    deadline = time.monotonic() + 10 * FLUSH_INTERVAL_S
     while time.monotonic() < deadline:
         if ("KMM", "KNN") in routes.popular_routes(services.cache, "", settings.WARM_TOP_ROUTES):
             break
