@@ -21,9 +21,9 @@ from pymongo.errors import BulkWriteError
 
 from core import bookings, routes, transitions
 from core.db import DUPLICATE_KEY
-from core.errors import Conflict, NotFound, RadiantError
+from core.errors import Conflict, NotFound, NotReady, RadiantError
 from core.lifecycle import check_transition, event_type
-from core.locks import LockManager, booking_lock_key
+from core.locks import BookingLocked, LockManager, booking_lock_key
 
 
 def create_many(
@@ -112,6 +112,10 @@ def transition_many(
                 queued_records=queued_records,
                 owner=item.get("owner"),
             )
+        except BookingLocked as exc:
+            # Held through every wait: by a worker that died holding it (the
+            # lock outlives it by its TTL). Not the client's conflict: retried.
+            outcomes[n] = NotReady(f"{exc.detail} Retrying.")
         except RadiantError as exc:
             outcomes[n] = exc
     return outcomes  # type: ignore[return-value]

@@ -407,8 +407,9 @@ def finish_many(db: Database, outcomes: list[dict[str, Any]], now: datetime) -> 
     """Record many jobs' outcomes (finish_job for each of {"_id", "record",
     "stored", "started_at", and "result" or "error"}) with one insert of the
     jobs MongoDB does not hold yet (a short job's, from its record) and one
-    conditional update of those it holds; returns the ids written, less those
-    an earlier delivery had written already."""
+    conditional update of those it holds. Returns the ids written: those it
+    inserted (less those an earlier delivery had inserted), and all it asked to
+    update (a bulk update does not say which matched an unfinished job)."""
     inserts, updates = [], []
     for outcome in outcomes:
         final: dict[str, Any] = {

@@ -508,18 +508,7 @@ def group_written(db, kind: str, refs: list[str]) -> int:
     return db.bookings.count_documents({"ref_id": {"$in": refs}, "status": "DEPARTED"})
 
 
-# A dead worker's booking locks outlive the waiters of the redelivered group's
-# transitions (one per pool process fails with booking-locked): see the report
-# of group commit's tests. Not strict: a rescuer slow enough to start lets the
-# locks expire first, and then it passes.
-LOCKS_OUTLIVE_WAITERS = pytest.mark.xfail(
-    reason="LOCK_DEFAULT_TTL (30 s) outlasts a lock wait (50 tries, ~26 s), and "
-    "BookingLocked fails the job instead of retrying it",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize("kind", ["create", pytest.param("depart", marks=LOCKS_OUTLIVE_WAITERS)])
+@pytest.mark.parametrize("kind", ["create", "depart"])
 def test_a_worker_killed_mid_group_loses_and_doubles_nothing(settings, services, tmp_path, kind):
     """Group commit under redelivery: a worker SIGKILLed while a group's write is
     under way (some of its bookings written, their jobs' outcomes not yet)

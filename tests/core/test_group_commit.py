@@ -1,0 +1,423 @@
+"""Group commit (core.group_commit, and the jobs' side in core.jobs): many queued
+jobs decided and written together, each with its own outcome, and a group
+delivered again having no second effect."""
+
+import threading
+import time
+from datetime import timedelta
+
+from core import bookings, group_commit, jobs, transitions
+from core.clock import utcnow
+from core.errors import Conflict, NotFound, NotReady, Unprocessable
+from core.ids import new_job_id, new_ref_id
+from core.lifecycle import InvalidTransition
+from core.locks import booking_lock_key
+
+DATA = {"origin": "DEL", "destination": "BLR", "pieces": 5, "weight_kg": 125.5}
+
+
+# -- factories ---------------------------------------------------------------------------
+
+
+def create_item(ref_id=None, customer_id=None, **request):
+    """A queued create as the worker hands it to create_many."""
+    return {
+        "job_id": new_job_id(),
+        "ref_id": ref_id or new_ref_id(),
+        "request": {**DATA, **request},
+        "customer_id": customer_id,
+    }
+
+
+def create_many(services, items, now=None):
+    return group_commit.create_many(
+        services.db,
+        items,
+        now=now or utcnow(),
+        min_connection_minutes=services.settings.MIN_CONNECTION_MINUTES,
+    )
+
+
+def new_booking(services, customer_id=None):
+    ref_id = new_ref_id()
+    bookings.create_booking(
+        services.db,
+        ref_id=ref_id,
+        data=DATA,
+        job_id=new_job_id(),
+        now=utcnow(),
+        customer_id=customer_id,
+    )
+    return ref_id
+
+
+def transition_item(ref_id, target, owner=None, job_id=None, **request):
+    """A queued transition as the worker hands it to transition_many."""
+    return {
+        "job_id": job_id or new_job_id(),
+        "ref_id": ref_id,
+        "target": target,
+        "request": request,
+        "owner": owner,
+    }
+
+
+def transition_many(services, items):
+    return group_commit.transition_many(
+        services.db, services.locks, services.redis, items, clock=utcnow
+    )
+
+
+def stored(services, ref_id):
+    return services.db.bookings.find_one({"ref_id": ref_id})
+
+
+def events(services, ref_id):
+    return [
+        e["type"] for e in services.db.booking_events.find({"booking_id": ref_id}).sort("at_ts", 1)
+    ]
+
+
+def to_bson_precision(moment):
+    """A datetime as MongoDB gives it back: milliseconds."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+# -- create_many -----------------------------------------------------------------------
+
+
+def test_create_many_makes_each_item_one_booking_and_one_event(services):
+    items = [create_item(pieces=n + 1, customer_id=f"c{n}") for n in range(5)]
+    outcomes = create_many(services, items)
+    assert len(outcomes) == len(items)
+    for item, outcome in zip(items, outcomes, strict=True):
+        # Aligned: each outcome is its own item's booking.
+        assert outcome["ref_id"] == item["ref_id"]
+        assert outcome["pieces"] == item["request"]["pieces"]
+        assert outcome["customer_id"] == item["customer_id"]
+        assert (outcome["status"], outcome["version"]) == ("BOOKED", 1)
+        assert services.db.bookings.count_documents({"ref_id": item["ref_id"]}) == 1
+        assert stored(services, item["ref_id"])["job_id"] == item["job_id"]
+        assert events(services, item["ref_id"]) == ["BOOKING_CREATED"]
+        assert services.db.booking_events.find_one(
+            {"_id": bookings.event_id(item["job_id"], "BOOKING_CREATED")}
+        )
+
+
+def test_an_unknown_flight_refuses_its_own_item_and_the_others_are_created(services):
+    items = [
+        create_item(),
+        create_item(flight_ids=["ZZ0000-20340101"]),  # no such flight
+        create_item(),
+    ]
+    first, refused, last = create_many(services, items)
+    assert isinstance(refused, Unprocessable) and refused.status == 422
+    assert "ZZ0000-20340101" in refused.detail
+    assert stored(services, items[1]["ref_id"]) is None
+    assert events(services, items[1]["ref_id"]) == []
+    for item, outcome in ((items[0], first), (items[2], last)):
+        assert outcome["ref_id"] == item["ref_id"]
+        assert events(services, item["ref_id"]) == ["BOOKING_CREATED"]
+
+
+def test_a_redelivered_group_creates_nothing_new_and_answers_the_stored_bookings(services):
+    items = [create_item() for _ in range(4)]
+    first_now = utcnow()
+    create_many(services, items, now=first_now)
+    # As if the first delivery died between its two inserts for one item:
+    # its booking is stored, its event is not.
+    services.db.booking_events.delete_one(
+        {"_id": bookings.event_id(items[0]["job_id"], "BOOKING_CREATED")}
+    )
+    newcomer = create_item()  # redelivered in a group with a job never run before
+    again = create_many(services, [*items, newcomer], now=first_now + timedelta(minutes=1))
+    for item, outcome in zip(items, again, strict=False):
+        assert outcome["ref_id"] == item["ref_id"]
+        # The booking the first delivery stored, not a new one.
+        assert outcome["created_at"] == to_bson_precision(first_now)
+        assert services.db.bookings.count_documents({"ref_id": item["ref_id"]}) == 1
+        assert events(services, item["ref_id"]) == ["BOOKING_CREATED"]
+    assert again[-1]["ref_id"] == newcomer["ref_id"]
+    assert again[-1]["created_at"] == first_now + timedelta(minutes=1)
+    assert events(services, newcomer["ref_id"]) == ["BOOKING_CREATED"]
+
+
+def test_a_ref_id_held_by_another_jobs_booking_is_a_conflict_for_that_item_only(services):
+    (holder,) = create_many(services, [create_item()])
+    clash = create_item(ref_id=holder["ref_id"], pieces=9)  # another job, same ref_id
+    other = create_item()
+    refused, created = create_many(services, [clash, other])
+    assert isinstance(refused, Conflict) and refused.status == 409
+    kept = stored(services, holder["ref_id"])
+    assert (kept["job_id"], kept["pieces"]) == (holder["job_id"], holder["pieces"])
+    assert services.db.booking_events.count_documents({"booking_id": holder["ref_id"]}) == 1
+    assert created["ref_id"] == other["ref_id"]
+    assert events(services, other["ref_id"]) == ["BOOKING_CREATED"]
+
+
+# -- transition_many -------------------------------------------------------------------
+
+
+def test_transition_many_moves_several_bookings_with_one_event_each(services):
+    refs = [new_booking(services) for _ in range(4)]
+    items = [transition_item(ref, "DEPARTED", location="DEL") for ref in refs]
+    outcomes = transition_many(services, items)
+    for ref, outcome in zip(refs, outcomes, strict=True):
+        assert (outcome["ref_id"], outcome["status"], outcome["version"]) == (ref, "DEPARTED", 2)
+        booking = stored(services, ref)
+        assert (booking["status"], booking["version"]) == ("DEPARTED", 2)
+        assert events(services, ref) == ["BOOKING_CREATED", "STATUS_DEPARTED"]
+        event = services.db.booking_events.find_one({"booking_id": ref, "type": "STATUS_DEPARTED"})
+        assert event["location"] == "DEL"
+        assert not services.redis.exists(booking_lock_key(ref))
+
+
+def test_two_transitions_of_one_booking_in_a_group_apply_in_order(services):
+    ref = new_booking(services)
+    departed, arrived = transition_many(
+        services,
+        [
+            transition_item(ref, "DEPARTED", location="DEL"),
+            transition_item(ref, "ARRIVED", location="BLR"),
+        ],
+    )
+    assert (departed["status"], departed["version"]) == ("DEPARTED", 2)
+    assert (arrived["status"], arrived["version"]) == ("ARRIVED", 3)
+    booking = stored(services, ref)
+    assert (booking["status"], booking["version"]) == ("ARRIVED", 3)
+    assert events(services, ref) == ["BOOKING_CREATED", "STATUS_DEPARTED", "STATUS_ARRIVED"]
+
+
+def test_an_invalid_transition_is_refused_for_its_item_only(services):
+    booked, other = new_booking(services), new_booking(services)
+    refused, moved = transition_many(
+        services, [transition_item(booked, "DELIVERED"), transition_item(other, "DEPARTED")]
+    )
+    assert isinstance(refused, InvalidTransition) and refused.status == 409
+    assert "Cannot transition from BOOKED to DELIVERED" in refused.detail
+    unmoved = stored(services, booked)
+    assert (unmoved["status"], unmoved["version"]) == ("BOOKED", 1)
+    assert events(services, booked) == ["BOOKING_CREATED"]
+    assert (moved["status"], moved["version"]) == ("DEPARTED", 2)
+
+
+def test_a_strangers_transition_is_not_found_and_the_owners_goes_through(services):
+    ref = new_booking(services, customer_id="owner-1")
+    stranger, owner = transition_many(
+        services,
+        [
+            transition_item(ref, "CANCELLED", owner="stranger-2"),
+            transition_item(ref, "CANCELLED", owner="owner-1", reason="changed plans"),
+        ],
+    )
+    assert isinstance(stranger, NotFound) and stranger.status == 404
+    assert (owner["status"], owner["version"]) == ("CANCELLED", 2)
+    assert events(services, ref) == ["BOOKING_CREATED", "STATUS_CANCELLED"]
+
+
+def test_a_redelivered_group_changes_nothing(services):
+    first, second = new_booking(services), new_booking(services)
+    items = [
+        transition_item(first, "DEPARTED"),
+        transition_item(first, "ARRIVED"),
+        transition_item(second, "CANCELLED", reason="customer"),
+    ]
+    transition_many(services, items)
+    # As if the first delivery died after the update, before the event insert.
+    services.db.booking_events.delete_one(
+        {"_id": bookings.event_id(items[2]["job_id"], "STATUS_CANCELLED")}
+    )
+    again = transition_many(services, items)  # the same jobs: the same job_ids
+    assert [(b["status"], b["version"]) for b in again] == [
+        ("ARRIVED", 3),  # the booking as it is now, for both of its jobs
+        ("ARRIVED", 3),
+        ("CANCELLED", 2),
+    ]
+    assert (stored(services, first)["version"], stored(services, second)["version"]) == (3, 2)
+    assert events(services, first) == ["BOOKING_CREATED", "STATUS_DEPARTED", "STATUS_ARRIVED"]
+    assert events(services, second) == ["BOOKING_CREATED", "STATUS_CANCELLED"]
+    assert len(stored(services, first)["applied"]) == 2
+
+
+def test_a_booking_locked_elsewhere_is_moved_once_the_lock_is_released(services):
+    locked, free = new_booking(services), new_booking(services)
+    taken, released = threading.Event(), threading.Event()
+
+    def hold_for_a_while():
+        held = services.locks.acquire(booking_lock_key(locked))
+        taken.set()
+        time.sleep(0.3)
+        services.locks.release(held)
+        released.set()
+
+    holder = threading.Thread(target=hold_for_a_while)
+    holder.start()
+    assert taken.wait(5)
+    started = time.monotonic()
+    moved_locked, moved_free = transition_many(
+        services, [transition_item(locked, "DEPARTED"), transition_item(free, "DEPARTED")]
+    )
+    waited = time.monotonic() - started
+    holder.join(5)
+    # It waited for the other holder (one at a time), rather than refusing.
+    assert released.is_set() and waited >= 0.2
+    assert (moved_locked["status"], moved_locked["version"]) == ("DEPARTED", 2)
+    assert (moved_free["status"], moved_free["version"]) == ("DEPARTED", 2)
+    assert events(services, locked) == ["BOOKING_CREATED", "STATUS_DEPARTED"]
+
+
+def test_a_write_the_fence_refused_is_decided_again_on_the_new_state(services, monkeypatch):
+    raced, calm = new_booking(services), new_booking(services)
+    real_fenced_update = transitions.fenced_update
+
+    def race_then_fence(booking, target, job_id, now):
+        if booking["ref_id"] == raced and stored(services, raced)["status"] == "BOOKED":
+            # Someone whose lock expired commits between our read and our write.
+            services.db.bookings.update_one(
+                {"ref_id": raced}, {"$set": {"status": "CANCELLED"}, "$inc": {"version": 1}}
+            )
+        return real_fenced_update(booking, target, job_id, now)
+
+    monkeypatch.setattr(transitions, "fenced_update", race_then_fence)
+    refused, moved = transition_many(
+        services, [transition_item(raced, "DEPARTED"), transition_item(calm, "DEPARTED")]
+    )
+    assert isinstance(refused, InvalidTransition)
+    assert "Cannot transition from CANCELLED to DEPARTED" in refused.detail
+    assert events(services, raced) == ["BOOKING_CREATED"]  # no event for the refused write
+    assert (moved["status"], moved["version"]) == ("DEPARTED", 2)
+    assert events(services, calm) == ["BOOKING_CREATED", "STATUS_DEPARTED"]
+
+
+def test_a_booking_whose_create_is_queued_is_not_ready_and_an_unknown_one_not_found(
+    services, settings
+):
+    pending_ref, ready = new_ref_id(), new_booking(services)
+    create_job = jobs.new_job(
+        settings,
+        job_id=new_job_id(),
+        job_type=jobs.CREATE_JOB,
+        payload={"ref_id": pending_ref},
+        now=utcnow(),
+        links={},
+        ref_id=pending_ref,
+    )
+    queued = jobs.job_record(create_job)
+    jobs.hold_queued(services.redis, queued, ttl_s=60)
+    try:
+        pending, unknown, moved = transition_many(
+            services,
+            [
+                transition_item(pending_ref, "DEPARTED"),
+                transition_item(new_ref_id(), "DEPARTED"),
+                transition_item(ready, "DEPARTED"),
+            ],
+        )
+    finally:
+        jobs.release_queued(services.redis, [queued])
+    assert isinstance(pending, NotReady) and pending.transient
+    assert isinstance(unknown, NotFound)
+    assert (moved["status"], moved["version"]) == ("DEPARTED", 2)
+
+
+# -- still_to_do / finish_many ------------------------------------------------------------
+
+
+def queued_record(settings, job_type=jobs.CREATE_JOB, **payload):
+    job_id = new_job_id()
+    ref_id = payload.setdefault("ref_id", new_ref_id())
+    job = jobs.new_job(
+        settings,
+        job_id=job_id,
+        job_type=job_type,
+        payload={"request": DATA, **payload},
+        now=utcnow(),
+        links={"job": f"/api/jobs/{job_id}"},
+        ref_id=ref_id,
+        customer_id="c-1",
+    )
+    return jobs.job_record(job)
+
+
+def finished(record, **outcome):
+    return {"_id": record["_id"], "record": record, "started_at": utcnow(), **outcome}
+
+
+def test_still_to_do_skips_finished_discarded_unknown_and_repeated_jobs(services, settings):
+    waiting = queued_record(settings)
+    jobs.hold_queued(services.redis, waiting, ttl_s=60)
+    done = queued_record(settings)
+    assert jobs.finish_many(services.db, [finished(done, result={})], utcnow()) == [done["_id"]]
+    discarded = queued_record(settings)
+    jobs.discard_queued(services.redis, discarded, ttl_s=60)  # its 202 became a 503
+    in_mongo = jobs.new_job(
+        settings,
+        job_id=new_job_id(),
+        job_type=jobs.CREATE_JOB,
+        payload={"ref_id": new_ref_id(), "request": DATA},
+        now=utcnow(),
+        links={},
+    )
+    jobs.record_job(services.db, settings, in_mongo)  # an Idempotency-Key's: no record
+    deliveries = [
+        (waiting["_id"], waiting),
+        (done["_id"], done),  # a redelivery of a finished job
+        (discarded["_id"], discarded),
+        (in_mongo["_id"], None),
+        (new_job_id(), None),  # unknown, without a record
+        (waiting["_id"], waiting),  # the same message twice in one group
+    ]
+    todo = jobs.still_to_do(services.db, services.redis, deliveries)
+    assert todo == [
+        {"_id": waiting["_id"], "payload": waiting["payload"], "record": waiting, "stored": False},
+        {"_id": in_mongo["_id"], "payload": in_mongo["payload"], "record": None, "stored": True},
+    ]
+
+
+def test_finish_many_inserts_jobs_from_their_records_once(services, settings):
+    first, second = queued_record(settings), queued_record(settings)
+    now = utcnow()
+    written = jobs.finish_many(
+        services.db,
+        [finished(first, result={"n": 1}), finished(second, error={"status": 422})],
+        now,
+    )
+    assert written == [first["_id"], second["_id"]]
+    job = jobs.get_job(services.db, first["_id"])
+    assert (job["state"], job["result"], job["type"]) == ("succeeded", {"n": 1}, jobs.CREATE_JOB)
+    # What the ingress assigned comes from the record.
+    assert job["customer_id"] == "c-1" and job["ref_id"] == first["payload"]["ref_id"]
+    assert job["created_at"] == jobs.from_record(first)["created_at"]
+    assert jobs.get_job(services.db, second["_id"])["state"] == "failed"
+    # A redelivery's outcome for a finished job is refused; a new job beside it is written.
+    third = queued_record(settings)
+    again = jobs.finish_many(
+        services.db,
+        [finished(first, error={"status": 500}), finished(third, result={"n": 3})],
+        utcnow(),
+    )
+    assert again == [third["_id"]]
+    job = jobs.get_job(services.db, first["_id"])
+    assert (job["state"], job["result"], job["error"]) == ("succeeded", {"n": 1}, None)
+    assert services.db.jobs.count_documents({"_id": first["_id"]}) == 1
+
+
+def test_finish_many_finishes_a_job_recorded_in_mongodb(services, settings):
+    recorded = jobs.new_job(
+        settings,
+        job_id=new_job_id(),
+        job_type=jobs.CREATE_JOB,
+        payload={"request": DATA},
+        now=utcnow(),
+        links={},
+    )
+    jobs.record_job(services.db, settings, recorded)
+    outcome = {
+        "_id": recorded["_id"],
+        "record": None,
+        "stored": True,
+        "started_at": utcnow(),
+        "result": {},
+    }
+    assert jobs.finish_many(services.db, [outcome], utcnow()) == [recorded["_id"]]
+    assert jobs.get_job(services.db, recorded["_id"])["state"] == "succeeded"
