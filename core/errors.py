@@ -126,6 +126,18 @@ class Conflict(RadiantError):
     slug = "conflict"
 
 
+class RateLimited(RadiantError):
+    """The caller spent its budget for this window (core.ratelimit)."""
+
+    status = 429
+    title = "Too many requests"
+    slug = "too-many-requests"
+
+    def __init__(self, detail: str, *, retry_after: int):
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class NotReady(RadiantError):
     """What the job needs does not exist yet but is on its way: retry later."""
 

@@ -59,9 +59,10 @@ def fenced_update(
     booking: dict[str, Any], target: str, job_id: str, now: datetime
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(filter, update) of one transition from `booking` as read: it matches only
-    while the booking is still at the status and version read (the fence)."""
+    while the booking is still at the version read (the fence: every write of a
+    booking moves its version, so the version alone says the status is unchanged)."""
     return (
-        {"ref_id": booking["ref_id"], "status": booking["status"], "version": booking["version"]},
+        {"ref_id": booking["ref_id"], "version": booking["version"]},
         {
             "$set": {"status": target, "updated_at": now},
             "$inc": {"version": 1},

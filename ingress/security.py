@@ -7,16 +7,23 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+import logging
+import time
+from dataclasses import dataclass
 from functools import cache
 
 from flask import Flask, g, request
-from flask_limiter import HeaderNames, Limiter
 
 from core import access, customers
 from core.access import Principal
-from core.errors import InvalidCredentials, RadiantError, Unauthorized
+from core.cache import REDIS_ERRORS
+from core.errors import InvalidCredentials, RadiantError, RateLimited, Unauthorized
+from core.ratelimit import Budget, RateLimiter
 from core.settings import Settings
 from ingress.context import services
+
+log = logging.getLogger(__name__)
+MINUTE, ADMIN_WINDOW, BULK_WINDOW = 60, 5 * 60, 10 * 60  # seconds
 
 
 def _bearer_token() -> str | None:
@@ -123,86 +130,106 @@ def client_key() -> str:
 
 # endpoint -> (settings field, window, methods, shared scope)
 LIMITS = {
-    "bookings.Bookings": ("RATE_LIMIT_BOOKINGS", "minute", ["POST"], "bookings"),
-    "bookings.depart_booking": ("RATE_LIMIT_UPDATES", "minute", None, "updates"),
-    "bookings.arrive_booking": ("RATE_LIMIT_UPDATES", "minute", None, "updates"),
-    "bookings.deliver_booking": ("RATE_LIMIT_UPDATES", "minute", None, "updates"),
-    "bookings.cancel_booking": ("RATE_LIMIT_UPDATES", "minute", None, "updates"),
-    "flights.Routes": ("RATE_LIMIT_ROUTES", "minute", None, "routes"),
-    "jobs.Job": ("RATE_LIMIT_JOBS", "minute", None, "jobs"),
+    "bookings.Bookings": ("RATE_LIMIT_BOOKINGS", MINUTE, ("POST",), "bookings"),
+    "bookings.depart_booking": ("RATE_LIMIT_UPDATES", MINUTE, None, "updates"),
+    "bookings.arrive_booking": ("RATE_LIMIT_UPDATES", MINUTE, None, "updates"),
+    "bookings.deliver_booking": ("RATE_LIMIT_UPDATES", MINUTE, None, "updates"),
+    "bookings.cancel_booking": ("RATE_LIMIT_UPDATES", MINUTE, None, "updates"),
+    "flights.Routes": ("RATE_LIMIT_ROUTES", MINUTE, None, "routes"),
+    "jobs.Job": ("RATE_LIMIT_JOBS", MINUTE, None, "jobs"),
 }
-ADMIN_WINDOW = "5 minutes"
-BULK_WINDOW = "10 minutes"
 BULK_ENDPOINTS = ("admin.FlightImport", "admin.BookingImport", "admin.StatusImport")
 METRICS_ENDPOINT = "monitoring.Metrics"
+FAILED_AUTH = (401, 403)
 
 
-LIMITER_RETRY_AFTER = "RateLimit-Retry-After"
+@dataclass(frozen=True)
+class Limit:
+    budget: Budget
+    methods: tuple[str, ...] | None = None  # None: every method
+    # Counted only when the answer is one of these (None: every request).
+    counted_on: tuple[int, ...] | None = None
 
 
-def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
-    """Limits in Redis, shared by every ingress process (sliding-window counter).
-
-    The sliding-window counter keeps two counters per client and limit (this
-    window's and the last one's, weighted by the overlap), each expiring after
-    two windows: O(1) Redis state however many hits, where the moving window
-    keeps one list entry per hit."""
-
-    # Registered before the limiter's own hook, so it runs after it (Flask runs
-    # after_request hooks last-registered first): a 429 gets Retry-After.
-    @app.after_request
-    def retry_after_on_429(response):
-        if response.status_code == 429 and LIMITER_RETRY_AFTER in response.headers:
-            response.headers["Retry-After"] = response.headers[LIMITER_RETRY_AFTER]
-        return response
-
-    limiter = Limiter(
-        client_key,
-        app=app,
-        storage_uri=settings.REDIS_URL,
-        storage_options={
-            "socket_timeout": settings.REDIS_TIMEOUT_S,
-            "socket_connect_timeout": settings.REDIS_TIMEOUT_S,
-        },
-        strategy="sliding-window-counter",
-        key_prefix="ratelimit",
-        headers_enabled=True,
-        header_name_mapping={
-            HeaderNames.LIMIT: "RateLimit-Limit",
-            HeaderNames.REMAINING: "RateLimit-Remaining",
-            HeaderNames.RESET: "RateLimit-Reset",
-            # Flask-Limiter sets it on every limited response, but a job's
-            # Retry-After means "poll again": moved to Retry-After on 429 only.
-            HeaderNames.RETRY_AFTER: LIMITER_RETRY_AFTER,
-        },
-        swallow_errors=True,  # Redis down: serve unlimited rather than fail
-    )
-
-    def wrap(endpoint: str, decorator) -> None:
-        if endpoint in app.view_functions:
-            app.view_functions[endpoint] = decorator(app.view_functions[endpoint])
-
+def _limits(app: Flask, settings: Settings) -> dict[str, list[Limit]]:
+    """Each limited endpoint's limits (an admin bulk endpoint has two)."""
+    limits: dict[str, list[Limit]] = {}
     for endpoint, (field, window, methods, scope) in LIMITS.items():
-        value = f"{getattr(settings, field)} per {window}"
-        wrap(endpoint, limiter.shared_limit(value, scope=scope, methods=methods))
+        limits[endpoint] = [Limit(Budget(scope, getattr(settings, field), window), methods)]
+    admin = Budget("admin", settings.RATE_LIMIT_ADMIN, ADMIN_WINDOW)
     for endpoint in [e for e in app.view_functions if e.startswith("admin.")]:
-        wrap(
-            endpoint,
-            limiter.shared_limit(f"{settings.RATE_LIMIT_ADMIN} per {ADMIN_WINDOW}", scope="admin"),
-        )
+        limits[endpoint] = [Limit(admin)]
     for endpoint in BULK_ENDPOINTS:
-        wrap(
-            endpoint,
-            limiter.shared_limit(f"{settings.RATE_LIMIT_BULK} per {BULK_WINDOW}", scope="bulk"),
-        )
+        limits[endpoint].append(Limit(Budget("bulk", settings.RATE_LIMIT_BULK, BULK_WINDOW)))
     # /metrics takes the admin token too: wrong guesses there count like wrong
     # admin tokens (per IP), while a scraper's successful polls never do.
-    wrap(
-        METRICS_ENDPOINT,
-        limiter.shared_limit(
-            f"{settings.RATE_LIMIT_ADMIN} per {ADMIN_WINDOW}",
-            scope="metrics-auth",
-            deduct_when=lambda response: response.status_code in (401, 403),
-        ),
-    )
+    limits[METRICS_ENDPOINT] = [
+        Limit(Budget("metrics-auth", settings.RATE_LIMIT_ADMIN, ADMIN_WINDOW), None, FAILED_AUTH)
+    ]
+    return limits
+
+
+def install_rate_limits(app: Flask, settings: Settings) -> RateLimiter:
+    """Wrap every limited view: the limit is checked (and the hit counted) before
+    the view, so a refused request costs nothing more; RateLimit-* headers
+    say where the caller stands. Limits live in Redis, shared by every ingress
+    process (core.ratelimit); with Redis out, requests are served unlimited."""
+    limiter = RateLimiter(app.extensions["radiantgo"].redis)
+    for endpoint, limits in _limits(app, settings).items():
+        if endpoint in app.view_functions:
+            app.view_functions[endpoint] = _limited(app.view_functions[endpoint], limits, limiter)
+
+    @app.after_request
+    def rate_limit_headers(response):
+        verdict = g.get("rate_limit")
+        if verdict is not None:
+            response.headers["RateLimit-Limit"] = str(verdict.limit)
+            response.headers["RateLimit-Remaining"] = str(verdict.remaining)
+            response.headers["RateLimit-Reset"] = str(verdict.reset_s)
+        return response
+
     return limiter
+
+
+def _limited(view, limits: list[Limit], limiter: RateLimiter):
+    @functools.wraps(view)
+    def limited(*args, **kwargs):
+        applying = [lim for lim in limits if lim.methods is None or request.method in lim.methods]
+        deferred = [lim for lim in applying if lim.counted_on is not None]
+        for lim in applying:
+            _check(limiter, lim, count=lim.counted_on is None)
+        try:
+            response = view(*args, **kwargs)
+        except RadiantError as exc:
+            _count_if(limiter, deferred, exc.status)
+            raise
+        _count_if(limiter, deferred, getattr(response, "status_code", 200))
+        return response
+
+    return limited
+
+
+def _check(limiter: RateLimiter, limit: Limit, *, count: bool) -> None:
+    try:
+        verdict = limiter.check(limit.budget, client_key(), time.time(), count=count)
+    except REDIS_ERRORS as exc:
+        log.warning("rate limit not checked (Redis): %s", exc)
+        return
+    shown = g.get("rate_limit")
+    if count and (shown is None or verdict.remaining < shown.remaining):
+        g.rate_limit = verdict  # the headers show the tightest budget
+    if not verdict.allowed:
+        g.rate_limit = verdict
+        raise RateLimited(
+            f"Rate limit of {limit.budget.limit} per {limit.budget.window_s} s exceeded.",
+            retry_after=verdict.retry_after_s,
+        )
+
+
+def _count_if(limiter: RateLimiter, limits: list[Limit], status: int) -> None:
+    for limit in limits:
+        if status in limit.counted_on:
+            try:
+                limiter.check(limit.budget, client_key(), time.time())
+            except REDIS_ERRORS as exc:
+                log.warning("rate limit not counted (Redis): %s", exc)

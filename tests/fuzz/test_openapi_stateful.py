@@ -37,13 +37,22 @@ def test_linked_calls_pass_every_check(app, worker):
             stateful_step_count=STEPS,
             deadline=None,
             database=None,
-            # Repeatable: the same sequences every run (the links a random run
-            # happens to follow vary, and this test asserts that they are).
+            # The same generated data every run (which rule runs next still
+            # follows schemathesis' rule order: see the assertion below).
             derandomize=True,
             suppress_health_check=list(HealthCheck),
         )
     )
-    followed = {label for label, _ in steps}
-    assert "GET /api/jobs/{job_id}" in followed, sorted(set(steps))  # a 202 link was followed
+    # Answers only a value from a link can bring (a real job id or ref_id): the
+    # links were followed. Which of them a run follows depends on the order
+    # schemathesis lists its rules in, which varies between processes.
+    through_links = {
+        ("GET /api/jobs/{job_id}", 200),
+        ("GET /api/bookings/{ref_id}", 200),
+        ("POST /api/bookings/{ref_id}/depart", 202),
+        ("POST /api/bookings/{ref_id}/cancel", 202),
+    }
+    seen = ", ".join(f"{label} {code}" for label, code in sorted(set(steps)))
+    assert through_links & set(steps), seen
     assert not [s for s in steps if s[1] >= 500]
     print(f"{len(steps)} calls in {SEQUENCES} linked sequences, every check, no 5xx")

@@ -187,7 +187,7 @@ def test_redis_stays_bounded_under_made_up_methods_and_paths(isolated):
         if svc.redis.ttl(key) < 0:
             assert key == metrics.REQUESTS or key.startswith(("metrics:latency:", "cache:stats:"))
     # Rate limits: a counter or two per client and limit, expiring, never a list of hits.
-    limits = [k for k in after if k.startswith("LIMITS:")]
+    limits = [k for k in after if k.startswith("ratelimit:")]
     assert limits and all(svc.redis.type(k) == "string" and svc.redis.ttl(k) > 0 for k in limits)
     # Metric names come from a fixed set: known methods on the app's rules, one bucket else.
     allowed = {metrics.OTHER_ENDPOINT} | {
