@@ -92,14 +92,7 @@ def create_bookings(
         for index, raw in chunk:
             try:
                 data = _load(_create_schema, raw)
-                if data.get("flight_ids"):
-                    routes.check_itinerary(
-                        db,
-                        origin=data["origin"],
-                        destination=data["destination"],
-                        flight_ids=data["flight_ids"],
-                        min_connection_minutes=min_connection_minutes,
-                    )
+                routes.check_booking_flights(db, data, min_connection_minutes)
             except RadiantError as exc:
                 if exc.transient:
                     raise

@@ -38,14 +38,7 @@ def create_many(
     for item in items:
         request = item["request"]
         try:
-            if request.get("flight_ids"):
-                routes.check_itinerary(
-                    db,
-                    origin=request["origin"],
-                    destination=request["destination"],
-                    flight_ids=request["flight_ids"],
-                    min_connection_minutes=min_connection_minutes,
-                )
+            routes.check_booking_flights(db, request, min_connection_minutes)
         except RadiantError as exc:
             if exc.transient:
                 raise

@@ -407,3 +407,17 @@ def check_itinerary(
     if reasons:
         raise Unprocessable(" ".join(reasons), errors={"flight_ids": reasons})
     return legs
+
+
+def check_booking_flights(
+    db: Database, request: dict[str, Any], min_connection_minutes: int
+) -> None:
+    """A booking request's `flight_ids`, if it names any, chain its route; else 422."""
+    if request.get("flight_ids"):
+        check_itinerary(
+            db,
+            origin=request["origin"],
+            destination=request["destination"],
+            flight_ids=request["flight_ids"],
+            min_connection_minutes=min_connection_minutes,
+        )
