@@ -258,6 +258,29 @@ def goal_rows(summary: dict) -> list[dict[str, Any]]:
     if burst:
         rows.append(burst_goal_row(burst))
 
+    accept = _bench(summary, "accept")
+    if accept:
+        rows.append(
+            floor_goal_row(accept, "accept path (bench_accept): POST /api/bookings", "accept")
+        )
+    reads = _bench(summary, "reads")
+    if reads:
+        rows.append(floor_goal_row(reads, "cached route search (bench_reads)", "request"))
+        uncached = reads["uncached"]["latency_ms"]["p95"]
+        rows.append(
+            {
+                "figure": f"uncached route search over HTTP, {reads['flights']} flights, "
+                "dates outside the warm window (bench_reads): p95",
+                "spec": "500 ms",
+                "goal": "< 50 ms",
+                "measured": f"{_ms(uncached)} ms",
+                "vs_spec": below(uncached, 500),
+                "vs_goal": below(uncached, 50),
+                "short": "uncached route search p95 over HTTP",
+                "ratio": _ratio(uncached, 50),
+            }
+        )
+
     # 2. create throughput against the no-op floor
     if create:
         rows.append(
@@ -455,6 +478,24 @@ def burst_goal_row(burst: dict[str, Any]) -> dict[str, Any]:
         ),
         "short": f"burst accept p95 at {_offered_text(burst)}",
         "ratio": _ratio(p95, 50),
+    }
+
+
+def floor_goal_row(f: dict, figure: str, unit: str) -> dict[str, Any]:
+    """A benchmark against a floor app of its own (perf.harness.against_floor):
+    requests/s over the floor's, goal >= the benchmark's goal_ratio."""
+    ingress, floor = f["ingress"], f["floor"]
+    return {
+        "figure": f"{figure} / its floor app, requests/s (same gunicorn, alternating rounds)",
+        "spec": "-",
+        "goal": f">= {f['goal_ratio']:g}",
+        "measured": f"{ingress['rps']:.0f} / {floor['rps']:.0f} = {f['rps_ratio']:.2f} "
+        f"(CPU {ingress['cpu_ms_per_request']:.2f} vs {floor['cpu_ms_per_request']:.2f} "
+        f"ms per {unit})",
+        "vs_spec": "-",
+        "vs_goal": "met" if f["goal_met"] else f"missed ({f['rps_ratio']:.2f})",
+        "short": figure,
+        "ratio": f["goal_ratio"] / f["rps_ratio"] if f["rps_ratio"] else None,
     }
 
 

@@ -64,11 +64,13 @@ from core.flights import import_flights
 from core.locks import LATENCIES_KEY, METRICS_KEY, lock_metrics
 from core.settings import Settings
 from perf import (
+    bench_accept,
     bench_auth,
     bench_bulk,
     bench_burst,
     bench_create,
     bench_flights,
+    bench_reads,
     bench_transitions,
     report,
 )
@@ -102,6 +104,14 @@ MODES: dict[str, dict[str, Any]] = {
         "bench_flights": {"count": 100_000, "searches": 100},
         "bench_bulk": {"bookings": 1000, "updates": 500, "runs": 1},
         "bench_auth": {"rounds": 12, "requests_per_round": 1000, "connections": 8},
+        "bench_accept": {"pairs": 3, "seconds": 10.0, "connections": 16},
+        "bench_reads": {
+            "flights": 100_000,
+            "routes": 200,
+            "seconds": 10.0,
+            "pairs": 3,
+            "connections": 8,
+        },
         # issue 12's burst: 60 s at 10x the spec's peak, then until drained
         "bench_burst": {
             "seconds": 60.0,
@@ -120,6 +130,14 @@ MODES: dict[str, dict[str, Any]] = {
         "bench_flights": {"count": 20_000, "searches": 30},
         "bench_bulk": {"bookings": 200, "updates": 100, "runs": 1},
         "bench_auth": {"rounds": 2, "requests_per_round": 300, "connections": 8},
+        "bench_accept": {"pairs": 1, "seconds": 4.0, "connections": 16},
+        "bench_reads": {
+            "flights": 20_000,
+            "routes": 50,
+            "seconds": 4.0,
+            "pairs": 1,
+            "connections": 8,
+        },
         "bench_burst": {"seconds": 10.0, "creates": 20.0, "updates": 60.0, "drain_timeout": 120.0},
     },
 }
@@ -497,7 +515,16 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
 
 # -- the benchmarks ----------------------------------------------------------------
 
-BENCHMARKS = ("create", "transitions", "flights", "bulk", "auth", "burst")  # in running order
+BENCHMARKS = (
+    "create",
+    "transitions",
+    "flights",
+    "bulk",
+    "auth",
+    "accept",
+    "reads",
+    "burst",
+)  # in order
 
 
 def benchmark_phase(
@@ -525,6 +552,8 @@ def benchmark_phase(
         ("flights", lambda p: bench_flights.run(profile_dir=profile_dir, **p), bench_flights),
         ("bulk", lambda p: bench_bulk.run(**p), bench_bulk),
         ("auth", lambda p: bench_auth.run(**p), bench_auth),
+        ("accept", lambda p: bench_accept.run(**p), bench_accept),
+        ("reads", lambda p: bench_reads.run(start=datetime.now(UTC).date(), **p), bench_reads),
         ("burst", lambda p: bench_burst.run(**p), bench_burst),
     ]
     for name, call, module in specs:

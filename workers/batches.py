@@ -13,10 +13,12 @@ leaves its unacked messages to RabbitMQ's redelivery.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from queue import Queue
 from typing import Any
 
 from celery_batches import Batches, SimpleRequest
@@ -47,6 +49,14 @@ class GroupCommit(Batches):
         settings = app.conf.radiantgo_settings
         self.flush_every = settings.GROUP_COMMIT_SIZE
         self.flush_interval = settings.GROUP_COMMIT_WAIT_MS / 1000
+        # Called again when the consumer restarts (a lost broker connection):
+        # the flush timer died with the old consumer, and the messages still
+        # buffered can no longer be acked on their closed channel (RabbitMQ
+        # redelivers them). Start clean, or nothing is flushed on a timer again.
+        if self._tref is not None:
+            self._tref.cancel()
+        self._tref = None
+        self._buffer, self._pending, self._count = Queue(), Queue(), itertools.count(1)
         return super().Strategy(task, app, consumer)
 
     def flush(self, requests):
