@@ -42,13 +42,15 @@ def settings() -> Settings:
 
 
 class Heartbeat(bootsteps.StartStopStep):
-    """Records this worker as alive in Redis every few seconds, for /health."""
+    """Records this worker as alive in Redis every few seconds, for /health.
 
-    requires = {"celery.worker.components:Timer"}
+    A consumer step: it starts again with the consumer after a lost broker
+    connection (the consumer's restart drops the timers set before it; as a
+    worker step, the heartbeat stopped for good after a RabbitMQ restart)."""
 
-    def start(self, worker):
-        self.name_ = worker.hostname or socket.gethostname()
-        self.tref = worker.timer.call_repeatedly(health.WORKER_HEARTBEAT_INTERVAL, self.beat)
+    def start(self, consumer):
+        self.name_ = consumer.hostname or socket.gethostname()
+        self.tref = consumer.timer.call_repeatedly(health.WORKER_HEARTBEAT_INTERVAL, self.beat)
         self.beat()
 
     def beat(self):
@@ -57,9 +59,10 @@ class Heartbeat(bootsteps.StartStopStep):
         except Exception as exc:  # a missed heartbeat must never stop the worker
             log.warning("heartbeat not recorded: %s", exc)
 
-    def stop(self, worker):
+    def stop(self, consumer):
         if getattr(self, "tref", None) is not None:
             self.tref.cancel()
+            self.tref = None
 
 
 def _queue_of(task_name: str) -> str | None:
@@ -71,7 +74,7 @@ def _queue_of(task_name: str) -> str | None:
 def install(app: Celery) -> None:
     settings: Settings = app.conf.radiantgo_settings
     _state["settings"] = settings
-    app.steps["worker"].add(Heartbeat)
+    app.steps["consumer"].add(Heartbeat)
 
     @signals.setup_logging.connect(weak=False)
     def _logging(**_):

@@ -27,7 +27,7 @@ def test_all_up_is_healthy(client, worker):
     r = client.get("/health")
     assert r.status_code == 200
     body = r.get_json()
-    assert body["status"] == "healthy"
+    assert body["status"] == "healthy", body
     for name in ("mongodb", "redis", "rabbitmq", "workers"):
         assert body["services"][name]["status"] == "healthy"
         assert body["services"][name]["latency_ms"] >= 0
