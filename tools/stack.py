@@ -221,35 +221,34 @@ def ensure_services_command() -> None:
 
 
 def ensure_bounded_queues(settings: Settings) -> None:
-    """Declare every queue with its bound. A queue an older version declared
-    without one cannot be redeclared (RabbitMQ refuses changed arguments): an
-    empty one is replaced, one still holding messages is left for its workers
-    to drain, with a message saying so."""
+    """Declare every queue as the workers do (celeryconfig: durable, bounded).
+    A queue an older version declared otherwise (without its bound) cannot be
+    redeclared, RabbitMQ refuses changed arguments: an empty one is replaced,
+    one still holding messages is left for its workers to drain, with a
+    message saying so."""
     from amqp.exceptions import PreconditionFailed
     from kombu import Connection
 
+    from celeryconfig import celery_config
+
     with Connection(settings.RABBITMQ_URL, connect_timeout=settings.BROKER_TIMEOUT_S) as conn:
-        for queue in queues.ALL_QUEUES:
-            name = queues.queue_name(queue, settings.QUEUE_NAMESPACE)
-            arguments = queues.queue_arguments(queue, settings)
-            channel = conn.channel()
+        for queue in celery_config(settings)["task_queues"]:
             try:
-                channel.queue_declare(name, durable=True, arguments=arguments)
-                channel.close()
+                queue.bind(conn.channel()).declare()
                 continue
             except PreconditionFailed:
-                pass  # the channel is closed by the broker
+                pass  # that channel is closed by the broker
             channel = conn.channel()
-            held = channel.queue_declare(name, passive=True).message_count
+            held = channel.queue_declare(queue.name, passive=True).message_count
             if held:
                 raise click.ClickException(
-                    f"Queue {name!r} holds {held} messages and was declared without its bound"
-                    " by an older version: run that version's workers until it is empty."
+                    f"Queue {queue.name!r} holds {held} messages and was declared otherwise"
+                    " (without its bound) by an older version: run that version's workers"
+                    " until it is empty."
                 )
-            channel.queue_delete(name)
-            channel.queue_declare(name, durable=True, arguments=arguments)
-            channel.close()
-            click.echo(f"queue {name!r} re-declared with its bound ({arguments['x-max-length']})")
+            channel.queue_delete(queue.name)
+            queue.bind(conn.channel()).declare()
+            click.echo(f"queue {queue.name!r} re-declared with its bound")
 
 
 @cli.command()

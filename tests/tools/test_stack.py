@@ -120,3 +120,48 @@ def test_make_run_serves_interactive_and_background_queues_with_workers_of_their
     assert lines["background"].startswith("nice -n $BACKGROUND_NICE ")
     assert sorted(queues.INTERACTIVE + queues.BACKGROUND) == sorted(queues.ALL_QUEUES)
     assert not set(queues.INTERACTIVE) & set(queues.BACKGROUND)
+
+
+def _unbounded_queue(settings, name: str, message: bytes | None = None) -> None:
+    """A queue as an older version declared it: durable, without its bound."""
+    from kombu import Connection
+
+    with Connection(settings.RABBITMQ_URL) as conn:
+        channel = conn.channel()
+        channel.queue_declare(name, durable=True, auto_delete=False)
+        if message is not None:
+            from amqp import Message
+
+            channel.basic_publish(Message(message), exchange="", routing_key=name)
+
+
+def test_make_run_replaces_an_empty_queue_declared_without_its_bound(settings):
+    import uuid
+
+    from click import ClickException
+    from kombu import Connection
+
+    from celeryconfig import celery_config
+    from core import queues
+    from tools.processes import delete_queues
+
+    older = load_settings(
+        {}, **{**settings.__dict__, "QUEUE_NAMESPACE": f"older-{uuid.uuid4().hex[:6]}"}
+    )
+    bookings = queues.queue_name(queues.BOOKINGS, older.QUEUE_NAMESPACE)
+    status = queues.queue_name(queues.STATUS, older.QUEUE_NAMESPACE)
+    try:
+        _unbounded_queue(older, bookings)
+        stack.ensure_bounded_queues(older)
+        stack.ensure_bounded_queues(older)  # and again: nothing left to change
+        # The workers' own declarations (celeryconfig) now agree with the broker's.
+        with Connection(older.RABBITMQ_URL) as conn:
+            for queue in celery_config(older)["task_queues"]:
+                queue.bind(conn.channel()).declare()
+        # One still holding messages is left alone, and make run says why.
+        delete_queues(older)
+        _unbounded_queue(older, status, message=b"{}")
+        with pytest.raises(ClickException, match="holds 1 messages"):
+            stack.ensure_bounded_queues(older)
+    finally:
+        delete_queues(older)
