@@ -275,29 +275,13 @@ def find_job(db: Database, client: redis.Redis, job_id: str) -> dict[str, Any] |
 
 
 def start_job(
-    db: Database,
-    job_id: str,
-    now: datetime,
-    payload: dict[str, Any] | None = None,
-    *,
-    mark_running: bool = True,
+    db: Database, job_id: str, now: datetime, payload: dict[str, Any] | None = None
 ) -> dict[str, Any] | None:
-    """Return {"_id", "payload"} of a job still to do; None if nothing is left to do.
-
-    Long jobs are marked running (clients watch their progress). Short ones
-    (mark_running=False, their payload in the message) only read the job's
-    state: on the embedded server a conditional update costs four times an
-    indexed read (1.0 vs 0.23 ms of server CPU, measured), and a create or a
-    transition is over before a poll could show "running". Either way a job
-    unknown here (its 202 became a 503) or already finished (a redelivery) is
-    skipped, and one found running was delivered to a worker that died: it
-    runs again (every task is idempotent).
-    """
-    if not mark_running and payload is not None:
-        job = db.jobs.find_one({"_id": job_id}, {"state": 1})
-        if job is None or job["state"] in FINISHED:
-            return None
-        return {"_id": job_id, "payload": payload}
+    """Mark a long job running (clients watch its progress); return {"_id",
+    "payload"} of a job still to do, None if nothing is left to do. A job unknown
+    here (its 202 became a 503) or already finished (a redelivery) is skipped,
+    and one found running was delivered to a worker that died: it runs again
+    (every task is idempotent). Short jobs start in groups: still_to_do."""
     result = db.jobs.update_one(
         {"_id": job_id, "state": QUEUED},
         {"$set": {"state": RUNNING, "started_at": now}},
@@ -310,22 +294,6 @@ def start_job(
     return job
 
 
-def start_queued(db: Database, client: redis.Redis, record: dict[str, Any]) -> bool:
-    """Whether a short job that travelled with its record is still to do: not
-    finished in MongoDB (a redelivery) and not discarded (its 202 became a 503).
-
-    With Redis out the job runs: a discarded job that was delivered after all
-    (a publish whose confirm was lost, then Redis failing too) is rarer than
-    the jobs a Redis outage would otherwise fail."""
-    job = db.jobs.find_one({"_id": record["_id"]}, {"state": 1})
-    if job is not None:
-        return job["state"] not in FINISHED
-    try:
-        return client.get(queued_key(record["_id"])) != DISCARDED
-    except redis.RedisError:
-        return True
-
-
 def finish_job(
     db: Database,
     job_id: str,
@@ -333,35 +301,19 @@ def finish_job(
     *,
     result: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
-    started_at: datetime | None = None,
-    record: dict[str, Any] | None = None,
 ) -> bool:
-    """Record a job's outcome once; False if it was already finished.
-
-    With its queued `record` (a short job), the job is inserted in its final
-    state unless MongoDB holds it already (an Idempotency-Key's job, recorded
-    when accepted): one write either way.
+    """Record a long job's outcome once; False if it was already finished.
 
     The outcome is made storable first (see storable): client text it echoes
-    must never keep a job from ending. `started_at` is for jobs that were
-    never marked running."""
+    must never keep a job from ending. (Short jobs: finish_many.)"""
     update: dict[str, Any] = {
         "state": FAILED if error is not None else SUCCEEDED,
         "finished_at": now,
         "result": storable(result),
         "error": storable(error),
     }
-    if started_at is not None:
-        update["started_at"] = started_at
     unfinished = {"_id": job_id, "state": {"$in": [QUEUED, RUNNING]}}
-    if record is None:
-        return db.jobs.update_one(unfinished, {"$set": update}).modified_count == 1
-    inserted = {k: v for k, v in from_record(record).items() if k not in update and k != "_id"}
-    try:
-        db.jobs.update_one(unfinished, {"$set": update, "$setOnInsert": inserted}, upsert=True)
-    except DuplicateKeyError:  # the upsert found the job, finished by an earlier delivery
-        return False
-    return True
+    return db.jobs.update_one(unfinished, {"$set": update}).modified_count == 1
 
 
 # -- many at once (group commit) ------------------------------------------------------
@@ -371,9 +323,10 @@ def still_to_do(
     db: Database, client: redis.Redis, deliveries: list[tuple[str, dict[str, Any] | None]]
 ) -> list[dict[str, Any]]:
     """Of (job_id, queued record or None) deliveries, the jobs still to do, each as
-    {"_id", "payload", "record", "stored"}: start_job and start_queued for many, with one
-    MongoDB read and one Redis read. A job without a record (accepted while Redis
-    was out, or with an Idempotency-Key before records) is read from MongoDB."""
+    {"_id", "payload", "record", "stored"}, with one MongoDB read and one Redis
+    read: not finished in MongoDB (a redelivery), not discarded (its 202 became
+    a 503), once each. A job without a record (accepted while Redis was out)
+    is read from MongoDB, and one MongoDB does not know is dropped."""
     ids = [job_id for job_id, _ in deliveries]
     stored = {
         job["_id"]: job for job in db.jobs.find({"_id": {"$in": ids}}, {"state": 1, "payload": 1})
@@ -387,7 +340,10 @@ def still_to_do(
                 job_id for job_id, raw in zip(unstored, states, strict=True) if raw == DISCARDED
             }
         except redis.RedisError:
-            pass  # with Redis out the jobs run: see start_queued
+            # With Redis out the jobs run: a discarded job delivered after all
+            # (a lost confirm, then Redis failing too) is rarer than the jobs a
+            # Redis outage would otherwise fail.
+            pass
     todo, seen = [], set()
     for job_id, record in deliveries:
         job = stored.get(job_id)

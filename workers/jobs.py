@@ -50,20 +50,13 @@ def run_job(
     job_id: str,
     payload: dict[str, Any] | None,
     work: Work,
-    *,
-    mark_running: bool = True,
-    record: dict[str, Any] | None = None,
 ) -> None:
-    """`mark_running=False` for short jobs: see core.jobs.start_job. A short job
-    accepted without a MongoDB write travels with its queued `record`, and is
-    written to MongoDB once, with its outcome."""
+    """A long job (an import, a bulk job, a cache warm), recorded in MongoDB when
+    accepted and marked running here. Creates and transitions run in groups
+    (workers.batches)."""
     try:
         svc = runtime.services()  # the first call connects and ensures indexes
-        started = utcnow()
-        if record is not None:
-            job = record if jobs.start_queued(svc.db, svc.redis, record) else None
-        else:
-            job = jobs.start_job(svc.db, job_id, started, payload, mark_running=mark_running)
+        job = jobs.start_job(svc.db, job_id, utcnow(), payload)
         if job is None:
             log.info("job already finished or unknown; message dropped")
             return
@@ -78,20 +71,18 @@ def run_job(
         except Exception as exc:
             log.exception("job failed on an unexpected error")
             outcome = {"error": unexpected(exc, job_id)}
-        if not mark_running:
-            outcome["started_at"] = started
-        _finish(svc, job_id, record, **outcome)
+        _finish(svc, job_id, **outcome)
     except RadiantError as exc:
-        _retry_or_fail(task, job_id, record, exc)
+        _retry_or_fail(task, job_id, exc)
     except TRANSIENT as exc:
         # Anywhere, finishing included: Celery would ack a failed task, and the
         # job would stay "running" forever. A retry redoes idempotent work.
-        _retry_or_fail(task, job_id, record, unavailable(exc))
+        _retry_or_fail(task, job_id, unavailable(exc))
     except Exception as exc:
         # Outside the work (starting the job, or recording its outcome): the
         # job must end all the same.
         log.exception("job failed on an unexpected error")
-        _fail(task, job_id, record, unexpected(exc, job_id))
+        _fail(task, job_id, unexpected(exc, job_id))
 
 
 def instance(job_id: str) -> str:
@@ -111,22 +102,18 @@ def unexpected(exc: Exception, job_id: str) -> dict[str, Any]:
     ).to_problem(instance=instance(job_id))
 
 
-Record = dict[str, Any] | None
-
-
-def _fail(task: Task, job_id: str, record: Record, problem: dict[str, Any]) -> None:
+def _fail(task: Task, job_id: str, problem: dict[str, Any]) -> None:
     try:
-        _finish(runtime.services(), job_id, record, error=problem)
+        _finish(runtime.services(), job_id, error=problem)
     except TRANSIENT as exc:  # recording the failure is a commit too: retried
-        _retry_or_fail(task, job_id, record, unavailable(exc))
+        _retry_or_fail(task, job_id, unavailable(exc))
 
 
-def _retry_or_fail(task: Task, job_id: str, record: Record, exc: RadiantError) -> None:
+def _retry_or_fail(task: Task, job_id: str, exc: RadiantError) -> None:
     max_retries = runtime.settings().TASK_MAX_RETRIES
     if task.request.retries >= max_retries:
         exc.detail = f"Gave up after {max_retries} retries: {exc.detail}"
-        problem = exc.to_problem(instance=instance(job_id))
-        _finish(runtime.services(), job_id, record, error=problem)
+        _finish(runtime.services(), job_id, error=exc.to_problem(instance=instance(job_id)))
         return
     log.warning("transient failure, retrying: %s", exc.detail)
     raise task.retry(
@@ -134,13 +121,6 @@ def _retry_or_fail(task: Task, job_id: str, record: Record, exc: RadiantError) -
     )
 
 
-def _finish(svc: Services, job_id: str, record: Record, **outcome: Any) -> None:
-    if not jobs.finish_job(svc.db, job_id, utcnow(), record=record, **outcome):
-        return
-    if record is None:
+def _finish(svc: Services, job_id: str, **outcome: Any) -> None:
+    if jobs.finish_job(svc.db, job_id, utcnow(), **outcome):
         notify_job_finished(svc.redis, job_id)
-        return
-    try:  # the outcome is committed: what follows is best-effort
-        jobs.release_queued(svc.redis, [record])
-    except redis.RedisError as exc:
-        log.warning("queued record not released (it expires; waiters poll): %s", exc)

@@ -47,23 +47,8 @@ def test_lifecycle_is_recorded_once(services):
     assert jobs.get_job(services.db, job["_id"])["result"] == {"ok": 1}
 
 
-def test_a_short_job_goes_from_queued_to_finished_without_a_running_write(services):
-    job, _ = record(services)
-    started = utcnow()
-    todo = jobs.start_job(services.db, job["_id"], started, {"x": 1}, mark_running=False)
-    assert todo == {"_id": job["_id"], "payload": {"x": 1}}
-    assert jobs.get_job(services.db, job["_id"])["state"] == "queued"
-    assert jobs.finish_job(services.db, job["_id"], utcnow(), result={}, started_at=started)
-    stored = jobs.get_job(services.db, job["_id"])
-    assert stored["state"] == "succeeded" and stored["started_at"] is not None
-    # A redelivery of the finished job does nothing.
-    assert jobs.start_job(services.db, job["_id"], utcnow(), {"x": 1}, mark_running=False) is None
-
-
 def test_unknown_job_is_not_started(services):
-    assert jobs.start_job(services.db, new_job_id(), utcnow()) is None
-    # A short job too: a task whose 202 became a 503 (job discarded) never runs.
-    assert jobs.start_job(services.db, new_job_id(), utcnow(), {}, mark_running=False) is None
+    assert jobs.start_job(services.db, new_job_id(), utcnow()) is None  # its 202 became a 503
 
 
 def test_same_key_same_request_returns_the_first_job(services):
