@@ -165,7 +165,8 @@ def _transition_locked(
         }
         later += sorted(refused)
         planned = [p for p in planned if p[0] not in refused]
-        events = [e for e in events if e["job_id"] not in {items[n]["job_id"] for n in refused}]
+        refused_jobs = {items[n]["job_id"] for n in refused}
+        events = [e for e in events if e["job_id"] not in refused_jobs]
     _insert_events(db, events)
     for n, booking, now in planned:
         outcomes[n] = transitions.moved(booking, items[n]["target"], now)

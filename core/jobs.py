@@ -4,8 +4,8 @@ Two ways in, one way out:
 - A short job (a booking's create or transition) is accepted without a
   MongoDB round trip: its queued record goes to Redis (hold_queued) and
   travels in the message, and the worker writes the job to MongoDB once, in
-  its final state (finish_job with the record). While it is queued, readers
-  find it in Redis (find_job).
+  its final state (finish_many). While it is queued, readers find it in Redis
+  (find_job).
 - Long jobs (imports, bulk, cache warming), and any job with an
   Idempotency-Key (whose claim must be durable), are recorded in MongoDB
   before their task is published; the worker moves them
@@ -28,6 +28,7 @@ from pymongo import UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from core import queues
 from core.db import DUPLICATE_KEY
 from core.errors import IdempotencyKeyInProgress, IdempotencyKeyReused
 from core.settings import Settings
@@ -196,10 +197,7 @@ FINISHED_RECORD_TTL_S = 60
 # What a record becomes when its publish failed (the client got a 503): a
 # message the broker took after all (a lost confirm) is then dropped unrun.
 DISCARDED = "discarded"
-# A booking being created: "<job_id> <customer_id>", set with the create's
-# record and dropped when the create ends, so a transition accepted meanwhile
-# is told "not ready" rather than "no such booking".
-CREATE_JOB = "booking.create"
+CREATE_JOB = queues.job_type(queues.CREATE_BOOKING)
 
 
 def queued_key(job_id: str) -> str:
@@ -207,6 +205,9 @@ def queued_key(job_id: str) -> str:
 
 
 def creating_key(ref_id: str) -> str:
+    """A booking being created: "<job_id> <customer_id>", set with the create's
+    record and dropped when the create ends, so a transition accepted meanwhile
+    is told "not ready" rather than "no such booking"."""
     return f"jobs:creating:{ref_id}"
 
 

@@ -187,22 +187,26 @@ class RequestTally:
             log.warning("request metrics skipped: %s", exc)
 
 
-def record_group(
+def record_tasks(
     client: redis.Redis,
     task_type: str,
     *,
     wait_ms: list[float],
     run_ms: float,
-    count: int,
-    failed: int,
-    queue: str,
-    now: float,
+    count: int = 1,
+    failed: int = 0,
+    queue: str | None = None,
+    now: float | None = None,
 ) -> None:
-    """record_task for a group of `count` tasks run together (workers.batches)."""
+    """`count` tasks of `task_type` taken off `queue` (one, or a group run
+    together by workers.batches), in one round trip: counts, the waits known,
+    each one's run time, and the drain rate a full queue's Retry-After comes
+    from (with `queue`)."""
     pipe = client.pipeline(transaction=False)
-    key = drained_key(queue, int(now))
-    pipe.incrby(key, count)
-    pipe.expire(key, DRAIN_WINDOW_S * 2)
+    if queue is not None:
+        key = drained_key(queue, int(now if now is not None else time.time()))
+        pipe.incrby(key, count)
+        pipe.expire(key, DRAIN_WINDOW_S * 2)
     pipe.hincrby(TASKS, f"{task_type}|count", count)
     if failed:
         pipe.hincrby(TASKS, f"{task_type}|failed", failed)
@@ -212,31 +216,6 @@ def record_group(
     if count:
         pipe.lpush(task_key("run", task_type), *([round(run_ms, 3)] * count))
         pipe.ltrim(task_key("run", task_type), 0, SAMPLES - 1)
-    pipe.execute()
-
-
-def record_task(
-    client: redis.Redis,
-    task_type: str,
-    *,
-    wait_ms: float | None,
-    run_ms: float,
-    failed: bool,
-    queue: str | None = None,
-    now: float | None = None,
-) -> None:
-    pipe = client.pipeline(transaction=False)
-    if queue is not None:  # the drain rate, which a full queue's Retry-After comes from
-        key = drained_key(queue, int(now if now is not None else time.time()))
-        pipe.incr(key)
-        pipe.expire(key, DRAIN_WINDOW_S * 2)
-    pipe.hincrby(TASKS, f"{task_type}|count", 1)
-    if failed:
-        pipe.hincrby(TASKS, f"{task_type}|failed", 1)
-    for kind, value in (("wait", wait_ms), ("run", run_ms)):
-        if value is not None:
-            pipe.lpush(task_key(kind, task_type), round(value, 3))
-            pipe.ltrim(task_key(kind, task_type), 0, SAMPLES - 1)
     pipe.execute()
 
 

@@ -43,32 +43,35 @@ def publish(
     group_queue = queues.TASKS[task_name][1]
     queue = queues.queue_name(group_queue, settings.QUEUE_NAMESPACE)
     kwargs = {"job": record} if record is not None else {"payload": payload}
-    publisher().send_task(
-        task_name,
-        args=[job_id],
-        kwargs=kwargs,
-        task_id=job_id,
-        queue=queue,
-        # What Flower shows for the arguments. Given here, Celery skips its
-        # saferepr of them: a quarter of the ingress's Python time (py-spy).
-        argsrepr=repr([job_id]),
-        kwargsrepr=_clipped_repr(kwargs),
-        headers={"request_id": logs.bound().get("request_id"), "enqueued_at": time.time()},
-        retry=True,
-        retry_policy={
-            "max_retries": settings.BROKER_PUBLISH_RETRIES,
-            "interval_start": 0,
-            "interval_step": 0.2,
-            "interval_max": 0.5,
-            "errback": lambda exc, _interval: _refused(exc, group_queue),
-        },
-        confirm_timeout=settings.BROKER_TIMEOUT_S,
-    )
+    try:
+        publisher().send_task(
+            task_name,
+            args=[job_id],
+            kwargs=kwargs,
+            task_id=job_id,
+            queue=queue,
+            # What Flower shows for the arguments. Given here, Celery skips its
+            # saferepr of them: a quarter of the ingress's Python time (py-spy).
+            argsrepr=repr([job_id]),
+            kwargsrepr=_clipped_repr(kwargs),
+            headers={"request_id": logs.bound().get("request_id"), "enqueued_at": time.time()},
+            retry=True,
+            retry_policy={
+                "max_retries": settings.BROKER_PUBLISH_RETRIES,
+                "interval_start": 0,
+                "interval_step": 0.2,
+                "interval_max": 0.5,
+                "errback": lambda exc, _interval: _refused(exc, group_queue),
+            },
+            confirm_timeout=settings.BROKER_TIMEOUT_S,
+        )
+    except MessageNacked as exc:  # out of retries before the errback ran (none allowed)
+        _refused(exc, group_queue)
 
 
 def _refused(exc: Exception, queue: str) -> None:
-    """Called by kombu before each publish retry: a nack is the broker's answer
-    (the queue is full), not a fault that a retry could mend."""
+    """A nack is the broker's answer (the queue is full), not a fault a retry
+    could mend: raise QueueFull. Called by kombu before each publish retry."""
     if not isinstance(exc, MessageNacked):
         return
     svc = services()
@@ -119,9 +122,10 @@ def submit_job(
     """Record and enqueue a job; answer with it as the client asked (202 or final).
 
     `body` is the validated request; `assigned` holds what the ingress decided
-    for it (a booking's ref_id), stored with it as the job's payload. Small
-    payloads travel in the message too (the worker then starts the job with
-    one write). A bulk request's items are not validated yet (the worker
+    for it (a booking's ref_id), stored with it as the job's payload. A short
+    job (queues.SHORT_TASKS) is held in Redis and travels whole in the message
+    (core.jobs); the others, and any with an Idempotency-Key, are recorded in
+    MongoDB first. A bulk request's items are not validated yet (the worker
     reports each by index), so it is kept as JSON text, which MongoDB stores
     whatever it holds (a 2^70 integer, a "$where" key), and not sent in the
     message.
@@ -153,20 +157,22 @@ def submit_job(
         ref_id=assigned.get("ref_id"),
         customer_id=principal.customer_id,
     )
-    record = None
-    if task_name in queues.SHORT_TASKS:
-        record = _hold_queued(svc, jobs.job_record(job))
-    created = True
-    if record is None or key is not None:
+    short = task_name in queues.SHORT_TASKS
+    created, record = True, None
+    if key is not None or not short:
         fingerprint = jobs.request_fingerprint(request.method, request.path, body)
         job, created = jobs.record_job(
             svc.db, svc.settings, job, idempotency_key=key, fingerprint=fingerprint
         )
+    if short and created:
+        record = _hold_queued(svc, jobs.job_record(job))
+        if record is None and key is None:  # Redis is out: MongoDB holds it instead
+            job, created = jobs.record_job(svc.db, svc.settings, job)
     logs.bind(job_id=job["_id"])
     if created:
         try:
             publish(task_name, job_id, None if bulk else job["payload"], record)
-        except (QueueFull, OperationalError, KombuError, OSError, MessageNacked) as exc:
+        except (QueueFull, OperationalError, KombuError, OSError) as exc:
             _discard(svc, job, record, key)
             if coalesce_for is not None:
                 coalesce.release(svc.redis, job_type, job_id)
@@ -174,8 +180,6 @@ def submit_job(
             if isinstance(exc, QueueFull):
                 raise
             raise ServiceUnavailable("The job queue is unavailable; nothing was enqueued.") from exc
-    elif record is not None:
-        _discard(svc, None, record, None)  # replayed: the new record stands for nothing
     response = job_response(job, wait=prefer_wait(), accepted=True)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

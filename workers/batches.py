@@ -89,16 +89,13 @@ def run_group(task: GroupCommit, requests: list[SimpleRequest], work: WorkMany) 
         deliveries = [(_job_id(r), r.kwargs.get("job")) for r in requests]
         todo = jobs.still_to_do(svc.db, svc.redis, deliveries)
         outcomes = _work(svc, todo, work)
-        again = [
-            job
-            for job, outcome in zip(todo, outcomes, strict=True)
-            if _transient(outcome) and _retries(by_id[job["_id"]]) < svc.settings.TASK_MAX_RETRIES
-        ]
-        finished = [
-            _finished(job, outcome, started, gave_up=svc.settings.TASK_MAX_RETRIES)
-            for job, outcome in zip(todo, outcomes, strict=True)
-            if job not in again
-        ]
+        max_retries = svc.settings.TASK_MAX_RETRIES
+        again, finished = [], []
+        for job, outcome in zip(todo, outcomes, strict=True):
+            if _transient(outcome) and _retries(by_id[job["_id"]]) < max_retries:
+                again.append(job)
+            else:
+                finished.append(_finished(job, outcome, started, gave_up=max_retries))
         jobs.finish_many(svc.db, finished, utcnow())
     except (*TRANSIENT, _GroupUnavailable) as exc:
         log.warning("a group of %d not committed, retrying: %s", len(requests), exc)
@@ -240,7 +237,7 @@ def _record(
         if isinstance(enqueued, int | float):
             waits.append((now - seconds - enqueued) * 1000)
     try:
-        metrics.record_group(
+        metrics.record_tasks(
             svc.redis,
             task.name.rsplit(".", 1)[-1],
             wait_ms=waits,

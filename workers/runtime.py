@@ -101,12 +101,12 @@ def install(app: Celery) -> None:
         # A retried task's wait counts from its first enqueue: that is what a client waits.
         wait_ms = (started - enqueued) * 1000 if isinstance(enqueued, int | float) else None
         try:
-            metrics.record_task(
+            metrics.record_tasks(
                 services().redis,
                 task.name.rsplit(".", 1)[-1],
-                wait_ms=wait_ms,
+                wait_ms=[wait_ms] if wait_ms is not None else [],
                 run_ms=(time.time() - started) * 1000,
-                failed=state == "FAILURE",
+                failed=int(state == "FAILURE"),
                 queue=_queue_of(task.name),
             )
         except Exception as exc:  # metrics must never fail a task
