@@ -148,8 +148,10 @@ class Settings:
     WORKER_POOL: str = _setting("prefork", check=lambda v: v in ("threads", "prefork", "solo"))
     WORKER_CONCURRENCY: int = _setting(8, check=_positive)  # interactive: bookings, status
     # Background work (bulk, maintenance): its own worker, fewer processes, and
-    # a lower CPU priority (nice), so on a small machine a bulk import or a
-    # cache warm takes what the interactive worker and the ingress leave.
+    # a lower CPU priority (nice, set by tools.priority), so on a small machine
+    # a bulk import or a cache warm takes what the interactive worker and the
+    # ingress leave. The interactive worker keeps the default priority: it does
+    # the work clients are waiting on.
     BACKGROUND_CONCURRENCY: int = _setting(2, check=_positive)
     BACKGROUND_NICE: int = _setting(10, check=lambda v: 0 <= v <= 19)
     EMBEDDED_MONGO_PORT: int = _setting(27018, check=lambda v: 0 < v < 65536)

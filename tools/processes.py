@@ -76,11 +76,11 @@ def start_worker(
     nice: int = 0,
 ) -> subprocess.Popen:
     """A Celery worker on `queue_list`; `nice` > 0 starts it at a lower CPU priority,
-    as `make run` starts the background group."""
+    as `make run` starts the background group (tools.priority)."""
     names = ",".join(queues.queue_name(q, settings.QUEUE_NAMESPACE) for q in queue_list)
     return subprocess.Popen(
         [
-            *(["nice", "-n", str(nice)] if nice else []),
+            *([sys.executable, "-m", "tools.priority", str(nice)] if nice else []),
             str(BIN / "celery"),
             "-A",
             "workers.main",

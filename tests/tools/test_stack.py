@@ -117,7 +117,7 @@ def test_make_run_serves_interactive_and_background_queues_with_workers_of_their
     lines = dict(line.split(": ", 1) for line in procfile.read_text().splitlines() if line)
     assert "-Q $INTERACTIVE_QUEUES" in lines["worker"]
     assert "-Q $BACKGROUND_QUEUES" in lines["background"]
-    assert lines["background"].startswith("nice -n $BACKGROUND_NICE ")
+    assert lines["background"].startswith(".venv/bin/python -m tools.priority $BACKGROUND_NICE ")
     assert sorted(queues.INTERACTIVE + queues.BACKGROUND) == sorted(queues.ALL_QUEUES)
     assert not set(queues.INTERACTIVE) & set(queues.BACKGROUND)
 

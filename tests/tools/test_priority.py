@@ -1,0 +1,46 @@
+"""tools.priority: a lowered priority that holds between sessions (autogroups)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools.priority import AUTOGROUP
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORT = (
+    "import os, pathlib; p = pathlib.Path('/proc/self/autogroup');"
+    " print(os.nice(0)); print(p.read_text() if p.exists() else '')"
+)
+
+
+def _run(*prefix: str, new_session: bool) -> list[str]:
+    done = subprocess.run(
+        [*prefix, sys.executable, "-c", REPORT],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+        start_new_session=new_session,
+    )
+    return done.stdout.splitlines()
+
+
+@pytest.mark.parametrize("new_session", [True, False], ids=["session-leader", "in-a-session"])
+def test_the_command_runs_niced_and_its_autogroup_too(new_session):
+    before = os.nice(0)
+    lines = _run(sys.executable, "-m", "tools.priority", "7", new_session=new_session)
+    assert int(lines[0]) == min(before + 7, 19)
+    if AUTOGROUP.exists():
+        # its own session's group, never the caller's (ours stays as it was)
+        assert lines[1].endswith(" nice 7")
+        assert lines[1].split()[0] != AUTOGROUP.read_text().split()[0]
+        assert not AUTOGROUP.read_text().strip().endswith(" nice 7")
+
+
+def test_nice_zero_changes_nothing():
+    lines = _run(sys.executable, "-m", "tools.priority", "0", new_session=True)
+    assert int(lines[0]) == os.nice(0)
