@@ -89,6 +89,14 @@ FLIGHTS_GENERATION = "cache:generation:flights"
 CACHE_PREFIXES = ("booking:details:", "bookings:page:", "routes:", "flights:", "users:")
 
 
+def space_ttl(ttl: int, bookings_ttl: int) -> int:
+    """The TTL of a cached answer that shows flights' booked and available space
+    (flights, lists, routes): at most CACHE_TTL_BOOKINGS, the lag the API allows
+    them. A reservation invalidates nothing (it is exact in MongoDB; the views
+    of its flights just expire soon)."""
+    return min(ttl, bookings_ttl)
+
+
 def flight_key(flight_id: str) -> str:
     return f"flights:{flight_id}"
 
@@ -256,6 +264,11 @@ class Cache:
 
     def _count_miss(self, kind: str) -> None:
         self._count(kind, MISSES)
+
+    def count_hit(self, kind: str) -> None:
+        """Count a hit read by a script of another module (core.ratelimit reads
+        API keys' entries with the rate limit)."""
+        self._count(kind, LOOKUPS)
 
     def get(self, key: str, kind: str) -> Any | None:
         try:

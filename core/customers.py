@@ -141,6 +141,11 @@ def disable_customer(
     return public_customer(doc)
 
 
+def principal_of(cached: dict[str, Any]) -> Principal:
+    """The principal of an API key's cache entry (as authenticate stores it)."""
+    return Principal(role=cached["role"], customer_id=cached["customer_id"])
+
+
 def authenticate(db: Database, cache: Cache, api_key: str, ttl: int) -> Principal | None:
     """The principal an API key stands for; None if it is unknown, rotated or disabled."""
     if not api_key.startswith(API_KEY_PREFIX):
@@ -156,7 +161,7 @@ def authenticate(db: Database, cache: Cache, api_key: str, ttl: int) -> Principa
             return None
         cached = {"role": doc["role"], "customer_id": doc["_id"]}
         cache.set_versioned(cache_key, doc["version"], cached, ttl)
-    return Principal(role=cached["role"], customer_id=cached["customer_id"])
+    return principal_of(cached)
 
 
 def key_is_active(db: Database, api_key: str) -> bool:

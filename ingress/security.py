@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -15,10 +16,12 @@ from functools import cache
 from flask import Flask, g, request
 
 from core import access, customers
+from core import cache as caches
 from core.access import Principal
 from core.cache import REDIS_ERRORS
 from core.errors import InvalidCredentials, RadiantError, RateLimited, Unauthorized
-from core.ratelimit import Budget, RateLimiter
+from core.ids import API_KEY_PREFIX
+from core.ratelimit import Budget, RateLimiter, Verdict
 from core.settings import Settings
 from ingress.context import services
 
@@ -37,14 +40,18 @@ def _bearer_token() -> str | None:
     return token.strip()
 
 
+def _is_admin_token(token: str, settings: Settings) -> bool:
+    admin_token = settings.ADMIN_TOKEN
+    # Constant time, and an unset admin token matches nothing: never open by default.
+    return bool(admin_token) and hmac.compare_digest(token.encode(), admin_token.encode())
+
+
 def _identify() -> Principal:
     token = _bearer_token()
     svc = services()
     if token is None:
         return access.ANONYMOUS_CALLER if svc.settings.REQUIRE_API_KEYS else access.GUEST_CALLER
-    admin_token = svc.settings.ADMIN_TOKEN
-    # Constant time, and an unset admin token matches nothing: never open by default.
-    if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+    if _is_admin_token(token, svc.settings):
         return access.ADMIN_CALLER
     principal = customers.authenticate(svc.db, svc.cache, token, svc.settings.CACHE_TTL_USERS)
     if principal is None:
@@ -114,18 +121,56 @@ def client_ip() -> str:
     return hops[0] if hops else peer
 
 
-def client_key() -> str:
-    """The client, as rate limits and Idempotency-Keys tell clients apart: the API
-    key's customer (or the admin token), else the IP seen after TRUSTED_PROXIES.
-
-    Never raises: Flask-Limiter would swallow the error and skip the limit."""
+def _known_caller() -> Principal | None:
+    """The caller, if its credentials are valid and name someone (else None)."""
     try:
         principal = current_principal()
     except RadiantError:
-        principal = None
-    if principal is None or not principal.authenticated:
-        return f"ip:{client_ip()}"
-    return principal.scope
+        return None
+    return principal if principal.authenticated else None
+
+
+def client_key() -> str:
+    """The client, as Idempotency-Keys (and rate limits, but for API keys: see
+    _limit_caller) tell clients apart: the API key's customer (or the admin
+    token), else the IP seen after TRUSTED_PROXIES.
+
+    Never raises: every limit needs a caller to count, whatever the credentials."""
+    principal = _known_caller()
+    return principal.scope if principal is not None else f"ip:{client_ip()}"
+
+
+def _api_key_hash() -> str | None:
+    """The hash of the request's bearer token if it has an API key's shape and is
+    not the admin token (None otherwise, a malformed header included)."""
+    if "api_key_hash" not in g:
+        try:
+            token = _bearer_token()
+        except RadiantError:
+            token = None
+        keyed = token is not None and token.startswith(API_KEY_PREFIX)
+        if keyed and not _is_admin_token(token, services().settings):
+            g.api_key_hash = customers.hash_api_key(token)
+        else:
+            g.api_key_hash = None
+    return g.api_key_hash
+
+
+def _key_caller(key_hash: str) -> str:
+    # A customer has one valid key at a time (rotation replaces it), so the
+    # key's budget is the customer's; an admin rotation starts the new key with
+    # a fresh window.
+    return f"key:{key_hash}"
+
+
+def _limit_caller() -> str:
+    """Whom a budget counts: a caller identified by an API key by that key, so
+    that the key's cache lookup and the limit are one script call (_counted_check);
+    any other caller as client_key() says."""
+    key_hash = _api_key_hash()
+    if key_hash is not None and _known_caller() is not None:
+        return _key_caller(key_hash)
+    return client_key()
 
 
 # endpoint -> (settings field, window, methods, shared scope)
@@ -211,7 +256,10 @@ def _limited(view, limits: list[Limit], limiter: RateLimiter):
 
 def _check(limiter: RateLimiter, limit: Limit, *, count: bool) -> None:
     try:
-        verdict = limiter.check(limit.budget, client_key(), time.time(), count=count)
+        if count:
+            verdict = _counted_check(limiter, limit.budget)
+        else:  # counted later on the answer (_count_if), under the same caller
+            verdict = limiter.check(limit.budget, client_key(), time.time(), count=False)
     except REDIS_ERRORS as exc:
         log.warning("rate limit not checked (Redis): %s", exc)
         return
@@ -224,6 +272,23 @@ def _check(limiter: RateLimiter, limit: Limit, *, count: bool) -> None:
             f"Rate limit of {limit.budget.limit} per {limit.budget.window_s} s exceeded.",
             retry_after=verdict.retry_after_s,
         )
+
+
+def _counted_check(limiter: RateLimiter, budget: Budget) -> Verdict:
+    """Check and count `budget`. An API key not identified yet is looked up in
+    its cache entry by the same script call: on a hit that is who the caller is;
+    on a miss (not cached, or revoked: a tombstone) nothing was counted, and the
+    caller is identified through MongoDB (current_principal), then checked."""
+    key_hash = _api_key_hash()
+    if key_hash is not None and "principal" not in g:
+        cache_key = caches.api_key_key(key_hash)
+        found = limiter.check_cached_key(budget, cache_key, _key_caller(key_hash), time.time())
+        if found is not None:
+            verdict, cached = found
+            services().cache.count_hit(caches.USERS)  # a miss is counted by authenticate
+            g.principal = customers.principal_of(json.loads(cached))
+            return verdict
+    return limiter.check(budget, _limit_caller(), time.time())
 
 
 def _count_if(limiter: RateLimiter, limits: list[Limit], status: int) -> None:

@@ -1,5 +1,6 @@
 """Sliding-window counters (core.ratelimit), with the clock passed in."""
 
+import json
 import uuid
 
 from core.ratelimit import Budget, RateLimiter
@@ -47,3 +48,27 @@ def test_callers_and_scopes_have_budgets_of_their_own(services):
     assert not limiter.check(BUDGET, first, START + 2).allowed
     assert limiter.check(BUDGET, second, START + 2).allowed
     assert limiter.check(Budget("other", 5, 60), first, START + 2).allowed
+
+
+def test_a_cached_keys_check_reads_its_entry_and_counts_as_check_does(services):
+    limiter, who = RateLimiter(services.redis), caller()
+    entry = f"users:key:test-{who}"
+    services.cache.set_versioned(entry, 1, {"role": "customer", "customer_id": who}, 60)
+    verdict, cached = limiter.check_cached_key(BUDGET, entry, who, START + 1)
+    assert verdict.allowed and verdict.remaining == 4 and verdict.reset_s == 59
+    assert json.loads(cached) == {"role": "customer", "customer_id": who}
+    assert limiter.check(BUDGET, who, START + 2).remaining == 3  # the same counters
+    for _ in range(3):
+        limiter.check_cached_key(BUDGET, entry, who, START + 3)
+    refused, _ = limiter.check_cached_key(BUDGET, entry, who, START + 4)
+    assert not refused.allowed and refused.retry_after_s > 0
+
+
+def test_a_missing_or_revoked_entry_is_a_miss_that_counts_nothing(services):
+    limiter, who = RateLimiter(services.redis), caller()
+    entry = f"users:key:test-{who}"
+    assert limiter.check_cached_key(BUDGET, entry, who, START + 1) is None
+    services.cache.set_versioned(entry, 1, {"role": "customer", "customer_id": who}, 60)
+    services.cache.invalidate_versioned(entry, 2, 60)  # a rotation's tombstone
+    assert limiter.check_cached_key(BUDGET, entry, who, START + 2) is None
+    assert limiter.check(BUDGET, who, START + 3).remaining == 4

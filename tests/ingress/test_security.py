@@ -1,8 +1,10 @@
 """Admin authentication and per-IP rate limits, on real Redis."""
 
+import threading
 import uuid
 
 import pytest
+import redis
 
 from core.services import connect_services
 from core.settings import load_settings
@@ -148,3 +150,65 @@ def test_admin_and_bulk_budgets(settings, fresh_ip):
         for _ in range(3)
     ]
     assert [r.status_code for r in bodies] == [202, 202, 429]
+
+
+# -- round trips ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_sends(monkeypatch):
+    """The packed commands this thread sends to Redis (one per round trip: a
+    pipeline or a script call is one), whatever the client; the in-process
+    flushers' threads are not counted."""
+    sent, me = [], threading.get_ident()
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        if threading.get_ident() == me:
+            sent.append(command)
+        return send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    return sent
+
+
+def test_a_keyed_create_costs_two_redis_round_trips(app, services, redis_sends):
+    """Issue 12: the cached key lookup and the rate limit are one script call,
+    the job's queued record is the other (metrics are tallied in the process)."""
+    key = bearer(new_customer(services.db)["api_key"])
+    c = app.test_client()
+    # The first request fills the key's cache entry and loads the scripts.
+    assert c.post("/api/bookings", json=booking_body(), headers=key).status_code == 202
+    users = services.cache.hit_stats()["users"]
+    redis_sends.clear()
+    r = c.post("/api/bookings", json=booking_body(), headers=key)
+    assert r.status_code == 202 and r.headers["RateLimit-Remaining"]
+    assert len(redis_sends) <= 2, redis_sends
+    # The lookup read by the rate limit's script still counts as a cache hit.
+    after = services.cache.hit_stats()["users"]
+    assert (after["hits"], after["misses"]) == (users["hits"] + 1, users["misses"])
+
+
+@pytest.mark.parametrize("change", ["rotate", "disable"])
+def test_a_revoked_key_is_refused_at_once_and_then_limited_per_ip(
+    settings, services, fresh_ip, change
+):
+    c = client_for(limited_app(settings, RATE_LIMIT_BOOKINGS=3), fresh_ip)
+    made = new_customer(services.db)
+    key, customer_id = bearer(made["api_key"]), made["customer_id"]
+    for n in range(2):  # the second is a cache hit: looked up with the limit
+        r = c.post("/api/bookings", json=booking_body(), headers=key)
+        assert (r.status_code, r.headers["RateLimit-Remaining"]) == (202, str(2 - n))
+    if change == "rotate":
+        r = c.post(f"/api/admin/customers/{customer_id}/keys", headers=ADMIN)
+    else:
+        r = c.delete(f"/api/admin/customers/{customer_id}", headers=ADMIN)
+    assert r.status_code in (200, 201)
+    # The tombstone is a miss: MongoDB refuses the key, and the hit is the IP's.
+    refused = c.post("/api/bookings", json=booking_body(), headers=key)
+    assert (refused.status_code, refused.headers["RateLimit-Remaining"]) == (401, "2")
+    if change == "rotate":  # the new key starts with a window of its own
+        fresh = bearer(r.get_json()["api_key"])
+        for n in range(2):  # a MongoDB lookup, then a cache hit
+            r = c.post("/api/bookings", json=booking_body(), headers=fresh)
+            assert (r.status_code, r.headers["RateLimit-Remaining"]) == (202, str(2 - n))
