@@ -39,7 +39,7 @@ lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-burst ## Every benchmark, one after the other
+bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-reservations bench-burst ## Every benchmark, one after the other
 
 bench-create: venv ## Booking creation: accept/end-to-end latency, throughput vs a no-op task
 	$(PY) -m tools.stack ensure-services
@@ -69,6 +69,10 @@ bench-reads: venv ## Route search over HTTP: uncached p95, cached requests/s and
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_reads $(BENCH_ARGS)
 
+bench-reservations: venv ## Flight capacity: reservations/s on one hot flight vs 1,000 flights, flight lock p50/p95
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_reservations $(BENCH_ARGS)
+
 bench-burst: venv ## 60 s open loop at 10x the peak (100 creates/s + 300 updates/s), then until drained
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_burst $(BENCH_ARGS)
@@ -80,4 +84,4 @@ perf: venv ## Locust scenarios + every benchmark, one report in perf/results/<ti
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-burst perf clean
+.PHONY: help venv run test faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-reservations bench-burst perf clean

@@ -17,8 +17,8 @@ import redis
 from marshmallow import ValidationError
 from pymongo.database import Database
 
-from core import bookings, routes, transitions
-from core.errors import Conflict, RadiantError, ValidationFailed
+from core import group_commit, transitions
+from core.errors import RadiantError, ValidationFailed
 from core.flights import chunks
 from core.locks import LockManager
 from core.schemas import BookingCreateSchema, BulkStatusItemSchema
@@ -75,6 +75,7 @@ def _result(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def create_bookings(
     db: Database,
+    locks: LockManager,
     raw_items: Sequence[Any],
     *,
     job_id: str,
@@ -84,48 +85,42 @@ def create_bookings(
     customer_id: str | None = None,
     on_progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Create a booking per valid item, owned by `customer_id`, a chunk per insert_many."""
+    """Create a booking per valid item, owned by `customer_id`: each chunk as
+    one group of creates (core.group_commit.create_many: one insert per
+    collection, each booking holding its cargo space; a full flight fails its
+    item, 409)."""
     results: list[dict[str, Any]] = []
     done = 0
     for chunk in chunks(enumerate(raw_items), chunk_size):
-        docs = []
+        items, indexes = [], []
         for index, raw in chunk:
             try:
                 data = _load(_create_schema, raw)
-                routes.check_booking_flights(db, data, min_connection_minutes)
             except RadiantError as exc:
-                if exc.transient:
-                    raise
                 results.append({"index": index, "problem": exc.to_problem()})
                 continue
-            docs.append(
-                (
-                    index,
-                    bookings.booking_document(
-                        item_ref_id(job_id, index),
-                        data,
-                        job_id=item_job_id(job_id, index),
-                        now=now,
-                        customer_id=customer_id,
-                    ),
-                )
+            items.append(
+                {
+                    "job_id": item_job_id(job_id, index),
+                    "ref_id": item_ref_id(job_id, index),
+                    "request": data,
+                    "customer_id": customer_id,
+                }
             )
-        results += _insert_bookings(db, docs)
+            indexes.append(index)
+        created = group_commit.create_many(
+            db, locks, items, now=now, min_connection_minutes=min_connection_minutes
+        )
+        for index, outcome in zip(indexes, created, strict=True):
+            if isinstance(outcome, RadiantError):
+                results.append({"index": index, "problem": outcome.to_problem()})
+            else:
+                results.append(
+                    {"index": index, "ref_id": outcome["ref_id"], "status": outcome["status"]}
+                )
         done += len(chunk)
         _progress(on_progress, len(raw_items), done, sum("problem" in r for r in results))
     return _result(results)
-
-
-def _insert_bookings(db: Database, docs: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    stored = bookings.insert_new(db, [doc for _, doc in docs])
-    results = []
-    for (index, doc), booking in zip(docs, stored, strict=True):
-        if booking is None:
-            problem = Conflict(f"Booking {doc['ref_id']} already exists.").to_problem()
-            results.append({"index": index, "problem": problem})
-        else:
-            results.append({"index": index, "ref_id": doc["ref_id"], "status": doc["status"]})
-    return results
 
 
 def update_statuses(

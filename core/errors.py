@@ -126,6 +126,20 @@ class Conflict(RadiantError):
     slug = "conflict"
 
 
+class FlightFull(Conflict):
+    """A leg of the booking lacks the cargo space it needs (core.reservations)."""
+
+    title = "Flight is full"
+    slug = "flight-full"
+
+
+class CapacityBelowBooked(Conflict):
+    """A flight update would leave less capacity than is already booked on it."""
+
+    title = "Capacity below what is booked"
+    slug = "capacity-below-booked"
+
+
 class RateLimited(RadiantError):
     """The caller spent its budget for this window (core.ratelimit)."""
 

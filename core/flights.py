@@ -2,8 +2,15 @@
 
 A flight number flies every day, so a flight is its number on a UTC date:
 `flight_id` = `<flight_number>-<YYYYMMDD>`, stored as `_id` (unique for free,
-and the fastest lookup there is). Importing the same flight again replaces
-it: an import run twice leaves the same data.
+and the fastest lookup there is). Importing the same flight again updates its
+schedule and capacity, never what is booked on it: an import run twice leaves
+the same data.
+
+Cargo space is kept in whole grams, so that reservations add and subtract
+exactly: `capacity_g`, `booked_g` and `available_g` (capacity - booked, kept
+beside it so a reservation is one conditional update; the reservations
+themselves are documents of their own, core.reservations). The API speaks
+kilograms.
 """
 
 from __future__ import annotations
@@ -14,15 +21,17 @@ from itertools import islice
 from typing import Any
 
 from marshmallow import ValidationError
-from pymongo import ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from core.db import DUPLICATE_KEY
-from core.errors import ValidationFailed
+from core.errors import CapacityBelowBooked, NotReady, RadiantError, ValidationFailed
+from core.locks import FLIGHT_LOCK_TTL, LockManager, flight_lock_key
 from core.schemas import FlightSchema
 
-PUBLIC_FIELDS = (
+FENCED_WRITE_TRIES = 3
+
+SCHEDULE_FIELDS = (
     "flight_id",
     "flight_number",
     "airline",
@@ -31,18 +40,30 @@ PUBLIC_FIELDS = (
     "departure_ts",
     "arrival_ts",
 )
+SPACE_FIELDS = ("capacity_kg", "booked_kg", "available_kg")
+PUBLIC_FIELDS = SCHEDULE_FIELDS + SPACE_FIELDS
+GRAMS_PER_KG = 1000
 _schema = FlightSchema()
+
+
+def grams(kg: float) -> int:
+    return round(kg * GRAMS_PER_KG)
+
+
+def kilograms(g: int) -> float:
+    return g / GRAMS_PER_KG
 
 
 def flight_id(flight_number: str, departure: datetime) -> str:
     return f"{flight_number}-{departure.astimezone(UTC):%Y%m%d}"
 
 
-def flight_document(data: dict[str, Any]) -> dict[str, Any]:
-    """A validated flight (FlightSchema output) as stored."""
+def flight_document(data: dict[str, Any], default_capacity_kg: float) -> dict[str, Any]:
+    """A validated flight (FlightSchema output) as stored, nothing booked yet."""
     departure = data["departure_ts"].astimezone(UTC)
     arrival = data["arrival_ts"].astimezone(UTC)
     fid = flight_id(data["flight_number"], departure)
+    capacity_g = grams(data.get("capacity_kg") or default_capacity_kg)
     return {
         "_id": fid,
         "flight_id": fid,
@@ -53,17 +74,20 @@ def flight_document(data: dict[str, Any]) -> dict[str, Any]:
         "departure_ts": departure,
         "arrival_ts": arrival,
         "duration_minutes": int((arrival - departure).total_seconds() // 60),
+        "capacity_g": capacity_g,
+        "booked_g": 0,
+        "available_g": capacity_g,
     }
 
 
-def validate_flight(item: Any) -> dict[str, Any]:
+def validate_flight(item: Any, default_capacity_kg: float) -> dict[str, Any]:
     """The stored document for one raw flight, or ValidationFailed."""
     if not isinstance(item, dict):
         raise ValidationFailed(
             "A flight must be a JSON object.", errors={"_schema": ["Not an object."]}
         )
     try:
-        return flight_document(_schema.load(item))
+        return flight_document(_schema.load(item), default_capacity_kg)
     except ValidationError as exc:
         raise ValidationFailed(
             "The flight has invalid fields; see errors.", errors=exc.messages
@@ -71,7 +95,36 @@ def validate_flight(item: Any) -> dict[str, Any]:
 
 
 def public_flight(doc: dict[str, Any]) -> dict[str, Any]:
-    return {name: doc.get(name) for name in PUBLIC_FIELDS}
+    view = {name: doc.get(name) for name in SCHEDULE_FIELDS}
+    for name in SPACE_FIELDS:
+        g = doc.get(name.removesuffix("_kg") + "_g")
+        view[name] = None if g is None else kilograms(g)
+    return view
+
+
+CAPACITY_MIGRATION = "flights-capacity"  # its mark in the `migrations` collection
+
+
+def give_capacity(db: Database, default_capacity_kg: float) -> int:
+    """Flights stored before flights had a capacity get the default, nothing
+    booked: once per database (a mark in `migrations`: the update scans every
+    flight, ~4 s for 100,000 on the embedded server), run by each worker
+    process at start, before it reserves. Returns how many were given one."""
+    if db.migrations.find_one({"_id": CAPACITY_MIGRATION}) is not None:
+        return 0
+    capacity_g = grams(default_capacity_kg)
+    given = db.flights.update_many(
+        {"capacity_g": {"$exists": False}},
+        {
+            "$set": {
+                "capacity_g": capacity_g,
+                "booked_g": 0,
+                "available_g": capacity_g,
+            }
+        },
+    ).modified_count
+    db.migrations.update_one({"_id": CAPACITY_MIGRATION}, {"$set": {"done": True}}, upsert=True)
+    return given
 
 
 def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -80,26 +133,78 @@ def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def write_flights(db: Database, docs: list[dict[str, Any]]) -> None:
-    """Store a chunk of flights, each exactly once, in bulk.
+# What an import sets on a flight that exists: all but what is booked on it.
+_BOOKED_FIELDS = ("_id", "booked_g", "available_g", "pending")
+
+
+def write_flights(
+    db: Database, locks: LockManager, docs: list[tuple[int, dict[str, Any]]]
+) -> list[tuple[int, RadiantError]]:
+    """Store a chunk of flights ((item index, document)), each exactly once;
+    returns the items refused, with their error.
 
     New flights go in with one insert_many (the fast path: ~3x single
-    inserts); those that exist already (a re-import, or a redelivered job
-    that had written part of its batch) are replaced in one bulk_write.
+    inserts). A flight that exists already (a re-import, or a redelivered job
+    that had written part of its batch) keeps what is booked on it: it is
+    updated under its flight lock, unless unchanged, and refused (409) if its
+    new capacity is below what is booked.
     """
     if not docs:
-        return
+        return []
     try:
-        db.flights.insert_many(docs, ordered=False)
-        return
+        db.flights.insert_many([doc for _, doc in docs], ordered=False)
+        return []
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         if any(e.get("code") != DUPLICATE_KEY for e in errors):
             raise
         existing = [docs[e["index"]] for e in errors]
-    db.flights.bulk_write(
-        [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in existing], ordered=False
+    stored = {
+        d["_id"]: d for d in db.flights.find({"_id": {"$in": [doc["_id"] for _, doc in existing]}})
+    }
+    refused = []
+    for index, doc in existing:
+        if _unchanged(stored.get(doc["_id"]), doc):
+            continue  # written by an earlier delivery of this import
+        try:
+            update_flight(db, locks, doc)
+        except CapacityBelowBooked as exc:
+            refused.append((index, exc))
+    return refused
+
+
+def _unchanged(stored: dict[str, Any] | None, doc: dict[str, Any]) -> bool:
+    return stored is not None and all(
+        stored.get(name) == value for name, value in doc.items() if name not in _BOOKED_FIELDS
     )
+
+
+def update_flight(db: Database, locks: LockManager, doc: dict[str, Any]) -> None:
+    """Give a stored flight `doc`'s schedule and capacity, under its flight lock,
+    keeping its reservations; CapacityBelowBooked if the capacity is below them."""
+    fid = doc["_id"]
+    with locks.hold(flight_lock_key(fid), FLIGHT_LOCK_TTL):
+        for _ in range(FENCED_WRITE_TRIES):
+            current = db.flights.find_one({"_id": fid}, {"booked_g": 1})
+            booked = current.get("booked_g", 0) if current else 0
+            if doc["capacity_g"] < booked:
+                raise CapacityBelowBooked(
+                    f"Flight {fid} has {kilograms(booked):g} kg booked: its capacity cannot"
+                    f" become {kilograms(doc['capacity_g']):g} kg.",
+                    flight_id=fid,
+                )
+            fields = {k: v for k, v in doc.items() if k not in _BOOKED_FIELDS}
+            fields["available_g"] = doc["capacity_g"] - booked
+            if current is None or "booked_g" not in current:  # new, or stored before capacities
+                fence = {"_id": fid, "booked_g": {"$exists": False}}
+                fields["booked_g"] = 0
+            else:  # the fence: nobody reserved meanwhile (our lock may have expired)
+                fence = {"_id": fid, "booked_g": booked}
+            if db.flights.update_one(fence, {"$set": fields}, upsert=current is None).matched_count:
+                return
+            if current is None:
+                return  # upserted
+    raise NotReady(f"Flight {fid} kept changing under its update.")
 
 
 Progress = Callable[[dict[str, int]], None]
@@ -107,15 +212,18 @@ Progress = Callable[[dict[str, int]], None]
 
 def import_flights(
     db: Database,
+    locks: LockManager,
     items: Iterable[Any],
     *,
     chunk_size: int,
+    default_capacity_kg: float,
     total: int | None = None,
     on_progress: Progress | None = None,
     first_index: int = 0,
 ) -> dict[str, Any]:
     """Validate and store flights chunk by chunk; a bad item never stops the batch.
 
+    A flight without `capacity_kg` gets `default_capacity_kg`.
     Returns {"total", "succeeded", "failed", "errors": [{"index", "problem"}]}.
     `items` may be a generator (files are streamed, never read whole).
     """
@@ -124,13 +232,16 @@ def import_flights(
     for chunk in chunks(items, chunk_size):
         docs = []
         for offset, item in enumerate(chunk):
+            index = first_index + done + offset
             try:
-                docs.append(validate_flight(item))
+                docs.append((index, validate_flight(item, default_capacity_kg)))
             except ValidationFailed as exc:
-                errors.append({"index": first_index + done + offset, "problem": exc.to_problem()})
-        write_flights(db, _last_wins(docs))
+                errors.append({"index": index, "problem": exc.to_problem()})
+        refused = write_flights(db, locks, _last_wins(docs))
+        errors += [{"index": index, "problem": exc.to_problem()} for index, exc in refused]
+        errors.sort(key=lambda error: error["index"])
         done += len(chunk)
-        succeeded += len(docs)
+        succeeded += len(docs) - len(refused)
         if on_progress is not None:
             on_progress(
                 {"total": total if total is not None else done, "done": done, "failed": len(errors)}
@@ -138,9 +249,9 @@ def import_flights(
     return {"total": done, "succeeded": succeeded, "failed": len(errors), "errors": errors}
 
 
-def _last_wins(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _last_wins(docs: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
     """One document per flight_id within a chunk (the last one given)."""
-    return list({d["_id"]: d for d in docs}.values())
+    return list({doc["_id"]: (index, doc) for index, doc in docs}.values())
 
 
 def get_flight(db: Database, fid: str) -> dict[str, Any] | None:

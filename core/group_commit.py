@@ -19,7 +19,7 @@ from pymongo import UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from core import bookings, routes, transitions
+from core import bookings, reservations, routes, transitions
 from core.db import DUPLICATE_KEY
 from core.errors import Conflict, NotFound, NotReady, RadiantError
 from core.lifecycle import check_transition, event_type
@@ -27,39 +27,87 @@ from core.locks import BookingLocked, LockManager, booking_lock_key
 
 
 def create_many(
-    db: Database, items: list[dict[str, Any]], *, now: datetime, min_connection_minutes: int
+    db: Database,
+    locks: LockManager,
+    items: list[dict[str, Any]],
+    *,
+    now: datetime,
+    min_connection_minutes: int,
 ) -> list[dict[str, Any] | RadiantError]:
     """create_booking for many queued creates ({"job_id", "ref_id", "request",
     "customer_id"}) with one insert per collection: for each, in order, the
     booking, or the error that refused it (an itinerary that does not chain, a
-    ref_id clash). A transient error (a service down) is raised for all."""
-    outcomes: list[dict[str, Any] | RadiantError] = []
+    full flight, a ref_id clash). A transient error (a service down) is raised
+    for all. Each booking's cargo space is reserved (core.reservations) before
+    it is stored, so a stored booking always holds its space."""
+    refused = [_unbookable(db, item["request"], min_connection_minutes) for item in items]
+    _reserve_space(db, locks, items, refused)
+    outcomes: list[dict[str, Any] | RadiantError] = [*refused]
     docs, positions = [], []
-    for item in items:
-        request = item["request"]
-        try:
-            routes.check_booking_flights(db, request, min_connection_minutes)
-        except RadiantError as exc:
-            if exc.transient:
-                raise
-            outcomes.append(exc)
+    for n, item in enumerate(items):
+        if refused[n] is not None:
             continue
         doc = bookings.booking_document(
             item["ref_id"],
-            request,
+            item["request"],
             job_id=item["job_id"],
             now=now,
             customer_id=item.get("customer_id"),
         )
-        positions.append(len(outcomes))
-        outcomes.append(doc)
+        positions.append(n)
         docs.append(doc)
-    for position, doc, booking in zip(positions, docs, bookings.insert_new(db, docs), strict=True):
-        if booking is None:
-            outcomes[position] = Conflict(f"Booking {doc['ref_id']} already exists.")
-        else:
-            outcomes[position] = booking
+    for n, doc, booking in zip(positions, docs, bookings.insert_new(db, docs), strict=True):
+        outcomes[n] = booking or Conflict(f"Booking {doc['ref_id']} already exists.")
     return outcomes
+
+
+def _unbookable(
+    db: Database, request: dict[str, Any], min_connection_minutes: int
+) -> RadiantError | None:
+    """Why the request's itinerary cannot be booked (flights that do not
+    chain), or None; a transient error (a service down) is raised."""
+    try:
+        routes.check_booking_flights(db, request, min_connection_minutes)
+    except RadiantError as exc:
+        if exc.transient:
+            raise
+        return exc
+    return None
+
+
+def _reserve_space(
+    db: Database,
+    locks: LockManager,
+    items: list[dict[str, Any]],
+    refused: list[RadiantError | None],
+) -> None:
+    """Reserve the space of every item not refused yet, one lock per flight for
+    the group; a full leg refuses its item. A booking an earlier delivery
+    stored was reserved before it was, and may have been cancelled (its space
+    given back) since: skipped."""
+    flying = [
+        n
+        for n, item in enumerate(items)
+        if refused[n] is None and item["request"].get("flight_ids")
+    ]
+    stored = stored_refs(db, [items[n]["ref_id"] for n in flying])
+    flying = [n for n in flying if stored.get(items[n]["ref_id"]) != items[n]["job_id"]]
+    wanted = [
+        reservations.Wanted(
+            items[n]["ref_id"], items[n]["request"]["flight_ids"], items[n]["request"]["weight_kg"]
+        )
+        for n in flying
+    ]
+    for n, full in zip(flying, reservations.reserve_many(db, locks, wanted), strict=True):
+        refused[n] = full
+
+
+def stored_refs(db: Database, ref_ids: list[str]) -> dict[str, str]:
+    """ref_id -> job_id of the bookings already stored (by an earlier delivery)."""
+    if not ref_ids:
+        return {}
+    found = db.bookings.find({"ref_id": {"$in": ref_ids}}, {"ref_id": 1, "job_id": 1})
+    return {b["ref_id"]: b.get("job_id") for b in found}
 
 
 def transition_many(
@@ -87,7 +135,7 @@ def transition_many(
             lock = locks.try_acquire(booking_lock_key(ref_id))
             if lock is not None:
                 held[ref_id] = lock
-        later = _transition_locked(db, queued_records, items, outcomes, set(held), clock)
+        later = _transition_locked(db, locks, queued_records, items, outcomes, set(held), clock)
     finally:
         for lock in held.values():
             locks.release(lock)
@@ -116,6 +164,7 @@ def transition_many(
 
 def _transition_locked(
     db: Database,
+    locks: LockManager,
     queued_records: redis.Redis,
     items: list[dict[str, Any]],
     outcomes: list[Any],
@@ -127,7 +176,7 @@ def _transition_locked(
     found = {
         b["ref_id"]: b for b in db.bookings.find({"ref_id": {"$in": sorted(locked)}}, {"_id": 0})
     }
-    later, planned, writes, events, moved = [], [], [], [], set()
+    later, planned, writes, events, settled, moved = [], [], [], [], [], set()
     for n, item in enumerate(items):
         ref_id, job_id = item["ref_id"], item["job_id"]
         if ref_id not in locked or ref_id in moved:
@@ -141,8 +190,9 @@ def _transition_locked(
             outcomes[n] = NotFound(f"No booking {ref_id!r}.")
             continue
         done = transitions.recorded(booking, job_id)
-        if done is not None:  # a redelivery: its event may be missing
+        if done is not None:  # a redelivery: its event (or its release) may be missing
             events.append(_event(ref_id, done["status"], job_id, done["at"], item["request"]))
+            settled.append(booking)
             outcomes[n] = booking
             continue
         try:
@@ -170,6 +220,9 @@ def _transition_locked(
     _insert_events(db, events)
     for n, booking, now in planned:
         outcomes[n] = transitions.moved(booking, items[n]["target"], now)
+        settled.append(outcomes[n])
+    for booking in settled:
+        reservations.settle(db, locks, booking)
     return sorted(later)
 
 

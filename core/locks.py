@@ -39,8 +39,8 @@ def booking_lock_key(ref_id: str) -> str:
     return f"booking:ref:{ref_id}"
 
 
-def flight_lock_key(flight_number: str) -> str:
-    return f"flight:{flight_number}"
+def flight_lock_key(flight_id: str) -> str:
+    return f"flight:{flight_id}"
 
 
 def bulk_lock_key(operation: str, timestamp: int | str) -> str:
@@ -52,16 +52,40 @@ def singleton_key(job_type: str) -> str:
     return f"singleton:{job_type}"
 
 
+def lock_kind(key: str) -> str:
+    """What a lock key guards: "booking", "flight", "bulk" or "singleton"."""
+    return key.split(":", 1)[0]
+
+
+LOCK_KINDS = tuple(lock_kind(prefix) for prefix in LOCK_PREFIXES)
+# Every lock's figures, and each kind's apart (metrics:locks:<kind>...).
 METRICS_KEY = "metrics:locks"  # hash, fixed fields (acquired, failed, errors, attempts, ...)
 LATENCIES_KEY = "metrics:locks:acquire_ms"  # list, trimmed to LATENCY_SAMPLES
 LATENCY_SAMPLES = 2000
 
 
-class BookingLocked(Conflict):
-    """The lock stayed taken through every retry."""
+def _metrics_keys(kind: str | None) -> tuple[str, str]:
+    if kind is None:
+        return METRICS_KEY, LATENCIES_KEY
+    return f"{METRICS_KEY}:{kind}", f"{METRICS_KEY}:{kind}:acquire_ms"
+
+
+class LockHeld(Conflict):
+    """A lock stayed taken through every retry."""
+
+    title = "Resource is locked"
+    slug = "locked"
+
+
+class BookingLocked(LockHeld):
+    """A booking's lock stayed taken through every retry."""
 
     title = "Booking is locked"
     slug = "booking-locked"
+
+
+def _held_error(key: str, detail: str) -> LockHeld:
+    return BookingLocked(detail) if lock_kind(key) == "booking" else LockHeld(detail)
 
 
 # -- backoff ----------------------------------------------------------------------
@@ -107,15 +131,15 @@ class LockManager:
             lock = self._redlock.lock(key, ttl_ms)
             if lock:
                 waited = (time.perf_counter() - started) * 1000
-                self._record(acquired=True, attempts=attempt + 1, waited_ms=waited)
+                self._record(key, acquired=True, attempts=attempt + 1, waited_ms=waited)
                 return Held(key, lock, attempt + 1, waited)
-            self._raise_if_redis_is_down()
+            self._raise_if_redis_is_down(key)
             if attempt + 1 < attempts:
                 self._sleep(backoff_ms(attempt) / 1000)
         self._record(
-            acquired=False, attempts=attempts, waited_ms=(time.perf_counter() - started) * 1000
+            key, acquired=False, attempts=attempts, waited_ms=(time.perf_counter() - started) * 1000
         )
-        raise BookingLocked(f"{key} stayed locked through {attempts} attempts.")
+        raise _held_error(key, f"{key} stayed locked through {attempts} attempts.")
 
     def try_acquire(self, key: str, ttl_s: int | None = None) -> Held | None:
         """One attempt, no waiting: the lock, or None if someone holds it (a
@@ -123,10 +147,10 @@ class LockManager:
         started = time.perf_counter()
         lock = self._redlock.lock(key, int((ttl_s or self.default_ttl) * 1000))
         if not lock:
-            self._raise_if_redis_is_down()
+            self._raise_if_redis_is_down(key)
             return None
         waited = (time.perf_counter() - started) * 1000
-        self._record(acquired=True, attempts=1, waited_ms=waited)
+        self._record(key, acquired=True, attempts=1, waited_ms=waited)
         return Held(key, lock, 1, waited)
 
     def release(self, held: Held) -> None:
@@ -142,27 +166,28 @@ class LockManager:
         finally:
             self.release(held)
 
-    def _raise_if_redis_is_down(self) -> None:
+    def _raise_if_redis_is_down(self, key: str) -> None:
         try:
             self.redis.ping()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            self._record(acquired=False, attempts=1, waited_ms=0.0, error=True)
+            self._record(key, acquired=False, attempts=1, waited_ms=0.0, error=True)
             raise ServiceUnavailable(f"Redis is unavailable for locking: {exc}") from exc
 
     def _record(
-        self, *, acquired: bool, attempts: int, waited_ms: float, error: bool = False
+        self, key: str, *, acquired: bool, attempts: int, waited_ms: float, error: bool = False
     ) -> None:
         try:
             pipe = self.redis.pipeline(transaction=False)
-            if error:
-                pipe.hincrby(METRICS_KEY, "errors", 1)
-            else:
-                pipe.hincrby(METRICS_KEY, "acquired" if acquired else "failed", 1)
-                pipe.hincrby(METRICS_KEY, "attempts", attempts)
-                pipe.hincrbyfloat(METRICS_KEY, "wait_ms_total", round(waited_ms, 3))
+            for figures, latencies in (_metrics_keys(None), _metrics_keys(lock_kind(key))):
+                if error:
+                    pipe.hincrby(figures, "errors", 1)
+                    continue
+                pipe.hincrby(figures, "acquired" if acquired else "failed", 1)
+                pipe.hincrby(figures, "attempts", attempts)
+                pipe.hincrbyfloat(figures, "wait_ms_total", round(waited_ms, 3))
                 if acquired:
-                    pipe.lpush(LATENCIES_KEY, round(waited_ms, 3))
-                    pipe.ltrim(LATENCIES_KEY, 0, LATENCY_SAMPLES - 1)
+                    pipe.lpush(latencies, round(waited_ms, 3))
+                    pipe.ltrim(latencies, 0, LATENCY_SAMPLES - 1)
             pipe.execute()
         except redis.RedisError as exc:  # OOM or MISCONF too: metrics are best-effort
             log.warning("lock metrics not recorded: %s", exc)
@@ -185,10 +210,15 @@ def held_locks(client: redis.Redis) -> list[dict[str, object]]:
     )
 
 
-def lock_metrics(client: redis.Redis) -> dict[str, object]:
-    """Acquisitions, failures, attempts and acquisition-time percentiles."""
-    raw = client.hgetall(METRICS_KEY)
-    samples = sorted(float(x) for x in client.lrange(LATENCIES_KEY, 0, -1))
+def lock_metrics(
+    client: redis.Redis, kind: str | None = None, held: list[dict[str, object]] | None = None
+) -> dict[str, object]:
+    """Acquisitions, failures, attempts and acquisition-time percentiles: of
+    every lock, or of one kind's (lock_kind). `held`: held_locks(), if the
+    caller read it already (it scans the keyspace)."""
+    figures, latencies = _metrics_keys(kind)
+    raw = client.hgetall(figures)
+    samples = sorted(float(x) for x in client.lrange(latencies, 0, -1))
 
     def pct(p: float) -> float | None:
         return round(samples[min(len(samples) - 1, int(p * len(samples)))], 3) if samples else None
@@ -202,5 +232,9 @@ def lock_metrics(client: redis.Redis) -> dict[str, object]:
         "attempts": int(raw.get("attempts", 0)),
         "average_attempts": round(int(raw.get("attempts", 0)) / max(acquired + failed, 1), 3),
         "acquire_ms": {"p50": pct(0.5), "p95": pct(0.95), "max": samples[-1] if samples else None},
-        "held": len(held_locks(client)),
+        "held": sum(
+            1
+            for h in (held_locks(client) if held is None else held)
+            if kind is None or lock_kind(str(h["key"])) == kind
+        ),
     }

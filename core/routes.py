@@ -23,7 +23,7 @@ from pymongo.database import Database
 from core import cache as caches
 from core.cache import Cache
 from core.errors import Unprocessable
-from core.flights import day_bounds, public_flight
+from core.flights import day_bounds, grams, public_flight
 
 # Options kept per list in a cached result; `limit` is applied on top.
 KEPT_OPTIONS = 100
@@ -55,14 +55,27 @@ def _order(option: dict[str, Any]) -> tuple:
     )
 
 
+def _has_room(leg: dict[str, Any], weight_g: int) -> bool:
+    """The test a reservation makes (core.reservations); a flight stored before
+    flights had a capacity has no room to promise."""
+    return leg.get("available_g", -1) >= weight_g
+
+
 def _day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def search_routes(
-    db: Database, *, origin: str, destination: str, day: date, min_connection_minutes: int
+    db: Database,
+    *,
+    origin: str,
+    destination: str,
+    day: date,
+    min_connection_minutes: int,
+    weight_g: int | None = None,
 ) -> dict[str, Any]:
-    """All direct and one-transit options from origin to destination leaving on `day` (UTC).
+    """All direct and one-transit options from origin to destination leaving on `day` (UTC),
+    only those with `weight_g` available on every leg if it is given.
 
     Returns {"direct": [...], "one_transit": [...], "counts": {...}}, each list
     sorted by arrival time, then total duration, and cut to KEPT_OPTIONS.
@@ -71,7 +84,9 @@ def search_routes(
     connection = timedelta(minutes=min_connection_minutes)
     # The origin's departures of the day hold the direct flights as well.
     # Whole documents: on the embedded server a projection costs more than it
-    # saves (290 legs: 12.9 ms projected, 10.0 ms whole, measured).
+    # saves (290 legs: 12.9 ms projected, 10.0 ms whole, measured). Room is
+    # checked in join_legs, not here: that server scans the collection for a
+    # filter on a field outside the (origin, departure_ts) index.
     departures = list(
         db.flights.find({"origin": origin, "departure_ts": {"$gte": start, "$lt": end}})
     )
@@ -90,7 +105,14 @@ def search_routes(
         else []
     )
     return join_legs(
-        origin, destination, day, connection, direct=departures, firsts=firsts, seconds=seconds
+        origin,
+        destination,
+        day,
+        connection,
+        direct=departures,
+        firsts=firsts,
+        seconds=seconds,
+        weight_g=weight_g,
     )
 
 
@@ -103,6 +125,7 @@ def join_legs(
     direct: Iterable[dict[str, Any]],
     firsts: Iterable[dict[str, Any]],
     seconds: Iterable[dict[str, Any]],
+    weight_g: int | None = None,
 ) -> dict[str, Any]:
     """The search result from candidate legs, which may be a superset of what
     the two queries return: every condition of the definition is applied here,
@@ -110,6 +133,10 @@ def join_legs(
     build the same result."""
     start, end = day_bounds(_day_start(day))
     end_next = end + timedelta(days=1)
+    if weight_g is not None:
+        direct, firsts, seconds = (
+            [leg for leg in legs if _has_room(leg, weight_g)] for legs in (direct, firsts, seconds)
+        )
     direct = [
         leg
         for leg in direct
@@ -165,8 +192,9 @@ def join_legs(
 # -- cached search, popularity, warming ---------------------------------------------
 
 
-def route_key(origin: str, destination: str, day: date) -> str:
-    return f"routes:{origin}:{destination}:{day.isoformat()}"
+def route_key(origin: str, destination: str, day: date, weight_g: int | None = None) -> str:
+    key = f"routes:{origin}:{destination}:{day.isoformat()}"
+    return key if weight_g is None else f"{key}:{weight_g}g"
 
 
 SEARCHES = "stats:route_searches"  # sorted set "A-B" -> searches (not a cache key)
@@ -236,13 +264,23 @@ def cached_search(
     min_connection_minutes: int,
     ttl: int,
     limit: int = KEPT_OPTIONS,
+    weight_kg: float | None = None,
     count_search: bool = True,
 ) -> bytes:
     """The route search's JSON answer, from the cache or searched and stored
-    under the generation current before the search."""
+    under the generation current before the search.
+
+    A search with `weight_kg` is cached under a key of its own (the weight in
+    grams): filtering the plain answer instead could not be exact, as it
+    holds only the KEPT_OPTIONS best options and `counts` of them all, where
+    a weight needs the best options and the counts among those with room. A
+    hit is then served as stored bytes alike, and a cached answer is never
+    older than `ttl`, whatever its weight.
+    """
     if count_search:
         cache.count(SEARCHES, f"{origin}-{destination}", capacity=SEARCHES_KEPT)
-    key = route_key(origin, destination, day)
+    weight_g = None if weight_kg is None else grams(weight_kg)
+    key = route_key(origin, destination, day, weight_g)
     found, generation = cache.get_answer(key, caches.ROUTES, caches.ROUTES_GENERATION)
     if found is None:
         result = search_routes(
@@ -251,6 +289,7 @@ def cached_search(
             destination=destination,
             day=day,
             min_connection_minutes=min_connection_minutes,
+            weight_g=weight_g,
         )
         found = route_answer(origin, destination, day, result)
         cache.set_answers({key: found}, ttl, generation)
@@ -316,6 +355,9 @@ def warm_routes(
     can touch, and each route is joined in memory: a whole network of 30
     airports (870 routes x 2 days) costs ~1 s of database time this way, where
     a search per route would cost ~50 s (measured at 100,000 flights).
+
+    Answers show the legs' available space: `ttl` should be capped by
+    core.cache.space_ttl, as a search's is.
     """
     # Read before the legs: values computed from legs that an import replaces
     # meanwhile are stored under the old generation, and read as misses.

@@ -15,6 +15,7 @@ from core.access import KEY_ROLES
 from core.bookings import CURSOR_PATTERN
 from core.clock import EARLIEST_DAY, LATEST_DAY, in_calendar, to_iso
 from core.ids import CUSTOMER_ID_PATTERN, REF_ID_PATTERN
+from core.locks import LATENCY_SAMPLES, LOCK_KINDS, LOCK_PREFIXES
 
 IATA_PATTERN = re.compile(r"^[A-Za-z]{3}$")
 # The rules that tie two fields together, which JSON Schema cannot state: each
@@ -157,6 +158,9 @@ class UtcDateTime(fields.DateTime):
 FLIGHT_ID_PATTERN = re.compile(r"^[A-Z0-9]{2}[A-Z]?[0-9]{1,4}[A-Z]?-[0-9]{8}$")
 
 
+MAX_BOOKING_WEIGHT_KG = 10_000  # a booking's weight; a route search's weight_kg too
+
+
 class BookingCreateSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -168,7 +172,7 @@ class BookingCreateSchema(Schema):
     pieces = StrictInteger(required=True, validate=validate.Range(1, 1000), metadata={"example": 5})
     weight_kg = StrictNumber(
         required=True,
-        validate=validate.Range(0, 10000, min_inclusive=False),
+        validate=validate.Range(0, MAX_BOOKING_WEIGHT_KG, min_inclusive=False),
         metadata={"example": 125.5, "exclusiveMinimum": True},
     )
     customer_name = Text(validate=validate.Length(1, 100), metadata={"example": "Acme Corp"})
@@ -224,6 +228,7 @@ class CancelSchema(TransitionSchema):
 
 
 MAX_FLIGHT_DURATION_H = 24
+MAX_FLIGHT_CAPACITY_KG = 250_000  # the heaviest freighter ever flown lifted ~250 t
 
 
 class FlightSchema(Schema):
@@ -246,6 +251,15 @@ class FlightSchema(Schema):
         metadata={
             "example": "2025-01-20T16:00:00Z",
             "description": f"After departure_ts, at most {MAX_FLIGHT_DURATION_H} h later",
+        },
+    )
+    capacity_kg = StrictNumber(
+        validate=validate.Range(0, MAX_FLIGHT_CAPACITY_KG, min_inclusive=False),
+        metadata={
+            "example": 20000,
+            "exclusiveMinimum": True,
+            "description": "Cargo capacity in kg; without it, the DEFAULT_FLIGHT_CAPACITY_KG"
+            " setting (20,000 kg by default)",
         },
     )
 
@@ -334,7 +348,22 @@ class FlightImportSchema(Schema):
     )
 
 
-class RouteQuerySchema(Schema):
+class QueryNumber(fields.Float):
+    """A finite number as a query string writes one (`125.5`, `1e3`): not ` 12`,
+    `1_000` or non-ASCII digits, which float() would take though no JSON
+    Schema number is written that way."""
+
+    WRITTEN = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not self.WRITTEN.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class DayQuerySchema(Schema):
+    """A route and a UTC day: what the flights list and the route search share."""
+
     class Meta:
         unknown = RAISE
 
@@ -343,7 +372,6 @@ class RouteQuerySchema(Schema):
         required=True, metadata={"example": "BLR", "description": "Differs from origin"}
     )
     date = CalendarDate(required=True, metadata={"example": "2026-11-28"})
-    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 
     @validates_schema
     def _route_differs(self, data, **kwargs):
@@ -351,7 +379,21 @@ class RouteQuerySchema(Schema):
             raise ValidationError(DIFFERENT_ENDS, "destination")
 
 
-class FlightListQuerySchema(RouteQuerySchema):
+class RouteQuerySchema(DayQuerySchema):
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    weight_kg = QueryNumber(
+        validate=validate.Range(0, MAX_BOOKING_WEIGHT_KG, min_inclusive=False),
+        metadata={
+            "example": 125.5,
+            "exclusiveMinimum": True,
+            "description": "Only options with room for this weight on every leg"
+            " (available_kg at least weight_kg, compared in whole grams as a booking"
+            " reserves them); `counts` count those options",
+        },
+    )
+
+
+class FlightListQuerySchema(DayQuerySchema):
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
 
 
@@ -449,6 +491,12 @@ class BookingSchema(Schema):
     updated_at = UtcDateTime()
 
 
+AVAILABILITY_LAG = (
+    "May lag the reservations by up to CACHE_TTL_BOOKINGS (60 s by default): answers"
+    " are cached that long at most"
+)
+
+
 class FlightOutSchema(Schema):
     flight_id = fields.String(metadata={"example": "RG001-20250120"})
     flight_number = fields.String()
@@ -457,6 +505,24 @@ class FlightOutSchema(Schema):
     destination = fields.String()
     departure_ts = UtcDateTime()
     arrival_ts = UtcDateTime()
+    # Null only for a flight stored before flights had a capacity, until a
+    # worker starts and gives it the default (core.flights.give_capacity).
+    capacity_kg = fields.Float(
+        allow_none=True, validate=validate.Range(min=0), metadata={"example": 20000}
+    )
+    booked_kg = fields.Float(
+        allow_none=True,
+        validate=validate.Range(min=0),
+        metadata={"example": 125.5, "description": AVAILABILITY_LAG},
+    )
+    available_kg = fields.Float(
+        allow_none=True,
+        validate=validate.Range(min=0),
+        metadata={
+            "example": 19874.5,
+            "description": f"capacity_kg - booked_kg. {AVAILABILITY_LAG}",
+        },
+    )
 
 
 class FlightListSchema(Schema):
@@ -526,7 +592,13 @@ class CustomerPageSchema(Schema):
 
 
 class HeldLockSchema(Schema):
-    key = fields.String(metadata={"example": "booking:ref:RG123ABC456"})
+    key = fields.String(
+        metadata={
+            "example": "flight:RG001-20261201",
+            "description": "Its prefix says what it guards: "
+            + ", ".join(f"{prefix}..." for prefix in LOCK_PREFIXES),
+        }
+    )
     ttl_ms = fields.Integer()
 
 
@@ -590,6 +662,48 @@ class RecommendationSchema(Schema):
     priority = fields.String(metadata={"example": "HIGH"})
 
 
+class LockAcquireMsSchema(Schema):
+    p50 = fields.Float(allow_none=True)
+    p95 = fields.Float(allow_none=True)
+    max = fields.Float(allow_none=True)
+
+
+class LockFiguresSchema(Schema):
+    acquired = fields.Integer(metadata={"description": "Locks acquired"})
+    failed = fields.Integer(
+        metadata={"description": "Acquisitions given up: the lock stayed taken through every try"}
+    )
+    errors = fields.Integer(metadata={"description": "Tries that found Redis unreachable"})
+    attempts = fields.Integer(metadata={"description": "Tries, acquired or failed"})
+    average_attempts = fields.Float(
+        metadata={"description": "Tries per acquisition or failure: above 1 is contention"}
+    )
+    acquire_ms = fields.Nested(
+        LockAcquireMsSchema,
+        metadata={
+            "description": f"First try -> acquired, over the last {LATENCY_SAMPLES:,} acquisitions"
+        },
+    )
+    held = fields.Integer(metadata={"description": "Locks held now"})
+
+
+# One property per lock kind (core.locks.LOCK_KINDS), so the document names them all.
+LockKindsSchema = Schema.from_dict(
+    {kind: fields.Nested(LockFiguresSchema) for kind in LOCK_KINDS}, name="LockKindsSchema"
+)
+
+
+class LockPerformanceSchema(LockFiguresSchema):
+    by_kind = fields.Nested(
+        LockKindsSchema,
+        metadata={
+            "description": "The same figures per kind of lock (its key's prefix): booking"
+            " locks (transitions), flight locks (cargo space), bulk and singleton locks;"
+            " the figures above are every lock's together"
+        },
+    )
+
+
 class PerformanceSchema(Schema):
     requests = fields.Dict()
     customers = fields.Dict(
@@ -597,7 +711,7 @@ class PerformanceSchema(Schema):
     )
     tasks = fields.Dict()
     cache = fields.Dict()
-    locks = fields.Dict()
+    locks = fields.Nested(LockPerformanceSchema)
     queues = fields.Dict()
     memory = fields.Dict()
     scalingRecommendations = fields.List(fields.Nested(RecommendationSchema))

@@ -105,7 +105,12 @@ class Settings:
     # Flights, routes, caches warmed by beat.
     BULK_CHUNK_SIZE: int = _setting(500, check=_positive)
     MIN_CONNECTION_MINUTES: int = _setting(60, check=_non_negative)
-    CACHE_WARM_INTERVAL: int = _setting(240, check=_positive)
+    # A flight imported without capacity_kg: about a wide-body's belly hold.
+    DEFAULT_FLIGHT_CAPACITY_KG: float = _setting(20_000.0, check=lambda v: v > 0)
+    # Inside the route answers' TTL, min(CACHE_TTL_ROUTES, CACHE_TTL_BOOKINGS):
+    # they show flights' available space, which may lag by CACHE_TTL_BOOKINGS
+    # at most (core.cache.space_ttl). A run costs ~1 s of database time.
+    CACHE_WARM_INTERVAL: int = _setting(50, check=_positive)
     # Comma-separated ORIGIN-DESTINATION pairs always kept warm.
     POPULAR_ROUTES: str = _setting("DEL-BLR,NYC-LAX,BOM-DEL,DEL-BOM,BLR-DEL,LHR-JFK")
     WARM_TOP_ROUTES: int = _setting(20, check=_non_negative)
@@ -212,6 +217,11 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if settings.MAX_WAITERS >= settings.WEB_THREADS:
         raise SettingsError(
             "MAX_WAITERS must stay below WEB_THREADS (waiters would take every thread)"
+        )
+    if min(settings.CACHE_TTL_ROUTES, settings.CACHE_TTL_BOOKINGS) <= settings.CACHE_WARM_INTERVAL:
+        raise SettingsError(
+            "CACHE_WARM_INTERVAL must stay below CACHE_TTL_ROUTES and CACHE_TTL_BOOKINGS"
+            " (warmed route answers would expire before the next warm)"
         )
     return settings
 

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from pymongo.database import Database
 
-from core import bookings, jobs
+from core import bookings, jobs, reservations
 from core.errors import NotFound, NotReady
 from core.lifecycle import check_transition, event_type
 from core.locks import LockManager, booking_lock_key
@@ -125,10 +125,13 @@ def transition_booking(
             done = recorded(booking, job_id)
             if done is not None:  # a redelivery: make sure the event exists too
                 _write_event(db, ref_id, done["status"], job_id, done["at"], data)
+                reservations.settle(db, locks, booking)
                 return booking
             now = transition_time(clock, booking)
             try:
-                return apply_transition(db, booking, target, job_id=job_id, data=data, now=now)
+                booking = apply_transition(db, booking, target, job_id=job_id, data=data, now=now)
             except StaleRead:
                 continue  # someone wrote without our lock (it expired): decide again
+            reservations.settle(db, locks, booking)
+            return booking
     raise NotReady(f"Booking {ref_id} kept changing under the transition.")

@@ -115,7 +115,7 @@ class Performance(MethodView):
     @blp.alt_response(200, schema=PerformanceSchema, success=True)
     @blp.problems(429, 503)
     def get(self):
-        """Throughput, latency, errors, tasks, caches, locks, queues, and scaling advice."""
+        """Throughput, latency, errors, tasks, caches, locks by kind, queues, scaling advice."""
         return current_figures()
 
 

@@ -57,9 +57,12 @@ class Bookings(MethodView):
         success=True,
         description="Created (with `Prefer: wait=N`): `Location` is the booking.",
     )
-    @blp.problems(400, 413, 415, 422, 503)
+    @blp.problems(400, 409, 413, 415, 422, 503)
     def post(self, data):
-        """Book cargo (a customer's key): enqueue a booking-creation job."""
+        """Book cargo (a customer's key): enqueue a booking-creation job. The
+        worker reserves `weight_kg` on every leg of `flight_ids`, or on none:
+        a leg short of room fails the job with a 409 `flight-full` problem
+        naming the flight (the answer itself, with `Prefer: wait`)."""
         ref_id = new_ref_id()
         customer_id = current_principal().customer_id
         return submit_job(

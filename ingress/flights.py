@@ -21,6 +21,10 @@ from ingress.docs import Blueprint, link, links
 blp = Blueprint("flights", __name__, url_prefix="/api", description="Flights and route search")
 
 
+def flights_ttl(settings) -> int:
+    return caches.space_ttl(settings.CACHE_TTL_FLIGHTS, settings.CACHE_TTL_BOOKINGS)
+
+
 @blp.route("/flights/<flight_id>")
 class Flight(MethodView):
     @blp.optional_credentials
@@ -33,7 +37,7 @@ class Flight(MethodView):
             caches.flight_key(flight_id),
             caches.FLIGHTS,
             caches.FLIGHTS_GENERATION,
-            svc.settings.CACHE_TTL_FLIGHTS,
+            flights_ttl(svc.settings),
             lambda: flights.get_flight(svc.db, flight_id),
         )
         if flight is None:
@@ -60,7 +64,7 @@ class Flights(MethodView):
             caches.flight_list_key(origin, destination, date.isoformat()),
             caches.FLIGHTS,
             caches.FLIGHTS_GENERATION,
-            svc.settings.CACHE_TTL_FLIGHTS,
+            flights_ttl(svc.settings),
             lambda: flights.flights_on(svc.db, origin, destination, date),
         )
         return {"items": items[:limit], "count": len(items)}
@@ -72,8 +76,9 @@ class Routes(MethodView):
     @blp.arguments(RouteQuerySchema(), location="query", as_kwargs=True)
     @blp.alt_response(200, schema=RouteSearchSchema, success=True)
     @blp.problems(400)
-    def get(self, origin, destination, date, limit):
-        """Direct and one-transit options leaving on a UTC day, by arrival time."""
+    def get(self, origin, destination, date, limit, weight_kg=None):
+        """Direct and one-transit options leaving on a UTC day, by arrival time;
+        with `weight_kg`, only those with room for it on every leg."""
         svc = services()
         answer = routes.cached_search(
             svc.db,
@@ -82,7 +87,8 @@ class Routes(MethodView):
             destination=destination,
             day=date,
             min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
-            ttl=svc.settings.CACHE_TTL_ROUTES,
+            ttl=caches.space_ttl(svc.settings.CACHE_TTL_ROUTES, svc.settings.CACHE_TTL_BOOKINGS),
             limit=limit,
+            weight_kg=weight_kg,
         )
         return Response(answer, mimetype="application/json")  # JSON already, as cached

@@ -12,7 +12,7 @@ from flask.views import MethodView
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from core import access, locks, metrics
+from core import access, metrics
 from core.errors import Forbidden, Unauthorized
 from core.settings import Settings
 from ingress.context import services
@@ -58,7 +58,7 @@ def current_figures() -> dict:
     current_app.extensions["request_tally"].flush()  # this process's last second too
     svc = services()
     return metrics.performance_figures(
-        svc.redis, svc.cache.stats(), locks.lock_metrics(svc.redis), time.time()
+        svc.redis, svc.cache.stats(), metrics.lock_figures(svc.redis), time.time()
     )
 
 
@@ -108,20 +108,7 @@ class _FiguresCollector:
             cache.add_metric([kind, "hit"], entry["hits"])
             cache.add_metric([kind, "miss"], entry["misses"])
         yield cache
-        lock = f["locks"]
-        lock_counts = CounterMetricFamily(
-            "radiantgo_lock_acquisitions", "Lock acquisitions", labels=["outcome"]
-        )
-        for outcome in ("acquired", "failed", "errors"):
-            lock_counts.add_metric([outcome], lock[outcome])
-        yield lock_counts
-        lock_ms = GaugeMetricFamily(
-            "radiantgo_lock_acquire_ms", "Lock acquisition time", labels=["quantile"]
-        )
-        for q, value in lock["acquire_ms"].items():
-            if value is not None:
-                lock_ms.add_metric([q], value)
-        yield lock_ms
+        yield from self._locks(f["locks"]["by_kind"])
         depth = GaugeMetricFamily(
             "radiantgo_queue_messages", "Ready messages per queue", labels=["queue"]
         )
@@ -129,6 +116,32 @@ class _FiguresCollector:
             if entry["messages"] is not None:
                 depth.add_metric([queue], entry["messages"])
         yield depth
+
+    @staticmethod
+    def _locks(by_kind: dict):
+        """Per kind of lock only: the totals are the sums over kinds (a kind="all"
+        series would count every acquisition twice in a sum())."""
+        counts = CounterMetricFamily(
+            "radiantgo_lock_acquisitions", "Lock acquisitions", labels=["kind", "outcome"]
+        )
+        attempts = CounterMetricFamily(
+            "radiantgo_lock_attempts",
+            "Lock tries: more than acquisitions + failures is contention",
+            labels=["kind"],
+        )
+        acquire_ms = GaugeMetricFamily(
+            "radiantgo_lock_acquire_ms", "Lock acquisition time", labels=["kind", "quantile"]
+        )
+        held = GaugeMetricFamily("radiantgo_locks_held", "Locks held now", labels=["kind"])
+        for kind, lock in by_kind.items():
+            for outcome in ("acquired", "failed", "errors"):
+                counts.add_metric([kind, outcome], lock[outcome])
+            attempts.add_metric([kind], lock["attempts"])
+            for q, value in lock["acquire_ms"].items():
+                if value is not None:
+                    acquire_ms.add_metric([kind, q], value)
+            held.add_metric([kind], lock["held"])
+        yield from (counts, attempts, acquire_ms, held)
 
 
 @blp.route("/metrics")

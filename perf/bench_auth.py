@@ -51,7 +51,14 @@ def seed_flight(stack) -> str:
     """One flight in the stack's database, read once through the API so it is cached."""
     db = stack.services.db
     today = datetime.now(UTC).date()
-    import_flights(db, generate_schedule(1, start_date=today), chunk_size=1, total=1)
+    import_flights(
+        db,
+        stack.services.locks,
+        generate_schedule(1, start_date=today),
+        chunk_size=1,
+        default_capacity_kg=stack.settings.DEFAULT_FLIGHT_CAPACITY_KG,
+        total=1,
+    )
     flight_id = db.flights.find_one({}, {"_id": 1})["_id"]
     requests.get(f"{stack.base}/api/flights/{flight_id}", timeout=10).raise_for_status()
     return flight_id

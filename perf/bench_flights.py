@@ -43,11 +43,13 @@ from core import routes
 from core.db import INDEXES, ensure_indexes
 from core.flights import chunks, day_bounds, flight_document, import_flights
 from core.schemas import FlightSchema
+from core.settings import Settings
 from perf.harness import fmt, isolated_stack, percentiles, write_figures
 from perf.profiling import describe, maybe_profiled
 from tools.flights import generate_schedule
 
 REIMPORT = 2000
+DEFAULT_CAPACITY_KG = Settings.DEFAULT_FLIGHT_CAPACITY_KG
 SEED = 42
 SEARCH_SEED = 7
 IMPORT_GOAL = 0.7
@@ -159,7 +161,7 @@ def run(
     today = datetime.now(UTC).date()
     raw_items = list(generate_schedule(count, start_date=today, seed=SEED))
     schema = FlightSchema()
-    docs = [flight_document(schema.load(item)) for item in raw_items]
+    docs = [flight_document(schema.load(item), DEFAULT_CAPACITY_KG) for item in raw_items]
     unique = list({d["_id"]: d for d in docs}.values())  # insert_many refuses a duplicate _id
 
     with isolated_stack() as stack:
@@ -174,13 +176,27 @@ def run(
         indexed_rate = timed_insert(db.flights_raw_indexed, unique, size)
 
         start = time.perf_counter()
-        imported = import_flights(db, raw_items, chunk_size=size, total=len(raw_items))
+        imported = import_flights(
+            db,
+            stack.services.locks,
+            raw_items,
+            chunk_size=size,
+            default_capacity_kg=DEFAULT_CAPACITY_KG,
+            total=len(raw_items),
+        )
         import_rate = len(raw_items) / (time.perf_counter() - start)
         stored = db.flights.count_documents({})
 
         again = raw_items[:REIMPORT]
         start = time.perf_counter()
-        reimported = import_flights(db, again, chunk_size=size, total=len(again))
+        reimported = import_flights(
+            db,
+            stack.services.locks,
+            again,
+            chunk_size=size,
+            default_capacity_kg=DEFAULT_CAPACITY_KG,
+            total=len(again),
+        )
         reimport_rate = len(again) / (time.perf_counter() - start)
         stored_after = db.flights.count_documents({})
 

@@ -185,7 +185,14 @@ def run(
             db, cache, settings = stack.services.db, stack.services.cache, stack.settings
             ensure_indexes(db)
             t = time.perf_counter()
-            imported = import_flights(db, raw, chunk_size=settings.BULK_CHUNK_SIZE, total=len(raw))
+            imported = import_flights(
+                db,
+                stack.services.locks,
+                raw,
+                chunk_size=settings.BULK_CHUNK_SIZE,
+                default_capacity_kg=settings.DEFAULT_FLIGHT_CAPACITY_KG,
+                total=len(raw),
+            )
             import_s = time.perf_counter() - t
             stop(stack.worker)  # no task takes part in a route search
             floor, floor_base = start_ingress(settings, work / "floor.log", app_target=FLOOR_TARGET)

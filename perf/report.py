@@ -434,6 +434,11 @@ def goal_rows(summary: dict) -> list[dict[str, Any]]:
         )
     else:
         rows.append(_not_run("lock acquisition p95, uncontended", "50 ms"))
+
+    # 8. flight capacity: one hot flight against spread bookings
+    reservations = _bench(summary, "reservations")
+    if reservations:
+        rows.append(reservations_goal_row(reservations))
     return rows
 
 
@@ -478,6 +483,37 @@ def burst_goal_row(burst: dict[str, Any]) -> dict[str, Any]:
         ),
         "short": f"burst accept p95 at {_offered_text(burst)}",
         "ratio": _ratio(p95, 50),
+    }
+
+
+def reservations_goal_row(f: dict[str, Any]) -> dict[str, Any]:
+    """perf.bench_reservations against issue 13's goals: one hot flight at >= 0.5x
+    the reservations/s of bookings spread over many, the flight lock's p95 < 5 ms
+    when spread, every job succeeded and every flight's booked weight adding up."""
+    hot, spread, ratio = f["hot"], f["spread"], f["ratio"]
+    hot95 = hot["flight_lock"]["acquire_ms"]["p95"]
+    spread95 = spread["flight_lock"]["acquire_ms"]["p95"]
+    failed = hot["jobs"]["failed"] + spread["jobs"]["failed"]
+    correct = hot["check"]["ok"] and spread["check"]["ok"]
+    return {
+        "figure": f"reservations/s through the create worker, {hot['bookings']:,} bookings on "
+        f"one hot flight / spread over {spread['flights']:,} flights (bench_reservations); "
+        "flight lock acquisition p95",
+        "spec": "-",
+        "goal": ">= 0.5; p95 < 5 ms spread; booked_kg adds up",
+        "measured": f"{hot['reservations_per_s']:.0f} / {spread['reservations_per_s']:.0f}/s = "
+        + ("-" if ratio is None else f"{ratio:.2f}")
+        + f"; flight lock p95 {_ms(hot95)} ms hot, {_ms(spread95)} ms spread; "
+        f"{failed} jobs failed; booked_kg {'adds up' if correct else 'DOES NOT ADD UP'}",
+        "vs_spec": "-",
+        "vs_goal": both(
+            at_least(ratio, 0.5, lambda x: f"{x:.2f}"),
+            below(spread95, 5),
+            "met" if not failed else f"missed: {failed} jobs failed",
+            "met" if correct else "missed: booked_kg does not add up",
+        ),
+        "short": "reservations hot / spread; flight lock p95",
+        "ratio": max(_ratio(0.5, ratio) or 0, _ratio(spread95, 5) or 0) or None,
     }
 
 
@@ -1142,6 +1178,7 @@ def render(summary: dict, out: Path) -> str:
         "flights": "Flight import and route search (perf.bench_flights)",
         "bulk": "Bulk operations (perf.bench_bulk)",
         "auth": "API key lookup at the HTTP boundary (perf.bench_auth)",
+        "reservations": "Flight capacity reservations (perf.bench_reservations)",
     }
     for name, title in titles.items():
         bench = (summary.get("benchmarks") or {}).get(name)

@@ -22,7 +22,8 @@
    After each scenario the worker works off what is queued for up to
    --drain-wait seconds, and the rest is purged.
 2. Benchmarks, each on a stack of its own: perf.bench_create, bench_transitions,
-   bench_flights, bench_bulk, bench_auth, bench_burst (their run() functions,
+   bench_flights, bench_bulk, bench_auth, bench_accept, bench_reads,
+   bench_reservations, bench_burst (their run() functions,
    sized by the mode; --benchmarks to run some), with the RATE_LIMIT_* raised
    by perf.harness. The burst (issue 12) offers 10x the spec's peak for 60 s
    open loop (quick: 20 + 60/s for 10 s) and measures on until the backlog has
@@ -71,6 +72,7 @@ from perf import (
     bench_create,
     bench_flights,
     bench_reads,
+    bench_reservations,
     bench_transitions,
     report,
 )
@@ -119,6 +121,7 @@ MODES: dict[str, dict[str, Any]] = {
             "updates": 300.0,
             "drain_timeout": 600.0,
         },
+        "bench_reservations": {"bookings": 2000, "flights": 1000},
     },
     "quick": {
         "run_time": 10,
@@ -139,6 +142,7 @@ MODES: dict[str, dict[str, Any]] = {
             "connections": 8,
         },
         "bench_burst": {"seconds": 10.0, "creates": 20.0, "updates": 60.0, "drain_timeout": 120.0},
+        "bench_reservations": {"bookings": 300, "flights": 1000},
     },
 }
 
@@ -426,8 +430,10 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
         today = datetime.now(UTC).date()
         result = import_flights(
             db,
+            stack.services.locks,
             generate_schedule(args.flights, start_date=today, seed=42),
             chunk_size=stack.settings.BULK_CHUNK_SIZE,
+            default_capacity_kg=stack.settings.DEFAULT_FLIGHT_CAPACITY_KG,
             total=args.flights,
         )
         phase["flights"] = {
@@ -523,6 +529,7 @@ BENCHMARKS = (
     "auth",
     "accept",
     "reads",
+    "reservations",
     "burst",
 )  # in order
 
@@ -554,6 +561,7 @@ def benchmark_phase(
         ("auth", lambda p: bench_auth.run(**p), bench_auth),
         ("accept", lambda p: bench_accept.run(**p), bench_accept),
         ("reads", lambda p: bench_reads.run(start=datetime.now(UTC).date(), **p), bench_reads),
+        ("reservations", lambda p: bench_reservations.run(**p), bench_reservations),
         ("burst", lambda p: bench_burst.run(**p), bench_burst),
     ]
     for name, call, module in specs:

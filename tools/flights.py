@@ -15,7 +15,8 @@ slot) has its own flight number, flown at the same UTC time every day. Local
 times use each airport's standard UTC offset (no daylight saving), and the
 timestamps carry that offset (`2025-01-20T06:15:00+05:30`): importers must read
 offsets, and India's early departures land just before or after midnight UTC,
-so day boundaries get exercised.
+so day boundaries get exercised. Each flight has a cargo capacity for its
+kind of aircraft and its route's length (see `generate_schedule`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import csv
 import json
 import math
 import random
+import re
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
@@ -41,6 +43,7 @@ from tqdm import tqdm
 
 from core.db import ensure_indexes
 from core.flights import import_flights
+from core.locks import LockManager
 from core.schemas import MAX_FLIGHT_DURATION_H
 from core.services import Services, connect_services
 from core.settings import Settings, SettingsError, load_settings
@@ -125,8 +128,32 @@ def block_minutes(origin: str, destination: str) -> int:
     return minutes
 
 
+# Cargo capacity: the cargo carriers fly freighters, the others passenger
+# aircraft whose belly holds take cargo beside the bags. Bigger aircraft fly
+# longer routes, so payloads (tonnes, low to high) go by great-circle distance.
+CARGO_AIRLINES = frozenset({"RC", "MF"})  # RadiantGo Cargo, Monsoon Freight
+FREIGHTER_TONNES = (  # (up to km, (low, high))
+    (3000, (40, 55)),  # B757-200F, B767-300F on regional hops
+    (7000, (50, 80)),  # B767-300F, A330-200F
+    (math.inf, (90, 110)),  # B777F, B747-400F
+)
+BELLY_TONNES = (
+    (1500, (2, 5)),  # A320 / B737 family
+    (4000, (4, 12)),  # A321, and widebodies on medium routes
+    (math.inf, (12, 25)),  # B787, A350, B777
+)
+
+
+def cargo_capacity_kg(rng: random.Random, designator: str, km: float) -> int:
+    """One aircraft's cargo payload on a route of `km`, to the nearest 100 kg,
+    drawn uniformly within its band."""
+    bands = FREIGHTER_TONNES if designator in CARGO_AIRLINES else BELLY_TONNES
+    low, high = next(tonnes for up_to, tonnes in bands if km <= up_to)
+    return 100 * round(rng.uniform(low, high) * 10)
+
+
 class Slot(NamedTuple):
-    """One daily flight: flown every day at the same UTC time."""
+    """One daily flight: flown every day at the same UTC time, by the same aircraft."""
 
     departure_min: int  # minutes after 00:00 UTC
     flight_number: str
@@ -134,6 +161,7 @@ class Slot(NamedTuple):
     origin: str
     destination: str
     duration_min: int
+    capacity_kg: int
 
 
 @lru_cache(maxsize=4)
@@ -141,9 +169,12 @@ def daily_timetable(seed: int) -> tuple[Slot, ...]:
     """The day's flights for a seed, in departure order (UTC, then number).
 
     Routes and slots are drawn in a fixed order from one random.Random(seed),
-    so a seed always gives the same timetable. ~8,700 small tuples.
+    so a seed always gives the same timetable. ~8,700 small tuples. Capacities
+    are drawn from a stream of their own: a seed's numbers and times are the
+    same as before flights had capacities.
     """
     rng = random.Random(seed)
+    space = random.Random(f"capacity:{seed}")  # str seeds hash the same in every process
     codes = sorted(AIRPORTS)
     next_number = dict.fromkeys((code for code, _ in AIRLINES), 1)
     # The day's window in 5-minute steps, cut into one slot per daily flight.
@@ -156,14 +187,24 @@ def daily_timetable(seed: int) -> tuple[Slot, ...]:
             if destination == origin:
                 continue
             duration = block_minutes(origin, destination)
+            km = great_circle_km(AIRPORTS[origin], AIRPORTS[destination])
             for index in range(FLIGHTS_PER_ROUTE_PER_DAY):
                 step = index * steps // FLIGHTS_PER_ROUTE_PER_DAY + rng.randrange(per_slot)
                 local = FIRST_LOCAL_DEPARTURE_MIN + 5 * step
                 designator, airline = AIRLINES[rng.randrange(len(AIRLINES))]
                 number = f"{designator}{next_number[designator]:04d}"
                 next_number[designator] += 1
+                capacity = cargo_capacity_kg(space, designator, km)
                 slots.append(
-                    Slot((local - offset) % 1440, number, airline, origin, destination, duration)
+                    Slot(
+                        (local - offset) % 1440,
+                        number,
+                        airline,
+                        origin,
+                        destination,
+                        duration,
+                        capacity,
+                    )
                 )
     if max(next_number.values()) > 10_000:
         raise ValueError("flight numbers would exceed 4 digits")
@@ -182,6 +223,18 @@ def generate_schedule(count: int, start_date: date, seed: int = 42) -> Iterator[
     A generator: flights are built one at a time. Same arguments, same flights.
     Each day holds the whole timetable in departure order; the last day may be
     partial (its earliest departures). Every flight departs on its day in UTC.
+
+    Each flight has a `capacity_kg`: the same every day for a flight number
+    (one aircraft), drawn from the seed, uniform within the band for its kind
+    and its route's great-circle distance, to the nearest 100 kg:
+
+        kind (carriers, share of flights)       distance          capacity
+        freighter (RC, MF: about 2 in 5)        up to 3,000 km    40-55 t
+                                                up to 7,000 km    50-80 t
+                                                beyond            90-110 t
+        belly hold (RG, SW, BL: about 3 in 5)   up to 1,500 km    2-5 t
+                                                up to 4,000 km    4-12 t
+                                                beyond            12-25 t
     """
     timetable = daily_timetable(seed)
     produced = 0
@@ -203,6 +256,7 @@ def generate_schedule(count: int, start_date: date, seed: int = 42) -> Iterator[
                 "arrival_ts": arrival.astimezone(
                     _zone(AIRPORTS[slot.destination].utc_offset_min)
                 ).isoformat(),
+                "capacity_kg": slot.capacity_kg,
             }
             produced += 1
         day += timedelta(days=1)
@@ -223,11 +277,13 @@ class SeedResult:
 
 def seed_flights(
     db: Database,
+    locks: LockManager,
     *,
     count: int,
     start_date: date,
     seed: int,
     chunk_size: int,
+    default_capacity_kg: float,
     if_empty: bool = False,
     on_progress: Progress | None = None,
 ) -> SeedResult:
@@ -239,8 +295,10 @@ def seed_flights(
     started = time.perf_counter()
     result = import_flights(
         db,
+        locks,
         generate_schedule(count, start_date, seed),
         chunk_size=chunk_size,
+        default_capacity_kg=default_capacity_kg,
         total=count,
         on_progress=on_progress,
     )
@@ -256,6 +314,7 @@ def seed_flights(
 # -- file import --------------------------------------------------------------
 
 FIELDS = ("flight_number", "airline", "origin", "destination", "departure_ts", "arrival_ts")
+OPTIONAL_FIELDS = ("capacity_kg",)  # a CSV may add the column; empty: the default
 MAX_LINE_BYTES = 64 * 1024  # a flight is ~200 bytes; longer lines are rejected unread
 
 
@@ -418,18 +477,36 @@ class _Reader:
             if len(row) != len(self._columns):
                 raise ValueError(f"expected {len(self._columns)} columns, found {len(row)}")
             item = dict(zip(self._columns, row, strict=True))
+            if "capacity_kg" in item:
+                item["capacity_kg"] = _csv_number(item["capacity_kg"])
+                if item["capacity_kg"] is None:
+                    del item["capacity_kg"]
         if _has_surrogates(item):
             raise ValueError("contains invalid Unicode (a lone surrogate)")
         return item
 
     def _header(self, row: list[str]) -> list[str]:
         columns = [name.strip().lower() for name in row]
-        if sorted(columns) != sorted(FIELDS):
+        required = [name for name in columns if name not in OPTIONAL_FIELDS]
+        if sorted(required) != sorted(FIELDS) or len(set(columns)) != len(columns):
             raise FileFormatError(
                 f"line {self.line}: the CSV header must name the columns "
-                f"{', '.join(FIELDS)} (any order); found {', '.join(row) or 'nothing'}"
+                f"{', '.join(FIELDS)} (any order, and optionally"
+                f" {', '.join(OPTIONAL_FIELDS)}); found {', '.join(row) or 'nothing'}"
             )
         return columns
+
+
+_JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
+def _csv_number(text: str) -> float | str | None:
+    """A CSV cell read as a JSON number would be (None if empty); any other
+    text is left as it is, for the schema to refuse."""
+    text = text.strip()
+    if not text:
+        return None
+    return float(text) if _JSON_NUMBER.fullmatch(text) else text
 
 
 def _problem_reason(problem: dict[str, Any]) -> str:
@@ -443,9 +520,11 @@ def _problem_reason(problem: dict[str, Any]) -> str:
 
 def import_file(
     db: Database,
+    locks: LockManager,
     path: Path,
     *,
     chunk_size: int,
+    default_capacity_kg: float,
     keep: int = 20,
     on_progress: Callable[[_Reader, dict[str, int]], None] | None = None,
 ) -> FileImportResult:
@@ -462,8 +541,10 @@ def import_file(
         reader = _Reader(fh, fmt, keep)
         result = import_flights(
             db,
+            locks,
             iter(reader),
             chunk_size=chunk_size,
+            default_capacity_kg=default_capacity_kg,
             on_progress=(lambda p: on_progress(reader, p)) if on_progress else None,
         )
     # import_flights lists errors in item order, so in line order: the first
@@ -561,10 +642,12 @@ def seed_flights_command(
             try:
                 result = seed_flights(
                     svc.db,
+                    svc.locks,
                     count=count,
                     start_date=first_day,
                     seed=seed,
                     chunk_size=svc.settings.BULK_CHUNK_SIZE,
+                    default_capacity_kg=svc.settings.DEFAULT_FLIGHT_CAPACITY_KG,
                     if_empty=if_empty,
                     on_progress=progress,
                 )
@@ -604,7 +687,12 @@ def import_flights_command(ctx: click.Context, file: Path) -> None:
 
             try:
                 result = import_file(
-                    svc.db, file, chunk_size=svc.settings.BULK_CHUNK_SIZE, on_progress=progress
+                    svc.db,
+                    svc.locks,
+                    file,
+                    chunk_size=svc.settings.BULK_CHUNK_SIZE,
+                    default_capacity_kg=svc.settings.DEFAULT_FLIGHT_CAPACITY_KG,
+                    on_progress=progress,
                 )
             except FileFormatError as exc:
                 raise click.ClickException(f"{file}: {exc}") from None

@@ -11,7 +11,7 @@ import time
 from celery import Celery, bootsteps, signals
 from celery_batches import Batches
 
-from core import health, logs, metrics, queues
+from core import flights, health, logs, metrics, queues
 from core.db import ensure_indexes
 from core.services import Services, connect_services
 from core.settings import Settings
@@ -32,6 +32,7 @@ def services() -> Services:
             settings: Settings = _state["settings"]  # type: ignore[assignment]
             svc = connect_services(settings)
             ensure_indexes(svc.db)
+            flights.give_capacity(svc.db, settings.DEFAULT_FLIGHT_CAPACITY_KG)
             _state.update(services=svc, pid=os.getpid())
     return _state["services"]  # type: ignore[return-value]
 

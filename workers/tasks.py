@@ -18,9 +18,10 @@ from core import (
     queues,
     routes,
 )
+from core import cache as caches
 from core.clock import utcnow
 from core.errors import NotReady
-from core.locks import BULK_LOCK_TTL, BookingLocked, bulk_lock_key
+from core.locks import BULK_LOCK_TTL, LockHeld, bulk_lock_key
 from core.metrics import sample_queue_depths
 from workers import runtime
 from workers.batches import GroupCommit, run_group
@@ -42,6 +43,7 @@ def create_booking(self, requests) -> list[str]:
 def create_bookings(svc, todo: list[dict]) -> list:
     created = group_commit.create_many(
         svc.db,
+        svc.locks,
         [{**job["payload"], "job_id": job["_id"]} for job in todo],
         now=utcnow(),
         min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
@@ -85,13 +87,15 @@ def import_flights(self, job_id: str, payload: dict | None = None) -> None:
         key = bulk_lock_key("flights", payload["accepted_at"])
         try:
             held = svc.locks.acquire(key, BULK_LOCK_TTL, max_attempts=BULK_LOCK_TRIES)
-        except BookingLocked:
+        except LockHeld:
             raise NotReady("Another run of this import holds its lock; retrying.") from None
         try:
             result = flights.import_flights(
                 svc.db,
+                svc.locks,
                 items,
                 chunk_size=svc.settings.BULK_CHUNK_SIZE,
+                default_capacity_kg=svc.settings.DEFAULT_FLIGHT_CAPACITY_KG,
                 total=len(items),
                 on_progress=lambda progress: jobs.set_progress(svc.db, job_id, progress),
             )
@@ -109,6 +113,7 @@ def bulk_create_bookings(self, job_id: str, payload: dict | None = None) -> None
         request = jobs.job_request(job["payload"])
         result = bulk.create_bookings(
             svc.db,
+            svc.locks,
             request["bookings"],
             customer_id=request.get("customer_id"),
             job_id=job_id,
@@ -159,7 +164,7 @@ def warm_cache(self, job_id: str | None = None, payload: dict | None = None) -> 
             popular,
             today=utcnow().date(),
             min_connection_minutes=settings.MIN_CONNECTION_MINUTES,
-            ttl=settings.CACHE_TTL_ROUTES,
+            ttl=caches.space_ttl(settings.CACHE_TTL_ROUTES, settings.CACHE_TTL_BOOKINGS),
             max_routes=settings.WARM_MAX_ROUTES,
         )
         if job is not None:  # the next warm request starts a new job

@@ -32,6 +32,7 @@ def create_item(ref_id=None, customer_id=None, **request):
 def create_many(services, items, now=None):
     return group_commit.create_many(
         services.db,
+        services.locks,
         items,
         now=now or utcnow(),
         min_connection_minutes=services.settings.MIN_CONNECTION_MINUTES,

@@ -33,7 +33,7 @@ def oracle(schedule, origin, destination, day):
     """The definition, by brute force over every flight and every pair."""
     start = at(day, 0, 0)
     end, end_next = start + timedelta(days=1), start + timedelta(days=2)
-    docs = [flights.flight_document(flights._schema.load(r)) for r in schedule]
+    docs = [flights.flight_document(flights._schema.load(r), 20_000) for r in schedule]
     direct = [
         (d["flight_id"],)
         for d in docs
@@ -60,7 +60,7 @@ def best_first(schedule, pairs):
     """Pairs ordered as the search orders options: arrival, then duration, then ids."""
     docs = {
         d["flight_id"]: d
-        for d in (flights.flight_document(flights._schema.load(r)) for r in schedule)
+        for d in (flights.flight_document(flights._schema.load(r), 20_000) for r in schedule)
     }
 
     def key(pair):
@@ -98,7 +98,13 @@ def edge_schedule(services):
         raw("QT40", A, X, at(D, 6, 0, plus_days=1), 60),  # first leg on D+1 only
         raw("QT41", X, B, at(D, 9, 0, plus_days=1), 60),
     ]
-    result = flights.import_flights(services.db, s, chunk_size=7)
+    result = flights.import_flights(
+        services.db,
+        services.locks,
+        s,
+        chunk_size=7,
+        default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
+    )
     assert result["failed"] == 0 and result["succeeded"] == len(s)
     return s
 
@@ -160,7 +166,16 @@ def test_random_schedules_match_the_oracle(services):
         origin, destination = rng.sample(airports, 2)
         dep = at(base, 0, 0) + timedelta(minutes=rng.randrange(0, 4 * 24 * 60))
         schedule.append(raw(f"QR{n:04d}", origin, destination, dep, rng.randrange(30, 600)))
-    assert flights.import_flights(services.db, schedule, chunk_size=100)["failed"] == 0
+    assert (
+        flights.import_flights(
+            services.db,
+            services.locks,
+            schedule,
+            chunk_size=100,
+            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
+        )["failed"]
+        == 0
+    )
     checked = 0
     for day in (base, base + timedelta(days=1), base + timedelta(days=3)):
         for origin in airports:
@@ -199,7 +214,16 @@ def test_warming_stores_what_a_search_would_return(services):
         origin, destination = rng.sample(airports, 2)
         dep = at(today, 0, 0) + timedelta(minutes=rng.randrange(-24 * 60, 4 * 24 * 60))
         schedule.append(raw(f"QW{n:04d}", origin, destination, dep, rng.randrange(30, 900)))
-    assert flights.import_flights(services.db, schedule, chunk_size=100)["failed"] == 0
+    assert (
+        flights.import_flights(
+            services.db,
+            services.locks,
+            schedule,
+            chunk_size=100,
+            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
+        )["failed"]
+        == 0
+    )
     popular = [("QWA", "QWB"), ("QZZ", "QWA")]  # one route with no flights at all
     outcome = routes.warm_routes(
         services.db,
@@ -301,7 +325,16 @@ def test_only_the_best_options_are_kept_when_there_are_many(services):
         raw(f"QL{n:02d}", "QKX", "QKB", at(day, 14 + n % 9, 5 * n % 60), 45 + 7 * n)
         for n in range(20)
     ]
-    assert flights.import_flights(services.db, schedule, chunk_size=50)["failed"] == 0
+    assert (
+        flights.import_flights(
+            services.db,
+            services.locks,
+            schedule,
+            chunk_size=50,
+            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
+        )["failed"]
+        == 0
+    )
     result = routes.search_routes(
         services.db, origin="QKA", destination="QKB", day=day, min_connection_minutes=MIN_CONN
     )
@@ -310,3 +343,85 @@ def test_only_the_best_options_are_kept_when_there_are_many(services):
     assert result["counts"]["one_transit"] == len(transit)
     kept = [tuple(f["flight_id"] for f in o["flights"]) for o in result["one_transit"]]
     assert kept == best_first(schedule, transit)[: routes.KEPT_OPTIONS]
+
+
+def test_a_weight_keeps_the_best_options_with_room_on_every_leg(services):
+    """Legs short of room are left out before the options are joined and cut,
+    so the kept options are the best among those with room, and counts are theirs."""
+    day = date(2031, 7, 2)
+    schedule = [raw(f"QM{n:02d}", "QMA", "QMX", at(day, 1 + n % 12, 0), 60 + n) for n in range(30)]
+    schedule += [
+        raw(f"QN{n:02d}", "QMX", "QMB", at(day, 14 + n % 9, 5 * n % 60), 45 + 7 * n)
+        for n in range(30)
+    ]
+    schedule += [raw(f"QO{n:02d}", "QMA", "QMB", at(day, 6 + n, 0), 90) for n in range(6)]
+    assert (
+        flights.import_flights(
+            services.db,
+            services.locks,
+            schedule,
+            chunk_size=50,
+            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
+        )["failed"]
+        == 0
+    )
+    rng = random.Random(5)
+    available_g = {}  # room left by reservations, set as core.reservations would leave it
+    for r in schedule:
+        fid = flights.flight_id(r["flight_number"], datetime.fromisoformat(r["departure_ts"]))
+        available_g[fid] = rng.choice([1_000_000, 4_999_999, 5_000_000, *[20_000_000] * 3])
+        booked = 20_000_000 - available_g[fid]
+        services.db.flights.update_one(
+            {"_id": fid}, {"$set": {"booked_g": booked, "available_g": available_g[fid]}}
+        )
+    weight_g = 5_000_000
+    direct, transit = oracle(schedule, "QMA", "QMB", day)
+    roomy_direct = [o for o in direct if available_g[o[0]] >= weight_g]
+    roomy = [p for p in transit if all(available_g[fid] >= weight_g for fid in p)]
+    assert 0 < len(roomy_direct) < len(direct)
+    assert routes.KEPT_OPTIONS < len(roomy) < len(transit)
+    assert set(best_first(schedule, transit)[: routes.KEPT_OPTIONS]) - set(roomy)  # cut matters
+
+    result = routes.search_routes(
+        services.db,
+        origin="QMA",
+        destination="QMB",
+        day=day,
+        min_connection_minutes=MIN_CONN,
+        weight_g=weight_g,
+    )
+    assert ids(result["direct"]) == roomy_direct
+    kept = [tuple(f["flight_id"] for f in o["flights"]) for o in result["one_transit"]]
+    assert kept == best_first(schedule, roomy)[: routes.KEPT_OPTIONS]
+    assert result["counts"] == {"direct": len(roomy_direct), "one_transit": len(roomy)}
+    legs = [f for o in result["direct"] + result["one_transit"] for f in o["flights"]]
+    assert all(f["available_kg"] == available_g[f["flight_id"]] / 1000 for f in legs)
+
+    # A flight stored before flights had a capacity promises no room.
+    legacy = roomy_direct[0][0]
+    services.db.flights.update_one(
+        {"_id": legacy}, {"$unset": {"capacity_g": "", "booked_g": "", "available_g": ""}}
+    )
+    result = routes.search_routes(
+        services.db,
+        origin="QMA",
+        destination="QMB",
+        day=day,
+        min_connection_minutes=MIN_CONN,
+        weight_g=1,
+    )
+    assert legacy not in {o["flights"][0]["flight_id"] for o in result["direct"]}
+
+
+def test_a_weighted_search_is_cached_under_its_own_key(services, edge_schedule):
+    kwargs = {"origin": "QAA", "destination": "QBB", "day": D, "min_connection_minutes": MIN_CONN}
+    plain, weighted = routes.route_key("QAA", "QBB", D), routes.route_key("QAA", "QBB", D, 125_500)
+    assert weighted == f"{plain}:125500g"
+    services.redis.delete(plain, weighted)
+    answer = routes.cached_search(services.db, services.cache, ttl=45, weight_kg=125.5, **kwargs)
+    assert not services.redis.exists(plain)
+    assert 0 < services.redis.ttl(weighted) <= 45
+    searched = routes.search_routes(services.db, weight_g=125_500, **kwargs)
+    assert answer == routes.route_answer("QAA", "QBB", D, searched)[1]
+    again = routes.cached_search(services.db, services.cache, ttl=45, weight_kg=125.50, **kwargs)
+    assert again == answer

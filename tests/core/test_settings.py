@@ -65,3 +65,11 @@ def test_waiters_must_leave_web_threads_free():
     with pytest.raises(SettingsError, match="MAX_WAITERS"):
         load_settings({"MAX_WAITERS": "32", "WEB_THREADS": "32"})
     assert load_settings({"MAX_WAITERS": "31", "WEB_THREADS": "32"}).MAX_WAITERS == 31
+
+
+def test_warming_runs_more_often_than_route_answers_expire():
+    with pytest.raises(SettingsError, match="CACHE_WARM_INTERVAL"):
+        load_settings({"CACHE_WARM_INTERVAL": "60", "CACHE_TTL_BOOKINGS": "60"})
+    with pytest.raises(SettingsError, match="CACHE_WARM_INTERVAL"):
+        load_settings({"CACHE_WARM_INTERVAL": "100", "CACHE_TTL_ROUTES": "90"})
+    assert load_settings({"CACHE_WARM_INTERVAL": "59"}).CACHE_WARM_INTERVAL == 59

@@ -8,6 +8,15 @@ import time
 import pytest
 
 from core import metrics
+from core.locks import (
+    FLIGHT_LOCK_TTL,
+    LOCK_KINDS,
+    LockHeld,
+    LockManager,
+    booking_lock_key,
+    flight_lock_key,
+)
+from core.schemas import LockPerformanceSchema
 from core.services import connect_services
 from core.settings import load_settings
 from tests.conftest import ADMIN, CUSTOMER, booking_body, wait_job
@@ -132,6 +141,75 @@ def test_thresholds_for_locks_and_memory():
     assert kinds == {("reduce_contention", "locks"), ("scale_up", "memory")}
     figures["locks"]["acquire_ms"]["p95"], figures["memory"]["used"] = 3.0, 0.5
     assert metrics.recommendations(figures) == []
+
+
+def test_flight_locks_are_listed_and_their_contention_measured_apart(isolated):
+    _, app, svc = isolated
+    c = app.test_client()
+    svc.locks.release(svc.locks.acquire(booking_lock_key("RGLOCKKIND1")))  # uncontended
+    key = flight_lock_key("RG001-20261201")
+    held = svc.locks.acquire(key, FLIGHT_LOCK_TTL)
+    listed = c.get("/api/admin/locks", headers=ADMIN).get_json()["locks"]
+    assert 0 < next(h["ttl_ms"] for h in listed if h["key"] == key) <= FLIGHT_LOCK_TTL * 1000
+    figures = c.get("/api/admin/performance", headers=ADMIN).get_json()["locks"]
+    assert figures["by_kind"]["flight"]["held"] == 1 and figures["by_kind"]["booking"]["held"] == 0
+
+    # Contention on the flight: one contender gives up after two tries; another
+    # gets the lock on its second try, once the holder lets go during its backoff.
+    impatient = LockManager(svc.redis, svc.settings, sleep=lambda s: None)
+    with pytest.raises(LockHeld):
+        impatient.acquire(key, FLIGHT_LOCK_TTL, max_attempts=2)
+
+    def holder_lets_go_then_wait(seconds):
+        svc.locks.release(held)
+        time.sleep(seconds)
+
+    waiter = LockManager(svc.redis, svc.settings, sleep=holder_lets_go_then_wait)
+    got = waiter.acquire(key, FLIGHT_LOCK_TTL)
+    waiter.release(got)
+    assert got.attempts == 2 and got.waited_ms >= 100  # the first backoff: 100 ms + jitter
+
+    figures = c.get("/api/admin/performance", headers=ADMIN).get_json()["locks"]
+    LockPerformanceSchema().load(figures)  # what is served is what the document says, exactly
+    flight, booking = figures["by_kind"]["flight"], figures["by_kind"]["booking"]
+    assert (flight["acquired"], flight["failed"], flight["attempts"]) == (2, 1, 5)
+    assert flight["average_attempts"] == round(5 / 3, 3)
+    assert flight["acquire_ms"]["max"] >= 100 and flight["held"] == 0
+    assert (booking["acquired"], booking["failed"], booking["average_attempts"]) == (1, 0, 1.0)
+    assert booking["acquire_ms"]["max"] < 100
+    assert (figures["acquired"], figures["failed"], figures["attempts"]) == (3, 1, 6)
+    assert set(figures["by_kind"]) == set(LOCK_KINDS)
+    assert figures["by_kind"]["bulk"]["acquired"] == 0
+
+    text = c.get("/metrics", headers=ADMIN).get_data(as_text=True)
+    assert 'radiantgo_lock_acquisitions_total{kind="flight",outcome="failed"} 1.0' in text
+    assert 'radiantgo_lock_acquisitions_total{kind="booking",outcome="failed"} 0.0' in text
+    assert 'radiantgo_lock_acquisitions_total{kind="booking",outcome="acquired"} 1.0' in text
+    assert 'radiantgo_lock_attempts_total{kind="flight"} 5.0' in text
+    assert 'radiantgo_lock_acquire_ms{kind="flight",quantile="max"}' in text
+    assert 'radiantgo_locks_held{kind="flight"} 0.0' in text
+
+
+def test_the_openapi_document_names_every_lock_kind(isolated):
+    _, app, _ = isolated
+    schemas = app.test_client().get("/api/openapi.json").get_json()["components"]["schemas"]
+    assert set(schemas["LockKinds"]["properties"]) == set(LOCK_KINDS)
+    assert schemas["LockPerformance"]["additionalProperties"] is False
+    assert "by_kind" in schemas["LockPerformance"]["properties"]
+
+
+def test_a_contended_kind_gets_advice_though_all_locks_together_look_fine():
+    quick, slow = {"acquire_ms": {"p95": 3.0}}, {"acquire_ms": {"p95": 900.0}}
+    figures = {
+        "requests": {"endpoints": {}},
+        "cache": {"hit_rate": 0.9, "lookups": 100},
+        "locks": {**quick, "by_kind": {"booking": quick, "flight": slow}},
+        "memory": {"used": 0.5},
+        "queues": {},
+    }
+    (advice,) = metrics.recommendations(figures)
+    assert (advice["type"], advice["component"]) == ("reduce_contention", "locks")
+    assert "900 ms on flight locks" in advice["reason"] and "booking" not in advice["reason"]
 
 
 def test_worker_task_metrics_are_aggregated(live_server, services):

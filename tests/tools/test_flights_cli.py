@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from inspect import isgenerator
 from itertools import islice
@@ -24,6 +24,7 @@ from tools.flights import (
     MAX_LINE_BYTES,
     cli,
     generate_schedule,
+    great_circle_km,
     import_file,
     seed_flights,
 )
@@ -107,6 +108,50 @@ def test_one_day_covers_every_route_ten_times_and_validates():
     ]
 
 
+# The model generate_schedule documents: (kind, up to km, tonnes low, high).
+CAPACITY_BANDS = (
+    ("freighter", 3000, 40, 55),
+    ("freighter", 7000, 50, 80),
+    ("freighter", float("inf"), 90, 110),
+    ("belly", 1500, 2, 5),
+    ("belly", 4000, 4, 12),
+    ("belly", float("inf"), 12, 25),
+)
+
+
+def band(raw: dict) -> tuple:
+    """The flight's (kind, up to km, low t, high t) in CAPACITY_BANDS."""
+    kind = "freighter" if raw["flight_number"][:2] in ("RC", "MF") else "belly"
+    km = great_circle_km(AIRPORTS[raw["origin"]], AIRPORTS[raw["destination"]])
+    return next(b for b in CAPACITY_BANDS if b[0] == kind and km <= b[1])
+
+
+def test_capacities_follow_the_documented_model_deterministically():
+    start = date(2025, 1, 20)
+    two_days = list(generate_schedule(2 * DAY, start, 42))
+    day1, day2 = two_days[:DAY], two_days[DAY:]
+    by_band = defaultdict(list)
+    for raw in day1:
+        by_band[band(raw)].append(raw["capacity_kg"])
+    assert set(by_band) == set(CAPACITY_BANDS)
+    for (kind, up_to, low, high), values in by_band.items():
+        assert all(low * 1000 <= kg <= high * 1000 and kg % 100 == 0 for kg in values)
+        # spread over the band, not a few values
+        quarter = (high - low) * 1000 / 4
+        assert min(values) < low * 1000 + quarter < high * 1000 - quarter < max(values)
+        assert len(set(values)) > 10, (kind, up_to)
+    freighters = sum(len(v) for b, v in by_band.items() if b[0] == "freighter")
+    assert 0.3 < freighters / DAY < 0.5  # the cargo carriers' share
+    # One aircraft per flight number: the same capacity every day.
+    assert [(f["flight_number"], f["capacity_kg"]) for f in day2] == [
+        (f["flight_number"], f["capacity_kg"]) for f in day1
+    ]
+    assert two_days == list(generate_schedule(2 * DAY, start, 42))
+    assert [f["capacity_kg"] for f in day1] != [
+        f["capacity_kg"] for f in generate_schedule(DAY, start, 7)
+    ]
+
+
 def _departure(raw: dict) -> datetime:
     return datetime.fromisoformat(raw["departure_ts"])
 
@@ -134,6 +179,7 @@ def _assert_stored(db, flights, sample=50):
         assert (doc["origin"], doc["destination"]) == (raw["origin"], raw["destination"])
         assert doc["departure_ts"] == expected["departure_ts"]
         assert doc["arrival_ts"] == expected["arrival_ts"]
+        assert doc["capacity_g"] == doc["available_g"] == raw["capacity_kg"] * 1000
 
 
 def test_seed_flights_stores_the_schedule_idempotently(services):
@@ -154,11 +200,25 @@ def test_seed_if_empty_seeds_an_empty_database_only(services):
     services.mongo.drop_database(db.name)
     try:
         first = seed_flights(
-            db, count=300, start_date=SEED_DATE, seed=42, chunk_size=100, if_empty=True
+            db,
+            services.locks,
+            count=300,
+            start_date=SEED_DATE,
+            seed=42,
+            chunk_size=100,
+            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
+            if_empty=True,
         )
         assert (first.skipped, first.imported, first.failed) == (False, 300, 0)
         again = seed_flights(
-            db, count=300, start_date=SEED_DATE, seed=7, chunk_size=100, if_empty=True
+            db,
+            services.locks,
+            count=300,
+            start_date=SEED_DATE,
+            seed=7,
+            chunk_size=100,
+            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
+            if_empty=True,
         )
         assert again.skipped and again.existing == 300
         flights = list(generate_schedule(300, SEED_DATE, 42))
@@ -224,6 +284,28 @@ def test_import_csv_reports_bad_lines_by_number(services, tmp_path):
     assert services.db.flights.find_one({"_id": fid(late)}) is None
 
 
+def test_import_csv_with_a_capacity_column(services, tmp_path):
+    lines = [
+        "capacity_kg,flight_number,airline,origin,destination,departure_ts,arrival_ts",
+        "45000.5," + csv_line(flight("TK0001", 5)),  # 2
+        "," + csv_line(flight("TK0002", 5)),  # 3: the default
+        "1_000," + csv_line(flight("TK0003", 5)),  # 4: not a plain number
+        "0," + csv_line(flight("TK0004", 5)),  # 5: not > 0
+    ]
+    path = tmp_path / "capacities.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = run(services, "import-flights", str(path))
+    assert result.exit_code == 0, result.output
+    assert "imported 2, rejected 2" in result.output
+    assert "line 4: capacity_kg" in result.output and "line 5: capacity_kg" in result.output
+    capacities = {
+        number: services.db.flights.find_one({"_id": fid(flight(number, 5))})["capacity_g"]
+        for number in ("TK0001", "TK0002")
+    }
+    default_g = round(services.settings.DEFAULT_FLIGHT_CAPACITY_KG * 1000)
+    assert capacities == {"TK0001": 45_000_500, "TK0002": default_g}
+
+
 def test_import_jsonl_reports_bad_lines_by_number(services, tmp_path):
     good = [flight("TJ0001", 3), flight("TJ0002", 3), flight("TJ0003", 4, origin="nyc")]
     lines = [
@@ -270,12 +352,16 @@ def test_line_numbers_hold_across_chunks(services, tmp_path):
     path = tmp_path / "many.txt"  # format detected from the first character
     path.write_text("\n".join(lines) + "\n")
 
-    result = import_file(services.db, path, chunk_size=7, keep=1000)
+    result = import_file(
+        services.db, services.locks, path, chunk_size=7, default_capacity_kg=20_000, keep=1000
+    )
     assert result.format == "jsonl"
     assert [r.line for r in result.rejections] == sorted(bad)
     assert result.rejected == len(bad)
     assert result.imported == 200 - sum(1 for i in bad if lines[i - 1].startswith('{"'))
-    first_20 = import_file(services.db, path, chunk_size=7).rejections
+    first_20 = import_file(
+        services.db, services.locks, path, chunk_size=7, default_capacity_kg=20_000
+    ).rejections
     assert [r.line for r in first_20] == sorted(bad)[:20]
 
 

@@ -1,0 +1,246 @@
+"""Cargo space: a booking reserves its weight on every leg of its itinerary.
+
+Many bookings share one flight, so overbooking is the race the booking lock
+cannot stop. Each leg is reserved under its flight's lock
+(core.locks.flight_lock_key, FLIGHT_LOCK_TTL, the spec's backoff), legs locked
+in flight_id order so that two multi-leg bookings never wait on each other in
+a cycle. The lock keeps contenders from wasting work; the writes keep them
+correct, even if a lock expires midway.
+
+Where things are: the flight holds its figures (`capacity_g`, `booked_g`,
+`available_g`) and a `pending` map of the changes under way; each booking's
+space on a leg is a document of `reservations` (`_id` "<flight_id>:<ref_id>").
+The flight stays small (a search reads hundreds of them) however many
+bookings it carries.
+
+Taking space is one conditional update of the flight: room for the weight
+(`available_g` >= it) and no pending mark of the booking; it takes the space
+and sets the mark (+weight). Then the reservation document is written and
+the mark dropped. A delivery that dies in between leaves the mark, which tells
+the redelivery that the space is taken already: the space is never taken
+twice. Giving it back mirrors this, with a mark of -weight. A group of
+bookings on one flight takes its space in one update when all fit.
+
+All legs or none: when a leg lacks room, the booking's other legs are given
+back (those of an earlier delivery too) and FlightFull names the leg.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError
+
+from core.db import DUPLICATE_KEY
+from core.errors import FlightFull, NotReady, Unprocessable
+from core.flights import grams, kilograms
+from core.lifecycle import CANCELLED
+from core.locks import FLIGHT_LOCK_TTL, Held, LockHeld, LockManager, flight_lock_key
+
+
+def _legs(flight_ids: Iterable[str] | None) -> list[str]:
+    return sorted(set(flight_ids or ()))
+
+
+class _FlightLocks:
+    """The flight locks one booking holds, taken one by one in flight_id order
+    (the fixed order) and all released together at the end."""
+
+    def __init__(self, locks: LockManager):
+        self.locks = locks
+        self.held: list[Held] = []
+
+    def take(self, fid: str) -> None:
+        """Wait for flight `fid`'s lock. One held through every retry (by a
+        worker that died holding it, until its TTL) is NotReady: the job retries
+        later; it is not the client's conflict."""
+        try:
+            self.held.append(self.locks.acquire(flight_lock_key(fid), FLIGHT_LOCK_TTL))
+        except LockHeld as exc:
+            raise NotReady(f"{exc.detail} Retrying.") from None
+
+    def release_all(self) -> None:
+        for lock in reversed(self.held):
+            self.locks.release(lock)
+
+
+@contextlib.contextmanager
+def flight_locks(locks: LockManager, legs: list[str] | None = None) -> Iterator[_FlightLocks]:
+    """Hold flight locks: those of `legs` at once (sorted), more with take()."""
+    holding = _FlightLocks(locks)
+    try:
+        for fid in legs or ():
+            holding.take(fid)
+        yield holding
+    finally:
+        holding.release_all()
+
+
+class Wanted(NamedTuple):
+    """A booking's request for space: `weight_kg` on each of `flight_ids`."""
+
+    ref_id: str
+    flight_ids: list[str] | None
+    weight_kg: float
+
+
+def reservation_id(fid: str, ref_id: str) -> str:
+    return f"{fid}:{ref_id}"
+
+
+def flight_reservations(db: Database, fid: str) -> dict[str, int]:
+    """ref_id -> grams reserved on flight `fid` (a range of `_id`: no index of its own)."""
+    found = db.reservations.find({"_id": {"$gt": f"{fid}:", "$lt": f"{fid}:\uffff"}})
+    return {r["ref_id"]: r["weight_g"] for r in found}
+
+
+def _mark(ref_id: str) -> str:
+    return f"pending.{ref_id}"
+
+
+def reserve(
+    db: Database, locks: LockManager, ref_id: str, flight_ids: list[str] | None, weight_kg: float
+) -> None:
+    """Reserve `weight_kg` for booking `ref_id` on every leg, or on none
+    (FlightFull). A leg reserved for it already (a redelivery) stays as it is."""
+    (refused,) = reserve_many(db, locks, [Wanted(ref_id, flight_ids, weight_kg)])
+    if refused is not None:
+        raise refused
+
+
+def reserve_many(db: Database, locks: LockManager, wanted: list[Wanted]) -> list[FlightFull | None]:
+    """reserve() for many bookings (a worker's group) with one lock taken per
+    flight: for each, in order, None (reserved on every leg) or the FlightFull
+    that refused it (reserved on none).
+
+    The flights are locked one by one in flight_id order, each held to the
+    end; under each flight's lock, every booking still in the running that
+    flies it takes its space there. A worker that dies midway leaves the
+    earlier legs reserved: the redelivered job either finishes them all or,
+    a leg being full by then, gives them all back."""
+    refused: list[FlightFull | None] = [None] * len(wanted)
+    legs = [_legs(w.flight_ids) for w in wanted]
+    weights = [grams(w.weight_kg) for w in wanted]
+    with flight_locks(locks) as holding:
+        for fid in sorted({fid for booking_legs in legs for fid in booking_legs}):
+            holding.take(fid)
+            flying = [n for n in range(len(wanted)) if fid in legs[n] and refused[n] is None]
+            fits = _reserve_on(db, fid, [(wanted[n].ref_id, weights[n]) for n in flying])
+            for n, fit in zip(flying, fits, strict=True):
+                if not fit:
+                    _release_legs(db, legs[n], wanted[n].ref_id, weights[n])
+                    refused[n] = _full(db, fid, wanted[n].ref_id, weights[n])
+    return refused
+
+
+def _reserve_on(db: Database, fid: str, bookings: list[tuple[str, int]]) -> list[bool]:
+    """Take the space of `bookings` ((ref_id, grams)) on flight `fid`, all in
+    one update if all fit (and none is under way), else one by one; for each,
+    whether it holds its space now."""
+    if len(bookings) > 1 and _take(db, fid, bookings):
+        _record(db, fid, bookings)
+        return [True] * len(bookings)
+    ids = [reservation_id(fid, ref_id) for ref_id, _ in bookings]
+    recorded = {r["ref_id"] for r in db.reservations.find({"_id": {"$in": ids}}, {"ref_id": 1})}
+    fits, held = [], []
+    for ref_id, weight_g in bookings:
+        fit = ref_id in recorded or _take(db, fid, [(ref_id, weight_g)])
+        if not fit:  # no room, or taken by an earlier delivery that died before recording it
+            flight = db.flights.find_one({"_id": fid}, {_mark(ref_id): 1})
+            if flight is None:
+                raise Unprocessable(f"Flight {fid} does not exist.")
+            fit = flight.get("pending", {}).get(ref_id) == weight_g
+        fits.append(fit)
+        if fit:
+            held.append((ref_id, weight_g))
+    _record(db, fid, held)
+    return fits
+
+
+def _take(db: Database, fid: str, bookings: list[tuple[str, int]]) -> bool:
+    """One conditional update: the space of all `bookings`, each marked as
+    pending, if there is room for all and none is marked; else nothing."""
+    total = sum(weight_g for _, weight_g in bookings)
+    taken = db.flights.update_one(
+        {
+            "_id": fid,
+            "available_g": {"$gte": total},
+            **{_mark(ref_id): {"$exists": False} for ref_id, _ in bookings},
+        },
+        {
+            "$inc": {"available_g": -total, "booked_g": total},
+            "$set": {_mark(ref_id): weight_g for ref_id, weight_g in bookings},
+        },
+    )
+    return taken.modified_count == 1
+
+
+def _record(db: Database, fid: str, bookings: list[tuple[str, int]]) -> None:
+    """Write the reservations whose space was taken, then drop their marks."""
+    if not bookings:
+        return
+    docs = [
+        {"_id": reservation_id(fid, ref_id), "flight_id": fid, "ref_id": ref_id, "weight_g": w}
+        for ref_id, w in bookings
+    ]
+    try:
+        db.reservations.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:  # duplicates: written by an earlier delivery
+        if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+            raise
+    db.flights.update_one({"_id": fid}, {"$unset": {_mark(ref_id): "" for ref_id, _ in bookings}})
+
+
+def _full(db: Database, fid: str, ref_id: str, weight_g: int) -> FlightFull:
+    available = db.flights.find_one({"_id": fid}, {"available_g": 1})["available_g"]
+    return FlightFull(
+        f"Flight {fid} has {kilograms(available):g} kg of cargo space left;"
+        f" booking {ref_id} needs {kilograms(weight_g):g} kg.",
+        flight_id=fid,
+    )
+
+
+def _release_legs(db: Database, legs: list[str], ref_id: str, weight_g: int) -> None:
+    for fid in legs:
+        _give_back(db, fid, ref_id, weight_g)
+
+
+def _give_back(db: Database, fid: str, ref_id: str, weight_g: int) -> None:
+    """Give back `ref_id`'s space on flight `fid`, once however often asked:
+    the space returns in one update that marks the release as under way
+    (-weight), then the reservation and the mark go."""
+    mark = _mark(ref_id)
+    if db.reservations.find_one({"_id": reservation_id(fid, ref_id)}, {"_id": 1}) is None:
+        # Nothing recorded: space taken by a delivery that died before recording
+        # it goes back; the mark of a release that died after its delete goes.
+        db.flights.update_one(
+            {"_id": fid, mark: weight_g},
+            {"$inc": {"available_g": weight_g, "booked_g": -weight_g}, "$unset": {mark: ""}},
+        )
+        db.flights.update_one({"_id": fid, mark: -weight_g}, {"$unset": {mark: ""}})
+        return
+    db.flights.update_one(
+        {"_id": fid, mark: {"$ne": -weight_g}},
+        {"$inc": {"available_g": weight_g, "booked_g": -weight_g}, "$set": {mark: -weight_g}},
+    )
+    db.reservations.delete_one({"_id": reservation_id(fid, ref_id)})
+    db.flights.update_one({"_id": fid}, {"$unset": {mark: ""}})
+
+
+def release(db: Database, locks: LockManager, booking: dict[str, Any]) -> None:
+    """Give back `booking`'s space on every leg; once, however often asked."""
+    legs = _legs(booking.get("flight_ids"))
+    if not legs:
+        return
+    with flight_locks(locks, legs):
+        _release_legs(db, legs, booking["ref_id"], grams(booking["weight_kg"]))
+
+
+def settle(db: Database, locks: LockManager, booking: dict[str, Any]) -> None:
+    """After a transition of `booking` (as it now stands): a cancelled booking
+    holds no space. Arrived and delivered bookings keep theirs."""
+    if booking["status"] == CANCELLED:
+        release(db, locks, booking)

@@ -1,0 +1,329 @@
+"""Flight capacity (issue 13): reservations per second through the real create
+worker, with every booking on one hot flight and with bookings spread over
+1,000 flights, and the flight lock's acquisition time in each case.
+
+    make bench-reservations
+    python -m perf.bench_reservations --bookings 2000 --flights 1000
+
+Flights are stored with the import (core.flights.import_flights): the hot one
+with exactly the capacity its bookings need (so all of them fit and it ends
+full), the spread ones with the default capacity. Per case, --bookings creates
+that each name one flight (weights cycling over WEIGHTS_KG) are accepted over
+HTTP while the worker is paused, so that the client's pace is not what is
+measured; the worker is resumed and timed until every job has finished (the
+workers' job-finished notices). Reservations per second: the bookings that
+succeeded over that time. The flight lock's p50/p95/max, tries per acquisition
+and failures come from the workers' own lock metrics (core.locks.lock_metrics,
+kind "flight"), reset before each case.
+
+Goals: hot >= 0.5x spread (one flight's lock serializes its reservations; its
+backoff must not leave the worker idle) and flight lock p95 < 5 ms when spread.
+
+Correctness, after each case (the run fails loudly if it does not hold): each
+flight's booked weight is the sum of the weights of its bookings that
+succeeded, with one reservation for each, and available = capacity - booked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from core.db import ensure_indexes
+from core.flights import grams, import_flights, kilograms, validate_flight
+from core.locks import METRICS_KEY, lock_metrics
+from perf.harness import FinishedJobs, isolated_stack, write_figures
+from tools.flights import generate_schedule
+
+SEED = 42
+WEIGHTS_KG = (5.0, 7.5, 10.0, 12.5, 15.0)  # whole grams, 10 kg on average
+WARM_UP = 50  # bookings on a flight of their own before the cases: pools and connections
+RATIO_GOAL = 0.5
+LOCK_P95_GOAL_MS = 5.0
+CASES = ("hot", "spread")
+
+
+# -- pure helpers (tests/test_perf_reservations.py) ------------------------------------
+
+
+def booking_bodies(legs: list[dict[str, str]], count: int) -> list[dict[str, Any]]:
+    """`count` create bodies, booking i on legs[i % len(legs)] with weight
+    WEIGHTS_KG[i % len(WEIGHTS_KG)]; a leg is {"flight_id", "origin", "destination"}."""
+    bodies = []
+    for i in range(count):
+        leg = legs[i % len(legs)]
+        bodies.append(
+            {
+                "origin": leg["origin"],
+                "destination": leg["destination"],
+                "pieces": 1,
+                "weight_kg": WEIGHTS_KG[i % len(WEIGHTS_KG)],
+                "flight_ids": [leg["flight_id"]],
+            }
+        )
+    return bodies
+
+
+def expected_space(bodies: list[dict[str, Any]], states: list[str]) -> dict[str, dict[str, int]]:
+    """Per flight named, what it must hold: grams booked and reservations, those
+    of the bookings whose job succeeded."""
+    expected = {fid: {"booked_g": 0, "reservations": 0} for b in bodies for fid in b["flight_ids"]}
+    for body, state in zip(bodies, states, strict=True):
+        if state == "succeeded":
+            for fid in body["flight_ids"]:
+                expected[fid]["booked_g"] += grams(body["weight_kg"])
+                expected[fid]["reservations"] += 1
+    return expected
+
+
+def space_problems(expected: dict[str, dict[str, int]], stored: list[dict[str, Any]]) -> list[str]:
+    """What does not add up on the stored flights (none: all is well)."""
+    found = {doc["_id"]: doc for doc in stored}
+    problems = [f"{fid}: not stored" for fid in expected if fid not in found]
+    for fid, want in expected.items():
+        doc = found.get(fid)
+        if doc is None:
+            continue
+        booked, reserved = doc.get("booked_g"), doc.get("reservations") or {}
+        if booked != want["booked_g"]:
+            problems.append(
+                f"{fid}: booked {kilograms(booked or 0):g} kg, its bookings weigh "
+                f"{kilograms(want['booked_g']):g} kg"
+            )
+        if len(reserved) != want["reservations"] or sum(reserved.values()) != booked:
+            problems.append(
+                f"{fid}: {len(reserved)} reservations of {kilograms(sum(reserved.values())):g} kg,"
+                f" {want['reservations']} bookings succeeded"
+            )
+        if doc.get("available_g") != doc.get("capacity_g", 0) - (booked or 0):
+            problems.append(f"{fid}: available is not capacity - booked")
+    return problems
+
+
+def ratio(hot: dict[str, Any], spread: dict[str, Any]) -> float | None:
+    """Hot reservations/s over spread reservations/s."""
+    rate = spread["reservations_per_s"]
+    return round(hot["reservations_per_s"] / rate, 3) if rate else None
+
+
+def goals_met(f: dict[str, Any]) -> dict[str, bool]:
+    p95 = f["spread"]["flight_lock"]["acquire_ms"]["p95"]
+    return {
+        "ratio": f["ratio"] is not None and f["ratio"] >= RATIO_GOAL,
+        "lock_p95": p95 is not None and p95 < LOCK_P95_GOAL_MS,
+        "correct": all(f[case]["check"]["ok"] for case in CASES),
+    }
+
+
+# -- the run ---------------------------------------------------------------------------
+
+
+def leg(item: dict[str, Any], default_capacity_kg: float) -> dict[str, str]:
+    doc = validate_flight(item, default_capacity_kg)
+    return {"flight_id": doc["_id"], "origin": doc["origin"], "destination": doc["destination"]}
+
+
+def store_flights(stack, items: list[dict[str, Any]]) -> None:
+    result = import_flights(
+        stack.services.db,
+        stack.services.locks,
+        items,
+        chunk_size=stack.settings.BULK_CHUNK_SIZE,
+        default_capacity_kg=stack.settings.DEFAULT_FLIGHT_CAPACITY_KG,
+        total=len(items),
+    )
+    if result["failed"]:
+        raise RuntimeError(f"flight import refused {result['failed']}: {result['errors'][:3]}")
+
+
+def post_all(stack, bodies: list[dict[str, Any]], threads: int) -> list[str]:
+    """POST every body (each thread on a keep-alive session of its own); the job ids.
+    Anything but a 202 makes the case meaningless: raised."""
+    local = threading.local()
+
+    def post(body: dict[str, Any]) -> str:
+        local.session = getattr(local, "session", None) or requests.Session()
+        r = local.session.post(
+            stack.base + "/api/bookings", json=body, headers=stack.customer, timeout=30
+        )
+        if r.status_code != 202:
+            raise RuntimeError(f"POST /api/bookings answered {r.status_code}: {r.text[:300]}")
+        return r.json()["job_id"]
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(post, bodies))
+
+
+def job_states(db, job_ids: list[str]) -> tuple[list[str], dict[str, int]]:
+    """Each job's state, in order, and the failed ones' problem types (their last
+    path segment, e.g. flight-full). One indexed find each: SecantusDB scans for
+    a large $in."""
+    states, failures = [], Counter()
+    for job_id in job_ids:
+        job = db.jobs.find_one({"_id": job_id}, {"state": 1, "error.type": 1})
+        states.append(job["state"])
+        if job["state"] == "failed":
+            failures[((job.get("error") or {}).get("type") or "?").rsplit("/", 1)[-1]] += 1
+    return states, dict(failures)
+
+
+def run_case(
+    stack, finished: FinishedJobs, bodies: list[dict[str, Any]], threads: int, timeout: float
+) -> dict[str, Any]:
+    db, redis = stack.services.db, stack.services.redis
+    # Every lock figure, the totals' and each kind's (metrics:locks...): this case's alone.
+    redis.delete(*redis.scan_iter(match=f"{METRICS_KEY}*", count=100), METRICS_KEY)
+    os.kill(stack.worker.pid, signal.SIGSTOP)
+    try:
+        job_ids = post_all(stack, bodies, threads)
+    finally:
+        os.kill(stack.worker.pid, signal.SIGCONT)
+    seconds = finished.wait(job_ids, timeout=timeout)
+    states, failures = job_states(db, job_ids)
+    succeeded = states.count("succeeded")
+    expected = expected_space(bodies, states)
+    stored = list(
+        db.flights.find(
+            {"_id": {"$in": sorted(expected)}}, {"capacity_g": 1, "booked_g": 1, "available_g": 1}
+        )
+    )
+    held: dict[str, dict[str, int]] = {}  # flight -> its reservations (core.reservations)
+    for r in db.reservations.find({"flight_id": {"$in": sorted(expected)}}):
+        held.setdefault(r["flight_id"], {})[r["ref_id"]] = r["weight_g"]
+    for doc in stored:
+        doc["reservations"] = held.get(doc["_id"], {})
+    problems = space_problems(expected, stored)
+    return {
+        "bookings": len(bodies),
+        "flights": len(expected),
+        "seconds": round(seconds, 2),
+        "reservations_per_s": round(succeeded / seconds, 1),
+        "jobs": {"succeeded": succeeded, "failed": len(states) - succeeded, "errors": failures},
+        "flight_lock": lock_metrics(redis, kind="flight"),
+        "booking_lock": lock_metrics(redis, kind="booking"),
+        "check": {
+            "ok": not problems,
+            "booked_kg": kilograms(sum(doc.get("booked_g") or 0 for doc in stored)),
+            "expected_kg": kilograms(sum(e["booked_g"] for e in expected.values())),
+            "problems": problems[:20],
+        },
+    }
+
+
+def public_booked_kg(stack, flight_id: str) -> float | None:
+    """The flight's booked_kg as the API shows it (GET /api/flights/<id>)."""
+    r = requests.get(f"{stack.base}/api/flights/{flight_id}", headers=stack.customer, timeout=10)
+    r.raise_for_status()
+    return r.json()["booked_kg"]
+
+
+def run(bookings: int, flights: int, threads: int = 16, timeout: float = 300.0) -> dict[str, Any]:
+    today = datetime.now(UTC).date()
+    items = list(generate_schedule(flights + 2, start_date=today, seed=SEED))
+    with isolated_stack() as stack:
+        default_kg = stack.settings.DEFAULT_FLIGHT_CAPACITY_KG
+        legs = [leg(item, default_kg) for item in items]
+        warm_leg, hot_leg, spread_legs = legs[0], legs[1], legs[2:]
+        cases = {
+            "hot": booking_bodies([hot_leg], bookings),
+            "spread": booking_bodies(spread_legs, bookings),
+        }
+        # Exactly the room the hot flight's bookings need: all fit, and it ends full.
+        items[1] = {**items[1], "capacity_kg": sum(b["weight_kg"] for b in cases["hot"])}
+        ensure_indexes(stack.services.db)
+        store_flights(stack, items)
+        finished = FinishedJobs(stack.services.redis)
+        warm = post_all(stack, booking_bodies([warm_leg], WARM_UP), threads)
+        finished.wait(warm, timeout=timeout)
+
+        figures: dict[str, Any] = {"worker": stack.settings.WORKER_POOL}
+        figures["worker"] += f" x{stack.settings.WORKER_CONCURRENCY}"
+        for name in CASES:
+            figures[name] = run_case(stack, finished, cases[name], threads, timeout)
+        # The hot flight as the API shows it (never read before: no cached view).
+        figures["hot"]["check"]["public_booked_kg"] = public_booked_kg(stack, hot_leg["flight_id"])
+    hot_check = figures["hot"]["check"]
+    if hot_check["public_booked_kg"] != hot_check["expected_kg"]:
+        hot_check["ok"] = False
+        hot_check["problems"].append(
+            f"GET /api/flights/{hot_leg['flight_id']} shows {hot_check['public_booked_kg']} kg"
+            f" booked, its bookings weigh {hot_check['expected_kg']} kg"
+        )
+    figures["ratio"] = ratio(figures["hot"], figures["spread"])
+    figures["goals_met"] = goals_met(figures)
+    return figures
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+def _lock_line(lock: dict[str, Any]) -> str:
+    ms = lock["acquire_ms"]
+    return (
+        f"p50 {ms['p50']} ms  p95 {ms['p95']} ms  max {ms['max']} ms"
+        f"  ({lock['acquired']} acquired, {lock['failed']} failed,"
+        f" {lock['average_attempts']} tries each)"
+    )
+
+
+def report(f: dict[str, Any]) -> str:
+    met = f["goals_met"]
+    lines = [f"flight capacity reservations ({f['worker']} worker, 2x gthread ingress, SecantusDB)"]
+    for name in CASES:
+        c = f[name]
+        check = c["check"]
+        lines += [
+            f"  {name}: {c['bookings']} bookings on {c['flights']} flight(s), worked off in "
+            f"{c['seconds']:.2f} s",
+            f"    reservations/s      {c['reservations_per_s']:.0f}",
+            f"    jobs                {c['jobs']['succeeded']} succeeded, {c['jobs']['failed']}"
+            f" failed{' ' + str(c['jobs']['errors']) if c['jobs']['errors'] else ''}",
+            f"    flight lock         {_lock_line(c['flight_lock'])}",
+            f"    booked_kg check     {'ok' if check['ok'] else 'FAILED'}: "
+            f"{check['booked_kg']:g} kg booked, bookings weigh {check['expected_kg']:g} kg"
+            + (
+                f"; the API shows {check['public_booked_kg']:g} kg"
+                if check.get("public_booked_kg") is not None
+                else ""
+            ),
+            *(f"      {problem}" for problem in check["problems"]),
+        ]
+    p95 = f["spread"]["flight_lock"]["acquire_ms"]["p95"]
+    ratio_text = "-" if f["ratio"] is None else f"{f['ratio']:.2f}"
+    lines += [
+        f"  hot / spread        {ratio_text}   (goal >= {RATIO_GOAL}: "
+        f"{'met' if met['ratio'] else 'missed'})",
+        f"  flight lock p95, spread  {p95} ms   (goal < {LOCK_P95_GOAL_MS:g} ms: "
+        f"{'met' if met['lock_p95'] else 'missed'})",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--bookings", type=int, default=2000, help="bookings per case")
+    parser.add_argument("--flights", type=int, default=1000, help="flights of the spread case")
+    parser.add_argument("--threads", type=int, default=16, help="client threads posting")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per case, at most")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    figures = run(args.bookings, args.flights, args.threads, args.timeout)
+    print(report(figures))
+    write_figures(args.json, figures)
+    if not figures["goals_met"]["correct"]:
+        raise SystemExit("booked_kg check FAILED: the flights' booked space does not add up")
+
+
+if __name__ == "__main__":
+    main()

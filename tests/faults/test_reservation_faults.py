@@ -1,0 +1,101 @@
+"""A worker SIGKILLed between a booking's legs: after the redelivery, no
+reservation is left that no booking holds, and none is made twice."""
+
+import time
+from datetime import UTC, timedelta
+
+import pytest
+
+from core import reservations
+from core.clock import utcnow
+from core.flights import flight_document
+from core.ids import new_ref_id
+from core.locks import flight_lock_key
+from core.services import connect_services
+from tests.conftest import CUSTOMER, booking_body, wait_job
+from tests.faults.test_faults import isolated_settings
+from tools.processes import delete_queues, kill_worker, start_worker, stop, wait_for_worker
+
+
+def two_legs(services, tag: str) -> tuple[str, str]:
+    day = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=30)
+    legs = []
+    for n, (origin, destination, hour) in enumerate((("KFA", "KFB", 6), ("KFB", "KFC", 12))):
+        departure = (day + timedelta(hours=hour)).astimezone(UTC)
+        doc = flight_document(
+            {
+                "flight_number": f"{tag}{n}",
+                "airline": "Fault Air",
+                "origin": origin,
+                "destination": destination,
+                "departure_ts": departure,
+                "arrival_ts": departure + timedelta(hours=2),
+                "capacity_kg": 1000,
+            },
+            1000,
+        )
+        services.db.flights.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        legs.append(doc["_id"])
+    return legs[0], legs[1]
+
+
+def reserved_by(services, fid: str, ref_id: str) -> bool:
+    return ref_id in reservations.flight_reservations(services.db, fid)
+
+
+def booked_kg(services, fid: str) -> float:
+    return services.db.flights.find_one({"_id": fid})["booked_g"] / 1000
+
+
+@pytest.mark.parametrize("second_leg", ["filled-meanwhile", "with-room"])
+def test_a_worker_killed_between_legs_leaves_no_stray_reservation(
+    settings, services, tmp_path, second_leg
+):
+    from ingress import create_app
+
+    isolated = isolated_settings(settings, f"kill-legs-{second_leg}")
+    client = create_app(isolated, services=connect_services(isolated)).test_client()
+    first, second = two_legs(services, "KL" + second_leg[0].upper())
+    # The second leg's lock, held here: the worker reserves the first leg, then waits.
+    held = services.locks.acquire(flight_lock_key(second), 60)
+    since = time.time()
+    victim = start_worker(isolated, tmp_path / "victim.log", name="victim", concurrency=1)
+    rescuer = None
+    try:
+        wait_for_worker(services.redis, victim, since)
+        body = booking_body(
+            origin="KFA", destination="KFC", weight_kg=100, flight_ids=[first, second]
+        )
+        r = client.post("/api/bookings", json=body, headers=CUSTOMER)
+        assert r.status_code == 202, r.get_json()
+        ref_id, url = r.get_json()["ref_id"], r.headers["Location"]
+        deadline = time.monotonic() + 30
+        while not reserved_by(services, first, ref_id):
+            assert time.monotonic() < deadline, "the victim never reserved the first leg"
+            time.sleep(0.02)
+        kill_worker(victim)  # between the legs: the first reserved, the second not
+        assert not reserved_by(services, second, ref_id)
+        if second_leg == "filled-meanwhile":  # another booking takes the rest
+            assert reservations._take(services.db, second, [(new_ref_id(), 1000 * 1000)])
+        services.locks.release(held)
+        since = time.time()
+        rescuer = start_worker(isolated, tmp_path / "rescuer.log", name="rescuer")
+        wait_for_worker(services.redis, rescuer, since)
+        job = wait_job(client, url, timeout=60, headers=CUSTOMER)
+    finally:
+        services.locks.release(held)
+        for proc in (victim, rescuer):
+            if proc is not None and proc.poll() is None:
+                stop(proc)
+        delete_queues(isolated)
+    stored = services.db.bookings.count_documents({"ref_id": ref_id})
+    if second_leg == "filled-meanwhile":
+        assert job["state"] == "failed" and job["error"]["type"].endswith("flight-full")
+        assert stored == 0
+        assert not reserved_by(services, first, ref_id) and booked_kg(services, first) == 0
+        assert booked_kg(services, second) == 1000  # the other booking's, untouched
+    else:
+        assert job["state"] == "succeeded" and stored == 1
+        assert reserved_by(services, first, ref_id) and reserved_by(services, second, ref_id)
+        assert booked_kg(services, first) == booked_kg(services, second) == 100
+    print(f"{second_leg}: job {job['state']}, stray reservations 0, doubled 0")
