@@ -31,6 +31,7 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
+from pymongo import UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
@@ -124,28 +125,31 @@ def reserve_many(db: Database, locks: LockManager, wanted: list[Wanted]) -> list
     refused: list[FlightFull | None] = [None] * len(wanted)
     legs = [_legs(w.flight_ids) for w in wanted]
     weights = [grams(w.weight_kg) for w in wanted]
+    taken: list[tuple[str, int]] = []  # (flight, booking) whose space is taken, to record
     with flight_locks(locks) as holding:
         for fid in sorted({fid for booking_legs in legs for fid in booking_legs}):
             holding.take(fid)
             flying = [n for n in range(len(wanted)) if fid in legs[n] and refused[n] is None]
             fits = _reserve_on(db, fid, [(wanted[n].ref_id, weights[n]) for n in flying])
             for n, fit in zip(flying, fits, strict=True):
-                if not fit:
-                    _release_legs(db, legs[n], wanted[n].ref_id, weights[n])
-                    refused[n] = _full(db, fid, wanted[n].ref_id, weights[n])
+                if fit:
+                    taken.append((fid, n))
+                    continue
+                _release_legs(db, legs[n], wanted[n].ref_id, weights[n])
+                refused[n] = _full(db, fid, wanted[n].ref_id, weights[n])
+        _record(db, [(fid, wanted[n].ref_id, weights[n]) for fid, n in taken if refused[n] is None])
     return refused
 
 
 def _reserve_on(db: Database, fid: str, bookings: list[tuple[str, int]]) -> list[bool]:
     """Take the space of `bookings` ((ref_id, grams)) on flight `fid`, all in
     one update if all fit (and none is under way), else one by one; for each,
-    whether it holds its space now."""
+    whether its space is taken now (by this call or an earlier delivery's)."""
     if len(bookings) > 1 and _take(db, fid, bookings):
-        _record(db, fid, bookings)
         return [True] * len(bookings)
     ids = [reservation_id(fid, ref_id) for ref_id, _ in bookings]
     recorded = {r["ref_id"] for r in db.reservations.find({"_id": {"$in": ids}}, {"ref_id": 1})}
-    fits, held = [], []
+    fits = []
     for ref_id, weight_g in bookings:
         fit = ref_id in recorded or _take(db, fid, [(ref_id, weight_g)])
         if not fit:  # no room, or taken by an earlier delivery that died before recording it
@@ -154,9 +158,6 @@ def _reserve_on(db: Database, fid: str, bookings: list[tuple[str, int]]) -> list
                 raise Unprocessable(f"Flight {fid} does not exist.")
             fit = flight.get("pending", {}).get(ref_id) == weight_g
         fits.append(fit)
-        if fit:
-            held.append((ref_id, weight_g))
-    _record(db, fid, held)
     return fits
 
 
@@ -178,20 +179,28 @@ def _take(db: Database, fid: str, bookings: list[tuple[str, int]]) -> bool:
     return taken.modified_count == 1
 
 
-def _record(db: Database, fid: str, bookings: list[tuple[str, int]]) -> None:
-    """Write the reservations whose space was taken, then drop their marks."""
-    if not bookings:
+def _record(db: Database, taken: list[tuple[str, str, int]]) -> None:
+    """Write the reservations whose space was taken ((flight, ref_id, grams)),
+    all in one insert, then drop their pending marks, one update per flight
+    in one bulk write."""
+    if not taken:
         return
     docs = [
         {"_id": reservation_id(fid, ref_id), "flight_id": fid, "ref_id": ref_id, "weight_g": w}
-        for ref_id, w in bookings
+        for fid, ref_id, w in taken
     ]
     try:
         db.reservations.insert_many(docs, ordered=False)
     except BulkWriteError as exc:  # duplicates: written by an earlier delivery
         if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
             raise
-    db.flights.update_one({"_id": fid}, {"$unset": {_mark(ref_id): "" for ref_id, _ in bookings}})
+    marks: dict[str, dict[str, str]] = {}
+    for fid, ref_id, _ in taken:
+        marks.setdefault(fid, {})[_mark(ref_id)] = ""
+    db.flights.bulk_write(
+        [UpdateOne({"_id": fid}, {"$unset": unset}) for fid, unset in marks.items()],
+        ordered=False,
+    )
 
 
 def _full(db: Database, fid: str, ref_id: str, weight_g: int) -> FlightFull:

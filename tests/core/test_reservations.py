@@ -82,16 +82,18 @@ def test_the_write_alone_holds_capacity_without_the_lock(services):
 
 def test_a_group_on_one_flight_takes_its_space_in_one_update_or_one_by_one(services):
     fid = new_flight(services, 1000)
-    group = [(new_ref_id(), 300_000) for _ in range(3)]
-    assert reservations._reserve_on(services.db, fid, group) == [True, True, True]
-    late = [(new_ref_id(), 60_000) for _ in range(3)]  # 100 kg left: not all fit
-    assert reservations._reserve_on(services.db, fid, late) == [True, False, False]
+
+    def group(weight_kg):
+        return [reservations.Wanted(new_ref_id(), [fid], weight_kg) for _ in range(3)]
+
+    first = group(300)
+    assert reservations.reserve_many(services.db, services.locks, first) == [None] * 3
+    late = group(60)  # 100 kg left: not all fit
+    refused = reservations.reserve_many(services.db, services.locks, late)
+    assert refused[0] is None and all(isinstance(r, FlightFull) for r in refused[1:])
     assert space(services, fid) == (1000, 960, 40)
-    assert holders(services, fid) == {ref: g for ref, g in group + late[:1]}
-    assert (
-        "pending" not in services.db.flights.find_one({"_id": fid})
-        or not (services.db.flights.find_one({"_id": fid})["pending"])
-    )
+    assert holders(services, fid) == {w.ref_id: w.weight_kg * 1000 for w in first + late[:1]}
+    assert not services.db.flights.find_one({"_id": fid}).get("pending")
 
 
 def test_space_taken_by_a_delivery_that_died_before_recording_it_is_not_taken_again(services):

@@ -43,6 +43,12 @@ def reserved_by(services, fid: str, ref_id: str) -> bool:
     return ref_id in reservations.flight_reservations(services.db, fid)
 
 
+def taken_for(services, fid: str, ref_id: str) -> bool:
+    """The space is taken for the booking: recorded, or still marked pending."""
+    flight = services.db.flights.find_one({"_id": fid})
+    return reserved_by(services, fid, ref_id) or ref_id in flight.get("pending", {})
+
+
 def booked_kg(services, fid: str) -> float:
     return services.db.flights.find_one({"_id": fid})["booked_g"] / 1000
 
@@ -70,11 +76,11 @@ def test_a_worker_killed_between_legs_leaves_no_stray_reservation(
         assert r.status_code == 202, r.get_json()
         ref_id, url = r.get_json()["ref_id"], r.headers["Location"]
         deadline = time.monotonic() + 30
-        while not reserved_by(services, first, ref_id):
-            assert time.monotonic() < deadline, "the victim never reserved the first leg"
+        while not taken_for(services, first, ref_id):
+            assert time.monotonic() < deadline, "the victim never took the first leg's space"
             time.sleep(0.02)
         kill_worker(victim)  # between the legs: the first reserved, the second not
-        assert not reserved_by(services, second, ref_id)
+        assert not taken_for(services, second, ref_id)
         if second_leg == "filled-meanwhile":  # another booking takes the rest
             assert reservations._take(services.db, second, [(new_ref_id(), 1000 * 1000)])
         services.locks.release(held)
@@ -92,10 +98,12 @@ def test_a_worker_killed_between_legs_leaves_no_stray_reservation(
     if second_leg == "filled-meanwhile":
         assert job["state"] == "failed" and job["error"]["type"].endswith("flight-full")
         assert stored == 0
-        assert not reserved_by(services, first, ref_id) and booked_kg(services, first) == 0
+        assert not taken_for(services, first, ref_id) and booked_kg(services, first) == 0
         assert booked_kg(services, second) == 1000  # the other booking's, untouched
     else:
         assert job["state"] == "succeeded" and stored == 1
         assert reserved_by(services, first, ref_id) and reserved_by(services, second, ref_id)
         assert booked_kg(services, first) == booked_kg(services, second) == 100
+    for fid in (first, second):  # no mark of the booking's left behind
+        assert ref_id not in services.db.flights.find_one({"_id": fid}).get("pending", {})
     print(f"{second_leg}: job {job['state']}, stray reservations 0, doubled 0")
