@@ -175,28 +175,24 @@ def run(
         db.flights_raw_indexed.create_indexes(INDEXES["flights"])
         indexed_rate = timed_insert(db.flights_raw_indexed, unique, size)
 
+        def store(items):
+            return import_flights(
+                db,
+                stack.services.locks,
+                items,
+                chunk_size=size,
+                default_capacity_kg=DEFAULT_CAPACITY_KG,
+                total=len(items),
+            )
+
         start = time.perf_counter()
-        imported = import_flights(
-            db,
-            stack.services.locks,
-            raw_items,
-            chunk_size=size,
-            default_capacity_kg=DEFAULT_CAPACITY_KG,
-            total=len(raw_items),
-        )
+        imported = store(raw_items)
         import_rate = len(raw_items) / (time.perf_counter() - start)
         stored = db.flights.count_documents({})
 
         again = raw_items[:REIMPORT]
         start = time.perf_counter()
-        reimported = import_flights(
-            db,
-            stack.services.locks,
-            again,
-            chunk_size=size,
-            default_capacity_kg=DEFAULT_CAPACITY_KG,
-            total=len(again),
-        )
+        reimported = store(again)
         reimport_rate = len(again) / (time.perf_counter() - start)
         stored_after = db.flights.count_documents({})
 

@@ -152,6 +152,19 @@ def live_server(settings, worker, tmp_path_factory):
     stop(proc)
 
 
+def store_flights(services, items: list, chunk_size: int = 100, locks=None) -> dict:
+    """Import raw flights as the import job does; returns its result."""
+    from core import flights
+
+    return flights.import_flights(
+        services.db,
+        locks or services.locks,
+        items,
+        chunk_size=chunk_size,
+        default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
+    )
+
+
 def booking_body(**overrides):
     body = {"origin": "DEL", "destination": "BLR", "pieces": 5, "weight_kg": 125.5}
     body.update(overrides)

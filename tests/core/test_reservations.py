@@ -15,6 +15,7 @@ from core.errors import CapacityBelowBooked, FlightFull
 from core.ids import new_job_id, new_ref_id
 from core.lifecycle import CANCELLED, DELIVERED
 from core.locks import LockManager, flight_lock_key
+from tests.conftest import store_flights
 
 _numbers = itertools.count(1)
 
@@ -289,13 +290,7 @@ def _flight_item(fid, capacity_kg):
 
 
 def _import(services, items, locks=None):
-    return flights.import_flights(
-        services.db,
-        locks or services.locks,
-        items,
-        chunk_size=10,
-        default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
-    )
+    return store_flights(services, items, chunk_size=10, locks=locks)
 
 
 def test_a_reimport_below_what_is_booked_fails_that_item_and_keeps_the_flight(services):

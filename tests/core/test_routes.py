@@ -9,6 +9,7 @@ import pytest
 from core import cache as caches
 from core import flights, routes
 from core.errors import Unprocessable
+from tests.conftest import store_flights
 
 MIN_CONN = 60
 D = date(2031, 3, 10)  # far from any other test's flights
@@ -98,13 +99,7 @@ def edge_schedule(services):
         raw("QT40", A, X, at(D, 6, 0, plus_days=1), 60),  # first leg on D+1 only
         raw("QT41", X, B, at(D, 9, 0, plus_days=1), 60),
     ]
-    result = flights.import_flights(
-        services.db,
-        services.locks,
-        s,
-        chunk_size=7,
-        default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
-    )
+    result = store_flights(services, s, chunk_size=7)
     assert result["failed"] == 0 and result["succeeded"] == len(s)
     return s
 
@@ -166,16 +161,7 @@ def test_random_schedules_match_the_oracle(services):
         origin, destination = rng.sample(airports, 2)
         dep = at(base, 0, 0) + timedelta(minutes=rng.randrange(0, 4 * 24 * 60))
         schedule.append(raw(f"QR{n:04d}", origin, destination, dep, rng.randrange(30, 600)))
-    assert (
-        flights.import_flights(
-            services.db,
-            services.locks,
-            schedule,
-            chunk_size=100,
-            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
-        )["failed"]
-        == 0
-    )
+    assert store_flights(services, schedule, chunk_size=100)["failed"] == 0
     checked = 0
     for day in (base, base + timedelta(days=1), base + timedelta(days=3)):
         for origin in airports:
@@ -214,16 +200,7 @@ def test_warming_stores_what_a_search_would_return(services):
         origin, destination = rng.sample(airports, 2)
         dep = at(today, 0, 0) + timedelta(minutes=rng.randrange(-24 * 60, 4 * 24 * 60))
         schedule.append(raw(f"QW{n:04d}", origin, destination, dep, rng.randrange(30, 900)))
-    assert (
-        flights.import_flights(
-            services.db,
-            services.locks,
-            schedule,
-            chunk_size=100,
-            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
-        )["failed"]
-        == 0
-    )
+    assert store_flights(services, schedule, chunk_size=100)["failed"] == 0
     popular = [("QWA", "QWB"), ("QZZ", "QWA")]  # one route with no flights at all
     outcome = routes.warm_routes(
         services.db,
@@ -325,16 +302,7 @@ def test_only_the_best_options_are_kept_when_there_are_many(services):
         raw(f"QL{n:02d}", "QKX", "QKB", at(day, 14 + n % 9, 5 * n % 60), 45 + 7 * n)
         for n in range(20)
     ]
-    assert (
-        flights.import_flights(
-            services.db,
-            services.locks,
-            schedule,
-            chunk_size=50,
-            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
-        )["failed"]
-        == 0
-    )
+    assert store_flights(services, schedule, chunk_size=50)["failed"] == 0
     result = routes.search_routes(
         services.db, origin="QKA", destination="QKB", day=day, min_connection_minutes=MIN_CONN
     )
@@ -355,16 +323,7 @@ def test_a_weight_keeps_the_best_options_with_room_on_every_leg(services):
         for n in range(30)
     ]
     schedule += [raw(f"QO{n:02d}", "QMA", "QMB", at(day, 6 + n, 0), 90) for n in range(6)]
-    assert (
-        flights.import_flights(
-            services.db,
-            services.locks,
-            schedule,
-            chunk_size=50,
-            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
-        )["failed"]
-        == 0
-    )
+    assert store_flights(services, schedule, chunk_size=50)["failed"] == 0
     rng = random.Random(5)
     available_g = {}  # room left by reservations, set as core.reservations would leave it
     for r in schedule:

@@ -6,6 +6,7 @@ import pytest
 
 from core import flights, routes
 from core.schemas import RouteSearchSchema
+from tests.conftest import store_flights
 
 DAY = date(2031, 11, 3)  # far from any other test's flights
 
@@ -25,16 +26,7 @@ def leg(number: str, origin: str, destination: str, hour: int) -> dict:
 def test_a_hit_serves_the_bytes_the_miss_answered(client, services):
     schedule = [leg(f"RQ{h}", "QRA", "QRB", h) for h in range(6, 12)]
     schedule += [leg("RQ20", "QRA", "QRX", 6), leg("RQ21", "QRX", "QRB", 10)]
-    assert (
-        flights.import_flights(
-            services.db,
-            services.locks,
-            schedule,
-            chunk_size=50,
-            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
-        )["failed"]
-        == 0
-    )
+    assert store_flights(services, schedule, chunk_size=50)["failed"] == 0
     services.redis.delete(routes.route_key("QRA", "QRB", DAY))
     url = f"/api/routes?origin=QRA&destination=QRB&date={DAY.isoformat()}&limit=4"
     missed = client.get(url)
@@ -60,13 +52,7 @@ def test_a_hit_serves_the_bytes_the_miss_answered(client, services):
 
 
 def store(services, schedule: list[dict]) -> None:
-    result = flights.import_flights(
-        services.db,
-        services.locks,
-        schedule,
-        chunk_size=50,
-        default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
-    )
+    result = store_flights(services, schedule, chunk_size=50)
     assert result["failed"] == 0
 
 
