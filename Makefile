@@ -20,9 +20,23 @@ venv: $(VENV)/.installed ## Create .venv and install the pinned requirements
 run: venv ## Run the whole system (ingress, worker, beat, Flower, embedded MongoDB)
 	$(PY) -m tools.stack run
 
-test: venv ## Run the test suite on real Redis, RabbitMQ and MongoDB wire server
+test: venv tools ## Run the test suite on real Redis, RabbitMQ and MongoDB wire server
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# promtool checks and unit-tests the alerting rules (tests/test_alerts.py).
+# Without it those tests fail, saying so: they never skip.
+tools: ## Install promtool (Debian's prometheus package, as root) unless it is there
+	@command -v promtool >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "promtool is missing: installing Debian's prometheus package ..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus >/dev/null \
+	  || echo "could not install prometheus: the alert rule tests will fail"; \
+	else \
+	  echo "promtool is missing and apt-get as root is not available here: the alert rule" \
+	    "tests will fail (Debian: sudo apt-get install prometheus)"; \
+	fi
 
 faults: venv ## Only the fault suite (kills, broker and Redis restarts): prints acknowledged/present/lost
 	$(PY) -m tools.stack ensure-services
@@ -81,7 +95,10 @@ perf: venv ## Locust scenarios + every benchmark, one report in perf/results/<ti
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.run_perf $(PERF_ARGS)
 
+panels: venv ## The Grafana dashboard's panels as PNGs from a make perf run (RUN=perf/results/<timestamp>, default the latest) into its panels/
+	$(PY) -m perf.panels $(RUN)
+
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-reservations bench-burst perf clean
+.PHONY: help venv run test tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-reservations bench-burst perf panels clean

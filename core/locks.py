@@ -6,6 +6,13 @@ redlock attempt is made per try, the backoff is the spec's (100 ms x 1.5^n plus
 0-100 ms jitter), and a Redis that does not answer is a ServiceUnavailable
 (retried by the task), never "contention" (a 409).
 
+The locks may live on several independent Redis masters (LOCK_REDIS_URLS,
+Redlock proper): a lock is taken when a majority of them took it in time
+(redlock-py's quorum, N // 2 + 1), so with three masters locks go on while any
+two answer. A master that does not answer counts as one that did not lock; only
+when fewer than a majority answer a PING is a failed try a ServiceUnavailable.
+Lock metrics stay on the app's Redis (REDIS_URL), with every other figure.
+
 Locks are an optimization for contention, not the correctness guarantee: the
 writes they guard are fenced on (status, version), so a holder whose lock
 expired cannot overwrite a newer state.
@@ -17,7 +24,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -109,17 +116,50 @@ class Held:
     waited_ms: float
 
 
-class LockManager:
-    """Acquire and release Redis locks with the spec's retry policy."""
+class _Redlock(Redlock):
+    """redlock-py with a master that does not answer (or refuses: OOM,
+    READONLY) taken as one that did not lock: redlock-py raises
+    MultipleRedlockException instead, even when a quorum locked (and leaves its
+    keys set), and logs a traceback per dead master on every unlock.
+    Unavailability is told apart by LockManager."""
 
-    def __init__(self, client: redis.Redis, settings: Settings, *, sleep=time.sleep):
+    def lock_instance(self, server, resource, val, ttl):
+        try:
+            return super().lock_instance(server, resource, val, ttl)
+        except redis.RedisError as exc:
+            log.debug("lock %s not taken on %s: %s", resource, server, exc)
+            return False
+
+    def unlock_instance(self, server, resource, val):
+        try:
+            server.eval(self.unlock_script, 1, resource, val)
+        except redis.RedisError as exc:
+            log.debug("lock %s not released on %s (its TTL will): %s", resource, server, exc)
+
+
+class LockManager:
+    """Acquire and release Redis locks with the spec's retry policy.
+
+    `client` is the app's Redis (metrics go there); `masters` the lock
+    masters (core.services.connect_lock_masters), by default `client` alone."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        *,
+        sleep=time.sleep,
+        masters: Sequence[redis.Redis] | None = None,
+    ):
         self.redis = client
+        self.masters = list(masters or [client])
+        self.quorum = len(self.masters) // 2 + 1
         self.max_attempts = settings.LOCK_MAX_RETRIES
         self.default_ttl = settings.LOCK_DEFAULT_TTL
         self._sleep = sleep
         # One attempt per lock() call; the retry_delay must be truthy or
         # redlock-py substitutes its 0.2 s default, slept after the attempt.
-        self._redlock = Redlock([client], retry_count=1, retry_delay=1e-6)
+        self._redlock = _Redlock(self.masters, retry_count=1, retry_delay=1e-6)
 
     def acquire(
         self, key: str, ttl_s: int | None = None, *, max_attempts: int | None = None
@@ -154,8 +194,9 @@ class LockManager:
         return Held(key, lock, 1, waited)
 
     def release(self, held: Held) -> None:
-        # Compare-and-delete: a lock that expired and was taken by someone
-        # else is theirs now, and stays.
+        # Compare-and-delete on every master: a lock that expired and was taken
+        # by someone else is theirs now, and stays. A master that does not
+        # answer keeps its key until the TTL.
         self._redlock.unlock(held.lock)
 
     @contextlib.contextmanager
@@ -166,12 +207,39 @@ class LockManager:
         finally:
             self.release(held)
 
+    def held(self) -> list[dict[str, object]]:
+        """held_locks() of the lock masters that answer and of the app's Redis
+        (core.coalesce keeps its singleton claims there): each key held on any
+        of them, with its longest TTL. ServiceUnavailable if none answers."""
+        sources = [self.redis, *(m for m in self.masters if m is not self.redis)]
+        ttls: dict[str, int] = {}
+        answered = 0
+        for source in sources:
+            try:
+                found = held_locks(source)
+            except (redis.ConnectionError, redis.TimeoutError):
+                continue
+            answered += 1
+            for lock in found:
+                ttls[lock["key"]] = max(ttls.get(lock["key"], 0), lock["ttl_ms"])
+        if not answered:
+            raise ServiceUnavailable("No Redis holding locks answers.")
+        return [{"key": key, "ttl_ms": ttl} for key, ttl in sorted(ttls.items())]
+
     def _raise_if_redis_is_down(self, key: str) -> None:
-        try:
-            self.redis.ping()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        """A failed try is contention while a quorum of the masters answers."""
+        errors = []
+        for master in self.masters:
+            try:
+                master.ping()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                errors.append(exc)
+        if len(self.masters) - len(errors) < self.quorum:
             self._record(key, acquired=False, attempts=1, waited_ms=0.0, error=True)
-            raise ServiceUnavailable(f"Redis is unavailable for locking: {exc}") from exc
+            raise ServiceUnavailable(
+                f"Redis is unavailable for locking ({len(errors)} of {len(self.masters)}"
+                f" lock masters down): {errors[-1]}"
+            ) from errors[-1]
 
     def _record(
         self, key: str, *, acquired: bool, attempts: int, waited_ms: float, error: bool = False

@@ -7,7 +7,8 @@ Readers see the sum over all processes (another process's last second late).
 Latency percentiles come from the last SAMPLES values per endpoint or task
 type. Queue depths are sampled by a beat task (one sampler, not every ingress)
 and kept as a short history per queue, so a backlog that keeps growing is
-visible.
+visible. Every host's memory in use (its container's limit when it has one) is
+reported by its ingress and worker processes every few seconds.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import itertools
 import json
 import logging
 import math
+import socket
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any, Protocol
 
 import redis
@@ -44,6 +47,11 @@ TASKS = "metrics:tasks"  # hash: "<type>|count", "<type>|failed" (registered tas
 # fields as customers, whom only the admin creates.
 CUSTOMER_REQUESTS = "metrics:customers"
 TOP_CUSTOMERS = 20
+# hash: "<host>" -> "<fraction of memory used>|<unix time>": as many fields as
+# hosts reported within MEMORY_FRESH_S (older ones are dropped when read).
+MEMORY = "metrics:memory"
+MEMORY_INTERVAL_S = 5.0  # how often each process reports its host's memory
+MEMORY_FRESH_S = 60.0
 
 # The spec's alerting thresholds.
 P95_LIMIT_MS = 1000
@@ -135,6 +143,7 @@ class RequestTally:
         self._ms: Counter[str] = Counter()  # endpoint -> summed ms
         self._latencies: dict[str, list[float]] = {}
         self._per_second: Counter[int] = Counter()
+        self._memory_at = -math.inf  # when this process last reported its host's memory
         self._flusher = PeriodicFlush("request-metrics", self.flush)
 
     def record(
@@ -161,16 +170,23 @@ class RequestTally:
             self._per_second[int(now)] += 1
 
     def flush(self) -> None:
-        """Add what was recorded so far to Redis (one pipeline); figures Redis
-        refuses (down, OOM) are logged and dropped."""
+        """Add what was recorded so far to Redis (one pipeline), with the host's
+        memory every MEMORY_INTERVAL_S; figures Redis refuses (down, OOM) are
+        logged and dropped."""
+        now = time.time()
         with self._lock:
             counts, self._counts = self._counts, Counter()
             summed, self._ms = self._ms, Counter()
             latencies, self._latencies = self._latencies, {}
             per_second, self._per_second = self._per_second, Counter()
-        if not counts:
+            memory_due = now - self._memory_at >= MEMORY_INTERVAL_S
+            if memory_due:
+                self._memory_at = now
+        if not counts and not memory_due:
             return
         pipe = self.redis.pipeline(transaction=False)
+        if memory_due:
+            record_memory(pipe, now)
         for (key, field), n in counts.items():
             pipe.hincrby(key, field, n)
         for endpoint, ms in summed.items():
@@ -334,14 +350,72 @@ def task_figures(client: redis.Redis) -> dict[str, Any]:
     return figures
 
 
-def memory_used() -> float | None:
-    """Fraction of this host's memory in use (from /proc/meminfo; None elsewhere)."""
+def memory_used(root: Path = Path("/")) -> float | None:
+    """Fraction of the memory this process may use that is in use: its
+    container's (cgroup v2 or v1) when it has a limit below the host's memory,
+    else the host's (/proc/meminfo). None where neither can be read. `root`:
+    where /proc and /sys are (tests pass a folder of their own)."""
     try:
-        with open("/proc/meminfo") as meminfo:
-            values = {line.split(":")[0]: int(line.split()[1]) for line in meminfo}
-        return round(1 - values["MemAvailable"] / values["MemTotal"], 4)
+        with open(root / "proc/meminfo") as meminfo:
+            values = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in meminfo}
+        total, available = values["MemTotal"], values["MemAvailable"]
     except (OSError, KeyError, ValueError, IndexError):
         return None
+    limited = _cgroup_memory(root)
+    if limited is not None and limited[1] < total:
+        used, limit = limited
+        return round(used / limit, 4)
+    return round(1 - available / total, 4)
+
+
+# (limit, usage, stat file, the page cache the kernel reclaims first) per cgroup version
+_CGROUPS = (
+    ("sys/fs/cgroup/memory.max", "sys/fs/cgroup/memory.current", "sys/fs/cgroup/memory.stat",
+     "inactive_file"),
+    ("sys/fs/cgroup/memory/memory.limit_in_bytes", "sys/fs/cgroup/memory/memory.usage_in_bytes",
+     "sys/fs/cgroup/memory/memory.stat", "total_inactive_file"),
+)  # fmt: skip
+
+
+def _cgroup_memory(root: Path) -> tuple[int, int] | None:
+    """(bytes in use, limit) of this process's cgroup, when it has a limit. In
+    use: its working set, the usage less the inactive page cache the kernel
+    reclaims first (what `docker stats` shows)."""
+    for limit_file, usage_file, stat_file, inactive in _CGROUPS:
+        try:
+            raw = (root / limit_file).read_text().strip()
+            if raw == "max":
+                return None
+            limit, usage = int(raw), int((root / usage_file).read_text())
+            stat = dict(line.split() for line in (root / stat_file).read_text().splitlines())
+            return max(0, usage - int(stat.get(inactive, 0))), limit
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def record_memory(client: redis.Redis, now: float, host: str | None = None) -> None:
+    """This host's memory_used() under its name (a pipeline's caller executes it)."""
+    used = memory_used()
+    if used is None:
+        return
+    client.hset(MEMORY, host or socket.gethostname(), f"{used}|{now}")
+    client.expire(MEMORY, int(MEMORY_FRESH_S * 2))  # gone once every process has stopped
+
+
+def memory_by_host(client: redis.Redis, now: float) -> dict[str, float]:
+    """The fraction of memory in use of every host that reported it lately;
+    hosts silent for MEMORY_FRESH_S (stopped, replaced) are dropped."""
+    fresh, stale = {}, []
+    for host, value in client.hgetall(MEMORY).items():
+        used, _, at = value.partition("|")
+        if now - float(at) <= MEMORY_FRESH_S:
+            fresh[host] = float(used)
+        else:
+            stale.append(host)
+    if stale:
+        client.hdel(MEMORY, *stale)
+    return dict(sorted(fresh.items()))
 
 
 def overall_hit_rate(kinds: dict[str, dict[str, Any]]) -> tuple[float | None, int]:
@@ -401,16 +475,18 @@ def recommendations(figures: dict[str, Any]) -> list[dict[str, str]]:
                 "priority": "HIGH",
             }
         )
-    memory = figures["memory"]["used"]
-    if memory is not None and memory > MEMORY_LIMIT:
-        advice.append(
-            {
-                "type": "scale_up",
-                "component": "memory",
-                "reason": f"Memory {memory:.0%} used (> 80%)",
-                "priority": "HIGH",
-            }
-        )
+    memory = figures["memory"]
+    hosts = memory.get("by_host") or {"this host": memory["used"]}
+    for host, used in hosts.items():
+        if used is not None and used > MEMORY_LIMIT:
+            advice.append(
+                {
+                    "type": "scale_up",
+                    "component": "memory",
+                    "reason": f"Memory {used:.0%} used on {host} (> 80%)",
+                    "priority": "HIGH",
+                }
+            )
     for queue, entry in figures["queues"].items():
         if entry["growing"]:
             advice.append(
@@ -435,10 +511,12 @@ def slow_lock_kinds(lock_stats: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def lock_figures(client: redis.Redis) -> dict[str, Any]:
+def lock_figures(client: redis.Redis, held: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Every lock's figures (core.locks.lock_metrics), and each kind's apart
-    under by_kind: flight locks contend per flight, booking locks per booking."""
-    held = locks.held_locks(client)  # one scan of the keyspace for all of them
+    under by_kind: flight locks contend per flight, booking locks per booking.
+    `held`: LockManager.held(), when the locks live on other masters than `client`."""
+    if held is None:
+        held = locks.held_locks(client)  # one scan of the keyspace for all of them
     return {
         **locks.lock_metrics(client, held=held),
         "by_kind": {kind: locks.lock_metrics(client, kind, held) for kind in locks.LOCK_KINDS},
@@ -472,7 +550,7 @@ def performance_figures(
         "cache": {"hit_rate": rate, "lookups": lookups, **cache_stats},
         "locks": lock_stats,
         "queues": queue_figures(client),
-        "memory": {"used": memory_used()},
+        "memory": {"used": memory_used(), "by_host": memory_by_host(client, now)},
     }
     figures["scalingRecommendations"] = recommendations(figures)
     return figures

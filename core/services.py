@@ -18,9 +18,10 @@ from core.locks import LockManager
 from core.settings import Settings
 
 
-def connect_redis(settings: Settings) -> redis.Redis:
+def connect_redis(settings: Settings, url: str | None = None) -> redis.Redis:
+    """A client of REDIS_URL, or of `url` with the same pool and timeouts."""
     return redis.Redis.from_url(
-        settings.REDIS_URL,
+        url or settings.REDIS_URL,
         decode_responses=True,
         max_connections=settings.REDIS_POOL_SIZE,
         socket_timeout=settings.REDIS_TIMEOUT_S,
@@ -29,11 +30,20 @@ def connect_redis(settings: Settings) -> redis.Redis:
     )
 
 
+def connect_lock_masters(settings: Settings) -> list[redis.Redis]:
+    """Clients of LOCK_REDIS_URLS; none when that is unset (the locks then use
+    the app's Redis client, and no second pool)."""
+    if not settings.LOCK_REDIS_URLS:
+        return []
+    return [connect_redis(settings, url) for url in settings.lock_redis_urls]
+
+
 @dataclass
 class Services:
     settings: Settings
     mongo: MongoClient
     redis: redis.Redis
+    lock_masters: list[redis.Redis] = field(default_factory=list)  # empty: `redis`
     db: Database = field(init=False)
     cache: Cache = field(init=False)
     locks: LockManager = field(init=False)
@@ -41,12 +51,19 @@ class Services:
     def __post_init__(self) -> None:
         self.db = database(self.mongo)
         self.cache = Cache(self.redis)
-        self.locks = LockManager(self.redis, self.settings)
+        self.locks = LockManager(self.redis, self.settings, masters=self.lock_masters)
 
     def close(self) -> None:
         self.mongo.close()
         self.redis.close()
+        for master in self.lock_masters:
+            master.close()
 
 
 def connect_services(settings: Settings) -> Services:
-    return Services(settings=settings, mongo=connect_mongo(settings), redis=connect_redis(settings))
+    return Services(
+        settings=settings,
+        mongo=connect_mongo(settings),
+        redis=connect_redis(settings),
+        lock_masters=connect_lock_masters(settings),
+    )

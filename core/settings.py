@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlparse
 
 
 class SettingsError(ValueError):
@@ -120,7 +121,12 @@ class Settings:
     WARM_MAX_ROUTES: int = _setting(1000, check=_non_negative)
     DEMO_FLIGHTS: int = _setting(20000, check=_non_negative)
 
-    # Locks.
+    # Locks. LOCK_REDIS_URLS: comma-separated independent Redis masters the
+    # locks live on (Redlock): a lock is held when a majority of them took it,
+    # so with three, locks go on while any two answer; with fewer than a
+    # majority answering, acquiring is a 503 and a retry, never a 409. Empty:
+    # REDIS_URL alone (read it as `lock_redis_urls`). Lock metrics stay on REDIS_URL.
+    LOCK_REDIS_URLS: str = _setting("")
     LOCK_DEFAULT_TTL: int = _setting(30, check=_positive)
     LOCK_MAX_RETRIES: int = _setting(50, check=_positive)
 
@@ -171,6 +177,22 @@ class Settings:
         """The token GET /metrics takes: METRICS_TOKEN, or ADMIN_TOKEN when that is unset."""
         return self.METRICS_TOKEN or self.ADMIN_TOKEN
 
+    @property
+    def lock_redis_urls(self) -> tuple[str, ...]:
+        """The lock masters' URLs: LOCK_REDIS_URLS, or REDIS_URL alone when that is unset."""
+        if not self.LOCK_REDIS_URLS:
+            return (self.REDIS_URL,)
+        return tuple(url.strip() for url in self.LOCK_REDIS_URLS.split(","))
+
+
+def _is_redis_url(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        port = parsed.port  # ValueError for one that is not a number, or out of range
+    except ValueError:
+        return False
+    return parsed.scheme in ("redis", "rediss") and bool(parsed.hostname) and port != 0
+
 
 def _convert(name: str, kind: type, raw: str) -> Any:
     raw = raw.strip()
@@ -218,6 +240,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         raise SettingsError(
             "MAX_WAITERS must stay below WEB_THREADS (waiters would take every thread)"
         )
+    for url in settings.lock_redis_urls if settings.LOCK_REDIS_URLS else ():
+        if not _is_redis_url(url):
+            raise SettingsError(f"LOCK_REDIS_URLS: {url!r} is not a redis:// URL")
     if min(settings.CACHE_TTL_ROUTES, settings.CACHE_TTL_BOOKINGS) <= settings.CACHE_WARM_INTERVAL:
         raise SettingsError(
             "CACHE_WARM_INTERVAL must stay below CACHE_TTL_ROUTES and CACHE_TTL_BOOKINGS"

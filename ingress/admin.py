@@ -9,7 +9,7 @@ import time
 
 from flask.views import MethodView
 
-from core import access, customers, locks, queues
+from core import access, customers, queues
 from core.clock import utcnow
 from core.errors import NotFound, PayloadTooLarge
 from core.schemas import (
@@ -48,7 +48,7 @@ class Locks(MethodView):
     @blp.problems(503)
     def get(self):
         """Lock keys held now, with their remaining TTL in ms."""
-        held = locks.held_locks(services().redis)
+        held = services().locks.held()
         return {"locks": held, "count": len(held)}
 
 

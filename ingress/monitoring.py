@@ -58,7 +58,7 @@ def current_figures() -> dict:
     current_app.extensions["request_tally"].flush()  # this process's last second too
     svc = services()
     return metrics.performance_figures(
-        svc.redis, svc.cache.stats(), metrics.lock_figures(svc.redis), time.time()
+        svc.redis, svc.cache.stats(), metrics.lock_figures(svc.redis, svc.locks.held()), time.time()
     )
 
 
@@ -109,13 +109,40 @@ class _FiguresCollector:
             cache.add_metric([kind, "miss"], entry["misses"])
         yield cache
         yield from self._locks(f["locks"]["by_kind"])
+        yield from self._queues(f["queues"])
+        memory = GaugeMetricFamily(
+            "radiantgo_memory_used_ratio",
+            "Fraction of memory in use per host (its container's limit when it has one)",
+            labels=["host"],
+        )
+        for host, used in f["memory"]["by_host"].items():
+            memory.add_metric([host], used)
+        yield memory
+
+    @staticmethod
+    def _queues(by_queue: dict):
+        """Depths as beat samples them (every 15 s), whether the backlog rose in
+        each of the last GROWING_SAMPLES samples, and when the last was taken (a
+        stale sample means beat or the maintenance worker is down)."""
         depth = GaugeMetricFamily(
             "radiantgo_queue_messages", "Ready messages per queue", labels=["queue"]
         )
-        for queue, entry in f["queues"].items():
+        growing = GaugeMetricFamily(
+            "radiantgo_queue_growing",
+            f"1 when the depth rose in each of the last {metrics.GROWING_SAMPLES} samples",
+            labels=["queue"],
+        )
+        sampled = GaugeMetricFamily(
+            "radiantgo_queue_sampled_timestamp_seconds",
+            "When the queue's depth was last sampled",
+            labels=["queue"],
+        )
+        for queue, entry in by_queue.items():
             if entry["messages"] is not None:
                 depth.add_metric([queue], entry["messages"])
-        yield depth
+                growing.add_metric([queue], int(entry["growing"]))
+                sampled.add_metric([queue], entry["sampled_at"])
+        yield from (depth, growing, sampled)
 
     @staticmethod
     def _locks(by_kind: dict):

@@ -82,11 +82,13 @@ def read_history(path: Path) -> dict[str, dict[str, list[float | None]]]:
     with open(path, newline="") as fh:
         for row in csv.DictReader(fh):
             s = series.setdefault(
-                _key(row), {k: [] for k in ("t", "users", "per_s", "p50", "p95", "p99")}
+                _key(row),
+                {k: [] for k in ("t", "users", "per_s", "failures_per_s", "p50", "p95", "p99")},
             )
             s["t"].append(_num(row["Timestamp"]))
             s["users"].append(_num(row["User Count"]))
             s["per_s"].append(_num(row["Requests/s"]))
+            s["failures_per_s"].append(_num(row["Failures/s"]))
             for p, column in (("p50", "50%"), ("p95", "95%"), ("p99", "99%")):
                 s[p].append(_num(row[column]))
     return series

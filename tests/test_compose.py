@@ -24,6 +24,7 @@ from core.settings import Settings, load_settings
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 NGINX = ROOT / "deploy" / "nginx.conf"
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 DOCKERFILE = ROOT / "Dockerfile"
 
 SETTINGS_FIELDS = {f.name for f in dataclasses.fields(Settings)}
@@ -62,20 +63,33 @@ def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+# The variables compose requires (`${NAME:?...}`), with values.
+REQUIRED_ENV = {
+    "FLOWER_BASIC_AUTH": "admin:secret",
+    "ADMIN_TOKEN": "t" * 32,
+    "METRICS_TOKEN": "m" * 32,
+    "GRAFANA_ADMIN_PASSWORD": "secret",
+}
+
+
 @needs_compose
 def test_docker_compose_config_accepts_the_file():
-    env = {**os.environ, "FLOWER_BASIC_AUTH": "admin:secret", "ADMIN_TOKEN": "t" * 32}
-    result = _compose_config(env)
+    result = _compose_config({**os.environ, **REQUIRED_ENV})
     assert result.returncode == 0, result.stderr
 
 
 @needs_compose
-def test_docker_compose_config_requires_flower_basic_auth():
-    env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
-    env["ADMIN_TOKEN"] = "t" * 32
+@pytest.mark.parametrize("name", sorted(REQUIRED_ENV))
+def test_docker_compose_config_requires_each_secret(name):
+    env = {k: v for k, v in {**os.environ, **REQUIRED_ENV}.items() if k != name}
     result = _compose_config(env)
     assert result.returncode != 0
-    assert "FLOWER_BASIC_AUTH" in result.stderr
+    assert name in result.stderr
+
+
+def test_the_required_variables_are_the_ones_the_file_requires():
+    required = set(re.findall(r"\$\{(\w+):\?", COMPOSE.read_text()))
+    assert required == set(REQUIRED_ENV)
 
 
 # --- docker-compose.yml, read as YAML ---------------------------------------
@@ -112,6 +126,20 @@ def _worker_services(services: dict[str, dict]) -> dict[str, list[str]]:
         for name, svc in services.items()
         if (argv := _command(svc))[:4] == ["celery", "-A", "workers.main", "worker"]
     }
+
+
+def _mounts(svc: dict) -> dict[str, str]:
+    """A service's short-syntax volumes: container path -> source (with :ro)."""
+    mounts = {}
+    for volume in svc["volumes"]:
+        source, target, *mode = volume.split(":")
+        mounts[target] = ":".join([source, *mode])
+    return mounts
+
+
+def yaml_file(path: Path) -> dict:
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed")
+    return yaml.safe_load(path.read_text())
 
 
 def _option(argv: list[str], flag: str) -> str:
@@ -260,8 +288,50 @@ def test_only_nginx_is_a_trusted_proxy(compose, services, app_services):
         assert trusted == [ipaddress.ip_network(f"{address}/32")], name
 
 
-def test_metrics_token_passes_through(compose):
-    assert compose["x-app-env"]["METRICS_TOKEN"] == "${METRICS_TOKEN:-}"
+def test_metrics_token_is_required_and_is_prometheus_secret(compose, services):
+    """The ingress checks METRICS_TOKEN, Prometheus sends it from the secret's
+    file: one variable, in no file of the repository."""
+    assert compose["x-app-env"]["METRICS_TOKEN"].startswith("${METRICS_TOKEN:?")
+    assert compose["secrets"]["metrics_token"] == {"environment": "METRICS_TOKEN"}
+    assert services["prometheus"]["secrets"] == ["metrics_token"]
+    config = yaml_file(PROMETHEUS_DIR / "prometheus.yml")
+    (job,) = config["scrape_configs"]
+    assert job["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
+
+
+def test_prometheus_loads_the_repositorys_config_and_rules(services):
+    prometheus = services["prometheus"]
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", prometheus["image"]), "pin a version"
+    mounts = _mounts(prometheus)
+    assert mounts["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus/prometheus.yml:ro"
+    # prometheus.yml names its rule files relative to itself.
+    for rule_file in yaml_file(PROMETHEUS_DIR / "prometheus.yml")["rule_files"]:
+        assert mounts[f"/etc/prometheus/{rule_file}"] == f"./deploy/prometheus/{rule_file}:ro"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    assert mounts["/prometheus"] == "prometheus-data"
+    assert prometheus["ports"] == ["127.0.0.1:9090:9090"]
+    assert "/-/ready" in " ".join(prometheus["healthcheck"]["test"])
+
+
+def test_grafana_is_provisioned_from_the_repository(services):
+    grafana = services["grafana"]
+    assert re.fullmatch(r"grafana/grafana:\d+\.\d+\.\d+", grafana["image"]), "pin a version"
+    env = grafana["environment"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    mounts = _mounts(grafana)
+    assert mounts["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning:ro"
+    assert mounts["/etc/grafana/dashboards"] == "./deploy/grafana/dashboards:ro"
+    provisioning = ROOT / "deploy" / "grafana" / "provisioning"
+    (provider,) = yaml_file(provisioning / "dashboards" / "radiantgo.yml")["providers"]
+    assert provider["options"]["path"] == "/etc/grafana/dashboards"
+    home = env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (ROOT / "deploy/grafana/dashboards" / Path(home).name).is_file()
+    (source,) = yaml_file(provisioning / "datasources" / "prometheus.yml")["datasources"]
+    assert source["url"] == "http://prometheus:9090"  # the prometheus service, its port
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    assert grafana["ports"] == ["127.0.0.1:3000:3000"]
 
 
 def test_rabbitmq_management_ui_is_not_public(services):

@@ -55,8 +55,11 @@ class Heartbeat(bootsteps.StartStopStep):
         self.beat()
 
     def beat(self):
+        """The heartbeat, and the host's memory for /metrics (as the ingress reports it)."""
+        now = time.time()
         try:
-            health.record_worker_heartbeat(services().redis, self.name_, time.time())
+            health.record_worker_heartbeat(services().redis, self.name_, now)
+            metrics.record_memory(services().redis, now)
         except Exception as exc:  # a missed heartbeat must never stop the worker
             log.warning("heartbeat not recorded: %s", exc)
 

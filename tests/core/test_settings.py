@@ -31,11 +31,20 @@ def test_environment_values_are_typed():
         ({"PORT": "70000"}, "PORT=70000 is out of range"),
         ({"WORKER_POOL": "gevent"}, "WORKER_POOL='gevent' is out of range"),
         ({"DB_POOL_MIN": "60"}, "DB_POOL_MIN must not exceed DB_POOL_SIZE"),
+        ({"LOCK_REDIS_URLS": "redis://a:1,http://b"}, "LOCK_REDIS_URLS: 'http://b' is not a redis"),
+        ({"LOCK_REDIS_URLS": "redis://a:1,"}, "LOCK_REDIS_URLS: '' is not a redis"),
+        ({"LOCK_REDIS_URLS": "redis://a:port"}, "LOCK_REDIS_URLS: 'redis://a:port' is not"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(env, message):
     with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
         load_settings(env)
+
+
+def test_lock_masters_default_to_redis_url_alone():
+    assert load_settings({"REDIS_URL": "redis://r:6379/1"}).lock_redis_urls == ("redis://r:6379/1",)
+    three = load_settings({"LOCK_REDIS_URLS": "redis://a:6379/0, redis://b:6379/0,rediss://c/0"})
+    assert three.lock_redis_urls == ("redis://a:6379/0", "redis://b:6379/0", "rediss://c/0")
 
 
 def test_unknown_override_is_an_error():

@@ -1,6 +1,7 @@
 """The operator's view: request/task metrics aggregated in Redis, advice from thresholds."""
 
 import random
+import socket
 import statistics
 import string
 import time
@@ -99,6 +100,9 @@ def test_a_slow_endpoint_and_a_failing_one_get_recommendations(isolated):
     c = down.test_client()
     for _ in range(25):
         assert c.get("/api/bookings/RG000000001").status_code == 503  # MongoDB is down
+    # A refused connection fails fast: the 503s can all fall within a second
+    # the down app's flusher thread has not added to Redis yet.
+    down.extensions["request_tally"].flush()
     now, tally = time.time(), metrics.RequestTally(svc.redis)
     for _ in range(30):  # a slow endpoint, recorded as every ingress process records
         tally.record("GET /api/slow", 200, 1500.0, now)
@@ -127,6 +131,11 @@ def test_low_cache_hit_rate_and_growing_queue_get_recommendations(isolated):
     assert ("scale_workers", "queue:bookings") in kinds
     assert advice["queues"]["bookings"]["growing"] is True
     assert advice["queues"]["status"]["growing"] is False
+    text = c.get("/metrics", headers=ADMIN).get_data(as_text=True)
+    assert 'radiantgo_queue_messages{queue="bookings"} 41.0' in text
+    assert 'radiantgo_queue_growing{queue="bookings"} 1.0' in text
+    assert 'radiantgo_queue_sampled_timestamp_seconds{queue="bookings"}' in text
+    assert 'radiantgo_queue_growing{queue="status"}' not in text  # never sampled: no series
 
 
 def test_thresholds_for_locks_and_memory():
@@ -141,6 +150,78 @@ def test_thresholds_for_locks_and_memory():
     assert kinds == {("reduce_contention", "locks"), ("scale_up", "memory")}
     figures["locks"]["acquire_ms"]["p95"], figures["memory"]["used"] = 3.0, 0.5
     assert metrics.recommendations(figures) == []
+
+
+def test_memory_over_the_limit_on_any_host_gets_advice():
+    figures = {
+        "requests": {"endpoints": {}},
+        "cache": {"hit_rate": 0.9, "lookups": 100},
+        "locks": {"acquire_ms": {"p95": 3.0}},
+        "memory": {"used": 0.4, "by_host": {"ingress-1": 0.4, "worker-1": 0.93}},
+        "queues": {},
+    }
+    (advice,) = metrics.recommendations(figures)
+    assert (advice["type"], advice["component"]) == ("scale_up", "memory")
+    assert advice["reason"] == "Memory 93% used on worker-1 (> 80%)"
+
+
+def _fake_host(root, *, total_kb, available_kb, cgroup=None):
+    """A /proc/meminfo and, given one, a cgroup's memory files under `root`."""
+    (root / "proc").mkdir(parents=True)
+    (root / "proc/meminfo").write_text(
+        f"MemTotal:       {total_kb} kB\nMemFree:        1 kB\nMemAvailable:   {available_kb} kB\n"
+    )
+    for name, text in (cgroup or {}).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_memory_used_is_the_containers_share_of_its_limit_else_the_hosts(tmp_path):
+    gib = 1024**3
+    host = _fake_host(tmp_path / "host", total_kb=16 * 1024**2, available_kb=4 * 1024**2)
+    assert metrics.memory_used(host) == 0.75
+    v2 = {
+        "sys/fs/cgroup/memory.max": f"{2 * gib}\n",
+        "sys/fs/cgroup/memory.current": f"{gib + gib // 2}\n",
+        "sys/fs/cgroup/memory.stat": f"anon {gib}\ninactive_file {gib // 4}\n",
+    }
+    limited = _fake_host(
+        tmp_path / "v2", total_kb=16 * 1024**2, available_kb=15 * 1024**2, cgroup=v2
+    )
+    assert metrics.memory_used(limited) == 0.625  # (1.5 - 0.25) GiB of 2 GiB
+    unlimited = {**v2, "sys/fs/cgroup/memory.max": "max\n"}
+    no_limit = _fake_host(
+        tmp_path / "max", total_kb=16 * 1024**2, available_kb=4 * 1024**2, cgroup=unlimited
+    )
+    assert metrics.memory_used(no_limit) == 0.75
+    v1 = {  # cgroup v1 says "no limit" with a huge number
+        "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n",
+        "sys/fs/cgroup/memory/memory.usage_in_bytes": f"{gib}\n",
+        "sys/fs/cgroup/memory/memory.stat": "total_inactive_file 0\n",
+    }
+    old = _fake_host(tmp_path / "v1", total_kb=16 * 1024**2, available_kb=8 * 1024**2, cgroup=v1)
+    assert metrics.memory_used(old) == 0.5
+    assert metrics.memory_used(tmp_path / "nothing") is None
+
+
+def test_every_hosts_memory_in_metrics_and_silent_hosts_dropped(isolated):
+    _, app, svc = isolated
+    now = time.time()
+    metrics.record_memory(svc.redis, now, host="worker-a")
+    svc.redis.hset(metrics.MEMORY, "gone", f"0.99|{now - metrics.MEMORY_FRESH_S - 1}")
+    c = app.test_client()
+    assert c.get("/api/bookings/RG000000000").status_code == 404
+    text = c.get("/metrics", headers=ADMIN).get_data(as_text=True)
+    # This ingress reported its own host's when /metrics flushed its figures.
+    assert f'radiantgo_memory_used_ratio{{host="{socket.gethostname()}"}}' in text
+    assert 'radiantgo_memory_used_ratio{host="worker-a"}' in text
+    assert 'host="gone"' not in text
+    assert set(svc.redis.hkeys(metrics.MEMORY)) == {socket.gethostname(), "worker-a"}  # "gone" went
+    assert 0 < svc.redis.ttl(metrics.MEMORY) <= 2 * metrics.MEMORY_FRESH_S
+    by_host = c.get("/api/admin/performance", headers=ADMIN).get_json()["memory"]["by_host"]
+    assert set(by_host) == {socket.gethostname(), "worker-a"}
+    assert all(0 < used < 1 for used in by_host.values())
 
 
 def test_flight_locks_are_listed_and_their_contention_measured_apart(isolated):
@@ -259,8 +340,8 @@ def test_redis_stays_bounded_under_made_up_methods_and_paths(isolated):
     started = time.time()
     _hostile_requests(c, 1000, rng)
     app.extensions["request_tally"].flush()  # what the flusher thread does every second
-    seconds = int(time.time()) - int(started) + 1
     after = set(svc.redis.keys("*"))
+    seconds = int(time.time()) - int(started) + 1  # after the read: a flush meanwhile counts
     grown = after - before
     per_second = {k for k in grown if k.startswith("metrics:rps:")}
     # Request counters per second expire; everything else is a small constant,
