@@ -169,8 +169,12 @@ def test_app_environment_names_are_settings_fields(compose, app_services):
 
 def test_app_environment_points_at_the_compose_services(compose):
     env = compose["x-app-env"]
-    assert env["MONGODB_URI"] == "mongodb://mongo:27017/radiantgo"
+    assert env["MONGODB_URI"] == (
+        "mongodb://mongo1:27017,mongo2:27017,mongo3:27017/radiantgo?replicaSet=rs0&w=majority"
+    )
     assert env["REDIS_URL"] == "redis://redis:6379/0"
+    masters = [f"redis://redis-lock{n}:6379/0" for n in (1, 2, 3)]
+    assert env["LOCK_REDIS_URLS"].split(",") == masters
     assert env["RABBITMQ_URL"] == "amqp://guest:guest@rabbitmq:5672//"
 
 
@@ -227,7 +231,7 @@ def test_ingress_is_replicated_behind_nginx(services):
 
 
 def test_backing_services_are_healthchecked_and_awaited(services, app_services):
-    backing = ("mongo", "redis", "rabbitmq")
+    backing = ("mongo1", "mongo2", "mongo3", "redis", "rabbitmq", *LOCK_MASTERS)
     for name in backing:
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
     for name, svc in app_services.items():
@@ -235,6 +239,32 @@ def test_backing_services_are_healthchecked_and_awaited(services, app_services):
             assert dep in backing or dep == "ingress", f"{name} depends on {dep}"
             assert condition["condition"] == "service_healthy", f"{name} -> {dep}"
         assert "rabbitmq" in svc["depends_on"], f"{name} starts before the broker"
+
+
+LOCK_MASTERS = ("redis-lock1", "redis-lock2", "redis-lock3")
+
+
+def test_mongodb_is_a_three_member_replica_set_initiated_by_its_first_member(services):
+    for n in (1, 2, 3):
+        command = services[f"mongo{n}"]["command"]
+        assert command[command.index("--replSet") + 1] == "rs0"
+    initiation = " ".join(services["mongo1"]["healthcheck"]["test"])
+    for n in (1, 2, 3):
+        assert f"mongo{n}:27017" in initiation
+    assert "rs.initiate" in initiation and "PRIMARY" in initiation
+
+
+def test_stores_that_hold_state_persist_it(services):
+    assert "--appendonly yes" in services["redis"]["command"]
+    for name in LOCK_MASTERS:  # a master restarted without its locks could grant one twice
+        assert "--appendonly yes --appendfsync always" in services[name]["command"]
+        assert any(v.endswith(":/data") for v in services[name]["volumes"])
+
+
+def test_app_services_wait_for_every_lock_master(app_services):
+    for name, svc in app_services.items():
+        if "mongo1" in svc.get("depends_on", {}):  # the ones doing the work (not Flower)
+            assert set(LOCK_MASTERS) <= set(svc["depends_on"]), name
 
 
 def test_one_worker_service_per_queue_group_covering_every_queue(services):
