@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import redis
 
-from core import locks, queues
+from core import capacity, locks, queues
 from core.cache import USERS
 from core.flushing import PeriodicFlush
 from core.settings import Settings
@@ -270,6 +270,16 @@ def is_growing(history: list[dict[str, Any]]) -> bool:
     return len(depths) == GROWING_SAMPLES and all(a > b for a, b in itertools.pairwise(depths))
 
 
+def growth(history: list[dict[str, Any]]) -> tuple[float, float] | None:
+    """(messages/s, over how many seconds) the queue grew across its last
+    GROWING_SAMPLES samples (newest first); None unless it is growing."""
+    if not is_growing(history):
+        return None
+    newest, oldest = history[0], history[GROWING_SAMPLES - 1]
+    seconds = max(newest["at"] - oldest["at"], 1e-3)
+    return (newest["messages"] - oldest["messages"]) / seconds, seconds
+
+
 # -- reading ---------------------------------------------------------------------------------
 
 
@@ -489,12 +499,16 @@ def recommendations(figures: dict[str, Any]) -> list[dict[str, str]]:
             )
     for queue, entry in figures["queues"].items():
         if entry["growing"]:
+            rate, seconds = entry["growth_per_s"], entry["growing_for_s"]
+            add = capacity.workers_to_add(queue, rate)
             advice.append(
                 {
                     "type": "scale_workers",
                     "component": f"queue:{queue}",
-                    "reason": f"Backlog of {queue} grew over the last {GROWING_SAMPLES} samples "
-                    f"(now {entry['messages']})",
+                    "reason": f"The {queue} queue has grown for {seconds:.0f} s at {rate:.1f}/s"
+                    f" (now {entry['messages']}): add {add} {queue} worker process"
+                    f"{'es' if add > 1 else ''} (each works off"
+                    f" ~{capacity.JOBS_PER_PROCESS_S[queue]:.0f}/s, core.capacity)",
                     "priority": "HIGH",
                 }
             )
@@ -528,11 +542,14 @@ def queue_figures(client: redis.Redis) -> dict[str, Any]:
     for queue in queues.ALL_QUEUES:
         history = queue_depth_history(client, queue)
         latest = history[0] if history else {}
+        grew = growth(history)
         figures[queue] = {
             "messages": latest.get("messages"),
             "consumers": latest.get("consumers"),
             "sampled_at": latest.get("at"),
-            "growing": is_growing(history),
+            "growing": grew is not None,
+            "growth_per_s": round(grew[0], 2) if grew else None,
+            "growing_for_s": round(grew[1], 1) if grew else None,
             "history": [s["messages"] for s in history[:10]],
         }
     return figures

@@ -120,19 +120,25 @@ def test_low_cache_hit_rate_and_growing_queue_get_recommendations(isolated):
     c = app.test_client()
     for n in range(25):  # every search a different route: all misses
         c.get(f"/api/routes?origin=KA{chr(65 + n)}&destination=KBB&date=2032-03-01")
-    for depth in (5, 9, 20, 41):  # oldest first, as beat samples them
+    now = time.time()
+    for ago, depth in ((30, 5), (20, 9), (10, 20), (0, 8405)):  # oldest first, as beat samples
         svc.redis.lpush(
             metrics.queue_depth_key("bookings"),
-            f'{{"at": {time.time()}, "messages": {depth}, "consumers": 1}}',
+            f'{{"at": {now - ago}, "messages": {depth}, "consumers": 1}}',
         )
     advice = c.get("/api/admin/performance", headers=ADMIN).get_json()
     kinds = {(a["type"], a["component"]) for a in advice["scalingRecommendations"]}
     assert ("optimize_caching", "cache") in kinds
     assert ("scale_workers", "queue:bookings") in kinds
+    (scale,) = [a for a in advice["scalingRecommendations"] if a["type"] == "scale_workers"]
+    # 8,400 more in 30 s: 280/s, against ~249/s a process (core.capacity): two more.
+    assert "grown for 30 s at 280.0/s" in scale["reason"]
+    assert "add 2 bookings worker processes" in scale["reason"]
     assert advice["queues"]["bookings"]["growing"] is True
+    assert advice["queues"]["bookings"]["growth_per_s"] == 280.0
     assert advice["queues"]["status"]["growing"] is False
     text = c.get("/metrics", headers=ADMIN).get_data(as_text=True)
-    assert 'radiantgo_queue_messages{queue="bookings"} 41.0' in text
+    assert 'radiantgo_queue_messages{queue="bookings"} 8405.0' in text
     assert 'radiantgo_queue_growing{queue="bookings"} 1.0' in text
     assert 'radiantgo_queue_sampled_timestamp_seconds{queue="bookings"}' in text
     assert 'radiantgo_queue_growing{queue="status"}' not in text  # never sampled: no series
