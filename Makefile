@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 .DEFAULT_GOAL := help
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ run: venv ## Run the whole system (ingress, worker, beat, Flower, embedded Mongo
 test: venv tools ## Run the test suite on real Redis, RabbitMQ and MongoDB wire server
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-quorum: venv tools ## The test suite again with QUEUE_TYPE=quorum (quorum queues, as compose runs)
+	$(PY) -m tools.stack ensure-services
+	QUEUE_TYPE=quorum $(PY) -m pytest $(PYTEST_ARGS)
 
 # promtool checks and unit-tests the alerting rules (tests/test_alerts.py).
 # Without it those tests fail, saying so: they never skip.
@@ -101,4 +105,4 @@ panels: venv ## The Grafana dashboard's panels as PNGs from a make perf run (RUN
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-reservations bench-burst perf panels clean
+.PHONY: help venv run test test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-reservations bench-burst perf panels clean

@@ -22,9 +22,41 @@ QUEUE_DEPTH_SAMPLE_INTERVAL = 15.0
 BACKGROUND_PREFETCH = 1
 
 
+def work_exchange(settings: Settings) -> Exchange:
+    return Exchange(
+        queues.queue_name("radiantgo", settings.QUEUE_NAMESPACE), type="direct", durable=True
+    )
+
+
+def retry_queues(settings: Settings) -> list[Queue]:
+    """QUEUE_TYPE=quorum: the queues no worker consumes, declared by each worker
+    at start (workers.runtime.Topology) and by `make run`: one delay queue per
+    retry backoff step, each behind a fanout exchange of its name, and the
+    dead-letter queue. Classic queues need none: the worker holds a retry."""
+    if settings.QUEUE_TYPE != "quorum":
+        return []
+    ns, target = settings.QUEUE_NAMESPACE, work_exchange(settings).name
+    delays = [
+        Queue(
+            queues.delay_name(ms, ns),
+            Exchange(queues.delay_name(ms, ns), type="fanout", durable=True),
+            routing_key="",
+            durable=True,
+            queue_arguments=queues.delay_arguments(ms, target),
+        )
+        for ms in queues.RETRY_DELAYS_MS
+    ]
+    dead = Queue(
+        queues.queue_name(queues.DEAD_LETTERS, ns),
+        durable=True,
+        queue_arguments=queues.dead_letter_arguments(),
+    )
+    return [*delays, dead]
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     ns = settings.QUEUE_NAMESPACE
-    exchange = Exchange(queues.queue_name("radiantgo", ns), type="direct", durable=True)
+    exchange = work_exchange(settings)
     return {
         "broker_url": settings.RABBITMQ_URL,
         # A 202 is a promise: the broker confirms each publish, to a durable
@@ -34,6 +66,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_pool_limit": settings.WEB_THREADS + 4,
         "task_default_delivery_mode": "persistent",
+        # QUEUE_TYPE (core.queues.queue_arguments): with quorum queues Celery
+        # sees x-queue-type and sets its prefetch per consumer (quorum queues
+        # refuse global QoS); retries wait in delay queues (workers.jobs).
+        "task_default_queue_type": settings.QUEUE_TYPE,
+        "task_create_missing_queue_type": settings.QUEUE_TYPE,
+        "worker_detect_quorum_queues": True,
+        "worker_consumer": "workers.runtime:Consumer",
         "task_queues": [
             Queue(
                 queues.queue_name(q, ns),

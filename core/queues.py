@@ -50,8 +50,69 @@ def max_length(queue: str, settings) -> int:
 
 def queue_arguments(queue: str, settings) -> dict[str, object]:
     """Declared with each queue: bounded, refusing publishes once full (the
-    publisher sees a nack) rather than dropping the oldest message."""
-    return {"x-max-length": max_length(queue, settings), "x-overflow": "reject-publish"}
+    publisher sees a nack) rather than dropping the oldest message. With
+    QUEUE_TYPE=quorum, a quorum queue that gives up on a message delivered
+    QUEUE_DELIVERY_LIMIT times without an ack: dead-lettered into DEAD_LETTERS,
+    or, for maintenance (periodic work whose messages expire by design and
+    are sent again by beat), dropped."""
+    arguments: dict[str, object] = {
+        "x-max-length": max_length(queue, settings),
+        "x-overflow": "reject-publish",
+    }
+    if settings.QUEUE_TYPE == "quorum":
+        arguments.update(
+            {"x-queue-type": "quorum", "x-delivery-limit": settings.QUEUE_DELIVERY_LIMIT}
+        )
+        if queue != MAINTENANCE:
+            arguments.update(_dead_letter_to(queue_name(DEAD_LETTERS, settings.QUEUE_NAMESPACE)))
+    return arguments
+
+
+# QUEUE_TYPE=quorum only. Messages a work queue gave up on (QUEUE_DELIVERY_LIMIT),
+# kept for the operator; nothing consumes them (README: Poison messages).
+DEAD_LETTERS = "dead-letters"
+# Retries wait in a delay queue of their backoff (workers.jobs.retry_countdown's
+# steps, milliseconds), then return to their work queue: a quorum queue's
+# consumer cannot hold a message for later (that needs global QoS).
+RETRY_DELAYS_MS = (500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000)
+
+
+def dead_letter_arguments() -> dict[str, object]:
+    return {"x-queue-type": "quorum"}
+
+
+def retry_delay_ms(countdown: float) -> int:
+    """The delay queue a retry after `countdown` seconds waits in: the shortest
+    at least as long (the longest for anything longer)."""
+    wanted = countdown * 1000
+    return next((ms for ms in RETRY_DELAYS_MS if ms >= wanted), RETRY_DELAYS_MS[-1])
+
+
+def delay_name(delay_ms: int, namespace: str = "") -> str:
+    """The delay queue, and its fanout exchange, of one backoff step."""
+    return queue_name(f"retry-{delay_ms}ms", namespace)
+
+
+def delay_arguments(delay_ms: int, work_exchange: str) -> dict[str, object]:
+    """A delay queue: each message expires after `delay_ms` and is dead-lettered,
+    with the routing key it was published with, to the work exchange. At least
+    once: RabbitMQ keeps it until its work queue took it."""
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": delay_ms,
+        "x-overflow": "reject-publish",  # at-least-once dead-lettering requires it
+        "x-dead-letter-exchange": work_exchange,
+        "x-dead-letter-strategy": "at-least-once",
+    }
+
+
+def _dead_letter_to(dead_letter_queue: str) -> dict[str, object]:
+    # The default exchange routes by queue name: no exchange of its own needed.
+    return {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": dead_letter_queue,
+        "x-dead-letter-strategy": "at-least-once",
+    }
 
 
 def queue_name(queue: str, namespace: str = "") -> str:

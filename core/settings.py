@@ -56,6 +56,15 @@ class Settings:
     # Retry-After from the drain rate. Interactive: ~4 minutes of 10x the
     # spec's peak (400/s) at ~1 KB a message; background messages are small
     # (bulk items wait in MongoDB), but each is minutes of work.
+    # "quorum": every queue is a replicated quorum queue (core.queues), with a
+    # delivery limit and dead-lettering, and retries wait in delay queues
+    # instead of in the worker. "classic" keeps the single-node classic queues.
+    QUEUE_TYPE: str = _setting("classic", check=lambda v: v in ("classic", "quorum"))
+    # Quorum queues: deliveries of one message that may end without an ack
+    # (its worker died or gave it back, e.g. a group lost with its pool process)
+    # before RabbitMQ dead-letters it. Retries do not count: a retry is a new
+    # message. 20 crashes on one message is a poison message, not bad luck.
+    QUEUE_DELIVERY_LIMIT: int = _setting(20, check=_positive)
     QUEUE_MAX_INTERACTIVE: int = _setting(100_000, check=_positive)
     QUEUE_MAX_BACKGROUND: int = _setting(1_000, check=_positive)
     # Group commit (workers.batches): a create or transition worker takes up to

@@ -183,6 +183,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def delete_queues(settings: Settings) -> None:
+    """This namespace's queues, with QUEUE_TYPE=quorum its delay and dead-letter
+    queues and the delay queues' exchanges too."""
+    from celeryconfig import retry_queues
     from workers.celery_app import create_celery_app
 
     app = create_celery_app(settings)
@@ -190,3 +193,7 @@ def delete_queues(settings: Settings) -> None:
         channel = conn.default_channel
         for q in queues.ALL_QUEUES:
             channel.queue_delete(queues.queue_name(q, settings.QUEUE_NAMESPACE))
+        for queue in retry_queues(settings):
+            channel.queue_delete(queue.name)
+            if queue.exchange and queue.exchange.name:
+                channel.exchange_delete(queue.exchange.name)

@@ -221,18 +221,19 @@ def ensure_services_command() -> None:
 
 
 def ensure_bounded_queues(settings: Settings) -> None:
-    """Declare every queue as the workers do (celeryconfig: durable, bounded).
-    A queue an older version declared otherwise (without its bound) cannot be
-    redeclared, RabbitMQ refuses changed arguments: an empty one is replaced,
-    one still holding messages is left for its workers to drain, with a
-    message saying so."""
+    """Declare every queue as the workers do (celeryconfig: durable, bounded,
+    of QUEUE_TYPE; with quorum, the delay and dead-letter queues too).
+    A queue declared otherwise (by an older version without its bound, or as
+    the other QUEUE_TYPE) cannot be redeclared, RabbitMQ refuses changed
+    arguments and types: an empty one is replaced, one still holding messages
+    is left for its workers to drain, with a message saying so."""
     from amqp.exceptions import PreconditionFailed
     from kombu import Connection
 
-    from celeryconfig import celery_config
+    from celeryconfig import celery_config, retry_queues
 
     with Connection(settings.RABBITMQ_URL, connect_timeout=settings.BROKER_TIMEOUT_S) as conn:
-        for queue in celery_config(settings)["task_queues"]:
+        for queue in [*celery_config(settings)["task_queues"], *retry_queues(settings)]:
             try:
                 queue.bind(conn.channel()).declare()
                 continue
@@ -243,12 +244,13 @@ def ensure_bounded_queues(settings: Settings) -> None:
             if held:
                 raise click.ClickException(
                     f"Queue {queue.name!r} holds {held} messages and was declared otherwise"
-                    " (without its bound) by an older version: run that version's workers"
+                    " (without its bound by an older version, or not as a"
+                    f" {settings.QUEUE_TYPE} queue): run the workers that declared it"
                     " until it is empty."
                 )
             channel.queue_delete(queue.name)
             queue.bind(conn.channel()).declare()
-            click.echo(f"queue {queue.name!r} re-declared with its bound")
+            click.echo(f"queue {queue.name!r} re-declared with its bound, as {settings.QUEUE_TYPE}")
 
 
 @cli.command()

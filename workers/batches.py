@@ -30,7 +30,14 @@ from core.clock import utcnow
 from core.errors import RadiantError
 from core.services import Services
 from workers import runtime
-from workers.jobs import TRANSIENT, instance, retry_countdown, unavailable, unexpected
+from workers.jobs import (
+    TRANSIENT,
+    instance,
+    retry_countdown,
+    retry_options,
+    unavailable,
+    unexpected,
+)
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +207,7 @@ def _republish(task: GroupCommit, requests: list[SimpleRequest]) -> list[str]:
                 args=request.args,
                 kwargs=request.kwargs,
                 task_id=request.id,
-                countdown=retry_countdown(retries),
+                **retry_options(runtime.settings(), task.name, retry_countdown(retries)),
                 retries=retries + 1,
                 headers={k: headers.get(k) for k in ("request_id", "enqueued_at")},
             )

@@ -23,10 +23,11 @@ import redis
 from celery import Task
 from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
-from core import jobs
+from core import jobs, queues
 from core.clock import utcnow
 from core.errors import InternalError, RadiantError, ServiceUnavailable
 from core.services import Services
+from core.settings import Settings
 from core.waiting import notify_job_finished
 from workers import runtime
 
@@ -40,6 +41,23 @@ RETRY_BACKOFF_MAX_S = 30
 
 def retry_countdown(retries: int) -> float:
     return min(2.0**retries * 0.5, RETRY_BACKOFF_MAX_S)
+
+
+def retry_options(settings: Settings, task_name: str, countdown: float) -> dict[str, Any]:
+    """How a retry is published to run `countdown` seconds later. Classic
+    queues: a countdown (an ETA the worker holds, raising its global prefetch).
+    Quorum queues have no global QoS, so a held ETA would take a prefetch
+    slot: the retry waits instead in the delay queue of its backoff step, whose
+    TTL dead-letters it back, with its routing key, to its work queue
+    (core.queues.delay_arguments)."""
+    if settings.QUEUE_TYPE != "quorum":
+        return {"countdown": countdown}
+    namespace = settings.QUEUE_NAMESPACE
+    return {
+        "countdown": 0,  # no ETA: it runs as soon as it is back
+        "exchange": queues.delay_name(queues.retry_delay_ms(countdown), namespace),
+        "routing_key": queues.TASKS[task_name][1],
+    }
 
 
 Work = Callable[[Services, dict[str, Any]], dict[str, Any]]
@@ -117,7 +135,9 @@ def _retry_or_fail(task: Task, job_id: str, exc: RadiantError) -> None:
         return
     log.warning("transient failure, retrying: %s", exc.detail)
     raise task.retry(
-        exc=exc, countdown=retry_countdown(task.request.retries), max_retries=max_retries
+        exc=exc,
+        max_retries=max_retries,
+        **retry_options(runtime.settings(), task.name, retry_countdown(task.request.retries)),
     )
 
 

@@ -9,6 +9,7 @@ import threading
 import time
 
 from celery import Celery, bootsteps, signals
+from celery.worker.consumer import Consumer as _Consumer
 from celery_batches import Batches
 
 from core import flights, health, logs, metrics, queues
@@ -69,6 +70,38 @@ class Heartbeat(bootsteps.StartStopStep):
             self.tref = None
 
 
+class Topology(bootsteps.StartStopStep):
+    """QUEUE_TYPE=quorum: declares the delay and dead-letter queues
+    (celeryconfig.retry_queues) before the consumer takes a message, so a retry
+    or a poison message always has somewhere to go. Again after a lost
+    connection: a broker restored empty gets them back."""
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def start(self, consumer):
+        from celeryconfig import retry_queues
+
+        extra = retry_queues(consumer.app.conf.radiantgo_settings)
+        if extra:
+            channel = consumer.connection.default_channel
+            for queue in extra:
+                queue.bind(channel).declare()
+
+
+class Consumer(_Consumer):
+    """Celery's consumer without its native delayed delivery step: it needs
+    topic exchanges (ours is direct) and whole-second countdowns, and shares
+    28 `celery_delayed_*` queues between every namespace on the broker; our
+    retries wait in delay queues of their own (core.queues.RETRY_DELAYS_MS)."""
+
+    class Blueprint(_Consumer.Blueprint):
+        default_steps = [
+            step
+            for step in _Consumer.Blueprint.default_steps
+            if not step.endswith(":DelayedDelivery")
+        ]
+
+
 def _queue_of(task_name: str) -> str | None:
     if task_name not in queues.TASKS:
         return None
@@ -79,6 +112,7 @@ def install(app: Celery) -> None:
     settings: Settings = app.conf.radiantgo_settings
     _state["settings"] = settings
     app.steps["consumer"].add(Heartbeat)
+    app.steps["consumer"].add(Topology)
 
     @signals.setup_logging.connect(weak=False)
     def _logging(**_):

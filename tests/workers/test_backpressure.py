@@ -34,7 +34,10 @@ def test_a_burst_past_the_bound_gets_503s_and_every_202_completes(settings, serv
         ]
         accepted = [r for r in answers if r.status_code == 202]
         refused = [r for r in answers if r.status_code != 202]
-        assert len(accepted) == BOUND
+        # A quorum queue checks its bound after a publish, not before: it takes
+        # one message past it, then refuses (measured on RabbitMQ 3.10).
+        overshoot = 1 if bounded.QUEUE_TYPE == "quorum" else 0
+        assert BOUND <= len(accepted) <= BOUND + overshoot
         assert {r.status_code for r in refused} == {503}
         for r in refused:
             problem = r.get_json()
