@@ -24,6 +24,11 @@ test: venv tools ## Run the test suite on real Redis, RabbitMQ and MongoDB wire 
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+test-fast: venv ## The fast tier (< 30 s): every test that starts no process of its own (no worker, gunicorn, redis-server)
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m pytest -m "not stack and not slow" --ignore=tests/fuzz \
+	  -p no:locust -p no:schemathesis -p no:anyio -p no:hypothesispytest $(PYTEST_ARGS)
+
 test-quorum: venv tools ## The test suite again with QUEUE_TYPE=quorum (quorum queues, as compose runs)
 	$(PY) -m tools.stack ensure-services
 	QUEUE_TYPE=quorum $(PY) -m pytest $(PYTEST_ARGS)
@@ -105,4 +110,4 @@ panels: venv ## The Grafana dashboard's panels as PNGs from a make perf run (RUN
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-reservations bench-burst perf panels clean
+.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-reservations bench-burst perf panels clean

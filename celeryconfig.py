@@ -1,17 +1,20 @@
-"""Celery configuration, built from RadiantGo's settings.
+"""Celery configuration, built from RadiantGo's settings, and the Celery app.
 
-The worker and the ingress's publisher are built from this one function, so
-they cannot disagree about queues, serialization or delivery guarantees.
+The worker and the ingress's publisher are built by create_celery_app, from
+this configuration alone, so they cannot disagree about queues, serialization
+or delivery guarantees, and the ingress never imports worker code to publish.
+Building an app opens no connection.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from celery import Celery
 from kombu import Exchange, Queue
 
 from core import queues
-from core.settings import Settings
+from core.settings import Settings, load_settings
 
 # How often beat samples RabbitMQ's queue depths (seconds).
 QUEUE_DEPTH_SAMPLE_INTERVAL = 15.0
@@ -20,6 +23,15 @@ QUEUE_DEPTH_SAMPLE_INTERVAL = 15.0
 # Background jobs run minutes each: a worker holds one at a time, so a second
 # background worker (or a restarted one) takes the next.
 BACKGROUND_PREFETCH = 1
+
+
+def create_celery_app(settings: Settings | None = None) -> Celery:
+    """The app the worker runs (workers.main) and the ingress publishes with (by task name)."""
+    settings = settings or load_settings()
+    app = Celery("radiantgo", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    app.conf.radiantgo_settings = settings
+    return app
 
 
 def work_exchange(settings: Settings) -> Exchange:
@@ -112,7 +124,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": {
             # Shorter than CACHE_TTL_ROUTES, so popular routes never go cold.
             "warm-route-cache": {
-                "task": queues.WARM_CACHE,
+                "task": queues.WARM_CACHE_ON_SCHEDULE,
                 "schedule": float(settings.CACHE_WARM_INTERVAL),
                 "options": {"expires": float(settings.CACHE_WARM_INTERVAL)},
             },

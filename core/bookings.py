@@ -16,16 +16,16 @@ from typing import Any
 import redis
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from core import cache as caches
 from core import jobs
 from core.cache import Cache
 from core.clock import EARLIEST, LATEST
-from core.db import DUPLICATE_KEY
+from core.db import insert_many_new
 from core.errors import Conflict, ValidationFailed
+from core.lifecycle import BOOKED
 
-BOOKED = "BOOKED"
 BOOKING_CREATED = "BOOKING_CREATED"
 PUBLIC_FIELDS = (
     "ref_id",
@@ -122,21 +122,16 @@ def created_event(booking: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_booking(
-    db: Database,
-    *,
-    ref_id: str,
-    data: dict[str, Any],
-    job_id: str,
-    now: datetime,
-    customer_id: str | None = None,
+    db: Database, ref_id: str, data: dict[str, Any], **stored: Any
 ) -> dict[str, Any]:
-    """Store a new BOOKED booking and its BOOKING_CREATED event; returns the booking."""
-    booking = booking_document(ref_id, data, job_id=job_id, now=now, customer_id=customer_id)
+    """Store a new BOOKED booking (booking_document's `stored` arguments: job_id,
+    now, customer_id) and its BOOKING_CREATED event; returns the booking."""
+    booking = booking_document(ref_id, data, **stored)
     try:
         db.bookings.insert_one(booking)
     except DuplicateKeyError:
         booking = db.bookings.find_one({"ref_id": ref_id})
-        if booking is None or booking.get("job_id") != job_id:
+        if booking is None or booking.get("job_id") != stored["job_id"]:
             # Two jobs drew the same ref_id (1 in 10^14): never merge them.
             raise Conflict(f"Booking {ref_id} already exists.") from None
     insert_event(db, created_event(booking))
@@ -151,23 +146,12 @@ def insert_new(db: Database, docs: list[dict[str, Any]]) -> list[dict[str, Any] 
     stored: list[dict[str, Any] | None] = list(docs)
     if not docs:
         return stored
-    try:
-        db.bookings.insert_many(docs, ordered=False)
-    except BulkWriteError as exc:
-        for error in exc.details.get("writeErrors", []):
-            if error.get("code") != DUPLICATE_KEY:
-                raise
-            doc = docs[error["index"]]
-            existing = db.bookings.find_one({"ref_id": doc["ref_id"]})
-            mine = existing is not None and existing.get("job_id") == doc["job_id"]
-            stored[error["index"]] = existing if mine else None
-    events = [created_event(doc) for doc in stored if doc is not None]
-    if events:
-        try:
-            db.booking_events.insert_many(events, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise  # duplicates are events an earlier run already wrote
+    for index in insert_many_new(db.bookings, docs):
+        existing = db.bookings.find_one({"ref_id": docs[index]["ref_id"]})
+        mine = existing is not None and existing.get("job_id") == docs[index]["job_id"]
+        stored[index] = existing if mine else None
+    # Duplicates are events an earlier run already wrote.
+    insert_many_new(db.booking_events, [created_event(doc) for doc in stored if doc is not None])
     return stored
 
 

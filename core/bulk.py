@@ -18,17 +18,23 @@ from marshmallow import ValidationError
 from pymongo.database import Database
 
 from core import group_commit, transitions
-from core.errors import RadiantError, ValidationFailed
+from core.errors import PayloadTooLarge, RadiantError, ValidationFailed
 from core.flights import chunks
+from core.ids import ref_id_from
 from core.locks import LockManager
 from core.schemas import BookingCreateSchema, BulkStatusItemSchema
 
-_REF_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _create_schema = BookingCreateSchema()
 _status_schema = BulkStatusItemSchema()
 
 Progress = Callable[[dict[str, int]], None]
 Changed = Callable[[dict[str, Any]], None]
+
+
+def check_size(items: Sequence[Any], limit: int, what: str) -> None:
+    """A bulk request holds at most `limit` items (BULK_*_LIMIT): 413 past it."""
+    if len(items) > limit:
+        raise PayloadTooLarge(f"At most {limit} {what} per request; got {len(items)}.")
 
 
 def item_job_id(job_id: str, index: int) -> str:
@@ -38,11 +44,7 @@ def item_job_id(job_id: str, index: int) -> str:
 def item_ref_id(job_id: str, index: int) -> str:
     """The same ref_id for item `index` of job `job_id` on every run (RG + 9 base-36)."""
     number = int.from_bytes(hashlib.sha256(item_job_id(job_id, index).encode()).digest()[:8])
-    digits = []
-    for _ in range(9):
-        number, rest = divmod(number, 36)
-        digits.append(_REF_ALPHABET[rest])
-    return "RG" + "".join(digits)
+    return ref_id_from(number)
 
 
 def _load(schema, item: Any) -> dict[str, Any]:

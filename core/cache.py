@@ -27,22 +27,19 @@ import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import redis
 from redis.client import NEVER_DECODE
 
 from core.clock import to_iso
+from core.errors import REDIS_ERRORS
 from core.flushing import PeriodicFlush
 
 log = logging.getLogger(__name__)
 
-# Every Redis error, not only an unreachable server: a Redis that answers
-# MISCONF (cannot persist), OOM (maxmemory reached) or READONLY raises a
-# ResponseError, and a best-effort path must fall through on those as well.
-REDIS_ERRORS = (redis.RedisError,)
-
-# -- key names (all of them) ---------------------------------------------------
+# -- key names: every cache entry's, its generation's and its counters' --------
 
 
 def booking_details_key(ref_id: str) -> str:
@@ -103,6 +100,12 @@ def flight_key(flight_id: str) -> str:
 
 def flight_list_key(origin: str, destination: str, day: str) -> str:
     return f"flights:{origin}:{destination}:{day}"
+
+
+def route_key(origin: str, destination: str, day: date, weight_g: int | None = None) -> str:
+    """A route search's answer; one with a cargo weight (grams) has a key of its own."""
+    key = f"routes:{origin}:{destination}:{day.isoformat()}"
+    return key if weight_g is None else f"{key}:{weight_g}g"
 
 
 # -- values ---------------------------------------------------------------------

@@ -170,7 +170,9 @@ def key_is_active(db: Database, api_key: str) -> bool:
     return doc is not None and doc.get("disabled_at") is None
 
 
-def is_active_customer(db: Database, customer_id: str) -> bool:
-    """True for an active customer (not an operator): one that bookings can belong to."""
+def check_owner_exists(db: Database, customer_id: str) -> None:
+    """Bookings can belong to an active customer only (not an operator): 404,
+    as for any resource named that does not exist (or is no customer's)."""
     doc = db.customers.find_one({"_id": customer_id}, {"role": 1, "disabled_at": 1})
-    return doc is not None and doc["role"] == CUSTOMER and doc.get("disabled_at") is None
+    if doc is None or doc["role"] != CUSTOMER or doc.get("disabled_at") is not None:
+        raise NotFound(f"No active customer {customer_id!r} to own these bookings.")

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
+from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from core.settings import Settings
 
 # MongoDB's error code for a unique index refusing an insert (a redelivery's
 # write, mostly: every write here is keyed so that a rerun collides).
 DUPLICATE_KEY = 11000
+
+
+def insert_many_new(collection: Collection, docs: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert `docs` in one unordered bulk write; returns the indexes (into
+    `docs`) of those a unique index refused, stored already. Any other write
+    error is raised: only duplicates are expected."""
+    if not docs:
+        return []
+    try:
+        collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        return sorted(e["index"] for e in errors)
+    return []
+
 
 DEFAULT_DATABASE = "radiantgo"
 
@@ -93,7 +113,3 @@ def ensure_indexes(db: Database) -> None:
         present = set(db[name].index_information())
         for index in present.intersection(obsolete):
             db[name].drop_index(index)
-
-
-def job_expiry(settings: Settings) -> timedelta:
-    return timedelta(days=settings.JOB_TTL_DAYS)

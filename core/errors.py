@@ -9,7 +9,28 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
+from pymongo.errors import ConnectionFailure, ExecutionTimeout
+
 PROBLEM_BASE = "https://radiantgo.dev/problems/"
+
+# The library errors that say a backing service is down, not that the work is
+# wrong. Every Redis error, not only an unreachable server: a Redis answering
+# MISCONF (cannot persist), OOM (maxmemory) or READONLY raises a ResponseError,
+# which a best-effort path must fall through and a job must retry.
+REDIS_ERRORS = (redis.RedisError,)
+# MongoDB unreachable or failing over (AutoReconnect, ServerSelectionTimeoutError
+# are ConnectionFailures), or over its time limit: the same work may pass later.
+MONGO_TRANSIENT_ERRORS = (ConnectionFailure, ExecutionTimeout)
+# What a task retries instead of failing its job.
+TRANSIENT_ERRORS = MONGO_TRANSIENT_ERRORS + REDIS_ERRORS
+# A Redis that does not answer at all (a lock master down), as opposed to one
+# that answers with an error.
+REDIS_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
+# What a view answers 503 for: MongoDB as above, Redis only when unreachable; an
+# error reply from a reachable Redis that escapes a view is a path that should
+# have fallen through, so a 500.
+UNAVAILABLE_ERRORS = MONGO_TRANSIENT_ERRORS + REDIS_UNREACHABLE
 
 
 class RadiantError(Exception):
@@ -138,6 +159,20 @@ class CapacityBelowBooked(Conflict):
 
     title = "Capacity below what is booked"
     slug = "capacity-below-booked"
+
+
+class LockHeld(Conflict):
+    """A lock stayed taken through every retry."""
+
+    title = "Resource is locked"
+    slug = "locked"
+
+
+class BookingLocked(LockHeld):
+    """A booking's lock stayed taken through every retry."""
+
+    title = "Booking is locked"
+    slug = "booking-locked"
 
 
 class RateLimited(RadiantError):

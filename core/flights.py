@@ -22,12 +22,14 @@ from typing import Any
 
 from marshmallow import ValidationError
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
 
-from core.db import DUPLICATE_KEY
-from core.errors import CapacityBelowBooked, NotReady, RadiantError, ValidationFailed
+from core import cache as caches
+from core.cache import Cache
+from core.db import insert_many_new
+from core.errors import CapacityBelowBooked, NotFound, NotReady, RadiantError, ValidationFailed
 from core.locks import FLIGHT_LOCK_TTL, LockManager, flight_lock_key
 from core.schemas import FlightSchema
+from core.settings import Settings
 
 FENCED_WRITE_TRIES = 3
 
@@ -151,14 +153,9 @@ def write_flights(
     """
     if not docs:
         return []
-    try:
-        db.flights.insert_many([doc for _, doc in docs], ordered=False)
+    existing = [docs[n] for n in insert_many_new(db.flights, [doc for _, doc in docs])]
+    if not existing:
         return []
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
-            raise
-        existing = [docs[e["index"]] for e in errors]
     stored = {
         d["_id"]: d for d in db.flights.find({"_id": {"$in": [doc["_id"] for _, doc in existing]}})
     }
@@ -275,3 +272,44 @@ def flights_on(db: Database, origin: str, destination: str, day: datetime) -> li
         (public_flight(d) for d in docs if d["destination"] == destination),
         key=lambda f: (f["departure_ts"], f["flight_id"]),
     )
+
+
+def cache_ttl(settings: Settings) -> int:
+    """How long a flight or a day's list of flights stays cached (core.cache.space_ttl)."""
+    return caches.space_ttl(settings.CACHE_TTL_FLIGHTS, settings.CACHE_TTL_BOOKINGS)
+
+
+def read_flight(db: Database, cache: Cache, settings: Settings, flight_id: str) -> dict[str, Any]:
+    """A client's read of one flight, through the flights cache (NotFound if there is none)."""
+    flight = cache.through(
+        caches.flight_key(flight_id),
+        caches.FLIGHTS,
+        caches.FLIGHTS_GENERATION,
+        cache_ttl(settings),
+        lambda: get_flight(db, flight_id),
+    )
+    if flight is None:
+        raise NotFound(f"No flight {flight_id!r}.")
+    return flight
+
+
+def read_flights_on(
+    db: Database,
+    cache: Cache,
+    settings: Settings,
+    *,
+    origin: str,
+    destination: str,
+    day: datetime,
+    limit: int,
+) -> dict[str, Any]:
+    """A client's list of the flights on a route and UTC day, through the flights
+    cache: the first `limit`, and how many there are."""
+    items = cache.through(
+        caches.flight_list_key(origin, destination, day.isoformat()),
+        caches.FLIGHTS,
+        caches.FLIGHTS_GENERATION,
+        cache_ttl(settings),
+        lambda: flights_on(db, origin, destination, day),
+    )
+    return {"items": items[:limit], "count": len(items)}

@@ -17,13 +17,13 @@ from typing import Any
 import redis
 from pymongo import UpdateOne
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
 
 from core import bookings, reservations, routes, transitions
-from core.db import DUPLICATE_KEY
-from core.errors import Conflict, NotFound, NotReady, RadiantError
-from core.lifecycle import check_transition, event_type
-from core.locks import BookingLocked, LockManager, booking_lock_key
+from core.db import insert_many_new
+from core.errors import BookingLocked, Conflict, NotFound, NotReady, RadiantError
+from core.lifecycle import check_transition
+from core.locks import LockManager, booking_lock_key
+from core.transitions import transition_event
 
 
 def create_many(
@@ -178,7 +178,7 @@ def _transition_locked(
     }
     later, planned, writes, events, settled, moved = [], [], [], [], [], set()
     for n, item in enumerate(items):
-        ref_id, job_id = item["ref_id"], item["job_id"]
+        ref_id, job_id, request = item["ref_id"], item["job_id"], item["request"]
         if ref_id not in locked or ref_id in moved:
             later.append(n)
             continue
@@ -191,7 +191,7 @@ def _transition_locked(
             continue
         done = transitions.recorded(booking, job_id)
         if done is not None:  # a redelivery: its event (or its release) may be missing
-            events.append(_event(ref_id, done["status"], job_id, done["at"], item["request"]))
+            events.append(transition_event(ref_id, done["status"], job_id, done["at"], request))
             settled.append(booking)
             outcomes[n] = booking
             continue
@@ -202,7 +202,7 @@ def _transition_locked(
             continue
         now = transitions.transition_time(clock, booking)
         writes.append(UpdateOne(*transitions.fenced_update(booking, item["target"], job_id, now)))
-        events.append(_event(ref_id, item["target"], job_id, now, item["request"]))
+        events.append(transition_event(ref_id, item["target"], job_id, now, request))
         planned.append((n, booking, now))
         moved.add(ref_id)
     if writes and db.bookings.bulk_write(writes, ordered=False).modified_count < len(writes):
@@ -217,25 +217,10 @@ def _transition_locked(
         planned = [p for p in planned if p[0] not in refused]
         refused_jobs = {items[n]["job_id"] for n in refused}
         events = [e for e in events if e["job_id"] not in refused_jobs]
-    _insert_events(db, events)
+    insert_many_new(db.booking_events, events)  # duplicates: an earlier delivery wrote them
     for n, booking, now in planned:
         outcomes[n] = transitions.moved(booking, items[n]["target"], now)
         settled.append(outcomes[n])
     for booking in settled:
         reservations.settle(db, locks, booking)
     return sorted(later)
-
-
-def _event(ref_id: str, status: str, job_id: str, at: datetime, data: dict) -> dict[str, Any]:
-    fields = {name: data.get(name) for name in transitions.EVENT_FIELDS}
-    return bookings.new_event(ref_id, event_type(status), status, job_id=job_id, at=at, **fields)
-
-
-def _insert_events(db: Database, events: list[dict[str, Any]]) -> None:
-    if not events:
-        return
-    try:
-        db.booking_events.insert_many(events, ordered=False)
-    except BulkWriteError as exc:
-        if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-            raise  # duplicates are events an earlier delivery already wrote

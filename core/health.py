@@ -13,6 +13,10 @@ import pymongo
 import redis
 from pymongo.database import Database
 
+from core import metrics
+from core.errors import REDIS_ERRORS
+from core.services import Services
+
 log = logging.getLogger(__name__)
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
@@ -183,3 +187,26 @@ def overall_status(services: dict[str, dict[str, Any]], critical: tuple[str, ...
     if any(s["status"] != HEALTHY for s in services.values()):
         return DEGRADED
     return HEALTHY
+
+
+# Without MongoDB nothing can be read or recorded; without RabbitMQ nothing
+# can be accepted. Redis or the workers being down only degrades service.
+CRITICAL = ("mongodb", "rabbitmq")
+
+
+def check_services(svc: Services, ping_broker: BrokerPing) -> tuple[dict, int]:
+    """One round of probes: the /health body and its status code."""
+    checks = {
+        "mongodb": probe("mongodb", ping_mongo(svc.db)),
+        "redis": probe("redis", ping_redis(svc.redis)),
+        "rabbitmq": probe("rabbitmq", ping_broker),
+        "workers": probe("workers", count_workers(svc.redis)),
+    }
+    status = overall_status(checks, CRITICAL)
+    body = {"status": status, "services": checks}
+    if checks["redis"]["status"] == HEALTHY:
+        try:
+            body["metrics"] = metrics.health_summary(svc.redis, svc.cache.hit_stats(), time.time())
+        except REDIS_ERRORS as exc:  # Redis went away since its probe: no figures this time
+            log.warning("health metrics not read: %s", exc)
+    return body, 503 if status == UNHEALTHY else 200

@@ -6,13 +6,23 @@ import re
 import secrets
 import uuid
 
-_REF_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-REF_ID_PATTERN = re.compile(r"^RG[0-9A-Z]{9}$")
+REF_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+REF_DIGITS = 9
+REF_ID_PATTERN = re.compile(rf"^RG[0-9A-Z]{{{REF_DIGITS}}}$")
 
 
 def new_ref_id() -> str:
     """A booking reference such as the spec's RG123ABC456 (36^9 ~ 10^14 values)."""
-    return "RG" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(9))
+    return "RG" + "".join(secrets.choice(REF_ALPHABET) for _ in range(REF_DIGITS))
+
+
+def ref_id_from(number: int) -> str:
+    """The booking reference that `number` (taken modulo 36^9) stands for."""
+    digits = []
+    for _ in range(REF_DIGITS):
+        number, rest = divmod(number, len(REF_ALPHABET))
+        digits.append(REF_ALPHABET[rest])
+    return "RG" + "".join(digits)
 
 
 CUSTOMER_ID_PATTERN = re.compile(r"^cus_[0-9a-f]{16}$")

@@ -26,11 +26,11 @@ from typing import Any
 import redis
 from pymongo import UpdateOne
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from core import queues
-from core.db import DUPLICATE_KEY
-from core.errors import IdempotencyKeyInProgress, IdempotencyKeyReused
+from core.db import insert_many_new
+from core.errors import REDIS_ERRORS, IdempotencyKeyInProgress, IdempotencyKeyReused
 from core.settings import Settings
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
@@ -268,7 +268,7 @@ def find_job(db: Database, client: redis.Redis, job_id: str) -> dict[str, Any] |
         return job
     try:
         raw = client.get(queued_key(job_id))
-    except redis.RedisError:  # with Redis out, short jobs are recorded in MongoDB
+    except REDIS_ERRORS:  # with Redis out, short jobs are recorded in MongoDB
         return None
     if raw is None or raw == DISCARDED:
         return None
@@ -340,7 +340,7 @@ def still_to_do(
             discarded = {
                 job_id for job_id, raw in zip(unstored, states, strict=True) if raw == DISCARDED
             }
-        except redis.RedisError:
+        except REDIS_ERRORS:
             # With Redis out the jobs run: a discarded job delivered after all
             # (a lost confirm, then Redis failing too) is rarer than the jobs a
             # Redis outage would otherwise fail.
@@ -386,14 +386,8 @@ def finish_many(db: Database, outcomes: list[dict[str, Any]], now: datetime) -> 
     if updates:
         db.jobs.bulk_write([update for _, update in updates], ordered=False)
     if inserts:
-        refused: set[int] = set()
-        try:
-            db.jobs.insert_many([doc for _, doc in inserts], ordered=False)
-        except BulkWriteError as exc:
-            for error in exc.details.get("writeErrors", []):
-                if error.get("code") != DUPLICATE_KEY:
-                    raise
-                refused.add(error["index"])  # an earlier delivery wrote it
+        # Refused: an earlier delivery wrote it.
+        refused = set(insert_many_new(db.jobs, [doc for _, doc in inserts]))
         written += [job_id for n, (job_id, _) in enumerate(inserts) if n not in refused]
     return written
 
@@ -432,7 +426,7 @@ def pending_create(db: Database, client: redis.Redis, ref_id: str) -> dict[str, 
     or one accepted while Redis was out)."""
     try:
         held = client.get(creating_key(ref_id))
-    except redis.RedisError:
+    except REDIS_ERRORS:
         held = None
     if held is not None:
         _job_id, _, owner = held.partition(" ")

@@ -15,6 +15,9 @@ BOOKED, DEPARTED, ARRIVED, DELIVERED, CANCELLED = (
     "DELIVERED",
     "CANCELLED",
 )
+# Every status, in lifecycle order; the statuses a booking can be moved to.
+STATUSES = (BOOKED, DEPARTED, ARRIVED, DELIVERED, CANCELLED)
+TARGETS = tuple(s for s in STATUSES if s != BOOKED)
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     BOOKED: frozenset({DEPARTED, CANCELLED}),

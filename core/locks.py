@@ -30,12 +30,13 @@ from dataclasses import dataclass
 import redis
 from redlock import Lock, Redlock
 
-from core.errors import Conflict, ServiceUnavailable
+from core.errors import REDIS_ERRORS, REDIS_UNREACHABLE, BookingLocked, LockHeld, ServiceUnavailable
 from core.settings import Settings
+from core.stats import percentiles
 
 log = logging.getLogger(__name__)
 
-# -- key names (all of them) ---------------------------------------------------
+# -- key names: every lock's, and the lock metrics' -----------------------------
 
 LOCK_PREFIXES = ("booking:ref:", "flight:", "bulk:operation:", "singleton:")
 FLIGHT_LOCK_TTL = 15
@@ -77,20 +78,6 @@ def _metrics_keys(kind: str | None) -> tuple[str, str]:
     return f"{METRICS_KEY}:{kind}", f"{METRICS_KEY}:{kind}:acquire_ms"
 
 
-class LockHeld(Conflict):
-    """A lock stayed taken through every retry."""
-
-    title = "Resource is locked"
-    slug = "locked"
-
-
-class BookingLocked(LockHeld):
-    """A booking's lock stayed taken through every retry."""
-
-    title = "Booking is locked"
-    slug = "booking-locked"
-
-
 def _held_error(key: str, detail: str) -> LockHeld:
     return BookingLocked(detail) if lock_kind(key) == "booking" else LockHeld(detail)
 
@@ -126,14 +113,14 @@ class _Redlock(Redlock):
     def lock_instance(self, server, resource, val, ttl):
         try:
             return super().lock_instance(server, resource, val, ttl)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.debug("lock %s not taken on %s: %s", resource, server, exc)
             return False
 
     def unlock_instance(self, server, resource, val):
         try:
             server.eval(self.unlock_script, 1, resource, val)
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.debug("lock %s not released on %s (its TTL will): %s", resource, server, exc)
 
 
@@ -154,7 +141,7 @@ class LockManager:
         self.redis = client
         self.masters = list(masters or [client])
         self.quorum = len(self.masters) // 2 + 1
-        self.max_attempts = settings.LOCK_MAX_RETRIES
+        self.max_attempts = settings.LOCK_MAX_ATTEMPTS
         self.default_ttl = settings.LOCK_DEFAULT_TTL
         self._sleep = sleep
         # One attempt per lock() call; the retry_delay must be truthy or
@@ -217,7 +204,7 @@ class LockManager:
         for source in sources:
             try:
                 found = held_locks(source)
-            except (redis.ConnectionError, redis.TimeoutError):
+            except REDIS_UNREACHABLE:
                 continue
             answered += 1
             for lock in found:
@@ -232,7 +219,7 @@ class LockManager:
         for master in self.masters:
             try:
                 master.ping()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except REDIS_UNREACHABLE as exc:
                 errors.append(exc)
         if len(self.masters) - len(errors) < self.quorum:
             self._record(key, acquired=False, attempts=1, waited_ms=0.0, error=True)
@@ -257,7 +244,7 @@ class LockManager:
                     pipe.lpush(latencies, round(waited_ms, 3))
                     pipe.ltrim(latencies, 0, LATENCY_SAMPLES - 1)
             pipe.execute()
-        except redis.RedisError as exc:  # OOM or MISCONF too: metrics are best-effort
+        except REDIS_ERRORS as exc:  # OOM or MISCONF too: metrics are best-effort
             log.warning("lock metrics not recorded: %s", exc)
 
 
@@ -286,11 +273,7 @@ def lock_metrics(
     caller read it already (it scans the keyspace)."""
     figures, latencies = _metrics_keys(kind)
     raw = client.hgetall(figures)
-    samples = sorted(float(x) for x in client.lrange(latencies, 0, -1))
-
-    def pct(p: float) -> float | None:
-        return round(samples[min(len(samples) - 1, int(p * len(samples)))], 3) if samples else None
-
+    samples = [float(x) for x in client.lrange(latencies, 0, -1)]
     acquired = int(raw.get("acquired", 0))
     failed = int(raw.get("failed", 0))
     return {
@@ -299,7 +282,7 @@ def lock_metrics(
         "errors": int(raw.get("errors", 0)),
         "attempts": int(raw.get("attempts", 0)),
         "average_attempts": round(int(raw.get("attempts", 0)) / max(acquired + failed, 1), 3),
-        "acquire_ms": {"p50": pct(0.5), "p95": pct(0.95), "max": samples[-1] if samples else None},
+        "acquire_ms": percentiles(samples, (0.50, 0.95), digits=3, maximum=True),
         "held": sum(
             1
             for h in (held_locks(client) if held is None else held)

@@ -59,6 +59,23 @@ class _ContextFormatter(logging.Formatter):
 _configured = False
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to sys.stderr as it is at each record, not as it was when logging
+    was configured: a test runner swaps sys.stderr for a capture it closes later,
+    and a background thread (core.flushing) may still log after that."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def configure_logging(settings: Settings) -> None:
     """Route every logger (ours, gunicorn's, Celery's) through one formatter."""
     global _configured
@@ -67,7 +84,7 @@ def configure_logging(settings: Settings) -> None:
     import time
 
     logging.Formatter.converter = time.gmtime
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_ContextFormatter(settings.LOG_FORMAT == "json"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

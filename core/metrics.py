@@ -28,8 +28,10 @@ import redis
 
 from core import capacity, locks, queues
 from core.cache import USERS
+from core.errors import REDIS_ERRORS
 from core.flushing import PeriodicFlush
 from core.settings import Settings
+from core.stats import percentiles
 
 log = logging.getLogger(__name__)
 QUEUE_DEPTH_HISTORY = 40  # samples kept per queue
@@ -53,7 +55,10 @@ MEMORY = "metrics:memory"
 MEMORY_INTERVAL_S = 5.0  # how often each process reports its host's memory
 MEMORY_FRESH_S = 60.0
 
-# The spec's alerting thresholds.
+# The spec's alerting thresholds, the one source of scalingRecommendations'
+# checks and messages; deploy/prometheus/alerts.yml and the dashboard state the
+# same numbers (tests/test_alerts.py checks). Constants, not settings: a
+# deployment's override would part the app's advice from Prometheus' alerts.
 P95_LIMIT_MS = 1000
 CACHE_HIT_RATE_FLOOR = 0.70
 LOCK_ACQUIRE_LIMIT_MS = 500
@@ -94,17 +99,6 @@ def task_key(kind: str, task_type: str) -> str:
 
 def drained_key(queue: str, second: int) -> str:
     return f"metrics:drained:{queue}:{second}"
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None}
-    ordered = sorted(values)
-
-    def pick(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 2)
-
-    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99)}
 
 
 # -- backpressure ---------------------------------------------------------------------
@@ -199,7 +193,7 @@ class RequestTally:
             pipe.expire(rps_key(second), RPS_WINDOW_S * 2)
         try:
             pipe.execute()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("request metrics skipped: %s", exc)
 
 
@@ -456,7 +450,8 @@ def recommendations(figures: dict[str, Any]) -> list[dict[str, str]]:
                 {
                     "type": "investigate",
                     "component": "backend",
-                    "reason": f"Error rate {entry['error_rate']:.1%} on {endpoint} (> 1%)",
+                    "reason": f"Error rate {entry['error_rate']:.1%} on {endpoint}"
+                    f" (> {ERROR_RATE_LIMIT:.0%})",
                     "priority": "HIGH",
                 }
             )
@@ -466,7 +461,7 @@ def recommendations(figures: dict[str, Any]) -> list[dict[str, str]]:
             {
                 "type": "optimize_caching",
                 "component": "cache",
-                "reason": f"Cache hit rate {rate:.1%} (< 70%)",
+                "reason": f"Cache hit rate {rate:.1%} (< {CACHE_HIT_RATE_FLOOR:.0%})",
                 "priority": "MEDIUM",
             }
         )
@@ -493,7 +488,7 @@ def recommendations(figures: dict[str, Any]) -> list[dict[str, str]]:
                 {
                     "type": "scale_up",
                     "component": "memory",
-                    "reason": f"Memory {used:.0%} used on {host} (> 80%)",
+                    "reason": f"Memory {used:.0%} used on {host} (> {MEMORY_LIMIT:.0%})",
                     "priority": "HIGH",
                 }
             )

@@ -22,7 +22,8 @@ TRANSITION_BOOKING = "radiantgo.bookings.transition"
 IMPORT_FLIGHTS = "radiantgo.flights.import"
 BULK_CREATE_BOOKINGS = "radiantgo.bookings.bulk_create"
 BULK_UPDATE_STATUS = "radiantgo.bookings.bulk_status"
-WARM_CACHE = "radiantgo.maintenance.warm_cache"
+WARM_CACHE = "radiantgo.maintenance.warm_cache"  # the admin's, a job
+WARM_CACHE_ON_SCHEDULE = "radiantgo.maintenance.warm_cache_on_schedule"  # beat's
 NOOP = "radiantgo.maintenance.noop"
 SAMPLE_QUEUE_DEPTHS = "radiantgo.maintenance.sample_queue_depths"
 
@@ -38,6 +39,7 @@ TASKS = {
     BULK_CREATE_BOOKINGS: ("bookings.bulk_create", BULK),
     BULK_UPDATE_STATUS: ("bookings.bulk_status", BULK),
     WARM_CACHE: ("cache.warm", MAINTENANCE),
+    WARM_CACHE_ON_SCHEDULE: ("cache.warm_on_schedule", MAINTENANCE),
     NOOP: ("noop", MAINTENANCE),
     SAMPLE_QUEUE_DEPTHS: ("maintenance.sample_queue_depths", MAINTENANCE),
 }

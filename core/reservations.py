@@ -33,13 +33,12 @@ from typing import Any, NamedTuple
 
 from pymongo import UpdateOne
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
 
-from core.db import DUPLICATE_KEY
-from core.errors import FlightFull, NotReady, Unprocessable
+from core.db import insert_many_new
+from core.errors import FlightFull, LockHeld, NotReady, Unprocessable
 from core.flights import grams, kilograms
 from core.lifecycle import CANCELLED
-from core.locks import FLIGHT_LOCK_TTL, Held, LockHeld, LockManager, flight_lock_key
+from core.locks import FLIGHT_LOCK_TTL, Held, LockManager, flight_lock_key
 
 
 def _legs(flight_ids: Iterable[str] | None) -> list[str]:
@@ -189,11 +188,7 @@ def _record(db: Database, taken: list[tuple[str, str, int]]) -> None:
         {"_id": reservation_id(fid, ref_id), "flight_id": fid, "ref_id": ref_id, "weight_g": w}
         for fid, ref_id, w in taken
     ]
-    try:
-        db.reservations.insert_many(docs, ordered=False)
-    except BulkWriteError as exc:  # duplicates: written by an earlier delivery
-        if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-            raise
+    insert_many_new(db.reservations, docs)  # duplicates: written by an earlier delivery
     marks: dict[str, dict[str, str]] = {}
     for fid, ref_id, _ in taken:
         marks.setdefault(fid, {})[_mark(ref_id)] = ""

@@ -24,6 +24,7 @@ from core import cache as caches
 from core.cache import Cache
 from core.errors import Unprocessable
 from core.flights import day_bounds, grams, public_flight
+from core.settings import Settings
 
 # Options kept per list in a cached result; `limit` is applied on top.
 KEPT_OPTIONS = 100
@@ -192,11 +193,6 @@ def join_legs(
 # -- cached search, popularity, warming ---------------------------------------------
 
 
-def route_key(origin: str, destination: str, day: date, weight_g: int | None = None) -> str:
-    key = f"routes:{origin}:{destination}:{day.isoformat()}"
-    return key if weight_g is None else f"{key}:{weight_g}g"
-
-
 SEARCHES = "stats:route_searches"  # sorted set "A-B" -> searches (not a cache key)
 # Routes counted at most: any pair of valid codes can be searched, so the set is
 # bounded (Cache.count's space-saving replacement). 50x the default
@@ -280,7 +276,7 @@ def cached_search(
     if count_search:
         cache.count(SEARCHES, f"{origin}-{destination}", capacity=SEARCHES_KEPT)
     weight_g = None if weight_kg is None else grams(weight_kg)
-    key = route_key(origin, destination, day, weight_g)
+    key = caches.route_key(origin, destination, day, weight_g)
     found, generation = cache.get_answer(key, caches.ROUTES, caches.ROUTES_GENERATION)
     if found is None:
         result = search_routes(
@@ -294,6 +290,37 @@ def cached_search(
         found = route_answer(origin, destination, day, result)
         cache.set_answers({key: found}, ttl, generation)
     return cut_answer(*found, limit)
+
+
+def search_ttl(settings: Settings) -> int:
+    """How long a route search's answer stays cached (core.cache.space_ttl)."""
+    return caches.space_ttl(settings.CACHE_TTL_ROUTES, settings.CACHE_TTL_BOOKINGS)
+
+
+def answer_search(
+    db: Database,
+    cache: Cache,
+    settings: Settings,
+    *,
+    origin: str,
+    destination: str,
+    day: date,
+    limit: int,
+    weight_kg: float | None = None,
+) -> bytes:
+    """A client's route search: cached_search with the settings' minimum
+    connection and answer TTL."""
+    return cached_search(
+        db,
+        cache,
+        origin=origin,
+        destination=destination,
+        day=day,
+        min_connection_minutes=settings.MIN_CONNECTION_MINUTES,
+        ttl=search_ttl(settings),
+        limit=limit,
+        weight_kg=weight_kg,
+    )
 
 
 def popular_routes(cache: Cache, configured: str, top: int) -> list[tuple[str, str]]:
@@ -397,7 +424,7 @@ def warm_routes(
                     start, start + timedelta(days=2)
                 ),
             )
-            values[route_key(origin, destination, day)] = route_answer(
+            values[caches.route_key(origin, destination, day)] = route_answer(
                 origin, destination, day, result
             )
     cache.set_answers(values, ttl, generation)

@@ -15,6 +15,7 @@ from core.access import KEY_ROLES
 from core.bookings import CURSOR_PATTERN
 from core.clock import EARLIEST_DAY, LATEST_DAY, in_calendar, to_iso
 from core.ids import CUSTOMER_ID_PATTERN, REF_ID_PATTERN
+from core.lifecycle import STATUSES, TARGETS
 from core.locks import LATENCY_SAMPLES, LOCK_KINDS, LOCK_PREFIXES
 
 IATA_PATTERN = re.compile(r"^[A-Za-z]{3}$")
@@ -22,7 +23,6 @@ IATA_PATTERN = re.compile(r"^[A-Za-z]{3}$")
 # schema that has one says it in its description, and a 400 names it.
 DIFFERENT_ENDS = "Must differ from origin."
 ARRIVES_AFTER = "Must be after departure_ts."
-BOOKING_STATUSES = ("BOOKED", "DEPARTED", "ARRIVED", "DELIVERED", "CANCELLED")
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 
 
@@ -33,6 +33,7 @@ class Patterned(fields.String):
     """A string that must match `pattern` whole; the OpenAPI document states it too."""
 
     pattern: re.Pattern
+    upper = False  # upper-case what it takes in (codes), after the match
     default_error_messages = {"pattern": "Invalid value."}
 
     def __init__(self, **kwargs):
@@ -43,17 +44,15 @@ class Patterned(fields.String):
         text = super()._deserialize(value, attr, data, **kwargs)
         if not self.pattern.fullmatch(text):
             raise self.make_error("pattern")
-        return text
+        return text.upper() if self.upper else text
 
 
 class IataCode(Patterned):
     """Three letters, any case in, upper case out."""
 
     pattern = IATA_PATTERN
+    upper = True
     default_error_messages = {"pattern": "Must be a three-letter IATA code."}
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).upper()
 
 
 class Text(Patterned):
@@ -206,10 +205,8 @@ class FlightNumber(Patterned):
     """An airline designator and a number, such as RG001; upper case out."""
 
     pattern = FLIGHT_NUMBER_PATTERN
+    upper = True
     default_error_messages = {"pattern": "Must be a flight number such as RG001."}
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).upper()
 
 
 class TransitionSchema(Schema):
@@ -313,9 +310,7 @@ class BulkStatusItemSchema(Schema):
     ref_id = fields.String(
         required=True, validate=validate.Regexp(REF_ID_PATTERN), metadata={"example": "RG123ABC456"}
     )
-    newStatus = fields.String(
-        required=True, validate=validate.OneOf(("DEPARTED", "ARRIVED", "DELIVERED", "CANCELLED"))
-    )
+    newStatus = fields.String(required=True, validate=validate.OneOf(TARGETS))
     eventData = fields.Nested(EventDataSchema, load_default=dict)
 
 
@@ -406,7 +401,7 @@ class BookingListQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    status = fields.String(validate=validate.OneOf(BOOKING_STATUSES))
+    status = fields.String(validate=validate.OneOf(STATUSES))
     origin = IataCode()
     destination = IataCode()
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
@@ -464,7 +459,7 @@ class JobAcceptedSchema(Schema):
 
 class EventSchema(Schema):
     type = fields.String(metadata={"example": "BOOKING_CREATED"})
-    status = fields.String(validate=validate.OneOf(BOOKING_STATUSES))
+    status = fields.String(validate=validate.OneOf(STATUSES))
     at_ts = UtcDateTime()
     location = fields.String(allow_none=True)
     notes = fields.String(allow_none=True)
@@ -485,7 +480,7 @@ class BookingSchema(Schema):
     weight_kg = fields.Float()
     customer_name = fields.String(allow_none=True)
     customer_email = fields.String(allow_none=True)
-    status = fields.String(validate=validate.OneOf(BOOKING_STATUSES))
+    status = fields.String(validate=validate.OneOf(STATUSES))
     version = fields.Integer()
     created_at = UtcDateTime()
     updated_at = UtcDateTime()

@@ -1,17 +1,18 @@
 """The one place that reads the environment.
 
 Every limit, URL and secret RadiantGo uses is a field of `Settings`, filled from
-an environment variable of the same name (the spec's names) with a typed
-default. A bad value fails at start-up with a message naming the variable, so a
-typo in a deployment never turns into a surprising runtime default.
+an environment variable of the same name (the spec's names; a field whose name
+says better what its value is names the spec's variable as `env`) with a typed
+default. A bad value fails at start-up with a message naming the variable, and
+settings that depend on each other are checked together, so a typo in a
+deployment never turns into a surprising runtime default.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlparse
 
@@ -28,8 +29,9 @@ def _non_negative(value: int | float) -> bool:
     return value >= 0
 
 
-def _setting(default: Any, *, check=None, doc: str = "") -> Any:
-    return field(default=default, metadata={"check": check, "doc": doc})
+def _setting(default: Any, *, env: str | None = None, check=None, doc: str = "") -> Any:
+    """A field read from the environment variable `env` (default: its own name)."""
+    return field(default=default, metadata={"check": check, "doc": doc, "env": env})
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,6 @@ class Settings:
     BROKER_PUBLISH_RETRIES: int = _setting(2, check=_non_negative)
     # Prefixes every queue name, so a test run cannot steal a dev worker's work.
     QUEUE_NAMESPACE: str = _setting("")
-    # Backpressure: messages each queue holds at most, per queue group; past
-    # it RabbitMQ refuses the publish and the client gets a 503 with a
-    # Retry-After from the drain rate. Interactive: ~4 minutes of 10x the
-    # spec's peak (400/s) at ~1 KB a message; background messages are small
-    # (bulk items wait in MongoDB), but each is minutes of work.
     # "quorum": every queue is a replicated quorum queue (core.queues), with a
     # delivery limit and dead-lettering, and retries wait in delay queues
     # instead of in the worker. "classic" keeps the single-node classic queues.
@@ -65,6 +62,11 @@ class Settings:
     # before RabbitMQ dead-letters it. Retries do not count: a retry is a new
     # message. 20 crashes on one message is a poison message, not bad luck.
     QUEUE_DELIVERY_LIMIT: int = _setting(20, check=_positive)
+    # Backpressure: messages each queue holds at most, per queue group; past
+    # it RabbitMQ refuses the publish and the client gets a 503 with a
+    # Retry-After from the drain rate. Interactive: ~4 minutes of 10x the
+    # spec's peak (400/s) at ~1 KB a message; background messages are small
+    # (bulk items wait in MongoDB), but each is minutes of work.
     QUEUE_MAX_INTERACTIVE: int = _setting(100_000, check=_positive)
     QUEUE_MAX_BACKGROUND: int = _setting(1_000, check=_positive)
     # Group commit (workers.batches): a create or transition worker takes up to
@@ -137,7 +139,9 @@ class Settings:
     # REDIS_URL alone (read it as `lock_redis_urls`). Lock metrics stay on REDIS_URL.
     LOCK_REDIS_URLS: str = _setting("")
     LOCK_DEFAULT_TTL: int = _setting(30, check=_positive)
-    LOCK_MAX_RETRIES: int = _setting(50, check=_positive)
+    # Tries to take a lock before giving up, the first one included. The spec
+    # names the variable LOCK_MAX_RETRIES ("Maximum retries: 50 attempts").
+    LOCK_MAX_ATTEMPTS: int = _setting(50, env="LOCK_MAX_RETRIES", check=_positive)
 
     # Jobs and HTTP.
     JOB_TTL_DAYS: int = _setting(7, check=_positive)
@@ -194,6 +198,16 @@ class Settings:
         return tuple(url.strip() for url in self.LOCK_REDIS_URLS.split(","))
 
 
+def env_name(f: Field) -> str:
+    """The environment variable setting `f` is read from."""
+    return f.metadata.get("env") or f.name
+
+
+def as_environ(settings: Settings) -> dict[str, str]:
+    """`settings` as the environment variables that load_settings reads back."""
+    return {env_name(f): str(getattr(settings, f.name)) for f in fields(Settings)}
+
+
 def _is_redis_url(url: str) -> bool:
     parsed = urlparse(url)
     try:
@@ -230,19 +244,26 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     values: dict[str, Any] = {}
     for f in fields(Settings):
         kind = _TYPES[f.type] if isinstance(f.type, str) else f.type
+        name = env_name(f)
         if f.name in overrides:
             value = overrides.pop(f.name)
-        elif environ.get(f.name, "").strip():
-            value = _convert(f.name, kind, environ[f.name])
+        elif environ.get(name, "").strip():
+            value = _convert(name, kind, environ[name])
         else:
             continue
         check = f.metadata.get("check")
         if check is not None and not check(value):
-            raise SettingsError(f"{f.name}={value!r} is out of range")
+            raise SettingsError(f"{name}={value!r} is out of range")
         values[f.name] = value
     if overrides:
         raise SettingsError(f"unknown settings: {', '.join(sorted(overrides))}")
     settings = Settings(**values)
+    _check_together(settings)
+    return settings
+
+
+def _check_together(settings: Settings) -> None:
+    """The invariants that tie settings to each other, which the code relies on."""
     if settings.DB_POOL_MIN > settings.DB_POOL_SIZE:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_SIZE")
     if settings.MAX_WAITERS >= settings.WEB_THREADS:
@@ -257,9 +278,20 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             "CACHE_WARM_INTERVAL must stay below CACHE_TTL_ROUTES and CACHE_TTL_BOOKINGS"
             " (warmed route answers would expire before the next warm)"
         )
-    return settings
+    if settings.REDIS_POOL_SIZE <= settings.WEB_THREADS:
+        raise SettingsError(
+            "REDIS_POOL_SIZE must exceed WEB_THREADS (every request thread may hold a"
+            " connection and the job waiter holds one more; past the pool Redis calls fail)"
+        )
+    if settings.IDEMPOTENCY_TTL_HOURS > settings.JOB_TTL_DAYS * 24:
+        raise SettingsError(
+            "IDEMPOTENCY_TTL_HOURS must not exceed JOB_TTL_DAYS in hours (a replayed"
+            " request would find its job expired and run again)"
+        )
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:
-    """A copy of `settings` with some fields changed (for tests and tools)."""
-    return dataclasses.replace(settings, **changes)
+    """A copy of `settings` with some fields changed (for tests and tools),
+    checked as load_settings checks what it loads."""
+    current = {f.name: getattr(settings, f.name) for f in fields(Settings)}
+    return load_settings({}, **{**current, **changes})

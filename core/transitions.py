@@ -24,7 +24,8 @@ from core.errors import NotFound, NotReady
 from core.lifecycle import check_transition, event_type
 from core.locks import LockManager, booking_lock_key
 
-EVENT_FIELDS = ("location", "notes", "flight_number", "reason")
+# The fields of a transition request that its event keeps.
+TRANSITION_DETAILS = ("location", "notes", "flight_number", "reason")
 FENCED_WRITE_TRIES = 3
 
 
@@ -40,13 +41,18 @@ def recorded(booking: dict[str, Any], job_id: str) -> dict[str, Any] | None:
     return next((a for a in booking.get("applied", ()) if a["job_id"] == job_id), None)
 
 
+def transition_event(
+    ref_id: str, status: str, job_id: str, at: datetime, data: dict
+) -> dict[str, Any]:
+    """The event of booking `ref_id`'s move to `status`, with the request's details."""
+    details = {name: data.get(name) for name in TRANSITION_DETAILS}
+    return bookings.new_event(ref_id, event_type(status), status, job_id=job_id, at=at, **details)
+
+
 def _write_event(
     db: Database, ref_id: str, status: str, job_id: str, at: datetime, data: dict
 ) -> None:
-    fields = {name: data.get(name) for name in EVENT_FIELDS}
-    bookings.insert_event(
-        db, bookings.new_event(ref_id, event_type(status), status, job_id=job_id, at=at, **fields)
-    )
+    bookings.insert_event(db, transition_event(ref_id, status, job_id, at, data))
 
 
 def transition_time(clock: Callable[[], datetime], booking: dict[str, Any]) -> datetime:

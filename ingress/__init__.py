@@ -12,6 +12,7 @@ from flask.json.provider import DefaultJSONProvider
 from pymongo.errors import PyMongoError
 from werkzeug.exceptions import UnsupportedMediaType
 
+from celeryconfig import create_celery_app
 from core import logs, metrics
 from core.access import Principal
 from core.clock import to_iso
@@ -22,7 +23,6 @@ from core.waiting import JobWaiter
 from ingress import admin, bookings, docs, flights, health, jobs, monitoring
 from ingress.problems import ProblemApi, register_error_handlers
 from ingress.security import install_rate_limits
-from workers.celery_app import create_celery_app
 
 log = logging.getLogger(__name__)
 BODY_METHODS = ("POST", "PUT", "PATCH")

@@ -9,9 +9,8 @@ import time
 
 from flask.views import MethodView
 
-from core import access, customers, queues
+from core import access, bulk, customers, queues
 from core.clock import utcnow
-from core.errors import NotFound, PayloadTooLarge
 from core.schemas import (
     BulkBookingsSchema,
     BulkStatusSchema,
@@ -24,21 +23,45 @@ from core.schemas import (
     CustomerSchema,
     FlightImportSchema,
     HeldLocksSchema,
-    JobAcceptedSchema,
     PerformanceSchema,
 )
 from ingress.context import services
 from ingress.docs import Blueprint
 from ingress.monitoring import current_figures
+from ingress.security import ADMIN_WINDOW, BULK_WINDOW, rate_limit
 from ingress.submit import submit_job
 
 blp = Blueprint("admin", __name__, url_prefix="/api/admin", description="Operations")
-administer = blp.requires(access.ADMINISTER)
+BULK_ACCEPTED = "Accepted: the job shows progress, then per-item results."
 
 
-def check_bulk_size(items: list, limit: int, what: str) -> None:
-    if len(items) > limit:
-        raise PayloadTooLarge(f"At most {limit} {what} per request; got {len(items)}.")
+def admin_view(permission: str = access.ADMINISTER, *, bulk: bool = False):
+    """Who may call (`permission`) and the budgets spent: every admin view the
+    admin budget (tests/ingress/test_security.py checks none is left out), bulk
+    work the bulk budget too."""
+
+    def decorate(view):
+        view = blp.requires(permission)(view)
+        if bulk:
+            view = rate_limit("RATE_LIMIT_BULK", BULK_WINDOW, scope="bulk")(view)
+        return rate_limit("RATE_LIMIT_ADMIN", ADMIN_WINDOW, scope="admin")(view)
+
+    return decorate
+
+
+administer = admin_view()
+
+
+def issues_key(description: str, *problems: int):
+    """Document an answer of 201 with a customer's new API key, shown this once."""
+
+    def decorate(view):
+        view = blp.problems(*problems)(view)
+        return blp.alt_response(
+            201, schema=CustomerKeySchema, success=True, description=description
+        )(view)
+
+    return decorate
 
 
 @blp.route("/locks")
@@ -54,58 +77,38 @@ class Locks(MethodView):
 
 @blp.route("/flights/bulk")
 class FlightImport(MethodView):
-    @administer
+    @admin_view(bulk=True)
     @blp.arguments(FlightImportSchema)
-    @blp.alt_response(
-        202,
-        schema=JobAcceptedSchema,
-        success=True,
-        description="Accepted: the job shows progress, then per-item results.",
-    )
-    @blp.problems(400, 413, 415, 422, 503)
+    @blp.accepts_job(400, 413, 415, 422, 503, accepted=BULK_ACCEPTED)
     def post(self, data):
         """Import up to BULK_FLIGHT_LIMIT flights (an upsert per flight_id), in chunks."""
-        check_bulk_size(data["flights"], services().settings.BULK_FLIGHT_LIMIT, "flights")
+        bulk.check_size(data["flights"], services().settings.BULK_FLIGHT_LIMIT, "flights")
         return submit_job(queues.IMPORT_FLIGHTS, data, {}, bulk=True, accepted_at=int(time.time()))
 
 
 @blp.route("/bookings/bulk")
 class BookingImport(MethodView):
-    @administer
+    @admin_view(bulk=True)
     @blp.arguments(BulkBookingsSchema)
-    @blp.alt_response(
-        202,
-        schema=JobAcceptedSchema,
-        success=True,
-        description="Accepted: the job shows progress, then per-item results.",
-    )
-    @blp.problems(400, 404, 413, 415, 422, 429, 503)
+    @blp.accepts_job(400, 404, 413, 415, 422, 429, 503, accepted=BULK_ACCEPTED)
     def post(self, data):
         """Create up to BULK_BOOKING_LIMIT bookings, each valid or not on its own,
         owned by `customer_id` if given."""
         svc = services()
-        check_bulk_size(data["bookings"], svc.settings.BULK_BOOKING_LIMIT, "bookings")
-        owner = data.get("customer_id")
-        if owner is not None and not customers.is_active_customer(svc.db, owner):
-            # 404, as for any resource named that does not exist (or is no customer's).
-            raise NotFound(f"No active customer {owner!r} to own these bookings.")
+        bulk.check_size(data["bookings"], svc.settings.BULK_BOOKING_LIMIT, "bookings")
+        if data.get("customer_id") is not None:
+            customers.check_owner_exists(svc.db, data["customer_id"])
         return submit_job(queues.BULK_CREATE_BOOKINGS, data, {}, bulk=True)
 
 
 @blp.route("/bookings/status/bulk")
 class StatusImport(MethodView):
-    @blp.requires(access.BULK_STATUS)
+    @admin_view(access.BULK_STATUS, bulk=True)
     @blp.arguments(BulkStatusSchema)
-    @blp.alt_response(
-        202,
-        schema=JobAcceptedSchema,
-        success=True,
-        description="Accepted: the job shows progress, then per-item results.",
-    )
-    @blp.problems(400, 413, 415, 422, 429, 503)
+    @blp.accepts_job(400, 413, 415, 422, 429, 503, accepted=BULK_ACCEPTED)
     def post(self, data):
         """Apply up to BULK_UPDATE_LIMIT status updates in order, each on its own."""
-        check_bulk_size(data["updates"], services().settings.BULK_UPDATE_LIMIT, "updates")
+        bulk.check_size(data["updates"], services().settings.BULK_UPDATE_LIMIT, "updates")
         return submit_job(queues.BULK_UPDATE_STATUS, data, {}, bulk=True)
 
 
@@ -122,8 +125,7 @@ class Performance(MethodView):
 @blp.route("/cache/warm")
 class CacheWarm(MethodView):
     @administer
-    @blp.alt_response(202, schema=JobAcceptedSchema, success=True)
-    @blp.problems(503)
+    @blp.accepts_job(503, accepted=None)
     def post(self):
         """Warm today's and tomorrow's route results for the popular routes, now.
 
@@ -156,13 +158,7 @@ class CacheClear(MethodView):
 class Customers(MethodView):
     @administer
     @blp.arguments(CustomerCreateSchema)
-    @blp.alt_response(
-        201,
-        schema=CustomerKeySchema,
-        success=True,
-        description="Created: `api_key` is shown this once (only its hash is kept).",
-    )
-    @blp.problems(400, 415, 503)
+    @issues_key("Created: `api_key` is shown this once (only its hash is kept).", 400, 415, 503)
     def post(self, data):
         """Create a customer or an operator, with its first API key."""
         issued = customers.create_customer(services().db, now=utcnow(), **data)
@@ -193,13 +189,7 @@ class Customer(MethodView):
 @blp.route("/customers/<customer_id>/keys")
 class CustomerKeys(MethodView):
     @administer
-    @blp.alt_response(
-        201,
-        schema=CustomerKeySchema,
-        success=True,
-        description="The new key, shown this once; the old one fails from now on.",
-    )
-    @blp.problems(404, 409, 503)
+    @issues_key("The new key, shown this once; the old one fails from now on.", 404, 409, 503)
     def post(self, customer_id):
         """Rotate a customer's API key."""
         svc = services()

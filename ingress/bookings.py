@@ -14,13 +14,11 @@ from core.schemas import (
     BookingListQuerySchema,
     BookingPageSchema,
     CancelSchema,
-    JobAcceptedSchema,
-    JobSchema,
     TransitionSchema,
 )
 from ingress.context import services
 from ingress.docs import Blueprint, link, links
-from ingress.security import current_principal
+from ingress.security import MINUTE, current_principal, rate_limit
 from ingress.submit import submit_job
 
 blp = Blueprint("bookings", __name__, url_prefix="/api/bookings", description="Cargo bookings")
@@ -35,6 +33,10 @@ BOOKING_LINKS = {
     },
 }
 
+# What a job's submitter gets when `Prefer: wait=N` saw the job end.
+CREATED = (201, "Created (with `Prefer: wait=N`): `Location` is the booking.")
+DONE = (200, "Done (with `Prefer: wait=N`).")
+
 
 def booking_links(ref_id: str) -> dict[str, str]:
     return {"booking": f"/api/bookings/{ref_id}"}
@@ -42,22 +44,11 @@ def booking_links(ref_id: str) -> dict[str, str]:
 
 @blp.route("")
 class Bookings(MethodView):
+    @rate_limit("RATE_LIMIT_BOOKINGS", MINUTE, scope="bookings")
     @blp.requires(access.BOOK)
     @links(202, **BOOKING_LINKS)
     @blp.arguments(BookingCreateSchema())  # an instance: webargs builds a class's per request
-    @blp.alt_response(
-        202,
-        schema=JobAcceptedSchema,
-        success=True,
-        description="Accepted: poll the job at `Location`.",
-    )
-    @blp.alt_response(
-        201,
-        schema=JobSchema,
-        success=True,
-        description="Created (with `Prefer: wait=N`): `Location` is the booking.",
-    )
-    @blp.problems(400, 409, 413, 415, 422, 503)
+    @blp.accepts_job(400, 409, 413, 415, 422, 503, done=CREATED)
     def post(self, data):
         """Book cargo (a customer's key): enqueue a booking-creation job. The
         worker reserves `weight_kg` on every leg of `flight_ids`, or on none:
@@ -144,23 +135,16 @@ def submit_transition(ref_id: str, action: str, data: dict):
 def _transition_view(action: str, schema):
     target = ACTIONS[action]
 
+    # Every transition counts in one budget, "updates".
+    @rate_limit("RATE_LIMIT_UPDATES", MINUTE, scope="updates")
     @blp.requires(access.CANCEL if target == CANCELLED else access.HANDLE)
     @links(202, job=JOB_LINK)
     @blp.arguments(schema)
-    @blp.alt_response(
-        202,
-        schema=JobAcceptedSchema,
-        success=True,
-        description="Accepted: poll the job at `Location`.",
-    )
-    @blp.alt_response(
-        200, schema=JobSchema, success=True, description="Done (with `Prefer: wait=N`)."
-    )
-    @blp.problems(400, 404, 409, 413, 415, 422, 503)
+    @blp.accepts_job(400, 404, 409, 413, 415, 422, 503, done=DONE)
     def view(data, ref_id):
         return submit_transition(ref_id, action, data)
 
-    view.__name__ = f"{action}_booking"
+    view.__name__ = view.__qualname__ = f"{action}_booking"
     who = "its owner, an operator or the admin" if target == CANCELLED else "an operator"
     view.__doc__ = f"Move a booking to {target} ({who}): a job, run under the booking's lock."
     blp.route(f"/<ref_id>/{action}", methods=["POST"])(view)

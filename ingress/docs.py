@@ -9,7 +9,7 @@ import flask_smorest
 from swagger_ui_bundle import swagger_ui_path
 
 from core import access
-from core.schemas import ProblemSchema
+from core.schemas import JobAcceptedSchema, JobSchema, ProblemSchema
 from ingress.problems import ProblemParser
 from ingress.security import requires
 
@@ -88,6 +88,29 @@ class Blueprint(flask_smorest.Blueprint):
                     description="Problem details (RFC 9457)",
                 )(view)
             return view
+
+        return decorate
+
+    def accepts_job(
+        self,
+        *problems: int,
+        accepted: str | None = "Accepted: poll the job at `Location`.",
+        done: tuple[int, str] | None = None,
+    ):
+        """Document an operation that enqueues a job: 202 with the job's link,
+        `done` (status, description) with the finished job when `Prefer: wait`
+        saw it end, and these problem statuses."""
+
+        def decorate(view):
+            view = self.problems(*problems)(view)
+            if done is not None:
+                status, description = done
+                view = self.alt_response(
+                    status, schema=JobSchema, success=True, description=description
+                )(view)
+            return self.alt_response(
+                202, schema=JobAcceptedSchema, success=True, description=accepted
+            )(view)
 
         return decorate
 

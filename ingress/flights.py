@@ -5,9 +5,7 @@ from __future__ import annotations
 from flask import Response
 from flask.views import MethodView
 
-from core import cache as caches
 from core import flights, routes
-from core.errors import NotFound
 from core.schemas import (
     FlightListQuerySchema,
     FlightListSchema,
@@ -17,12 +15,9 @@ from core.schemas import (
 )
 from ingress.context import services
 from ingress.docs import Blueprint, link, links
+from ingress.security import MINUTE, rate_limit
 
 blp = Blueprint("flights", __name__, url_prefix="/api", description="Flights and route search")
-
-
-def flights_ttl(settings) -> int:
-    return caches.space_ttl(settings.CACHE_TTL_FLIGHTS, settings.CACHE_TTL_BOOKINGS)
 
 
 @blp.route("/flights/<flight_id>")
@@ -33,16 +28,7 @@ class Flight(MethodView):
     def get(self, flight_id):
         """One flight, by `<flight_number>-<YYYYMMDD>` (UTC departure date)."""
         svc = services()
-        flight = svc.cache.through(
-            caches.flight_key(flight_id),
-            caches.FLIGHTS,
-            caches.FLIGHTS_GENERATION,
-            flights_ttl(svc.settings),
-            lambda: flights.get_flight(svc.db, flight_id),
-        )
-        if flight is None:
-            raise NotFound(f"No flight {flight_id!r}.")
-        return flight
+        return flights.read_flight(svc.db, svc.cache, svc.settings, flight_id)
 
 
 @blp.route("/flights")
@@ -57,38 +43,22 @@ class Flights(MethodView):
     @blp.arguments(FlightListQuerySchema(), location="query", as_kwargs=True)
     @blp.alt_response(200, schema=FlightListSchema, success=True)
     @blp.problems(400)
-    def get(self, origin, destination, date, limit):
+    def get(self, date, **route):
         """Flights on a route departing on one UTC day, in departure order."""
         svc = services()
-        items = svc.cache.through(
-            caches.flight_list_key(origin, destination, date.isoformat()),
-            caches.FLIGHTS,
-            caches.FLIGHTS_GENERATION,
-            flights_ttl(svc.settings),
-            lambda: flights.flights_on(svc.db, origin, destination, date),
-        )
-        return {"items": items[:limit], "count": len(items)}
+        return flights.read_flights_on(svc.db, svc.cache, svc.settings, day=date, **route)
 
 
 @blp.route("/routes")
 class Routes(MethodView):
+    @rate_limit("RATE_LIMIT_ROUTES", MINUTE, scope="routes")
     @blp.optional_credentials
     @blp.arguments(RouteQuerySchema(), location="query", as_kwargs=True)
     @blp.alt_response(200, schema=RouteSearchSchema, success=True)
     @blp.problems(400)
-    def get(self, origin, destination, date, limit, weight_kg=None):
+    def get(self, date, **query):
         """Direct and one-transit options leaving on a UTC day, by arrival time;
         with `weight_kg`, only those with room for it on every leg."""
         svc = services()
-        answer = routes.cached_search(
-            svc.db,
-            svc.cache,
-            origin=origin,
-            destination=destination,
-            day=date,
-            min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
-            ttl=caches.space_ttl(svc.settings.CACHE_TTL_ROUTES, svc.settings.CACHE_TTL_BOOKINGS),
-            limit=limit,
-            weight_kg=weight_kg,
-        )
+        answer = routes.answer_search(svc.db, svc.cache, svc.settings, day=date, **query)
         return Response(answer, mimetype="application/json")  # JSON already, as cached

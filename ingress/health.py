@@ -10,45 +10,21 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 
 from flask import current_app
 from flask.views import MethodView
 
-from core import health, metrics
-from core.cache import REDIS_ERRORS
+from core import health
 from core.schemas import HealthSchema
-from core.services import Services
 from ingress.docs import Blueprint
 
 log = logging.getLogger(__name__)
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Service health")
-# Without MongoDB nothing can be read or recorded; without RabbitMQ nothing
-# can be accepted. Redis or the workers being down only degrades service.
-CRITICAL = ("mongodb", "rabbitmq")
 # How long one round of probes answers /health (seconds).
 PROBE_TTL_S = 1.0
 # app.extensions keys: the cached probe rounds and the broker probe.
 PROBES, BROKER_PING = "health_probes", "health_broker_ping"
-
-
-def check_all(svc: Services, ping_broker: health.BrokerPing) -> tuple[dict, int]:
-    """One round of probes: the /health body and its status code."""
-    checks = {
-        "mongodb": health.probe("mongodb", health.ping_mongo(svc.db)),
-        "redis": health.probe("redis", health.ping_redis(svc.redis)),
-        "rabbitmq": health.probe("rabbitmq", ping_broker),
-        "workers": health.probe("workers", health.count_workers(svc.redis)),
-    }
-    status = health.overall_status(checks, CRITICAL)
-    body = {"status": status, "services": checks}
-    if checks["redis"]["status"] == health.HEALTHY:
-        try:
-            body["metrics"] = metrics.health_summary(svc.redis, svc.cache.hit_stats(), time.time())
-        except REDIS_ERRORS as exc:  # Redis went away since its probe: no figures this time
-            log.warning("health metrics not read: %s", exc)
-    return body, 503 if status == health.UNHEALTHY else 200
 
 
 @blp.record_once
@@ -68,7 +44,7 @@ def _install_probes(state) -> None:
     )
     app.extensions[BROKER_PING] = ping_broker
     app.extensions[PROBES] = health.ProbeCache(
-        functools.partial(check_all, svc, ping_broker), ttl=PROBE_TTL_S
+        functools.partial(health.check_services, svc, ping_broker), ttl=PROBE_TTL_S
     )
 
 

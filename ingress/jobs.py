@@ -10,7 +10,7 @@ from core.ids import is_job_id
 from core.schemas import JobSchema
 from ingress.context import prefer_wait, services
 from ingress.docs import Blueprint
-from ingress.security import current_principal
+from ingress.security import MINUTE, current_principal, rate_limit
 from ingress.submit import job_response
 
 blp = Blueprint("jobs", __name__, url_prefix="/api/jobs", description="Asynchronous jobs")
@@ -18,6 +18,7 @@ blp = Blueprint("jobs", __name__, url_prefix="/api/jobs", description="Asynchron
 
 @blp.route("/<job_id>")
 class Job(MethodView):
+    @rate_limit("RATE_LIMIT_JOBS", MINUTE, scope="jobs")
     @blp.requires(access.JOBS)
     @blp.alt_response(
         200,

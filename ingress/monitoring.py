@@ -17,7 +17,7 @@ from core.errors import Forbidden, Unauthorized
 from core.settings import Settings
 from ingress.context import services
 from ingress.docs import ADMIN_TOKEN, METRICS_TOKEN, ROLES_EXTENSION, Blueprint
-from ingress.security import current_principal
+from ingress.security import ADMIN_WINDOW, FAILED_AUTH, current_principal, rate_limit
 
 blp = Blueprint("monitoring", __name__, url_prefix="", description="Monitoring")
 NEEDED = "the metrics token (METRICS_TOKEN, by default the admin token)"
@@ -173,6 +173,9 @@ class _FiguresCollector:
 
 @blp.route("/metrics")
 class Metrics(MethodView):
+    # /metrics takes the admin token too: wrong guesses here count like wrong
+    # admin tokens (per IP), while a scraper's successful polls never do.
+    @rate_limit("RATE_LIMIT_ADMIN", ADMIN_WINDOW, scope="metrics-auth", counted_on=FAILED_AUTH)
     @scraper_only
     @blp.alt_response(
         200,

@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from flask import Flask, Response, current_app, request
 from flask_smorest import Api
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, ServerSelectionTimeoutError
 from webargs.flaskparser import FlaskParser, abort
 from werkzeug.exceptions import HTTPException
 
-from core.errors import RadiantError, ServiceUnavailable, problem
+from core.errors import UNAVAILABLE_ERRORS, RadiantError, ServiceUnavailable, problem
 from core.schemas import ProblemSchema
 
 log = logging.getLogger(__name__)
@@ -121,12 +119,6 @@ class ProblemApi(Api):
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(RadiantError, radiant_problem)
-    for error in (
-        ConnectionFailure,
-        ServerSelectionTimeoutError,
-        ExecutionTimeout,
-        redis.ConnectionError,
-        redis.TimeoutError,
-    ):
+    for error in UNAVAILABLE_ERRORS:
         app.register_error_handler(error, unavailable)
     app.register_error_handler(Exception, internal_problem)

@@ -10,7 +10,8 @@ import ipaddress
 import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from functools import cache
 
 from flask import Flask, g, request
@@ -18,8 +19,7 @@ from flask import Flask, g, request
 from core import access, customers
 from core import cache as caches
 from core.access import Principal
-from core.cache import REDIS_ERRORS
-from core.errors import InvalidCredentials, RadiantError, RateLimited, Unauthorized
+from core.errors import REDIS_ERRORS, InvalidCredentials, RadiantError, RateLimited, Unauthorized
 from core.ids import API_KEY_PREFIX
 from core.ratelimit import Budget, RateLimiter, Verdict
 from core.settings import Settings
@@ -173,19 +173,47 @@ def _limit_caller() -> str:
     return client_key()
 
 
-# endpoint -> (settings field, window, methods, shared scope)
-LIMITS = {
-    "bookings.Bookings": ("RATE_LIMIT_BOOKINGS", MINUTE, ("POST",), "bookings"),
-    "bookings.depart_booking": ("RATE_LIMIT_UPDATES", MINUTE, None, "updates"),
-    "bookings.arrive_booking": ("RATE_LIMIT_UPDATES", MINUTE, None, "updates"),
-    "bookings.deliver_booking": ("RATE_LIMIT_UPDATES", MINUTE, None, "updates"),
-    "bookings.cancel_booking": ("RATE_LIMIT_UPDATES", MINUTE, None, "updates"),
-    "flights.Routes": ("RATE_LIMIT_ROUTES", MINUTE, None, "routes"),
-    "jobs.Job": ("RATE_LIMIT_JOBS", MINUTE, None, "jobs"),
-}
-BULK_ENDPOINTS = ("admin.FlightImport", "admin.BookingImport", "admin.StatusImport")
-METRICS_ENDPOINT = "monitoring.Metrics"
 FAILED_AUTH = (401, 403)
+
+
+@dataclass(frozen=True, eq=False)  # each declaration is its own, even when alike
+class RateLimit:
+    """A budget declared on a view by rate_limit: `setting` (a Settings field)
+    requests per `window_s` seconds per caller, shared by the views of one `scope`."""
+
+    setting: str
+    window_s: int
+    scope: str
+    counted_on: tuple[int, ...] | None
+    view: Callable
+
+    @property
+    def where(self) -> str:
+        return f"{self.view.__module__}.{self.view.__qualname__}"
+
+
+# Every declaration made: install_rate_limits refuses to start if a registered
+# view does not carry each one (a view dropped, or wrapped without functools.wraps).
+DECLARED: list[RateLimit] = []
+
+
+def rate_limit(
+    setting: str, window_s: int, *, scope: str, counted_on: tuple[int, ...] | None = None
+):
+    """View decorator: limit the view to `setting` requests per `window_s` seconds
+    per caller, counted in `scope` (views of one scope share the budget). On a
+    MethodView's method it limits the requests that method serves (GET's: HEAD
+    too), on a function view every request; stacked budgets are checked top
+    first. With `counted_on`, a request is checked before the view but counted
+    only if the answer's status is one of these."""
+
+    def decorate(view):
+        declared = RateLimit(setting, window_s, scope, counted_on, view)
+        DECLARED.append(declared)
+        view.rate_limits = (declared, *getattr(view, "rate_limits", ()))
+        return view
+
+    return decorate
 
 
 @dataclass(frozen=True)
@@ -196,33 +224,50 @@ class Limit:
     counted_on: tuple[int, ...] | None = None
 
 
-def _limits(app: Flask, settings: Settings) -> dict[str, list[Limit]]:
-    """Each limited endpoint's limits (an admin bulk endpoint has two)."""
-    limits: dict[str, list[Limit]] = {}
-    for endpoint, (field, window, methods, scope) in LIMITS.items():
-        limits[endpoint] = [Limit(Budget(scope, getattr(settings, field), window), methods)]
-    admin = Budget("admin", settings.RATE_LIMIT_ADMIN, ADMIN_WINDOW)
-    for endpoint in [e for e in app.view_functions if e.startswith("admin.")]:
-        limits[endpoint] = [Limit(admin)]
-    for endpoint in BULK_ENDPOINTS:
-        limits[endpoint].append(Limit(Budget("bulk", settings.RATE_LIMIT_BULK, BULK_WINDOW)))
-    # /metrics takes the admin token too: wrong guesses there count like wrong
-    # admin tokens (per IP), while a scraper's successful polls never do.
-    limits[METRICS_ENDPOINT] = [
-        Limit(Budget("metrics-auth", settings.RATE_LIMIT_ADMIN, ADMIN_WINDOW), None, FAILED_AUTH)
-    ]
-    return limits
+def _declared(view) -> list[tuple[RateLimit, tuple[str, ...] | None]]:
+    """The budgets declared on an endpoint's view, each with the methods it limits."""
+    view_class = getattr(view, "view_class", None)
+    if view_class is None:
+        return [(declared, None) for declared in getattr(view, "rate_limits", ())]
+    found = []
+    for method in sorted(view_class.methods):
+        served = (method,)
+        if method == "GET" and "HEAD" not in view_class.methods:
+            served += ("HEAD",)  # MethodView answers HEAD with `get` when it has no `head`
+        function = getattr(view_class, method.lower())
+        found += [(declared, served) for declared in getattr(function, "rate_limits", ())]
+    return found
+
+
+def _limit(declared: RateLimit, methods: tuple[str, ...] | None, settings: Settings) -> Limit:
+    if declared.setting not in {f.name for f in fields(settings)}:
+        raise LookupError(
+            f"The rate limit on {declared.where} names {declared.setting!r}, no setting."
+        )
+    budget = Budget(declared.scope, getattr(settings, declared.setting), declared.window_s)
+    return Limit(budget, methods, declared.counted_on)
 
 
 def install_rate_limits(app: Flask, settings: Settings) -> RateLimiter:
-    """Wrap every limited view: the limit is checked (and the hit counted) before
-    the view, so a refused request costs nothing more; RateLimit-* headers
-    say where the caller stands. Limits live in Redis, shared by every ingress
-    process (core.ratelimit); with Redis out, requests are served unlimited."""
+    """Wrap every view that declares a budget (rate_limit): the limit is checked
+    (and the hit counted) before the view, so a refused request costs nothing
+    more; RateLimit-* headers say where the caller stands. Limits live in Redis,
+    shared by every ingress process (core.ratelimit); with Redis out, requests
+    are served unlimited.
+
+    A declaration that no registered view carries, or that names no setting,
+    stops the app here: a limit is never silently lost."""
     limiter = RateLimiter(app.extensions["radiantgo"].redis)
-    for endpoint, limits in _limits(app, settings).items():
-        if endpoint in app.view_functions:
-            app.view_functions[endpoint] = _limited(app.view_functions[endpoint], limits, limiter)
+    installed: set[RateLimit] = set()
+    for endpoint, view in list(app.view_functions.items()):
+        declared = _declared(view)
+        if declared:
+            limits = [_limit(budget, methods, settings) for budget, methods in declared]
+            app.view_functions[endpoint] = _limited(view, limits, limiter)
+            installed.update(budget for budget, _ in declared)
+    missing = [declared.where for declared in DECLARED if declared not in installed]
+    if missing:
+        raise LookupError(f"Rate limits declared on views no endpoint serves: {', '.join(missing)}")
 
     @app.after_request
     def rate_limit_headers(response):

@@ -1,9 +1,10 @@
-"""Accepting work: record the job, publish its task, answer 202 (or wait).
+"""Accepting work over HTTP: the request made a Submission, handed to
+core.accepting (which records the job before it publishes), and the job as the
+answer: 202 and its URL, or, with `Prefer: wait=N`, its final state.
 
-The order is the promise: the job is recorded before the task is published
-(a short job in Redis, core.jobs; the others in MongoDB), and the publish is
-broker-confirmed before we answer 202. If the broker cannot take the task,
-the record is dropped and the client gets a 503.
+`publish` is the ingress's side of the promise: the Celery app built by
+celeryconfig sends the task by name, broker-confirmed; a nack (the queue holds
+its bound) is QueueFull, an unreachable broker ServiceUnavailable.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from amqp.exceptions import MessageNacked
 from flask import Response, current_app, request
 from kombu.exceptions import KombuError, OperationalError
 
-from core import coalesce, jobs, logs, metrics, queues
-from core.cache import REDIS_ERRORS
+from core import accepting, jobs, logs, metrics, queues
 from core.clock import utcnow
-from core.errors import QueueFull, ServiceUnavailable, ValidationFailed
-from core.ids import new_job_id
+from core.errors import REDIS_ERRORS, QueueFull, ServiceUnavailable, ValidationFailed
 from core.waiting import WaitersBusy
 from ingress.context import prefer_wait, publisher, services, waiter
 from ingress.problems import problem_response
@@ -67,6 +66,9 @@ def publish(
         )
     except MessageNacked as exc:  # out of retries before the errback ran (none allowed)
         _refused(exc, group_queue)
+    except (OperationalError, KombuError, OSError) as exc:
+        log.warning("publish failed, answered 503: %s", exc)
+        raise ServiceUnavailable("The job queue is unavailable; nothing was enqueued.") from exc
 
 
 def _refused(exc: Exception, queue: str) -> None:
@@ -119,100 +121,42 @@ def submit_job(
     coalesce_for: int | None = None,
     **assigned: Any,
 ) -> Response:
-    """Record and enqueue a job; answer with it as the client asked (202 or final).
-
-    `body` is the validated request; `assigned` holds what the ingress decided
-    for it (a booking's ref_id), stored with it as the job's payload. A short
-    job (queues.SHORT_TASKS) is held in Redis and travels whole in the message
-    (core.jobs); the others, and any with an Idempotency-Key, are recorded in
-    MongoDB first. A bulk request's items are not validated yet (the worker
-    reports each by index), so it is kept as JSON text, which MongoDB stores
-    whatever it holds (a 2^70 integer, a "$where" key), and not sent in the
-    message.
-
-    With `coalesce_for` (seconds), one job of this type at a time: while one is
-    queued or running, it is the answer (core.coalesce); the claim lasts at
-    most that long.
-    """
-    svc = services()
-    principal = current_principal()
-    job_id = new_job_id()
-    job_type = queues.job_type(task_name)
-    if coalesce_for is not None:
-        live = coalesce.holder_or_claim(
-            svc.redis, job_type, job_id, coalesce_for, lambda held: _unfinished(svc, held)
-        )
-        if live is not None:
-            return job_response(live, wait=prefer_wait(), accepted=True)
-    key = _idempotency_key()
-    if key is not None:
-        key = jobs.scoped_key(client_key(), f"{request.method} {request.path}", key)
-    job = jobs.new_job(
-        svc.settings,
-        job_id=job_id,
-        job_type=job_type,
-        payload=jobs.job_payload(body, as_text=bulk, **assigned),
-        now=utcnow(),
-        links={"job": f"/api/jobs/{job_id}", **links},
-        ref_id=assigned.get("ref_id"),
-        customer_id=principal.customer_id,
+    """Accept a job for `body` (the validated request) and answer with it as the
+    client asked (202, or its final state). `assigned` holds what the ingress
+    decided for it (a booking's ref_id). With `coalesce_for` (seconds), one job
+    of this type at a time (core.accepting.accept_one_at_a_time)."""
+    submission = accepting.Submission(
+        task_name,
+        body,
+        links,
+        current_principal().customer_id,
+        assigned,
+        bulk=bulk,
+        **_idempotency(body),
     )
-    short = task_name in queues.SHORT_TASKS
-    created, record = True, None
-    if key is not None or not short:
-        fingerprint = jobs.request_fingerprint(request.method, request.path, body)
-        job, created = jobs.record_job(
-            svc.db, svc.settings, job, idempotency_key=key, fingerprint=fingerprint
-        )
-    if short and created:
-        record = _hold_queued(svc, jobs.job_record(job))
-        if record is None and key is None:  # Redis is out: MongoDB holds it instead
-            job, created = jobs.record_job(svc.db, svc.settings, job)
-    logs.bind(job_id=job["_id"])
-    if created:
-        try:
-            publish(task_name, job_id, None if bulk else job["payload"], record)
-        except (QueueFull, OperationalError, KombuError, OSError) as exc:
-            _discard(svc, job, record, key)
-            if coalesce_for is not None:
-                coalesce.release(svc.redis, job_type, job_id)
-            log.warning("publish failed, answered 503: %s", exc)
-            if isinstance(exc, QueueFull):
-                raise
-            raise ServiceUnavailable("The job queue is unavailable; nothing was enqueued.") from exc
-    response = job_response(job, wait=prefer_wait(), accepted=True)
-    if not created:
+    svc = services()
+    if coalesce_for is not None:
+        accepted = accepting.accept_one_at_a_time(svc, publish, submission, coalesce_for)
+    else:
+        accepted = accepting.accept_job(svc, publish, submission)
+    logs.bind(job_id=accepted.job["_id"])
+    response = job_response(accepted.job, wait=prefer_wait(), accepted=True)
+    if accepted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
-def _record_ttl(svc) -> int:
-    return svc.settings.JOB_TTL_DAYS * 86_400
-
-
-def _hold_queued(svc, record: dict[str, Any]) -> dict[str, Any] | None:
-    """The record, held in Redis; None if Redis is out (the job then goes to MongoDB)."""
-    try:
-        jobs.hold_queued(svc.redis, record, _record_ttl(svc))
-    except REDIS_ERRORS as exc:
-        log.warning("queued record not held in Redis, recorded in MongoDB: %s", exc)
-        return None
-    return record
-
-
-def _discard(svc, job: dict[str, Any] | None, record: dict[str, Any] | None, key: str | None):
-    if record is not None:
-        try:
-            jobs.discard_queued(svc.redis, record, _record_ttl(svc))
-        except REDIS_ERRORS as exc:  # with no record, the job is unknown all the same
-            log.warning("queued record not discarded: %s", exc)
-    if job is not None and (record is None or key is not None):
-        jobs.discard_job(svc.db, job["_id"], key)
-
-
-def _unfinished(svc, job_id: str) -> dict[str, Any] | None:
-    job = jobs.find_job(svc.db, svc.redis, job_id)
-    return job if job is not None and job["state"] not in jobs.FINISHED else None
+def _idempotency(body: dict[str, Any]) -> dict[str, str]:
+    """The request's Idempotency-Key, scoped to its client and endpoint, and
+    what makes a second request with it "the same"; nothing without one."""
+    key = _idempotency_key()
+    if key is None:
+        return {}
+    endpoint = f"{request.method} {request.path}"
+    return {
+        "idempotency_key": jobs.scoped_key(client_key(), endpoint, key),
+        "fingerprint": jobs.request_fingerprint(request.method, request.path, body),
+    }
 
 
 def accepted_body(job: dict[str, Any]) -> dict[str, Any]:

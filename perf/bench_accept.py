@@ -26,27 +26,12 @@ under the same gunicorn settings, on one isolated stack in one run.
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from core import queues
-from perf.harness import (
-    BODY,
-    Call,
-    against_floor,
-    closed_loop,
-    floor_report_lines,
-    isolated_stack,
-    measured_round,
-    pair_orders,
-    ratio_line,
-    write_figures,
-)
-from tools.processes import start_ingress, stop
+from perf import harness
+from tools.processes import stop
 
 GOAL_RATIO = 0.7  # the issue's: the ingress accepts >= 0.7 of the floor's requests/s
 FLOOR, INGRESS = "floor", "ingress"
@@ -62,42 +47,31 @@ def purge_bookings(stack) -> None:
 
 
 def run(pairs: int, seconds: float, connections: int) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="radiantgo-bench-accept-"))
-    floor = None
-    try:
-        with isolated_stack() as stack:
-            stop(stack.worker)  # no worker consumes either queue during the rounds
-            floor, floor_base = start_ingress(
-                stack.settings, work / "floor.log", app_target=FLOOR_TARGET
-            )
-            body = json.dumps(BODY).encode()
+    with harness.isolated_stack() as stack:
+        stop(stack.worker)  # no worker consumes either queue during the rounds
+        with harness.floor_server(stack.settings, FLOOR_TARGET, "accept") as (floor, floor_base):
+            body = json.dumps(harness.BODY).encode()
             json_type = (("Content-Type", "application/json"),)
             key = tuple(stack.customer.items())
-            targets = {  # (pid, base URL, the call)
-                FLOOR: (floor.pid, floor_base, Call("POST", "/floor", body, json_type)),
-                INGRESS: (
+            targets = {
+                FLOOR: harness.Target(
+                    floor.pid, floor_base, [harness.Call("POST", "/floor", body, json_type)]
+                ),
+                INGRESS: harness.Target(
                     stack.ingress.pid,
                     stack.base,
-                    Call("POST", "/api/bookings", body, json_type + key),
+                    [harness.Call("POST", "/api/bookings", body, json_type + key)],
                 ),
             }
-            for _, base, call in targets.values():  # warm connections, imports, caches
-                closed_loop(base, [call], WARM_UP_S, 4, expect=202)
+            for target in targets.values():  # warm connections, imports, caches
+                harness.closed_loop(target.base, target.calls, WARM_UP_S, 4, expect=202)
             purge_bookings(stack)
-            results: dict[str, list[dict[str, Any]]] = {FLOOR: [], INGRESS: []}
-            for order in pair_orders(pairs, FLOOR, INGRESS):
-                for app in order:
-                    pid, base, call = targets[app]
-                    round_ = measured_round(pid, base, [call], seconds, connections, expect=202)
-                    results[app].append(round_)
-                    purge_bookings(stack)
-            settings = stack.settings
-            workers = f"{settings.WEB_WORKERS} x {settings.WEB_THREADS} threads"
-    finally:  # the floor may outlive the stack only when the stack failed to start it
-        if floor is not None:
-            stop(floor)
-        shutil.rmtree(work, ignore_errors=True)
-    compared = against_floor(results, FLOOR, INGRESS)
+            results = harness.floor_rounds(
+                targets, pairs, seconds, connections, 202, lambda: purge_bookings(stack)
+            )
+        settings = stack.settings
+        workers = f"{settings.WEB_WORKERS} x {settings.WEB_THREADS} threads"
+    compared = harness.against_floor(results, FLOOR, INGRESS)
     return {
         "servers": f"gunicorn gthread, {workers}, each",
         "ingress_endpoint": "POST /api/bookings (customer API key)",
@@ -119,23 +93,18 @@ def report(f: dict) -> str:
         " closed loop, no worker consuming)",
     ]
     labels = {FLOOR: f["floor_endpoint"], INGRESS: f["ingress_endpoint"]}
-    lines += floor_report_lines(f, labels, unit="accept")
-    lines.append(ratio_line(f, "met" if f["goal_met"] else "MISSED"))
+    lines += harness.floor_report_lines(f, labels, unit="accept")
+    lines.append(harness.ratio_line(f, "met" if f["goal_met"] else "MISSED"))
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = harness.command_line(__doc__)
     parser.add_argument("--pairs", type=int, default=3, help="back-to-back pairs of rounds")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per round")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    figures = run(args.pairs, args.seconds, args.connections)
-    print(report(figures))
-    write_figures(args.json, figures)
+    harness.publish(report, run(args.pairs, args.seconds, args.connections), args.json)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,10 @@ and the lookup itself in-process, cached and uncached.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -37,7 +35,7 @@ import requests
 from core import cache as caches
 from core.customers import authenticate, hash_api_key
 from core.flights import import_flights
-from perf.harness import fmt, isolated_stack, pair_orders, percentiles, write_figures
+from perf.harness import alternating, command_line, fmt, isolated_stack, percentiles, publish
 from perf.profiling import tree_cpu_s
 from tools.flights import generate_schedule
 
@@ -97,16 +95,17 @@ def one_round(stack, pool, sessions, url: str, headers: dict, n: int) -> dict[st
 def http_rounds(stack, flight_id: str, rounds: int, n: int, connections: int) -> dict[str, Any]:
     url = f"{stack.base}/api/flights/{flight_id}"
     modes = {ANONYMOUS: {}, KEYED: stack.customer}
-    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     sessions = [requests.Session() for _ in range(connections)]
     try:
         with ThreadPoolExecutor(connections) as pool:
             for headers in modes.values():  # warm connections, the key's cache entry
                 one_round(stack, pool, sessions, url, headers, WARM_UP)
             users_before = stack.services.cache.hit_stats()[caches.USERS]
-            for order in pair_orders(rounds, *modes):
-                for mode in order:
-                    results[mode].append(one_round(stack, pool, sessions, url, modes[mode], n))
+            results = alternating(
+                rounds,
+                *modes,
+                lambda mode: one_round(stack, pool, sessions, url, modes[mode], n),
+            )
     finally:
         for session in sessions:
             session.close()
@@ -136,16 +135,17 @@ def app_rounds(stack, flight_id: str, rounds: int, n: int) -> dict[str, Any]:
     client = create_app(stack.settings, services=stack.services).test_client()
     url = f"/api/flights/{flight_id}"
     modes = {ANONYMOUS: {}, KEYED: stack.customer}
-    cpu: dict[str, list[float]] = {mode: [] for mode in modes}
     for headers in modes.values():
         for _ in range(WARM_UP):
             client.get(url, headers=headers)
-    for order in pair_orders(rounds, *modes):
-        for mode in order:
-            started = time.process_time()
-            for _ in range(n):
-                client.get(url, headers=modes[mode])
-            cpu[mode].append(1000 * (time.process_time() - started) / n)
+
+    def cpu_ms_per_request(mode: str) -> float:
+        started = time.process_time()
+        for _ in range(n):
+            client.get(url, headers=modes[mode])
+        return 1000 * (time.process_time() - started) / n
+
+    cpu = alternating(rounds, *modes, cpu_ms_per_request)
     return {
         **{mode: round(statistics.median(values), 4) for mode, values in cpu.items()},
         "added": paired(cpu[KEYED], cpu[ANONYMOUS]),
@@ -271,19 +271,15 @@ def report(f: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line(__doc__)
     parser.add_argument("--rounds", type=int, default=12, help="rounds per mode")
     parser.add_argument("--requests", type=int, default=1000, help="requests per round")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--calls", type=int, default=CALLS, help="cached in-process lookups")
     parser.add_argument("--uncached-calls", type=int, default=UNCACHED_CALLS)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     figures = run(args.rounds, args.requests, args.connections, args.calls, args.uncached_calls)
-    print(report(figures))
-    write_figures(args.json, figures)
+    publish(report, figures, args.json)
 
 
 if __name__ == "__main__":

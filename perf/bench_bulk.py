@@ -7,14 +7,12 @@ accepted over HTTP and run by a real worker (items/s, beside the spec's 50/s).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
-from pathlib import Path
 
 import requests
 
-from perf.harness import BODY, isolated_stack, write_figures
+from perf.harness import BODY, command_line, follow_job, isolated_stack, publish
 
 SPEC_TARGET = 50.0
 
@@ -24,15 +22,10 @@ def run_job(stack, path: str, body: dict, timeout: float = 600) -> tuple[float, 
     started = time.perf_counter()
     r = requests.post(stack.base + path, json=body, headers=stack.admin, timeout=60)
     r.raise_for_status()
-    deadline = started + timeout
-    while time.perf_counter() < deadline:
-        job = requests.get(
-            stack.base + r.headers["Location"], headers=stack.admin, timeout=10
-        ).json()
-        if job["state"] in ("succeeded", "failed"):
-            return time.perf_counter() - started, job
-        time.sleep(0.05)
-    raise RuntimeError(f"{path} did not finish in {timeout} s")
+    job = follow_job(stack, r.headers["Location"], started + timeout, interval=0.05, timeout=10)
+    if job is None:
+        raise RuntimeError(f"{path} did not finish in {timeout} s")
+    return time.perf_counter() - started, job
 
 
 def run(bookings: int, updates: int, runs: int) -> dict:
@@ -76,17 +69,12 @@ def report(f: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line(__doc__)
     parser.add_argument("--bookings", type=int, default=1000)
     parser.add_argument("--updates", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    figures = run(args.bookings, args.updates, args.runs)
-    print(report(figures))
-    write_figures(args.json, figures)
+    publish(report, run(args.bookings, args.updates, args.runs), args.json)
 
 
 if __name__ == "__main__":

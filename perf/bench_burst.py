@@ -40,7 +40,6 @@ Everything is on 127.0.0.1; every loop is bounded by the schedule's length,
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import http.client
 import itertools
@@ -57,8 +56,8 @@ from kombu.exceptions import KombuError
 
 from core import queues
 from core.jobs import FINISHED, JOB_FINISHED_CHANNEL
-from perf.bench_transitions import TRANSITION, seed_bookings
-from perf.harness import BODY, isolated_stack, percentiles, write_figures
+from perf.bench_transitions import seed_bookings
+from perf.harness import BODY, TRANSITION, command_line, isolated_stack, percentiles, publish
 from perf.profiling import cpu_figures, cpu_snapshot, stack_processes
 
 CREATE, UPDATE = "create", "update"
@@ -712,9 +711,7 @@ def report(f: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line(__doc__)
     parser.add_argument("--seconds", type=float, default=60.0, help="open-loop seconds")
     parser.add_argument("--creates", type=float, default=100.0, help="creates/s offered")
     parser.add_argument("--updates", type=float, default=300.0, help="status updates/s offered")
@@ -722,12 +719,10 @@ def main() -> None:
         "--drain-timeout", type=float, default=600.0, help="seconds after the load to drain"
     )
     parser.add_argument("--senders", type=int, default=SENDERS, help="client threads")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--plot", type=Path, help="draw queue depth and accept latency (PNG)")
     args = parser.parse_args()
     figures = run(args.seconds, args.creates, args.updates, args.drain_timeout, args.senders)
-    print(report(figures))
-    write_figures(args.json, figures)
+    publish(report, figures, args.json)
     if args.plot:
         from perf.report import plot_burst
 

@@ -13,9 +13,6 @@ the floor of a no-op Celery task, on one isolated stack in one run.
 
 from __future__ import annotations
 
-import argparse
-import os
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,16 +20,7 @@ from pathlib import Path
 import requests
 
 from core import queues
-from perf.harness import (
-    BODY,
-    FinishedJobs,
-    fmt,
-    isolated_stack,
-    job_outcomes,
-    open_loop,
-    percentiles,
-    write_figures,
-)
+from perf import harness
 from perf.profiling import describe, maybe_profiled
 
 
@@ -42,33 +30,32 @@ def queue_depth(stack, queue: str) -> int:
         return conn.default_channel.queue_declare(name, passive=True).message_count
 
 
-def drain_creates(stack, finished: FinishedJobs, count: int, threads: int = 32) -> float:
-    os.kill(stack.worker.pid, signal.SIGSTOP)
-    try:
-        with ThreadPoolExecutor(threads) as pool, requests.Session() as session:
-            ids = list(
-                pool.map(
-                    lambda _: session.post(
-                        stack.base + "/api/bookings", json=BODY, headers=stack.customer, timeout=10
-                    ).json()["job_id"],
-                    range(count),
-                )
+def drain_creates(stack, finished: harness.FinishedJobs, count: int, threads: int = 32) -> float:
+    with (
+        harness.paused(stack.worker),
+        ThreadPoolExecutor(threads) as pool,
+        requests.Session() as session,
+    ):
+        ids = list(
+            pool.map(
+                lambda _: session.post(
+                    stack.base + "/api/bookings",
+                    json=harness.BODY,
+                    headers=stack.customer,
+                    timeout=10,
+                ).json()["job_id"],
+                range(count),
             )
-    finally:
-        os.kill(stack.worker.pid, signal.SIGCONT)
+        )
     return count / finished.wait(ids, timeout=300)
 
 
 def drain_noops(stack, count: int, threads: int = 16) -> float:
     """No-op tasks through the bookings queue: the same queue, bound and worker
     (prefetch included) as the creates they are the floor of."""
-    os.kill(stack.worker.pid, signal.SIGSTOP)
-    try:
-        queue = queues.queue_name(queues.BOOKINGS, stack.settings.QUEUE_NAMESPACE)
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda _: stack.celery.send_task(queues.NOOP, queue=queue), range(count)))
-    finally:
-        os.kill(stack.worker.pid, signal.SIGCONT)
+    queue = queues.queue_name(queues.BOOKINGS, stack.settings.QUEUE_NAMESPACE)
+    with harness.paused(stack.worker), ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda _: stack.celery.send_task(queues.NOOP, queue=queue), range(count)))
     started = time.perf_counter()
     while queue_depth(stack, queues.BOOKINGS) > 0:
         if time.perf_counter() - started > 300:
@@ -86,21 +73,21 @@ def run(
     profile_dir: Path | None = None,
 ) -> dict:
     """The figures; with profile_dir, also where the CPU of each drain goes (perf.profiling)."""
-    with isolated_stack(pool=pool, concurrency=concurrency) as stack:
+    with harness.isolated_stack(pool=pool, concurrency=concurrency) as stack:
         for _ in range(50):  # warm connections and pools
             requests.post(
-                stack.base + "/api/bookings", json=BODY, headers=stack.customer, timeout=10
+                stack.base + "/api/bookings", json=harness.BODY, headers=stack.customer, timeout=10
             )
-        finished = FinishedJobs(stack.services.redis)
-        load = open_loop(
+        finished = harness.FinishedJobs(stack.services.redis)
+        load = harness.open_loop(
             lambda s, _: s.post(
-                stack.base + "/api/bookings", json=BODY, headers=stack.customer, timeout=10
+                stack.base + "/api/bookings", json=harness.BODY, headers=stack.customer, timeout=10
             ),
             rate,
             seconds,
         )
         finished.wait(load.job_ids, timeout=600)
-        e2e, states = job_outcomes(stack.services.db, load.job_ids)
+        outcomes = harness.open_loop_figures(stack.services.db, load)
         create_tput = drain_creates(stack, finished, drain)
         noop_tput = drain_noops(stack, drain)
         # The profile is taken on a second pass of each drain, so that the
@@ -114,13 +101,7 @@ def run(
     profile = {"create_drain": create_profile, "noop_drain": noop_profile}
     return {
         "worker": f"{pool} x{concurrency}",
-        "offered_rate": rate,
-        "achieved_rate": round(load.achieved_rate, 1),
-        "accepted": len(load.latencies_ms),
-        "errors": load.errors,
-        "job_states": states,
-        "accept_ms": percentiles(load.latencies_ms),
-        "end_to_end_ms": percentiles(e2e),
+        **outcomes,
         "create_throughput_per_s": round(create_tput, 1),
         "noop_throughput_per_s": round(noop_tput, 1),
         "ratio_to_floor": round(create_tput / noop_tput, 3),
@@ -133,10 +114,9 @@ def report(f: dict) -> str:
     return "\n".join(
         [
             f"booking creation ({f['worker']} worker, 2x gthread ingress, SecantusDB)",
-            f"  offered {f['offered_rate']:.0f}/s, achieved {f['achieved_rate']:.1f}/s, "
-            f"{f['accepted']} accepted, errors {f['errors'] or 0}, jobs {f['job_states']}",
-            f"  accept latency      {fmt(f['accept_ms'])}   (goal: p95 < 20 ms)",
-            f"  end-to-end latency  {fmt(f['end_to_end_ms'])}   (accepted -> committed)",
+            harness.open_loop_line(f),
+            f"  accept latency      {harness.fmt(f['accept_ms'])}   (goal: p95 < 20 ms)",
+            f"  end-to-end latency  {harness.fmt(f['end_to_end_ms'])}   (accepted -> committed)",
             f"  create throughput   {f['create_throughput_per_s']:.0f}/s"
             f" over {f['drain']} queued jobs",
             f"  no-op task floor    {f['noop_throughput_per_s']:.0f}/s"
@@ -147,15 +127,12 @@ def report(f: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = harness.command_line(__doc__)
     parser.add_argument("--rate", type=float, default=100.0, help="offered creates/s")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--drain", type=int, default=2000, help="jobs per drain phase")
     parser.add_argument("--pool", default="prefork", choices=["threads", "prefork"])
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="profile the drains; py-spy's files here"
     )
@@ -163,10 +140,9 @@ def main() -> None:
     figures = run(
         args.rate, args.seconds, args.drain, args.pool, args.concurrency, profile_dir=args.profile
     )
-    print(report(figures))
+    harness.publish(report, figures, args.json)
     if args.profile:
         print(describe(figures["profile"]))
-    write_figures(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ on one isolated stack in one run.
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import io
 import json
@@ -44,7 +43,7 @@ from core.db import INDEXES, ensure_indexes
 from core.flights import chunks, day_bounds, flight_document, import_flights
 from core.schemas import FlightSchema
 from core.settings import Settings
-from perf.harness import fmt, isolated_stack, percentiles, write_figures
+from perf.harness import command_line, fmt, isolated_stack, percentiles, publish
 from perf.profiling import describe, maybe_profiled
 from tools.flights import generate_schedule
 
@@ -227,7 +226,7 @@ def run(
 
         redis = cache.redis
         redis.incr(caches.ROUTES_GENERATION)  # every earlier entry now reads as a miss
-        redis.delete(*(routes.route_key(o, d, day) for o, d, day in triples))
+        redis.delete(*(caches.route_key(o, d, day) for o, d, day in triples))
         before = route_counts(cache)
         fills, hits = [], []
         for o, d, day in triples:
@@ -337,9 +336,7 @@ def report(r: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line(__doc__)
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--searches", type=int, default=200)
     parser.add_argument("--breakdown", type=int, default=0, metavar="N")
@@ -347,7 +344,6 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="profile the uncached searches; files here"
     )
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results = run(
         args.count,
@@ -356,10 +352,9 @@ def main() -> None:
         cprofile=args.cprofile,
         profile_dir=args.profile,
     )
-    print(report(results))
+    publish(report, results, args.json)
     if args.profile:
         print(describe(results["profile"]))
-    write_figures(args.json, results)
 
 
 if __name__ == "__main__":

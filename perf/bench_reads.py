@@ -37,15 +37,11 @@ stored bytes from Redis (perf/floor_reads.py), on one isolated stack in one run.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import random
-import shutil
 import statistics
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -53,21 +49,9 @@ from core import cache as caches
 from core import flushing
 from core.db import ensure_indexes
 from core.flights import import_flights
-from perf.harness import (
-    Call,
-    against_floor,
-    closed_loop,
-    floor_report_lines,
-    fmt,
-    isolated_stack,
-    measured_round,
-    pair_orders,
-    percentiles,
-    ratio_line,
-    write_figures,
-)
+from perf import harness
 from tools.flights import generate_schedule
-from tools.processes import start_ingress, stop
+from tools.processes import stop
 
 SEED = 42
 SEARCH_SEED = 7
@@ -178,69 +162,52 @@ def run(
     days, days_note = search_days(raw, start, today)
     picked = pick_triples(raw, days, routes)
     warmers, triples = picked[:2], picked[2:]
-    work = Path(tempfile.mkdtemp(prefix="radiantgo-bench-reads-"))
-    floor = None
-    try:
-        with isolated_stack() as stack:
-            db, cache, settings = stack.services.db, stack.services.cache, stack.settings
-            ensure_indexes(db)
-            t = time.perf_counter()
-            imported = import_flights(
-                db,
-                stack.services.locks,
-                raw,
-                chunk_size=settings.BULK_CHUNK_SIZE,
-                default_capacity_kg=settings.DEFAULT_FLIGHT_CAPACITY_KG,
-                total=len(raw),
-            )
-            import_s = time.perf_counter() - t
-            stop(stack.worker)  # no task takes part in a route search
-            floor, floor_base = start_ingress(settings, work / "floor.log", app_target=FLOOR_TARGET)
-
+    with harness.isolated_stack() as stack:
+        db, cache, settings = stack.services.db, stack.services.cache, stack.settings
+        ensure_indexes(db)
+        t = time.perf_counter()
+        imported = import_flights(
+            db,
+            stack.services.locks,
+            raw,
+            chunk_size=settings.BULK_CHUNK_SIZE,
+            default_capacity_kg=settings.DEFAULT_FLIGHT_CAPACITY_KG,
+            total=len(raw),
+        )
+        import_s = time.perf_counter() - t
+        stop(stack.worker)  # no task takes part in a route search
+        with harness.floor_server(settings, FLOOR_TARGET, "reads") as (floor, floor_base):
             uncached(stack.base, warmers)  # untimed: imports, pools, the server warm
             before = counted_routes(cache, len(warmers))
             cold = uncached(stack.base, triples)
             after_cold = counted_routes(cache, sum(before) + sent(cold))
 
+            floor_paths = [f"/floor/routes?{query(tr)}" for tr in triples]
+            ingress_paths = [f"/api/routes?{query(tr, LIMIT)}" for tr in triples]
             targets = {
-                FLOOR: {
-                    "pid": floor.pid,
-                    "base": floor_base,
-                    "paths": [f"/floor/routes?{query(tr)}" for tr in triples],
-                },
-                INGRESS: {
-                    "pid": stack.ingress.pid,
-                    "base": stack.base,
-                    "paths": [f"/api/routes?{query(tr, LIMIT)}" for tr in triples],
-                },
+                FLOOR: harness.Target(
+                    floor.pid, floor_base, [harness.Call("GET", p) for p in floor_paths]
+                ),
+                INGRESS: harness.Target(
+                    stack.ingress.pid, stack.base, [harness.Call("GET", p) for p in ingress_paths]
+                ),
             }
-            calls = {app: [Call("GET", p) for p in t["paths"]] for app, t in targets.items()}
             warm_ups = {  # warm connections, both apps' workers
-                app: closed_loop(target["base"], calls[app], WARM_UP_S, connections, expect=200)
+                app: harness.closed_loop(
+                    target.base, target.calls, WARM_UP_S, connections, expect=200
+                )
                 for app, target in targets.items()
             }
             before_hot = counted_routes(cache, sum(after_cold) + sent(warm_ups[INGRESS]))
-            results: dict[str, list[dict[str, Any]]] = {FLOOR: [], INGRESS: []}
-            for order in pair_orders(pairs, FLOOR, INGRESS):
-                for app in order:
-                    target = targets[app]
-                    results[app].append(
-                        measured_round(
-                            target["pid"], target["base"], calls[app], seconds, connections, 200
-                        )
-                    )
+            results = harness.floor_rounds(targets, pairs, seconds, connections, 200)
             after_hot = counted_routes(
                 cache, sum(before_hot) + sum(sent(r) for r in results[INGRESS])
             )
-            workers = f"{settings.WEB_WORKERS} x {settings.WEB_THREADS} threads"
-    finally:  # the floor may outlive the stack only when the stack failed to start it
-        if floor is not None:
-            stop(floor)
-        shutil.rmtree(work, ignore_errors=True)
+        workers = f"{settings.WEB_WORKERS} x {settings.WEB_THREADS} threads"
 
-    compared = against_floor(results, FLOOR, INGRESS)
+    compared = harness.against_floor(results, FLOOR, INGRESS)
     hot_misses = after_hot[1] - before_hot[1]
-    cold_p95 = percentiles(cold["latencies_ms"])
+    cold_p95 = harness.percentiles(cold["latencies_ms"])
     return {
         "flights": len(raw),
         "stored": imported["succeeded"],
@@ -288,7 +255,7 @@ def report(f: dict) -> str:
         f"  {f['routes']} random routes on {len(f['days'])} days"
         f" {f['days'][0]}..{f['days'][-1]} ({f['days_note']}; today {f['today']})",
         "  uncached  first GET /api/routes each, sequential, 1 connection:",
-        f"          {fmt(u['latency_ms'])}   errors {u_errors}"
+        f"          {harness.fmt(u['latency_ms'])}   errors {u_errors}"
         f"{' ' + str(u['errors']) if u_errors else ''}   route cache misses {u['misses']}"
         f"   body {u['body_bytes_mean']} B mean",
         f"          (goal p95 < {u['goal_p95_ms']:.0f} ms: {goal(u['goal_met'])})",
@@ -296,18 +263,16 @@ def report(f: dict) -> str:
         f" rounds, {f['connections']} keep-alive connections, closed loop)",
     ]
     labels = {FLOOR: f["floor_endpoint"], INGRESS: f["ingress_endpoint"]}
-    lines += floor_report_lines(f, labels, unit="request")
+    lines += harness.floor_report_lines(f, labels, unit="request")
     lines += [
         f"  route cache misses during the ingress's rounds: {f['ingress_misses_in_rounds']}",
-        ratio_line(f, goal(f["goal_met"])),
+        harness.ratio_line(f, goal(f["goal_met"])),
     ]
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = harness.command_line(__doc__)
     parser.add_argument("--flights", type=int, default=100_000)
     parser.add_argument("--routes", type=int, default=200, help="distinct searches")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per round")
@@ -316,12 +281,10 @@ def main() -> None:
     parser.add_argument(
         "--start", type=date.fromisoformat, help="the schedule's first day (default today UTC)"
     )
-    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     start = args.start or datetime.now(UTC).date()
     figures = run(args.flights, args.routes, args.seconds, args.pairs, args.connections, start)
-    print(report(figures))
-    write_figures(args.json, figures)
+    harness.publish(report, figures, args.json)
 
 
 if __name__ == "__main__":

@@ -26,14 +26,10 @@ succeeded, with one reservation for each, and available = capacity - booked.
 
 from __future__ import annotations
 
-import argparse
-import os
-import signal
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -41,7 +37,7 @@ import requests
 from core.db import ensure_indexes
 from core.flights import grams, import_flights, kilograms, validate_flight
 from core.locks import METRICS_KEY, lock_metrics
-from perf.harness import FinishedJobs, isolated_stack, write_figures
+from perf.harness import FinishedJobs, command_line, isolated_stack, paused, publish
 from tools.flights import generate_schedule
 
 SEED = 42
@@ -182,11 +178,8 @@ def run_case(
     db, redis = stack.services.db, stack.services.redis
     # Every lock figure, the totals' and each kind's (metrics:locks...): this case's alone.
     redis.delete(*redis.scan_iter(match=f"{METRICS_KEY}*", count=100), METRICS_KEY)
-    os.kill(stack.worker.pid, signal.SIGSTOP)
-    try:
+    with paused(stack.worker):
         job_ids = post_all(stack, bodies, threads)
-    finally:
-        os.kill(stack.worker.pid, signal.SIGCONT)
     seconds = finished.wait(job_ids, timeout=timeout)
     states, failures = job_states(db, job_ids)
     succeeded = states.count("succeeded")
@@ -309,18 +302,14 @@ def report(f: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line(__doc__)
     parser.add_argument("--bookings", type=int, default=2000, help="bookings per case")
     parser.add_argument("--flights", type=int, default=1000, help="flights of the spread case")
     parser.add_argument("--threads", type=int, default=16, help="client threads posting")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per case, at most")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     figures = run(args.bookings, args.flights, args.threads, args.timeout)
-    print(report(figures))
-    write_figures(args.json, figures)
+    publish(report, figures, args.json)
     if not figures["goals_met"]["correct"]:
         raise SystemExit("booked_kg check FAILED: the flights' booked space does not add up")
 

@@ -11,7 +11,6 @@ from the workers' own lock metrics (time from first try to acquisition).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import requests
@@ -20,19 +19,8 @@ from core import bookings
 from core.clock import utcnow
 from core.ids import new_job_id, new_ref_id
 from core.locks import LATENCIES_KEY, METRICS_KEY, lock_metrics
-from perf.harness import (
-    BODY,
-    FinishedJobs,
-    fmt,
-    isolated_stack,
-    job_outcomes,
-    open_loop,
-    percentiles,
-    write_figures,
-)
+from perf import harness
 from perf.profiling import describe, maybe_profiled
-
-TRANSITION = {"location": "Airport", "notes": "Departed"}  # the spec's load-test body
 
 
 def seed_bookings(db, count: int, customer_id: str | None = None) -> list[str]:
@@ -40,7 +28,7 @@ def seed_bookings(db, count: int, customer_id: str | None = None) -> list[str]:
     now = utcnow()
     docs = [
         bookings.booking_document(
-            new_ref_id(), BODY, job_id=new_job_id(), now=now, customer_id=customer_id
+            new_ref_id(), harness.BODY, job_id=new_job_id(), now=now, customer_id=customer_id
         )
         for _ in range(count)
     ]
@@ -55,15 +43,15 @@ def run(rates: list[float], seconds: float, profile_dir: Path | None = None) -> 
     """Figures per rate; with profile_dir, the highest rate's also say where its CPU
     goes (perf.profiling), over the requests and until their jobs have finished."""
     results = []
-    with isolated_stack() as stack:
+    with harness.isolated_stack() as stack:
         db, redis = stack.services.db, stack.services.redis
         ref_ids = seed_bookings(db, int(sum(rates) * seconds) + 100, stack.customer_id)
-        finished = FinishedJobs(redis)
+        finished = harness.FinishedJobs(redis)
         warm, ref_ids = ref_ids[:100], ref_ids[100:]
         for ref_id in warm:  # warm connections and pools
             requests.post(
                 f"{stack.base}/api/bookings/{ref_id}/depart",
-                json=TRANSITION,
+                json=harness.TRANSITION,
                 headers=stack.operator,
                 timeout=10,
             )
@@ -73,10 +61,10 @@ def run(rates: list[float], seconds: float, profile_dir: Path | None = None) -> 
             profiling = profile_dir if rate == max(rates) else None
             name = f"transitions_{rate:g}"
             with maybe_profiled(profiling, name, stack, items=len(batch)) as profile:
-                load = open_loop(
+                load = harness.open_loop(
                     lambda s, i, batch=batch: s.post(
                         f"{stack.base}/api/bookings/{batch[i]}/depart",
-                        json=TRANSITION,
+                        json=harness.TRANSITION,
                         headers=stack.operator,
                         timeout=10,
                     ),
@@ -84,17 +72,11 @@ def run(rates: list[float], seconds: float, profile_dir: Path | None = None) -> 
                     seconds,
                 )
                 finished.wait(load.job_ids, timeout=900)
-            e2e, states = job_outcomes(db, load.job_ids)
+            outcomes = harness.open_loop_figures(db, load)
             locks = lock_metrics(redis)
             results.append(
                 {
-                    "offered_rate": rate,
-                    "achieved_rate": round(load.achieved_rate, 1),
-                    "accepted": len(load.latencies_ms),
-                    "errors": load.errors,
-                    "job_states": states,
-                    "accept_ms": percentiles(load.latencies_ms),
-                    "end_to_end_ms": percentiles(e2e),
+                    **outcomes,
                     "lock_acquire_ms": locks["acquire_ms"],
                     "lock_average_attempts": locks["average_attempts"],
                     **({"profile": {name: profile}} if profiling else {}),
@@ -108,10 +90,9 @@ def report(results: list[dict]) -> str:
     for r in results:
         lock = r["lock_acquire_ms"]
         lines += [
-            f"  offered {r['offered_rate']:.0f}/s, achieved {r['achieved_rate']:.1f}/s, "
-            f"{r['accepted']} accepted, errors {r['errors'] or 0}, jobs {r['job_states']}",
-            f"    accept latency      {fmt(r['accept_ms'])}   (goal at 300/s: p95 < 20 ms)",
-            f"    end-to-end latency  {fmt(r['end_to_end_ms'])}",
+            harness.open_loop_line(r),
+            f"    accept latency      {harness.fmt(r['accept_ms'])}   (goal at 300/s: p95 < 20 ms)",
+            f"    end-to-end latency  {harness.fmt(r['end_to_end_ms'])}",
             f"    lock acquisition    p50 {lock['p50']} ms  p95 {lock['p95']} ms"
             f"  max {lock['max']} ms"
             f"  ({r['lock_average_attempts']} tries each; goal p95 < 5 ms)",
@@ -120,22 +101,18 @@ def report(results: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = harness.command_line(__doc__)
     parser.add_argument("--rates", type=float, nargs="+", default=[30.0, 300.0])
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="profile the highest rate; py-spy's files here"
     )
     args = parser.parse_args()
     results = run(args.rates, args.seconds, profile_dir=args.profile)
-    print(report(results))
+    harness.publish(report, results, args.json)
     for r in results:
         if "profile" in r:
             print(describe(r["profile"]))
-    write_figures(args.json, results)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ import uuid
 
 from flask import Flask, jsonify, request
 
+from celeryconfig import create_celery_app
 from core import queues
 from core.settings import load_settings
-from workers.celery_app import create_celery_app
 
 
 def create_floor_app() -> Flask:

@@ -4,7 +4,7 @@
 
 Served by the same gunicorn settings as the ingress (gthread, WEB_WORKERS x
 WEB_THREADS), GET /floor/routes?origin=&destination=&date= does one Redis GET
-of routes:<origin>:<destination>:<date> (core.routes.route_key) and answers
+of routes:<origin>:<destination>:<date> (core.cache.route_key) and answers
 200 with the stored bytes as an application/json body (404 if the key is
 absent). No query validation, no JSON parsing, no generation check, no search
 counting, no rate limits, no metrics: gunicorn, Flask, one GET and a response.
@@ -24,8 +24,7 @@ from datetime import date
 import redis
 from flask import Flask, Response, request
 
-from core.cache import split_answer
-from core.routes import route_key
+from core.cache import route_key, split_answer
 from core.settings import load_settings
 
 

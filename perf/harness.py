@@ -11,12 +11,15 @@ database, and a generated admin token. `stack.customer`, `stack.operator` and
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import functools
 import http.client
 import json
 import os
 import secrets
 import shutil
+import signal
 import statistics
 import tempfile
 import threading
@@ -31,6 +34,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from core import stats
 from core.access import CUSTOMER, OPERATOR
 from core.clock import utcnow
 from core.customers import create_customer
@@ -47,18 +51,11 @@ from tools.processes import (
 )
 
 BODY = {"origin": "DEL", "destination": "BLR", "pieces": 5, "weight_kg": 125.5}
+TRANSITION = {"location": "Airport", "notes": "Departed"}  # the spec's load-test body
 
 
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    if len(values) < 2:
-        return {"p50": None, "p95": None, "p99": None, "max": max(values, default=None)}
-    q = statistics.quantiles(values, n=100, method="inclusive")
-    return {
-        "p50": round(q[49], 2),
-        "p95": round(q[94], 2),
-        "p99": round(q[98], 2),
-        "max": round(max(values), 2),
-    }
+# The service's own percentiles (core.stats), with the largest value as well.
+percentiles = functools.partial(stats.percentiles, maximum=True)
 
 
 def write_figures(path: Path | None, figures: Any) -> None:
@@ -66,6 +63,23 @@ def write_figures(path: Path | None, figures: Any) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(figures, indent=2))
+
+
+def command_line(doc: str, *, figures: bool = True) -> argparse.ArgumentParser:
+    """A benchmark's argument parser, its module docstring as the help; with
+    `figures`, its --json option (publish writes the figures there)."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    if figures:
+        parser.add_argument("--json", type=Path, help="also write the figures here")
+    return parser
+
+
+def publish(report: Callable[[Any], str], figures: Any, json_path: Path | None) -> None:
+    """A benchmark's end: its report printed, its figures written for --json."""
+    print(report(figures))
+    write_figures(json_path, figures)
 
 
 def fmt(p: dict[str, float | None]) -> str:
@@ -137,7 +151,7 @@ def create_callers(db) -> dict[str, str]:
 def isolated_stack(
     *, pool: str = "prefork", concurrency: int = 8, **overrides: Any
 ) -> Iterator[Stack]:
-    from workers.celery_app import create_celery_app
+    from celeryconfig import create_celery_app
 
     work = Path(tempfile.mkdtemp(prefix="radiantgo-bench-"))
     mongo, uri = start_secantus(work / "db", work / "secantus.log")
@@ -271,6 +285,52 @@ def job_outcomes(db, job_ids: list[str]) -> tuple[list[float], dict[str, int]]:
     return e2e, states
 
 
+def open_loop_figures(db, load: LoadResult) -> dict[str, Any]:
+    """An open loop's figures once its jobs have finished: rates, errors, job
+    states, accept and end-to-end latency."""
+    e2e, states = job_outcomes(db, load.job_ids)
+    return {
+        "offered_rate": load.offered_rate,
+        "achieved_rate": round(load.achieved_rate, 1),
+        "accepted": len(load.latencies_ms),
+        "errors": load.errors,
+        "job_states": states,
+        "accept_ms": percentiles(load.latencies_ms),
+        "end_to_end_ms": percentiles(e2e),
+    }
+
+
+def open_loop_line(f: dict[str, Any]) -> str:
+    """open_loop_figures' rates, errors and job states, as a report line."""
+    return (
+        f"  offered {f['offered_rate']:.0f}/s, achieved {f['achieved_rate']:.1f}/s, "
+        f"{f['accepted']} accepted, errors {f['errors'] or 0}, jobs {f['job_states']}"
+    )
+
+
+@contextlib.contextmanager
+def paused(worker) -> Iterator[None]:
+    """The worker process stopped (SIGSTOP) for the block: what is sent queues up."""
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+
+
+def follow_job(
+    stack: Stack, location: str, deadline: float, *, interval: float, timeout: float
+) -> dict[str, Any] | None:
+    """Polls the job at `location` (as the admin) until it ends: the job, or None
+    once time.perf_counter() passes `deadline`."""
+    while time.perf_counter() < deadline:
+        job = requests.get(stack.base + location, headers=stack.admin, timeout=timeout).json()
+        if job["state"] in ("succeeded", "failed"):
+            return job
+        time.sleep(interval)
+    return None
+
+
 # -- closed-loop rounds against a floor (perf.bench_accept, perf.bench_reads) ----------
 
 
@@ -383,6 +443,63 @@ def pair_orders(pairs: int, first: str, second: str) -> list[list[str]]:
     """first second, second first, ...: each pair back to back, in alternating
     order, so a machine speeding up or slowing down weighs on both alike."""
     return [[first, second] if i % 2 == 0 else [second, first] for i in range(pairs)]
+
+
+def alternating(
+    pairs: int, first: str, second: str, measure: Callable[[str], Any]
+) -> dict[str, list[Any]]:
+    """measure(name) round by round in pair_orders' order: each name's results."""
+    results: dict[str, list[Any]] = {first: [], second: []}
+    for order in pair_orders(pairs, first, second):
+        for name in order:
+            results[name].append(measure(name))
+    return results
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server measured in closed-loop rounds: its process (for its CPU), its
+    base URL and the calls sent to it."""
+
+    pid: int
+    base: str
+    calls: list[Call]
+
+
+def floor_rounds(
+    targets: dict[str, Target],
+    pairs: int,
+    seconds: float,
+    connections: int,
+    expect: int,
+    after_round: Callable[[], Any] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """measured_round of the floor and the app (`targets`' two names, the floor
+    first) in back-to-back pairs; `after_round` runs after each round."""
+
+    def measure(name: str) -> dict[str, Any]:
+        t = targets[name]
+        measured = measured_round(t.pid, t.base, t.calls, seconds, connections, expect)
+        if after_round is not None:
+            after_round()
+        return measured
+
+    return alternating(pairs, *targets, measure)
+
+
+@contextlib.contextmanager
+def floor_server(settings: Settings, app_target: str, name: str) -> Iterator[tuple[Any, str]]:
+    """A second gunicorn serving `app_target` with the ingress's settings (a
+    floor app): (process, base URL), stopped at the block's end."""
+    work = Path(tempfile.mkdtemp(prefix=f"radiantgo-bench-{name}-"))
+    floor = None
+    try:
+        floor, base = start_ingress(settings, work / "floor.log", app_target=app_target)
+        yield floor, base
+    finally:
+        if floor is not None:
+            stop(floor)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def against_floor(results: dict[str, list[dict[str, Any]]], floor: str, app: str) -> dict:

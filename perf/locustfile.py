@@ -52,6 +52,8 @@ import gevent
 from locust import FastHttpUser, LoadTestShape, constant_throughput, events, task
 from locust.exception import StopUser
 
+from perf.harness import TRANSITION
+
 # Shared with perf/run_perf.py, defined there: importing locust in run_perf would
 # monkey-patch that process (and the benchmarks it runs) with gevent.
 from perf.run_perf import (
@@ -63,7 +65,6 @@ from perf.run_perf import (
 )
 
 log = logging.getLogger("perf")
-TRANSITION = {"location": "Airport", "notes": "Departed"}  # the spec's load-test body
 DEFAULT_RETRY_AFTER_S = 1.0
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
@@ -203,6 +204,13 @@ class _SpreadUser(FastHttpUser):
         self._cp_last_run = time.perf_counter()
         self._cp_last_wait_time = 0
 
+    def _get(self, path: str, name: str):
+        """GET with this user's key; an answer other than 200 is a Locust failure."""
+        with self.client.get(path, headers=self.auth, name=name, catch_response=True) as r:
+            if r.status_code != 200:
+                r.failure(f"{r.status_code}: {r.text[:200]}")
+        return r
+
 
 class _JobUser(_SpreadUser):
     """Submits work (202 + job), then polls the job to its end."""
@@ -246,18 +254,9 @@ class _JobUser(_SpreadUser):
                 return
             # The last poll comes at the deadline, even when Retry-After says later.
             gevent.sleep(min(delay, remaining))
-            with self.client.get(
-                f"/api/jobs/{job_id}",
-                headers=self.auth,
-                name="/api/jobs/[job_id]",
-                catch_response=True,
-            ) as r:
-                if r.status_code != 200:
-                    r.failure(f"{r.status_code}: {r.text[:200]}")
-                    job = None
-                else:
-                    job = r.json()
-                delay = _poll_delay(r.headers)
+            r = self._get(f"/api/jobs/{job_id}", "/api/jobs/[job_id]")
+            job = r.json() if r.status_code == 200 else None
+            delay = _poll_delay(r.headers)
             if job is not None and job["state"] in ("succeeded", "failed"):
                 break
         client_ms = (time.perf_counter() - sent) * 1000
@@ -307,14 +306,8 @@ class RouteSearch(_SpreadUser):
     @task
     def search(self) -> None:
         origin, destination, day = STATE["zipf"].draw(STATE["rng"])
-        with self.client.get(
-            f"/api/routes?origin={origin}&destination={destination}&date={day.isoformat()}",
-            headers=self.auth,
-            name="/api/routes",
-            catch_response=True,
-        ) as r:
-            if r.status_code != 200:
-                r.failure(f"{r.status_code}: {r.text[:200]}")
+        query = f"origin={origin}&destination={destination}&date={day.isoformat()}"
+        self._get(f"/api/routes?{query}", "/api/routes")
 
 
 class ScenarioShape(LoadTestShape):

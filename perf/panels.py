@@ -202,11 +202,6 @@ def lock_rates(run: Run) -> list[tuple[str, float, float]]:
     return rows
 
 
-def offered(burst: dict[str, Any]) -> str:
-    """The burst benchmark's load: "100 creates/s + 300 updates/s"."""
-    return " + ".join(f"{rate:g} {kind}s/s" for kind, rate in burst["offered"].items())
-
-
 # -- drawing ---------------------------------------------------------------------------------
 
 
@@ -317,69 +312,86 @@ def error_rate(run: Run, title: str) -> Figure | None:
     return _timeline(run, title, source, lines, "% of requests", threshold=limit, percent=True)
 
 
-def _bars(title: str, source: str, labels: list[str]) -> tuple[Figure, Any]:
+def _bar_panel(
+    title: str, source: str, rows: list, draw: Callable[[Any], Any], ylabel: str, *, log=False
+) -> Figure | None:
+    """Bars, a group per row labelled by the row's first field, drawn by draw(ax);
+    None without rows."""
+    if not rows:
+        return None
     fig, (ax,) = _figure(title, source)
-    ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=20, ha="right")
-    return fig, ax
+    ax.set_xticks(range(len(rows)), [row[0] for row in rows], fontsize=7, rotation=20, ha="right")
+    draw(ax)
+    return _finish(fig, ax, ylabel, log=log)
+
+
+def _stacked_panel(
+    title: str, source: str, rows: list, bars: tuple[list, list], labels: tuple[str, str], ylabel
+) -> Figure | None:
+    """_bar_panel with the good outcome (green) and the bad one (red) stacked on it."""
+    good, bad = bars
+
+    def draw(ax) -> None:
+        ax.bar(range(len(rows)), good, color="tab:green", label=labels[0])
+        ax.bar(range(len(rows)), bad, bottom=good, color="tab:red", label=labels[1])
+
+    return _bar_panel(title, source, rows, draw, ylabel)
 
 
 def cache_hit_rate(run: Run, title: str) -> Figure | None:
     rows = route_cache(run)
-    if not rows:
-        return None
-    source = "route cache (kind routes), over each Locust scenario that searched routes"
-    fig, ax = _bars(title, source, [name for name, *_ in rows])
     rates = [100 * hits / (hits + misses) for _, hits, misses, _ in rows]
-    ax.bar(range(len(rows)), rates, color="tab:green", label="routes")
-    for i, (rate, (_, hits, misses, _)) in enumerate(zip(rates, rows, strict=True)):
-        ax.text(
-            i, rate, f"{rate:.1f} %\n{hits:,} / {misses:,}", ha="center", va="bottom", fontsize=7
-        )
-    floor = metrics.CACHE_HIT_RATE_FLOOR
-    _threshold(ax, 100 * floor, f"alert: < {floor:.0%}")
-    ax.set_ylim(0, 115)
-    return _finish(fig, ax, "% of lookups that hit")
+
+    def draw(ax) -> None:
+        ax.bar(range(len(rows)), rates, color="tab:green", label="routes")
+        for i, (rate, (_, hits, misses, _)) in enumerate(zip(rates, rows, strict=True)):
+            label = f"{rate:.1f} %\n{hits:,} / {misses:,}"
+            ax.text(i, rate, label, ha="center", va="bottom", fontsize=7)
+        floor = metrics.CACHE_HIT_RATE_FLOOR
+        _threshold(ax, 100 * floor, f"alert: < {floor:.0%}")
+        ax.set_ylim(0, 115)
+
+    source = "route cache (kind routes), over each Locust scenario that searched routes"
+    return _bar_panel(title, source, rows, draw, "% of lookups that hit")
 
 
 def cache_lookups(run: Run, title: str) -> Figure | None:
     rows = [r for r in route_cache(run) if r[3]]
-    if not rows:
-        return None
-    source = "route cache lookups per second, averaged over each Locust scenario that searched"
-    fig, ax = _bars(title, source, [name for name, *_ in rows])
     hits = [h / wall for _, h, _, wall in rows]
     misses = [m / wall for _, _, m, wall in rows]
-    ax.bar(range(len(rows)), hits, color="tab:green", label="routes hit")
-    ax.bar(range(len(rows)), misses, bottom=hits, color="tab:red", label="routes miss")
-    return _finish(fig, ax, "lookups/s")
+    source = "route cache lookups per second, averaged over each Locust scenario that searched"
+    labels = ("routes hit", "routes miss")
+    return _stacked_panel(title, source, rows, (hits, misses), labels, "lookups/s")
 
 
 def lock_time(run: Run, title: str) -> Figure | None:
     rows = lock_times(run)
-    if not rows:
-        return None
+
+    def draw(ax) -> None:
+        x = range(len(rows))
+        ax.bar([i - 0.2 for i in x], [p95 for _, p95, _ in rows], width=0.4, label="p95")
+        ax.bar([i + 0.2 for i in x], [mx or math.nan for *_, mx in rows], width=0.4, label="max")
+        limit = metrics.LOCK_ACQUIRE_LIMIT_MS
+        _threshold(ax, limit, f"alert: p95 > {limit} ms")
+
     source = "lock acquisition per Locust scenario (every kind together) and per benchmark"
-    fig, ax = _bars(title, source, [label for label, *_ in rows])
-    x = range(len(rows))
-    ax.bar([i - 0.2 for i in x], [p95 for _, p95, _ in rows], width=0.4, label="p95")
-    ax.bar([i + 0.2 for i in x], [mx or math.nan for *_, mx in rows], width=0.4, label="max")
-    limit = metrics.LOCK_ACQUIRE_LIMIT_MS
-    _threshold(ax, limit, f"alert: p95 > {limit} ms")
-    return _finish(fig, ax, "ms", log=True)
+    return _bar_panel(title, source, rows, draw, "ms", log=True)
 
 
 def lock_acquisitions(run: Run, title: str) -> Figure | None:
     rows = lock_rates(run)
-    if not rows:
-        return None
+    bars = ([a for _, a, _ in rows], [f for *_, f in rows])
     source = "lock acquisitions per second (every kind together), over each Locust scenario"
-    fig, ax = _bars(title, source, [name for name, *_ in rows])
-    acquired = [a for _, a, _ in rows]
-    ax.bar(range(len(rows)), acquired, color="tab:green", label="acquired")
-    ax.bar(
-        range(len(rows)), [f for *_, f in rows], bottom=acquired, color="tab:red", label="failed"
+    return _stacked_panel(title, source, rows, bars, ("acquired", "failed"), "per s")
+
+
+def _burst_axis(ax, burst: dict[str, Any]) -> None:
+    """The burst benchmark's time axis, the end of its load marked."""
+    ax.axvline(
+        burst["seconds"], color="black", linewidth=0.8, linestyle=":", label="end of the load"
     )
-    return _finish(fig, ax, "per s")
+    ax.set_xlabel("seconds since the burst's first request")
+    ax.set_ylim(bottom=0)
 
 
 def queue_depth(run: Run, title: str) -> Figure | None:
@@ -387,18 +399,13 @@ def queue_depth(run: Run, title: str) -> Figure | None:
     depths = (burst.get("series") or {}).get("depths") or []
     if not depths:
         return None
-    source = (
-        f"the burst benchmark ({offered(burst)} for {burst['seconds']:g} s), sampled every 0.5 s"
-    )
+    load = f"{report.offered_text(burst)} for {burst['seconds']:g} s"
+    source = f"the burst benchmark ({load}), sampled every 0.5 s"
     fig, (ax,) = _figure(title, source)
     t = [s["t"] for s in depths]
     for queue in depths[0]["depths"]:
         ax.plot(t, [s["depths"][queue] for s in depths], linewidth=1, label=queue)
-    ax.axvline(
-        burst["seconds"], color="black", linewidth=0.8, linestyle=":", label="end of the load"
-    )
-    ax.set_xlabel("seconds since the burst's first request")
-    ax.set_ylim(bottom=0)
+    _burst_axis(ax, burst)
     return _finish(fig, ax, "ready messages")
 
 
@@ -415,7 +422,7 @@ def jobs_per_second(run: Run, title: str) -> Figure | None:
     if not drawn and not finished:
         return None
     source = "Locust phase: jobs finished per second as their users saw them (E2E)" + (
-        f"; below, the burst benchmark ({offered(burst)})" if finished else ""
+        f"; below, the burst benchmark ({report.offered_text(burst)})" if finished else ""
     )
     fig, axes = _figure(title, source, rows=bool(drawn) + bool(finished))
     if drawn:
@@ -424,11 +431,7 @@ def jobs_per_second(run: Run, title: str) -> Figure | None:
     if finished:
         ax = axes[-1]
         ax.plot([i + 0.5 for i in range(len(finished))], finished, linewidth=1, label="all jobs")
-        ax.axvline(
-            burst["seconds"], color="black", linewidth=0.8, linestyle=":", label="end of the load"
-        )
-        ax.set_xlabel("seconds since the burst's first request")
-        ax.set_ylim(bottom=0)
+        _burst_axis(ax, burst)
         _finish(fig, ax, "jobs finished/s")
     return fig
 

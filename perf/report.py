@@ -23,14 +23,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-CREATE = "POST /api/bookings"
-DEPART = "POST /api/bookings/[ref_id]/depart"
-ROUTES = "GET /api/routes"
-POLL = "GET /api/jobs/[job_id]"
-E2E_CREATE = "E2E create"
-E2E_DEPART = "E2E depart"
-CLIENT_CREATE = "E2E-client create"
-CLIENT_DEPART = "E2E-client depart"
+# Locust's "<type> <name>" keys (_key): the HTTP requests, then the events
+# perf/locustfile.py fires for each job (E2E, E2E-client), then the total.
+CREATE, DEPART = "POST /api/bookings", "POST /api/bookings/[ref_id]/depart"
+ROUTES, POLL = "GET /api/routes", "GET /api/jobs/[job_id]"
+E2E_CREATE, E2E_DEPART = "E2E create", "E2E depart"
+CLIENT_CREATE, CLIENT_DEPART = "E2E-client create", "E2E-client depart"
 AGGREGATED = "Aggregated"
 PLOTTED = (CREATE, DEPART, ROUTES, E2E_CREATE, E2E_DEPART)
 USER_CLASS = {CREATE: "CreateBooking", DEPART: "DepartBooking", ROUTES: "RouteSearch"}
@@ -289,13 +287,11 @@ def goal_rows(summary: dict) -> list[dict[str, Any]]:
             {
                 "figure": "end-to-end create throughput / no-op Celery task throughput, same run",
                 "spec": "-",
-                "goal": ">= 0.6",
                 "measured": f"{create['create_throughput_per_s']:.0f}/s / "
                 f"{create['noop_throughput_per_s']:.0f}/s = {create['ratio_to_floor']:.2f}",
                 "vs_spec": "-",
-                "vs_goal": at_least(create["ratio_to_floor"], 0.6, lambda x: f"{x:.2f}"),
                 "short": "create throughput / no-op floor",
-                "ratio": _ratio(0.6, create["ratio_to_floor"]),
+                **_reaching(create["ratio_to_floor"], 0.6),
             }
         )
     else:
@@ -347,14 +343,12 @@ def goal_rows(summary: dict) -> list[dict[str, Any]]:
                 "figure": f"bulk import items/s / raw insert_many into the same server "
                 f"({flights['count']:,} flights)",
                 "spec": "50 items/s",
-                "goal": ">= 0.7",
                 "measured": f"{flights['import_per_s']:.0f} / {flights['raw_insert_per_s']:.0f}"
                 f" docs/s = {flights['import_vs_raw']:.2f} (vs insert_many with the flights' "
                 f"indexes: {flights['import_vs_raw_indexed']:.2f})",
                 "vs_spec": at_least(flights["import_per_s"], 50, lambda x: f"{x:.0f} items/s"),
-                "vs_goal": at_least(flights["import_vs_raw"], 0.7, lambda x: f"{x:.2f}"),
                 "short": "flight import / raw insert_many",
-                "ratio": _ratio(0.7, flights["import_vs_raw"]),
+                **_reaching(flights["import_vs_raw"], 0.7),
             }
         )
     else:
@@ -444,7 +438,8 @@ def goal_rows(summary: dict) -> list[dict[str, Any]]:
     return rows
 
 
-def _offered_text(burst: dict[str, Any]) -> str:
+def offered_text(burst: dict[str, Any]) -> str:
+    """The burst benchmark's load: "100 creates/s + 300 updates/s"."""
     return " + ".join(f"{rate:g} {kind}s/s" for kind, rate in burst["offered"].items())
 
 
@@ -467,7 +462,7 @@ def burst_goal_row(burst: dict[str, Any]) -> dict[str, Any]:
         if kinds.get(kind, {}).get("accept_from_due_ms")
     ]
     return {
-        "figure": f"burst: {_offered_text(burst)} open loop for {burst['seconds']:g} s, then "
+        "figure": f"burst: {offered_text(burst)} open loop for {burst['seconds']:g} s, then "
         "until drained (bench_burst): accept p95 from the due time, errors, jobs finished",
         "spec": "200 / 100 ms",
         "goal": "< 50 ms, 0 errors, every job finished",
@@ -483,7 +478,7 @@ def burst_goal_row(burst: dict[str, Any]) -> dict[str, Any]:
             if not (jobs["unfinished"] or failed)
             else f"missed: {jobs['unfinished']} unfinished, {failed} failed",
         ),
-        "short": f"burst accept p95 at {_offered_text(burst)}",
+        "short": f"burst accept p95 at {offered_text(burst)}",
         "ratio": _ratio(p95, 50),
     }
 
@@ -534,6 +529,16 @@ def floor_goal_row(f: dict, figure: str, unit: str) -> dict[str, Any]:
         "vs_goal": "met" if f["goal_met"] else f"missed ({f['rps_ratio']:.2f})",
         "short": figure,
         "ratio": f["goal_ratio"] / f["rps_ratio"] if f["rps_ratio"] else None,
+    }
+
+
+def _reaching(value: float | None, goal: float) -> dict[str, Any]:
+    """A goal row's goal, verdict and plotted ratio for a ratio that must reach
+    `goal` (a throughput against its floor)."""
+    return {
+        "goal": f">= {goal}",
+        "vs_goal": at_least(value, goal, lambda x: f"{x:.2f}"),
+        "ratio": _ratio(goal, value),
     }
 
 
@@ -651,8 +656,8 @@ def plot_burst(figures: dict[str, Any], path: Path) -> bool:
         va="top",
         transform=ax_depth.get_xaxis_transform(),
     )
-    offered = " + ".join(f"{rate:g} {kind}s/s" for kind, rate in figures["offered"].items())
-    fig.suptitle(f"burst: {offered} for {figures['seconds']:g} s, then the drain", fontsize=10)
+    load = f"{offered_text(figures)} for {figures['seconds']:g} s"
+    fig.suptitle(f"burst: {load}, then the drain", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -860,7 +865,7 @@ def burst_lines(summary: dict, out: Path) -> list[str]:
         return [*lines, f"**Failed:** `{bench['error']}`", ""]
     burst = bench["figures"]
     lines += [
-        f"Issue 12's burst: {_offered_text(burst)} on a fixed schedule (open loop) for "
+        f"Issue 12's burst: {offered_text(burst)} on a fixed schedule (open loop) for "
         f"{burst['seconds']:g} s, then measured on until every accepted job had finished "
         f"({bench.get('seconds')} s in all). Under a burst the backlog should show as queue "
         "depth, not as accept latency: goals accept p95 < 50 ms, 0 errors (a 503 with "

@@ -76,8 +76,8 @@ from perf import (
     bench_transitions,
     report,
 )
-from perf.bench_transitions import TRANSITION, seed_bookings
-from perf.harness import BODY, isolated_stack
+from perf.bench_transitions import seed_bookings
+from perf.harness import BODY, TRANSITION, command_line, follow_job, isolated_stack
 from perf.harness import RATE_LIMITS as LIMIT_SETTINGS
 from tools.flights import AIRPORTS as GENERATED_AIRPORTS
 from tools.flights import generate_schedule
@@ -95,55 +95,59 @@ WARM_UP = 20  # requests of each kind before the first scenario
 # What each mode runs. The full run is sized to finish in about 21 minutes on
 # the 2-core development machine (the burst about 6 of them, most of it its
 # drain); the quick one in about 6.
+FULL: dict[str, Any] = {
+    "run_time": 25,
+    "stop_timeout": 5,
+    "drain_wait": 15,
+    "flights": 30_000,
+    "bench_create": {"rate": 100.0, "seconds": 10.0, "drain": 1000},
+    "bench_transitions": {"rates": [30.0, 300.0], "seconds": 6.0},
+    "bench_flights": {"count": 100_000, "searches": 100},
+    "bench_bulk": {"bookings": 1000, "updates": 500, "runs": 1},
+    "bench_auth": {"rounds": 12, "requests_per_round": 1000, "connections": 8},
+    "bench_accept": {"pairs": 3, "seconds": 10.0, "connections": 16},
+    "bench_reads": {
+        "flights": 100_000,
+        "routes": 200,
+        "seconds": 10.0,
+        "pairs": 3,
+        "connections": 8,
+    },
+    # issue 12's burst: 60 s at 10x the spec's peak, then until drained
+    "bench_burst": {
+        "seconds": 60.0,
+        "creates": 100.0,
+        "updates": 300.0,
+        "drain_timeout": 600.0,
+    },
+    "bench_reservations": {"bookings": 2000, "flights": 1000},
+}
+
+
+def _shorter(**changes: dict[str, Any] | int) -> dict[str, Any]:
+    """FULL with `changes`: a benchmark's dict of them updates FULL's for it."""
+    mode = dict(FULL)
+    for key, change in changes.items():
+        mode[key] = {**FULL[key], **change} if isinstance(change, dict) else change
+    return mode
+
+
 MODES: dict[str, dict[str, Any]] = {
-    "full": {
-        "run_time": 25,
-        "stop_timeout": 5,
-        "drain_wait": 15,
-        "flights": 30_000,
-        "bench_create": {"rate": 100.0, "seconds": 10.0, "drain": 1000},
-        "bench_transitions": {"rates": [30.0, 300.0], "seconds": 6.0},
-        "bench_flights": {"count": 100_000, "searches": 100},
-        "bench_bulk": {"bookings": 1000, "updates": 500, "runs": 1},
-        "bench_auth": {"rounds": 12, "requests_per_round": 1000, "connections": 8},
-        "bench_accept": {"pairs": 3, "seconds": 10.0, "connections": 16},
-        "bench_reads": {
-            "flights": 100_000,
-            "routes": 200,
-            "seconds": 10.0,
-            "pairs": 3,
-            "connections": 8,
-        },
-        # issue 12's burst: 60 s at 10x the spec's peak, then until drained
-        "bench_burst": {
-            "seconds": 60.0,
-            "creates": 100.0,
-            "updates": 300.0,
-            "drain_timeout": 600.0,
-        },
-        "bench_reservations": {"bookings": 2000, "flights": 1000},
-    },
-    "quick": {
-        "run_time": 10,
-        "stop_timeout": 3,
-        "drain_wait": 10,
-        "flights": 30_000,
-        "bench_create": {"rate": 100.0, "seconds": 3.0, "drain": 300},
-        "bench_transitions": {"rates": [30.0, 300.0], "seconds": 3.0},
-        "bench_flights": {"count": 20_000, "searches": 30},
-        "bench_bulk": {"bookings": 200, "updates": 100, "runs": 1},
-        "bench_auth": {"rounds": 2, "requests_per_round": 300, "connections": 8},
-        "bench_accept": {"pairs": 1, "seconds": 4.0, "connections": 16},
-        "bench_reads": {
-            "flights": 20_000,
-            "routes": 50,
-            "seconds": 4.0,
-            "pairs": 1,
-            "connections": 8,
-        },
-        "bench_burst": {"seconds": 10.0, "creates": 20.0, "updates": 60.0, "drain_timeout": 120.0},
-        "bench_reservations": {"bookings": 300, "flights": 1000},
-    },
+    "full": FULL,
+    "quick": _shorter(
+        run_time=10,
+        stop_timeout=3,
+        drain_wait=10,
+        bench_create={"seconds": 3.0, "drain": 300},
+        bench_transitions={"seconds": 3.0},
+        bench_flights={"count": 20_000, "searches": 30},
+        bench_bulk={"bookings": 200, "updates": 100},
+        bench_auth={"rounds": 2, "requests_per_round": 300},
+        bench_accept={"pairs": 1, "seconds": 4.0},
+        bench_reads={"flights": 20_000, "routes": 50, "seconds": 4.0, "pairs": 1},
+        bench_burst={"seconds": 10.0, "creates": 20.0, "updates": 60.0, "drain_timeout": 120.0},
+        bench_reservations={"bookings": 300},
+    ),
 }
 
 
@@ -240,21 +244,18 @@ def warm_route_cache(stack) -> dict[str, Any]:
     started = time.perf_counter()
     r = requests.post(stack.base + "/api/admin/cache/warm", headers=stack.admin, timeout=30)
     r.raise_for_status()
-    location = r.headers["Location"]
     deadline = started + WARM_TIMEOUT_S
-    while time.perf_counter() < deadline:
-        job = requests.get(stack.base + location, headers=stack.admin, timeout=30).json()
-        if job["state"] in ("succeeded", "failed"):
-            result = job.get("result") or {}
-            return {
-                "state": job["state"],
-                "routes": result.get("routes"),
-                "keys": result.get("keys"),
-                "legs_read": result.get("legs_read"),
-                "seconds": round(time.perf_counter() - started, 2),
-            }
-        time.sleep(0.2)
-    return {"state": "unfinished", "seconds": WARM_TIMEOUT_S}
+    job = follow_job(stack, r.headers["Location"], deadline, interval=0.2, timeout=30)
+    if job is None:
+        return {"state": "unfinished", "seconds": WARM_TIMEOUT_S}
+    result = job.get("result") or {}
+    return {
+        "state": job["state"],
+        "routes": result.get("routes"),
+        "keys": result.get("keys"),
+        "legs_read": result.get("legs_read"),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 def queue_depths(stack) -> dict[str, int]:
@@ -332,17 +333,14 @@ def run_locust(
     stack,
     out: Path,
     raw: Path,
-    *,
+    args: argparse.Namespace,
     scenario: str,
     scale: float,
-    run_time: int,
-    stop_timeout: int,
-    period: float,
-    poll_timeout: float,
-    poll_interval: float,
     refs: Path | None,
 ) -> dict[str, Any]:
+    """One scenario at one scale, timed and polling as the run's arguments say."""
     name = label(scenario, scale)
+    run_time, stop_timeout = args.run_time, args.stop_timeout
     command = [
         str(LOCUST),
         "-f",
@@ -355,11 +353,11 @@ def run_locust(
         "--scale",
         f"{scale:g}",
         "--period",
-        f"{period:g}",
+        f"{args.period:g}",
         "--poll-timeout",
-        f"{poll_timeout:g}",
+        f"{args.poll_timeout:g}",
         "--poll-interval",
-        f"{poll_interval:g}",
+        f"{args.poll_interval:g}",
         "--popular-routes",
         stack.settings.POPULAR_ROUTES,
         "--run-time",
@@ -482,21 +480,8 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
             stack.services.redis.delete(METRICS_KEY, LATENCIES_KEY)
             before = route_cache_counts(stack)
             log(f"{name}: {entry['users']} users for {args.run_time} s")
-            entry.update(
-                run_locust(
-                    stack,
-                    out,
-                    raw,
-                    scenario=scenario,
-                    scale=scale,
-                    run_time=args.run_time,
-                    stop_timeout=args.stop_timeout,
-                    period=args.period,
-                    poll_timeout=args.poll_timeout,
-                    poll_interval=args.poll_interval,
-                    refs=ref_files.get(name),
-                )
-            )
+            refs = ref_files.get(name)
+            entry.update(run_locust(stack, out, raw, args, scenario, scale, refs))
             after = route_cache_counts(stack)
             hits, misses = after["hits"] - before["hits"], after["misses"] - before["misses"]
             entry["route_cache"] = {
@@ -590,9 +575,7 @@ def benchmark_phase(
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_line(__doc__, figures=False)
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--out", type=Path, help="results directory [perf/results/<timestamp>]")
     parser.add_argument("--run-time", type=int, help="seconds per scenario [full 25, quick 10]")

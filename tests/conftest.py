@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
+import types
 import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import pytest
 import requests
 
-from core.services import connect_services
-from core.settings import load_settings
+from core.services import Services, connect_services
+from core.settings import Settings, load_settings, replace
 from tools.processes import (
     delete_queues,
     free_port,
@@ -38,6 +42,80 @@ CUSTOMER: dict[str, str] = {}  # a shipper: books, cancels, lists and reads its 
 OTHER_CUSTOMER: dict[str, str] = {}  # another shipper, for what must stay apart
 OPERATOR: dict[str, str] = {}  # the carrier: depart, arrive, deliver any booking
 IDS: dict[str, str] = {}  # their customer_ids: "customer", "other_customer", "operator"
+
+
+# The two tiers. `make test-fast` leaves out every test marked `stack`: one that
+# starts processes of its own (a Celery worker, gunicorn, a redis-server, a
+# tool) or restarts a service. A test is marked when its own code, a helper of
+# the test modules it calls, or one of its fixtures names what starts a
+# process (PROCESS_NAMES); the session's SecantusDB (`mongo_uri`) does not
+# count. `_spawns_only_when_marked` checks the marks at run time.
+PROCESS_NAMES = frozenset(
+    {"subprocess", "Popen", "start_worker", "start_ingress", "start_secantus", "kill_worker"}
+)
+SESSION_PROCESSES = frozenset({"mongo_uri"})
+
+
+def _names_a_process(code: types.CodeType, globals_: dict, seen: set) -> bool:
+    """Whether `code`, a function nested in it, or a tests.* function it calls
+    names one of PROCESS_NAMES (attributes count: `stack.start_worker()`)."""
+    if code in seen:
+        return False
+    seen.add(code)
+    if PROCESS_NAMES & set(code.co_names):
+        return True
+    nested = [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    called = [globals_.get(name) for name in code.co_names]
+    helpers = [f for f in called if isinstance(f, types.FunctionType)]
+    return any(_names_a_process(c, globals_, seen) for c in nested) or any(
+        f.__module__.startswith("tests") and _names_a_process(f.__code__, f.__globals__, seen)
+        for f in helpers
+    )
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    functions = [item.function] if isinstance(item, pytest.Function) else []
+    for name, fixturedefs in item._fixtureinfo.name2fixturedefs.items():
+        if name not in SESSION_PROCESSES:
+            functions += [fixturedef.func for fixturedef in fixturedefs]
+    seen: set = set()
+    return any(
+        _names_a_process(f.__code__, f.__globals__, seen)
+        for f in functions
+        if isinstance(f, types.FunctionType)
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _starts_processes(item):
+            item.add_marker(pytest.mark.stack)
+
+
+_spawned: list[str] = []
+
+
+def _record_spawns(event: str, args: tuple) -> None:
+    if event == "subprocess.Popen":
+        _spawned.append(" ".join(map(str, args[1] or [args[0]]))[:200])
+
+
+sys.addaudithook(_record_spawns)
+
+
+@pytest.fixture(autouse=True)
+def _spawns_only_when_marked(request):
+    """A test left in the fast tier that starts a process anyway fails, naming it."""
+    if request.node.get_closest_marker("stack"):
+        yield
+        return
+    before = len(_spawned)
+    yield
+    spawned = [cmd for cmd in _spawned[before:] if "secantus" not in cmd]
+    assert not spawned, (
+        f"started {spawned} without the `stack` mark: name what starts it in the test or "
+        "its fixture (conftest PROCESS_NAMES), or mark it @pytest.mark.stack"
+    )
 
 
 def _redis_test_url() -> str:
@@ -165,6 +243,43 @@ def store_flights(services, items: list, chunk_size: int = 100, locks=None) -> d
     )
 
 
+def stored_booking(services, *, customer_id: str | None = None, **fields) -> str:
+    """A BOOKED booking stored straight in the database, as a create job stores
+    one (booking_body's fields, `fields` changed); returns its ref_id."""
+    from core import bookings
+    from core.clock import utcnow
+    from core.ids import new_job_id, new_ref_id
+
+    ref_id = new_ref_id()
+    data = booking_body(**fields)
+    bookings.create_booking(
+        services.db, ref_id, data, job_id=new_job_id(), now=utcnow(), customer_id=customer_id
+    )
+    return ref_id
+
+
+def moved_booking(
+    services, ref_id: str, target: str, *, job_id=None, locks=None, clock=None, owner=None, **data
+):
+    """A booking moved to `target` as a transition job moves it (job_id: its job's,
+    e.g. again for a redelivery; `data`: the request's details); returns the booking."""
+    from core import transitions
+    from core.clock import utcnow
+    from core.ids import new_job_id
+
+    return transitions.transition_booking(
+        services.db,
+        locks or services.locks,
+        ref_id=ref_id,
+        target=target,
+        job_id=job_id or new_job_id(),
+        data=data,
+        clock=clock or utcnow,
+        queued_records=services.redis,
+        owner=owner,
+    )
+
+
 def booking_body(**overrides):
     body = {"origin": "DEL", "destination": "BLR", "pieces": 5, "weight_kg": 125.5}
     body.update(overrides)
@@ -213,3 +328,145 @@ def private_redis(tmp_path):
     state = {"proc": start()}
     yield port, state, start
     stop(state["proc"])
+
+
+@dataclass
+class IsolatedStack:
+    """Settings of a test's own (its queue namespace, and whatever it overrides)
+    on the real services, with workers and an ingress started on request."""
+
+    settings: Settings
+    services: Services
+    logs: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def app(self):
+        """A Flask app on these settings and services."""
+        from ingress import create_app
+
+        return create_app(self.settings, services=self.services)
+
+    def client(self):
+        return self.app().test_client()
+
+    def start_worker(self, name: str = "worker", *, wait: bool = True, **options):
+        """A Celery worker on this stack's queues; `wait` for its first heartbeat."""
+        since = time.time()
+        proc = start_worker(self.settings, self.logs / f"{name}.log", name=name, **options)
+        self.processes.append(proc)
+        if wait:
+            wait_for_worker(self.services.redis, proc, since)
+        return proc
+
+    def start_ingress(self) -> str:
+        """gunicorn serving this stack; returns its base URL."""
+        proc, base = start_ingress(self.settings, self.logs / "ingress.log")
+        self.processes.append(proc)
+        return base
+
+    def close(self) -> None:
+        for proc in reversed(self.processes):
+            stop(proc)
+        delete_queues(self.settings)
+        self.services.close()
+
+
+@pytest.fixture
+def isolated_stack(settings, tmp_path):
+    """A factory: isolated_stack(name, **overrides) -> IsolatedStack, its queue
+    namespace the session's plus `name`; every process it started is stopped,
+    and its queues deleted, when the test ends."""
+    made: list[IsolatedStack] = []
+
+    def make(name: str, **overrides) -> IsolatedStack:
+        namespace = f"{settings.QUEUE_NAMESPACE}-{name}"
+        own = replace(settings, QUEUE_NAMESPACE=namespace, **overrides)
+        logs = tmp_path / name
+        logs.mkdir(exist_ok=True)
+        made.append(IsolatedStack(own, connect_services(own), logs))
+        return made[-1]
+
+    yield make
+    for stack in made:
+        stack.close()
+
+
+def post_booking(base: str, body: dict | None = None, **headers) -> requests.Response:
+    """POST /api/bookings over HTTP as the test customer (`headers` added, e.g. Prefer)."""
+    return requests.post(
+        base + "/api/bookings",
+        json=booking_body() if body is None else body,
+        headers={**CUSTOMER, **headers},
+        timeout=15,
+    )
+
+
+def recorded_job(settings, services, job_type: str, payload: dict) -> str:
+    """A queued job recorded in MongoDB as the ingress records one, never published."""
+    from core import jobs
+    from core.clock import utcnow
+    from core.ids import new_job_id
+
+    job_id = new_job_id()
+    links = {"job": f"/api/jobs/{job_id}"}
+    if "ref_id" in payload:
+        links["booking"] = f"/api/bookings/{payload['ref_id']}"
+    job = jobs.new_job(
+        settings, job_id=job_id, job_type=job_type, payload=payload, now=utcnow(), links=links
+    )
+    jobs.record_job(services.db, settings, job)
+    return job_id
+
+
+def flight_items(prefix: str, count: int, day, origin: str, destination: str) -> list[dict]:
+    """`count` flights a minute apart from `day`, as the bulk import takes them."""
+    from datetime import timedelta
+
+    return [
+        {
+            "flight_number": f"{prefix}{n:04d}",
+            "airline": "Test Air",
+            "origin": origin,
+            "destination": destination,
+            "departure_ts": (day + timedelta(minutes=n)).isoformat(),
+            "arrival_ts": (day + timedelta(minutes=n + 90)).isoformat(),
+        }
+        for n in range(count)
+    ]
+
+
+@pytest.fixture
+def quorum_queues(isolated_stack) -> Settings:
+    """Settings with QUEUE_TYPE=quorum (delivery limit 3) in a namespace of their
+    own, its queues declared as `make run` declares them."""
+    from tools import stack
+
+    quorum = isolated_stack(
+        f"quorum-{uuid.uuid4().hex[:4]}", QUEUE_TYPE="quorum", QUEUE_DELIVERY_LIMIT=3
+    ).settings
+    stack.ensure_bounded_queues(quorum)
+    return quorum
+
+
+def next_message(conn, name: str, timeout: float = 10, missing_ok: bool = False):
+    """The next message of queue `name` (not acked), waiting for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = conn.default_channel.basic_get(name, no_ack=False)
+        if message is not None:
+            return message
+        time.sleep(0.05)
+    if missing_ok:
+        return None
+    raise AssertionError(f"no message in {name} after {timeout} s")
+
+
+def progressed(client, job_url: str, total: int, timeout: float = 60) -> dict:
+    """Poll a bulk job until it has done some of its `total` items, not all; returns it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(job_url, headers=ADMIN).get_json()
+        if 0 < job.get("progress", {}).get("done", 0) < total:
+            return job
+        time.sleep(0.01)
+    raise AssertionError(f"job {job_url} showed no partial progress in {timeout} s")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from core import queues
-from core.settings import Settings, load_settings
+from core.settings import Settings, env_name, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -27,7 +27,8 @@ NGINX = ROOT / "deploy" / "nginx.conf"
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 DOCKERFILE = ROOT / "Dockerfile"
 
-SETTINGS_FIELDS = {f.name for f in dataclasses.fields(Settings)}
+# Environment variable -> the Settings field it fills.
+SETTINGS_ENV = {env_name(f): f.name for f in dataclasses.fields(Settings)}
 # Variables the app's containers may carry that are not RadiantGo settings.
 NOT_SETTINGS = {"PYTHONUNBUFFERED"}
 # Compose defaults that deliberately differ from Settings' own.
@@ -163,7 +164,7 @@ def test_app_environment_names_are_settings_fields(compose, app_services):
         env = svc["environment"]
         assert isinstance(env, dict), f"{name}: environment should be a mapping"
         assert set(anchor) <= set(env), f"{name} does not use the x-app-env anchor"
-        unknown = set(env) - SETTINGS_FIELDS - NOT_SETTINGS
+        unknown = set(env) - set(SETTINGS_ENV) - NOT_SETTINGS
         assert not unknown, f"{name} sets variables Settings does not read: {sorted(unknown)}"
 
 
@@ -185,7 +186,7 @@ def test_passthrough_defaults_are_the_settings_defaults(app_services):
             if match is None:
                 continue
             assert match["name"] == var, f"{name}: {var} passes through ${match['name']}"
-            expected = DIFFERENT_DEFAULTS.get(var, str(getattr(Settings, var)))
+            expected = DIFFERENT_DEFAULTS.get(var, str(getattr(Settings, SETTINGS_ENV[var])))
             assert match["default"] == expected, f"{name}: {var} defaults to {match['default']}"
 
 
@@ -196,7 +197,7 @@ def test_api_keys_are_required_in_every_app_service(app_services):
 
 def test_default_environment_loads(app_services):
     for name, svc in app_services.items():
-        env = _default_env({k: v for k, v in svc["environment"].items() if k in SETTINGS_FIELDS})
+        env = _default_env({k: v for k, v in svc["environment"].items() if k in SETTINGS_ENV})
         settings = load_settings(env)
         assert settings.LOG_FORMAT == "json", name
         assert not settings.embedded_mongo, name

@@ -3,6 +3,8 @@ section and plot (no services, no timing)."""
 
 from __future__ import annotations
 
+import pytest
+
 from perf import bench_burst, report
 from perf.bench_burst import ACCEPTED, CREATE, UPDATE, Answer
 
@@ -38,7 +40,8 @@ def test_per_second_buckets_by_send_time_and_counts_503s_apart():
         1,
         0,
     )
-    assert first["p50_ms"] == 20.0 and first["max_ms"] == 30.0
+    # core.stats' nearest rank, as /metrics computes it: the p50 of two is the larger.
+    assert first["p50_ms"] == 30.0 and first["max_ms"] == 30.0
     assert empty == {
         "t": 1,
         "sent": 0,
@@ -146,6 +149,7 @@ def test_goals_met_and_missed():
     assert "503 2 (2 with Retry-After)" in text and "goal 0 errors: missed" in text
 
 
+@pytest.mark.slow(reason="draws the burst plot with matplotlib")
 def test_report_has_a_burst_section_with_its_plot(tmp_path):
     f = figures(unavailable=1)
     summary = {
@@ -161,6 +165,7 @@ def test_report_has_a_burst_section_with_its_plot(tmp_path):
     assert row["vs_goal"] == "missed: 1 errors"
 
 
+@pytest.mark.slow(reason="renders a report")
 def test_a_failed_burst_says_so(tmp_path):
     summary = {"benchmarks": {"burst": {"params": {}, "error": "RuntimeError: boom"}}}
     assert "**Failed:** `RuntimeError: boom`" in report.render(summary, tmp_path)

@@ -8,7 +8,9 @@ import json
 import math
 from pathlib import Path
 
-from perf import panels
+import pytest
+
+from perf import panels, report
 
 HISTORY_COLUMNS = ["Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s"]
 HISTORY_COLUMNS += ["50%", "95%", "99%"]
@@ -118,9 +120,10 @@ def test_cache_and_lock_figures_per_scenario_and_benchmark(tmp_path):
         ("transitions 30/s (booking)", 0.9, None),
     ]
     assert panels.lock_rates(run) == [("create_x1", 5.0, 1.0)]
-    assert panels.offered(run.bench("burst")) == "10 creates/s + 30 updates/s"
+    assert report.offered_text(run.bench("burst")) == "10 creates/s + 30 updates/s"
 
 
+@pytest.mark.slow(reason="draws every dashboard panel with matplotlib")
 def test_render_writes_a_png_per_panel_the_run_has_figures_for(tmp_path):
     run = make_run(tmp_path)
     results = dict(panels.render(run))

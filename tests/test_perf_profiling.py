@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from perf import profiling, report
 from perf.profiling import aggregate, cpu_figures, frame_key, parse_raw
 
@@ -184,6 +186,7 @@ def test_where_the_time_goes_is_absent_without_profiles():
     assert report.where_the_time_goes({}, []) == []
 
 
+@pytest.mark.slow(reason="renders a report")
 def test_render_puts_the_section_between_the_goals_and_the_benchmarks(tmp_path):
     profiled = {"figures": {"profile": {"create_drain": a_profile("create_drain")}}}
     text = report.render({"benchmarks": {"extra": profiled}}, tmp_path)

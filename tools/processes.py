@@ -185,8 +185,7 @@ def stop(proc: subprocess.Popen) -> None:
 def delete_queues(settings: Settings) -> None:
     """This namespace's queues, with QUEUE_TYPE=quorum its delay and dead-letter
     queues and the delay queues' exchanges too."""
-    from celeryconfig import retry_queues
-    from workers.celery_app import create_celery_app
+    from celeryconfig import create_celery_app, retry_queues
 
     app = create_celery_app(settings)
     with app.connection_for_write() as conn:

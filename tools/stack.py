@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import click
 
 from core import queues
-from core.settings import Settings, SettingsError, load_settings
+from core.settings import Settings, SettingsError, as_environ, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -115,9 +115,7 @@ def queue_list(settings: Settings, group: tuple[str, ...]) -> str:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Settings as environment variables, for child processes."""
-    from dataclasses import fields
-
-    return {f.name: str(getattr(settings, f.name)) for f in fields(Settings)}
+    return as_environ(settings)
 
 
 DEMO_CALLERS = (

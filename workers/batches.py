@@ -27,11 +27,10 @@ from kombu.exceptions import KombuError, OperationalError
 
 from core import jobs, metrics, queues
 from core.clock import utcnow
-from core.errors import RadiantError
+from core.errors import TRANSIENT_ERRORS, RadiantError
 from core.services import Services
 from workers import runtime
 from workers.jobs import (
-    TRANSIENT,
     instance,
     retry_countdown,
     retry_options,
@@ -92,7 +91,7 @@ def run_group(task: GroupCommit, requests: list[SimpleRequest], work: WorkMany) 
     started, began = utcnow(), time.perf_counter()
     by_id = {_job_id(r): r for r in requests}
     try:
-        svc = runtime.services()
+        svc = runtime.worker_services()
         deliveries = [(_job_id(r), r.kwargs.get("job")) for r in requests]
         todo = jobs.still_to_do(svc.db, svc.redis, deliveries)
         outcomes = _work(svc, todo, work)
@@ -104,7 +103,7 @@ def run_group(task: GroupCommit, requests: list[SimpleRequest], work: WorkMany) 
             else:
                 finished.append(_finished(job, outcome, started, gave_up=max_retries))
         jobs.finish_many(svc.db, finished, utcnow())
-    except (*TRANSIENT, _GroupUnavailable) as exc:
+    except (*TRANSIENT_ERRORS, _GroupUnavailable) as exc:
         log.warning("a group of %d not committed, retrying: %s", len(requests), exc)
         return _fail_or_retry(task, requests, exc)
     _after_commit(svc, finished)
@@ -125,7 +124,7 @@ def _work(svc: Services, todo: list[dict[str, Any]], work: WorkMany) -> list[Any
         if exc.transient:
             raise _GroupUnavailable(exc.detail) from exc
         return [exc] * len(todo)
-    except TRANSIENT:
+    except TRANSIENT_ERRORS:
         raise
     except Exception as exc:  # a bug, or data nobody foresaw: a retry would fail alike
         log.exception("a group failed on an unexpected error")
@@ -167,14 +166,14 @@ def _finished(
 def _fail_or_retry(task: GroupCommit, requests: list[SimpleRequest], exc: Exception) -> list[str]:
     """The whole group met a service down: retry each message with its backoff;
     those out of retries fail (if their failure can be written; else requeued)."""
-    max_retries = runtime.settings().TASK_MAX_RETRIES
+    max_retries = runtime.worker_settings().TASK_MAX_RETRIES
     spent = [r for r in requests if _retries(r) >= max_retries]
     requeue = _republish(task, [r for r in requests if _retries(r) < max_retries])
     if spent:
         problem = unavailable(exc)
         problem.detail = f"Gave up after {max_retries} retries: {problem.detail}"
         try:
-            svc = runtime.services()
+            svc = runtime.worker_services()
             ids = [_job_id(r) for r in spent]
             stored = {job["_id"] for job in svc.db.jobs.find({"_id": {"$in": ids}}, {"_id": 1})}
             finished = [
@@ -189,7 +188,7 @@ def _fail_or_retry(task: GroupCommit, requests: list[SimpleRequest], exc: Except
             ]
             jobs.finish_many(svc.db, finished, utcnow())
             _after_commit(svc, finished)
-        except TRANSIENT:
+        except TRANSIENT_ERRORS:
             requeue += [r.id for r in spent]  # the failure is a write too: later
     return requeue
 
@@ -207,7 +206,7 @@ def _republish(task: GroupCommit, requests: list[SimpleRequest]) -> list[str]:
                 args=request.args,
                 kwargs=request.kwargs,
                 task_id=request.id,
-                **retry_options(runtime.settings(), task.name, retry_countdown(retries)),
+                **retry_options(runtime.worker_settings(), task.name, retry_countdown(retries)),
                 retries=retries + 1,
                 headers={k: headers.get(k) for k in ("request_id", "enqueued_at")},
             )
@@ -226,7 +225,7 @@ def _after_commit(svc: Services, finished: list[dict[str, Any]]) -> None:
         for f in finished:
             if f.get("record") is None:
                 svc.redis.publish(jobs.JOB_FINISHED_CHANNEL, f["_id"])
-    except TRANSIENT as exc:
+    except TRANSIENT_ERRORS as exc:
         log.warning("finished notices not sent (waiters poll): %s", exc)
 
 

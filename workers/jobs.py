@@ -19,13 +19,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from celery import Task
-from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
 from core import jobs, queues
 from core.clock import utcnow
-from core.errors import InternalError, RadiantError, ServiceUnavailable
+from core.errors import TRANSIENT_ERRORS, InternalError, RadiantError, ServiceUnavailable
 from core.services import Services
 from core.settings import Settings
 from core.waiting import notify_job_finished
@@ -33,9 +31,6 @@ from workers import runtime
 
 log = logging.getLogger(__name__)
 
-# Every Redis error, not only an unreachable server: MISCONF, OOM and READONLY
-# replies are a Redis the operator must fix, not a job that is wrong.
-TRANSIENT = (ConnectionFailure, ExecutionTimeout, redis.RedisError)
 RETRY_BACKOFF_MAX_S = 30
 
 
@@ -73,7 +68,7 @@ def run_job(
     accepted and marked running here. Creates and transitions run in groups
     (workers.batches)."""
     try:
-        svc = runtime.services()  # the first call connects and ensures indexes
+        svc = runtime.worker_services()  # the first call connects and ensures indexes
         job = jobs.start_job(svc.db, job_id, utcnow(), payload)
         if job is None:
             log.info("job already finished or unknown; message dropped")
@@ -84,7 +79,7 @@ def run_job(
             if exc.transient:
                 raise
             outcome = {"error": exc.to_problem(instance=instance(job_id))}
-        except TRANSIENT:
+        except TRANSIENT_ERRORS:
             raise
         except Exception as exc:
             log.exception("job failed on an unexpected error")
@@ -92,7 +87,7 @@ def run_job(
         _finish(svc, job_id, **outcome)
     except RadiantError as exc:
         _retry_or_fail(task, job_id, exc)
-    except TRANSIENT as exc:
+    except TRANSIENT_ERRORS as exc:
         # Anywhere, finishing included: Celery would ack a failed task, and the
         # job would stay "running" forever. A retry redoes idempotent work.
         _retry_or_fail(task, job_id, unavailable(exc))
@@ -122,22 +117,23 @@ def unexpected(exc: Exception, job_id: str) -> dict[str, Any]:
 
 def _fail(task: Task, job_id: str, problem: dict[str, Any]) -> None:
     try:
-        _finish(runtime.services(), job_id, error=problem)
-    except TRANSIENT as exc:  # recording the failure is a commit too: retried
+        _finish(runtime.worker_services(), job_id, error=problem)
+    except TRANSIENT_ERRORS as exc:  # recording the failure is a commit too: retried
         _retry_or_fail(task, job_id, unavailable(exc))
 
 
 def _retry_or_fail(task: Task, job_id: str, exc: RadiantError) -> None:
-    max_retries = runtime.settings().TASK_MAX_RETRIES
+    settings = runtime.worker_settings()
+    max_retries = settings.TASK_MAX_RETRIES
     if task.request.retries >= max_retries:
         exc.detail = f"Gave up after {max_retries} retries: {exc.detail}"
-        _finish(runtime.services(), job_id, error=exc.to_problem(instance=instance(job_id)))
+        _finish(runtime.worker_services(), job_id, error=exc.to_problem(instance=instance(job_id)))
         return
     log.warning("transient failure, retrying: %s", exc.detail)
     raise task.retry(
         exc=exc,
         max_retries=max_retries,
-        **retry_options(runtime.settings(), task.name, retry_countdown(task.request.retries)),
+        **retry_options(settings, task.name, retry_countdown(task.request.retries)),
     )
 
 

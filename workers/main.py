@@ -7,8 +7,8 @@ opens no connection, and MongoDB/Redis clients are made per worker process
 
 from __future__ import annotations
 
+from celeryconfig import create_celery_app
 from workers import runtime
-from workers.celery_app import create_celery_app
 
 app = create_celery_app()
 runtime.install(app)

@@ -23,7 +23,7 @@ _started: dict[str, float] = {}  # task id -> start time, between prerun and pos
 _lock = threading.Lock()
 
 
-def services() -> Services:
+def worker_services() -> Services:
     """This process's clients, made on first use after fork (pymongo is not fork-safe)."""
     current = _state.get("services")
     if current is not None and _state.get("pid") == os.getpid():
@@ -38,7 +38,7 @@ def services() -> Services:
     return _state["services"]  # type: ignore[return-value]
 
 
-def settings() -> Settings:
+def worker_settings() -> Settings:
     """This worker's settings, known before (and whether or not) any client connects."""
     return _state["settings"]  # type: ignore[return-value]
 
@@ -59,8 +59,8 @@ class Heartbeat(bootsteps.StartStopStep):
         """The heartbeat, and the host's memory for /metrics (as the ingress reports it)."""
         now = time.time()
         try:
-            health.record_worker_heartbeat(services().redis, self.name_, now)
-            metrics.record_memory(services().redis, now)
+            health.record_worker_heartbeat(worker_services().redis, self.name_, now)
+            metrics.record_memory(worker_services().redis, now)
         except Exception as exc:  # a missed heartbeat must never stop the worker
             log.warning("heartbeat not recorded: %s", exc)
 
@@ -105,7 +105,7 @@ class Consumer(_Consumer):
 def _queue_of(task_name: str) -> str | None:
     if task_name not in queues.TASKS:
         return None
-    return queues.queue_name(queues.TASKS[task_name][1], settings().QUEUE_NAMESPACE)
+    return queues.queue_name(queues.TASKS[task_name][1], worker_settings().QUEUE_NAMESPACE)
 
 
 def install(app: Celery) -> None:
@@ -120,7 +120,7 @@ def install(app: Celery) -> None:
 
     @signals.worker_process_init.connect(weak=False)
     def _child_started(**_):
-        services()  # prefork child: connect now, after the fork
+        worker_services()  # prefork child: connect now, after the fork
 
     @signals.task_prerun.connect(weak=False)
     def _bind(task_id=None, task=None, **_):
@@ -140,7 +140,7 @@ def install(app: Celery) -> None:
         wait_ms = (started - enqueued) * 1000 if isinstance(enqueued, int | float) else None
         try:
             metrics.record_tasks(
-                services().redis,
+                worker_services().redis,
                 task.name.rsplit(".", 1)[-1],
                 wait_ms=[wait_ms] if wait_ms is not None else [],
                 run_ms=(time.time() - started) * 1000,

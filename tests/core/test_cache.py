@@ -101,6 +101,7 @@ def test_answers_are_served_as_stored_and_only_under_their_generation(services):
     )
 
 
+@pytest.mark.slow(reason="waits for the counts' flush interval")
 def test_counts_reach_redis_without_a_reader_asking(services):
     """The flusher adds this process's tally on its own, within an interval or so."""
     cache = Cache(services.redis)

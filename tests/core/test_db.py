@@ -1,6 +1,8 @@
+import pytest
 from pymongo import ASCENDING
+from pymongo.errors import BulkWriteError
 
-from core.db import INDEXES, OBSOLETE_INDEXES, ensure_indexes
+from core.db import INDEXES, OBSOLETE_INDEXES, ensure_indexes, insert_many_new
 
 
 def test_obsolete_flight_indexes_are_dropped_and_the_declared_ones_kept(services):
@@ -12,3 +14,28 @@ def test_obsolete_flight_indexes_are_dropped_and_the_declared_ones_kept(services
     assert not present.intersection(OBSOLETE_INDEXES["flights"])
     assert {"origin_1_departure_ts_1", "destination_1_departure_ts_1"} <= present
     assert len(present) == len(INDEXES["flights"]) + 1  # and _id_
+
+
+def test_insert_many_new_tells_which_docs_were_stored_already(services):
+    collection = services.db["test_insert_many_new"]
+    collection.drop()
+    collection.insert_one({"_id": "b", "n": 0})
+    refused = insert_many_new(collection, [{"_id": "a"}, {"_id": "b", "n": 1}, {"_id": "c"}])
+    assert refused == [1]
+    assert collection.find_one({"_id": "b"}) == {"_id": "b", "n": 0}
+    assert collection.count_documents({}) == 3
+    assert insert_many_new(collection, []) == []
+    assert insert_many_new(collection, [{"_id": "d"}]) == []
+
+
+def test_insert_many_new_raises_other_write_errors(services):
+    db = services.db
+    db.drop_collection("test_insert_many_validated")
+    collection = db.create_collection(
+        "test_insert_many_validated", validator={"$jsonSchema": {"required": ["x"]}}
+    )
+    collection.insert_one({"_id": "b", "x": 1})
+    # A document the validator refuses, next to a duplicate: raised all the same.
+    with pytest.raises(BulkWriteError) as caught:
+        insert_many_new(collection, [{"_id": "b", "x": 1}, {"_id": "e"}])
+    assert {e["code"] for e in caught.value.details["writeErrors"]} == {11000, 121}

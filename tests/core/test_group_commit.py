@@ -12,6 +12,7 @@ from core.errors import Conflict, NotFound, NotReady, Unprocessable
 from core.ids import new_job_id, new_ref_id
 from core.lifecycle import InvalidTransition
 from core.locks import booking_lock_key
+from tests.conftest import stored_booking
 
 DATA = {"origin": "DEL", "destination": "BLR", "pieces": 5, "weight_kg": 125.5}
 
@@ -40,16 +41,7 @@ def create_many(services, items, now=None):
 
 
 def new_booking(services, customer_id=None):
-    ref_id = new_ref_id()
-    bookings.create_booking(
-        services.db,
-        ref_id=ref_id,
-        data=DATA,
-        job_id=new_job_id(),
-        now=utcnow(),
-        customer_id=customer_id,
-    )
-    return ref_id
+    return stored_booking(services, customer_id=customer_id, **DATA)
 
 
 def transition_item(ref_id, target, owner=None, job_id=None, **request):
@@ -85,6 +77,19 @@ def to_bson_precision(moment):
 
 
 # -- create_many -----------------------------------------------------------------------
+
+
+def create_job_of(settings, payload: dict, **fields) -> dict:
+    """A new create job as the ingress makes one (not recorded anywhere yet)."""
+    return jobs.new_job(
+        settings,
+        job_id=new_job_id(),
+        job_type=jobs.CREATE_JOB,
+        payload=payload,
+        now=utcnow(),
+        links={},
+        **fields,
+    )
 
 
 def test_create_many_makes_each_item_one_booking_and_one_event(services):
@@ -294,15 +299,7 @@ def test_a_booking_whose_create_is_queued_is_not_ready_and_an_unknown_one_not_fo
     services, settings
 ):
     pending_ref, ready = new_ref_id(), new_booking(services)
-    create_job = jobs.new_job(
-        settings,
-        job_id=new_job_id(),
-        job_type=jobs.CREATE_JOB,
-        payload={"ref_id": pending_ref},
-        now=utcnow(),
-        links={},
-        ref_id=pending_ref,
-    )
+    create_job = create_job_of(settings, {"ref_id": pending_ref}, ref_id=pending_ref)
     queued = jobs.job_record(create_job)
     jobs.hold_queued(services.redis, queued, ttl_s=60)
     try:
@@ -351,14 +348,7 @@ def test_still_to_do_skips_finished_discarded_unknown_and_repeated_jobs(services
     assert jobs.finish_many(services.db, [finished(done, result={})], utcnow()) == [done["_id"]]
     discarded = queued_record(settings)
     jobs.discard_queued(services.redis, discarded, ttl_s=60)  # its 202 became a 503
-    in_mongo = jobs.new_job(
-        settings,
-        job_id=new_job_id(),
-        job_type=jobs.CREATE_JOB,
-        payload={"ref_id": new_ref_id(), "request": DATA},
-        now=utcnow(),
-        links={},
-    )
+    in_mongo = create_job_of(settings, {"ref_id": new_ref_id(), "request": DATA})
     jobs.record_job(services.db, settings, in_mongo)  # an Idempotency-Key's: no record
     deliveries = [
         (waiting["_id"], waiting),
@@ -404,14 +394,7 @@ def test_finish_many_inserts_jobs_from_their_records_once(services, settings):
 
 
 def test_finish_many_finishes_a_job_recorded_in_mongodb(services, settings):
-    recorded = jobs.new_job(
-        settings,
-        job_id=new_job_id(),
-        job_type=jobs.CREATE_JOB,
-        payload={"request": DATA},
-        now=utcnow(),
-        links={},
-    )
+    recorded = create_job_of(settings, {"request": DATA})
     jobs.record_job(services.db, settings, recorded)
     outcome = {
         "_id": recorded["_id"],

@@ -7,13 +7,14 @@ import time
 
 import pytest
 
-from core import bookings, transitions
+from core import transitions
 from core.clock import utcnow
-from core.errors import ServiceUnavailable
+from core.errors import BookingLocked, LockHeld, ServiceUnavailable
 from core.ids import new_job_id, new_ref_id
-from core.locks import METRICS_KEY, BookingLocked, LockHeld, LockManager, booking_lock_key
+from core.locks import METRICS_KEY, LockManager, booking_lock_key
 from core.services import connect_lock_masters
 from core.settings import replace
+from tests.conftest import moved_booking, stored_booking
 from tools.processes import free_port, stop
 from tools.stack import wait_for_port
 
@@ -116,28 +117,13 @@ def test_two_masters_down_is_unavailable_never_contended(masters, new_locks):
             locks.try_acquire(key)
 
 
-def new_booking(db):
-    ref_id = new_ref_id()
-    bookings.create_booking(db, ref_id=ref_id, data=DATA, job_id=new_job_id(), now=utcnow())
-    return ref_id
-
-
 def move(services, locks, ref_id, target, job_id=None):
-    return transitions.transition_booking(
-        services.db,
-        locks,
-        ref_id=ref_id,
-        target=target,
-        job_id=job_id or new_job_id(),
-        data={},
-        clock=utcnow,
-        queued_records=services.redis,
-    )
+    return moved_booking(services, ref_id, target, job_id=job_id, locks=locks)
 
 
 def test_the_fence_guards_every_write_over_three_masters(services, masters, new_locks):
     locks = new_locks()
-    ref_id, job_id = new_booking(services.db), new_job_id()
+    ref_id, job_id = stored_booking(services), new_job_id()
     first = move(services, locks, ref_id, "DEPARTED", job_id)
     again = move(services, locks, ref_id, "DEPARTED", job_id)  # a redelivery
     assert first["version"] == again["version"] == 2

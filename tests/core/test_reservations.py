@@ -15,7 +15,7 @@ from core.errors import CapacityBelowBooked, FlightFull
 from core.ids import new_job_id, new_ref_id
 from core.lifecycle import CANCELLED, DELIVERED
 from core.locks import LockManager, flight_lock_key
-from tests.conftest import store_flights
+from tests.conftest import moved_booking, store_flights
 
 _numbers = itertools.count(1)
 
@@ -50,6 +50,7 @@ def holders(services, fid):
     return reservations.flight_reservations(services.db, fid)
 
 
+@pytest.mark.slow(reason="many threads racing for one flight")
 def test_concurrent_reservations_never_go_above_capacity(services):
     fid = new_flight(services, 1000)
     outcomes = []
@@ -141,6 +142,7 @@ def test_two_legs_with_the_second_full_leave_the_first_untouched(services):
     assert space(services, second) == (50, 0, 50)
 
 
+@pytest.mark.slow(reason="crossing bookings racing for their legs")
 def test_legs_are_locked_in_one_order_so_crossing_bookings_cannot_deadlock(services):
     """Two bookings naming the same legs in opposite orders, many times over."""
     a, b = new_flight(services, 10_000, hour=6), new_flight(services, 10_000, hour=7)
@@ -260,18 +262,8 @@ def test_a_cancel_gives_the_space_back_once_under_redelivery(services):
             services.db, services.locks, services.redis, [cancel], clock=utcnow
         )
         assert moved["status"] == CANCELLED
-    from core import transitions
-
-    transitions.transition_booking(  # and the one-at-a-time path, redelivered
-        services.db,
-        services.locks,
-        ref_id=booking["ref_id"],
-        target=CANCELLED,
-        job_id=cancel["job_id"],
-        data={},
-        clock=utcnow,
-        queued_records=services.redis,
-    )
+    # and the one-at-a-time path, redelivered
+    moved_booking(services, booking["ref_id"], CANCELLED, job_id=cancel["job_id"])
     assert space(services, fid) == (1000, 0, 1000) and holders(services, fid) == {}
 
 

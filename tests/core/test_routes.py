@@ -30,6 +30,30 @@ def raw(number, origin, destination, dep: datetime, minutes: int):
     }
 
 
+def search(services, origin: str, destination: str, day: date, **options) -> dict:
+    """routes.search_routes at this module's minimum connection."""
+    return routes.search_routes(
+        services.db,
+        origin=origin,
+        destination=destination,
+        day=day,
+        min_connection_minutes=MIN_CONN,
+        **options,
+    )
+
+
+def warm(services, popular: list, today: date, *, max_routes: int) -> dict:
+    return routes.warm_routes(
+        services.db,
+        services.cache,
+        popular,
+        today=today,
+        min_connection_minutes=MIN_CONN,
+        ttl=60,
+        max_routes=max_routes,
+    )
+
+
 def oracle(schedule, origin, destination, day):
     """The definition, by brute force over every flight and every pair."""
     start = at(day, 0, 0)
@@ -108,9 +132,7 @@ def edge_schedule(services):
     "day", [D - timedelta(days=1), D, D + timedelta(days=1), D + timedelta(days=2)]
 )
 def test_edge_schedule_matches_the_oracle(services, edge_schedule, day):
-    result = routes.search_routes(
-        services.db, origin="QAA", destination="QBB", day=day, min_connection_minutes=MIN_CONN
-    )
+    result = search(services, "QAA", "QBB", day)
     direct, transit = oracle(edge_schedule, "QAA", "QBB", day)
     assert ids(result["direct"]) == direct
     assert ids(result["one_transit"]) == transit
@@ -118,9 +140,7 @@ def test_edge_schedule_matches_the_oracle(services, edge_schedule, day):
 
 
 def test_the_edges_fall_where_the_rules_say(services, edge_schedule):
-    result = routes.search_routes(
-        services.db, origin="QAA", destination="QBB", day=D, min_connection_minutes=MIN_CONN
-    )
+    result = search(services, "QAA", "QBB", D)
     pairs = {tuple(f["flight_number"] for f in o["flights"]) for o in result["one_transit"]}
     assert ("QT10", "QT11") in pairs  # connection exactly at the minimum
     assert ("QT10", "QT12") not in pairs  # one minute below
@@ -136,9 +156,7 @@ def test_the_edges_fall_where_the_rules_say(services, edge_schedule):
 
 
 def test_options_are_sorted_and_described(services, edge_schedule):
-    result = routes.search_routes(
-        services.db, origin="QAA", destination="QBB", day=D, min_connection_minutes=MIN_CONN
-    )
+    result = search(services, "QAA", "QBB", D)
     for options in (result["direct"], result["one_transit"]):
         keys = [(o["arrival_ts"], o["total_duration_minutes"]) for o in options]
         assert keys == sorted(keys)
@@ -152,6 +170,7 @@ def test_options_are_sorted_and_described(services, edge_schedule):
     assert option["departure_ts"] == at(D, 6, 0) and option["arrival_ts"] == at(D, 9, 0)
 
 
+@pytest.mark.slow(reason="random schedules searched against an oracle")
 def test_random_schedules_match_the_oracle(services):
     rng = random.Random(1234)
     airports = ["QRA", "QRB", "QRC", "QRD", "QRE"]
@@ -168,13 +187,7 @@ def test_random_schedules_match_the_oracle(services):
             for destination in airports:
                 if origin == destination:
                     continue
-                result = routes.search_routes(
-                    services.db,
-                    origin=origin,
-                    destination=destination,
-                    day=day,
-                    min_connection_minutes=MIN_CONN,
-                )
+                result = search(services, origin, destination, day)
                 direct, transit = oracle(schedule, origin, destination, day)
                 assert ids(result["direct"]) == direct
                 assert result["counts"]["one_transit"] == len(transit)
@@ -202,29 +215,15 @@ def test_warming_stores_what_a_search_would_return(services):
         schedule.append(raw(f"QW{n:04d}", origin, destination, dep, rng.randrange(30, 900)))
     assert store_flights(services, schedule, chunk_size=100)["failed"] == 0
     popular = [("QWA", "QWB"), ("QZZ", "QWA")]  # one route with no flights at all
-    outcome = routes.warm_routes(
-        services.db,
-        services.cache,
-        popular,
-        today=today,
-        min_connection_minutes=MIN_CONN,
-        ttl=60,
-        max_routes=10_000,
-    )
+    outcome = warm(services, popular, today, max_routes=10_000)
     wanted = popular + [(o, d) for o in airports for d in airports if o != d]
     assert outcome["routes"] >= len(set(wanted))
     generation = services.cache.generation(caches.ROUTES_GENERATION)
     for origin, destination in dict.fromkeys(wanted):
         for day in (today, today + timedelta(days=1)):
-            key = routes.route_key(origin, destination, day)
+            key = caches.route_key(origin, destination, day)
             stored, _ = services.cache.get_answer(key, "test", caches.ROUTES_GENERATION)
-            searched = routes.search_routes(
-                services.db,
-                origin=origin,
-                destination=destination,
-                day=day,
-                min_connection_minutes=MIN_CONN,
-            )
+            searched = search(services, origin, destination, day)
             answer = routes.route_answer(origin, destination, day, searched)
             assert stored == answer, (origin, destination, day)
     assert generation >= 0
@@ -233,16 +232,14 @@ def test_warming_stores_what_a_search_would_return(services):
 def test_a_cached_answer_is_the_search_as_json_cut_to_the_limit(services, edge_schedule):
     """Searched (a miss) or served as stored (a hit), the answer is the search's
     result as JSON, each list cut to `limit`, whatever the limit."""
-    services.redis.delete(routes.route_key("QAA", "QBB", D))
-    searched = routes.search_routes(
-        services.db, origin="QAA", destination="QBB", day=D, min_connection_minutes=MIN_CONN
-    )
+    services.redis.delete(caches.route_key("QAA", "QBB", D))
+    searched = search(services, "QAA", "QBB", D)
     as_json = json.loads(caches.dumps(searched))
     assert len(as_json["direct"]) == 3 and len(as_json["one_transit"]) > 3
     kwargs = {"origin": "QAA", "destination": "QBB", "day": D, "min_connection_minutes": MIN_CONN}
     first = routes.cached_search(services.db, services.cache, ttl=60, limit=2, **kwargs)
     assert services.cache.get_answer(
-        routes.route_key("QAA", "QBB", D), "test", caches.ROUTES_GENERATION
+        caches.route_key("QAA", "QBB", D), "test", caches.ROUTES_GENERATION
     )[0]
     for limit in (1, 2, 3, 4, routes.KEPT_OPTIONS):
         answer = routes.cached_search(services.db, services.cache, ttl=60, limit=limit, **kwargs)
@@ -260,15 +257,8 @@ def test_a_cached_answer_is_the_search_as_json_cut_to_the_limit(services, edge_s
 
 
 def test_warming_stops_at_max_routes_but_always_warms_the_popular_ones(services):
-    outcome = routes.warm_routes(
-        services.db,
-        services.cache,
-        [("QWA", "QWB"), ("QWB", "QWA"), ("QWC", "QWD")],
-        today=date(2031, 9, 1),
-        min_connection_minutes=MIN_CONN,
-        ttl=60,
-        max_routes=2,
-    )
+    popular = [("QWA", "QWB"), ("QWB", "QWA"), ("QWC", "QWD")]
+    outcome = warm(services, popular, date(2031, 9, 1), max_routes=2)
     assert outcome["routes"] == 3 and outcome["keys"] == 6
 
 
@@ -303,9 +293,7 @@ def test_only_the_best_options_are_kept_when_there_are_many(services):
         for n in range(20)
     ]
     assert store_flights(services, schedule, chunk_size=50)["failed"] == 0
-    result = routes.search_routes(
-        services.db, origin="QKA", destination="QKB", day=day, min_connection_minutes=MIN_CONN
-    )
+    result = search(services, "QKA", "QKB", day)
     _, transit = oracle(schedule, "QKA", "QKB", day)
     assert len(transit) > routes.KEPT_OPTIONS
     assert result["counts"]["one_transit"] == len(transit)
@@ -341,14 +329,7 @@ def test_a_weight_keeps_the_best_options_with_room_on_every_leg(services):
     assert routes.KEPT_OPTIONS < len(roomy) < len(transit)
     assert set(best_first(schedule, transit)[: routes.KEPT_OPTIONS]) - set(roomy)  # cut matters
 
-    result = routes.search_routes(
-        services.db,
-        origin="QMA",
-        destination="QMB",
-        day=day,
-        min_connection_minutes=MIN_CONN,
-        weight_g=weight_g,
-    )
+    result = search(services, "QMA", "QMB", day, weight_g=weight_g)
     assert ids(result["direct"]) == roomy_direct
     kept = [tuple(f["flight_id"] for f in o["flights"]) for o in result["one_transit"]]
     assert kept == best_first(schedule, roomy)[: routes.KEPT_OPTIONS]
@@ -361,20 +342,13 @@ def test_a_weight_keeps_the_best_options_with_room_on_every_leg(services):
     services.db.flights.update_one(
         {"_id": legacy}, {"$unset": {"capacity_g": "", "booked_g": "", "available_g": ""}}
     )
-    result = routes.search_routes(
-        services.db,
-        origin="QMA",
-        destination="QMB",
-        day=day,
-        min_connection_minutes=MIN_CONN,
-        weight_g=1,
-    )
+    result = search(services, "QMA", "QMB", day, weight_g=1)
     assert legacy not in {o["flights"][0]["flight_id"] for o in result["direct"]}
 
 
 def test_a_weighted_search_is_cached_under_its_own_key(services, edge_schedule):
     kwargs = {"origin": "QAA", "destination": "QBB", "day": D, "min_connection_minutes": MIN_CONN}
-    plain, weighted = routes.route_key("QAA", "QBB", D), routes.route_key("QAA", "QBB", D, 125_500)
+    plain, weighted = caches.route_key("QAA", "QBB", D), caches.route_key("QAA", "QBB", D, 125_500)
     assert weighted == f"{plain}:125500g"
     services.redis.delete(plain, weighted)
     answer = routes.cached_search(services.db, services.cache, ttl=45, weight_kg=125.5, **kwargs)

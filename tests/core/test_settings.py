@@ -1,6 +1,6 @@
 import pytest
 
-from core.settings import Settings, SettingsError, load_settings
+from core.settings import Settings, SettingsError, as_environ, load_settings
 
 
 def test_defaults_are_the_specs():
@@ -9,7 +9,7 @@ def test_defaults_are_the_specs():
     assert (s.CACHE_TTL_ROUTES, s.CACHE_TTL_FLIGHTS, s.CACHE_TTL_BOOKINGS) == (300, 3600, 60)
     assert (s.RATE_LIMIT_BOOKINGS, s.RATE_LIMIT_UPDATES, s.RATE_LIMIT_ROUTES) == (50, 200, 30)
     assert (s.BULK_BOOKING_LIMIT, s.BULK_UPDATE_LIMIT, s.BULK_FLIGHT_LIMIT) == (1000, 500, 2000)
-    assert (s.LOCK_DEFAULT_TTL, s.LOCK_MAX_RETRIES, s.JOB_TTL_DAYS) == (30, 50, 7)
+    assert (s.LOCK_DEFAULT_TTL, s.LOCK_MAX_ATTEMPTS, s.JOB_TTL_DAYS) == (30, 50, 7)
     assert s.PORT == 5000 and s.FLOWER_PORT == 5555 and s.BIND_HOST == "127.0.0.1"
     assert "retryWrites=false" in s.MONGODB_URI
     assert s.embedded_mongo
@@ -82,3 +82,30 @@ def test_warming_runs_more_often_than_route_answers_expire():
     with pytest.raises(SettingsError, match="CACHE_WARM_INTERVAL"):
         load_settings({"CACHE_WARM_INTERVAL": "100", "CACHE_TTL_ROUTES": "90"})
     assert load_settings({"CACHE_WARM_INTERVAL": "59"}).CACHE_WARM_INTERVAL == 59
+
+
+def test_lock_attempts_are_read_from_the_specs_variable():
+    assert load_settings({"LOCK_MAX_RETRIES": "7"}).LOCK_MAX_ATTEMPTS == 7
+    assert load_settings({}, LOCK_MAX_ATTEMPTS=3).LOCK_MAX_ATTEMPTS == 3
+    assert load_settings({"LOCK_MAX_ATTEMPTS": "7"}).LOCK_MAX_ATTEMPTS == 50  # not a variable
+    with pytest.raises(SettingsError, match="LOCK_MAX_RETRIES=0 is out of range"):
+        load_settings({"LOCK_MAX_RETRIES": "0"})
+
+
+def test_settings_as_environment_load_back_the_same():
+    changed = load_settings({}, LOCK_MAX_ATTEMPTS=9, PORT=5001, REQUIRE_API_KEYS=False)
+    environ = as_environ(changed)
+    assert environ["LOCK_MAX_RETRIES"] == "9" and "LOCK_MAX_ATTEMPTS" not in environ
+    assert load_settings(environ) == changed
+
+
+def test_redis_pool_leaves_a_connection_per_request_thread():
+    with pytest.raises(SettingsError, match="REDIS_POOL_SIZE must exceed WEB_THREADS"):
+        load_settings({"REDIS_POOL_SIZE": "32", "WEB_THREADS": "32"})
+    assert load_settings({"REDIS_POOL_SIZE": "33", "WEB_THREADS": "32"}).REDIS_POOL_SIZE == 33
+
+
+def test_idempotency_keys_expire_no_later_than_their_jobs():
+    with pytest.raises(SettingsError, match="IDEMPOTENCY_TTL_HOURS must not exceed JOB_TTL_DAYS"):
+        load_settings({"IDEMPOTENCY_TTL_HOURS": "25", "JOB_TTL_DAYS": "1"})
+    assert load_settings({"IDEMPOTENCY_TTL_HOURS": "24", "JOB_TTL_DAYS": "1"}).JOB_TTL_DAYS == 1

@@ -9,29 +9,17 @@ from core.errors import NotFound, NotReady
 from core.ids import new_job_id, new_ref_id
 from core.lifecycle import InvalidTransition
 from core.locks import booking_lock_key
+from tests.conftest import moved_booking, stored_booking
 
 DATA = {"origin": "DEL", "destination": "BLR", "pieces": 5, "weight_kg": 125.5}
 
 
 def new_booking(services):
-    ref_id = new_ref_id()
-    bookings.create_booking(
-        services.db, ref_id=ref_id, data=DATA, job_id=new_job_id(), now=utcnow()
-    )
-    return ref_id
+    return stored_booking(services, **DATA)
 
 
 def move(services, ref_id, target, job_id=None, **data):
-    return transitions.transition_booking(
-        services.db,
-        services.locks,
-        ref_id=ref_id,
-        target=target,
-        job_id=job_id or new_job_id(),
-        data=data,
-        clock=utcnow,
-        queued_records=services.redis,
-    )
+    return moved_booking(services, ref_id, target, job_id=job_id, **data)
 
 
 def events(services, ref_id):
@@ -180,15 +168,6 @@ def test_a_transition_is_timed_after_the_change_it_follows(services):
     ref_id = new_booking(services)
     created_at = services.db.bookings.find_one({"ref_id": ref_id})["updated_at"]
     behind = created_at - timedelta(seconds=5)
-    booking = transitions.transition_booking(
-        services.db,
-        services.locks,
-        ref_id=ref_id,
-        target="DEPARTED",
-        job_id=new_job_id(),
-        data={},
-        clock=lambda: behind,
-        queued_records=services.redis,
-    )
+    booking = moved_booking(services, ref_id, "DEPARTED", clock=lambda: behind)
     assert booking["updated_at"] > created_at
     assert events(services, ref_id) == ["BOOKING_CREATED", "STATUS_DEPARTED"]

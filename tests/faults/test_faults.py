@@ -18,18 +18,17 @@ import requests
 from core import metrics, queues
 from core.flights import flight_id
 from core.locks import held_locks
-from core.services import connect_services
-from core.settings import load_settings
-from tests.conftest import ADMIN, CUSTOMER, OPERATOR, booking_body, wait_job
-from tools.processes import (
-    delete_queues,
-    kill_worker,
-    start_ingress,
-    start_worker,
-    stop,
-    wait_for_port,
-    wait_for_worker,
+from tests.conftest import (
+    ADMIN,
+    CUSTOMER,
+    OPERATOR,
+    booking_body,
+    flight_items,
+    post_booking,
+    progressed,
+    wait_job,
 )
+from tools.processes import kill_worker, stop, wait_for_port
 
 
 def worker_runs(redis_client) -> dict[str, int]:
@@ -52,65 +51,20 @@ def assert_none_lost_or_doubled(acknowledged: int, present: int, duplicated: int
     assert line == f"{acknowledged} acknowledged, {acknowledged} present, 0 lost, 0 duplicated"
 
 
-def isolated_settings(settings, suffix, **overrides):
-    return load_settings(
-        {},
-        **{
-            **settings.__dict__,
-            "QUEUE_NAMESPACE": f"{settings.QUEUE_NAMESPACE}-{suffix}",
-            **overrides,
-        },
-    )
-
-
-def test_worker_killed_mid_flight_import_loses_and_doubles_nothing(settings, services, tmp_path):
-    isolated = isolated_settings(settings, "kill-import", BULK_CHUNK_SIZE=100)
-    from ingress import create_app
-
-    client = create_app(isolated, services=connect_services(isolated)).test_client()
+def test_worker_killed_mid_flight_import_loses_and_doubles_nothing(isolated_stack, services):
+    stack = isolated_stack("kill-import", BULK_CHUNK_SIZE=100)
+    client = stack.client()
     day = datetime(2034, 6, 1, tzinfo=UTC)
-    flights = [
-        {
-            "flight_number": f"KF{n:04d}",
-            "airline": "Fault Air",
-            "origin": "KXA",
-            "destination": "KXB",
-            "departure_ts": (day + timedelta(minutes=n)).isoformat(),
-            "arrival_ts": (day + timedelta(minutes=n + 90)).isoformat(),
-        }
-        for n in range(2000)
-    ]
-    since = time.time()
-    victim = start_worker(isolated, tmp_path / "victim.log", name="victim")
-    rescuer = None
-    try:
-        wait_for_worker(services.redis, victim, since)
-        r = client.post("/api/admin/flights/bulk", headers=ADMIN, json={"flights": flights})
-        assert r.status_code == 202
-        url = r.headers["Location"]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            done = client.get(url, headers=ADMIN).get_json().get("progress", {}).get("done", 0)
-            if 0 < done < 2000:
-                break
-            time.sleep(0.01)
-        kill_worker(victim)
-        assert client.get(url, headers=ADMIN).get_json()["state"] == "running"
-        since = time.time()
-        rescuer = start_worker(isolated, tmp_path / "rescuer.log", name="rescuer")
-        wait_for_worker(services.redis, rescuer, since)
-        deadline = time.monotonic() + 120
-        while (job := client.get(url, headers=ADMIN).get_json())["state"] not in (
-            "succeeded",
-            "failed",
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-    finally:
-        for proc in (victim, rescuer):
-            if proc is not None:
-                stop(proc)
-        delete_queues(isolated)
+    flights = flight_items("KF", 2000, day, "KXA", "KXB")
+    victim = stack.start_worker("victim")
+    r = client.post("/api/admin/flights/bulk", headers=ADMIN, json={"flights": flights})
+    assert r.status_code == 202
+    url = r.headers["Location"]
+    progressed(client, url, 2000)
+    kill_worker(victim)
+    assert client.get(url, headers=ADMIN).get_json()["state"] == "running"
+    stack.start_worker("rescuer")
+    job = wait_job(client, url, timeout=120)
     assert job["state"] == "succeeded", job["error"]
     assert job["result"]["succeeded"] == 2000
     present = sum(
@@ -184,68 +138,59 @@ def test_rabbitmq_restart_while_posting_keeps_every_202(settings, live_server, s
 
 
 def test_redis_restart_during_transitions_loses_and_doubles_nothing(
-    settings, services, tmp_path, private_redis
+    services, private_redis, isolated_stack
 ):
     port, redis, start_redis = private_redis
-    isolated = isolated_settings(settings, "redis-restart", REDIS_URL=f"redis://127.0.0.1:{port}/0")
-    svc = connect_services(isolated)
-    since = time.time()
-    worker = start_worker(isolated, tmp_path / "worker.log", name="redis-restart")
-    ingress = None
-    try:
-        wait_for_worker(svc.redis, worker, since)
-        ingress, base = start_ingress(isolated, tmp_path / "ingress.log")
-        made = requests.post(
-            base + "/api/admin/bookings/bulk",
-            headers={**ADMIN, "Prefer": "wait=10"},
-            json={"bookings": [booking_body() for _ in range(120)]},
-            timeout=60,
-        ).json()
-        refs = [item["ref_id"] for item in made["result"]["items"]]
-        accepted = []
+    stack = isolated_stack("redis-restart", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    svc = stack.services
+    stack.start_worker("redis-restart")
+    base = stack.start_ingress()
+    made = requests.post(
+        base + "/api/admin/bookings/bulk",
+        headers={**ADMIN, "Prefer": "wait=10"},
+        json={"bookings": [booking_body() for _ in range(120)]},
+        timeout=60,
+    ).json()
+    refs = [item["ref_id"] for item in made["result"]["items"]]
+    accepted = []
 
-        def depart(ref):
-            r = requests.post(
-                f"{base}/api/bookings/{ref}/depart",
-                json={"location": "DEL"},
-                headers=OPERATOR,
-                timeout=15,
-            )
-            return ref, r
+    def depart(ref):
+        r = requests.post(
+            f"{base}/api/bookings/{ref}/depart",
+            json={"location": "DEL"},
+            headers=OPERATOR,
+            timeout=15,
+        )
+        return ref, r
 
-        with ThreadPoolExecutor(8) as pool:
-            futures = [pool.submit(depart, ref) for ref in refs[:60]]
-            time.sleep(0.3)
-            stop(redis["proc"])  # Redis dies with transitions queued and running
-            futures += [pool.submit(depart, ref) for ref in refs[60:]]
-            results = [f.result() for f in futures]
-        redis["proc"] = start_redis()
-        for ref, r in results:
-            assert r.status_code in (202, 503), r.text
-            if r.status_code == 202:
-                accepted.append((ref, r.headers["Location"]))
-        for _, url in accepted:
-            assert wait_job(base, url, timeout=180)["state"] == "succeeded"
-        present = doubled = 0
-        for ref, _ in accepted:
-            booking = services.db.bookings.find_one({"ref_id": ref})
-            events = services.db.booking_events.count_documents(
-                {"booking_id": ref, "type": "STATUS_DEPARTED"}
-            )
-            present += booking["status"] == "DEPARTED" and booking["version"] == 2 and events >= 1
-            doubled += max(events - 1, 0)
-        # Locks whose release Redis missed came back with it (its append-only
-        # file): none outlives its TTL.
-        deadline = time.monotonic() + isolated.LOCK_DEFAULT_TTL + 2
-        while held_locks(svc.redis):
-            assert time.monotonic() < deadline, held_locks(svc.redis)
-            time.sleep(0.5)
-        assert_none_lost_or_doubled(len(accepted), present, doubled)
-    finally:
-        for proc in (ingress, worker):
-            if proc is not None:
-                stop(proc)
-        delete_queues(isolated)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(depart, ref) for ref in refs[:60]]
+        time.sleep(0.3)
+        stop(redis["proc"])  # Redis dies with transitions queued and running
+        futures += [pool.submit(depart, ref) for ref in refs[60:]]
+        results = [f.result() for f in futures]
+    redis["proc"] = start_redis()
+    for ref, r in results:
+        assert r.status_code in (202, 503), r.text
+        if r.status_code == 202:
+            accepted.append((ref, r.headers["Location"]))
+    for _, url in accepted:
+        assert wait_job(base, url, timeout=180)["state"] == "succeeded"
+    present = doubled = 0
+    for ref, _ in accepted:
+        booking = services.db.bookings.find_one({"ref_id": ref})
+        events = services.db.booking_events.count_documents(
+            {"booking_id": ref, "type": "STATUS_DEPARTED"}
+        )
+        present += booking["status"] == "DEPARTED" and booking["version"] == 2 and events >= 1
+        doubled += max(events - 1, 0)
+    # Locks whose release Redis missed came back with it (its append-only
+    # file): none outlives its TTL.
+    deadline = time.monotonic() + stack.settings.LOCK_DEFAULT_TTL + 2
+    while held_locks(svc.redis):
+        assert time.monotonic() < deadline, held_locks(svc.redis)
+        time.sleep(0.5)
+    assert_none_lost_or_doubled(len(accepted), present, doubled)
 
 
 def test_every_task_type_delivered_twice_has_one_effect(app, services, live_server):
@@ -262,12 +207,7 @@ def test_every_task_type_delivered_twice_has_one_effect(app, services, live_serv
         "departure_ts": day.isoformat(),
         "arrival_ts": (day + timedelta(hours=2)).isoformat(),
     }
-    created = requests.post(
-        live_server + "/api/bookings",
-        json=booking_body(),
-        headers={**CUSTOMER, "Prefer": "wait=10"},
-        timeout=15,
-    ).json()
+    created = post_booking(live_server, Prefer="wait=10").json()
     ref = created["result"]["booking"]["ref_id"]
     cases = [
         ("/api/bookings", booking_body(pieces=3), CUSTOMER),
@@ -358,7 +298,7 @@ def test_fifty_way_concurrent_transitions_on_a_set_of_bookings(live_server, serv
 
 
 def test_redis_down_past_the_retry_budget_fails_no_committed_create(
-    settings, services, tmp_path, private_redis
+    services, private_redis, isolated_stack
 ):
     """Redis stays down, while creates run, until after every accepted create
     ended and for longer than a job's whole retry budget (cut to seconds here by
@@ -367,57 +307,42 @@ def test_redis_down_past_the_retry_budget_fails_no_committed_create(
     from workers.jobs import retry_countdown
 
     port, redis, start_redis = private_redis
-    isolated = isolated_settings(
-        settings, "redis-down", REDIS_URL=f"redis://127.0.0.1:{port}/0", TASK_MAX_RETRIES=3
+    stack = isolated_stack(
+        "redis-down", REDIS_URL=f"redis://127.0.0.1:{port}/0", TASK_MAX_RETRIES=3
     )
-    budget = sum(retry_countdown(n) for n in range(isolated.TASK_MAX_RETRIES))  # 3.5 s
-    svc = connect_services(isolated)
-    since = time.time()
-    worker = start_worker(isolated, tmp_path / "worker.log", name="redis-down")
-    ingress = None
-    try:
-        wait_for_worker(svc.redis, worker, since)
-        ingress, base = start_ingress(isolated, tmp_path / "ingress.log")
+    budget = sum(retry_countdown(n) for n in range(stack.settings.TASK_MAX_RETRIES))  # 3.5 s
+    stack.start_worker("redis-down")
+    base = stack.start_ingress()
 
-        def create(n):
-            return requests.post(
-                base + "/api/bookings",
-                json=booking_body(pieces=1 + n % 50),
-                headers=CUSTOMER,
-                timeout=15,
-            )
+    def create(n):
+        return post_booking(base, booking_body(pieces=1 + n % 50))
 
-        with ThreadPoolExecutor(8) as pool:
-            futures = [pool.submit(create, n) for n in range(40)]
-            time.sleep(0.3)
-            stop(redis["proc"])  # Redis dies with creates queued and running
-            down_at, down_since = time.monotonic(), datetime.now(UTC)
-            futures += [pool.submit(create, n) for n in range(40, 120)]
-            responses = [f.result() for f in futures]
-        assert {r.status_code for r in responses} <= {202, 503}
-        accepted = [(r.json()["ref_id"], r.headers["Location"]) for r in responses if r.ok]
-        ended = {ref: wait_job(base, url, timeout=60) for ref, url in accepted}
-        # Every job ended with Redis still down; keep it down past the budget.
-        time.sleep(max(0.0, down_at + budget + 1 - time.monotonic()))
-        assert redis["proc"].poll() is not None
-        redis["proc"] = start_redis()
-        ran_down = sum(
-            datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00")) > down_since
-            for job in ended.values()
-        )
-        assert ran_down >= 40, ran_down  # most ran with Redis down, not before
-        present = doubled = 0
-        for ref, job in ended.items():
-            assert job["state"] == "succeeded", job["error"]
-            count = services.db.bookings.count_documents({"ref_id": ref})
-            present += count >= 1
-            doubled += max(count - 1, 0)
-        assert_none_lost_or_doubled(len(accepted), present, doubled)
-    finally:
-        for proc in (ingress, worker):
-            if proc is not None:
-                stop(proc)
-        delete_queues(isolated)
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(create, n) for n in range(40)]
+        time.sleep(0.3)
+        stop(redis["proc"])  # Redis dies with creates queued and running
+        down_at, down_since = time.monotonic(), datetime.now(UTC)
+        futures += [pool.submit(create, n) for n in range(40, 120)]
+        responses = [f.result() for f in futures]
+    assert {r.status_code for r in responses} <= {202, 503}
+    accepted = [(r.json()["ref_id"], r.headers["Location"]) for r in responses if r.ok]
+    ended = {ref: wait_job(base, url, timeout=60) for ref, url in accepted}
+    # Every job ended with Redis still down; keep it down past the budget.
+    time.sleep(max(0.0, down_at + budget + 1 - time.monotonic()))
+    assert redis["proc"].poll() is not None
+    redis["proc"] = start_redis()
+    ran_down = sum(
+        datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00")) > down_since
+        for job in ended.values()
+    )
+    assert ran_down >= 40, ran_down  # most ran with Redis down, not before
+    present = doubled = 0
+    for ref, job in ended.items():
+        assert job["state"] == "succeeded", job["error"]
+        count = services.db.bookings.count_documents({"ref_id": ref})
+        present += count >= 1
+        doubled += max(count - 1, 0)
+    assert_none_lost_or_doubled(len(accepted), present, doubled)
 
 
 def ready_messages(settings, queue: str) -> int:
@@ -428,46 +353,33 @@ def ready_messages(settings, queue: str) -> int:
         return conn.default_channel.queue_declare(name, passive=True).message_count
 
 
-def test_a_worker_killed_before_writing_queued_jobs_loses_nothing(settings, services, tmp_path):
+def test_a_worker_killed_before_writing_queued_jobs_loses_nothing(isolated_stack, services):
     """Creates accepted the thin way (their records in Redis, nothing in MongoDB)
     are taken by a worker that dies before writing them: they stay findable as
     queued, and the next worker writes each once."""
     import psutil
 
-    from ingress import create_app
-
-    isolated = isolated_settings(settings, "kill-queued")
-    client = create_app(isolated, services=connect_services(isolated)).test_client()
-    since = time.time()
-    victim = start_worker(isolated, tmp_path / "victim.log", name="victim", concurrency=2)
-    rescuer = None
-    try:
-        wait_for_worker(services.redis, victim, since)
-        for child in psutil.Process(victim.pid).children(recursive=True):
-            child.suspend()  # the pool takes the messages and never runs them
-        accepted = []
-        for _ in range(2):  # the victim's prefetch: concurrency 2 x multiplier 1
-            r = client.post("/api/bookings", json=booking_body(), headers=CUSTOMER)
-            assert r.status_code == 202
-            accepted.append((r.get_json()["ref_id"], r.headers["Location"]))
-        deadline = time.monotonic() + 30
-        while ready_messages(isolated, queues.BOOKINGS):  # until both were delivered
-            assert time.monotonic() < deadline, "the victim took no message"
-            time.sleep(0.05)
-        kill_worker(victim)
-        for _, url in accepted:
-            assert client.get(url, headers=CUSTOMER).get_json()["state"] == "queued"
-            assert services.db.jobs.find_one({"_id": url.rsplit("/", 1)[1]}) is None
-        since = time.time()
-        rescuer = start_worker(isolated, tmp_path / "rescuer.log", name="rescuer")
-        wait_for_worker(services.redis, rescuer, since)
-        for _, url in accepted:
-            assert wait_job(client, url, timeout=60, headers=CUSTOMER)["state"] == "succeeded"
-    finally:
-        for proc in (victim, rescuer):
-            if proc is not None and proc.poll() is None:
-                stop(proc)
-        delete_queues(isolated)
+    stack = isolated_stack("kill-queued")
+    client = stack.client()
+    victim = stack.start_worker("victim", concurrency=2)
+    for child in psutil.Process(victim.pid).children(recursive=True):
+        child.suspend()  # the pool takes the messages and never runs them
+    accepted = []
+    for _ in range(2):  # the victim's prefetch: concurrency 2 x multiplier 1
+        r = client.post("/api/bookings", json=booking_body(), headers=CUSTOMER)
+        assert r.status_code == 202
+        accepted.append((r.get_json()["ref_id"], r.headers["Location"]))
+    deadline = time.monotonic() + 30
+    while ready_messages(stack.settings, queues.BOOKINGS):  # until both were delivered
+        assert time.monotonic() < deadline, "the victim took no message"
+        time.sleep(0.05)
+    kill_worker(victim)
+    for _, url in accepted:
+        assert client.get(url, headers=CUSTOMER).get_json()["state"] == "queued"
+        assert services.db.jobs.find_one({"_id": url.rsplit("/", 1)[1]}) is None
+    stack.start_worker("rescuer")
+    for _, url in accepted:
+        assert wait_job(client, url, timeout=60, headers=CUSTOMER)["state"] == "succeeded"
     present = sum(services.db.bookings.count_documents({"ref_id": ref}) >= 1 for ref, _ in accepted)
     doubled = sum(
         services.db.bookings.count_documents({"ref_id": ref})
@@ -509,58 +421,45 @@ def group_written(db, kind: str, refs: list[str]) -> int:
 
 
 @pytest.mark.parametrize("kind", ["create", "depart"])
-def test_a_worker_killed_mid_group_loses_and_doubles_nothing(settings, services, tmp_path, kind):
+def test_a_worker_killed_mid_group_loses_and_doubles_nothing(isolated_stack, services, kind):
     """Group commit under redelivery: a worker SIGKILLed while a group's write is
     under way (some of its bookings written, their jobs' outcomes not yet)
     leaves every accepted create (or depart) applied once and each job ended
     once, after another worker took the messages RabbitMQ redelivered."""
-    from ingress import create_app
-
     # Groups of 64: a group's write (bookings, events, cache, then its 64 jobs)
     # lasts long enough to be caught between its first and its last write.
-    isolated = isolated_settings(settings, f"kill-group-{kind}", GROUP_COMMIT_SIZE=64)
-    client = create_app(isolated, services=connect_services(isolated)).test_client()
+    stack = isolated_stack(f"kill-group-{kind}", GROUP_COMMIT_SIZE=64)
+    client = stack.client()
     # All queued before any worker runs, so the groups are full ones.
     accepted = accept_group_work(client, services.db, kind, 640)
     refs = [ref for ref, _, _ in accepted]
     job_ids = [job_id for _, job_id, _ in accepted]
-    workers: list[subprocess.Popen] = []
     caught_mid_write = 0
-    try:
-        # A kill can land a moment after the group it meant to catch committed:
-        # then the next worker takes the redelivered messages and is killed in
-        # turn, up to three times, until one is caught mid-write.
-        for attempt in range(3):
-            victim = start_worker(isolated, tmp_path / f"victim{attempt}.log", name="victim")
-            workers.append(victim)
-            deadline = time.monotonic() + 60
-            while True:
-                assert time.monotonic() < deadline, "no group was seen half-written"
-                assert victim.poll() is None, "the victim exited by itself"
-                written = group_written(services.db, kind, refs)
-                ended = services.db.jobs.count_documents({"_id": {"$in": job_ids}})
-                if ended < written < len(accepted):
-                    break  # a group's bookings are written, its jobs' outcomes not yet
-            kill_worker(victim)
+    # A kill can land a moment after the group it meant to catch committed:
+    # then the next worker takes the redelivered messages and is killed in
+    # turn, up to three times, until one is caught mid-write.
+    for attempt in range(3):
+        victim = stack.start_worker(f"victim{attempt}", wait=False)
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, "no group was seen half-written"
+            assert victim.poll() is None, "the victim exited by itself"
             written = group_written(services.db, kind, refs)
             ended = services.db.jobs.count_documents({"_id": {"$in": job_ids}})
-            caught_mid_write = written - ended
-            print(f"victim {attempt}: {written} bookings written, {ended} jobs ended at the kill")
-            if caught_mid_write > 0:
-                break
-        assert caught_mid_write > 0, "every kill landed between groups"
-        runs_at_kill = worker_runs(services.redis)
-        since = time.time()
-        rescuer = start_worker(isolated, tmp_path / "rescuer.log", name="rescuer")
-        workers.append(rescuer)
-        wait_for_worker(services.redis, rescuer, since)
-        ended_jobs = {job_id: wait_job(client, url, timeout=120) for _, job_id, url in accepted}
-        runs = worker_runs(services.redis)
-    finally:
-        for proc in workers:
-            if proc.poll() is None:
-                stop(proc)
-        delete_queues(isolated)
+            if ended < written < len(accepted):
+                break  # a group's bookings are written, its jobs' outcomes not yet
+        kill_worker(victim)
+        written = group_written(services.db, kind, refs)
+        ended = services.db.jobs.count_documents({"_id": {"$in": job_ids}})
+        caught_mid_write = written - ended
+        print(f"victim {attempt}: {written} bookings written, {ended} jobs ended at the kill")
+        if caught_mid_write > 0:
+            break
+    assert caught_mid_write > 0, "every kill landed between groups"
+    runs_at_kill = worker_runs(services.redis)
+    stack.start_worker("rescuer")
+    ended_jobs = {job_id: wait_job(client, url, timeout=120) for _, job_id, url in accepted}
+    runs = worker_runs(services.redis)
     # The rescuer ran every job left unended at the kill: the redelivered ones
     # whose bookings were already written among them.
     task_type = "create" if kind == "create" else "transition"

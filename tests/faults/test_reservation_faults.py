@@ -11,10 +11,8 @@ from core.clock import utcnow
 from core.flights import flight_document
 from core.ids import new_ref_id
 from core.locks import flight_lock_key
-from core.services import connect_services
 from tests.conftest import CUSTOMER, booking_body, wait_job
-from tests.faults.test_faults import isolated_settings
-from tools.processes import delete_queues, kill_worker, start_worker, stop, wait_for_worker
+from tools.processes import kill_worker
 
 
 def two_legs(services, tag: str) -> tuple[str, str]:
@@ -55,20 +53,15 @@ def booked_kg(services, fid: str) -> float:
 
 @pytest.mark.parametrize("second_leg", ["filled-meanwhile", "with-room"])
 def test_a_worker_killed_between_legs_leaves_no_stray_reservation(
-    settings, services, tmp_path, second_leg
+    isolated_stack, services, second_leg
 ):
-    from ingress import create_app
-
-    isolated = isolated_settings(settings, f"kill-legs-{second_leg}")
-    client = create_app(isolated, services=connect_services(isolated)).test_client()
+    stack = isolated_stack(f"kill-legs-{second_leg}")
+    client = stack.client()
     first, second = two_legs(services, "KL" + second_leg[0].upper())
     # The second leg's lock, held here: the worker reserves the first leg, then waits.
     held = services.locks.acquire(flight_lock_key(second), 60)
-    since = time.time()
-    victim = start_worker(isolated, tmp_path / "victim.log", name="victim", concurrency=1)
-    rescuer = None
     try:
-        wait_for_worker(services.redis, victim, since)
+        victim = stack.start_worker("victim", concurrency=1)
         body = booking_body(
             origin="KFA", destination="KFC", weight_kg=100, flight_ids=[first, second]
         )
@@ -84,16 +77,10 @@ def test_a_worker_killed_between_legs_leaves_no_stray_reservation(
         if second_leg == "filled-meanwhile":  # another booking takes the rest
             assert reservations._take(services.db, second, [(new_ref_id(), 1000 * 1000)])
         services.locks.release(held)
-        since = time.time()
-        rescuer = start_worker(isolated, tmp_path / "rescuer.log", name="rescuer")
-        wait_for_worker(services.redis, rescuer, since)
+        stack.start_worker("rescuer")
         job = wait_job(client, url, timeout=60, headers=CUSTOMER)
     finally:
         services.locks.release(held)
-        for proc in (victim, rescuer):
-            if proc is not None and proc.poll() is None:
-                stop(proc)
-        delete_queues(isolated)
     stored = services.db.bookings.count_documents({"ref_id": ref_id})
     if second_leg == "filled-meanwhile":
         assert job["state"] == "failed" and job["error"]["type"].endswith("flight-full")

@@ -10,14 +10,14 @@ import uuid
 import pytest
 
 from core.services import connect_services
-from core.settings import load_settings
+from core.settings import replace
 from tests.conftest import ADMIN, CUSTOMER, OTHER_CUSTOMER, booking_body, keyed_client
 
 
 def app_with(settings, **overrides):
     from ingress import create_app
 
-    patched = load_settings({}, **{**settings.__dict__, **overrides})
+    patched = replace(settings, **overrides)
     return create_app(patched, services=connect_services(patched))
 
 
@@ -101,15 +101,23 @@ def test_flight_times_outside_the_calendar_are_reported_per_item(live_server, se
 # -- brute force and sharing ------------------------------------------------------------------
 
 
+def client_in(app, net: int):
+    """A test client at a random address of 127.<net>.*.1 (its budgets most likely full)."""
+    c = app.test_client()
+    c.environ_base["REMOTE_ADDR"] = f"127.{net}.{uuid.uuid4().int % 250}.1"
+    return c
+
+
+def guessed(client, path: str, tries: int = 6) -> list[int]:
+    """The statuses of GET `path` with `tries` wrong admin tokens."""
+    guesses = [{"Authorization": f"Bearer guess-{n}"} for n in range(tries)]
+    return [client.get(path, headers=headers).status_code for headers in guesses]
+
+
 def test_guessing_the_admin_token_is_rate_limited_per_ip(settings):
     app = app_with(settings, RATE_LIMIT_ADMIN=4)
-    guesser = app.test_client()
-    guesser.environ_base["REMOTE_ADDR"] = f"127.77.{uuid.uuid4().int % 250}.1"
-    codes = [
-        guesser.get("/api/admin/locks", headers={"Authorization": f"Bearer guess-{n}"}).status_code
-        for n in range(6)
-    ]
-    assert codes == [401, 401, 401, 401, 429, 429]
+    guesser = client_in(app, 77)
+    assert guessed(guesser, "/api/admin/locks") == [401, 401, 401, 401, 429, 429]
     # The admin's own budget is the token's, not that address's: still served.
     admin = app.test_client()
     admin.environ_base["REMOTE_ADDR"] = guesser.environ_base["REMOTE_ADDR"]
@@ -118,8 +126,7 @@ def test_guessing_the_admin_token_is_rate_limited_per_ip(settings):
 
 def test_guessing_api_keys_is_rate_limited_per_ip(settings):
     app = app_with(settings, RATE_LIMIT_BOOKINGS=3)
-    guesser = app.test_client()
-    guesser.environ_base["REMOTE_ADDR"] = f"127.78.{uuid.uuid4().int % 250}.1"
+    guesser = client_in(app, 78)
     codes = [
         guesser.post(
             "/api/bookings", json=booking_body(), headers={"Authorization": f"Bearer rgk_{n}"}
@@ -158,6 +165,7 @@ def test_anonymous_idempotency_keys_are_scoped_by_ip(settings):
     assert jobs[0] != jobs[1] and jobs[0] == jobs[2]
 
 
+@pytest.mark.slow(reason="waits out a Prefer: wait=3")
 def test_waiters_beyond_the_cap_are_answered_at_once(settings, services):
     """One waiting slot (MAX_WAITERS=1) and a job no worker will run: the first
     poller waits; the second gets its answer at once, with Retry-After."""
@@ -199,16 +207,9 @@ def test_job_polls_are_rate_limited_generously(settings, services):
 
 def test_guessing_the_admin_token_at_metrics_is_limited_but_scraping_is_not(settings):
     app = app_with(settings, RATE_LIMIT_ADMIN=4)
-    scraper = app.test_client()
-    scraper.environ_base["REMOTE_ADDR"] = f"127.76.{uuid.uuid4().int % 250}.1"
+    scraper = client_in(app, 76)
     assert all(scraper.get("/metrics", headers=ADMIN).status_code == 200 for _ in range(6))
-    guesser = app.test_client()
-    guesser.environ_base["REMOTE_ADDR"] = f"127.75.{uuid.uuid4().int % 250}.1"
-    codes = [
-        guesser.get("/metrics", headers={"Authorization": f"Bearer guess-{n}"}).status_code
-        for n in range(6)
-    ]
-    assert codes == [401, 401, 401, 401, 429, 429]
+    assert guessed(client_in(app, 75), "/metrics") == [401, 401, 401, 401, 429, 429]
 
 
 @pytest.mark.parametrize(

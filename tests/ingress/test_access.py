@@ -12,7 +12,7 @@ from core import bookings, jobs
 from core.cache import api_key_key
 from core.clock import utcnow
 from core.customers import hash_api_key
-from core.ids import new_job_id, new_ref_id
+from tests import conftest
 from tests.conftest import (
     ADMIN,
     CUSTOMER,
@@ -43,16 +43,8 @@ NOTES = "handled by crew member Ximena"
 
 def stored_booking(services, owner: str | None = None, **fields) -> str:
     """A BOOKED booking straight in the database, owned by customer `owner` (by IDS name)."""
-    ref_id = new_ref_id()
-    bookings.create_booking(
-        services.db,
-        ref_id=ref_id,
-        data=booking_body(**PERSONAL, **fields),
-        job_id=new_job_id(),
-        now=utcnow(),
-        customer_id=IDS[owner] if owner else None,
-    )
-    return ref_id
+    customer_id = IDS[owner] if owner else None
+    return conftest.stored_booking(services, customer_id=customer_id, **PERSONAL, **fields)
 
 
 def call(client, method: str, path: str, headers: dict, body=None):
@@ -446,22 +438,11 @@ def test_bookings_without_an_owner_are_for_operators_and_the_admin(client, servi
 
 def test_a_cancel_by_a_stranger_is_not_found_even_in_the_worker(services):
     """The ingress already answers 404; the worker checks again under the lock."""
-    from core import transitions
     from core.errors import NotFound
 
     ref_id = stored_booking(services, "customer")
     with pytest.raises(NotFound):
-        transitions.transition_booking(
-            services.db,
-            services.locks,
-            ref_id=ref_id,
-            target="CANCELLED",
-            job_id=new_job_id(),
-            data={},
-            clock=utcnow,
-            queued_records=services.redis,
-            owner=IDS["other_customer"],
-        )
+        conftest.moved_booking(services, ref_id, "CANCELLED", owner=IDS["other_customer"])
     assert services.db.bookings.find_one({"ref_id": ref_id})["status"] == "BOOKED"
 
 
@@ -502,10 +483,10 @@ def test_the_openapi_document_declares_who_may_call_what(client):
 
 def test_without_required_keys_a_keyless_caller_books_but_never_administers(settings, services):
     from core.services import connect_services
-    from core.settings import load_settings
+    from core.settings import replace
     from ingress import create_app
 
-    keyless = load_settings({}, **{**settings.__dict__, "REQUIRE_API_KEYS": False})
+    keyless = replace(settings, REQUIRE_API_KEYS=False)
     open_app = create_app(keyless, services=connect_services(keyless))
     c = open_app.test_client()
     r = c.post("/api/bookings", json=booking_body())

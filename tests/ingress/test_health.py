@@ -10,7 +10,7 @@ import pytest
 
 from core import jobs
 from core.services import connect_services
-from core.settings import load_settings
+from core.settings import replace
 from ingress.health import BROKER_PING, PROBE_TTL_S, PROBES
 from tests.conftest import CUSTOMER, booking_body
 from tools.processes import free_port
@@ -19,7 +19,7 @@ from tools.processes import free_port
 def app_with(settings, **overrides):
     from ingress import create_app
 
-    patched = load_settings({}, **{**settings.__dict__, **overrides})
+    patched = replace(settings, **overrides)
     return create_app(patched, services=connect_services(patched))
 
 
@@ -36,12 +36,13 @@ def test_all_up_is_healthy(client, worker):
 @pytest.mark.parametrize(
     ("setting", "url", "service", "status", "overall"),
     [
-        (
+        pytest.param(
             "MONGODB_URI",
             "mongodb://127.0.0.1:{port}/x?retryWrites=false",
             "mongodb",
             503,
             "unhealthy",
+            marks=pytest.mark.slow(reason="waits out MongoDB's server selection timeout"),
         ),
         ("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:{port}//", "rabbitmq", 503, "unhealthy"),
         ("REDIS_URL", "redis://127.0.0.1:{port}/0", "redis", 200, "degraded"),
@@ -76,6 +77,7 @@ def test_the_metrics_block_is_totals_only(client):
     }
 
 
+@pytest.mark.slow(reason="a burst lasting past the one-second probe interval")
 def test_a_burst_of_calls_probes_once_a_second_over_one_broker_connection(settings):
     app = app_with(settings)
     probes, broker = app.extensions[PROBES], app.extensions[BROKER_PING]
@@ -135,6 +137,7 @@ def test_broker_down_answers_503_and_records_no_job(settings, services):
     assert set(services.redis.scan_iter(match=jobs.creating_key("*"))) == marks_before
 
 
+@pytest.mark.slow(reason="waits out MongoDB's server selection timeout")
 def test_mongo_down_answers_503_not_500(settings, services):
     app = app_with(
         settings,

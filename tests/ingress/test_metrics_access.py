@@ -4,7 +4,7 @@ token when unset) or the admin token; anyone else gets a problem."""
 import pytest
 
 from core.services import connect_services
-from core.settings import load_settings
+from core.settings import load_settings, replace
 from tests.conftest import ADMIN, ADMIN_TOKEN, CUSTOMER, OPERATOR, bearer
 
 SCRAPER_TOKEN = "scrape-" + "s" * 32
@@ -13,7 +13,7 @@ SCRAPER_TOKEN = "scrape-" + "s" * 32
 def app_with(settings, **overrides):
     from ingress import create_app
 
-    patched = load_settings({}, **{**settings.__dict__, **overrides})
+    patched = replace(settings, **overrides)
     return create_app(patched, services=connect_services(patched))
 
 

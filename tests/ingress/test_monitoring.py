@@ -18,26 +18,21 @@ from core.locks import (
     flight_lock_key,
 )
 from core.schemas import LockPerformanceSchema
-from core.services import connect_services
-from core.settings import load_settings
 from tests.conftest import ADMIN, CUSTOMER, booking_body, wait_job
 from tools.processes import free_port
 
+METRICS_REDIS = "redis://127.0.0.1:6379/14"
+
 
 @pytest.fixture
-def isolated(settings, services):
+def isolated(isolated_stack):
     """An app whose metrics live in a Redis database of their own (14, flushed)."""
-    from ingress import create_app
-
     built = []
 
     def build(**overrides):
-        patched = load_settings(
-            {}, **{**settings.__dict__, "REDIS_URL": "redis://127.0.0.1:6379/14", **overrides}
-        )
-        svc = connect_services(patched)
-        built.append(create_app(patched, services=svc))
-        return built[-1], svc
+        stack = isolated_stack(f"monitoring{len(built)}", REDIS_URL=METRICS_REDIS, **overrides)
+        built.append(stack.app())
+        return built[-1], stack.services
 
     app, svc = build()
     svc.redis.flushdb()
@@ -92,6 +87,7 @@ def test_metrics_in_prometheus_format(isolated):
     assert "radiantgo_cache_lookups_total" in text and "radiantgo_lock_acquisitions_total" in text
 
 
+@pytest.mark.slow(reason="25 requests, each waiting out the timeout of a MongoDB that is down")
 def test_a_slow_endpoint_and_a_failing_one_get_recommendations(isolated):
     build, app, svc = isolated
     down, _ = build(
@@ -338,6 +334,7 @@ def _hostile_requests(client, n: int, rng: random.Random) -> None:
         assert client.open(path, method=method).status_code < 500, (method, path)
 
 
+@pytest.mark.slow(reason="thousands of hostile requests")
 def test_redis_stays_bounded_under_made_up_methods_and_paths(isolated):
     _, app, svc = isolated
     c = app.test_client()

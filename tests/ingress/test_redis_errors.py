@@ -8,7 +8,7 @@ import pytest
 from core import bookings, ids
 from core.clock import utcnow
 from core.services import connect_services
-from core.settings import load_settings
+from core.settings import replace
 from tests.conftest import CUSTOMER, IDS, booking_body
 from tests.core.test_cache import out_of_memory
 
@@ -18,7 +18,7 @@ def app_on_private_redis(settings, services, private_redis):
     from ingress import create_app
 
     port, _, _ = private_redis
-    patched = load_settings({}, **{**settings.__dict__, "REDIS_URL": f"redis://127.0.0.1:{port}/0"})
+    patched = replace(settings, REDIS_URL=f"redis://127.0.0.1:{port}/0")
     svc = connect_services(patched)
     yield create_app(patched, services=svc), svc
     svc.close()

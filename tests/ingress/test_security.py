@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from core.services import connect_services
-from core.settings import load_settings
+from core.settings import replace
 from tests.conftest import ADMIN, bearer, booking_body, new_customer
 
 
@@ -26,9 +26,7 @@ def test_wrong_tokens_and_schemes_are_refused(client):
 def test_no_configured_token_opens_nothing(settings, services):
     from ingress import create_app
 
-    closed = create_app(
-        load_settings({}, **{**settings.__dict__, "ADMIN_TOKEN": ""}), services=services
-    )
+    closed = create_app(replace(settings, ADMIN_TOKEN=""), services=services)
     for header in ("Bearer ", "Bearer anything", "Bearer rgk_anything"):
         r = closed.test_client().get("/api/admin/locks", headers={"Authorization": header})
         assert r.status_code == 401, header
@@ -37,9 +35,7 @@ def test_no_configured_token_opens_nothing(settings, services):
 def limited_app(settings, **limits):
     from ingress import create_app
 
-    patched = load_settings(
-        {}, **{**settings.__dict__, "RATE_LIMIT_BOOKINGS": 50, "RATE_LIMIT_ROUTES": 30, **limits}
-    )
+    patched = replace(settings, **{"RATE_LIMIT_BOOKINGS": 50, "RATE_LIMIT_ROUTES": 30, **limits})
     return create_app(patched, services=connect_services(patched))
 
 
@@ -62,6 +58,7 @@ def fresh_key(services):
     return bearer(new_customer(services.db)["api_key"])
 
 
+@pytest.mark.slow(reason="spends a whole rate-limit budget")
 def test_the_51st_booking_in_a_minute_is_a_429(settings, fresh_ip, fresh_key, services):
     c = client_for(limited_app(settings), fresh_ip)
     for n in range(50):
@@ -88,6 +85,7 @@ def test_the_51st_booking_in_a_minute_is_a_429(settings, fresh_ip, fresh_key, se
     )
 
 
+@pytest.mark.slow(reason="spends a whole rate-limit budget")
 def test_two_ingress_processes_share_one_budget(settings, fresh_ip, fresh_key):
     first, second = limited_app(settings), limited_app(settings)  # two apps: two processes' worth
 
@@ -150,6 +148,73 @@ def test_admin_and_bulk_budgets(settings, fresh_ip):
         for _ in range(3)
     ]
     assert [r.status_code for r in bodies] == [202, 202, 429]
+
+
+# -- declared budgets -------------------------------------------------------------------------
+
+
+def declared_scopes(app, endpoint: str, method: str) -> list[str]:
+    """The scopes of the budgets a request `method` to `endpoint` spends, in check order."""
+    from ingress.security import _declared
+
+    view = app.view_functions[endpoint]
+    return [budget.scope for budget, methods in _declared(view) if not methods or method in methods]
+
+
+def test_every_admin_view_spends_the_admin_budget_and_bulk_work_the_bulk_one_too(app):
+    admin = [e for e in app.view_functions if e.startswith("admin.")]
+    assert len(admin) >= 11
+    for endpoint in admin:
+        bulk = endpoint in ("admin.FlightImport", "admin.BookingImport", "admin.StatusImport")
+        for method in app.view_functions[endpoint].view_class.methods:
+            expected = ["admin", "bulk"] if bulk else ["admin"]
+            assert declared_scopes(app, endpoint, method) == expected, (endpoint, method)
+
+
+def test_the_four_transitions_share_one_budget_and_booking_reads_spend_none(app):
+    for action in ("depart", "arrive", "deliver", "cancel"):
+        assert declared_scopes(app, f"bookings.{action}_booking", "POST") == ["updates"]
+    assert declared_scopes(app, "bookings.Bookings", "POST") == ["bookings"]
+    assert declared_scopes(app, "bookings.Bookings", "GET") == []
+    assert declared_scopes(app, "flights.Routes", "HEAD") == ["routes"]
+
+
+@pytest.fixture
+def declarations(monkeypatch):
+    """Declarations made in the test are forgotten after it (later apps start)."""
+    from ingress import security
+
+    monkeypatch.setattr(security, "DECLARED", list(security.DECLARED))
+
+
+def test_a_budget_declared_on_no_registered_view_stops_the_app(settings, services, declarations):
+    from ingress import create_app
+    from ingress.security import MINUTE, rate_limit
+
+    @rate_limit("RATE_LIMIT_ROUTES", MINUTE, scope="routes")
+    def renamed_away():
+        """A view whose route was dropped: its limit would silently go with it."""
+
+    with pytest.raises(LookupError, match="renamed_away"):
+        create_app(settings, services=services)
+
+
+def test_a_budget_naming_no_setting_stops_the_app(settings, services, declarations):
+    from flask import Flask
+    from flask.views import MethodView
+
+    from ingress.security import MINUTE, install_rate_limits, rate_limit
+
+    class Misnamed(MethodView):
+        @rate_limit("RATE_LIMIT_ROUTS", MINUTE, scope="routes")
+        def get(self):
+            return {}
+
+    app = Flask(__name__)
+    app.extensions["radiantgo"] = services
+    app.add_url_rule("/misnamed", view_func=Misnamed.as_view("misnamed"))
+    with pytest.raises(LookupError, match=r"Misnamed\.get names 'RATE_LIMIT_ROUTS', no setting"):
+        install_rate_limits(app, settings)
 
 
 # -- round trips ------------------------------------------------------------------------------

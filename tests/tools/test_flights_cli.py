@@ -56,6 +56,7 @@ def test_schedule_is_a_deterministic_lazy_generator():
     assert len(list(generate_schedule(1234, start, 42))) == 1234
 
 
+@pytest.mark.slow(reason="validates a whole day's schedule")
 def test_one_day_covers_every_route_ten_times_and_validates():
     start = date(2025, 1, 20)
     two_days = list(generate_schedule(2 * DAY + 1, start, 42))
@@ -182,6 +183,7 @@ def _assert_stored(db, flights, sample=50):
         assert doc["capacity_g"] == doc["available_g"] == raw["capacity_kg"] * 1000
 
 
+@pytest.mark.slow(reason="stores the demo schedule twice")
 def test_seed_flights_stores_the_schedule_idempotently(services):
     flights = list(generate_schedule(2000, SEED_DATE, 42))
     for _ in range(2):  # a second run leaves the same data
@@ -198,28 +200,23 @@ def test_seed_flights_stores_the_schedule_idempotently(services):
 def test_seed_if_empty_seeds_an_empty_database_only(services):
     db = services.mongo["radiantgo_test_seed_if_empty"]
     services.mongo.drop_database(db.name)
+
+    def seed_if_empty(seed):
+        return seed_flights(
+            db,
+            services.locks,
+            count=300,
+            start_date=SEED_DATE,
+            seed=seed,
+            chunk_size=100,
+            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
+            if_empty=True,
+        )
+
     try:
-        first = seed_flights(
-            db,
-            services.locks,
-            count=300,
-            start_date=SEED_DATE,
-            seed=42,
-            chunk_size=100,
-            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
-            if_empty=True,
-        )
+        first = seed_if_empty(42)
         assert (first.skipped, first.imported, first.failed) == (False, 300, 0)
-        again = seed_flights(
-            db,
-            services.locks,
-            count=300,
-            start_date=SEED_DATE,
-            seed=7,
-            chunk_size=100,
-            default_capacity_kg=services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
-            if_empty=True,
-        )
+        again = seed_if_empty(7)
         assert again.skipped and again.existing == 300
         flights = list(generate_schedule(300, SEED_DATE, 42))
         _assert_stored(db, flights, sample=20)  # still seed 42's flights

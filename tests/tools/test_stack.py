@@ -9,7 +9,7 @@ import pytest
 
 from core.clock import utcnow
 from core.customers import disable_customer, hash_api_key, key_is_active
-from core.settings import load_settings
+from core.settings import load_settings, replace
 from tools import stack
 from tools.stack import admin_token_line, ensure_demo_callers, load_credentials, save_credentials
 
@@ -145,9 +145,7 @@ def test_make_run_replaces_an_empty_queue_declared_without_its_bound(settings):
     from core import queues
     from tools.processes import delete_queues
 
-    older = load_settings(
-        {}, **{**settings.__dict__, "QUEUE_NAMESPACE": f"older-{uuid.uuid4().hex[:6]}"}
-    )
+    older = replace(settings, QUEUE_NAMESPACE=f"older-{uuid.uuid4().hex[:6]}")
     bookings = queues.queue_name(queues.BOOKINGS, older.QUEUE_NAMESPACE)
     status = queues.queue_name(queues.STATUS, older.QUEUE_NAMESPACE)
     try:

@@ -10,26 +10,13 @@ import requests
 
 from core import queues
 from core.locks import booking_lock_key, held_locks
-from core.services import connect_services
-from core.settings import load_settings
-from tests.conftest import ADMIN, CUSTOMER, OPERATOR, booking_body, wait_job
-from tools.processes import (
-    delete_queues,
-    start_ingress,
-    start_worker,
-    stop,
-    wait_for_worker,
-)
+from tests.conftest import ADMIN, CUSTOMER, OPERATOR, booking_body, post_booking, wait_job
+from tools.processes import stop
 
 
 def create(base) -> str:
     """A booking of the test customer, made through the API."""
-    r = requests.post(
-        base + "/api/bookings",
-        json=booking_body(),
-        headers={**CUSTOMER, "Prefer": "wait=10"},
-        timeout=15,
-    )
+    r = post_booking(base, Prefer="wait=10")
     assert r.status_code == 201, r.text
     return r.json()["result"]["booking"]["ref_id"]
 
@@ -204,53 +191,23 @@ def test_a_random_ref_id_is_404_and_enqueues_nothing(live_server, services, work
         os.kill(worker.pid, signal.SIGCONT)
 
 
-def test_admin_locks_lists_held_keys_with_ttl(client, services):
-    key = booking_lock_key("RGADMINLOCK")
-    held = services.locks.acquire(key, ttl_s=30)
-    try:
-        body = client.get("/api/admin/locks", headers=ADMIN).get_json()
-        entry = next(item for item in body["locks"] if item["key"] == key)
-        assert 0 < entry["ttl_ms"] <= 30_000
-    finally:
-        services.locks.release(held)
-    listing = client.get("/api/admin/locks", headers=ADMIN).get_json()["locks"]
-    assert key not in [item["key"] for item in listing]
-
-
-def test_redis_down_loses_no_transition(settings, tmp_path, private_redis):
+def test_redis_down_loses_no_transition(private_redis, isolated_stack):
     """Redis dies while a transition is queued: the job retries, then completes."""
     port, state, start_redis = private_redis
-    isolated = load_settings(
-        {},
-        **{
-            **settings.__dict__,
-            "REDIS_URL": f"redis://127.0.0.1:{port}/0",
-            "QUEUE_NAMESPACE": settings.QUEUE_NAMESPACE + "-redis",
-        },
-    )
-    svc = connect_services(isolated)
-    since = time.time()
-    worker = start_worker(isolated, tmp_path / "worker.log", name="redisfault")
-    ingress = None
-    try:
-        wait_for_worker(svc.redis, worker, since)
-        ingress, base = start_ingress(isolated, tmp_path / "ingress.log")
-        ref_id = create(base)
-        stop(state["proc"])  # Redis is gone
-        r = act(base, ref_id, "depart", {"location": "DEL"}, wait=0)
-        assert r.status_code == 202  # accepting needs MongoDB and RabbitMQ only
-        time.sleep(2.0)
-        job = requests.get(base + r.headers["Location"], headers=ADMIN, timeout=5).json()
-        assert job["state"] in ("queued", "running")  # retrying, not failed, not lost
-        state["proc"] = start_redis()
-        job = wait_job(base, r.headers["Location"], timeout=60)
-        assert job["state"] == "succeeded", job
-        booking = details(base, ref_id)
-        assert booking["status"] == "DEPARTED" and booking["version"] == 2
-        assert [e["type"] for e in booking["events"]].count("STATUS_DEPARTED") == 1
-        assert held_locks(svc.redis) == []
-    finally:
-        for proc in (ingress, worker):
-            if proc is not None:
-                stop(proc)
-        delete_queues(isolated)
+    stack = isolated_stack("redis", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    stack.start_worker("redisfault")
+    base = stack.start_ingress()
+    ref_id = create(base)
+    stop(state["proc"])  # Redis is gone
+    r = act(base, ref_id, "depart", {"location": "DEL"}, wait=0)
+    assert r.status_code == 202  # accepting needs MongoDB and RabbitMQ only
+    time.sleep(2.0)
+    job = requests.get(base + r.headers["Location"], headers=ADMIN, timeout=5).json()
+    assert job["state"] in ("queued", "running")  # retrying, not failed, not lost
+    state["proc"] = start_redis()
+    job = wait_job(base, r.headers["Location"], timeout=60)
+    assert job["state"] == "succeeded", job
+    booking = details(base, ref_id)
+    assert booking["status"] == "DEPARTED" and booking["version"] == 2
+    assert [e["type"] for e in booking["events"]].count("STATUS_DEPARTED") == 1
+    assert held_locks(stack.services.redis) == []

@@ -5,10 +5,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import requests
 
-from core import queues, routes
+from core import cache as caches
+from core import routes
 from core.flushing import FLUSH_INTERVAL_S
-from tests.conftest import ADMIN, CUSTOMER, booking_body, wait_job
-from workers.celery_app import create_celery_app
+from tests.conftest import ADMIN, booking_body, post_booking, wait_job
 
 TODAY = datetime.now(UTC).date()
 
@@ -105,7 +105,7 @@ def test_an_import_invalidates_cached_routes_and_flights(live_server, services):
     params = {"origin": "KGG", "destination": "KHH", "date": day.isoformat()}
     first = requests.get(live_server + "/api/routes", params=params, timeout=5).json()
     assert first["counts"]["direct"] == 1
-    assert services.redis.exists(routes.route_key("KGG", "KHH", day))
+    assert services.redis.exists(caches.route_key("KGG", "KHH", day))
     assert (
         requests.get(live_server + "/api/routes", params=params, timeout=5).json() == first
     )  # cached
@@ -156,7 +156,7 @@ def test_warming_fills_todays_and_tomorrows_keys(live_server, services, settings
     assert configured
     for origin, destination in configured:
         for day in (TODAY, TODAY + timedelta(days=1)):
-            assert services.redis.exists(routes.route_key(origin, destination, day))
+            assert services.redis.exists(caches.route_key(origin, destination, day))
     stats = requests.get(live_server + "/api/admin/cache/stats", headers=ADMIN, timeout=5).json()
     assert stats["keys"]["routes"] >= 2 * len(configured)
     assert set(stats["kinds"]) >= {"routes", "flights", "booking_details", "booking_pages"}
@@ -178,25 +178,6 @@ def test_most_searched_routes_are_warmed_too(live_server, services, settings):
     assert ("KMM", "KNN") in routes.popular_routes(services.cache, "", settings.WARM_TOP_ROUTES)
 
 
-def test_beat_schedules_warming_more_often_than_routes_expire(settings):
-    schedule = create_celery_app(settings).conf.beat_schedule
-    entry = next(e for e in schedule.values() if e["task"] == queues.WARM_CACHE)
-    answer_ttl = min(settings.CACHE_TTL_ROUTES, settings.CACHE_TTL_BOOKINGS)
-    assert entry["schedule"] == settings.CACHE_WARM_INTERVAL < answer_ttl
-
-
-def test_clearing_the_cache_keeps_locks_and_counters(client, services):
-    services.redis.set("routes:KZZ:KYY:2032-01-01", "{}")
-    services.redis.set("booking:ref:RGKEEPLOCK1", "x", ex=30)
-    services.redis.incr("cache:stats:routes:hits")
-    deleted = client.delete("/api/admin/cache/clear", headers=ADMIN).get_json()["deleted"]
-    assert deleted >= 1
-    assert not services.redis.exists("routes:KZZ:KYY:2032-01-01")
-    assert services.redis.exists("booking:ref:RGKEEPLOCK1")
-    assert services.redis.exists("cache:stats:routes:hits")
-    services.redis.delete("booking:ref:RGKEEPLOCK1")
-
-
 def test_a_booking_whose_flights_do_not_chain_fails_with_422(live_server):
     day = date(2032, 1, 10)
     bulk(
@@ -209,12 +190,8 @@ def test_a_booking_whose_flights_do_not_chain_fails_with_422(live_server):
     )
 
     def book(ids):
-        return requests.post(
-            live_server + "/api/bookings",
-            headers={**CUSTOMER, "Prefer": "wait=10"},
-            timeout=15,
-            json=booking_body(origin="KPP", destination="KRR", flight_ids=ids),
-        )
+        body = booking_body(origin="KPP", destination="KRR", flight_ids=ids)
+        return post_booking(live_server, body, Prefer="wait=10")
 
     bad = book(["BK1-20320110", "BK2-20320110"])  # 0 min connection
     assert bad.status_code == 422, bad.text

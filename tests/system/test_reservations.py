@@ -6,9 +6,9 @@ from datetime import date
 import requests
 
 from core import reservations
-from tests.conftest import ADMIN, CUSTOMER, OPERATOR, booking_body, wait_job
-from tests.workers.test_bulk import post
-from tests.workers.test_flights import bulk, flight
+from tests.conftest import ADMIN, OPERATOR, booking_body, post_booking, wait_job
+from tests.system.test_bulk import post
+from tests.system.test_flights import bulk, flight
 
 
 def flight_view(base, fid):
@@ -29,7 +29,7 @@ def test_thirty_concurrent_bookings_of_100_kg_fill_1000_kg_exactly(live_server, 
     body = booking_body(origin="KCA", destination="KCB", weight_kg=100, flight_ids=[fid])
 
     def book(_):
-        r = requests.post(live_server + "/api/bookings", json=body, headers=CUSTOMER, timeout=15)
+        r = post_booking(live_server, body)
         assert r.status_code == 202, r.text
         return r.headers["Location"]
 
@@ -53,12 +53,8 @@ def test_a_cancel_gives_the_space_back_and_a_delivery_keeps_it(live_server, serv
     fid = "CP2-20330402"
 
     def create(weight):
-        r = requests.post(
-            live_server + "/api/bookings",
-            json=booking_body(origin="KCA", destination="KCB", weight_kg=weight, flight_ids=[fid]),
-            headers={**CUSTOMER, "Prefer": "wait=10"},
-            timeout=15,
-        )
+        body = booking_body(origin="KCA", destination="KCB", weight_kg=weight, flight_ids=[fid])
+        r = post_booking(live_server, body, Prefer="wait=10")
         assert r.status_code == 201, r.text
         return r.json()["result"]["booking"]["ref_id"]
 
@@ -91,17 +87,9 @@ def test_a_two_leg_booking_whose_second_leg_is_full_fails_and_leaves_the_first(
             flight("CP4", "KCB", "KCC", day, 12, capacity_kg=50),
         ],
     )
-    r = requests.post(
-        live_server + "/api/bookings",
-        json=booking_body(
-            origin="KCA",
-            destination="KCC",
-            weight_kg=100,
-            flight_ids=["CP3-20330403", "CP4-20330403"],
-        ),
-        headers={**CUSTOMER, "Prefer": "wait=10"},
-        timeout=15,
-    )
+    legs = ["CP3-20330403", "CP4-20330403"]
+    body = booking_body(origin="KCA", destination="KCC", weight_kg=100, flight_ids=legs)
+    r = post_booking(live_server, body, Prefer="wait=10")
     assert r.status_code == 409, r.text
     assert r.json()["type"].endswith("flight-full") and "CP4-20330403" in r.json()["detail"]
     assert stored_space(services, "CP3-20330403") == (0, 1000, 0)
@@ -130,12 +118,8 @@ def test_a_reimport_below_what_is_booked_fails_that_item(live_server, services):
     day = date(2033, 4, 5)
     bulk(live_server, [flight("CP6", "KCA", "KCB", day, 8, capacity_kg=1000)])
     fid = "CP6-20330405"
-    r = requests.post(
-        live_server + "/api/bookings",
-        json=booking_body(origin="KCA", destination="KCB", weight_kg=700, flight_ids=[fid]),
-        headers={**CUSTOMER, "Prefer": "wait=10"},
-        timeout=15,
-    )
+    body = booking_body(origin="KCA", destination="KCB", weight_kg=700, flight_ids=[fid])
+    r = post_booking(live_server, body, Prefer="wait=10")
     assert r.status_code == 201, r.text
     r = bulk(
         live_server,

@@ -1,17 +1,15 @@
 """Every accepted job ends: succeeded, or failed with a problem; never left running.
 
-Through HTTP and the session's real worker, except where noted.
+Through HTTP and the session's real worker. The task run in this process:
+tests/workers/test_tasks.py.
 """
 
 import json
-import logging
 
 import requests
 
-from core import jobs, queues
-from core.clock import utcnow
-from core.ids import new_job_id, new_ref_id
-from tests.conftest import ADMIN, booking_body, wait_job
+from core import queues
+from tests.conftest import ADMIN, booking_body, recorded_job, wait_job
 
 
 def post_raw(base, path, body: dict, headers: dict) -> requests.Response:
@@ -73,27 +71,12 @@ def test_bulk_bookings_whose_problems_quote_odd_keys_end(live_server, services):
     assert services.db.bookings.count_documents({"ref_id": result["items"][4]["ref_id"]}) == 1
 
 
-def record(services, settings, job_type: str, payload: dict) -> str:
-    """A queued job, as the ingress records it, without publishing it."""
-    job_id = new_job_id()
-    job = jobs.new_job(
-        settings,
-        job_id=job_id,
-        job_type=job_type,
-        payload=payload,
-        now=utcnow(),
-        links={"job": f"/api/jobs/{job_id}"},
-    )
-    jobs.record_job(services.db, settings, job)
-    return job_id
-
-
 def test_a_job_whose_payload_cannot_be_read_fails_with_a_500(app, settings, services, live_server):
     """A stored request that is not JSON (an older version's, a damaged one): the
     work raises a JSONDecodeError, no RadiantError, on every delivery."""
     from ingress.submit import publish
 
-    job_id = record(services, settings, "bookings.bulk_status", {"request_json": "{not json"})
+    job_id = recorded_job(settings, services, "bookings.bulk_status", {"request_json": "{not json"})
     with app.test_request_context():
         publish(queues.BULK_UPDATE_STATUS, job_id, None)
     job = wait_job(live_server, f"/api/jobs/{job_id}")
@@ -103,28 +86,3 @@ def test_a_job_whose_payload_cannot_be_read_fails_with_a_500(app, settings, serv
     assert error["type"].endswith("/internal-error")
     assert "JSONDecodeError" in error["detail"] and error["instance"] == f"/api/jobs/{job_id}"
     assert job["started_at"] and job["finished_at"]
-
-
-def test_an_unexpected_exception_in_process_fails_the_job_and_logs_it(settings, services, caplog):
-    """The task body run in this process, as after test_create_booking's
-    in-process test: a payload without its ref_id (a KeyError in the work)."""
-    from workers import runtime
-    from workers.celery_app import create_celery_app
-
-    runtime.install(create_celery_app(settings))
-    from workers.tasks import create_booking
-
-    job_id = record(services, settings, "booking.create", {"request": booking_body()})
-    payload = jobs.get_job(services.db, job_id)["payload"]
-    with caplog.at_level(logging.ERROR, logger="workers.jobs"):
-        create_booking.apply(args=[job_id], kwargs={"payload": payload})
-    job = jobs.get_job(services.db, job_id)
-    assert job["state"] == "failed"
-    assert job["error"]["status"] == 500 and "KeyError" in job["error"]["detail"]
-    assert job["started_at"] is not None  # a short job, never marked running
-    (logged,) = [r for r in caplog.records if r.exc_info]
-    assert logged.exc_info[0] is KeyError  # the traceback is in the log
-    # A redelivery of a finished job does nothing: it stays as it ended.
-    create_booking.apply(args=[job_id], kwargs={"payload": {**payload, "ref_id": new_ref_id()}})
-    assert jobs.get_job(services.db, job_id)["finished_at"] == job["finished_at"]
-    assert services.db.bookings.count_documents({"job_id": job_id}) == 0

@@ -1,4 +1,6 @@
-"""Booking creation end to end: HTTP -> RabbitMQ -> a real worker -> MongoDB."""
+"""Booking creation end to end: HTTP -> RabbitMQ -> a real worker -> MongoDB.
+
+The task run in this process: tests/workers/test_tasks.py."""
 
 import json
 import os
@@ -10,19 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from core import jobs, queues
-from tests.conftest import CUSTOMER, IDS, booking_body, wait_job
-
-
-def post(base, body, **headers):
-    """A booking, as the test customer."""
-    return requests.post(
-        base + "/api/bookings", json=body, headers={**CUSTOMER, **headers}, timeout=15
-    )
+from tests.conftest import CUSTOMER, IDS, booking_body, post_booking, wait_job
 
 
 def test_create_poll_read_round_trip(live_server, services):
     body = booking_body(origin="del", customer_name="Acme Corp", customer_email="shipping@acme.com")
-    r = post(live_server, body)
+    r = post_booking(live_server, body)
     assert r.status_code == 202
     accepted = r.json()
     job = wait_job(live_server, r.headers["Location"])
@@ -60,7 +55,7 @@ def test_a_queued_create_is_found_before_a_worker_writes_it(live_server, service
     writes the job, once, in its final state."""
     os.kill(worker.pid, signal.SIGSTOP)  # the job stays queued
     try:
-        r = post(live_server, booking_body(pieces=4))
+        r = post_booking(live_server, booking_body(pieces=4))
         assert r.status_code == 202
         job_id = r.json()["job_id"]
         queued = requests.get(live_server + r.headers["Location"], headers=CUSTOMER, timeout=5)
@@ -83,7 +78,7 @@ def test_a_queued_create_is_found_before_a_worker_writes_it(live_server, service
 
 
 def test_unfinished_job_says_when_to_poll_again(live_server):
-    r = post(live_server, booking_body())
+    r = post_booking(live_server, booking_body())
     first = requests.get(live_server + r.headers["Location"], headers=CUSTOMER, timeout=5)
     if first.json()["state"] in ("queued", "running"):
         assert first.headers["Retry-After"] == "1"
@@ -91,7 +86,7 @@ def test_unfinished_job_says_when_to_poll_again(live_server):
 
 
 def test_prefer_wait_answers_201_with_the_booking(live_server):
-    r = post(live_server, booking_body(), Prefer="wait=5")
+    r = post_booking(live_server, booking_body(), Prefer="wait=5")
     assert r.status_code == 201, r.text
     assert r.headers["Preference-Applied"] == "wait=5"
     body = r.json()
@@ -112,7 +107,7 @@ def test_prefer_wait_gives_up_with_202_when_the_job_is_slow(settings, live_serve
     os.kill(worker.pid, signal.SIGSTOP)  # the worker is frozen, the job stays queued
     try:
         started = time.monotonic()
-        r = post(live_server, booking_body(), Prefer="wait=1")
+        r = post_booking(live_server, booking_body(), Prefer="wait=1")
         elapsed = time.monotonic() - started
     finally:
         os.kill(worker.pid, signal.SIGCONT)
@@ -125,15 +120,17 @@ def test_many_waiting_clients_do_not_block_each_other(live_server):
     # 12 at a time: under MAX_WAITERS (15 per process) even if all land on one.
     with ThreadPoolExecutor(12) as pool:
         responses = list(
-            pool.map(lambda _: post(live_server, booking_body(), Prefer="wait=10"), range(48))
+            pool.map(
+                lambda _: post_booking(live_server, booking_body(), Prefer="wait=10"), range(48)
+            )
         )
     assert [r.status_code for r in responses] == [201] * 48
 
 
 def test_idempotency_key_replays_the_same_job(live_server, services):
     key = str(uuid.uuid4())
-    first = post(live_server, booking_body(pieces=7), **{"Idempotency-Key": key})
-    again = post(live_server, booking_body(pieces=7), **{"Idempotency-Key": key})
+    first = post_booking(live_server, booking_body(pieces=7), **{"Idempotency-Key": key})
+    again = post_booking(live_server, booking_body(pieces=7), **{"Idempotency-Key": key})
     assert first.status_code == again.status_code == 202
     assert first.json()["job_id"] == again.json()["job_id"]
     assert first.json()["ref_id"] == again.json()["ref_id"]
@@ -141,7 +138,7 @@ def test_idempotency_key_replays_the_same_job(live_server, services):
     wait_job(live_server, first.headers["Location"])
     assert services.db.bookings.count_documents({"ref_id": first.json()["ref_id"]}) == 1
 
-    other = post(live_server, booking_body(pieces=8), **{"Idempotency-Key": key})
+    other = post_booking(live_server, booking_body(pieces=8), **{"Idempotency-Key": key})
     assert other.status_code == 422
     assert other.headers["Content-Type"] == "application/problem+json"
 
@@ -151,7 +148,9 @@ def test_concurrent_duplicates_with_one_key_create_one_job(live_server, services
     with ThreadPoolExecutor(20) as pool:
         responses = list(
             pool.map(
-                lambda _: post(live_server, booking_body(pieces=3), **{"Idempotency-Key": key}),
+                lambda _: post_booking(
+                    live_server, booking_body(pieces=3), **{"Idempotency-Key": key}
+                ),
                 range(40),
             )
         )
@@ -174,7 +173,9 @@ def test_concurrent_duplicates_with_one_key_create_one_job(live_server, services
 def test_list_shows_new_bookings_first(live_server):
     made = []
     for _ in range(3):
-        r = post(live_server, booking_body(origin="ZZB", destination="ZZC"), Prefer="wait=5")
+        r = post_booking(
+            live_server, booking_body(origin="ZZB", destination="ZZC"), Prefer="wait=5"
+        )
         made.append(r.json()["result"]["booking"]["ref_id"])
     page = requests.get(
         live_server + "/api/bookings?origin=ZZB&limit=2", headers=CUSTOMER, timeout=5
@@ -187,7 +188,7 @@ def test_list_shows_new_bookings_first(live_server):
     ).json()
     assert [b["ref_id"] for b in rest["items"]] == [made[0]]
     # A new booking invalidates cached pages at once.
-    r = post(live_server, booking_body(origin="ZZB", destination="ZZC"), Prefer="wait=5")
+    r = post_booking(live_server, booking_body(origin="ZZB", destination="ZZC"), Prefer="wait=5")
     page = requests.get(
         live_server + "/api/bookings?origin=ZZB&limit=2", headers=CUSTOMER, timeout=5
     ).json()
@@ -198,7 +199,7 @@ def test_a_message_delivered_twice_creates_one_booking(live_server, app, service
     """Publish the very same task message twice through RabbitMQ to the real worker."""
     from ingress.submit import publish
 
-    r = post(live_server, booking_body(pieces=9))
+    r = post_booking(live_server, booking_body(pieces=9))
     accepted = r.json()
     record = json.loads(services.redis.get(jobs.queued_key(accepted["job_id"])))
     with app.test_request_context():
@@ -208,42 +209,6 @@ def test_a_message_delivered_twice_creates_one_booking(live_server, app, service
     _wait_until_drained(app, services.settings)
     assert services.db.bookings.count_documents({"ref_id": accepted["ref_id"]}) == 1
     assert services.db.booking_events.count_documents({"booking_id": accepted["ref_id"]}) == 1
-
-
-def test_the_task_run_twice_in_process_is_idempotent(app, services, settings):
-    """The same task body executed twice (as after a lost ack) has one effect."""
-    from workers import runtime
-    from workers.celery_app import create_celery_app
-
-    celery = create_celery_app(settings)
-    runtime.install(celery)
-    from workers.tasks import create_booking
-
-    with app.test_request_context():
-        # Record a job as the ingress does, without publishing it.
-        from core.clock import utcnow
-        from core.ids import new_job_id, new_ref_id
-
-        job_id, ref_id = new_job_id(), new_ref_id()
-        job = jobs.new_job(
-            settings,
-            job_id=job_id,
-            job_type="booking.create",
-            payload={"request": booking_body(), "ref_id": ref_id},
-            now=utcnow(),
-            links={"job": f"/api/jobs/{job_id}", "booking": f"/api/bookings/{ref_id}"},
-        )
-        jobs.record_job(services.db, settings, job)
-    payload = jobs.get_job(services.db, job_id)["payload"]
-    create_booking.apply(args=[job_id], kwargs={"payload": payload})
-    finished = jobs.get_job(services.db, job_id)
-    create_booking.apply(args=[job_id], kwargs={"payload": payload})
-    # Force the "worker died after writing, before acking" path: job back to running.
-    services.db.jobs.update_one({"_id": job_id}, {"$set": {"state": "running"}})
-    create_booking.apply(args=[job_id])
-    assert services.db.bookings.count_documents({"ref_id": ref_id}) == 1
-    assert services.db.booking_events.count_documents({"booking_id": ref_id}) == 1
-    assert jobs.get_job(services.db, job_id)["result"] == finished["result"]
 
 
 def _wait_until_drained(app, settings, timeout=10):

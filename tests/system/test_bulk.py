@@ -1,14 +1,11 @@
 """Bulk bookings and bulk status updates through HTTP and real workers."""
 
-import time
-
+import pytest
 import requests
 
 from core import bulk
-from core.services import connect_services
-from core.settings import load_settings
-from tests.conftest import ADMIN, booking_body, wait_job
-from tools.processes import kill_worker, start_worker, stop, wait_for_worker
+from tests.conftest import ADMIN, booking_body, progressed, wait_job
+from tools.processes import kill_worker
 
 
 def post(base, path, body, wait=30):
@@ -108,6 +105,7 @@ def test_envelope_errors_and_limits(live_server, settings):
         assert r.headers["Content-Type"] == "application/problem+json"
 
 
+@pytest.mark.slow(reason="two batches of 30 bookings and 30 updates")
 def test_the_same_bulk_job_run_twice_applies_each_item_once(services):
     """A redelivered message runs the whole batch again: nothing doubles."""
     from core.clock import utcnow
@@ -149,48 +147,21 @@ def test_the_same_bulk_job_run_twice_applies_each_item_once(services):
         assert services.db.booking_events.count_documents({"booking_id": r}) == 2
 
 
-def test_a_worker_killed_mid_batch_is_redelivered_and_finishes_once(
-    settings, services, app, tmp_path
-):
-    isolated = load_settings(
-        {},
-        **{
-            **settings.__dict__,
-            "BULK_CHUNK_SIZE": 25,
-            "QUEUE_NAMESPACE": settings.QUEUE_NAMESPACE + "-kill",
-        },
-    )
-    from ingress import create_app
-
-    client = create_app(isolated, services=connect_services(isolated)).test_client()
-    since = time.time()
-    victim = start_worker(isolated, tmp_path / "victim.log", name="victim")
-    wait_for_worker(services.redis, victim, since)
+def test_a_worker_killed_mid_batch_is_redelivered_and_finishes_once(isolated_stack, services):
+    stack = isolated_stack("kill", BULK_CHUNK_SIZE=25)
+    client = stack.client()
+    victim = stack.start_worker("victim")
     r = client.post(
         "/api/admin/bookings/bulk",
         headers=ADMIN,
         json={"bookings": [booking_body(pieces=2) for _ in range(1000)]},
     )
     job_url = r.headers["Location"]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job = client.get(job_url, headers=ADMIN).get_json()
-        if 0 < job.get("progress", {}).get("done", 0) < 1000:
-            break
-        time.sleep(0.01)
+    job = progressed(client, job_url, 1000)
     kill_worker(victim)  # mid-batch, its message unacked
     assert job["state"] == "running" and job["progress"]["done"] < 1000
-    since = time.time()
-    rescuer = start_worker(isolated, tmp_path / "rescuer.log", name="rescuer")
-    try:
-        wait_for_worker(services.redis, rescuer, since)
-        deadline = time.monotonic() + 120
-        while client.get(job_url, headers=ADMIN).get_json()["state"] not in ("succeeded", "failed"):
-            assert time.monotonic() < deadline, "the redelivered job did not finish"
-            time.sleep(0.2)
-    finally:
-        stop(rescuer)
-    job = client.get(job_url, headers=ADMIN).get_json()
+    stack.start_worker("rescuer")
+    job = wait_job(client, job_url, timeout=120)
     assert job["state"] == "succeeded" and job["result"]["succeeded"] == 1000
     refs = [item["ref_id"] for item in job["result"]["items"]]
     assert len(set(refs)) == 1000

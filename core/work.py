@@ -1,0 +1,171 @@
+"""What each job does once a worker takes it: the use cases that the Celery
+tasks (workers/tasks.py) adapt, one function a job type.
+
+Each takes the process's services and the job (or, for the group-committed
+creates and transitions, the jobs of one group) and returns the job's result;
+a RadiantError fails it, a transient one retries it (workers.jobs). Here, not
+in the tasks, live the policies around the write: which lock a job holds, and
+which caches a committed write makes stale (core.invalidation: best-effort,
+never failing a job whose write committed).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from core import (
+    bookings,
+    bulk,
+    coalesce,
+    flights,
+    group_commit,
+    invalidation,
+    jobs,
+    queues,
+    routes,
+)
+from core.clock import utcnow
+from core.errors import LockHeld, NotReady
+from core.locks import BULK_LOCK_TTL, bulk_lock_key
+from core.services import Services
+
+log = logging.getLogger(__name__)
+
+Job = dict[str, Any]
+Outcome = dict[str, Any] | Exception
+
+# A redelivered import whose first run died holds its lock until the TTL: a few
+# tries, then the job retries with backoff rather than failing as "locked".
+BULK_LOCK_ATTEMPTS = 3
+WARM_JOB = queues.job_type(queues.WARM_CACHE)
+
+
+def create_bookings(svc: Services, todo: list[Job]) -> list[Outcome]:
+    """A group of create jobs, committed together (core.group_commit)."""
+    created = group_commit.create_many(
+        svc.db,
+        svc.locks,
+        [_request(job) for job in todo],
+        now=utcnow(),
+        min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
+    )
+    return [_written(svc, outcome) for outcome in created]
+
+
+def transition_bookings(svc: Services, todo: list[Job]) -> list[Outcome]:
+    """A group of transition jobs, committed together (core.group_commit)."""
+    moved = group_commit.transition_many(
+        svc.db, svc.locks, svc.redis, [_request(job) for job in todo], clock=utcnow
+    )
+    return [_written(svc, outcome) for outcome in moved]
+
+
+def _request(job: Job) -> dict[str, Any]:
+    return {**job["payload"], "job_id": job["_id"]}
+
+
+def _written(svc: Services, outcome: Outcome) -> Outcome:
+    """A job's result once its booking was written (its cache told), or its error."""
+    if isinstance(outcome, Exception):
+        return outcome
+    booking_written(svc, outcome)
+    return {"booking": bookings.public_booking(outcome)}
+
+
+def booking_written(svc: Services, booking: dict[str, Any]) -> None:
+    invalidation.booking_written(svc.cache, booking, svc.settings.CACHE_TTL_BOOKINGS)
+
+
+def import_flights(svc: Services, job: Job) -> dict[str, Any]:
+    """Store a flight schedule, one importer per job at a time: a redelivery
+    racing a slow first delivery waits its turn (every write is an upsert, so a
+    rerun is harmless anyway)."""
+    items = jobs.job_request(job["payload"])["flights"]
+    key = bulk_lock_key("flights", job["payload"]["accepted_at"])
+    try:
+        held = svc.locks.acquire(key, BULK_LOCK_TTL, max_attempts=BULK_LOCK_ATTEMPTS)
+    except LockHeld:
+        raise NotReady("Another run of this import holds its lock; retrying.") from None
+    try:
+        result = flights.import_flights(
+            svc.db,
+            svc.locks,
+            items,
+            chunk_size=svc.settings.BULK_CHUNK_SIZE,
+            default_capacity_kg=svc.settings.DEFAULT_FLIGHT_CAPACITY_KG,
+            total=len(items),
+            on_progress=_progress(svc, job),
+        )
+    finally:
+        svc.locks.release(held)
+    invalidation.flights_imported(svc.cache)
+    return result
+
+
+def import_bookings(svc: Services, job: Job) -> dict[str, Any]:
+    """Create a bulk request's bookings, chunk by chunk (core.bulk)."""
+    request = jobs.job_request(job["payload"])
+    result = bulk.create_bookings(
+        svc.db,
+        svc.locks,
+        request["bookings"],
+        customer_id=request.get("customer_id"),
+        job_id=job["_id"],
+        now=utcnow(),
+        chunk_size=svc.settings.BULK_CHUNK_SIZE,
+        min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
+        on_progress=_progress(svc, job),
+    )
+    invalidation.bookings_written(svc.cache)
+    return result
+
+
+def update_statuses(svc: Services, job: Job) -> dict[str, Any]:
+    """Apply a bulk request's status updates in order (core.bulk)."""
+    return bulk.update_statuses(
+        svc.db,
+        svc.locks,
+        jobs.job_request(job["payload"])["updates"],
+        job_id=job["_id"],
+        clock=utcnow,
+        queued_records=svc.redis,
+        chunk_size=svc.settings.BULK_CHUNK_SIZE,
+        on_changed=lambda booking: booking_written(svc, booking),
+        on_progress=_progress(svc, job),
+    )
+
+
+def _progress(svc: Services, job: Job):
+    return lambda progress: jobs.set_progress(svc.db, job["_id"], progress)
+
+
+def warm_routes_for_job(svc: Services, job: Job) -> dict[str, Any]:
+    """The admin's warm job; once it ran, the next warm request starts a new one."""
+    warmed = warm_popular_routes(svc)
+    coalesce.release(svc.redis, WARM_JOB, job["_id"])
+    return warmed
+
+
+def warm_routes_on_schedule(svc: Services) -> dict[str, Any] | None:
+    """Beat's turn (every CACHE_WARM_INTERVAL); skipped while an admin's warm
+    job is queued or running, which does the same work."""
+    held = coalesce.holder(svc.redis, WARM_JOB)
+    if held is not None:
+        log.info("warm job %s is queued or running: beat skips its turn", held)
+        return None
+    return warm_popular_routes(svc)
+
+
+def warm_popular_routes(svc: Services) -> dict[str, Any]:
+    """Cache the popular routes' searches for the days clients ask about most."""
+    settings = svc.settings
+    return routes.warm_routes(
+        svc.db,
+        svc.cache,
+        routes.popular_routes(svc.cache, settings.POPULAR_ROUTES, settings.WARM_TOP_ROUTES),
+        today=utcnow().date(),
+        min_connection_minutes=settings.MIN_CONNECTION_MINUTES,
+        ttl=routes.search_ttl(settings),
+        max_routes=settings.WARM_MAX_ROUTES,
+    )

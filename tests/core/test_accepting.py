@@ -1,0 +1,131 @@
+"""core.accepting: the job recorded before its task is published, and nothing
+left behind when the broker does not take it. The publish is the ingress's own
+(ingress.submit.publish, through celeryconfig's app) to the real RabbitMQ, in a
+queue namespace of this module's that no worker consumes, so each message can
+be read back."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from core import accepting, coalesce, jobs, queues
+from core.errors import ServiceUnavailable
+from core.ids import new_job_id
+from core.services import connect_services
+from core.settings import replace
+from tools.processes import delete_queues, free_port
+
+
+@pytest.fixture(scope="module")
+def unconsumed(settings, services):
+    """An app publishing into queues of their own, which nobody consumes."""
+    from ingress import create_app
+
+    alone = replace(settings, QUEUE_NAMESPACE=f"{settings.QUEUE_NAMESPACE}-accepting")
+    own = connect_services(alone)  # the publish names its queue from the app's settings
+    yield create_app(alone, services=own)
+    delete_queues(alone)
+    own.close()
+
+
+def _publish(app):
+    from ingress.submit import publish
+
+    def publish_in_app(*args):
+        with app.test_request_context():
+            publish(*args)
+
+    return publish_in_app
+
+
+def _taken_message(app, task_name: str) -> dict:
+    """The next message of `task_name`'s queue, taken off it."""
+    settings = app.extensions["radiantgo"].settings
+    queue = queues.queue_name(queues.TASKS[task_name][1], settings.QUEUE_NAMESPACE)
+    with app.extensions["celery"].connection_for_write() as connection:
+        message = connection.default_channel.basic_get(queue, no_ack=True)
+    assert message is not None, f"nothing in {queue}"
+    args, kwargs, _ = json.loads(message.body)
+    return {"args": args, "kwargs": kwargs}
+
+
+def _submission(task_name=queues.CREATE_BOOKING, **changes) -> accepting.Submission:
+    ref_id = f"RG{uuid.uuid4().hex[:9].upper()}"
+    fields = {
+        "task_name": task_name,
+        "body": {"origin": "DEL", "destination": "BLR", "pieces": 1, "weight_kg": 10.0},
+        "links": {"booking": f"/api/bookings/{ref_id}"},
+        "customer_id": "a-customer",
+        "assigned": {"ref_id": ref_id},
+    }
+    return accepting.Submission(**{**fields, **changes})
+
+
+def test_a_short_job_travels_whole_in_its_message_with_no_mongodb_write(unconsumed, services):
+    accepted = accepting.accept_job(services, _publish(unconsumed), _submission())
+    job_id = accepted.job["_id"]
+    assert accepted.created and not accepted.replayed
+    assert services.db.jobs.count_documents({"_id": job_id}) == 0
+    assert jobs.find_job(services.db, services.redis, job_id)["state"] == jobs.QUEUED
+    message = _taken_message(unconsumed, queues.CREATE_BOOKING)
+    assert message["args"] == [job_id]
+    assert message["kwargs"]["job"]["payload"]["ref_id"] == accepted.job["payload"]["ref_id"]
+
+
+def test_a_bulk_job_is_recorded_in_mongodb_and_its_message_carries_only_its_id(
+    unconsumed, services
+):
+    body = {"updates": [{"ref_id": "RG000000001", "status": "DEPARTED"}]}
+    submission = _submission(queues.BULK_UPDATE_STATUS, body=body, links={}, bulk=True)
+    accepted = accepting.accept_job(services, _publish(unconsumed), submission)
+    stored = services.db.jobs.find_one({"_id": accepted.job["_id"]})
+    assert stored["state"] == jobs.QUEUED
+    assert json.loads(jobs.job_payload(body, as_text=True)["request_json"]) == body
+    assert _taken_message(unconsumed, queues.BULK_UPDATE_STATUS)["kwargs"] == {"payload": None}
+
+
+def test_an_idempotency_key_answers_the_same_job_and_publishes_once(unconsumed, services):
+    key = f"client POST /api/bookings {uuid.uuid4().hex}"
+    submission = _submission(idempotency_key=key, fingerprint="same-request")
+    first = accepting.accept_job(services, _publish(unconsumed), submission)
+    again = accepting.accept_job(services, _publish(unconsumed), submission)
+    assert (first.created, again.created, again.replayed) == (True, False, True)
+    assert again.job["_id"] == first.job["_id"]
+    _taken_message(unconsumed, queues.CREATE_BOOKING)
+    settings = unconsumed.extensions["radiantgo"].settings
+    queue = queues.queue_name(queues.BOOKINGS, settings.QUEUE_NAMESPACE)
+    with unconsumed.extensions["celery"].connection_for_write() as connection:
+        assert connection.default_channel.basic_get(queue, no_ack=True) is None
+
+
+@pytest.mark.parametrize("task_name", [queues.CREATE_BOOKING, queues.BULK_CREATE_BOOKINGS])
+def test_a_broker_that_cannot_be_reached_leaves_nothing_behind(settings, services, task_name):
+    from ingress import create_app
+
+    nowhere = replace(
+        settings,
+        RABBITMQ_URL=f"amqp://guest:guest@127.0.0.1:{free_port()}//",
+        BROKER_PUBLISH_RETRIES=0,
+    )
+    app = create_app(nowhere, services=services)  # publishes nowhere: no queue is declared
+    submission = _submission(task_name, bulk=task_name != queues.CREATE_BOOKING)
+    job_id = new_job_id()
+    with pytest.raises(ServiceUnavailable):
+        accepting.accept_job(services, _publish(app), submission, job_id=job_id)
+    assert services.db.jobs.count_documents({"_id": job_id}) == 0
+    assert jobs.find_job(services.db, services.redis, job_id) is None
+
+
+def test_one_at_a_time_answers_the_job_still_queued(unconsumed, services):
+    submission = _submission(queues.WARM_CACHE, body={}, links={}, assigned={})
+    first = accepting.accept_one_at_a_time(services, _publish(unconsumed), submission, 60)
+    try:
+        second = accepting.accept_one_at_a_time(services, _publish(unconsumed), submission, 60)
+        assert first.created and not second.created and not second.replayed
+        assert second.job["_id"] == first.job["_id"]
+        _taken_message(unconsumed, queues.WARM_CACHE)
+    finally:  # the session's warm jobs must not find this one, never run, holding the claim
+        coalesce.release(services.redis, queues.job_type(queues.WARM_CACHE), first.job["_id"])

@@ -1,0 +1,126 @@
+"""The layering, enforced: core/ is the domain, free of the web and the task
+framework; the ingress and the workers never import each other (the ingress
+publishes with celeryconfig's app); views and tasks are short adapters."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WEB = {"flask", "flask_smorest", "werkzeug", "webargs"}
+TASKS = {"celery", "celery_batches", "kombu", "amqp"}
+# package -> the top-level packages it must never import
+FORBIDDEN = {
+    "core": WEB | TASKS | {"ingress", "workers", "celeryconfig", "tools", "perf"},
+    "ingress": {"workers", "tools", "perf"},
+    "workers": WEB | {"ingress", "tools", "perf"},
+}
+ADAPTER_MAX_LINES = 15
+VIEW_METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+def imported_packages(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_import_rules(package):
+    broken = {
+        str(path.relative_to(ROOT)): sorted(imported_packages(path) & FORBIDDEN[package])
+        for path in (ROOT / package).rglob("*.py")
+    }
+    assert not {path: names for path, names in broken.items() if names}
+
+
+def test_the_import_rules_see_a_forbidden_import(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("import os\nfrom workers.tasks import noop\nimport flask.json\n")
+    assert imported_packages(sample) == {"os", "workers", "flask"}
+
+
+def _length(function: ast.FunctionDef) -> int:
+    """Lines from `def` to the end, the docstring not counted (decorators neither)."""
+    lines = function.end_lineno - function.lineno + 1
+    first = function.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        lines -= first.end_lineno - first.lineno + 1
+    return lines
+
+
+def _decorated_by(node: ast.AST, word: str) -> bool:
+    decorators = getattr(node, "decorator_list", [])
+    return any(word in ast.unparse(decorator) for decorator in decorators)
+
+
+def adapters(path: Path) -> list[tuple[str, ast.FunctionDef]]:
+    """Celery tasks (`@shared_task`) and Flask views: the handler methods of a
+    routed MethodView, and functions routed themselves."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef) and (
+            _decorated_by(node, "shared_task") or _decorated_by(node, ".route")
+        ):
+            found.append((node.name, node))
+        elif isinstance(node, ast.ClassDef) and _decorated_by(node, ".route"):
+            found += [
+                (f"{node.name}.{method.name}", method)
+                for method in node.body
+                if isinstance(method, ast.FunctionDef) and method.name in VIEW_METHODS
+            ]
+    return found
+
+
+def test_every_view_and_task_is_a_short_adapter():
+    long = {
+        f"{path.relative_to(ROOT)}:{name}": _length(function)
+        for package in ("ingress", "workers")
+        for path in (ROOT / package).rglob("*.py")
+        for name, function in adapters(path)
+        if _length(function) > ADAPTER_MAX_LINES
+    }
+    assert not long, f"adapters over {ADAPTER_MAX_LINES} lines: {long}"
+
+
+def test_adapters_are_found():
+    tasks = [name for name, _ in adapters(ROOT / "workers" / "tasks.py")]
+    views = [name for name, _ in adapters(ROOT / "ingress" / "bookings.py")]
+    assert {"create_booking", "import_flights", "warm_cache"} <= set(tasks)
+    assert {"Bookings.post", "Bookings.get", "Booking.get"} <= set(views)
+
+
+def test_the_length_leaves_out_the_docstring(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text('@shared_task\ndef task():\n    """One.\n\n    Two."""\n    return 1\n')
+    [(_, function)] = adapters(sample)
+    assert _length(function) == 2
+
+
+def test_importing_the_apps_creates_no_client():
+    """No Mongo/Redis/broker client at import: importing every module opens no socket."""
+    code = (
+        "import socket\n"
+        "def refuse(*a, **k): raise SystemExit('socket opened at import')\n"
+        "socket.socket.connect = refuse\n"
+        "import ingress, workers.main, workers.jobs, celeryconfig, core.services\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+        check=False,
+    )
+    assert out.stdout.strip() == "ok", out.stderr

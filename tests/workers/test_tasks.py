@@ -1,0 +1,83 @@
+"""workers/tasks.py: the task bodies run in this process (Task.apply), and the
+beat schedule celeryconfig gives them. End to end through a real worker:
+tests/system."""
+
+import logging
+
+import pytest
+
+from core import coalesce, jobs, queues
+from core.ids import new_ref_id
+from tests.conftest import booking_body, recorded_job
+
+WARM = queues.job_type(queues.WARM_CACHE)
+
+
+@pytest.fixture
+def tasks(settings):
+    """workers.tasks, its Celery app installed as a worker process installs it."""
+    from celeryconfig import create_celery_app
+    from workers import runtime
+
+    runtime.install(create_celery_app(settings))
+    from workers import tasks
+
+    return tasks
+
+
+def test_the_task_run_twice_in_process_is_idempotent(tasks, services, settings):
+    """The same task body executed twice (as after a lost ack) has one effect."""
+    ref_id = new_ref_id()
+    job_id = recorded_job(
+        settings, services, "booking.create", {"request": booking_body(), "ref_id": ref_id}
+    )
+    payload = jobs.get_job(services.db, job_id)["payload"]
+    tasks.create_booking.apply(args=[job_id], kwargs={"payload": payload})
+    finished = jobs.get_job(services.db, job_id)
+    tasks.create_booking.apply(args=[job_id], kwargs={"payload": payload})
+    # Force the "worker died after writing, before acking" path: job back to running.
+    services.db.jobs.update_one({"_id": job_id}, {"$set": {"state": "running"}})
+    tasks.create_booking.apply(args=[job_id])
+    assert services.db.bookings.count_documents({"ref_id": ref_id}) == 1
+    assert services.db.booking_events.count_documents({"booking_id": ref_id}) == 1
+    assert jobs.get_job(services.db, job_id)["result"] == finished["result"]
+
+
+def test_an_unexpected_exception_in_process_fails_the_job_and_logs_it(
+    tasks, settings, services, caplog
+):
+    """A payload without its ref_id (a KeyError in the work)."""
+    job_id = recorded_job(settings, services, "booking.create", {"request": booking_body()})
+    payload = jobs.get_job(services.db, job_id)["payload"]
+    with caplog.at_level(logging.ERROR, logger="workers.jobs"):
+        tasks.create_booking.apply(args=[job_id], kwargs={"payload": payload})
+    job = jobs.get_job(services.db, job_id)
+    assert job["state"] == "failed"
+    assert job["error"]["status"] == 500 and "KeyError" in job["error"]["detail"]
+    assert job["started_at"] is not None  # a short job, never marked running
+    (logged,) = [r for r in caplog.records if r.exc_info]
+    assert logged.exc_info[0] is KeyError  # the traceback is in the log
+    # A redelivery of a finished job does nothing: it stays as it ended.
+    tasks.create_booking.apply(
+        args=[job_id], kwargs={"payload": {**payload, "ref_id": new_ref_id()}}
+    )
+    assert jobs.get_job(services.db, job_id)["finished_at"] == job["finished_at"]
+    assert services.db.bookings.count_documents({"job_id": job_id}) == 0
+
+
+def test_beat_skips_its_turn_while_a_warm_job_holds_the_claim(tasks, app, services):
+    assert coalesce.holder_or_claim(services.redis, WARM, "held-by-a-job", 60, dict().get) is None
+    try:
+        assert tasks.warm_cache_on_schedule.apply().get() is None  # skipped
+    finally:
+        coalesce.release(services.redis, WARM, "held-by-a-job")
+    assert isinstance(tasks.warm_cache_on_schedule.apply().get(), dict)  # its turn: a warm ran
+
+
+def test_beat_schedules_warming_more_often_than_routes_expire(settings):
+    from celeryconfig import create_celery_app
+
+    schedule = create_celery_app(settings).conf.beat_schedule
+    entry = next(e for e in schedule.values() if e["task"] == queues.WARM_CACHE_ON_SCHEDULE)
+    answer_ttl = min(settings.CACHE_TTL_ROUTES, settings.CACHE_TTL_BOOKINGS)
+    assert entry["schedule"] == settings.CACHE_WARM_INTERVAL < answer_ttl
