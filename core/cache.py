@@ -224,7 +224,7 @@ class Cache:
         self._count_bounded = client.register_script(_COUNT_BOUNDED)
         self._tally = _Tally()
         self._tally_lock = threading.Lock()
-        self._flusher = PeriodicFlush("cache-counts", self.flush_counts)
+        self._flusher = PeriodicFlush("cache-counts", self._write_counts)
 
     # -- counts, kept here and flushed ------------------------------------------
 
@@ -236,6 +236,9 @@ class Cache:
     def flush_counts(self) -> None:
         """Add the counts tallied so far to Redis (one pipeline). Counts are
         stats: when Redis refuses them (down, OOM) they are logged and dropped."""
+        self._flusher.flush()
+
+    def _write_counts(self) -> None:
         with self._tally_lock:
             tally, self._tally = self._tally, _Tally()
         if not tally.counters and not tally.members:

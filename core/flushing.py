@@ -20,14 +20,23 @@ FLUSH_INTERVAL_S = 1.0
 
 
 class PeriodicFlush:
-    """Calls `flush` every FLUSH_INTERVAL_S from a daemon thread, started by the
-    first start() (after any fork, never at import), and once more at exit."""
+    """Calls `write` every FLUSH_INTERVAL_S from a daemon thread, started by the
+    first start() (after any fork, never at import), and once more at exit.
 
-    def __init__(self, name: str, flush: Callable[[], None]):
+    One write at a time: flush() returns once what was tallied before it is in
+    Redis, even while the thread is still writing what it took a moment ago
+    (a reader right after flush() would otherwise see half of it)."""
+
+    def __init__(self, name: str, write: Callable[[], None]):
         self._name = name
-        self._flush = flush
+        self._write = write
+        self._writing = threading.Lock()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    def flush(self) -> None:
+        with self._writing:
+            self._write()
 
     def start(self) -> None:
         if self._thread is not None:
@@ -36,12 +45,12 @@ class PeriodicFlush:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-                atexit.register(self._flush)
+                atexit.register(self.flush)
 
     def _run(self) -> None:
         while True:
             time.sleep(FLUSH_INTERVAL_S)
             try:
-                self._flush()
+                self.flush()
             except Exception:  # a bug must not stop every later flush: log it, go on
                 log.exception("%s flush failed", self._name)

@@ -138,7 +138,7 @@ class RequestTally:
         self._latencies: dict[str, list[float]] = {}
         self._per_second: Counter[int] = Counter()
         self._memory_at = -math.inf  # when this process last reported its host's memory
-        self._flusher = PeriodicFlush("request-metrics", self.flush)
+        self._flusher = PeriodicFlush("request-metrics", self._write)
 
     def record(
         self,
@@ -167,6 +167,9 @@ class RequestTally:
         """Add what was recorded so far to Redis (one pipeline), with the host's
         memory every MEMORY_INTERVAL_S; figures Redis refuses (down, OOM) are
         logged and dropped."""
+        self._flusher.flush()
+
+    def _write(self) -> None:
         now = time.time()
         with self._lock:
             counts, self._counts = self._counts, Counter()

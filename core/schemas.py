@@ -273,6 +273,17 @@ class FlightSchema(Schema):
             )
 
 
+def bulk_items(description: str) -> fields.List:
+    """A bulk request's items: at least one, each kept as sent; the worker
+    validates them one by one and reports each by its index."""
+    return fields.List(
+        fields.Raw(allow_none=True),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": description},
+    )
+
+
 def customer_id_field(description: str = "") -> fields.String:
     metadata = {"pattern": CUSTOMER_ID_PATTERN.pattern, "example": "cus_0123456789abcdef"}
     if description:
@@ -291,12 +302,7 @@ class BulkBookingsSchema(Schema):
 
     customer_id = customer_id_field("The customer who will own every booking (default: none)")
 
-    bookings = fields.List(
-        fields.Raw(allow_none=True),
-        required=True,
-        validate=validate.Length(min=1),
-        metadata={"description": "Bookings shaped like POST /api/bookings"},
-    )
+    bookings = bulk_items("Bookings shaped like POST /api/bookings")
 
 
 class EventDataSchema(TransitionSchema):
@@ -320,12 +326,7 @@ class BulkStatusSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    updates = fields.List(
-        fields.Raw(allow_none=True),
-        required=True,
-        validate=validate.Length(min=1),
-        metadata={"description": "Items shaped like BulkStatusItemSchema"},
-    )
+    updates = bulk_items("Items shaped like BulkStatusItemSchema")
 
 
 class FlightImportSchema(Schema):
@@ -335,12 +336,7 @@ class FlightImportSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    flights = fields.List(
-        fields.Raw(allow_none=True),
-        required=True,
-        validate=validate.Length(min=1),
-        metadata={"description": "Flights shaped like FlightSchema"},
-    )
+    flights = bulk_items("Flights shaped like FlightSchema")
 
 
 class QueryNumber(fields.Float):
