@@ -274,19 +274,17 @@ def flights_on(db: Database, origin: str, destination: str, day: datetime) -> li
     )
 
 
-def cache_ttl(settings: Settings) -> int:
-    """How long a flight or a day's list of flights stays cached (core.cache.space_ttl)."""
-    return caches.space_ttl(settings.CACHE_TTL_FLIGHTS, settings.CACHE_TTL_BOOKINGS)
+def _through_cache(cache: Cache, settings: Settings, key: str, load: Callable[[], Any]) -> Any:
+    """A flight read through the flights cache: its space shows for at most
+    the booking TTL (core.cache.space_ttl)."""
+    ttl = caches.space_ttl(settings.CACHE_TTL_FLIGHTS, settings.CACHE_TTL_BOOKINGS)
+    return cache.through(key, caches.FLIGHTS, caches.FLIGHTS_GENERATION, ttl, load)
 
 
 def read_flight(db: Database, cache: Cache, settings: Settings, flight_id: str) -> dict[str, Any]:
     """A client's read of one flight, through the flights cache (NotFound if there is none)."""
-    flight = cache.through(
-        caches.flight_key(flight_id),
-        caches.FLIGHTS,
-        caches.FLIGHTS_GENERATION,
-        cache_ttl(settings),
-        lambda: get_flight(db, flight_id),
+    flight = _through_cache(
+        cache, settings, caches.flight_key(flight_id), lambda: get_flight(db, flight_id)
     )
     if flight is None:
         raise NotFound(f"No flight {flight_id!r}.")
@@ -305,11 +303,6 @@ def read_flights_on(
 ) -> dict[str, Any]:
     """A client's list of the flights on a route and UTC day, through the flights
     cache: the first `limit`, and how many there are."""
-    items = cache.through(
-        caches.flight_list_key(origin, destination, day.isoformat()),
-        caches.FLIGHTS,
-        caches.FLIGHTS_GENERATION,
-        cache_ttl(settings),
-        lambda: flights_on(db, origin, destination, day),
-    )
+    key = caches.flight_list_key(origin, destination, day.isoformat())
+    items = _through_cache(cache, settings, key, lambda: flights_on(db, origin, destination, day))
     return {"items": items[:limit], "count": len(items)}
