@@ -41,6 +41,11 @@ def item_job_id(job_id: str, index: int) -> str:
     return f"{job_id}#{index}"
 
 
+def parent_job_id(job_id: str) -> str:
+    """The job that item job `job_id` (see item_job_id) belongs to; any other job's own id."""
+    return job_id.partition("#")[0]
+
+
 def item_ref_id(job_id: str, index: int) -> str:
     """The same ref_id for item `index` of job `job_id` on every run (RG + 9 base-36)."""
     number = int.from_bytes(hashlib.sha256(item_job_id(job_id, index).encode()).digest()[:8])
@@ -97,18 +102,10 @@ def create_bookings(
         items, indexes = [], []
         for index, raw in chunk:
             try:
-                data = _load(_create_schema, raw)
+                items.append(_create_item(job_id, index, raw, customer_id))
             except RadiantError as exc:
                 results.append({"index": index, "problem": exc.to_problem()})
                 continue
-            items.append(
-                {
-                    "job_id": item_job_id(job_id, index),
-                    "ref_id": item_ref_id(job_id, index),
-                    "request": data,
-                    "customer_id": customer_id,
-                }
-            )
             indexes.append(index)
         created = group_commit.create_many(
             db, locks, items, now=now, min_connection_minutes=min_connection_minutes
@@ -123,6 +120,30 @@ def create_bookings(
         done += len(chunk)
         _progress(on_progress, len(raw_items), done, sum("problem" in r for r in results))
     return _result(results)
+
+
+def _create_item(job_id: str, index: int, raw: Any, customer_id: str | None) -> dict[str, Any]:
+    """Item `index` as a queued create (core.group_commit); ValidationFailed if invalid."""
+    return {
+        "job_id": item_job_id(job_id, index),
+        "ref_id": item_ref_id(job_id, index),
+        "request": _load(_create_schema, raw),
+        "customer_id": customer_id,
+    }
+
+
+def abandon_bookings(
+    db: Database, locks: LockManager, raw_items: Sequence[Any], *, job_id: str
+) -> None:
+    """The bulk create job `job_id` ends failed: give back the space its items
+    took without storing their bookings (core.group_commit.abandon_creates)."""
+    items = []
+    for index, raw in enumerate(raw_items):
+        try:
+            items.append(_create_item(job_id, index, raw, None))
+        except RadiantError:
+            continue  # never valid, never reserved
+    group_commit.abandon_creates(db, locks, items)
 
 
 def update_statuses(

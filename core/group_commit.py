@@ -84,22 +84,51 @@ def _reserve_space(
     """Reserve the space of every item not refused yet, one lock per flight for
     the group; a full leg refuses its item. A booking an earlier delivery
     stored was reserved before it was, and may have been cancelled (its space
-    given back) since: skipped."""
+    given back) since: skipped. A ref_id another job's booking holds is that
+    booking's: the item is refused before it could take space in its name."""
     flying = [
         n
         for n, item in enumerate(items)
         if refused[n] is None and item["request"].get("flight_ids")
     ]
     stored = stored_refs(db, [items[n]["ref_id"] for n in flying])
-    flying = [n for n in flying if stored.get(items[n]["ref_id"]) != items[n]["job_id"]]
+    for n in flying:
+        holder = stored.get(items[n]["ref_id"], items[n]["job_id"])
+        if holder != items[n]["job_id"]:
+            refused[n] = Conflict(f"Booking {items[n]['ref_id']} already exists.")
+    flying = [n for n in flying if refused[n] is None and items[n]["ref_id"] not in stored]
     wanted = [
         reservations.Wanted(
-            items[n]["ref_id"], items[n]["request"]["flight_ids"], items[n]["request"]["weight_kg"]
+            items[n]["ref_id"],
+            items[n]["request"]["flight_ids"],
+            items[n]["request"]["weight_kg"],
+            items[n]["job_id"],
         )
         for n in flying
     ]
     for n, full in zip(flying, reservations.reserve_many(db, locks, wanted), strict=True):
         refused[n] = full
+
+
+def abandon_creates(db: Database, locks: LockManager, items: list[dict[str, Any]]) -> None:
+    """Give back the space of create jobs ({"job_id", "ref_id", "request"})
+    that end without their booking: they gave up on a service that stayed
+    down, or met a bug, after a delivery took space in their name. A ref_id
+    that a stored booking holds keeps its space (it is that booking's)."""
+    stored = stored_refs(db, [item["ref_id"] for item in items])
+    for item in items:
+        request = item["request"]
+        if item["ref_id"] in stored or not request.get("flight_ids"):
+            continue
+        reservations.release(
+            db,
+            locks,
+            {
+                "ref_id": item["ref_id"],
+                "flight_ids": request["flight_ids"],
+                "weight_kg": request["weight_kg"],
+            },
+        )
 
 
 def stored_refs(db: Database, ref_ids: list[str]) -> dict[str, str]:

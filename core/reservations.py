@@ -17,9 +17,15 @@ Taking space is one conditional update of the flight: room for the weight
 (`available_g` >= it) and no pending mark of the booking; it takes the space
 and sets the mark (+weight). Then the reservation document is written and
 the mark dropped. A delivery that dies in between leaves the mark, which tells
-the redelivery that the space is taken already: the space is never taken
-twice. Giving it back mirrors this, with a mark of -weight. A group of
-bookings on one flight takes its space in one update when all fit.
+the redelivery that the space is taken already; one that dies after it left
+the reservation, which tells it the same: the space is never taken twice.
+Giving it back mirrors this, with a mark of -weight. A group of bookings on
+one flight takes its space in one update when all fit, once those an earlier
+delivery reserved are set aside.
+
+A reservation records the job that made it (`job_id`), so that the ledger
+(core.ledger) can tell a create still under way from one that ended without
+its booking.
 
 All legs or none: when a leg lacks room, the booking's other legs are given
 back (those of an earlier delivery too) and FlightFull names the leg.
@@ -80,11 +86,13 @@ def flight_locks(locks: LockManager, legs: list[str] | None = None) -> Iterator[
 
 
 class Wanted(NamedTuple):
-    """A booking's request for space: `weight_kg` on each of `flight_ids`."""
+    """A booking's request for space: `weight_kg` on each of `flight_ids`, by
+    the create job `job_id`."""
 
     ref_id: str
     flight_ids: list[str] | None
     weight_kg: float
+    job_id: str | None = None
 
 
 def reservation_id(fid: str, ref_id: str) -> str:
@@ -102,11 +110,16 @@ def _mark(ref_id: str) -> str:
 
 
 def reserve(
-    db: Database, locks: LockManager, ref_id: str, flight_ids: list[str] | None, weight_kg: float
+    db: Database,
+    locks: LockManager,
+    ref_id: str,
+    flight_ids: list[str] | None,
+    weight_kg: float,
+    job_id: str | None = None,
 ) -> None:
     """Reserve `weight_kg` for booking `ref_id` on every leg, or on none
     (FlightFull). A leg reserved for it already (a redelivery) stays as it is."""
-    (refused,) = reserve_many(db, locks, [Wanted(ref_id, flight_ids, weight_kg)])
+    (refused,) = reserve_many(db, locks, [Wanted(ref_id, flight_ids, weight_kg, job_id)])
     if refused is not None:
         raise refused
 
@@ -136,28 +149,36 @@ def reserve_many(db: Database, locks: LockManager, wanted: list[Wanted]) -> list
                     continue
                 _release_legs(db, legs[n], wanted[n].ref_id, weights[n])
                 refused[n] = _full(db, fid, wanted[n].ref_id, weights[n])
-        _record(db, [(fid, wanted[n].ref_id, weights[n]) for fid, n in taken if refused[n] is None])
+        _record(db, [(fid, wanted[n], weights[n]) for fid, n in taken if refused[n] is None])
     return refused
 
 
 def _reserve_on(db: Database, fid: str, bookings: list[tuple[str, int]]) -> list[bool]:
-    """Take the space of `bookings` ((ref_id, grams)) on flight `fid`, all in
-    one update if all fit (and none is under way), else one by one; for each,
-    whether its space is taken now (by this call or an earlier delivery's)."""
-    if len(bookings) > 1 and _take(db, fid, bookings):
-        return [True] * len(bookings)
+    """Take the space of `bookings` ((ref_id, grams)) on flight `fid`; for each,
+    whether its space is taken now (by this call or an earlier delivery's).
+
+    Those an earlier delivery recorded are set aside first (their marks are
+    gone, so a take would not see them); the rest take their space in one
+    update if all fit and none is under way, else one by one."""
     ids = [reservation_id(fid, ref_id) for ref_id, _ in bookings]
     recorded = {r["ref_id"] for r in db.reservations.find({"_id": {"$in": ids}}, {"ref_id": 1})}
-    fits = []
-    for ref_id, weight_g in bookings:
-        fit = ref_id in recorded or _take(db, fid, [(ref_id, weight_g)])
-        if not fit:  # no room, or taken by an earlier delivery that died before recording it
-            flight = db.flights.find_one({"_id": fid}, {_mark(ref_id): 1})
-            if flight is None:
-                raise Unprocessable(f"Flight {fid} does not exist.")
-            fit = flight.get("pending", {}).get(ref_id) == weight_g
-        fits.append(fit)
-    return fits
+    to_take = [(ref_id, weight_g) for ref_id, weight_g in bookings if ref_id not in recorded]
+    if len(to_take) > 1 and _take(db, fid, to_take):
+        return [True] * len(bookings)
+    return [
+        ref_id in recorded or _take_one(db, fid, ref_id, weight_g) for ref_id, weight_g in bookings
+    ]
+
+
+def _take_one(db: Database, fid: str, ref_id: str, weight_g: int) -> bool:
+    """Take one booking's space; True also when an earlier delivery took it and
+    died before recording it (its pending mark says so)."""
+    if _take(db, fid, [(ref_id, weight_g)]):
+        return True
+    flight = db.flights.find_one({"_id": fid}, {_mark(ref_id): 1})
+    if flight is None:
+        raise Unprocessable(f"Flight {fid} does not exist.")
+    return flight.get("pending", {}).get(ref_id) == weight_g
 
 
 def _take(db: Database, fid: str, bookings: list[tuple[str, int]]) -> bool:
@@ -178,20 +199,29 @@ def _take(db: Database, fid: str, bookings: list[tuple[str, int]]) -> bool:
     return taken.modified_count == 1
 
 
-def _record(db: Database, taken: list[tuple[str, str, int]]) -> None:
-    """Write the reservations whose space was taken ((flight, ref_id, grams)),
+def reservation_document(
+    fid: str, ref_id: str, weight_g: int, job_id: str | None
+) -> dict[str, Any]:
+    return {
+        "_id": reservation_id(fid, ref_id),
+        "flight_id": fid,
+        "ref_id": ref_id,
+        "weight_g": weight_g,
+        "job_id": job_id,
+    }
+
+
+def _record(db: Database, taken: list[tuple[str, Wanted, int]]) -> None:
+    """Write the reservations whose space was taken ((flight, booking, grams)),
     all in one insert, then drop their pending marks, one update per flight
     in one bulk write."""
     if not taken:
         return
-    docs = [
-        {"_id": reservation_id(fid, ref_id), "flight_id": fid, "ref_id": ref_id, "weight_g": w}
-        for fid, ref_id, w in taken
-    ]
+    docs = [reservation_document(fid, w.ref_id, g, w.job_id) for fid, w, g in taken]
     insert_many_new(db.reservations, docs)  # duplicates: written by an earlier delivery
     marks: dict[str, dict[str, str]] = {}
-    for fid, ref_id, _ in taken:
-        marks.setdefault(fid, {})[_mark(ref_id)] = ""
+    for fid, wanted, _ in taken:
+        marks.setdefault(fid, {})[_mark(wanted.ref_id)] = ""
     db.flights.bulk_write(
         [UpdateOne({"_id": fid}, {"$unset": unset}) for fid, unset in marks.items()],
         ordered=False,
@@ -209,10 +239,10 @@ def _full(db: Database, fid: str, ref_id: str, weight_g: int) -> FlightFull:
 
 def _release_legs(db: Database, legs: list[str], ref_id: str, weight_g: int) -> None:
     for fid in legs:
-        _give_back(db, fid, ref_id, weight_g)
+        give_back(db, fid, ref_id, weight_g)
 
 
-def _give_back(db: Database, fid: str, ref_id: str, weight_g: int) -> None:
+def give_back(db: Database, fid: str, ref_id: str, weight_g: int) -> None:
     """Give back `ref_id`'s space on flight `fid`, once however often asked:
     the space returns in one update that marks the release as under way
     (-weight), then the reservation and the mark go."""
@@ -232,6 +262,12 @@ def _give_back(db: Database, fid: str, ref_id: str, weight_g: int) -> None:
     )
     db.reservations.delete_one({"_id": reservation_id(fid, ref_id)})
     db.flights.update_one({"_id": fid}, {"$unset": {mark: ""}})
+
+
+def drop_mark(db: Database, fid: str, ref_id: str, weight_g: int) -> None:
+    """Drop `ref_id`'s pending mark on flight `fid` if it still says `weight_g`."""
+    mark = _mark(ref_id)
+    db.flights.update_one({"_id": fid, mark: weight_g}, {"$unset": {mark: ""}})
 
 
 def release(db: Database, locks: LockManager, booking: dict[str, Any]) -> None:

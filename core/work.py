@@ -61,6 +61,11 @@ def transition_bookings(svc: Services, todo: list[Job]) -> list[Outcome]:
     return [_written(svc, outcome) for outcome in moved]
 
 
+def abandon_creates(svc: Services, ended: list[Job]) -> None:
+    """Create jobs ending failed on a give-up or a bug: their space goes back."""
+    group_commit.abandon_creates(svc.db, svc.locks, [_request(job) for job in ended])
+
+
 def _request(job: Job) -> dict[str, Any]:
     return {**job["payload"], "job_id": job["_id"]}
 
@@ -119,6 +124,12 @@ def import_bookings(svc: Services, job: Job) -> dict[str, Any]:
     )
     invalidation.bookings_written(svc.cache)
     return result
+
+
+def abandon_bulk_bookings(svc: Services, job: Job) -> None:
+    """A bulk create job ending failed on a give-up or a bug: its items' space goes back."""
+    request = jobs.job_request(job["payload"])
+    bulk.abandon_bookings(svc.db, svc.locks, request["bookings"], job_id=job["_id"])
 
 
 def update_statuses(svc: Services, job: Job) -> dict[str, Any]:

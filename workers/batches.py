@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # The jobs still to do -> for each, in order, its result or the error that refused it.
 WorkMany = Callable[[Services, list[dict[str, Any]]], list[dict[str, Any] | Exception]]
+# What jobs that end failed on a give-up or a bug must undo before they end (core.work).
+Abandon = Callable[[Services, list[dict[str, Any]]], None]
 
 
 class GroupCommit(Batches):
@@ -84,10 +86,13 @@ class GroupCommit(Batches):
         )
 
 
-def run_group(task: GroupCommit, requests: list[SimpleRequest], work: WorkMany) -> list[str]:
+def run_group(
+    task: GroupCommit, requests: list[SimpleRequest], work: WorkMany, abandon: Abandon | None = None
+) -> list[str]:
     """Run the jobs of `requests` through `work` and record their outcomes;
     returns the ids of the messages to requeue as they are (only when a retry
-    could not be republished): every other message is acked."""
+    could not be republished): every other message is acked. Jobs that end
+    failed on a give-up or a bug go through `abandon` first."""
     started, began = utcnow(), time.perf_counter()
     by_id = {_job_id(r): r for r in requests}
     try:
@@ -96,16 +101,19 @@ def run_group(task: GroupCommit, requests: list[SimpleRequest], work: WorkMany) 
         todo = jobs.still_to_do(svc.db, svc.redis, deliveries)
         outcomes = _work(svc, todo, work)
         max_retries = svc.settings.TASK_MAX_RETRIES
-        again, finished = [], []
+        again, finished, abandoned = [], [], []
         for job, outcome in zip(todo, outcomes, strict=True):
             if _transient(outcome) and _retries(by_id[job["_id"]]) < max_retries:
                 again.append(job)
-            else:
-                finished.append(_finished(job, outcome, started, gave_up=max_retries))
+                continue
+            finished.append(_finished(job, outcome, started, gave_up=max_retries))
+            if _unplanned(outcome):
+                abandoned.append(job)
+        _abandon(svc, abandon, abandoned)
         jobs.finish_many(svc.db, finished, utcnow())
     except (*TRANSIENT_ERRORS, _GroupUnavailable) as exc:
         log.warning("a group of %d not committed, retrying: %s", len(requests), exc)
-        return _fail_or_retry(task, requests, exc)
+        return _fail_or_retry(task, requests, exc, abandon)
     _after_commit(svc, finished)
     _record(svc, task, requests, finished, time.perf_counter() - began)
     return _republish(task, [by_id[job["_id"]] for job in again])
@@ -129,6 +137,30 @@ def _work(svc: Services, todo: list[dict[str, Any]], work: WorkMany) -> list[Any
     except Exception as exc:  # a bug, or data nobody foresaw: a retry would fail alike
         log.exception("a group failed on an unexpected error")
         return [exc] * len(todo)
+
+
+def _unplanned(outcome: Any) -> bool:
+    """A failure that may have left work half done: a give-up on a service
+    down, or a bug (a refusal, such as a full flight, undoes its own work)."""
+    if isinstance(outcome, RadiantError):
+        return outcome.transient
+    return isinstance(outcome, Exception)
+
+
+def _abandon(svc: Services, abandon: Abandon | None, ended: list[dict[str, Any]]) -> None:
+    """`abandon` the jobs about to end failed; a service down is raised (the
+    group then retries or requeues), a bug is logged (core.ledger reports
+    whatever was left)."""
+    if abandon is None or not ended:
+        return
+    try:
+        abandon(svc, ended)
+    except (*TRANSIENT_ERRORS, _GroupUnavailable):
+        raise
+    except Exception as exc:  # the jobs' own failure is logged already, with its traceback
+        if isinstance(exc, RadiantError) and exc.transient:
+            raise _GroupUnavailable(exc.detail) from exc
+        log.error("failed jobs not undone (the ledger check reports what they left): %r", exc)
 
 
 def _job_id(request: SimpleRequest) -> str:
@@ -163,9 +195,12 @@ def _finished(
     return finished
 
 
-def _fail_or_retry(task: GroupCommit, requests: list[SimpleRequest], exc: Exception) -> list[str]:
+def _fail_or_retry(
+    task: GroupCommit, requests: list[SimpleRequest], exc: Exception, abandon: Abandon | None
+) -> list[str]:
     """The whole group met a service down: retry each message with its backoff;
-    those out of retries fail (if their failure can be written; else requeued)."""
+    those out of retries are abandoned and fail (if that can be written; else
+    requeued)."""
     max_retries = runtime.worker_settings().TASK_MAX_RETRIES
     spent = [r for r in requests if _retries(r) >= max_retries]
     requeue = _republish(task, [r for r in requests if _retries(r) < max_retries])
@@ -175,7 +210,9 @@ def _fail_or_retry(task: GroupCommit, requests: list[SimpleRequest], exc: Except
         try:
             svc = runtime.worker_services()
             ids = [_job_id(r) for r in spent]
-            stored = {job["_id"] for job in svc.db.jobs.find({"_id": {"$in": ids}}, {"_id": 1})}
+            found = svc.db.jobs.find({"_id": {"$in": ids}}, {"payload": 1, "state": 1})
+            stored = {job["_id"]: job for job in found}
+            _abandon(svc, abandon, _unfinished(spent, stored))
             finished = [
                 {
                     "_id": _job_id(r),
@@ -188,9 +225,24 @@ def _fail_or_retry(task: GroupCommit, requests: list[SimpleRequest], exc: Except
             ]
             jobs.finish_many(svc.db, finished, utcnow())
             _after_commit(svc, finished)
-        except TRANSIENT_ERRORS:
+        except (*TRANSIENT_ERRORS, _GroupUnavailable):
             requeue += [r.id for r in spent]  # the failure is a write too: later
     return requeue
+
+
+def _unfinished(
+    requests: list[SimpleRequest], stored: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The jobs of `requests` ({"_id", "payload"}) known and not finished yet."""
+    unfinished = []
+    for request in requests:
+        job_id, record = _job_id(request), request.kwargs.get("job")
+        job = stored.get(job_id)
+        if job is not None and job["state"] not in jobs.FINISHED:
+            unfinished.append({"_id": job_id, "payload": job["payload"]})
+        elif job is None and record is not None:
+            unfinished.append({"_id": job_id, "payload": record["payload"]})
+    return unfinished
 
 
 def _republish(task: GroupCommit, requests: list[SimpleRequest]) -> list[str]:

@@ -56,6 +56,8 @@ def retry_options(settings: Settings, task_name: str, countdown: float) -> dict[
 
 
 Work = Callable[[Services, dict[str, Any]], dict[str, Any]]
+# What a job that ends failed on a give-up or a bug must undo before it ends (core.work).
+Abandon = Callable[[Services, dict[str, Any]], None]
 
 
 def run_job(
@@ -63,6 +65,7 @@ def run_job(
     job_id: str,
     payload: dict[str, Any] | None,
     work: Work,
+    abandon: Abandon | None = None,
 ) -> None:
     """A long job (an import, a bulk job, a cache warm), recorded in MongoDB when
     accepted and marked running here. Creates and transitions run in groups
@@ -83,19 +86,33 @@ def run_job(
             raise
         except Exception as exc:
             log.exception("job failed on an unexpected error")
+            _abandon(svc, job_id, abandon)
             outcome = {"error": unexpected(exc, job_id)}
         _finish(svc, job_id, **outcome)
     except RadiantError as exc:
-        _retry_or_fail(task, job_id, exc)
+        _retry_or_fail(task, job_id, exc, abandon)
     except TRANSIENT_ERRORS as exc:
         # Anywhere, finishing included: Celery would ack a failed task, and the
         # job would stay "running" forever. A retry redoes idempotent work.
-        _retry_or_fail(task, job_id, unavailable(exc))
+        _retry_or_fail(task, job_id, unavailable(exc), abandon)
     except Exception as exc:
         # Outside the work (starting the job, or recording its outcome): the
         # job must end all the same.
         log.exception("job failed on an unexpected error")
         _fail(task, job_id, unexpected(exc, job_id))
+
+
+def _abandon(svc: Services, job_id: str, abandon: Abandon | None) -> None:
+    """Undo what the failing job may have left half done; best-effort: what it
+    cannot undo (a service down, a bug) the ledger check reports."""
+    if abandon is None:
+        return
+    try:
+        job = jobs.get_job(svc.db, job_id)
+        if job is not None:
+            abandon(svc, job)
+    except Exception as exc:  # the job's own failure is logged already, with its traceback
+        log.error("failed job not undone (the ledger check reports what it left): %r", exc)
 
 
 def instance(job_id: str) -> str:
@@ -122,12 +139,16 @@ def _fail(task: Task, job_id: str, problem: dict[str, Any]) -> None:
         _retry_or_fail(task, job_id, unavailable(exc))
 
 
-def _retry_or_fail(task: Task, job_id: str, exc: RadiantError) -> None:
+def _retry_or_fail(
+    task: Task, job_id: str, exc: RadiantError, abandon: Abandon | None = None
+) -> None:
     settings = runtime.worker_settings()
     max_retries = settings.TASK_MAX_RETRIES
     if task.request.retries >= max_retries:
         exc.detail = f"Gave up after {max_retries} retries: {exc.detail}"
-        _finish(runtime.worker_services(), job_id, error=exc.to_problem(instance=instance(job_id)))
+        svc = runtime.worker_services()
+        _abandon(svc, job_id, abandon)
+        _finish(svc, job_id, error=exc.to_problem(instance=instance(job_id)))
         return
     log.warning("transient failure, retrying: %s", exc.detail)
     raise task.retry(

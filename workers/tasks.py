@@ -15,7 +15,7 @@ from workers.jobs import run_job
 
 @shared_task(base=GroupCommit, bind=True, name=queues.CREATE_BOOKING)
 def create_booking(self, requests) -> list[str]:
-    return run_group(self, requests, work.create_bookings)
+    return run_group(self, requests, work.create_bookings, work.abandon_creates)
 
 
 @shared_task(base=GroupCommit, bind=True, name=queues.TRANSITION_BOOKING)
@@ -30,7 +30,7 @@ def import_flights(self, job_id: str, payload: dict | None = None) -> None:
 
 @shared_task(bind=True, name=queues.BULK_CREATE_BOOKINGS)
 def bulk_create_bookings(self, job_id: str, payload: dict | None = None) -> None:
-    run_job(self, job_id, payload, work.import_bookings)
+    run_job(self, job_id, payload, work.import_bookings, work.abandon_bulk_bookings)
 
 
 @shared_task(bind=True, name=queues.BULK_UPDATE_STATUS)

@@ -81,3 +81,78 @@ def test_beat_schedules_warming_more_often_than_routes_expire(settings):
     entry = next(e for e in schedule.values() if e["task"] == queues.WARM_CACHE_ON_SCHEDULE)
     answer_ttl = min(settings.CACHE_TTL_ROUTES, settings.CACHE_TTL_BOOKINGS)
     assert entry["schedule"] == settings.CACHE_WARM_INTERVAL < answer_ttl
+
+
+# -- jobs that give up after taking cargo space give it back ------------------------------
+
+
+@pytest.fixture
+def giving_up(tasks, services, settings, monkeypatch):
+    """The worker's services with no retries left and a database whose first
+    bookings insert fails (AutoReconnect): after the space was taken."""
+    from types import SimpleNamespace
+
+    from core.settings import replace
+    from tests.faulty import FaultyDatabase
+    from workers import runtime
+
+    spent = replace(settings, TASK_MAX_RETRIES=0)
+    faulty = FaultyDatabase(services.db, fail_on="bookings.insert_many")
+    svc = SimpleNamespace(
+        settings=spent, db=faulty, redis=services.redis, cache=services.cache, locks=services.locks
+    )
+    monkeypatch.setattr(runtime, "worker_services", lambda: svc)
+    monkeypatch.setattr(runtime, "worker_settings", lambda: spent)
+    return faulty
+
+
+def _flight(services, tag: str) -> str:
+    from tests.core.test_reservations import new_flight
+
+    return new_flight(services, 1000, origin="GUA", destination="GUB", hour=10)
+
+
+def _ledger_of(services, fid):
+    from core import ledger
+
+    (found,) = ledger.audit(services.db, [fid])
+    return found
+
+
+def test_a_create_that_gives_up_after_taking_space_gives_it_back(
+    tasks, giving_up, services, settings
+):
+    fid = _flight(services, "GU")
+    body = booking_body(origin="GUA", destination="GUB", weight_kg=100, flight_ids=[fid])
+    job_id = recorded_job(
+        settings, services, "booking.create", {"request": body, "ref_id": new_ref_id()}
+    )
+    payload = jobs.get_job(services.db, job_id)["payload"]
+    tasks.create_booking.apply(args=[job_id], kwargs={"payload": payload})
+    assert giving_up.writes.count("bookings.insert_many") == 1  # the fault was met
+    job = jobs.get_job(services.db, job_id)
+    assert job["state"] == "failed" and job["error"]["detail"].startswith("Gave up after 0")
+    found = _ledger_of(services, fid)
+    assert (found.booked_g, found.reserved_g, found.marked) == (0, 0, [])
+
+
+def test_a_bulk_create_that_gives_up_after_taking_space_gives_it_back(
+    tasks, giving_up, services, settings
+):
+    import json
+
+    fid = _flight(services, "GB")
+    items = [booking_body(origin="GUA", destination="GUB", weight_kg=100, flight_ids=[fid])] * 3
+    request = {"bookings": items}
+    job_id = recorded_job(
+        settings,
+        services,
+        queues.job_type(queues.BULK_CREATE_BOOKINGS),
+        {"request_json": json.dumps(request)},
+    )
+    tasks.bulk_create_bookings.apply(args=[job_id])
+    assert giving_up.writes.count("bookings.insert_many") == 1
+    job = jobs.get_job(services.db, job_id)
+    assert job["state"] == "failed" and job["error"]["detail"].startswith("Gave up after 0")
+    found = _ledger_of(services, fid)
+    assert (found.booked_g, found.reserved_g, found.marked) == (0, 0, [])
