@@ -104,10 +104,16 @@ perf: venv ## Locust scenarios + every benchmark, one report in perf/results/<ti
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.run_perf $(PERF_ARGS)
 
+ledger: venv ## Audit every flight's cargo space against its reservations and bookings (exit 1: drift)
+	$(PY) -m tools.ledger check
+
+ledger-repair: venv ## Set right every flight whose cargo space does not balance (under its flight lock)
+	$(PY) -m tools.ledger repair
+
 panels: venv ## The Grafana dashboard's panels as PNGs from a make perf run (RUN=perf/results/<timestamp>, default the latest) into its panels/
 	$(PY) -m perf.panels $(RUN)
 
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-reservations bench-burst perf panels clean
+.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-reservations bench-burst perf ledger ledger-repair panels clean

@@ -128,6 +128,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": float(settings.CACHE_WARM_INTERVAL),
                 "options": {"expires": float(settings.CACHE_WARM_INTERVAL)},
             },
+            "check-cargo-ledger": {
+                "task": queues.CHECK_LEDGER,
+                "schedule": float(settings.LEDGER_CHECK_INTERVAL),
+                "options": {"expires": float(settings.LEDGER_CHECK_INTERVAL)},
+            },
             "sample-queue-depths": {
                 "task": queues.SAMPLE_QUEUE_DEPTHS,
                 "schedule": QUEUE_DEPTH_SAMPLE_INTERVAL,

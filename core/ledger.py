@@ -22,14 +22,17 @@ idempotent).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+import redis
 from pymongo.database import Database
 
 from core import jobs
 from core.bulk import parent_job_id
+from core.errors import REDIS_ERRORS
 from core.flights import grams, kilograms
 from core.lifecycle import CANCELLED
 from core.locks import LockManager
@@ -254,3 +257,23 @@ def totals(ledgers: list[FlightLedger], checked_at: datetime) -> dict[str, Any]:
         "orphans": sum(len(ledger.orphans) for ledger in unbalanced),
         "unreserved": sum(len(ledger.unreserved) for ledger in unbalanced),
     }
+
+
+# The last audit's totals (JSON), whoever ran it: beat, or the ledger command.
+LAST_CHECK = "ledger:last_check"
+
+
+def check(db: Database, client: redis.Redis, now: datetime) -> list[FlightLedger]:
+    """Audit every flight and keep the totals where last_check finds them."""
+    found = audit(db)
+    client.set(LAST_CHECK, json.dumps(totals(found, now), default=str))
+    return found
+
+
+def last_check(client: redis.Redis) -> dict[str, Any] | None:
+    """The totals of the last audit, None if there was none (or Redis is out)."""
+    try:
+        raw = client.get(LAST_CHECK)
+    except REDIS_ERRORS:
+        return None
+    return json.loads(raw) if raw else None

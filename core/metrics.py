@@ -458,6 +458,17 @@ def recommendations(figures: dict[str, Any]) -> list[dict[str, str]]:
                     "priority": "HIGH",
                 }
             )
+    unbalanced = (figures.get("ledger") or {}).get("flights_unbalanced")
+    if unbalanced:
+        advice.append(
+            {
+                "type": "repair_ledger",
+                "component": "database",
+                "reason": f"{unbalanced} flights' cargo space does not match their reservations"
+                " and bookings: `make ledger` names them, `make ledger-repair` sets them right",
+                "priority": "HIGH",
+            }
+        )
     rate, lookups = figures["cache"]["hit_rate"], figures["cache"]["lookups"]
     if rate is not None and lookups >= MIN_SAMPLE and rate < CACHE_HIT_RATE_FLOOR:
         advice.append(
@@ -554,9 +565,14 @@ def queue_figures(client: redis.Redis) -> dict[str, Any]:
 
 
 def performance_figures(
-    client: redis.Redis, cache_stats: dict[str, Any], lock_stats: dict[str, Any], now: float
+    client: redis.Redis,
+    cache_stats: dict[str, Any],
+    lock_stats: dict[str, Any],
+    now: float,
+    ledger: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything /api/admin/performance reports, recommendations included."""
+    """Everything /api/admin/performance reports, recommendations included;
+    `ledger`: the last cargo-space audit's totals (core.ledger.last_check)."""
     rate, lookups = overall_hit_rate(cache_stats["kinds"])
     figures = {
         "requests": request_figures(client, now),
@@ -566,6 +582,7 @@ def performance_figures(
         "locks": lock_stats,
         "queues": queue_figures(client),
         "memory": {"used": memory_used(), "by_host": memory_by_host(client, now)},
+        "ledger": ledger,
     }
     figures["scalingRecommendations"] = recommendations(figures)
     return figures

@@ -26,6 +26,7 @@ WARM_CACHE = "radiantgo.maintenance.warm_cache"  # the admin's, a job
 WARM_CACHE_ON_SCHEDULE = "radiantgo.maintenance.warm_cache_on_schedule"  # beat's
 NOOP = "radiantgo.maintenance.noop"
 SAMPLE_QUEUE_DEPTHS = "radiantgo.maintenance.sample_queue_depths"
+CHECK_LEDGER = "radiantgo.maintenance.check_ledger"  # beat's
 
 # Tasks that run in one go on a small payload: accepted without a MongoDB
 # write, their queued record travels in the message (core.jobs).
@@ -42,6 +43,7 @@ TASKS = {
     WARM_CACHE_ON_SCHEDULE: ("cache.warm_on_schedule", MAINTENANCE),
     NOOP: ("noop", MAINTENANCE),
     SAMPLE_QUEUE_DEPTHS: ("maintenance.sample_queue_depths", MAINTENANCE),
+    CHECK_LEDGER: ("ledger.check", MAINTENANCE),
 }
 
 

@@ -695,6 +695,21 @@ class LockPerformanceSchema(LockFiguresSchema):
     )
 
 
+class LedgerFiguresSchema(Schema):
+    checked_at = fields.String(
+        metadata={"description": "When the last audit ran (beat's, or `make ledger`)"}
+    )
+    flights_checked = fields.Integer(metadata={"description": "Flights that carry anything"})
+    flights_unbalanced = fields.Integer(
+        metadata={"description": "Flights whose books do not balance: `make ledger` names them"}
+    )
+    drift_kg = fields.Float(
+        metadata={"description": "Booked weight that no reservation accounts for, summed"}
+    )
+    orphans = fields.Integer(metadata={"description": "Reservations no live booking holds"})
+    unreserved = fields.Integer(metadata={"description": "Live bookings missing a reservation"})
+
+
 class PerformanceSchema(Schema):
     requests = fields.Dict()
     customers = fields.Dict(
@@ -705,4 +720,9 @@ class PerformanceSchema(Schema):
     locks = fields.Nested(LockPerformanceSchema)
     queues = fields.Dict()
     memory = fields.Dict()
+    ledger = fields.Nested(
+        LedgerFiguresSchema,
+        allow_none=True,
+        metadata={"description": "The last audit of every flight's cargo space (null: none yet)"},
+    )
     scalingRecommendations = fields.List(fields.Nested(RecommendationSchema))

@@ -131,6 +131,10 @@ class Settings:
     # is 870 routes; warming it all reads each day's flights once, ~1 s).
     WARM_MAX_ROUTES: int = _setting(1000, check=_non_negative)
     DEMO_FLIGHTS: int = _setting(20000, check=_non_negative)
+    # Seconds between beat's audits of every flight's cargo space (core.ledger):
+    # a read of the reservations, the bookings that fly and the flights that
+    # carry anything.
+    LEDGER_CHECK_INTERVAL: int = _setting(3600, check=_positive)
 
     # Locks. LOCK_REDIS_URLS: comma-separated independent Redis masters the
     # locks live on (Redlock): a lock is held when a majority of them took it,

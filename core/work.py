@@ -22,6 +22,7 @@ from core import (
     group_commit,
     invalidation,
     jobs,
+    ledger,
     queues,
     routes,
 )
@@ -180,3 +181,9 @@ def warm_popular_routes(svc: Services) -> dict[str, Any]:
         ttl=routes.search_ttl(settings),
         max_routes=settings.WARM_MAX_ROUTES,
     )
+
+
+def check_ledger(svc: Services) -> dict[str, Any]:
+    """Audit every flight's cargo space; its totals are kept for the performance endpoint."""
+    now = utcnow()
+    return ledger.totals(ledger.check(svc.db, svc.redis, now), now)

@@ -12,7 +12,7 @@ from flask.views import MethodView
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from core import access, metrics
+from core import access, ledger, metrics
 from core.errors import Forbidden, Unauthorized
 from core.settings import Settings
 from ingress.context import services
@@ -58,7 +58,11 @@ def current_figures() -> dict:
     current_app.extensions["request_tally"].flush()  # this process's last second too
     svc = services()
     return metrics.performance_figures(
-        svc.redis, svc.cache.stats(), metrics.lock_figures(svc.redis, svc.locks.held()), time.time()
+        svc.redis,
+        svc.cache.stats(),
+        metrics.lock_figures(svc.redis, svc.locks.held()),
+        time.time(),
+        ledger.last_check(svc.redis),
     )
 
 
@@ -118,6 +122,12 @@ class _FiguresCollector:
         for host, used in f["memory"]["by_host"].items():
             memory.add_metric([host], used)
         yield memory
+        if f["ledger"] is not None:
+            yield GaugeMetricFamily(
+                "radiantgo_ledger_unbalanced_flights",
+                "Flights whose cargo space did not balance at the last audit",
+                value=f["ledger"]["flights_unbalanced"],
+            )
 
     @staticmethod
     def _queues(by_queue: dict):

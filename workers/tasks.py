@@ -55,6 +55,12 @@ def noop(*args, **kwargs) -> None:
     """Does nothing: the broker-and-worker floor that benchmarks compare against."""
 
 
+@shared_task(name=queues.CHECK_LEDGER, ignore_result=True)
+def check_ledger() -> dict:
+    """Beat's, every LEDGER_CHECK_INTERVAL: audit every flight's cargo space."""
+    return work.check_ledger(runtime.worker_services())
+
+
 @shared_task(bind=True, name=queues.SAMPLE_QUEUE_DEPTHS, ignore_result=True)
 def sample_depths(self) -> None:
     svc = runtime.worker_services()

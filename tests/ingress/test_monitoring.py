@@ -25,8 +25,9 @@ METRICS_REDIS = "redis://127.0.0.1:6379/14"
 
 
 @pytest.fixture
-def isolated(isolated_stack):
-    """An app whose metrics live in a Redis database of their own (14, flushed)."""
+def isolated(isolated_stack, services):
+    """An app whose metrics live in a Redis database of their own (14, flushed);
+    `services` made the suite's customers (CUSTOMER)."""
     built = []
 
     def build(**overrides):

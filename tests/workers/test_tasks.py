@@ -156,3 +156,16 @@ def test_a_bulk_create_that_gives_up_after_taking_space_gives_it_back(
     assert job["state"] == "failed" and job["error"]["detail"].startswith("Gave up after 0")
     found = _ledger_of(services, fid)
     assert (found.booked_g, found.reserved_g, found.marked) == (0, 0, [])
+
+
+def test_beat_audits_the_cargo_ledger_and_keeps_its_totals(tasks, settings, services):
+    from celeryconfig import create_celery_app
+    from core import ledger
+
+    schedule = create_celery_app(settings).conf.beat_schedule
+    entry = next(e for e in schedule.values() if e["task"] == queues.CHECK_LEDGER)
+    assert entry["schedule"] == settings.LEDGER_CHECK_INTERVAL
+    services.redis.delete(ledger.LAST_CHECK)
+    totals = tasks.check_ledger.apply().get()
+    assert totals["flights_checked"] > 0
+    assert ledger.last_check(services.redis)["flights_checked"] == totals["flights_checked"]
