@@ -39,7 +39,12 @@ class Settings:
     # Services. The Mongo default is the embedded SecantusDB that `make run`
     # starts; retryWrites=false because retryable writes slow it 10x after ~10K
     # writes (measured), and standalone servers gain nothing from them.
-    MONGODB_URI: str = _setting("mongodb://127.0.0.1:27018/radiantgo?retryWrites=false")
+    # journal=true: a write is acknowledged once it is in the server's log, so
+    # a killed server keeps it (without it, SecantusDB loses the writes of the
+    # last seconds, acknowledged bookings and job outcomes among them).
+    MONGODB_URI: str = _setting(
+        "mongodb://127.0.0.1:27018/radiantgo?retryWrites=false&journal=true"
+    )
     REDIS_URL: str = _setting("redis://127.0.0.1:6379/0")
     RABBITMQ_URL: str = _setting("amqp://guest:guest@127.0.0.1:5672//")
     DB_POOL_SIZE: int = _setting(50, check=_positive)

@@ -40,9 +40,12 @@ def _log(path: Path):
     return open(path, "a")
 
 
-def start_secantus(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """A fresh SecantusDB on a free port; returns (process, MONGODB_URI)."""
-    port = free_port()
+def start_secantus(
+    data_dir: Path, log_path: Path, port: int | None = None
+) -> tuple[subprocess.Popen, str]:
+    """A SecantusDB on `port` (a free one by default) keeping its data in
+    `data_dir`; returns (process, MONGODB_URI)."""
+    port = port or free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -63,7 +66,7 @@ def start_secantus(data_dir: Path, log_path: Path) -> tuple[subprocess.Popen, st
     if not wait_for_port("127.0.0.1", port, 30):
         stop(proc)
         raise RuntimeError("SecantusDB did not start")
-    return proc, f"mongodb://127.0.0.1:{port}/radiantgo?retryWrites=false"
+    return proc, f"mongodb://127.0.0.1:{port}/radiantgo?retryWrites=false&journal=true"
 
 
 def start_worker(

@@ -39,3 +39,33 @@ def test_insert_many_new_raises_other_write_errors(services):
     with pytest.raises(BulkWriteError) as caught:
         insert_many_new(collection, [{"_id": "b", "x": 1}, {"_id": "e"}])
     assert {e["code"] for e in caught.value.details["writeErrors"]} == {11000, 121}
+
+
+def test_acknowledged_writes_survive_the_embedded_server_killed(tmp_path, settings):
+    """With the settings' write concern (journal=true), a write the embedded
+    server acknowledged is there after a SIGKILL and a restart, even one made
+    a moment before it (without it, the last seconds of writes are lost)."""
+    from core.db import connect_mongo, database
+    from core.settings import replace
+    from tools.processes import start_secantus, stop
+
+    proc, uri = start_secantus(tmp_path / "db", tmp_path / "log")
+    port = int(uri.split(":")[2].split("/")[0])
+    own = replace(settings, MONGODB_URI=uri)
+    try:
+        client = connect_mongo(own)
+        db = database(client)
+        db.kept.insert_one({"_id": "before"})
+        db.kept.insert_many([{"_id": n} for n in range(50)])
+        db.kept.update_one({"_id": "before"}, {"$set": {"changed": True}})
+        proc.kill()
+        proc.wait(10)
+        client.close()
+        proc, _ = start_secantus(tmp_path / "db", tmp_path / "log", port=port)
+        client = connect_mongo(own)
+        db = database(client)
+        assert db.kept.count_documents({}) == 51
+        assert db.kept.find_one({"_id": "before"}) == {"_id": "before", "changed": True}
+        client.close()
+    finally:
+        stop(proc)

@@ -11,7 +11,7 @@ def test_defaults_are_the_specs():
     assert (s.BULK_BOOKING_LIMIT, s.BULK_UPDATE_LIMIT, s.BULK_FLIGHT_LIMIT) == (1000, 500, 2000)
     assert (s.LOCK_DEFAULT_TTL, s.LOCK_MAX_ATTEMPTS, s.JOB_TTL_DAYS) == (30, 50, 7)
     assert s.PORT == 5000 and s.FLOWER_PORT == 5555 and s.BIND_HOST == "127.0.0.1"
-    assert "retryWrites=false" in s.MONGODB_URI
+    assert "retryWrites=false" in s.MONGODB_URI and "journal=true" in s.MONGODB_URI
     assert s.embedded_mongo
 
 
