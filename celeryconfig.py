@@ -8,13 +8,22 @@ Building an app opens no connection.
 
 from __future__ import annotations
 
+import logging
+import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
+from amqp.exceptions import AccessRefused, MessageNacked
 from celery import Celery
 from kombu import Exchange, Queue
+from kombu.exceptions import KombuError, OperationalError
 
 from core import queues
+from core.errors import PublishUnconfirmed, QueueFull, ServiceUnavailable
 from core.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
 
 # How often beat samples RabbitMQ's queue depths (seconds).
 QUEUE_DEPTH_SAMPLE_INTERVAL = 15.0
@@ -128,6 +137,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": float(settings.CACHE_WARM_INTERVAL),
                 "options": {"expires": float(settings.CACHE_WARM_INTERVAL)},
             },
+            "resend-unconfirmed-jobs": {
+                "task": queues.RESEND_UNCONFIRMED,
+                "schedule": float(settings.UNCONFIRMED_RESEND_S),
+                "options": {"expires": float(settings.UNCONFIRMED_RESEND_S)},
+            },
             "check-cargo-ledger": {
                 "task": queues.CHECK_LEDGER,
                 "schedule": float(settings.LEDGER_CHECK_INTERVAL),
@@ -140,3 +154,112 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             },
         },
     }
+
+
+# Errors that say the message never reached the broker: nothing was taken.
+# Anything else during a publish (a confirm that timed out, a connection that
+# broke while it waited) may come after the broker took the message.
+NOT_SENT = (ConnectionRefusedError, socket.gaierror, AccessRefused, MessageNacked)
+ARGS_REPR_MAX = 1024
+FULL_RETRY_AFTER_S = 300  # a full queue's Retry-After when nobody measured its drain
+
+
+class _Attempts:
+    """What the tries of one publish tell, as kombu reports each failure
+    (its retry errback) and the last: whether any may have been taken."""
+
+    def __init__(self) -> None:
+        self.maybe_taken = False
+
+    def failed(self, exc: BaseException, _interval: float = 0) -> None:
+        if isinstance(exc, MessageNacked):
+            raise _Nacked() from exc  # the broker's answer: no retry mends it
+        if not isinstance(exc, NOT_SENT):
+            self.maybe_taken = True
+
+
+class _Nacked(Exception):
+    """The queue refused a try (it holds its bound)."""
+
+
+def publish_job(
+    app: Celery,
+    task_name: str,
+    job_id: str,
+    payload: dict[str, Any] | None,
+    record: dict[str, Any] | None = None,
+    *,
+    request_id: str | None = None,
+    full_retry_after: Callable[[str], int] | None = None,
+) -> None:
+    """Send `task_name` for `job_id` to its durable queue, with its payload or
+    its whole queued record, and return once the broker confirmed it.
+
+    Raises QueueFull when the queue refused it (its Retry-After from
+    `full_retry_after(queue)`), ServiceUnavailable when no try reached the
+    broker (nothing was taken), PublishUnconfirmed when a try may have been
+    taken but none was confirmed (the job may run)."""
+    settings: Settings = app.conf.radiantgo_settings
+    group_queue = queues.TASKS[task_name][1]
+    kwargs = {"job": record} if record is not None else {"payload": payload}
+    attempts = _Attempts()
+    try:
+        app.send_task(
+            task_name,
+            args=[job_id],
+            kwargs=kwargs,
+            task_id=job_id,
+            queue=queues.queue_name(group_queue, settings.QUEUE_NAMESPACE),
+            # What Flower shows for the arguments. Given here, Celery skips its
+            # saferepr of them: a quarter of the ingress's Python time (py-spy).
+            argsrepr=repr([job_id]),
+            kwargsrepr=_clipped_repr(kwargs),
+            headers={"request_id": request_id, "enqueued_at": time.time()},
+            retry=True,
+            retry_policy={
+                "max_retries": settings.BROKER_PUBLISH_RETRIES,
+                "interval_start": 0,
+                "interval_step": 0.2,
+                "interval_max": 0.5,
+                "errback": attempts.failed,
+            },
+            confirm_timeout=settings.BROKER_TIMEOUT_S,
+        )
+    except (_Nacked, OperationalError, KombuError, OSError) as exc:
+        _raise_failed(exc, job_id, group_queue, settings, attempts, full_retry_after)
+
+
+def _raise_failed(
+    exc: Exception,
+    job_id: str,
+    group_queue: str,
+    settings: Settings,
+    attempts: _Attempts,
+    full_retry_after: Callable[[str], int] | None,
+) -> None:
+    """The publish failed for good: say whether its job may run."""
+    cause = exc.__cause__ if isinstance(exc, OperationalError | KombuError) else exc
+    nacked = isinstance(exc, _Nacked) or isinstance(cause, MessageNacked)
+    if not nacked and cause is not None and not isinstance(cause, NOT_SENT):
+        attempts.maybe_taken = True  # the last try, which no errback saw
+    if attempts.maybe_taken:  # even after a nack, an earlier try may be in the queue
+        log.warning("publish of %s not confirmed, it may have been taken: %r", job_id, exc)
+        raise PublishUnconfirmed(_unconfirmed(job_id)) from exc
+    if nacked:
+        bound = queues.max_length(group_queue, settings)
+        raise QueueFull(
+            f"The {group_queue} queue holds its whole backlog ({bound} jobs);"
+            " nothing was enqueued.",
+            retry_after=full_retry_after(group_queue) if full_retry_after else FULL_RETRY_AFTER_S,
+        ) from exc
+    log.warning("publish of %s failed, nothing was enqueued: %r", job_id, exc)
+    raise ServiceUnavailable("The job queue is unavailable; nothing was enqueued.") from exc
+
+
+def _unconfirmed(job_id: str) -> str:
+    return f"The job queue did not confirm job {job_id}: it may have taken it."
+
+
+def _clipped_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= ARGS_REPR_MAX else text[: ARGS_REPR_MAX - 3] + "..."

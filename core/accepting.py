@@ -2,7 +2,12 @@
 
 The order is the promise: the job is recorded before its task is published,
 and the publish is broker-confirmed before the client hears "accepted". If the
-broker cannot take the task, the record is dropped and the caller answers 503.
+broker did not take the task, the record is dropped and the caller answers 503.
+If it may have taken it without confirming (PublishUnconfirmed), nothing is
+dropped: the job is held to be sent again until a publish is confirmed
+(core.outbox), so it runs, and is accepted like any other; its Idempotency-Key
+keeps naming it. Only if it cannot even be held does the client hear 503, with
+the job named, since it may run all the same.
 
 Where the record lives:
 - a short job (queues.SHORT_TASKS: a create, a transition) is held in Redis and
@@ -14,26 +19,26 @@ Where the record lives:
 
 The publish itself is the caller's (the ingress's Celery app): a function that
 raises QueueFull when the queue refused the message, ServiceUnavailable when
-the broker cannot be reached.
+the broker cannot be reached, PublishUnconfirmed when it may have taken it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import coalesce, jobs, queues
+from core import coalesce, jobs, outbox, queues
 from core.clock import utcnow
-from core.errors import REDIS_ERRORS
+from core.errors import REDIS_ERRORS, PublishUnconfirmed
 from core.ids import new_job_id
 from core.services import Services
 
 log = logging.getLogger(__name__)
 
 # publish(task_name, job_id, payload, record): the payload, or the whole queued record
-Publish = Callable[[str, str, "dict[str, Any] | None", "dict[str, Any] | None"], None]
+Publish = outbox.Publish
 
 
 @dataclass(frozen=True)
@@ -91,10 +96,28 @@ def accept_job(
                 None if submission.bulk else job["payload"],
                 record,
             )
+        except PublishUnconfirmed as exc:
+            _hold_unconfirmed(svc, job, exc)
         except BaseException:
             _discard(svc, job, record, key)
             raise
     return Accepted(job, created, replayed=not created)
+
+
+def _hold_unconfirmed(svc: Services, job: dict[str, Any], exc: PublishUnconfirmed) -> None:
+    """Keep a job whose publish may have been taken, to be sent again; if it
+    cannot be held, the 503 names the job, which may still run."""
+    try:
+        outbox.hold(svc.redis, job["_id"], time.time())
+    except REDIS_ERRORS:
+        log.error("unconfirmed job %s not held for sending again", job["_id"])
+        exc.detail = (
+            f"{exc.detail} It may run: poll {job['links']['job']}; a retry with the same"
+            " Idempotency-Key answers with this job."
+        )
+        exc.extra.update(job_id=job["_id"], links=job["links"])
+        raise exc from None
+    log.warning("job %s held to be sent again: %s", job["_id"], exc.detail)
 
 
 def accept_one_at_a_time(

@@ -217,6 +217,15 @@ class QueueFull(ServiceUnavailable):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class PublishUnconfirmed(ServiceUnavailable):
+    """The broker never confirmed a publish it may have taken: the job may run.
+    Raised by the publish; accepting keeps the job and sends it again later
+    (core.outbox), and answers with this only when it cannot (naming the job)."""
+
+    title = "Publish unconfirmed"
+    slug = "publish-unconfirmed"
+
+
 def problem(
     status: int,
     title: str,

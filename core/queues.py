@@ -27,6 +27,7 @@ WARM_CACHE_ON_SCHEDULE = "radiantgo.maintenance.warm_cache_on_schedule"  # beat'
 NOOP = "radiantgo.maintenance.noop"
 SAMPLE_QUEUE_DEPTHS = "radiantgo.maintenance.sample_queue_depths"
 CHECK_LEDGER = "radiantgo.maintenance.check_ledger"  # beat's
+RESEND_UNCONFIRMED = "radiantgo.maintenance.resend_unconfirmed"  # beat's
 
 # Tasks that run in one go on a small payload: accepted without a MongoDB
 # write, their queued record travels in the message (core.jobs).
@@ -44,7 +45,16 @@ TASKS = {
     NOOP: ("noop", MAINTENANCE),
     SAMPLE_QUEUE_DEPTHS: ("maintenance.sample_queue_depths", MAINTENANCE),
     CHECK_LEDGER: ("ledger.check", MAINTENANCE),
+    RESEND_UNCONFIRMED: ("jobs.resend_unconfirmed", MAINTENANCE),
 }
+
+
+_TASK_OF_TYPE = {job_type: task for task, (job_type, _) in TASKS.items()}
+
+
+def task_of(job_type: str) -> str:
+    """The task that runs jobs of `job_type`."""
+    return _TASK_OF_TYPE[job_type]
 
 
 def max_length(queue: str, settings) -> int:

@@ -56,6 +56,10 @@ class Settings:
     BROKER_TIMEOUT_S: float = _setting(2.0, check=_positive)
     # Publishing retries before the ingress gives up and answers 503.
     BROKER_PUBLISH_RETRIES: int = _setting(2, check=_non_negative)
+    # A job whose publish the broker may have taken unconfirmed is sent again
+    # after this many seconds if it is still queued, by beat at this interval
+    # (core.outbox).
+    UNCONFIRMED_RESEND_S: int = _setting(10, check=_positive)
     # Prefixes every queue name, so a test run cannot steal a dev worker's work.
     QUEUE_NAMESPACE: str = _setting("")
     # "quorum": every queue is a replicated quorum queue (core.queues), with a

@@ -12,6 +12,7 @@ never failing a job whose write committed).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from core import (
@@ -23,6 +24,7 @@ from core import (
     invalidation,
     jobs,
     ledger,
+    outbox,
     queues,
     routes,
 )
@@ -187,3 +189,9 @@ def check_ledger(svc: Services) -> dict[str, Any]:
     """Audit every flight's cargo space; its totals are kept for the performance endpoint."""
     now = utcnow()
     return ledger.totals(ledger.check(svc.db, svc.redis, now), now)
+
+
+def resend_unconfirmed(svc: Services, publish: outbox.Publish) -> dict[str, int]:
+    """Send again the jobs whose publish the broker may have taken unconfirmed."""
+    grace = svc.settings.UNCONFIRMED_RESEND_S
+    return outbox.resend_due(svc.db, svc.redis, publish, now=time.time(), grace_s=grace)

@@ -3,8 +3,10 @@ core.accepting (which records the job before it publishes), and the job as the
 answer: 202 and its URL, or, with `Prefer: wait=N`, its final state.
 
 `publish` is the ingress's side of the promise: the Celery app built by
-celeryconfig sends the task by name, broker-confirmed; a nack (the queue holds
-its bound) is QueueFull, an unreachable broker ServiceUnavailable.
+celeryconfig sends the task by name, broker-confirmed (celeryconfig.publish_job);
+a nack (the queue holds its bound) is QueueFull, an unreachable broker
+ServiceUnavailable, a publish the broker may have taken without confirming it
+PublishUnconfirmed.
 """
 
 from __future__ import annotations
@@ -13,13 +15,12 @@ import logging
 import time
 from typing import Any
 
-from amqp.exceptions import MessageNacked
 from flask import Response, current_app, request
-from kombu.exceptions import KombuError, OperationalError
 
+from celeryconfig import publish_job
 from core import accepting, jobs, logs, metrics, queues
 from core.clock import utcnow
-from core.errors import REDIS_ERRORS, QueueFull, ServiceUnavailable, ValidationFailed
+from core.errors import REDIS_ERRORS, ValidationFailed
 from core.waiting import WaitersBusy
 from ingress.context import prefer_wait, publisher, services, waiter
 from ingress.problems import problem_response
@@ -35,68 +36,31 @@ def publish(
     payload: dict[str, Any] | None,
     record: dict[str, Any] | None = None,
 ) -> None:
-    """Publish `task_name` for `job_id` with its payload, or its whole queued record.
-
-    Raises QueueFull when the queue refused the message (it holds its bound)."""
-    settings = services().settings
-    group_queue = queues.TASKS[task_name][1]
-    queue = queues.queue_name(group_queue, settings.QUEUE_NAMESPACE)
-    kwargs = {"job": record} if record is not None else {"payload": payload}
-    try:
-        publisher().send_task(
-            task_name,
-            args=[job_id],
-            kwargs=kwargs,
-            task_id=job_id,
-            queue=queue,
-            # What Flower shows for the arguments. Given here, Celery skips its
-            # saferepr of them: a quarter of the ingress's Python time (py-spy).
-            argsrepr=repr([job_id]),
-            kwargsrepr=_clipped_repr(kwargs),
-            headers={"request_id": logs.bound().get("request_id"), "enqueued_at": time.time()},
-            retry=True,
-            retry_policy={
-                "max_retries": settings.BROKER_PUBLISH_RETRIES,
-                "interval_start": 0,
-                "interval_step": 0.2,
-                "interval_max": 0.5,
-                "errback": lambda exc, _interval: _refused(exc, group_queue),
-            },
-            confirm_timeout=settings.BROKER_TIMEOUT_S,
-        )
-    except MessageNacked as exc:  # out of retries before the errback ran (none allowed)
-        _refused(exc, group_queue)
-    except (OperationalError, KombuError, OSError) as exc:
-        log.warning("publish failed, answered 503: %s", exc)
-        raise ServiceUnavailable("The job queue is unavailable; nothing was enqueued.") from exc
+    """Publish `task_name` for `job_id` with its payload, or its whole queued
+    record, broker-confirmed (celeryconfig.publish_job): QueueFull when the
+    queue refused it, with a Retry-After from how fast the queue drains."""
+    publish_job(
+        publisher(),
+        task_name,
+        job_id,
+        payload,
+        record,
+        request_id=logs.bound().get("request_id"),
+        full_retry_after=_full_retry_after,
+    )
 
 
-def _refused(exc: Exception, queue: str) -> None:
-    """A nack is the broker's answer (the queue is full), not a fault a retry
-    could mend: raise QueueFull. Called by kombu before each publish retry."""
-    if not isinstance(exc, MessageNacked):
-        return
+def _full_retry_after(queue: str) -> int:
+    """Seconds until `queue` has drained what it holds, at the rate it drained lately."""
     svc = services()
     bound = queues.max_length(queue, svc.settings)
     try:
         rate = metrics.drain_rate(
             svc.redis, queues.queue_name(queue, svc.settings.QUEUE_NAMESPACE), time.time()
         )
-        retry_after = metrics.retry_after_full(bound, rate)
+        return metrics.retry_after_full(bound, rate)
     except REDIS_ERRORS:
-        retry_after = metrics.RETRY_AFTER_FULL_MAX_S
-    raise QueueFull(
-        f"The {queue} queue holds its whole backlog ({bound} jobs); nothing was enqueued.",
-        retry_after=retry_after,
-    ) from exc
-
-
-ARGS_REPR_MAX = 1024
-
-
-def _clipped_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= ARGS_REPR_MAX else text[: ARGS_REPR_MAX - 3] + "..."
+        return metrics.RETRY_AFTER_FULL_MAX_S
 
 
 def _idempotency_key() -> str | None:

@@ -108,9 +108,14 @@ def _queue_of(task_name: str) -> str | None:
     return queues.queue_name(queues.TASKS[task_name][1], worker_settings().QUEUE_NAMESPACE)
 
 
+def worker_app() -> Celery:
+    """The Celery app this worker runs (install), which publishes what the worker sends."""
+    return _state["app"]  # type: ignore[return-value]
+
+
 def install(app: Celery) -> None:
     settings: Settings = app.conf.radiantgo_settings
-    _state["settings"] = settings
+    _state.update(settings=settings, app=app)
     app.steps["consumer"].add(Heartbeat)
     app.steps["consumer"].add(Topology)
 

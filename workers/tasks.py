@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from celery import shared_task
 
+from celeryconfig import publish_job
 from core import queues, work
 from core.metrics import sample_queue_depths
 from workers import runtime
@@ -53,6 +55,13 @@ def warm_cache_on_schedule() -> dict | None:
 @shared_task(name=queues.NOOP)
 def noop(*args, **kwargs) -> None:
     """Does nothing: the broker-and-worker floor that benchmarks compare against."""
+
+
+@shared_task(name=queues.RESEND_UNCONFIRMED, ignore_result=True)
+def resend_unconfirmed() -> dict:
+    """Beat's, every UNCONFIRMED_RESEND_S: jobs whose publish went unconfirmed, sent again."""
+    publish = partial(publish_job, runtime.worker_app())
+    return work.resend_unconfirmed(runtime.worker_services(), publish)
 
 
 @shared_task(name=queues.CHECK_LEDGER, ignore_result=True)

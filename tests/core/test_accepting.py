@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import kombu.pools
 import pytest
 
 from core import accepting, coalesce, jobs, queues
@@ -129,3 +130,52 @@ def test_one_at_a_time_answers_the_job_still_queued(unconsumed, services):
         _taken_message(unconsumed, queues.WARM_CACHE)
     finally:  # the session's warm jobs must not find this one, never run, holding the claim
         coalesce.release(services.redis, queues.job_type(queues.WARM_CACHE), first.job["_id"])
+
+
+def test_a_refusal_after_an_unconfirmed_try_holds_the_job_instead_of_discarding_it(
+    settings, services, monkeypatch
+):
+    """The first try's confirm is lost, the retry is nacked (the queue is full):
+    the first may be in the queue, so the job is kept to be sent again."""
+    from amqp.channel import Channel
+
+    from core import outbox
+    from ingress import create_app
+    from tools.stack import ensure_bounded_queues
+
+    full = replace(
+        settings,
+        QUEUE_NAMESPACE=f"{settings.QUEUE_NAMESPACE}-full",
+        QUEUE_MAX_INTERACTIVE=1,
+        BROKER_PUBLISH_RETRIES=1,
+    )
+    ensure_bounded_queues(full)
+    app = create_app(full, services=services)
+    real, tries = Channel.basic_publish_confirm, []
+
+    def first_confirm_lost(channel, *args, **kwargs):
+        """Once armed (tries holds a mark), the first try's confirm is lost."""
+        if not tries or len(tries) > 1:
+            return real(channel, *args, **kwargs)
+        tries.append("lost")
+        kwargs.pop("confirm_timeout", None)
+        channel._basic_publish(*args, **kwargs)
+        raise TimeoutError("confirm lost (injected)")
+
+    # A channel binds its publish when it opens, and kombu pools channels per
+    # broker URL across apps: the pool is emptied, before and after.
+    monkeypatch.setattr(Channel, "basic_publish_confirm", first_confirm_lost)
+    kombu.pools.reset()
+    try:
+        accepting.accept_job(services, _publish(app), _submission())  # the queue is full now
+        tries.append("armed")
+        accepted = accepting.accept_job(services, _publish(app), _submission())
+        job_id = accepted.job["_id"]
+        assert tries == ["armed", "lost"] and accepted.created
+        assert jobs.find_job(services.db, services.redis, job_id)["state"] == jobs.QUEUED
+        assert services.redis.zscore(outbox.UNCONFIRMED, job_id) is not None
+        services.redis.zrem(outbox.UNCONFIRMED, job_id)  # no worker here to run it
+    finally:
+        monkeypatch.undo()
+        kombu.pools.reset()
+        delete_queues(full)

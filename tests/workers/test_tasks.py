@@ -169,3 +169,22 @@ def test_beat_audits_the_cargo_ledger_and_keeps_its_totals(tasks, settings, serv
     totals = tasks.check_ledger.apply().get()
     assert totals["flights_checked"] > 0
     assert ledger.last_check(services.redis)["flights_checked"] == totals["flights_checked"]
+
+
+def test_beat_sends_unconfirmed_jobs_again(tasks, settings, services):
+    """The task beat runs: a held job still queued is published again, confirmed,
+    and no longer held (into this session's bookings queue, for the session's
+    worker if a test started it)."""
+    import time
+
+    from celeryconfig import create_celery_app
+    from core import outbox
+
+    schedule = create_celery_app(settings).conf.beat_schedule
+    entry = next(e for e in schedule.values() if e["task"] == queues.RESEND_UNCONFIRMED)
+    assert entry["schedule"] == settings.UNCONFIRMED_RESEND_S
+    payload = {"request": booking_body(), "ref_id": new_ref_id()}
+    job_id = recorded_job(settings, services, jobs.CREATE_JOB, payload)
+    services.redis.zadd(outbox.UNCONFIRMED, {job_id: time.time() - 3600})
+    assert tasks.resend_unconfirmed.apply().get()["sent"] >= 1
+    assert services.redis.zscore(outbox.UNCONFIRMED, job_id) is None
