@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import math
 import os
 import secrets
 import shutil
@@ -274,8 +275,8 @@ def refuse_taken_ports(settings: Settings) -> None:
     if settings.embedded_mongo:
         mongo = settings.EMBEDDED_MONGO_PORT
         ports.append(("EMBEDDED_MONGO_PORT / MONGODB_URI", "127.0.0.1", mongo))
-    for names, host, port in ports:
-        if reachable(host, port):
+    for names, at, port in ports:
+        if reachable(at, port):
             raise click.ClickException(
                 f"Port {port} is taken: is RadiantGo already running? (or set {names})"
             )
@@ -349,7 +350,7 @@ class Supervised:
             env=env,
             cwd=ROOT,
             start_new_session=True,  # the terminal's Ctrl-C reaches us alone
-            preexec_fn=_terminated_with_parent,  # no threads here yet
+            preexec_fn=_terminated_with_parent if sys.platform == "linux" else None,
         )
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
@@ -376,6 +377,7 @@ class Supervised:
                     err=True,
                 )
                 supervision.kill_session(self.proc.pid)
+                self.stop_by = math.inf  # said and done once
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(0.2)
         supervision.kill_session(self.proc.pid)  # programs of a supervisord that died
@@ -412,8 +414,10 @@ def run(var_dir: Path) -> None:
     settings = replace(settings, MONGODB_URI=database_uri(settings))
     for folder in ("log", "mongo"):
         (var / folder).mkdir(parents=True, exist_ok=True)
+    # supervisord cannot open a socket as /dev/stderr (systemd's journal): files only then.
+    echo = not stat.S_ISSOCK(os.fstat(2).st_mode)
     config = supervision.render(
-        settings, var, database=embedded, password=secrets.token_urlsafe(16)
+        settings, var, database=embedded, echo=echo, password=secrets.token_urlsafe(16)
     )
     supervision.write_config(var / supervision.CONFIG, config)
     _append_only_output()

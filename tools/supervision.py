@@ -145,10 +145,13 @@ def _listener(var: Path, name: str, events: str, **options: str) -> dict[str, st
     }
 
 
-def render(settings: Settings, var: Path, *, database: bool, password: str) -> str:
+def render(
+    settings: Settings, var: Path, *, database: bool, password: str, echo: bool = True
+) -> str:
     """supervisord's configuration for this stack; `database`: run the embedded one;
     `password`: its control socket's (letters, digits, - and _; the socket is its
-    owner's alone anyway, and supervisord warns without one).
+    owner's alone anyway, and supervisord warns without one); `echo`: every
+    program's output on supervisord's stderr too.
     The environment (settings, secrets) is supervisord's own, which every program inherits."""
     stack = programs(settings, var)
     socket = {"username": "stack", "password": password}
@@ -172,8 +175,9 @@ def render(settings: Settings, var: Path, *, database: bool, password: str) -> s
         "eventlistener:restarts": _listener(
             var, "restarts", "PROCESS_STATE,TICK_60", priority="1", buffer_size="100"
         ),
-        # Its own output to supervisord's stderr, the terminal (no rotation there).
-        "eventlistener:echo": _listener(
+    }
+    if echo:  # its own output to supervisord's stderr, the terminal (no rotation there)
+        sections["eventlistener:echo"] = _listener(
             var,
             "echo",
             "PROCESS_LOG",
@@ -181,8 +185,7 @@ def render(settings: Settings, var: Path, *, database: bool, password: str) -> s
             buffer_size="10000",
             stderr_logfile="/dev/stderr",
             stderr_logfile_maxbytes="0",
-        ),
-    }
+        )
     if database:
         sections[f"program:{DATABASE}"] = _program(
             var,
