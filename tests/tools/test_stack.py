@@ -4,6 +4,7 @@ credentials file, and what it prints of the admin token."""
 import contextlib
 import os
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -198,3 +199,24 @@ def wait_closed(host: str, port: int, timeout: float) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def test_processes_find_the_embedded_database_on_its_port():
+    moved = load_settings({}, EMBEDDED_MONGO_PORT=27999)
+    assert stack.database_uri(moved) == "mongodb://127.0.0.1:27999/radiantgo?retryWrites=false"
+    chosen = load_settings({}, MONGODB_URI="mongodb://db.internal:27017/rg", EMBEDDED_MONGO_PORT=1)
+    assert stack.database_uri(chosen) == "mongodb://db.internal:27017/rg"
+
+
+@pytest.mark.parametrize("taken", ["PORT", "FLOWER_PORT", "EMBEDDED_MONGO_PORT"])
+def test_make_run_refuses_a_port_of_its_own_that_is_taken(taken):
+    from click import ClickException
+
+    ports = {name: free_port() for name in ("PORT", "FLOWER_PORT", "EMBEDDED_MONGO_PORT")}
+    settings = load_settings({}, **ports)
+    stack.refuse_taken_ports(settings)  # all free
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", ports[taken]))
+        listener.listen()
+        with pytest.raises(ClickException, match=f"Port {ports[taken]} is taken.*{taken}"):
+            stack.refuse_taken_ports(settings)
