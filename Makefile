@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed ## Create .venv and install the pinned requirements
 
-run: venv ## Run the whole system (ingress, worker, beat, Flower, embedded MongoDB)
+run: venv ## Run the whole system under supervisord (ingress, workers, beat, Flower, embedded MongoDB)
 	$(PY) -m tools.stack run
 
 test: venv tools ## Run the test suite on real Redis, RabbitMQ and MongoDB wire server

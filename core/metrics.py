@@ -54,6 +54,10 @@ TOP_CUSTOMERS = 20
 MEMORY = "metrics:memory"
 MEMORY_INTERVAL_S = 5.0  # how often each process reports its host's memory
 MEMORY_FRESH_S = 60.0
+# hash: "<program>" -> times `make run`'s supervisor restarted that process
+# after it died (tools.supervisor_events): as many fields as programs in its
+# configuration, each there from the program's first start (at 0).
+PROCESS_RESTARTS = "metrics:process_restarts"
 
 # The spec's alerting thresholds, the one source of scalingRecommendations'
 # checks and messages; deploy/prometheus/alerts.yml and the dashboard state the
@@ -230,6 +234,20 @@ def record_tasks(
         pipe.lpush(task_key("run", task_type), *([round(run_ms, 3)] * count))
         pipe.ltrim(task_key("run", task_type), 0, SAMPLES - 1)
     pipe.execute()
+
+
+def record_restarts(client: redis.Redis, restarts: dict[str, int]) -> None:
+    """Add `restarts` (program -> restarts since the last call; 0 makes the
+    program's counter exist, so a scraper sees its first restart as a rise)."""
+    pipe = client.pipeline(transaction=False)
+    for program, n in restarts.items():
+        pipe.hincrby(PROCESS_RESTARTS, program, n)
+    pipe.execute()
+
+
+def restart_figures(client: redis.Redis) -> dict[str, int]:
+    """Restarts per supervised program, by name."""
+    return {p: int(n) for p, n in sorted(client.hgetall(PROCESS_RESTARTS).items())}
 
 
 # -- queue depths -------------------------------------------------------------------------
@@ -582,6 +600,7 @@ def performance_figures(
         "locks": lock_stats,
         "queues": queue_figures(client),
         "memory": {"used": memory_used(), "by_host": memory_by_host(client, now)},
+        "processes": {"restarts": restart_figures(client)},
         "ledger": ledger,
     }
     figures["scalingRecommendations"] = recommendations(figures)

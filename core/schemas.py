@@ -720,6 +720,9 @@ class PerformanceSchema(Schema):
     locks = fields.Nested(LockPerformanceSchema)
     queues = fields.Dict()
     memory = fields.Dict()
+    processes = fields.Dict(
+        metadata={"description": "restarts: make run's processes restarted by supervisord, by name"}
+    )
     ledger = fields.Nested(
         LedgerFiguresSchema,
         allow_none=True,

@@ -122,6 +122,14 @@ class _FiguresCollector:
         for host, used in f["memory"]["by_host"].items():
             memory.add_metric([host], used)
         yield memory
+        restarts = CounterMetricFamily(
+            "radiantgo_process_restarts",
+            "Restarts of a make run process by its supervisor, after it died",
+            labels=["program"],
+        )
+        for program, n in f["processes"]["restarts"].items():
+            restarts.add_metric([program], n)
+        yield restarts
         if f["ledger"] is not None:
             yield GaugeMetricFamily(
                 "radiantgo_ledger_unbalanced_flights",

@@ -1,6 +1,6 @@
 """Starting RadiantGo's processes as children: for tests and benchmarks.
 
-The same commands `make run` puts in the Procfile, with the environment built
+The same commands `make run` runs (tools.supervision), with the environment built
 from a Settings object, so a test run or a benchmark gets an isolated stack
 (its own database, Redis DB and queue namespace) on the real services.
 """

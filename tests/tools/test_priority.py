@@ -16,7 +16,7 @@ REPORT = (
 )
 
 
-def _run(*prefix: str, new_session: bool) -> list[str]:
+def _run(*prefix: str, new_session: bool, group_leader: bool = False) -> list[str]:
     done = subprocess.run(
         [*prefix, sys.executable, "-c", REPORT],
         cwd=ROOT,
@@ -25,6 +25,7 @@ def _run(*prefix: str, new_session: bool) -> list[str]:
         text=True,
         check=True,
         start_new_session=new_session,
+        process_group=0 if group_leader else None,
     )
     return done.stdout.splitlines()
 
@@ -46,3 +47,15 @@ def test_the_command_runs_niced_and_its_autogroup_too(new_session):
 def test_nice_zero_changes_nothing():
     lines = _run(sys.executable, "-m", "tools.priority", "0", new_session=True)
     assert int(lines[0]) == os.nice(0)
+
+
+def test_a_group_leader_in_a_shared_session_runs_niced_beside_the_others():
+    """As supervisord starts the background worker: a process group leader (it
+    cannot start a session) in the session of the processes it competes with.
+    Its nice value counts against theirs (one autogroup), left as it is."""
+    before = os.nice(0)
+    ours = AUTOGROUP.read_text().strip() if AUTOGROUP.exists() else ""
+    lines = _run(sys.executable, "-m", "tools.priority", "7", new_session=False, group_leader=True)
+    assert int(lines[0]) == min(before + 7, 19)
+    if AUTOGROUP.exists():
+        assert lines[1] == ours == AUTOGROUP.read_text().strip()  # ours, not niced

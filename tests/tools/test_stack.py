@@ -1,17 +1,31 @@
 """`make run`'s set-up: the demo customer and operator whose keys it prints, its
 credentials file, and what it prints of the admin token."""
 
+import contextlib
 import os
+import signal
+import socket
 import stat
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import redis
 
 from core.clock import utcnow
 from core.customers import disable_customer, hash_api_key, key_is_active
 from core.settings import load_settings, replace
+from tests.conftest import CUSTOMER, booking_body
 from tools import stack
-from tools.stack import admin_token_line, ensure_demo_callers, load_credentials, save_credentials
+from tools.processes import free_port
+from tools.stack import (
+    admin_token_line,
+    ensure_demo_callers,
+    load_credentials,
+    save_credentials,
+    wait_for_port,
+)
 
 
 def mode(path) -> int:
@@ -108,20 +122,6 @@ def test_demo_callers_keep_their_keys_until_the_database_forgets_them(services):
     assert key_is_active(services.db, again["DEMO_CUSTOMER_KEY"])
 
 
-def test_make_run_serves_interactive_and_background_queues_with_workers_of_their_own():
-    from pathlib import Path
-
-    from core import queues
-
-    procfile = Path(__file__).resolve().parents[2] / "Procfile"
-    lines = dict(line.split(": ", 1) for line in procfile.read_text().splitlines() if line)
-    assert "-Q $INTERACTIVE_QUEUES" in lines["worker"]
-    assert "-Q $BACKGROUND_QUEUES" in lines["background"]
-    assert lines["background"].startswith(".venv/bin/python -m tools.priority $BACKGROUND_NICE ")
-    assert sorted(queues.INTERACTIVE + queues.BACKGROUND) == sorted(queues.ALL_QUEUES)
-    assert not set(queues.INTERACTIVE) & set(queues.BACKGROUND)
-
-
 def _unbounded_queue(settings, name: str, message: bytes | None = None) -> None:
     """A queue as an older version declared it: durable, without its bound."""
     from kombu import Connection
@@ -163,3 +163,60 @@ def test_make_run_replaces_an_empty_queue_declared_without_its_bound(settings):
             stack.ensure_bounded_queues(older)
     finally:
         delete_queues(older)
+
+
+def test_a_redis_make_run_starts_keeps_accepted_jobs_across_a_crash(
+    services, tmp_path, isolated_stack
+):
+    """Where no Redis answers, make run starts one with tools.stack.redis_command:
+    a job answered 202 is still there after that Redis is killed and started again."""
+    port = free_port()
+    command = stack.redis_command(port, tmp_path, tmp_path / "redis.log")
+    subprocess.run(command, check=True)  # it daemonizes
+    own = isolated_stack("redis-aof", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    try:
+        assert own.services.redis.config_get("appendfsync") == {"appendfsync": "everysec"}
+        client = own.client()
+        accepted = client.post("/api/bookings", json=booking_body(), headers=CUSTOMER)
+        assert accepted.status_code == 202, accepted.get_data(as_text=True)
+        job_url = accepted.headers["Location"]
+        os.kill(own.services.redis.info("server")["process_id"], signal.SIGKILL)
+        assert wait_closed("127.0.0.1", port, 10)
+        subprocess.run(command, check=True)
+        assert wait_for_port("127.0.0.1", port, 10)
+        job = client.get(job_url, headers=CUSTOMER)
+        assert job.status_code == 200, job.get_data(as_text=True)
+        assert job.get_json()["state"] == "queued"
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            own.services.redis.shutdown(nosave=True)
+
+
+def wait_closed(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while stack.reachable(host, port, 0.5):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_processes_find_the_embedded_database_on_its_port():
+    moved = load_settings({}, EMBEDDED_MONGO_PORT=27999)
+    assert stack.database_uri(moved) == "mongodb://127.0.0.1:27999/radiantgo?retryWrites=false"
+    chosen = load_settings({}, MONGODB_URI="mongodb://db.internal:27017/rg", EMBEDDED_MONGO_PORT=1)
+    assert stack.database_uri(chosen) == "mongodb://db.internal:27017/rg"
+
+
+@pytest.mark.parametrize("taken", ["PORT", "FLOWER_PORT", "EMBEDDED_MONGO_PORT"])
+def test_make_run_refuses_a_port_of_its_own_that_is_taken(taken):
+    from click import ClickException
+
+    ports = {name: free_port() for name in ("PORT", "FLOWER_PORT", "EMBEDDED_MONGO_PORT")}
+    settings = load_settings({}, **ports)
+    stack.refuse_taken_ports(settings)  # all free
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", ports[taken]))
+        listener.listen()
+        with pytest.raises(ClickException, match=f"Port {ports[taken]} is taken.*{taken}"):
+            stack.refuse_taken_ports(settings)
