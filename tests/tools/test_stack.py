@@ -203,7 +203,10 @@ def wait_closed(host: str, port: int, timeout: float) -> bool:
 
 def test_processes_find_the_embedded_database_on_its_port():
     moved = load_settings({}, EMBEDDED_MONGO_PORT=27999)
-    assert stack.database_uri(moved) == "mongodb://127.0.0.1:27999/radiantgo?retryWrites=false"
+    assert (
+        stack.database_uri(moved)
+        == "mongodb://127.0.0.1:27999/radiantgo?retryWrites=false&journal=true"
+    )
     chosen = load_settings({}, MONGODB_URI="mongodb://db.internal:27017/rg", EMBEDDED_MONGO_PORT=1)
     assert stack.database_uri(chosen) == "mongodb://db.internal:27017/rg"
 
