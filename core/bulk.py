@@ -157,9 +157,11 @@ def update_statuses(
     chunk_size: int,
     on_changed: Changed,
     on_progress: Progress | None = None,
+    submitter: str | None = None,
 ) -> dict[str, Any]:
     """Apply each update in order, through the same lock, machine and fence as
-    a single transition: two updates to one booking apply in batch order."""
+    a single transition: two updates to one booking apply in batch order. Once
+    `submitter` is disabled, the items still to apply fail (403)."""
     results: list[dict[str, Any]] = []
     done = 0
     for chunk in chunks(enumerate(raw_items), chunk_size):
@@ -176,6 +178,7 @@ def update_statuses(
                     data=item.get("eventData") or {},
                     clock=clock,
                     queued_records=queued_records,
+                    submitter=submitter,
                 )
             except RadiantError as exc:
                 if exc.transient and exc.status >= 500:

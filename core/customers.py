@@ -26,7 +26,7 @@ from pymongo.database import Database
 from core import cache as caches
 from core.access import CUSTOMER, KEY_ROLES, Principal
 from core.cache import Cache
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, CustomerDisabled, NotFound
 from core.ids import API_KEY_PREFIX, new_api_key, new_customer_id
 
 REVOKE_TRIES = 3
@@ -168,6 +168,25 @@ def key_is_active(db: Database, api_key: str) -> bool:
     """True while `api_key` is a current key of an active customer (read from MongoDB)."""
     doc = db.customers.find_one({"key_hash": hash_api_key(api_key)}, {"disabled_at": 1})
     return doc is not None and doc.get("disabled_at") is None
+
+
+def disabled_among(db: Database, customer_ids: list[str | None]) -> set[str]:
+    """Those of `customer_ids` that are disabled (one read; None stands for no customer)."""
+    ids = sorted({cid for cid in customer_ids if cid is not None})
+    if not ids:
+        return set()
+    found = db.customers.find({"_id": {"$in": ids}, "disabled_at": {"$ne": None}}, {"_id": 1})
+    return {doc["_id"] for doc in found}
+
+
+def check_active(db: Database, customer_id: str | None) -> None:
+    """CustomerDisabled if `customer_id` (a job's submitter) was disabled since."""
+    if customer_id in disabled_among(db, [customer_id]):
+        raise CustomerDisabled(disabled_detail(customer_id))
+
+
+def disabled_detail(customer_id: str) -> str:
+    return f"Customer {customer_id} was disabled after this job was accepted; it did not run."
 
 
 def check_owner_exists(db: Database, customer_id: str) -> None:

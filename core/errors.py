@@ -131,6 +131,13 @@ class Forbidden(RadiantError):
     slug = "forbidden"
 
 
+class CustomerDisabled(Forbidden):
+    """The customer a job acts for was disabled after the job was accepted."""
+
+    title = "Customer disabled"
+    slug = "customer-disabled"
+
+
 class NotFound(RadiantError):
     """The named resource does not exist."""
 

@@ -18,9 +18,16 @@ import redis
 from pymongo import UpdateOne
 from pymongo.database import Database
 
-from core import bookings, reservations, routes, transitions
+from core import bookings, customers, reservations, routes, transitions
 from core.db import insert_many_new
-from core.errors import BookingLocked, Conflict, NotFound, NotReady, RadiantError
+from core.errors import (
+    BookingLocked,
+    Conflict,
+    CustomerDisabled,
+    NotFound,
+    NotReady,
+    RadiantError,
+)
 from core.lifecycle import check_transition
 from core.locks import LockManager, booking_lock_key
 from core.transitions import transition_event
@@ -36,11 +43,18 @@ def create_many(
 ) -> list[dict[str, Any] | RadiantError]:
     """create_booking for many queued creates ({"job_id", "ref_id", "request",
     "customer_id"}) with one insert per collection: for each, in order, the
-    booking, or the error that refused it (an itinerary that does not chain, a
-    full flight, a ref_id clash). A transient error (a service down) is raised
-    for all. Each booking's cargo space is reserved (core.reservations) before
-    it is stored, so a stored booking always holds its space."""
-    refused = [_unbookable(db, item["request"], min_connection_minutes) for item in items]
+    booking, or the error that refused it (its customer disabled since, an
+    itinerary that does not chain, a full flight, a ref_id clash). A transient
+    error (a service down) is raised for all. Each booking's cargo space is
+    reserved (core.reservations) before it is stored, so a stored booking
+    always holds its space."""
+    disabled = customers.disabled_among(db, [item.get("customer_id") for item in items])
+    refused = [
+        CustomerDisabled(customers.disabled_detail(item["customer_id"]))
+        if item.get("customer_id") in disabled
+        else _unbookable(db, item["request"], min_connection_minutes)
+        for item in items
+    ]
     _reserve_space(db, locks, items, refused)
     outcomes: list[dict[str, Any] | RadiantError] = [*refused]
     docs, positions = [], []
@@ -148,8 +162,9 @@ def transition_many(
     clock: Callable[[], datetime],
 ) -> list[dict[str, Any] | RadiantError]:
     """transition_booking for many queued transitions ({"job_id", "ref_id",
-    "target", "request", "owner"}): for each, in order, the booking as moved, or
-    the error that refused it (NotReady among them: retry that one later).
+    "target", "request", "owner", "submitter"}): for each, in order, the booking
+    as moved, or the error that refused it (NotReady among them: retry that one
+    later; CustomerDisabled if its submitter was disabled since).
 
     Each booking's lock is tried once, in ref_id order; the bookings locked are
     read at once and moved with one fenced bulk write, at most one transition
@@ -181,6 +196,7 @@ def transition_many(
                 clock=clock,
                 queued_records=queued_records,
                 owner=item.get("owner"),
+                submitter=item.get("submitter"),
             )
         except BookingLocked as exc:
             # Held through every wait: by a worker that died holding it (the
@@ -205,11 +221,16 @@ def _transition_locked(
     found = {
         b["ref_id"]: b for b in db.bookings.find({"ref_id": {"$in": sorted(locked)}}, {"_id": 0})
     }
+    submitters = [item.get("submitter") for item in items if item["ref_id"] in locked]
+    disabled = customers.disabled_among(db, submitters)
     later, planned, writes, events, settled, moved = [], [], [], [], [], set()
     for n, item in enumerate(items):
         ref_id, job_id, request = item["ref_id"], item["job_id"], item["request"]
         if ref_id not in locked or ref_id in moved:
             later.append(n)
+            continue
+        if item.get("submitter") in disabled:
+            outcomes[n] = CustomerDisabled(customers.disabled_detail(item["submitter"]))
             continue
         booking = found.get(ref_id)
         if booking is None:

@@ -289,7 +289,7 @@ def start_job(
     )
     if result.modified_count == 1 and payload is not None:
         return {"_id": job_id, "payload": payload}
-    job = db.jobs.find_one({"_id": job_id}, {"payload": 1, "state": 1})
+    job = db.jobs.find_one({"_id": job_id}, {"payload": 1, "state": 1, "customer_id": 1})
     if job is None or job["state"] in FINISHED:
         return None
     return job
@@ -324,13 +324,15 @@ def still_to_do(
     db: Database, client: redis.Redis, deliveries: list[tuple[str, dict[str, Any] | None]]
 ) -> list[dict[str, Any]]:
     """Of (job_id, queued record or None) deliveries, the jobs still to do, each as
-    {"_id", "payload", "record", "stored"}, with one MongoDB read and one Redis
-    read: not finished in MongoDB (a redelivery), not discarded (its 202 became
-    a 503), once each. A job without a record (accepted while Redis was out)
-    is read from MongoDB, and one MongoDB does not know is dropped."""
+    {"_id", "payload", "customer_id" (its submitter), "record", "stored"}, with
+    one MongoDB read and one Redis read: not finished in MongoDB (a
+    redelivery), not discarded (its 202 became a 503), once each. A job without
+    a record (accepted while Redis was out) is read from MongoDB, and one
+    MongoDB does not know is dropped."""
     ids = [job_id for job_id, _ in deliveries]
     stored = {
-        job["_id"]: job for job in db.jobs.find({"_id": {"$in": ids}}, {"state": 1, "payload": 1})
+        job["_id"]: job
+        for job in db.jobs.find({"_id": {"$in": ids}}, {"state": 1, "payload": 1, "customer_id": 1})
     }
     unstored = [record["_id"] for job_id, record in deliveries if record and job_id not in stored]
     discarded: set[str] = set()
@@ -353,9 +355,15 @@ def still_to_do(
         if job is None and record is None:
             continue  # unknown: its 202 became a 503
         seen.add(job_id)
-        payload = record["payload"] if record is not None else job["payload"]
+        source = record if record is not None else job
         todo.append(
-            {"_id": job_id, "payload": payload, "record": record, "stored": job is not None}
+            {
+                "_id": job_id,
+                "payload": source["payload"],
+                "customer_id": source.get("customer_id"),
+                "record": record,
+                "stored": job is not None,
+            }
         )
     return todo
 

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from pymongo.database import Database
 
-from core import bookings, jobs, reservations
+from core import bookings, customers, jobs, reservations
 from core.errors import NotFound, NotReady
 from core.lifecycle import check_transition, event_type
 from core.locks import LockManager, booking_lock_key
@@ -109,15 +109,19 @@ def transition_booking(
     clock: Callable[[], datetime],
     queued_records: redis.Redis,
     owner: str | None = None,
+    submitter: str | None = None,
 ) -> dict[str, Any]:
     """Move booking `ref_id` to `target` once, whatever the races and redeliveries.
 
     With `owner`, only that customer's booking (any other is not found). A
+    `submitter` (the customer or operator whose job this is) disabled since
+    the job was accepted is refused (CustomerDisabled), under the lock. A
     booking whose create is still queued (its mark in `queued_records`,
     core.jobs.pending_create) is not ready yet: the job retries.
     The transition is timed by `clock` once the booking is read under the lock
     (not when the job began: it may have waited for the lock, or for the create)."""
     with locks.hold(booking_lock_key(ref_id)):
+        customers.check_active(db, submitter)
         for _ in range(FENCED_WRITE_TRIES):
             booking = read_booking(db, ref_id)
             if booking is None:

@@ -70,7 +70,7 @@ def abandon_creates(svc: Services, ended: list[Job]) -> None:
 
 
 def _request(job: Job) -> dict[str, Any]:
-    return {**job["payload"], "job_id": job["_id"]}
+    return {**job["payload"], "job_id": job["_id"], "submitter": job.get("customer_id")}
 
 
 def _written(svc: Services, outcome: Outcome) -> Outcome:
@@ -147,6 +147,7 @@ def update_statuses(svc: Services, job: Job) -> dict[str, Any]:
         chunk_size=svc.settings.BULK_CHUNK_SIZE,
         on_changed=lambda booking: booking_written(svc, booking),
         on_progress=_progress(svc, job),
+        submitter=job.get("customer_id"),
     )
 
 

@@ -6,9 +6,11 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
+
 from core import bookings, group_commit, jobs, transitions
 from core.clock import utcnow
-from core.errors import Conflict, NotFound, NotReady, Unprocessable
+from core.errors import Conflict, CustomerDisabled, NotFound, NotReady, Unprocessable
 from core.ids import new_job_id, new_ref_id
 from core.lifecycle import InvalidTransition
 from core.locks import booking_lock_key
@@ -360,8 +362,20 @@ def test_still_to_do_skips_finished_discarded_unknown_and_repeated_jobs(services
     ]
     todo = jobs.still_to_do(services.db, services.redis, deliveries)
     assert todo == [
-        {"_id": waiting["_id"], "payload": waiting["payload"], "record": waiting, "stored": False},
-        {"_id": in_mongo["_id"], "payload": in_mongo["payload"], "record": None, "stored": True},
+        {
+            "_id": waiting["_id"],
+            "payload": waiting["payload"],
+            "customer_id": waiting["customer_id"],
+            "record": waiting,
+            "stored": False,
+        },
+        {
+            "_id": in_mongo["_id"],
+            "payload": in_mongo["payload"],
+            "customer_id": in_mongo["customer_id"],
+            "record": None,
+            "stored": True,
+        },
     ]
 
 
@@ -405,3 +419,59 @@ def test_finish_many_finishes_a_job_recorded_in_mongodb(services, settings):
     }
     assert jobs.finish_many(services.db, [outcome], utcnow()) == [recorded["_id"]]
     assert jobs.get_job(services.db, recorded["_id"])["state"] == "succeeded"
+
+
+# -- jobs of a customer disabled after they were accepted ------------------------------
+
+
+def disabled_customer(services, role="customer") -> str:
+    from core.customers import disable_customer
+    from tests.conftest import new_customer
+
+    made = new_customer(services.db, role=role)
+    disable_customer(services.db, services.cache, made["customer_id"], now=utcnow(), ttl=60)
+    return made["customer_id"]
+
+
+def test_a_disabled_customers_create_is_forbidden_and_takes_nothing(services):
+    from tests.core.test_reservations import new_flight
+
+    gone = disabled_customer(services)
+    fid = new_flight(services, 1000)
+    flying = {"origin": "RSA", "destination": "RSB", "flight_ids": [fid], "weight_kg": 100}
+    refused, created = create_many(
+        services, [create_item(customer_id=gone, **flying), create_item(**flying)]
+    )
+    assert refused.status == 403 and refused.to_problem()["type"].endswith("customer-disabled")
+    assert gone in refused.detail
+    assert created["ref_id"] == stored(services, created["ref_id"])["ref_id"]
+    assert services.db.bookings.count_documents({"customer_id": gone}) == 0
+    assert services.db.flights.find_one({"_id": fid})["booked_g"] == 100_000  # the other's only
+
+
+def test_a_disabled_submitters_transitions_are_forbidden_in_a_group_and_alone(services):
+    gone = disabled_customer(services, role="operator")
+    ref, other = new_booking(services), new_booking(services)
+    refused, moved = transition_many(
+        services,
+        [
+            {**transition_item(ref, "DEPARTED"), "submitter": gone},
+            {**transition_item(other, "DEPARTED"), "submitter": None},
+        ],
+    )
+    assert isinstance(refused, CustomerDisabled) and moved["status"] == "DEPARTED"
+    assert (stored(services, ref)["status"], stored(services, ref)["version"]) == ("BOOKED", 1)
+    # One at a time (a booking locked elsewhere, a bulk update): refused under its lock.
+    with pytest.raises(CustomerDisabled):
+        transitions.transition_booking(
+            services.db,
+            services.locks,
+            ref_id=ref,
+            target="DEPARTED",
+            job_id=new_job_id(),
+            data={},
+            clock=utcnow,
+            queued_records=services.redis,
+            submitter=gone,
+        )
+    assert stored(services, ref)["status"] == "BOOKED"
