@@ -98,7 +98,7 @@ def audit(db: Database, flight_ids: list[str] | None = None) -> list[FlightLedge
             reserved[reservation["flight_id"]].add(reservation["ref_id"])
             _count_reservation(db, ledgers[reservation["flight_id"]], reservation, live)
     for ref_id, booking in live.items():
-        for fid in sorted(booking["legs"] & set(ledgers)):
+        for fid in sorted(booking["legs"] & reserved.keys()):
             if ref_id not in reserved[fid]:
                 ledgers[fid].unreserved.append(ref_id)
     for fid, ledger in ledgers.items():
