@@ -7,6 +7,7 @@ message executed twice leaves one booking and one event.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import re
@@ -276,18 +277,24 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 # would read all of it; a window holds about what the page still needs. The
 # first is FIRST_WINDOW wide; an empty one makes the next WINDOW_GROWTH times
 # wider, and once bookings were found the next is sized from their density to
-# hold what the page still needs (WINDOW_MARGIN more), growing WINDOW_GROWTH
+# hold what the page still needs (a WINDOW_MARGIN more), growing WINDOW_GROWTH
 # times at most. A filter that matches nothing thus costs one empty index probe
-# per window back to the calendar's start (about 16), and reads no booking.
-# On mongod, whose index scan stops at the limit, a window costs a round trip.
+# per window back to the calendar's start (11), and reads no booking. What a
+# window cannot bound: bookings that share one created_at (a bulk import's
+# chunk) are read together, and so are those the first window after a long
+# empty stretch holds. On mongod, whose index scan stops at the limit, a
+# window costs a round trip and nothing more.
 # (No index hint: a hinted find scans the whole index there, measured 3 s.)
 FIRST_WINDOW = timedelta(seconds=1)
+CLOCK_SKEW = timedelta(minutes=5)  # between the hosts that stamp created_at
 SMALLEST_WINDOW = timedelta(milliseconds=1)  # created_at's resolution
-WINDOW_GROWTH = 4
-WINDOW_MARGIN = 1.5
+WINDOW_GROWTH = 8
+WINDOW_MARGIN = 1.25
 NEWEST_SORT = [("created_at", DESCENDING), ("ref_id", DESCENDING)]
 LISTED_FIELDS = {"_id": 0, **dict.fromkeys(PUBLIC_FIELDS, 1)}
-LIST_LIMIT_MAX = 200  # items per page
+LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 50, 200  # items per page
+# The pages read and cached (page_size): the 1-2-5 series up to the largest limit.
+PAGE_SIZES = (1, 2, 5, 10, 20, LIST_LIMIT_DEFAULT, 100, LIST_LIMIT_MAX)
 
 
 def list_filter(
@@ -304,8 +311,8 @@ def list_filter(
 
 
 def next_window(width: timedelta, span: timedelta, found: int, needed: int) -> timedelta:
-    """The window after one `width` wide, `span` read in all so far, in which
-    `found` bookings were found and `needed` more are wanted."""
+    """The window after one `width` wide, once the `span` read back from the
+    newest held `found` bookings and `needed` more are wanted."""
     if not found:
         return width * WINDOW_GROWTH
     fitting = span * (needed / found * WINDOW_MARGIN)
@@ -324,15 +331,17 @@ def newest_bookings(
 
     docs: list[dict[str, Any]] = []
     if cursor:
-        upper, ref_id = decode_cursor(cursor)
-        docs += fetch({"created_at": upper, "ref_id": {"$lt": ref_id}})
+        newest, ref_id = decode_cursor(cursor)
+        docs += fetch({"created_at": newest, "ref_id": {"$lt": ref_id}})
+        upper = newest
     else:
-        upper = now + timedelta(minutes=5)  # clock skew between hosts
-    start, width = upper, FIRST_WINDOW
+        # The first window also holds what a host whose clock runs ahead stamped.
+        newest, upper = now, now + CLOCK_SKEW
+    width = FIRST_WINDOW
     while len(docs) < want and upper > EARLIEST:
-        lower = max(upper - width, EARLIEST)
+        lower = max(min(upper, newest) - width, EARLIEST)
         docs += fetch({"created_at": {"$gte": lower, "$lt": upper}})
-        width = next_window(upper - lower, start - lower, len(docs), want - len(docs))
+        width = next_window(width, newest - lower, len(docs), want - len(docs))
         upper = lower
     return docs
 
@@ -391,11 +400,11 @@ def read_booking_details(
 
 
 def page_size(limit: int) -> int:
-    """The page read and cached for a `limit`: the power of two at or above it
-    (LIST_LIMIT_MAX at most). Every limit shares one of 9 cached pages, so
-    varying it cannot multiply the reads, and each read is at most twice the
-    page asked for."""
-    return min(LIST_LIMIT_MAX, 1 << (limit - 1).bit_length())
+    """The page read and cached for a `limit` (at most LIST_LIMIT_MAX): the
+    smallest of PAGE_SIZES that holds it. Every limit shares one of their
+    cached pages, so varying it cannot multiply the reads; the default limit
+    reads exactly its page, any other at most 2.4 times its own."""
+    return PAGE_SIZES[bisect.bisect_left(PAGE_SIZES, limit)]
 
 
 def read_booking_page(
