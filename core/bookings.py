@@ -273,17 +273,17 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 # Pages are read newest first in windows of created_at. The embedded server
 # materializes every document a query's index range holds before it sorts and
-# limits (about 65 us each, measured), so one query over the whole history
-# would read all of it; a window holds about what the page still needs. The
-# first is FIRST_WINDOW wide; an empty one makes the next WINDOW_GROWTH times
-# wider, and once bookings were found the next is sized from their density to
-# hold what the page still needs (a WINDOW_MARGIN more), growing WINDOW_GROWTH
-# times at most. A filter that matches nothing thus costs one empty index probe
-# per window back to the calendar's start (11), and reads no booking. What a
-# window cannot bound: bookings that share one created_at (a bulk import's
-# chunk) are read together, and so are those the first window after a long
-# empty stretch holds. On mongod, whose index scan stops at the limit, a
-# window costs a round trip and nothing more.
+# limits, so one query over the whole history would read all of it; a window
+# holds about what the page still needs. The first is FIRST_WINDOW wide; an
+# empty one makes the next WINDOW_GROWTH times wider, and once bookings were
+# found the next is sized from their density to hold what the page still needs
+# (a WINDOW_MARGIN more), growing WINDOW_GROWTH times at most. A filter that
+# matches nothing thus costs one empty index probe per window back to the
+# calendar's start (11 from today), and reads no booking. What a window cannot
+# bound: bookings that share one created_at (a bulk import's chunk) are read
+# together, and so are those the first window after a long empty stretch
+# holds. On mongod, whose index scan stops at the limit, a window costs a
+# round trip and nothing more.
 # (No index hint: a hinted find scans the whole index there, measured 3 s.)
 FIRST_WINDOW = timedelta(seconds=1)
 CLOCK_SKEW = timedelta(minutes=5)  # between the hosts that stamp created_at
