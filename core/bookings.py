@@ -280,7 +280,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 # (a WINDOW_MARGIN more), growing WINDOW_GROWTH times at most. A filter that
 # matches nothing thus costs one empty index probe per window back to the
 # calendar's start (11 from today), and reads no booking. What a window cannot
-# bound: bookings that share one created_at (a bulk import's chunk) are read
+# bound: bookings that share one created_at (a bulk import's, up to 1000) are read
 # together, and so are those the first window after a long empty stretch
 # holds. On mongod, whose index scan stops at the limit, a window costs a
 # round trip and nothing more.
