@@ -62,7 +62,7 @@ lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-reservations bench-burst ## Every benchmark, one after the other
+bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst ## Every benchmark, one after the other
 
 bench-create: venv ## Booking creation: accept/end-to-end latency, throughput vs a no-op task
 	$(PY) -m tools.stack ensure-services
@@ -92,6 +92,10 @@ bench-reads: venv ## Route search over HTTP: uncached p95, cached requests/s and
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_reads $(BENCH_ARGS)
 
+bench-lists: venv ## Booking lists over HTTP, 100,000 bookings of one customer: uncached p95 per filter vs a page-cache hit
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_lists $(BENCH_ARGS)
+
 bench-reservations: venv ## Flight capacity: reservations/s on one hot flight vs 1,000 flights, flight lock p50/p95
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_reservations $(BENCH_ARGS)
@@ -116,4 +120,4 @@ panels: venv ## The Grafana dashboard's panels as PNGs from a make perf run (RUN
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-reservations bench-burst perf ledger ledger-repair panels clean
+.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst perf ledger ledger-repair panels clean

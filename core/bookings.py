@@ -7,6 +7,7 @@ message executed twice leaves one booking and one event.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import re
@@ -93,7 +94,7 @@ def booking_document(
     customer_id: str | None = None,
 ) -> dict[str, Any]:
     """A new BOOKED booking as stored, owned by `customer_id`."""
-    return {
+    booking = {
         "ref_id": ref_id,
         "customer_id": customer_id,
         "origin": data["origin"],
@@ -109,6 +110,62 @@ def booking_document(
         "updated_at": now,
         "job_id": job_id,
     }
+    booking["list_keys"] = list_keys(booking)
+    return booking
+
+
+# -- the lists a booking belongs to ---------------------------------------------
+#
+# A list is one customer's bookings or everyone's, of one origin or any, to one
+# destination or any (and of one status or any). Each booking stores the key of
+# every list it is in (`list_keys`: the owner, origin and destination never
+# change, so they are set once, at creation), and the list indexes lead with
+# it, then the status (core.db.INDEXES): every filter the API offers is an
+# equality on an index prefix, then the created_at window. One compound index
+# per combination of the four filters would hold the same 16 entries per
+# booking in 16 indexes, each one more slowing every insert.
+LIST_KEY_FIELDS = ("customer_id", "origin", "destination")
+ANY = "*"  # in a list key: the list does not filter on this field
+LIST_KEY_SEPARATOR = "|"
+LIST_KEYS_MIGRATION = "bookings-list-keys"  # its mark in the `migrations` collection
+
+
+def list_key(
+    customer_id: str | None = None, origin: str | None = None, destination: str | None = None
+) -> str:
+    """The key of the list of `customer_id`'s bookings (None: everyone's) from
+    `origin` to `destination` (None: any)."""
+    return LIST_KEY_SEPARATOR.join(value or ANY for value in (customer_id, origin, destination))
+
+
+def list_keys(booking: dict[str, Any]) -> list[str]:
+    """The keys of every list `booking` is in, sorted."""
+    choices = [(booking.get(name), None) for name in LIST_KEY_FIELDS]
+    return sorted({list_key(*values) for values in itertools.product(*choices)})
+
+
+def list_keys_expression() -> dict[str, Any]:
+    """list_keys as an aggregation expression, for an update pipeline."""
+    choices = [({"$ifNull": [f"${name}", ANY]}, ANY) for name in LIST_KEY_FIELDS]
+    keys = []
+    for values in itertools.product(*choices):
+        parts = [LIST_KEY_SEPARATOR] * (2 * len(values) - 1)
+        parts[::2] = values
+        keys.append({"$concat": parts})
+    return {"$setUnion": [keys]}
+
+
+def give_list_keys(db: Database) -> int:
+    """Bookings stored before bookings had list keys get theirs: once per
+    database (a mark in `migrations`: the update scans every booking), run by
+    each worker process at start. Returns how many were given keys."""
+    if db.migrations.find_one({"_id": LIST_KEYS_MIGRATION}) is not None:
+        return 0
+    given = db.bookings.update_many(
+        {"list_keys": {"$exists": False}}, [{"$set": {"list_keys": list_keys_expression()}}]
+    ).modified_count
+    db.migrations.update_one({"_id": LIST_KEYS_MIGRATION}, {"$set": {"done": True}}, upsert=True)
+    return given
 
 
 def created_event(booking: dict[str, Any]) -> dict[str, Any]:
@@ -214,64 +271,115 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return min(max(moment, EARLIEST), LATEST), ref_id
 
 
-# Pages are read in windows of created_at, newest first. A sorted, limited
-# query over an open range is fine on mongod but materializes the whole range
-# on the embedded server (1.1 s at 30K bookings, measured); a bounded window
-# reads about what the page needs. Windows grow 4x until the page is full.
+# Pages are read newest first in windows of created_at. The embedded server
+# materializes every document a query's index range holds before it sorts and
+# limits, so one query over the whole history would read all of it; a window
+# holds about what the page still needs. The first is FIRST_WINDOW wide; an
+# empty one makes the next WINDOW_GROWTH times wider, and once bookings were
+# found the next is sized from their density to hold what the page still needs
+# (a WINDOW_MARGIN more), growing WINDOW_GROWTH times at most. A filter that
+# matches nothing thus costs one empty index probe per window back to the
+# calendar's start (11 from today), and reads no booking. What a window cannot
+# bound: bookings that share one created_at (a bulk import's, up to 1000) are read
+# together, and so are those the first window after a long empty stretch
+# holds. On mongod, whose index scan stops at the limit, a window costs a
+# round trip and nothing more.
 # (No index hint: a hinted find scans the whole index there, measured 3 s.)
-FIRST_WINDOW = timedelta(minutes=10)
-OLDEST_WINDOW_END = timedelta(days=365 * 30)
+FIRST_WINDOW = timedelta(seconds=1)
+CLOCK_SKEW = timedelta(minutes=5)  # between the hosts that stamp created_at
+SMALLEST_WINDOW = timedelta(milliseconds=1)  # created_at's resolution
+WINDOW_GROWTH = 8
+WINDOW_MARGIN = 1.25
 NEWEST_SORT = [("created_at", DESCENDING), ("ref_id", DESCENDING)]
+LISTED_FIELDS = {"_id": 0, **dict.fromkeys(PUBLIC_FIELDS, 1)}
+LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 50, 200  # items per page
+# The pages read and cached (page_size): the 1-2-5 series up to the largest limit.
+PAGE_SIZES = (1, 2, 5, 10, 20, LIST_LIMIT_DEFAULT, 100, LIST_LIMIT_MAX)
 
 
-def list_bookings(
-    db: Database,
-    *,
-    limit: int,
+def list_filter(
     customer_id: str | None = None,
     status: str | None = None,
     origin: str | None = None,
     destination: str | None = None,
-    cursor: str | None = None,
-    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Newest first, keyset-paginated on (created_at, ref_id): stable while
-    bookings are inserted, because a page boundary is a value, not an offset.
+    """The query of a list: an equality on a list index's prefix."""
+    query: dict[str, Any] = {"list_keys": list_key(customer_id, origin, destination)}
+    if status is not None:
+        query["status"] = status
+    return query
 
-    With `customer_id`, that customer's bookings only. Its other filters are
-    applied in code: the embedded server scans the whole collection when a
-    filter names a field outside the index it would use (measured), and one
-    index per combination would slow every booking insert."""
-    filters = {
-        k: v
-        for k, v in (("status", status), ("origin", origin), ("destination", destination))
-        if v is not None
-    }
-    in_code: dict[str, Any] = {}
-    if customer_id is not None:
-        filters, in_code = {"customer_id": customer_id}, filters
 
-    def fetch(condition: dict[str, Any], want: int) -> list[dict[str, Any]]:
-        found = db.bookings.find({**filters, **condition}, {"_id": 0}).sort(NEWEST_SORT)
-        if not in_code:
-            return list(found.limit(want))
-        wanted = (d for d in found if all(d.get(k) == v for k, v in in_code.items()))
-        return list(itertools.islice(wanted, want))
+def next_window(width: timedelta, span: timedelta, found: int, needed: int) -> timedelta:
+    """The window after one `width` wide, once the `span` read back from the
+    newest held `found` bookings and `needed` more are wanted."""
+    if not found:
+        return width * WINDOW_GROWTH
+    fitting = span * (needed / found * WINDOW_MARGIN)
+    return max(SMALLEST_WINDOW, min(fitting, width * WINDOW_GROWTH))
+
+
+def newest_bookings(
+    db: Database, query: dict[str, Any], want: int, *, cursor: str | None, now: datetime
+) -> list[dict[str, Any]]:
+    """Up to `want` bookings matching `query`, newest first, after `cursor`
+    (None: from the newest), keyset-paginated on (created_at, ref_id)."""
+
+    def fetch(condition: dict[str, Any]) -> list[dict[str, Any]]:
+        found = db.bookings.find({**query, **condition}, LISTED_FIELDS).sort(NEWEST_SORT)
+        return list(found.limit(want - len(docs)))
 
     docs: list[dict[str, Any]] = []
     if cursor:
-        upper, ref_id = decode_cursor(cursor)
-        docs += fetch({"created_at": upper, "ref_id": {"$lt": ref_id}}, limit + 1)
+        newest, ref_id = decode_cursor(cursor)
+        docs += fetch({"created_at": newest, "ref_id": {"$lt": ref_id}})
+        upper = newest
     else:
-        upper = (now or datetime.now(UTC)) + timedelta(minutes=5)  # clock skew between hosts
-    floor = upper - OLDEST_WINDOW_END
-    window = FIRST_WINDOW
-    while len(docs) <= limit and upper > floor:
-        lower = max(upper - window, floor)
-        docs += fetch({"created_at": {"$gte": lower, "$lt": upper}}, limit + 1 - len(docs))
-        upper, window = lower, window * 4
-    next_cursor = encode_cursor(docs[limit - 1]) if len(docs) > limit else None
-    return {"items": [public_booking(d) for d in docs[:limit]], "next_cursor": next_cursor}
+        # The first window also holds what a host whose clock runs ahead stamped.
+        newest, upper = now, now + CLOCK_SKEW
+    width = FIRST_WINDOW
+    while len(docs) < want and upper > EARLIEST:
+        lower = max(min(upper, newest) - width, EARLIEST)
+        docs += fetch({"created_at": {"$gte": lower, "$lt": upper}})
+        width = next_window(width, newest - lower, len(docs), want - len(docs))
+        upper = lower
+    return docs
+
+
+def list_page(
+    db: Database,
+    *,
+    size: int,
+    cursor: str | None = None,
+    now: datetime | None = None,
+    **filters: str | None,
+) -> dict[str, Any]:
+    """Up to `size` bookings of the list `filters` name (list_filter), newest
+    first, after `cursor`: {"items", "cursors" (each item's), "more" (whether
+    more follow)}. Stable while bookings are inserted: a page boundary is a
+    value, not an offset."""
+    query = list_filter(**filters)
+    docs = newest_bookings(db, query, size + 1, cursor=cursor, now=now or datetime.now(UTC))
+    shown = docs[:size]
+    return {
+        "items": [public_booking(d) for d in shown],
+        "cursors": [encode_cursor(d) for d in shown],
+        "more": len(docs) > size,
+    }
+
+
+def first_of(page: dict[str, Any], limit: int) -> dict[str, Any]:
+    """{"items", "next_cursor"}: the first `limit` items of a list_page."""
+    more = page["more"] or len(page["items"]) > limit
+    return {
+        "items": page["items"][:limit],
+        "next_cursor": page["cursors"][limit - 1] if more else None,
+    }
+
+
+def list_bookings(db: Database, *, limit: int, **filters: Any) -> dict[str, Any]:
+    """A page of `limit` bookings: list_page's filters, cursor and now."""
+    return first_of(list_page(db, size=limit, **filters), limit)
 
 
 # -- cached reads ----------------------------------------------------------------
@@ -291,16 +399,27 @@ def read_booking_details(
     return details
 
 
+def page_size(limit: int) -> int:
+    """The page read and cached for a `limit` (at most LIST_LIMIT_MAX): the
+    smallest of PAGE_SIZES that holds it. Every limit shares one of their
+    cached pages, so varying it cannot multiply the reads; the default limit
+    reads exactly its page, any other at most 2.4 times its own."""
+    return PAGE_SIZES[bisect.bisect_left(PAGE_SIZES, limit)]
+
+
 def read_booking_page(
     db: Database, cache: Cache, ttl: int, *, limit: int, **filters: Any
 ) -> dict[str, Any]:
+    """list_bookings through the page cache (its generation in the key, bumped
+    by every booking write: core.invalidation)."""
+    size = page_size(limit)
     generation = cache.generation(caches.BOOKING_PAGES_GENERATION)
-    key = caches.booking_page_key(generation, {"limit": limit, **filters})
+    key = caches.booking_page_key(generation, {"size": size, **filters})
     page = cache.get(key, caches.BOOKING_PAGES)
     if page is None:
-        page = list_bookings(db, limit=limit, **filters)
+        page = list_page(db, size=size, **filters)
         cache.set(key, page, ttl)
-    return page
+    return first_of(page, limit)
 
 
 def booking_summary(

@@ -12,7 +12,7 @@ import re
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from core.access import KEY_ROLES
-from core.bookings import CURSOR_PATTERN
+from core.bookings import CURSOR_PATTERN, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from core.clock import EARLIEST_DAY, LATEST_DAY, in_calendar, to_iso
 from core.ids import CUSTOMER_ID_PATTERN, REF_ID_PATTERN
 from core.lifecycle import STATUSES, TARGETS
@@ -400,7 +400,9 @@ class BookingListQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     origin = IataCode()
     destination = IataCode()
-    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    limit = fields.Integer(
+        load_default=LIST_LIMIT_DEFAULT, validate=validate.Range(1, LIST_LIMIT_MAX)
+    )
     cursor = BookingCursor(metadata={"description": "`next_cursor` of the page before"})
 
 

@@ -103,6 +103,10 @@ class Settings:
     # Job polls per client per minute: generous (a client polling a few jobs a
     # second stays under it), but a bound on what waiting clients can cost.
     RATE_LIMIT_JOBS: int = _setting(600, check=_positive)
+    # List reads (GET /api/bookings) per client per minute: each reads about a
+    # page, but a client paging or filtering without end would still keep the
+    # database busy for everyone.
+    RATE_LIMIT_LISTS: int = _setting(120, check=_positive)
     # Peers whose X-Forwarded-For is believed (comma-separated IPs or CIDRs):
     # nginx in compose. Empty: the TCP peer is the client.
     TRUSTED_PROXIES: str = _setting("")

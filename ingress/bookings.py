@@ -14,6 +14,7 @@ from core.schemas import (
     BookingListQuerySchema,
     BookingPageSchema,
     CancelSchema,
+    ProblemSchema,
     TransitionSchema,
 )
 from ingress.context import services
@@ -30,6 +31,19 @@ BOOKING_LINKS = {
     **{
         action: link(f"/api/bookings/{{ref_id}}/{action}", "post", ref_id="$response.body#/ref_id")
         for action in ACTIONS
+    },
+}
+
+# A list read past its budget (RATE_LIMIT_LISTS per minute per caller).
+RATE_LIMITED = {
+    "schema": ProblemSchema,
+    "content_type": "application/problem+json",
+    "description": "Too many list reads (`RATE_LIMIT_LISTS` per minute per caller).",
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds until a read is allowed again.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
     },
 }
 
@@ -64,12 +78,16 @@ class Bookings(MethodView):
             customer_id=customer_id,
         )
 
+    @rate_limit("RATE_LIMIT_LISTS", MINUTE, scope="lists")
     @blp.requires(access.LIST)
     @blp.arguments(BookingListQuerySchema(), location="query", as_kwargs=True)
     @blp.alt_response(200, schema=BookingPageSchema, success=True)
     @blp.problems(400)
+    @blp.alt_response(429, **RATE_LIMITED)
     def get(self, limit, **filters):
-        """List bookings, newest first, by cursor: a customer's own, or (operators, admin) all."""
+        """List bookings, newest first, by cursor: a customer's own, or (operators,
+        admin) all. Every filter is served by an index: a page reads about
+        `limit` bookings, and a filter that matches nothing reads none."""
         svc = services()
         return bookings.read_booking_page(
             svc.db,

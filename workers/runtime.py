@@ -12,7 +12,7 @@ from celery import Celery, bootsteps, signals
 from celery.worker.consumer import Consumer as _Consumer
 from celery_batches import Batches
 
-from core import flights, health, logs, metrics, queues
+from core import bookings, flights, health, logs, metrics, queues
 from core.db import ensure_indexes
 from core.services import Services, connect_services
 from core.settings import Settings
@@ -34,6 +34,7 @@ def worker_services() -> Services:
             svc = connect_services(settings)
             ensure_indexes(svc.db)
             flights.give_capacity(svc.db, settings.DEFAULT_FLIGHT_CAPACITY_KG)
+            bookings.give_list_keys(svc.db)
             _state.update(services=svc, pid=os.getpid())
     return _state["services"]  # type: ignore[return-value]
 
