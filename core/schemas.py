@@ -14,7 +14,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from core.access import KEY_ROLES
 from core.bookings import CURSOR_PATTERN
 from core.clock import EARLIEST_DAY, LATEST_DAY, in_calendar, to_iso
-from core.ids import CUSTOMER_ID_PATTERN, REF_ID_PATTERN
+from core.ids import CUSTOMER_ID, FLIGHT_ID, REF_ID, REF_ID_PATTERN, Shape
 from core.lifecycle import STATUSES, TARGETS
 from core.locks import LATENCY_SAMPLES, LOCK_KINDS, LOCK_PREFIXES
 
@@ -45,6 +45,16 @@ class Patterned(fields.String):
         if not self.pattern.fullmatch(text):
             raise self.make_error("pattern")
         return text.upper() if self.upper else text
+
+
+class Identifier(Patterned):
+    """An id of one shape (core.ids), matched whole: a trailing newline is no id."""
+
+    def __init__(self, shape: Shape, **kwargs):
+        self.pattern = re.compile(shape.pattern)
+        metadata = {"example": shape.example, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+        self.error_messages["pattern"] = f"Must be {shape.described()}."
 
 
 class IataCode(Patterned):
@@ -153,8 +163,7 @@ class UtcDateTime(fields.DateTime):
 # -- input --------------------------------------------------------------------
 
 
-# A flight's id: its number (upper case) and its UTC departure day (core.flights.flight_id).
-FLIGHT_ID_PATTERN = re.compile(r"^[A-Z0-9]{2}[A-Z]?[0-9]{1,4}[A-Z]?-[0-9]{8}$")
+FLIGHT_ID_PATTERN = re.compile(FLIGHT_ID.pattern)  # the anchored form; match it with fullmatch
 
 
 MAX_BOOKING_WEIGHT_KG = 10_000  # a booking's weight; a route search's weight_kg too
@@ -179,12 +188,7 @@ class BookingCreateSchema(Schema):
         validate=validate.Length(max=254), metadata={"example": "shipping@acme.com"}
     )
     flight_ids = fields.List(
-        fields.String(
-            validate=validate.Regexp(
-                FLIGHT_ID_PATTERN, error="Not a flight id such as RG0001-20261128."
-            ),
-            metadata={"pattern": FLIGHT_ID_PATTERN.pattern},
-        ),
+        Identifier(FLIGHT_ID),
         validate=validate.Length(1, 2),
         metadata={
             "description": "The route booked: 1 flight, or 2 via a third airport",
@@ -284,14 +288,8 @@ def bulk_items(description: str) -> fields.List:
     )
 
 
-def customer_id_field(description: str = "") -> fields.String:
-    metadata = {"pattern": CUSTOMER_ID_PATTERN.pattern, "example": "cus_0123456789abcdef"}
-    if description:
-        metadata["description"] = description
-    return fields.String(
-        validate=validate.Regexp(CUSTOMER_ID_PATTERN, error="Not a customer id."),
-        metadata=metadata,
-    )
+def customer_id_field(description: str = "") -> Identifier:
+    return Identifier(CUSTOMER_ID, metadata={"description": description} if description else {})
 
 
 class BulkBookingsSchema(Schema):
@@ -313,9 +311,7 @@ class BulkStatusItemSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    ref_id = fields.String(
-        required=True, validate=validate.Regexp(REF_ID_PATTERN), metadata={"example": "RG123ABC456"}
-    )
+    ref_id = Identifier(REF_ID, required=True)
     newStatus = fields.String(required=True, validate=validate.OneOf(TARGETS))
     eventData = fields.Nested(EventDataSchema, load_default=dict)
 

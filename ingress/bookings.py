@@ -6,7 +6,7 @@ from flask.views import MethodView
 
 from core import access, bookings, queues
 from core.errors import NotFound
-from core.ids import is_ref_id, new_ref_id
+from core.ids import new_ref_id
 from core.lifecycle import ACTIONS, CANCELLED, check_transition
 from core.schemas import (
     BookingCreateSchema,
@@ -81,7 +81,7 @@ class Bookings(MethodView):
         )
 
 
-@blp.route("/<ref_id>")
+@blp.route("/<ref_id:ref_id>")
 class Booking(MethodView):
     @blp.optional_credentials
     @blp.alt_response(
@@ -99,10 +99,10 @@ class Booking(MethodView):
     def get(self, ref_id):
         """Track a booking: its status and timeline (oldest event first)."""
         svc = services()
-        details = is_ref_id(ref_id) and bookings.read_booking_details(
+        details = bookings.read_booking_details(
             svc.db, svc.cache, ref_id, svc.settings.CACHE_TTL_BOOKINGS
         )
-        if not details:
+        if details is None:
             raise NotFound(f"No booking {ref_id!r}.")
         if access.sees_in_full(current_principal(), details):
             return details
@@ -116,9 +116,7 @@ def submit_transition(ref_id: str, action: str, data: dict):
     target = ACTIONS[action]
     # Unknown ref_ids are answered here, so they never reach the queue. A
     # booking still being created is known by its pending job (no status yet).
-    known = None
-    if is_ref_id(ref_id):
-        known = bookings.booking_summary(svc.db, svc.cache, svc.redis, ref_id)
+    known = bookings.booking_summary(svc.db, svc.cache, svc.redis, ref_id)
     access.check_owner(principal, known, ref_id)
     if "status" in known:
         check_transition(known["status"], target)
@@ -147,7 +145,7 @@ def _transition_view(action: str, schema):
     view.__name__ = view.__qualname__ = f"{action}_booking"
     who = "its owner, an operator or the admin" if target == CANCELLED else "an operator"
     view.__doc__ = f"Move a booking to {target} ({who}): a job, run under the booking's lock."
-    blp.route(f"/<ref_id>/{action}", methods=["POST"])(view)
+    blp.route(f"/<ref_id:ref_id>/{action}", methods=["POST"])(view)
 
 
 for _action in ACTIONS:

@@ -195,7 +195,7 @@ def admin_routes(app):
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/admin"):
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-                yield method, rule.rule.replace("<customer_id>", IDS["other_customer"])
+                yield method, rule.rule.replace("<customer_id:customer_id>", IDS["other_customer"])
 
 
 def test_every_admin_route_takes_the_admin_token_only(app, client):
