@@ -167,6 +167,14 @@ FLIGHT_ID_PATTERN = re.compile(FLIGHT_ID.pattern)  # the anchored form; match it
 
 
 MAX_BOOKING_WEIGHT_KG = 10_000  # a booking's weight; a route search's weight_kg too
+# Cargo space is kept in whole grams (core.flights.grams): a weight, a search's
+# weight or a capacity below one gram would round to nothing.
+MIN_WEIGHT_KG = 0.001
+
+
+def weight_range(max_kg: float) -> validate.Range:
+    """At least one gram, at most `max_kg` (the OpenAPI document says both)."""
+    return validate.Range(MIN_WEIGHT_KG, max_kg)
 
 
 class BookingCreateSchema(Schema):
@@ -179,9 +187,7 @@ class BookingCreateSchema(Schema):
     )
     pieces = StrictInteger(required=True, validate=validate.Range(1, 1000), metadata={"example": 5})
     weight_kg = StrictNumber(
-        required=True,
-        validate=validate.Range(0, MAX_BOOKING_WEIGHT_KG, min_inclusive=False),
-        metadata={"example": 125.5, "exclusiveMinimum": True},
+        required=True, validate=weight_range(MAX_BOOKING_WEIGHT_KG), metadata={"example": 125.5}
     )
     customer_name = Text(validate=validate.Length(1, 100), metadata={"example": "Acme Corp"})
     customer_email = fields.Email(
@@ -255,10 +261,9 @@ class FlightSchema(Schema):
         },
     )
     capacity_kg = StrictNumber(
-        validate=validate.Range(0, MAX_FLIGHT_CAPACITY_KG, min_inclusive=False),
+        validate=weight_range(MAX_FLIGHT_CAPACITY_KG),
         metadata={
             "example": 20000,
-            "exclusiveMinimum": True,
             "description": "Cargo capacity in kg; without it, the DEFAULT_FLIGHT_CAPACITY_KG"
             " setting (20,000 kg by default)",
         },
@@ -369,10 +374,9 @@ class DayQuerySchema(Schema):
 class RouteQuerySchema(DayQuerySchema):
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
     weight_kg = QueryNumber(
-        validate=validate.Range(0, MAX_BOOKING_WEIGHT_KG, min_inclusive=False),
+        validate=weight_range(MAX_BOOKING_WEIGHT_KG),
         metadata={
             "example": 125.5,
-            "exclusiveMinimum": True,
             "description": "Only options with room for this weight on every leg"
             " (available_kg at least weight_kg, compared in whole grams as a booking"
             " reserves them); `counts` count those options",

@@ -118,7 +118,7 @@ class Settings:
     BULK_CHUNK_SIZE: int = _setting(500, check=_positive)
     MIN_CONNECTION_MINUTES: int = _setting(60, check=_non_negative)
     # A flight imported without capacity_kg: about a wide-body's belly hold.
-    DEFAULT_FLIGHT_CAPACITY_KG: float = _setting(20_000.0, check=lambda v: v > 0)
+    DEFAULT_FLIGHT_CAPACITY_KG: float = _setting(20_000.0, check=lambda v: v >= 0.001)  # >= 1 g
     # Inside the route answers' TTL, min(CACHE_TTL_ROUTES, CACHE_TTL_BOOKINGS):
     # they show flights' available space, which may lag by CACHE_TTL_BOOKINGS
     # at most (core.cache.space_ttl). A run costs ~1 s of database time.
