@@ -6,7 +6,6 @@ import functools
 import logging
 import re
 import time
-import uuid
 
 import pymongo
 from flask import Flask, g, request
@@ -114,9 +113,7 @@ def _install_request_hooks(app: Flask, svc: Services) -> None:
     @app.before_request
     def begin():
         g.started = time.perf_counter()
-        rid = request.headers.get("X-Request-ID", "")
-        if not (0 < len(rid) <= 128 and rid.isprintable()):
-            rid = uuid.uuid4().hex
+        rid = logs.request_id(request.headers.get("X-Request-ID"))
         g.request_id = rid
         logs.clear()
         logs.bind(request_id=rid)
