@@ -16,6 +16,8 @@ from dataclasses import Field, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlparse
 
+from core.ids import API_KEY_PREFIX
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value its setting cannot take."""
@@ -94,6 +96,11 @@ class Settings:
     # Job polls per client per minute: generous (a client polling a few jobs a
     # second stays under it), but a bound on what waiting clients can cost.
     RATE_LIMIT_JOBS: int = _setting(600, check=_positive)
+    # Failed credentials (an unknown, rotated or disabled API key; a wrong admin
+    # or metrics token) per client IP per 5 minutes, on every endpoint that
+    # reads credentials, counted together: past it the IP's failures are 429s,
+    # and so is any admin or metrics token it sends, right or wrong.
+    RATE_LIMIT_AUTH_FAILURES: int = _setting(10, check=_positive)
     # Peers whose X-Forwarded-For is believed (comma-separated IPs or CIDRs):
     # nginx in compose. Empty: the TCP peer is the client.
     TRUSTED_PROXIES: str = _setting("")
@@ -283,6 +290,12 @@ def _check_together(settings: Settings) -> None:
             "REDIS_POOL_SIZE must exceed WEB_THREADS (every request thread may hold a"
             " connection and the job waiter holds one more; past the pool Redis calls fail)"
         )
+    for name in ("ADMIN_TOKEN", "METRICS_TOKEN"):
+        if getattr(settings, name).startswith(API_KEY_PREFIX):
+            raise SettingsError(
+                f"{name} must not start with {API_KEY_PREFIX!r}, an API key's prefix (tokens"
+                " are told apart from keys by it: see ingress.security)"
+            )
     if settings.IDEMPOTENCY_TTL_HOURS > settings.JOB_TTL_DAYS * 24:
         raise SettingsError(
             "IDEMPOTENCY_TTL_HOURS must not exceed JOB_TTL_DAYS in hours (a replayed"

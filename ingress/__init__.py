@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
 import time
 
 import pymongo
@@ -22,7 +20,7 @@ from core.services import Services, connect_services
 from core.settings import Settings, load_settings
 from core.waiting import JobWaiter
 from ingress import admin, bookings, docs, flights, health, jobs, monitoring
-from ingress.paths import install_path_ids
+from ingress.paths import install_path_ids, metric_rule
 from ingress.problems import ProblemApi, register_error_handlers
 from ingress.security import install_rate_limits
 
@@ -84,13 +82,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 INDEX_RETRY_INTERVAL_S = 5.0
 
 
-@functools.cache
-def _metric_rule(rule: str) -> str:
-    """A route as the metrics name it: /api/bookings/<ref_id>, whatever converter
-    checks the id (dashboards and alerts name endpoints this way)."""
-    return re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"<\1>", rule)
-
-
 def _ensure_indexes(svc: Services, timeout_s: float = 3.0) -> bool:
     try:
         with pymongo.timeout(timeout_s):
@@ -127,7 +118,7 @@ def _install_request_hooks(app: Flask, svc: Services) -> None:
     def finish(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        rule = _metric_rule(request.url_rule.rule) if request.url_rule else None
+        rule = metric_rule(request.url_rule.rule) if request.url_rule else None
         principal = g.get("principal")
         customer = principal.customer_id if isinstance(principal, Principal) else None
         app.extensions["request_tally"].record(

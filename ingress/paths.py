@@ -8,6 +8,9 @@ like; the OpenAPI document states each parameter's pattern.
 
 from __future__ import annotations
 
+import functools
+import re
+
 from flask import Flask
 from flask_smorest import Api
 from werkzeug.exceptions import NotFound
@@ -44,3 +47,10 @@ def install_path_ids(app: Flask, api: Api) -> None:
             converter,
             lambda c: {"type": "string", "pattern": c.shape.pattern, "example": c.shape.example},
         )
+
+
+@functools.cache
+def metric_rule(rule: str) -> str:
+    """A route as the metrics name it, /api/bookings/<ref_id>, whatever checks
+    the id (dashboards and alerts name endpoints this way)."""
+    return re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"<\1>", rule)
