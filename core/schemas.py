@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from core.access import KEY_ROLES
 from core.bookings import CURSOR_PATTERN
@@ -19,10 +20,28 @@ from core.lifecycle import STATUSES, TARGETS
 from core.locks import LATENCY_SAMPLES, LOCK_KINDS, LOCK_PREFIXES
 
 IATA_PATTERN = re.compile(r"^[A-Za-z]{3}$")
-# The rules that tie two fields together, which JSON Schema cannot state: each
-# schema that has one says it in its description, and a 400 names it.
+
+
+@dataclass(frozen=True)
+class TiedFields:
+    """A rule that ties two fields together, which JSON Schema cannot state. A
+    schema lists its rules in TIED; an operation taking it states them in its
+    description and its 400's (ingress.docs), and the 400 names `field` with
+    `message`."""
+
+    field: str
+    message: str
+    statement: str
+
+
 DIFFERENT_ENDS = "Must differ from origin."
 ARRIVES_AFTER = "Must be after departure_ts."
+DIFFERENT_ENDS_RULE = TiedFields(
+    "destination", DIFFERENT_ENDS, "`destination` must differ from `origin` (in any case)"
+)
+ARRIVES_AFTER_RULE = TiedFields(
+    "arrival_ts", ARRIVES_AFTER, "`arrival_ts` must be after `departure_ts`"
+)
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 
 
@@ -178,6 +197,8 @@ def weight_range(max_kg: float) -> validate.Range:
 
 
 class BookingCreateSchema(Schema):
+    TIED = (DIFFERENT_ENDS_RULE,)
+
     class Meta:
         unknown = RAISE
 
@@ -205,7 +226,7 @@ class BookingCreateSchema(Schema):
     @validates_schema
     def _route_differs(self, data, **kwargs):
         if data.get("origin") and data.get("origin") == data.get("destination"):
-            raise ValidationError(DIFFERENT_ENDS, "destination")
+            raise ValidationError(DIFFERENT_ENDS_RULE.message, DIFFERENT_ENDS_RULE.field)
 
 
 FLIGHT_NUMBER_PATTERN = re.compile(r"^[A-Za-z0-9]{2}[A-Za-z]?[0-9]{1,4}[A-Za-z]?$")
@@ -241,6 +262,8 @@ MAX_FLIGHT_CAPACITY_KG = 250_000  # the heaviest freighter ever flown lifted ~25
 class FlightSchema(Schema):
     """One flight in an import: times need a UTC offset and are stored in UTC."""
 
+    TIED = (DIFFERENT_ENDS_RULE, ARRIVES_AFTER_RULE)
+
     class Meta:
         unknown = RAISE
 
@@ -272,10 +295,10 @@ class FlightSchema(Schema):
     @validates_schema
     def _consistent(self, data, **kwargs):
         if data["origin"] == data["destination"]:
-            raise ValidationError(DIFFERENT_ENDS, "destination")
+            raise ValidationError(DIFFERENT_ENDS_RULE.message, DIFFERENT_ENDS_RULE.field)
         duration = data["arrival_ts"] - data["departure_ts"]
         if duration.total_seconds() <= 0:
-            raise ValidationError(ARRIVES_AFTER, "arrival_ts")
+            raise ValidationError(ARRIVES_AFTER_RULE.message, ARRIVES_AFTER_RULE.field)
         if duration.total_seconds() > MAX_FLIGHT_DURATION_H * 3600:
             raise ValidationError(
                 f"A flight lasts at most {MAX_FLIGHT_DURATION_H} h.", "arrival_ts"
@@ -356,6 +379,8 @@ class QueryNumber(fields.Float):
 class DayQuerySchema(Schema):
     """A route and a UTC day: what the flights list and the route search share."""
 
+    TIED = (DIFFERENT_ENDS_RULE,)
+
     class Meta:
         unknown = RAISE
 
@@ -368,7 +393,7 @@ class DayQuerySchema(Schema):
     @validates_schema
     def _route_differs(self, data, **kwargs):
         if data.get("origin") and data.get("origin") == data.get("destination"):
-            raise ValidationError(DIFFERENT_ENDS, "destination")
+            raise ValidationError(DIFFERENT_ENDS_RULE.message, DIFFERENT_ENDS_RULE.field)
 
 
 class RouteQuerySchema(DayQuerySchema):
@@ -430,7 +455,18 @@ class CustomerListQuerySchema(Schema):
 # -- output -------------------------------------------------------------------
 
 
+class LinksSchema(Schema):
+    job = fields.String()
+    booking = fields.String()
+
+
 class ProblemSchema(Schema):
+    """RFC 9457 problem details, with the extension members RadiantGo adds; a
+    client ignores members it does not know (the RFC's rule), so more may come."""
+
+    class Meta:
+        unknown = INCLUDE
+
     type = fields.String(metadata={"example": "https://radiantgo.dev/problems/validation-failed"})
     title = fields.String()
     status = fields.Integer()
@@ -439,11 +475,9 @@ class ProblemSchema(Schema):
     errors = fields.Dict(
         keys=fields.String(), values=fields.Raw(), metadata={"description": "field -> messages"}
     )
-
-
-class LinksSchema(Schema):
-    job = fields.String()
-    booking = fields.String()
+    flight_id = fields.String(metadata={"description": "flight-full: the flight short of room"})
+    job_id = fields.String(metadata={"description": "The job the problem is about"})
+    links = fields.Nested(LinksSchema)
 
 
 class JobAcceptedSchema(Schema):
