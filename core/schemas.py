@@ -376,6 +376,18 @@ class QueryNumber(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class QueryInteger(fields.Integer):
+    """An integer as a query string writes one (`20`): not `20\\n`, ` 20` or `2_0`,
+    which int() would take though no JSON Schema integer is written that way."""
+
+    WRITTEN = re.compile(r"[+-]?[0-9]+")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not self.WRITTEN.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class DayQuerySchema(Schema):
     """A route and a UTC day: what the flights list and the route search share."""
 
@@ -397,7 +409,7 @@ class DayQuerySchema(Schema):
 
 
 class RouteQuerySchema(DayQuerySchema):
-    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    limit = QueryInteger(load_default=20, validate=validate.Range(1, 100))
     weight_kg = QueryNumber(
         validate=weight_range(MAX_BOOKING_WEIGHT_KG),
         metadata={
@@ -410,7 +422,7 @@ class RouteQuerySchema(DayQuerySchema):
 
 
 class FlightListQuerySchema(DayQuerySchema):
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+    limit = QueryInteger(load_default=100, validate=validate.Range(1, 500))
 
 
 class BookingCursor(Patterned):
@@ -425,7 +437,7 @@ class BookingListQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     origin = IataCode()
     destination = IataCode()
-    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    limit = QueryInteger(load_default=50, validate=validate.Range(1, 200))
     cursor = BookingCursor(metadata={"description": "`next_cursor` of the page before"})
 
 
@@ -448,7 +460,7 @@ class CustomerListQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+    limit = QueryInteger(load_default=100, validate=validate.Range(1, 500))
     cursor = customer_id_field()
 
 

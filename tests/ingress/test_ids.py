@@ -105,3 +105,21 @@ def test_a_ref_id_with_a_trailing_newline_is_refused_in_a_bulk_update():
 
     errors = BulkStatusItemSchema().validate({"ref_id": "RG000000000\n", "newStatus": "DEPARTED"})
     assert list(errors) == ["ref_id"]
+
+
+@pytest.mark.parametrize("limit", ["5%0A", "%205", "5_0", "%D9%A5", "5.0"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/bookings?limit={}",
+        "/api/admin/customers?limit={}",
+        "/api/flights?origin=DEL&destination=BLR&date=2032-03-07&limit={}",
+        "/api/routes?origin=DEL&destination=BLR&date=2032-03-07&limit={}",
+    ],
+)
+def test_a_query_integer_is_written_as_an_integer_whole(app, path, limit):
+    """int() takes "5\\n", " 5", "5_0" and other scripts' digits; the document's
+    integer does not, so neither does the server."""
+    r = keyed_client(app, ADMIN).get(path.format(limit))
+    assert r.status_code == 400, (path, limit, r.status_code)
+    assert r.get_json()["errors"] == {"limit": ["Not a valid integer."]}
