@@ -82,7 +82,9 @@ ROUTES_GENERATION = "cache:generation:routes"
 FLIGHTS_GENERATION = "cache:generation:flights"
 
 # What `clear` may delete: cache entries only, never locks (booking:ref:,
-# flight:, bulk:operation:), jobs, counters or rate limits.
+# flight:, bulk:operation:), jobs, counters or rate limits. Versioned entries
+# (booking details, API keys) keep their version as a tombstone, and the
+# generations stay: both are fences, not data (see Cache.clear).
 CACHE_PREFIXES = ("booking:details:", "bookings:page:", "routes:", "flights:", "users:")
 
 
@@ -179,6 +181,31 @@ redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
 """
 
+# Drops the cache entries KEYS; returns how many held data. A versioned entry
+# ("<version>|<payload>") becomes its tombstone ("<version>|"), its TTL kept: a
+# reader still holding an older version can no more put it back than before
+# the clear (a rotated API key's lookup, above all). Anything else is deleted.
+_DROP_KEEPING_FENCES = """
+local dropped = 0
+for _, key in ipairs(KEYS) do
+  local value = redis.pcall('GET', key)
+  if type(value) == 'string' then
+    local version = string.match(value, '^(%d+)|')
+    if not version then
+      redis.call('UNLINK', key)
+      dropped = dropped + 1
+    elseif #value > #version + 1 then
+      redis.call('SET', key, version .. '|', 'KEEPTTL')
+      dropped = dropped + 1
+    end
+  elseif value then  -- not a string: no entry of ours
+    redis.call('UNLINK', key)
+    dropped = dropped + 1
+  end
+end
+return dropped
+"""
+
 # Adds ARGV[2k] occurrences of member ARGV[2k-1] (k = 1, 2, ...) to the sorted
 # set KEYS[1], which never holds more than ARGV[1] members: a member not yet
 # counted, when the set is full, replaces the lowest and inherits its count
@@ -222,6 +249,7 @@ class Cache:
         self.redis = client
         self._set_if_not_older = client.register_script(_SET_IF_NOT_OLDER)
         self._count_bounded = client.register_script(_COUNT_BOUNDED)
+        self._drop_keeping_fences = client.register_script(_DROP_KEEPING_FENCES)
         self._tally = _Tally()
         self._tally_lock = threading.Lock()
         self._flusher = PeriodicFlush("cache-counts", self._write_counts)
@@ -441,18 +469,23 @@ class Cache:
         return kinds
 
     def clear(self) -> int:
-        """Delete every cache entry (SCAN, in batches); returns how many."""
-        deleted = 0
+        """Drop every cache entry (SCAN, in batches); returns how many held data.
+
+        The fences stay: a versioned entry is left as the tombstone of its
+        version (a key rotated or a customer disabled stays refused, even to a
+        lookup racing the clear), and the list pages' generation is kept."""
+        dropped = 0
         for prefix in CACHE_PREFIXES:
             batch = []
             for key in self.redis.scan_iter(match=prefix + "*", count=1000):
-                batch.append(key)
+                if key != BOOKING_PAGES_GENERATION:
+                    batch.append(key)
                 if len(batch) == 500:
-                    deleted += self.redis.unlink(*batch)
+                    dropped += self._drop_keeping_fences(keys=batch)
                     batch = []
             if batch:
-                deleted += self.redis.unlink(*batch)
-        return deleted
+                dropped += self._drop_keeping_fences(keys=batch)
+        return dropped
 
     def generation(self, name: str) -> int:
         try:

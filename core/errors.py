@@ -146,6 +146,13 @@ class NotFound(RadiantError):
     slug = "not-found"
 
 
+class BookingNotMade(NotFound):
+    """A booking's create job failed: its reference names no booking, and never will."""
+
+    title = "Booking not made"
+    slug = "booking-not-made"
+
+
 class Conflict(RadiantError):
     """The resource's current state forbids the request."""
 

@@ -1,14 +1,72 @@
-"""Identifiers handed out by RadiantGo."""
+"""Identifiers handed out by RadiantGo, and the shape of each.
+
+A shape is one regular expression, matched against the whole string
+(`fullmatch`): Python's `$` also matches before a trailing newline, so
+`re.match("^RG...$", "RG...\\n")` would let a newline through. The anchored
+form goes into the OpenAPI document, where `$` (ECMA 262) is the very end.
+"""
 
 from __future__ import annotations
 
 import re
 import secrets
 import uuid
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What an id looks like: `regex` (unanchored), matched whole."""
+
+    regex: str
+    what: str  # for messages: "a booking reference"
+    example: str
+    compiled: re.Pattern = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compiled", re.compile(self.regex))
+
+    @property
+    def pattern(self) -> str:
+        """Anchored, as a JSON Schema `pattern` states it."""
+        return f"^{self.regex}$"
+
+    def matches(self, text: object) -> bool:
+        return isinstance(text, str) and self.compiled.fullmatch(text) is not None
+
+    def described(self) -> str:
+        """How an error message says it: "a booking reference such as RG123ABC456"."""
+        return f"{self.what} such as {self.example}"
+
 
 REF_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 REF_DIGITS = 9
-REF_ID_PATTERN = re.compile(rf"^RG[0-9A-Z]{{{REF_DIGITS}}}$")
+REF_ID = Shape(
+    rf"RG[0-9A-Z]{{{REF_DIGITS}}}",
+    "a booking reference (RG, then 9 digits or capitals)",
+    "RG123ABC456",
+)
+REF_ID_PATTERN = re.compile(REF_ID.pattern)  # the anchored form; match it with fullmatch
+
+CUSTOMER_ID = Shape(r"cus_[0-9a-f]{16}", "a customer id", "cus_0123456789abcdef")
+CUSTOMER_ID_PATTERN = re.compile(CUSTOMER_ID.pattern)
+
+# A job id is a UUID as str() writes it (lower-case hex, 8-4-4-4-12).
+JOB_ID = Shape(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    "a job id (a UUID in lower case)",
+    "1bf8eaa3-5c5e-4b7e-9a57-0d8a3c9f2e10",
+)
+
+# A flight: its number (upper case) and its UTC departure day (core.flights.flight_id).
+FLIGHT_ID = Shape(
+    r"[A-Z0-9]{2}[A-Z]?[0-9]{1,4}[A-Z]?-[0-9]{8}",
+    "a flight id (<flight_number>-<YYYYMMDD>)",
+    "RG0001-20261128",
+)
+
+# The ids that name a resource in a path, by their parameter's name.
+PATH_IDS = {"ref_id": REF_ID, "customer_id": CUSTOMER_ID, "job_id": JOB_ID, "flight_id": FLIGHT_ID}
 
 
 def new_ref_id() -> str:
@@ -25,7 +83,6 @@ def ref_id_from(number: int) -> str:
     return "RG" + "".join(digits)
 
 
-CUSTOMER_ID_PATTERN = re.compile(r"^cus_[0-9a-f]{16}$")
 API_KEY_PREFIX = "rgk_"
 
 
@@ -34,7 +91,7 @@ def new_customer_id() -> str:
 
 
 def is_customer_id(text: str) -> bool:
-    return bool(CUSTOMER_ID_PATTERN.match(text))
+    return CUSTOMER_ID.matches(text)
 
 
 def new_api_key() -> str:
@@ -47,11 +104,8 @@ def new_job_id() -> str:
 
 
 def is_job_id(text: str) -> bool:
-    try:
-        return str(uuid.UUID(text)) == text
-    except ValueError:
-        return False
+    return JOB_ID.matches(text)
 
 
 def is_ref_id(text: str) -> bool:
-    return bool(REF_ID_PATTERN.match(text))
+    return REF_ID.matches(text)

@@ -8,21 +8,40 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from core.access import KEY_ROLES
 from core.bookings import CURSOR_PATTERN, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from core.clock import EARLIEST_DAY, LATEST_DAY, in_calendar, to_iso
-from core.ids import CUSTOMER_ID_PATTERN, REF_ID_PATTERN
+from core.ids import CUSTOMER_ID, FLIGHT_ID, REF_ID, REF_ID_PATTERN, Shape
 from core.lifecycle import STATUSES, TARGETS
 from core.locks import LATENCY_SAMPLES, LOCK_KINDS, LOCK_PREFIXES
 
 IATA_PATTERN = re.compile(r"^[A-Za-z]{3}$")
-# The rules that tie two fields together, which JSON Schema cannot state: each
-# schema that has one says it in its description, and a 400 names it.
+
+
+@dataclass(frozen=True)
+class TiedFields:
+    """A rule that ties two fields together, which JSON Schema cannot state. A
+    schema lists its rules in TIED; an operation taking it states them in its
+    description and its 400's (ingress.docs), and the 400 names `field` with
+    `message`."""
+
+    field: str
+    message: str
+    statement: str
+
+
 DIFFERENT_ENDS = "Must differ from origin."
 ARRIVES_AFTER = "Must be after departure_ts."
+DIFFERENT_ENDS_RULE = TiedFields(
+    "destination", DIFFERENT_ENDS, "`destination` must differ from `origin` (in any case)"
+)
+ARRIVES_AFTER_RULE = TiedFields(
+    "arrival_ts", ARRIVES_AFTER, "`arrival_ts` must be after `departure_ts`"
+)
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 
 
@@ -45,6 +64,16 @@ class Patterned(fields.String):
         if not self.pattern.fullmatch(text):
             raise self.make_error("pattern")
         return text.upper() if self.upper else text
+
+
+class Identifier(Patterned):
+    """An id of one shape (core.ids), matched whole: a trailing newline is no id."""
+
+    def __init__(self, shape: Shape, **kwargs):
+        self.pattern = re.compile(shape.pattern)
+        metadata = {"example": shape.example, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+        self.error_messages["pattern"] = f"Must be {shape.described()}."
 
 
 class IataCode(Patterned):
@@ -153,14 +182,23 @@ class UtcDateTime(fields.DateTime):
 # -- input --------------------------------------------------------------------
 
 
-# A flight's id: its number (upper case) and its UTC departure day (core.flights.flight_id).
-FLIGHT_ID_PATTERN = re.compile(r"^[A-Z0-9]{2}[A-Z]?[0-9]{1,4}[A-Z]?-[0-9]{8}$")
+FLIGHT_ID_PATTERN = re.compile(FLIGHT_ID.pattern)  # the anchored form; match it with fullmatch
 
 
 MAX_BOOKING_WEIGHT_KG = 10_000  # a booking's weight; a route search's weight_kg too
+# Cargo space is kept in whole grams (core.flights.grams): a weight, a search's
+# weight or a capacity below one gram would round to nothing.
+MIN_WEIGHT_KG = 0.001
+
+
+def weight_range(max_kg: float) -> validate.Range:
+    """At least one gram, at most `max_kg` (the OpenAPI document says both)."""
+    return validate.Range(MIN_WEIGHT_KG, max_kg)
 
 
 class BookingCreateSchema(Schema):
+    TIED = (DIFFERENT_ENDS_RULE,)
+
     class Meta:
         unknown = RAISE
 
@@ -170,21 +208,14 @@ class BookingCreateSchema(Schema):
     )
     pieces = StrictInteger(required=True, validate=validate.Range(1, 1000), metadata={"example": 5})
     weight_kg = StrictNumber(
-        required=True,
-        validate=validate.Range(0, MAX_BOOKING_WEIGHT_KG, min_inclusive=False),
-        metadata={"example": 125.5, "exclusiveMinimum": True},
+        required=True, validate=weight_range(MAX_BOOKING_WEIGHT_KG), metadata={"example": 125.5}
     )
     customer_name = Text(validate=validate.Length(1, 100), metadata={"example": "Acme Corp"})
     customer_email = fields.Email(
         validate=validate.Length(max=254), metadata={"example": "shipping@acme.com"}
     )
     flight_ids = fields.List(
-        fields.String(
-            validate=validate.Regexp(
-                FLIGHT_ID_PATTERN, error="Not a flight id such as RG0001-20261128."
-            ),
-            metadata={"pattern": FLIGHT_ID_PATTERN.pattern},
-        ),
+        Identifier(FLIGHT_ID),
         validate=validate.Length(1, 2),
         metadata={
             "description": "The route booked: 1 flight, or 2 via a third airport",
@@ -195,7 +226,7 @@ class BookingCreateSchema(Schema):
     @validates_schema
     def _route_differs(self, data, **kwargs):
         if data.get("origin") and data.get("origin") == data.get("destination"):
-            raise ValidationError(DIFFERENT_ENDS, "destination")
+            raise ValidationError(DIFFERENT_ENDS_RULE.message, DIFFERENT_ENDS_RULE.field)
 
 
 FLIGHT_NUMBER_PATTERN = re.compile(r"^[A-Za-z0-9]{2}[A-Za-z]?[0-9]{1,4}[A-Za-z]?$")
@@ -231,6 +262,8 @@ MAX_FLIGHT_CAPACITY_KG = 250_000  # the heaviest freighter ever flown lifted ~25
 class FlightSchema(Schema):
     """One flight in an import: times need a UTC offset and are stored in UTC."""
 
+    TIED = (DIFFERENT_ENDS_RULE, ARRIVES_AFTER_RULE)
+
     class Meta:
         unknown = RAISE
 
@@ -251,10 +284,9 @@ class FlightSchema(Schema):
         },
     )
     capacity_kg = StrictNumber(
-        validate=validate.Range(0, MAX_FLIGHT_CAPACITY_KG, min_inclusive=False),
+        validate=weight_range(MAX_FLIGHT_CAPACITY_KG),
         metadata={
             "example": 20000,
-            "exclusiveMinimum": True,
             "description": "Cargo capacity in kg; without it, the DEFAULT_FLIGHT_CAPACITY_KG"
             " setting (20,000 kg by default)",
         },
@@ -263,10 +295,10 @@ class FlightSchema(Schema):
     @validates_schema
     def _consistent(self, data, **kwargs):
         if data["origin"] == data["destination"]:
-            raise ValidationError(DIFFERENT_ENDS, "destination")
+            raise ValidationError(DIFFERENT_ENDS_RULE.message, DIFFERENT_ENDS_RULE.field)
         duration = data["arrival_ts"] - data["departure_ts"]
         if duration.total_seconds() <= 0:
-            raise ValidationError(ARRIVES_AFTER, "arrival_ts")
+            raise ValidationError(ARRIVES_AFTER_RULE.message, ARRIVES_AFTER_RULE.field)
         if duration.total_seconds() > MAX_FLIGHT_DURATION_H * 3600:
             raise ValidationError(
                 f"A flight lasts at most {MAX_FLIGHT_DURATION_H} h.", "arrival_ts"
@@ -284,14 +316,8 @@ def bulk_items(description: str) -> fields.List:
     )
 
 
-def customer_id_field(description: str = "") -> fields.String:
-    metadata = {"pattern": CUSTOMER_ID_PATTERN.pattern, "example": "cus_0123456789abcdef"}
-    if description:
-        metadata["description"] = description
-    return fields.String(
-        validate=validate.Regexp(CUSTOMER_ID_PATTERN, error="Not a customer id."),
-        metadata=metadata,
-    )
+def customer_id_field(description: str = "") -> Identifier:
+    return Identifier(CUSTOMER_ID, metadata={"description": description} if description else {})
 
 
 class BulkBookingsSchema(Schema):
@@ -313,9 +339,7 @@ class BulkStatusItemSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    ref_id = fields.String(
-        required=True, validate=validate.Regexp(REF_ID_PATTERN), metadata={"example": "RG123ABC456"}
-    )
+    ref_id = Identifier(REF_ID, required=True)
     newStatus = fields.String(required=True, validate=validate.OneOf(TARGETS))
     eventData = fields.Nested(EventDataSchema, load_default=dict)
 
@@ -352,8 +376,22 @@ class QueryNumber(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class QueryInteger(fields.Integer):
+    """An integer as a query string writes one (`20`): not `20\\n`, ` 20` or `2_0`,
+    which int() would take though no JSON Schema integer is written that way."""
+
+    WRITTEN = re.compile(r"[+-]?[0-9]+")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not self.WRITTEN.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class DayQuerySchema(Schema):
     """A route and a UTC day: what the flights list and the route search share."""
+
+    TIED = (DIFFERENT_ENDS_RULE,)
 
     class Meta:
         unknown = RAISE
@@ -367,16 +405,15 @@ class DayQuerySchema(Schema):
     @validates_schema
     def _route_differs(self, data, **kwargs):
         if data.get("origin") and data.get("origin") == data.get("destination"):
-            raise ValidationError(DIFFERENT_ENDS, "destination")
+            raise ValidationError(DIFFERENT_ENDS_RULE.message, DIFFERENT_ENDS_RULE.field)
 
 
 class RouteQuerySchema(DayQuerySchema):
-    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    limit = QueryInteger(load_default=20, validate=validate.Range(1, 100))
     weight_kg = QueryNumber(
-        validate=validate.Range(0, MAX_BOOKING_WEIGHT_KG, min_inclusive=False),
+        validate=weight_range(MAX_BOOKING_WEIGHT_KG),
         metadata={
             "example": 125.5,
-            "exclusiveMinimum": True,
             "description": "Only options with room for this weight on every leg"
             " (available_kg at least weight_kg, compared in whole grams as a booking"
             " reserves them); `counts` count those options",
@@ -385,7 +422,7 @@ class RouteQuerySchema(DayQuerySchema):
 
 
 class FlightListQuerySchema(DayQuerySchema):
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+    limit = QueryInteger(load_default=100, validate=validate.Range(1, 500))
 
 
 class BookingCursor(Patterned):
@@ -400,7 +437,7 @@ class BookingListQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     origin = IataCode()
     destination = IataCode()
-    limit = fields.Integer(
+    limit = QueryInteger(
         load_default=LIST_LIMIT_DEFAULT, validate=validate.Range(1, LIST_LIMIT_MAX)
     )
     cursor = BookingCursor(metadata={"description": "`next_cursor` of the page before"})
@@ -425,14 +462,25 @@ class CustomerListQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+    limit = QueryInteger(load_default=100, validate=validate.Range(1, 500))
     cursor = customer_id_field()
 
 
 # -- output -------------------------------------------------------------------
 
 
+class LinksSchema(Schema):
+    job = fields.String()
+    booking = fields.String()
+
+
 class ProblemSchema(Schema):
+    """RFC 9457 problem details, with the extension members RadiantGo adds; a
+    client ignores members it does not know (the RFC's rule), so more may come."""
+
+    class Meta:
+        unknown = INCLUDE
+
     type = fields.String(metadata={"example": "https://radiantgo.dev/problems/validation-failed"})
     title = fields.String()
     status = fields.Integer()
@@ -441,11 +489,9 @@ class ProblemSchema(Schema):
     errors = fields.Dict(
         keys=fields.String(), values=fields.Raw(), metadata={"description": "field -> messages"}
     )
-
-
-class LinksSchema(Schema):
-    job = fields.String()
-    booking = fields.String()
+    flight_id = fields.String(metadata={"description": "flight-full: the flight short of room"})
+    job_id = fields.String(metadata={"description": "The job the problem is about"})
+    links = fields.Nested(LinksSchema)
 
 
 class JobAcceptedSchema(Schema):

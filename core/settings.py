@@ -16,6 +16,8 @@ from dataclasses import Field, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlparse
 
+from core.ids import API_KEY_PREFIX
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value its setting cannot take."""
@@ -107,6 +109,11 @@ class Settings:
     # page, but a client paging or filtering without end would still keep the
     # database busy for everyone.
     RATE_LIMIT_LISTS: int = _setting(120, check=_positive)
+    # Failed credentials (an unknown, rotated or disabled API key; a wrong admin
+    # or metrics token) per client IP per 5 minutes, on every endpoint that
+    # reads credentials, counted together: past it the IP's failures are 429s,
+    # and so is any admin or metrics token it sends, right or wrong.
+    RATE_LIMIT_AUTH_FAILURES: int = _setting(10, check=_positive)
     # Peers whose X-Forwarded-For is believed (comma-separated IPs or CIDRs):
     # nginx in compose. Empty: the TCP peer is the client.
     TRUSTED_PROXIES: str = _setting("")
@@ -131,7 +138,7 @@ class Settings:
     BULK_CHUNK_SIZE: int = _setting(500, check=_positive)
     MIN_CONNECTION_MINUTES: int = _setting(60, check=_non_negative)
     # A flight imported without capacity_kg: about a wide-body's belly hold.
-    DEFAULT_FLIGHT_CAPACITY_KG: float = _setting(20_000.0, check=lambda v: v > 0)
+    DEFAULT_FLIGHT_CAPACITY_KG: float = _setting(20_000.0, check=lambda v: v >= 0.001)  # >= 1 g
     # Inside the route answers' TTL, min(CACHE_TTL_ROUTES, CACHE_TTL_BOOKINGS):
     # they show flights' available space, which may lag by CACHE_TTL_BOOKINGS
     # at most (core.cache.space_ttl). A run costs ~1 s of database time.
@@ -300,6 +307,12 @@ def _check_together(settings: Settings) -> None:
             "REDIS_POOL_SIZE must exceed WEB_THREADS (every request thread may hold a"
             " connection and the job waiter holds one more; past the pool Redis calls fail)"
         )
+    for name in ("ADMIN_TOKEN", "METRICS_TOKEN"):
+        if getattr(settings, name).startswith(API_KEY_PREFIX):
+            raise SettingsError(
+                f"{name} must not start with {API_KEY_PREFIX!r}, an API key's prefix (tokens"
+                " are told apart from keys by it: see ingress.security)"
+            )
     if settings.IDEMPOTENCY_TTL_HOURS > settings.JOB_TTL_DAYS * 24:
         raise SettingsError(
             "IDEMPOTENCY_TTL_HOURS must not exceed JOB_TTL_DAYS in hours (a replayed"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 
 import pymongo
 from flask import Flask, g, request
@@ -21,6 +20,7 @@ from core.services import Services, connect_services
 from core.settings import Settings, load_settings
 from core.waiting import JobWaiter
 from ingress import admin, bookings, docs, flights, health, jobs, monitoring
+from ingress.paths import install_path_ids, metric_rule
 from ingress.problems import ProblemApi, register_error_handlers
 from ingress.security import install_rate_limits
 
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     api = ProblemApi(app)
     for name, scheme in docs.SECURITY_SCHEMES.items():
         api.spec.components.security_scheme(name, scheme)
+    install_path_ids(app, api)
     for module in (bookings, flights, jobs, health, admin, monitoring):
         api.register_blueprint(module.blp)
     if not settings.REQUIRE_API_KEYS:
@@ -103,9 +104,7 @@ def _install_request_hooks(app: Flask, svc: Services) -> None:
     @app.before_request
     def begin():
         g.started = time.perf_counter()
-        rid = request.headers.get("X-Request-ID", "")
-        if not (0 < len(rid) <= 128 and rid.isprintable()):
-            rid = uuid.uuid4().hex
+        rid = logs.request_id(request.headers.get("X-Request-ID"))
         g.request_id = rid
         logs.clear()
         logs.bind(request_id=rid)
@@ -119,7 +118,7 @@ def _install_request_hooks(app: Flask, svc: Services) -> None:
     def finish(response):
         response.headers["X-Request-ID"] = g.get("request_id", "")
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        rule = request.url_rule.rule if request.url_rule else None
+        rule = metric_rule(request.url_rule.rule) if request.url_rule else None
         principal = g.get("principal")
         customer = principal.customer_id if isinstance(principal, Principal) else None
         app.extensions["request_tally"].record(

@@ -173,7 +173,7 @@ class Customers(MethodView):
         return customers.list_customers(services().db, limit=limit, cursor=cursor)
 
 
-@blp.route("/customers/<customer_id>")
+@blp.route("/customers/<customer_id:customer_id>")
 class Customer(MethodView):
     @administer
     @blp.alt_response(200, schema=CustomerSchema, success=True)
@@ -186,7 +186,7 @@ class Customer(MethodView):
         )
 
 
-@blp.route("/customers/<customer_id>/keys")
+@blp.route("/customers/<customer_id:customer_id>/keys")
 class CustomerKeys(MethodView):
     @administer
     @issues_key("The new key, shown this once; the old one fails from now on.", 404, 409, 503)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from core import access, bookings, queues
-from core.errors import NotFound
-from core.ids import is_ref_id, new_ref_id
+from core import access, bookings, creating, jobs, queues
+from core.errors import BookingNotMade, NotFound
+from core.ids import new_ref_id
 from core.lifecycle import ACTIONS, CANCELLED, check_transition
 from core.schemas import (
     BookingCreateSchema,
@@ -15,12 +15,13 @@ from core.schemas import (
     BookingPageSchema,
     CancelSchema,
     ProblemSchema,
+    JobAcceptedSchema,
     TransitionSchema,
 )
 from ingress.context import services
 from ingress.docs import Blueprint, link, links
 from ingress.security import MINUTE, current_principal, rate_limit
-from ingress.submit import submit_job
+from ingress.submit import job_response, submit_job
 
 blp = Blueprint("bookings", __name__, url_prefix="/api/bookings", description="Cargo bookings")
 
@@ -47,6 +48,12 @@ RATE_LIMITED = {
     },
 }
 
+# A ref_id with no booking; its create job's failure to whoever may read that job.
+NO_BOOKING = (
+    "No such booking. To whoever may read its create job (its submitter, operators, the"
+    " admin), a problem of type `booking-not-made` if that job failed, with its `job_id`"
+    " and why."
+)
 # What a job's submitter gets when `Prefer: wait=N` saw the job end.
 CREATED = (201, "Created (with `Prefer: wait=N`): `Location` is the booking.")
 DONE = (200, "Done (with `Prefer: wait=N`).")
@@ -99,7 +106,7 @@ class Bookings(MethodView):
         )
 
 
-@blp.route("/<ref_id>")
+@blp.route("/<ref_id:ref_id>")
 class Booking(MethodView):
     @blp.optional_credentials
     @blp.alt_response(
@@ -113,18 +120,67 @@ class Booking(MethodView):
         + ", ".join(bookings.TRACKING_EVENT_FIELDS)
         + ".",
     )
-    @blp.problems(404)
+    @blp.alt_response(
+        202,
+        schema=JobAcceptedSchema,
+        description="Not stored yet: its create job is queued or running (to whoever may"
+        " read that job: its submitter, operators, the admin). The create's own answer,"
+        " `Location` its job.",
+    )
+    @blp.problems(404, described={404: NO_BOOKING})
     def get(self, ref_id):
         """Track a booking: its status and timeline (oldest event first)."""
         svc = services()
-        details = is_ref_id(ref_id) and bookings.read_booking_details(
+        details = bookings.read_booking_details(
             svc.db, svc.cache, ref_id, svc.settings.CACHE_TTL_BOOKINGS
         )
-        if not details:
-            raise NotFound(f"No booking {ref_id!r}.")
-        if access.sees_in_full(current_principal(), details):
-            return details
-        return bookings.tracking_view(details)
+        if details is None:
+            return being_created(ref_id)
+        return booking_view(details)
+
+
+def booking_view(details: dict):
+    """The booking in full to its owner, operators and the admin; else its tracking view."""
+    if access.sees_in_full(current_principal(), details):
+        return details
+    return bookings.tracking_view(details)
+
+
+def being_created(ref_id: str):
+    """A reference whose booking is not stored, to whoever may read its create
+    job: 202 while that job runs (the create's own answer), and the 404 of
+    not_found once it failed. To anyone else, or with no such job: 404."""
+    job = readable_create_job(ref_id)
+    if job is None or job["state"] == jobs.FAILED:
+        raise not_found(ref_id, job)
+    if job["state"] == jobs.SUCCEEDED:  # stored since the first read
+        details = bookings.get_booking_details(services().db, ref_id)
+        if details is None:
+            raise not_found(ref_id, None)
+        return booking_view(details)
+    return job_response(job, wait=0, accepted=True)
+
+
+def readable_create_job(ref_id: str) -> dict | None:
+    """The job creating booking `ref_id`, if the caller may read it (core.creating);
+    never looked up for a caller who reads no jobs (public tracking)."""
+    principal = current_principal()
+    if access.JOBS not in principal.permissions:
+        return None
+    svc = services()
+    job = creating.create_job(svc.db, svc.redis, ref_id)
+    return job if job is not None and access.may_read_job(principal, job) else None
+
+
+def not_found(ref_id: str, job: dict | None) -> NotFound:
+    """No booking `ref_id`: with its failed create `job` (one the caller may
+    read), a `booking-not-made` problem that names the job and says why."""
+    if job is None or job["state"] != jobs.FAILED:
+        return NotFound(f"No booking {ref_id!r}.")
+    why = job["error"].get("detail") or job["error"].get("title")
+    return BookingNotMade(
+        f"Booking {ref_id} was not made: {why}", job_id=job["_id"], links=job["links"]
+    )
 
 
 def submit_transition(ref_id: str, action: str, data: dict):
@@ -134,9 +190,9 @@ def submit_transition(ref_id: str, action: str, data: dict):
     target = ACTIONS[action]
     # Unknown ref_ids are answered here, so they never reach the queue. A
     # booking still being created is known by its pending job (no status yet).
-    known = None
-    if is_ref_id(ref_id):
-        known = bookings.booking_summary(svc.db, svc.cache, svc.redis, ref_id)
+    known = bookings.booking_summary(svc.db, svc.cache, svc.redis, ref_id)
+    if known is None:
+        raise not_found(ref_id, readable_create_job(ref_id))
     access.check_owner(principal, known, ref_id)
     if "status" in known:
         check_transition(known["status"], target)
@@ -157,15 +213,15 @@ def _transition_view(action: str, schema):
     @rate_limit("RATE_LIMIT_UPDATES", MINUTE, scope="updates")
     @blp.requires(access.CANCEL if target == CANCELLED else access.HANDLE)
     @links(202, job=JOB_LINK)
-    @blp.arguments(schema)
-    @blp.accepts_job(400, 404, 409, 413, 415, 422, 503, done=DONE)
+    @blp.arguments(schema, required=False)  # every field is optional: so is the body
+    @blp.accepts_job(400, 404, 409, 413, 415, 422, 503, done=DONE, described={404: NO_BOOKING})
     def view(data, ref_id):
         return submit_transition(ref_id, action, data)
 
     view.__name__ = view.__qualname__ = f"{action}_booking"
     who = "its owner, an operator or the admin" if target == CANCELLED else "an operator"
     view.__doc__ = f"Move a booking to {target} ({who}): a job, run under the booking's lock."
-    blp.route(f"/<ref_id>/{action}", methods=["POST"])(view)
+    blp.route(f"/<ref_id:ref_id>/{action}", methods=["POST"])(view)
 
 
 for _action in ACTIONS:

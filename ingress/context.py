@@ -10,7 +10,8 @@ from flask import current_app, request
 from core.services import Services
 from core.waiting import JobWaiter
 
-_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d{1,6})\"?", re.IGNORECASE)
+# ASCII digits only ([0-9]: \d takes any script's digits).
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?([0-9]{1,6})\"?", re.IGNORECASE)
 
 
 def services() -> Services:

@@ -4,6 +4,8 @@ assets served from the installed package (the docs work offline)."""
 
 from __future__ import annotations
 
+import copy
+
 import flask
 import flask_smorest
 from swagger_ui_bundle import swagger_ui_path
@@ -63,6 +65,27 @@ def document_guest_access(spec) -> None:
                 operation["security"].insert(0, {})
 
 
+PROBLEM_DETAILS = "Problem details (RFC 9457)"
+
+
+def _state_in_400(view):
+    """Say the view's tied-field rules in its documented 400s (decorators may
+    document the 400 before or after the arguments that bring the rules)."""
+    rules = getattr(view, "tied_rules", ())
+    responses = getattr(view, "_apidoc", {}).get("response", {}).get("responses", {})
+    if rules and 400 in responses:
+        view._apidoc = copy.deepcopy(view._apidoc)  # the wrapped function's stays as it was
+        for documented in view._apidoc["response"]["responses"][400]:
+            documented["description"] = f"{PROBLEM_DETAILS}. {tied_statement(rules)}"
+    return view
+
+
+def tied_statement(rules) -> str:
+    """How the document states rules that tie fields together (core.schemas.TiedFields)."""
+    said = "; ".join(rule.statement for rule in rules)
+    return f"Also refused with a 400 (a rule JSON Schema cannot state): {said}."
+
+
 def security_for(roles: tuple[str, ...]) -> list[dict[str, list]]:
     schemes = []
     if any(role in access.KEY_ROLES for role in roles):
@@ -76,8 +99,27 @@ class Blueprint(flask_smorest.Blueprint):
     # Read when views are decorated, so it must be set on the class.
     ARGUMENTS_PARSER = ProblemParser()
 
-    def problems(self, *statuses: int):
-        """Document that an endpoint may answer these problem+json statuses."""
+    def arguments(self, schema, **kwargs):
+        """flask-smorest's, and the rules that tie the input's fields together
+        (its schema's TIED), which JSON Schema cannot state: said in the
+        operation's description, and in its 400's by `problems`."""
+        decorate = super().arguments(schema, **kwargs)
+        rules = getattr(schema, "TIED", ())
+
+        def stated(view):
+            view = decorate(view)
+            if rules:
+                view.tied_rules = rules
+                view.__doc__ = f"{view.__doc__ or ''}\n\n{tied_statement(rules)}"
+                _state_in_400(view)  # documented already, if `problems` came first
+            return view
+
+        return stated
+
+    def problems(self, *statuses: int, described: dict[int, str] | None = None):
+        """Document that an endpoint may answer these problem+json statuses, each
+        as `described` says or as plain problem details (a 400 names the rules
+        that tie the input's fields together, if any)."""
 
         def decorate(view):
             for status in statuses:
@@ -85,9 +127,9 @@ class Blueprint(flask_smorest.Blueprint):
                     status,
                     schema=ProblemSchema,
                     content_type="application/problem+json",
-                    description="Problem details (RFC 9457)",
+                    description=(described or {}).get(status, PROBLEM_DETAILS),
                 )(view)
-            return view
+            return _state_in_400(view)
 
         return decorate
 
@@ -96,13 +138,14 @@ class Blueprint(flask_smorest.Blueprint):
         *problems: int,
         accepted: str | None = "Accepted: poll the job at `Location`.",
         done: tuple[int, str] | None = None,
+        described: dict[int, str] | None = None,
     ):
         """Document an operation that enqueues a job: 202 with the job's link,
         `done` (status, description) with the finished job when `Prefer: wait`
-        saw it end, and these problem statuses."""
+        saw it end, and these problem statuses (`described` as in `problems`)."""
 
         def decorate(view):
-            view = self.problems(*problems)(view)
+            view = self.problems(*problems, described=described)(view)
             if done is not None:
                 status, description = done
                 view = self.alt_response(

@@ -20,7 +20,7 @@ from ingress.security import MINUTE, rate_limit
 blp = Blueprint("flights", __name__, url_prefix="/api", description="Flights and route search")
 
 
-@blp.route("/flights/<flight_id>")
+@blp.route("/flights/<flight_id:flight_id>")
 class Flight(MethodView):
     @blp.optional_credentials
     @blp.alt_response(200, schema=FlightOutSchema, success=True)

@@ -6,7 +6,6 @@ from flask.views import MethodView
 
 from core import access, jobs
 from core.errors import NotFound
-from core.ids import is_job_id
 from core.schemas import JobSchema
 from ingress.context import prefer_wait, services
 from ingress.docs import Blueprint
@@ -16,7 +15,7 @@ from ingress.submit import job_response
 blp = Blueprint("jobs", __name__, url_prefix="/api/jobs", description="Asynchronous jobs")
 
 
-@blp.route("/<job_id>")
+@blp.route("/<job_id:job_id>")
 class Job(MethodView):
     @rate_limit("RATE_LIMIT_JOBS", MINUTE, scope="jobs")
     @blp.requires(access.JOBS)
@@ -31,7 +30,7 @@ class Job(MethodView):
     def get(self, job_id):
         """A job you submitted (operators, the admin: any job). Honors `Prefer: wait=N`."""
         svc = services()
-        job = jobs.find_job(svc.db, svc.redis, job_id) if is_job_id(job_id) else None
+        job = jobs.find_job(svc.db, svc.redis, job_id)
         if job is None or not access.may_read_job(current_principal(), job):
             raise NotFound(f"No job {job_id!r} (unknown, or expired).")
         return job_response(job, wait=prefer_wait(), accepted=False)

@@ -14,10 +14,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from core import access, ledger, metrics
 from core.errors import Forbidden, Unauthorized
+from core.ids import API_KEY_PREFIX
 from core.settings import Settings
 from ingress.context import services
 from ingress.docs import ADMIN_TOKEN, METRICS_TOKEN, ROLES_EXTENSION, Blueprint
-from ingress.security import ADMIN_WINDOW, FAILED_AUTH, current_principal, rate_limit
+from ingress.security import current_principal, guard_secret_tokens
 
 blp = Blueprint("monitoring", __name__, url_prefix="", description="Monitoring")
 NEEDED = "the metrics token (METRICS_TOKEN, by default the admin token)"
@@ -35,15 +36,21 @@ def scraper_only(view):
     """The metrics token or the admin token: 401 without credentials or with
     unknown ones, 403 for a customer's or an operator's key (the figures are
     everyone's traffic). Documented with both schemes; x-roles names the admin,
-    the one role whose credentials open it."""
+    the one role whose credentials open it.
+
+    A wrong token counts as a failed credential of the client IP, and past
+    that budget no token is compared (ingress.security): a scraper's
+    successful polls cost nothing."""
 
     @functools.wraps(view)
     def guarded(*args, **kwargs):
         scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
         token = token.strip()
-        if scheme.lower() == "bearer" and token and opens_metrics(token, services().settings):
-            return view(*args, **kwargs)
-        principal = current_principal()  # 401 for a malformed header or an unknown key
+        if scheme.lower() == "bearer" and token and not token.startswith(API_KEY_PREFIX):
+            guard_secret_tokens()
+            if opens_metrics(token, services().settings):
+                return view(*args, **kwargs)
+        principal = current_principal()  # 401 for a malformed header, a wrong key or token
         if principal.authenticated:
             held = access.CREDENTIAL[principal.role]
             raise Forbidden(f"{held[0].upper()}{held[1:]} may not read /metrics; {NEEDED} may.")
@@ -191,9 +198,6 @@ class _FiguresCollector:
 
 @blp.route("/metrics")
 class Metrics(MethodView):
-    # /metrics takes the admin token too: wrong guesses here count like wrong
-    # admin tokens (per IP), while a scraper's successful polls never do.
-    @rate_limit("RATE_LIMIT_ADMIN", ADMIN_WINDOW, scope="metrics-auth", counted_on=FAILED_AUTH)
     @scraper_only
     @blp.alt_response(
         200,

@@ -1,6 +1,15 @@
 """Who is calling, what they may do, and how often: bearer credentials (API
 keys, the admin token), the views' required permissions, and rate limits per
-key (per IP for callers without one)."""
+key (per IP for callers without one).
+
+Failed credentials are counted per client IP in one budget for every endpoint
+that reads them (RATE_LIMIT_AUTH_FAILURES per 5 minutes): an unknown, rotated
+or disabled API key, a wrong admin or metrics token. Past it a failure is a
+429, and a token that is not an API key (the admin's, the metrics token) is
+refused before it is compared: right or wrong, the IP learns nothing more.
+API keys are 256 random bits, so a known key is still served from such an IP
+(a customer behind the same NAT), and a valid key pays no round trip for it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import cache
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
 from core import access, customers
 from core import cache as caches
@@ -27,6 +36,9 @@ from ingress.context import services
 
 log = logging.getLogger(__name__)
 MINUTE, ADMIN_WINDOW, BULK_WINDOW = 60, 5 * 60, 10 * 60  # seconds
+# Failed credentials: one budget per client IP, whatever the endpoint.
+FAILURES_SCOPE, FAILURES_WINDOW = "failed-credentials", 5 * 60
+NOT_VALID = "The API key is not valid (unknown, rotated or disabled)."
 
 
 def _bearer_token() -> str | None:
@@ -51,12 +63,52 @@ def _identify() -> Principal:
     svc = services()
     if token is None:
         return access.ANONYMOUS_CALLER if svc.settings.REQUIRE_API_KEYS else access.GUEST_CALLER
-    if _is_admin_token(token, svc.settings):
-        return access.ADMIN_CALLER
+    if not token.startswith(API_KEY_PREFIX):  # the admin token never has a key's prefix
+        guard_secret_tokens()
+        if _is_admin_token(token, svc.settings):
+            return access.ADMIN_CALLER
+        raise failed_credentials(NOT_VALID)
     principal = customers.authenticate(svc.db, svc.cache, token, svc.settings.CACHE_TTL_USERS)
     if principal is None:
-        raise InvalidCredentials("The API key is not valid (unknown, rotated or disabled).")
+        raise failed_credentials(NOT_VALID)
     return principal
+
+
+def _failures(*, count: bool) -> Verdict | None:
+    """The client IP's failed-credentials budget, a failure counted if `count`
+    (None with Redis out: credentials are then checked unlimited, as requests are)."""
+    budget = Budget(FAILURES_SCOPE, services().settings.RATE_LIMIT_AUTH_FAILURES, FAILURES_WINDOW)
+    limiter: RateLimiter = current_app.extensions["limiter"]
+    try:
+        return limiter.check(budget, f"ip:{client_ip()}", time.time(), count=count)
+    except REDIS_ERRORS as exc:
+        log.warning("failed credentials not counted (Redis): %s", exc)
+        return None
+
+
+def _too_many(verdict: Verdict | None) -> RateLimited | None:
+    if verdict is None or verdict.allowed:
+        return None
+    return RateLimited(
+        "Too many failed credentials from this address; try again later.",
+        retry_after=verdict.retry_after_s,
+    )
+
+
+def failed_credentials(detail: str) -> RadiantError:
+    """Count a failed credential against the client IP's budget; the error to
+    answer: 401 while the budget lasts, 429 past it."""
+    return _too_many(_failures(count=True)) or InvalidCredentials(detail)
+
+
+def guard_secret_tokens() -> None:
+    """Before a token is compared with a secret (the admin token, the metrics
+    token): 429 once the client IP has spent its failed-credentials budget,
+    whether the token is right or not. Asked once per request."""
+    if "secrets_refused" not in g:
+        g.secrets_refused = _too_many(_failures(count=False))
+    if g.secrets_refused is not None:
+        raise g.secrets_refused
 
 
 def current_principal() -> Principal:
@@ -141,18 +193,15 @@ def client_key() -> str:
 
 
 def _api_key_hash() -> str | None:
-    """The hash of the request's bearer token if it has an API key's shape and is
-    not the admin token (None otherwise, a malformed header included)."""
+    """The hash of the request's bearer token if it has an API key's shape (None
+    otherwise, a malformed header included)."""
     if "api_key_hash" not in g:
         try:
             token = _bearer_token()
         except RadiantError:
             token = None
         keyed = token is not None and token.startswith(API_KEY_PREFIX)
-        if keyed and not _is_admin_token(token, services().settings):
-            g.api_key_hash = customers.hash_api_key(token)
-        else:
-            g.api_key_hash = None
+        g.api_key_hash = customers.hash_api_key(token) if keyed else None
     return g.api_key_hash
 
 
@@ -173,9 +222,6 @@ def _limit_caller() -> str:
     return client_key()
 
 
-FAILED_AUTH = (401, 403)
-
-
 @dataclass(frozen=True, eq=False)  # each declaration is its own, even when alike
 class RateLimit:
     """A budget declared on a view by rate_limit: `setting` (a Settings field)
@@ -184,7 +230,6 @@ class RateLimit:
     setting: str
     window_s: int
     scope: str
-    counted_on: tuple[int, ...] | None
     view: Callable
 
     @property
@@ -197,18 +242,15 @@ class RateLimit:
 DECLARED: list[RateLimit] = []
 
 
-def rate_limit(
-    setting: str, window_s: int, *, scope: str, counted_on: tuple[int, ...] | None = None
-):
+def rate_limit(setting: str, window_s: int, *, scope: str):
     """View decorator: limit the view to `setting` requests per `window_s` seconds
     per caller, counted in `scope` (views of one scope share the budget). On a
     MethodView's method it limits the requests that method serves (GET's: HEAD
     too), on a function view every request; stacked budgets are checked top
-    first. With `counted_on`, a request is checked before the view but counted
-    only if the answer's status is one of these."""
+    first."""
 
     def decorate(view):
-        declared = RateLimit(setting, window_s, scope, counted_on, view)
+        declared = RateLimit(setting, window_s, scope, view)
         DECLARED.append(declared)
         view.rate_limits = (declared, *getattr(view, "rate_limits", ()))
         return view
@@ -220,8 +262,6 @@ def rate_limit(
 class Limit:
     budget: Budget
     methods: tuple[str, ...] | None = None  # None: every method
-    # Counted only when the answer is one of these (None: every request).
-    counted_on: tuple[int, ...] | None = None
 
 
 def _declared(view) -> list[tuple[RateLimit, tuple[str, ...] | None]]:
@@ -245,7 +285,7 @@ def _limit(declared: RateLimit, methods: tuple[str, ...] | None, settings: Setti
             f"The rate limit on {declared.where} names {declared.setting!r}, no setting."
         )
     budget = Budget(declared.scope, getattr(settings, declared.setting), declared.window_s)
-    return Limit(budget, methods, declared.counted_on)
+    return Limit(budget, methods)
 
 
 def install_rate_limits(app: Flask, settings: Settings) -> RateLimiter:
@@ -284,32 +324,22 @@ def install_rate_limits(app: Flask, settings: Settings) -> RateLimiter:
 def _limited(view, limits: list[Limit], limiter: RateLimiter):
     @functools.wraps(view)
     def limited(*args, **kwargs):
-        applying = [lim for lim in limits if lim.methods is None or request.method in lim.methods]
-        deferred = [lim for lim in applying if lim.counted_on is not None]
-        for lim in applying:
-            _check(limiter, lim, count=lim.counted_on is None)
-        try:
-            response = view(*args, **kwargs)
-        except RadiantError as exc:
-            _count_if(limiter, deferred, exc.status)
-            raise
-        _count_if(limiter, deferred, getattr(response, "status_code", 200))
-        return response
+        for lim in limits:
+            if lim.methods is None or request.method in lim.methods:
+                _check(limiter, lim)
+        return view(*args, **kwargs)
 
     return limited
 
 
-def _check(limiter: RateLimiter, limit: Limit, *, count: bool) -> None:
+def _check(limiter: RateLimiter, limit: Limit) -> None:
     try:
-        if count:
-            verdict = _counted_check(limiter, limit.budget)
-        else:  # counted later on the answer (_count_if), under the same caller
-            verdict = limiter.check(limit.budget, client_key(), time.time(), count=False)
+        verdict = _counted_check(limiter, limit.budget)
     except REDIS_ERRORS as exc:
         log.warning("rate limit not checked (Redis): %s", exc)
         return
     shown = g.get("rate_limit")
-    if count and (shown is None or verdict.remaining < shown.remaining):
+    if shown is None or verdict.remaining < shown.remaining:
         g.rate_limit = verdict  # the headers show the tightest budget
     if not verdict.allowed:
         g.rate_limit = verdict
@@ -334,12 +364,3 @@ def _counted_check(limiter: RateLimiter, budget: Budget) -> Verdict:
             g.principal = customers.principal_of(json.loads(cached))
             return verdict
     return limiter.check(budget, _limit_caller(), time.time())
-
-
-def _count_if(limiter: RateLimiter, limits: list[Limit], status: int) -> None:
-    for limit in limits:
-        if status in limit.counted_on:
-            try:
-                limiter.check(limit.budget, client_key(), time.time())
-            except REDIS_ERRORS as exc:
-                log.warning("rate limit not counted (Redis): %s", exc)

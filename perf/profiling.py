@@ -280,12 +280,12 @@ def spy_targets(
 
 # -- the collapsed stacks --------------------------------------------------------------
 
-FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
+FRAME = re.compile(r"(?P<function>.*) \((?P<file>[^()]*?)(?::[0-9]+)?\)")
 
 
 def frame_key(frame: str) -> str:
     """'handle (secantus/server.py:120)' -> 'secantus/server.py:handle' (lines merged)."""
-    match = FRAME.match(frame)
+    match = FRAME.fullmatch(frame)
     return f"{match['file']}:{match['function']}" if match else frame
 
 

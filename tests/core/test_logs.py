@@ -2,10 +2,13 @@
 
 import json
 import logging
+import re
 import sys
 import threading
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core import logs
 
@@ -72,3 +75,100 @@ def test_a_text_line_is_time_level_logger_message_then_the_fields():
     ts, level, logger, rest = line.split(maxsplit=3)
     assert ts.endswith("Z") and (level, logger) == ("warning", "core.test:")
     assert rest == "booked RG1 job_id=j1 ref_id=RG1"
+
+
+# -- lines that cannot be forged -----------------------------------------------------------
+
+TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[^\s"]+=(?:"(?:[^"\\]|\\.)*"|\S*)|\S+')
+HEAD = re.compile(r"\S+ \S+ +\S+: (?P<rest>.*)")
+
+
+def unquoted(token: str) -> str:
+    if not token.startswith('"'):
+        return token
+    inner = token[1:-1]
+    return inner.encode("latin-1", "backslashreplace").decode("unicode_escape")
+
+
+def parsed(line: str) -> tuple[str, dict[str, str]]:
+    """(message, fields) of a text line, read as a log reader would: after the
+    logger's name, the message (quoted, or plain words), then key=value tokens."""
+    rest = HEAD.match(line).group("rest")
+    tokens = TOKEN.findall(rest)
+    words = (
+        1
+        if tokens[0].startswith('"')
+        else next((n for n, t in enumerate(tokens) if "=" in t), len(tokens))
+    )
+    fields = [t.split("=", 1) for t in tokens[words:]]
+    return unquoted(" ".join(tokens[:words])), {key: unquoted(value) for key, value in fields}
+
+
+CONTROLS = ["\n", "\r", "\r\n", "\x00", "\x1b[2J", "\x7f", "\x85", "\x9b", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("control", [*CONTROLS, "\u202e", "\x0b", "\x0c", "\x1c"])
+def test_a_control_character_never_reaches_a_text_line_as_is(control):
+    forged = f"/api/flights{control}2026-01-01T00:00:00.000Z info    ingress: GET / 200"
+    logs.bind(request_id=f"r{control}1")
+    line = logs._ContextFormatter(as_json=False).format(
+        record("%s %s", ("GET", forged), path=forged)
+    )
+    assert len(line.splitlines()) == 1 and line.isprintable(), repr(line)
+    message, fields = parsed(line)
+    assert message == f"GET {forged}"
+    assert fields == {"request_id": f"r{control}1", "path": forged}
+
+
+def test_spaces_quotes_and_equals_signs_make_no_fields():
+    logs.bind(request_id="abc level=error user=admin")
+    line = logs._ContextFormatter(as_json=False).format(
+        record("GET %s", ('/x user=admin "y"',), note='a" b=c', empty="", plain="RG1")
+    )
+    assert parsed(line) == (
+        'GET /x user=admin "y"',
+        {"request_id": "abc level=error user=admin", "note": 'a" b=c', "empty": "", "plain": "RG1"},
+    )
+    assert line.endswith(" plain=RG1")  # a plain token is shown as it is
+
+
+@given(st.text(), st.text(), st.text())
+def test_any_message_and_values_read_back_as_they_were(message, value, request_id):
+    logs.bind(request_id=request_id)
+    line = logs._ContextFormatter(as_json=False).format(record("%s", (message,), value=value))
+    assert len(line.splitlines()) == 1
+    assert parsed(line) == (message, {"request_id": request_id, "value": value})
+
+
+def test_a_traceback_is_indented_under_its_line_whatever_its_message():
+    try:
+        raise ValueError("boom\n2026-01-01T00:00:00.000Z info    ingress: forged\x1b[2J")
+    except ValueError:
+        exc_info = sys.exc_info()
+    line = logs._ContextFormatter(as_json=False).format(record(exc_info=exc_info))
+    head, *traceback = line.split("\n")
+    assert head.endswith(": booked RG1") and traceback
+    assert all(t.startswith("    ") and t.isprintable() for t in traceback), traceback
+    assert "    2026-01-01T00:00:00.000Z info    ingress: forged\\x1b[2J" in traceback
+
+
+@pytest.mark.parametrize("control", CONTROLS)
+def test_a_json_line_is_one_line_whatever_it_carries(control):
+    logs.bind(request_id=f"r{control}")
+    line = logs._ContextFormatter(as_json=True).format(record("%s", (control,), path=control))
+    assert len(line.splitlines()) == 1
+    read = json.loads(line)
+    assert (read["msg"], read["path"], read["request_id"]) == (control, control, f"r{control}")
+
+
+@pytest.mark.parametrize("offered", ["abc-1.2_X", "a", "x" * 64])
+def test_a_request_id_of_the_allowed_shape_is_kept(offered):
+    assert logs.request_id(offered) == offered
+
+
+@pytest.mark.parametrize(
+    "offered", [None, "", "x" * 65, "abc level=error", "a\nb", "a/b", "caf\u00e9", "abc\n"]
+)
+def test_any_other_request_id_is_replaced_by_a_new_one(offered):
+    made = logs.request_id(offered)
+    assert made != offered and re.fullmatch(r"[0-9a-f]{32}", made)

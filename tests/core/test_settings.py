@@ -109,3 +109,11 @@ def test_idempotency_keys_expire_no_later_than_their_jobs():
     with pytest.raises(SettingsError, match="IDEMPOTENCY_TTL_HOURS must not exceed JOB_TTL_DAYS"):
         load_settings({"IDEMPOTENCY_TTL_HOURS": "25", "JOB_TTL_DAYS": "1"})
     assert load_settings({"IDEMPOTENCY_TTL_HOURS": "24", "JOB_TTL_DAYS": "1"}).JOB_TTL_DAYS == 1
+
+
+@pytest.mark.parametrize("name", ["ADMIN_TOKEN", "METRICS_TOKEN"])
+def test_a_token_may_not_look_like_an_api_key(name):
+    """The ingress tells tokens from API keys by the prefix (ingress.security)."""
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: "rgk_chosen-by-hand"})
+    assert getattr(load_settings({name: "chosen-by-hand"}), name) == "chosen-by-hand"

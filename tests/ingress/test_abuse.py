@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from core.services import connect_services
-from core.settings import replace
+from core.settings import Settings, replace
 from tests.conftest import ADMIN, CUSTOMER, OTHER_CUSTOMER, booking_body, keyed_client
 
 
@@ -115,13 +115,15 @@ def guessed(client, path: str, tries: int = 6) -> list[int]:
 
 
 def test_guessing_the_admin_token_is_rate_limited_per_ip(settings):
-    app = app_with(settings, RATE_LIMIT_ADMIN=4)
+    app = app_with(settings, RATE_LIMIT_AUTH_FAILURES=4)
     guesser = client_in(app, 77)
     assert guessed(guesser, "/api/admin/locks") == [401, 401, 401, 401, 429, 429]
-    # The admin's own budget is the token's, not that address's: still served.
-    admin = app.test_client()
-    admin.environ_base["REMOTE_ADDR"] = guesser.environ_base["REMOTE_ADDR"]
-    assert admin.get("/api/admin/locks", headers=ADMIN).status_code == 200
+    # Past the limit the token is not even compared: the right one is a 429
+    # too, so the answers say nothing about the guesses.
+    refused = guesser.get("/api/admin/locks", headers=ADMIN)
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 300
+    # From another address the admin is served.
+    assert client_in(app, 74).get("/api/admin/locks", headers=ADMIN).status_code == 200
 
 
 def test_guessing_api_keys_is_rate_limited_per_ip(settings):
@@ -206,10 +208,64 @@ def test_job_polls_are_rate_limited_generously(settings, services):
 
 
 def test_guessing_the_admin_token_at_metrics_is_limited_but_scraping_is_not(settings):
-    app = app_with(settings, RATE_LIMIT_ADMIN=4)
+    app = app_with(settings, RATE_LIMIT_AUTH_FAILURES=4)
     scraper = client_in(app, 76)
     assert all(scraper.get("/metrics", headers=ADMIN).status_code == 200 for _ in range(6))
     assert guessed(client_in(app, 75), "/metrics") == [401, 401, 401, 401, 429, 429]
+
+
+GUESSED_AT = [  # every kind of endpoint that reads credentials, public reads first
+    ("GET", "/api/flights/RG0001-20261128"),
+    ("GET", "/api/flights?origin=DEL&destination=BLR&date=2031-01-01"),
+    ("GET", "/api/bookings/RG000000000"),
+    ("GET", "/api/routes?origin=DEL&destination=BLR&date=2031-01-01"),
+    ("GET", "/api/jobs/1bf8eaa3-5c5e-4b7e-9a57-0d8a3c9f2e10"),
+    ("GET", "/api/bookings"),
+    ("POST", "/api/bookings/RG000000000/cancel"),
+    ("GET", "/metrics"),
+    ("GET", "/api/admin/locks"),
+]
+
+
+@pytest.mark.parametrize("token", ["rgk_" + "x" * 43, "not-the-admin-token"])
+def test_thirty_wrong_tokens_on_a_public_read_are_ten_401s_then_429s(settings, token):
+    """The issue's guessing oracle: GET /api/flights/<id> read credentials without
+    counting failures, so any token (the admin's too) could be tested there."""
+    shipped = Settings.RATE_LIMIT_AUTH_FAILURES
+    assert shipped == 10
+    app = app_with(settings, RATE_LIMIT_AUTH_FAILURES=shipped)
+    guesser = client_in(app, 73)
+    wrong = {"Authorization": f"Bearer {token}"}
+    answers = [guesser.get("/api/flights/RG0001-20261128", headers=wrong) for _ in range(30)]
+    assert [r.status_code for r in answers] == [401] * 10 + [429] * 20
+    assert all(r.mimetype == "application/problem+json" for r in answers)
+    assert 0 < int(answers[-1].headers["Retry-After"]) <= 300
+    if not token.startswith("rgk_"):  # and the right admin token, tried next, tells nothing
+        assert guesser.get("/api/flights/RG0001-20261128", headers=ADMIN).status_code == 429
+
+
+def test_failures_spread_over_endpoints_share_one_budget(settings, services):
+    app = app_with(settings, RATE_LIMIT_AUTH_FAILURES=len(GUESSED_AT))
+    guesser = client_in(app, 72)
+    statuses = []
+    for n, (method, path) in enumerate(GUESSED_AT * 2):
+        wrong = {"Authorization": f"Bearer {'rgk_' if n % 2 else ''}guess-{n}"}
+        statuses.append(guesser.open(path, method=method, headers=wrong, json={}).status_code)
+    assert statuses == [401] * len(GUESSED_AT) + [429] * len(GUESSED_AT), statuses
+    # A customer's valid key from that address is still served: 256 random bits
+    # are not guessed, and customers behind one NAT keep working.
+    keyed = client_in(app, 72)
+    keyed.environ_base["REMOTE_ADDR"] = guesser.environ_base["REMOTE_ADDR"]
+    assert keyed.get("/api/flights/RG0001-20261128", headers=CUSTOMER).status_code == 404
+    assert keyed.get("/api/bookings?limit=1", headers=CUSTOMER).status_code == 200
+
+
+def test_valid_credentials_and_none_are_never_counted(settings):
+    app = app_with(settings, RATE_LIMIT_AUTH_FAILURES=2)
+    c = client_in(app, 71)
+    for headers in ({}, CUSTOMER, ADMIN) * 3:
+        assert c.get("/api/flights/RG0001-20261128", headers=headers).status_code == 404
+    assert guessed(c, "/api/flights/RG0001-20261128", tries=3) == [401, 401, 429]
 
 
 @pytest.mark.parametrize(

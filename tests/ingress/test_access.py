@@ -195,7 +195,7 @@ def admin_routes(app):
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/admin"):
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-                yield method, rule.rule.replace("<customer_id>", IDS["other_customer"])
+                yield method, rule.rule.replace("<customer_id:customer_id>", IDS["other_customer"])
 
 
 def test_every_admin_route_takes_the_admin_token_only(app, client):
@@ -378,6 +378,47 @@ def test_a_reader_holding_the_old_record_cannot_refill_the_cache(services):
     stale = {"role": "customer", "customer_id": customer_id}
     assert services.cache.set_versioned(cache_key, before["version"], stale, 1800) is False
     assert customers.authenticate(services.db, services.cache, key, 1800) is None
+
+
+@pytest.mark.parametrize("change", ["rotate", "disable"])
+def test_the_fence_survives_clearing_the_cache(client, services, change):
+    """Rotate or disable, clear the cache, then the racing lookup's fill: the
+    clear left the fence (the entry's tombstone), so the old key stays refused."""
+    from core import customers
+
+    made = new_customer(services.db)
+    key, customer_id = bearer(made["api_key"]), made["customer_id"]
+    assert client.get("/api/bookings?limit=1", headers=key).status_code == 200  # cached
+    before = services.db.customers.find_one({"_id": customer_id})  # the racing lookup's read
+    if change == "rotate":
+        r = client.post(f"/api/admin/customers/{customer_id}/keys", headers=ADMIN)
+    else:
+        r = client.delete(f"/api/admin/customers/{customer_id}", headers=ADMIN)
+    assert r.status_code in (200, 201)
+    cleared = client.delete("/api/admin/cache/clear", headers=ADMIN)
+    assert cleared.status_code == 200 and cleared.get_json()["deleted"] >= 1
+    cache_key = api_key_key(hash_api_key(made["api_key"]))
+    fenced = services.redis.get(cache_key)
+    assert fenced == f"{before['version'] + 1}|", fenced  # the value gone, the fence kept
+    stale = {"role": "customer", "customer_id": customer_id}
+    assert services.cache.set_versioned(cache_key, before["version"], stale, 1800) is False
+    assert customers.authenticate(services.db, services.cache, made["api_key"], 1800) is None
+    assert client.get("/api/bookings?limit=1", headers=key).status_code == 401
+
+
+def test_clearing_the_cache_drops_values_and_keeps_every_fence(client, services):
+    """Booking details are versioned too: a clear leaves each entry's version."""
+    details, fenced = "booking:details:RGCLEAR0001", "booking:details:RGCLEAR0002"
+    services.cache.set_versioned(details, 3, {"ref_id": "RGCLEAR0001"}, 60)
+    services.cache.invalidate_versioned(fenced, 5, 60)
+    services.redis.set("flights:CLR1-20320101", "{}", ex=60)
+    assert client.delete("/api/admin/cache/clear", headers=ADMIN).status_code == 200
+    assert services.redis.get(details) == "3|" and 0 < services.redis.ttl(details) <= 60
+    assert services.redis.get(fenced) == "5|"
+    assert not services.redis.exists("flights:CLR1-20320101")
+    assert services.cache.get(details, "booking_details") is None  # a miss, as before
+    assert services.cache.set_versioned(fenced, 4, {"ref_id": "RGCLEAR0002"}, 60) is False
+    assert services.cache.set_versioned(details, 3, {"ref_id": "RGCLEAR0001"}, 60) is True
 
 
 # -- scoping ------------------------------------------------------------------------------

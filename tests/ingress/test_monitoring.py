@@ -18,6 +18,7 @@ from core.locks import (
     flight_lock_key,
 )
 from core.schemas import LockPerformanceSchema
+from ingress.paths import metric_rule
 from tests.conftest import ADMIN, CUSTOMER, booking_body, wait_job
 from tools.processes import free_port
 
@@ -361,7 +362,9 @@ def test_redis_stays_bounded_under_made_up_methods_and_paths(isolated):
     assert limits and all(svc.redis.type(k) == "string" and svc.redis.ttl(k) > 0 for k in limits)
     # Metric names come from a fixed set: known methods on the app's rules, one bucket else.
     allowed = {metrics.OTHER_ENDPOINT} | {
-        f"{m} {rule.rule}" for m in metrics.KNOWN_METHODS for rule in app.url_map.iter_rules()
+        f"{m} {metric_rule(rule.rule)}"
+        for m in metrics.KNOWN_METHODS
+        for rule in app.url_map.iter_rules()
     }
     fields = svc.redis.hkeys(metrics.REQUESTS)
     assert {f.partition("|")[0] for f in fields} <= allowed

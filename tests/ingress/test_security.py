@@ -277,3 +277,21 @@ def test_a_revoked_key_is_refused_at_once_and_then_limited_per_ip(
         for n in range(2):  # a MongoDB lookup, then a cache hit
             r = c.post("/api/bookings", json=booking_body(), headers=fresh)
             assert (r.status_code, r.headers["RateLimit-Remaining"]) == (202, str(2 - n))
+
+
+def test_a_valid_key_on_a_public_read_costs_one_round_trip_its_lookup(app, services, redis_sends):
+    """Failed credentials are counted per IP (ingress.security): on failures only,
+    so a valid key's read still costs just its cached lookup."""
+    from tests.conftest import stored_booking
+
+    ref_id = stored_booking(services)
+    key = bearer(new_customer(services.db)["api_key"])
+    c = app.test_client()
+
+    def sends(headers) -> int:
+        assert c.get(f"/api/bookings/{ref_id}", headers=headers).status_code == 200  # warm
+        redis_sends.clear()
+        assert c.get(f"/api/bookings/{ref_id}", headers=headers).status_code == 200
+        return len(redis_sends)
+
+    assert sends(key) == sends({}) + 1, redis_sends
