@@ -14,8 +14,8 @@ from core.schemas import (
     BookingListQuerySchema,
     BookingPageSchema,
     CancelSchema,
-    ProblemSchema,
     JobAcceptedSchema,
+    ProblemSchema,
     TransitionSchema,
 )
 from ingress.context import services
