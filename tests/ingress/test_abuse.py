@@ -2,6 +2,7 @@
 credential guessing, shared Idempotency-Keys and waiting clients kept in bounds."""
 
 import base64
+import itertools
 import json
 import threading
 import time
@@ -101,10 +102,15 @@ def test_flight_times_outside_the_calendar_are_reported_per_item(live_server, se
 # -- brute force and sharing ------------------------------------------------------------------
 
 
+_addresses = itertools.count(1)
+
+
 def client_in(app, net: int):
-    """A test client at a random address of 127.<net>.*.1 (its budgets most likely full)."""
+    """A test client at an address of 127.<net>.*.* no other client of this
+    session had (a budget is per address: a shared one would start spent)."""
     c = app.test_client()
-    c.environ_base["REMOTE_ADDR"] = f"127.{net}.{uuid.uuid4().int % 250}.1"
+    n = next(_addresses)
+    c.environ_base["REMOTE_ADDR"] = f"127.{net}.{n // 250 % 250}.{n % 250 + 1}"
     return c
 
 
