@@ -202,6 +202,19 @@ class Settings:
     # the work clients are waiting on.
     BACKGROUND_CONCURRENCY: int = _setting(2, check=_positive)
     BACKGROUND_NICE: int = _setting(10, check=lambda v: 0 <= v <= 19)
+    # Webhooks (core.deliveries): the webhooks worker's processes (at the
+    # background group's priority), each sending WEBHOOK_CONCURRENCY attempts
+    # at once on threads of its own (a receiver's answer is a wait, not work);
+    # at most WEBHOOK_MAX_IN_FLIGHT of them to one endpoint, so a receiver that
+    # hangs holds that many and never the rest.
+    WEBHOOK_PROCESSES: int = _setting(2, check=_positive)
+    WEBHOOK_CONCURRENCY: int = _setting(16, check=_positive)
+    WEBHOOK_MAX_IN_FLIGHT: int = _setting(4, check=_positive)
+    # How often beat's sweep dispatches what no dispatch took and sends the
+    # deliveries due (retries, and those a dead sender held).
+    WEBHOOK_SWEEP_INTERVAL_S: float = _setting(2.0, check=_positive)
+    # An endpoint failing every attempt this long is disabled (Svix: 5 days).
+    WEBHOOK_DISABLE_AFTER_H: float = _setting(120.0, check=_positive)
     EMBEDDED_MONGO_PORT: int = _setting(27018, check=lambda v: 0 < v < 65536)
 
     @property
@@ -306,6 +319,11 @@ def _check_together(settings: Settings) -> None:
         raise SettingsError(
             "REDIS_POOL_SIZE must exceed WEB_THREADS (every request thread may hold a"
             " connection and the job waiter holds one more; past the pool Redis calls fail)"
+        )
+    if settings.REDIS_POOL_SIZE <= settings.WEBHOOK_CONCURRENCY:
+        raise SettingsError(
+            "REDIS_POOL_SIZE must exceed WEBHOOK_CONCURRENCY (each webhook sender holds a"
+            " connection while it takes an endpoint's slot)"
         )
     for name in ("ADMIN_TOKEN", "METRICS_TOKEN"):
         if getattr(settings, name).startswith(API_KEY_PREFIX):

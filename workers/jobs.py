@@ -161,3 +161,4 @@ def _retry_or_fail(
 def _finish(svc: Services, job_id: str, **outcome: Any) -> None:
     if jobs.finish_job(svc.db, job_id, utcnow(), **outcome):
         notify_job_finished(svc.redis, job_id)
+        webhooks.ask_dispatch(svc)
