@@ -87,6 +87,14 @@ class IdempotencyKeyReused(Unprocessable):
     slug = "idempotency-key-reused"
 
 
+class WebhookUrlRefused(Unprocessable):
+    """A webhook URL RadiantGo will not post to (core.egress.check_url): not
+    https, or naming a host that is, or resolves to, no public address."""
+
+    title = "Webhook URL refused"
+    slug = "webhook-url-refused"
+
+
 class IdempotencyKeyInProgress(RadiantError):
     """Another request with the same Idempotency-Key is still being recorded."""
 

@@ -182,6 +182,21 @@ class Settings:
     LOG_LEVEL: str = _setting("INFO")
     LOG_FORMAT: str = _setting("console", check=lambda v: v in ("console", "json"))
 
+    # Webhooks (core.egress). Each delivery attempt must end, answer or not,
+    # within WEBHOOK_TIMEOUT_S: connecting, sending and reading the answer.
+    # Standard Webhooks suggests ~15 s; a minute at most, so a receiver that is
+    # slow on purpose cannot hold a delivery thread for long.
+    WEBHOOK_TIMEOUT_S: float = _setting(15.0, check=lambda v: 0 < v <= 60)
+    # True lets endpoints be http:// and on loopback or private addresses: for
+    # receivers on this machine in development and tests, never in production
+    # (it would let a customer's URL reach internal services). Cloud metadata
+    # addresses stay refused either way.
+    WEBHOOK_ALLOW_PRIVATE: bool = _setting(False)
+    # A PEM file of the CAs that receivers' certificates must chain to. Empty:
+    # certifi's bundle (the public web's CAs). Checked at start, so a wrong path
+    # fails there and not at every delivery.
+    WEBHOOK_CA_FILE: str = _setting("", check=lambda v: not v or os.path.isfile(v))
+
     # Processes started by `make run` (read by tools/stack.py and the Procfile).
     BIND_HOST: str = _setting("127.0.0.1")
     PORT: int = _setting(5000, check=lambda v: 0 < v < 65536)
