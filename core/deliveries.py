@@ -73,10 +73,12 @@ class Outcome:
     """What one call of send() did, for the caller's counters."""
 
     delivery_id: str
+    endpoint_id: str | None = None
     state: str | None = None  # None: not attempted (not due, taken, or waiting for a slot)
     attempt: Attempt | None = None
     disabled: str | None = None  # the endpoint was disabled, why
     waited: bool = field(default=False)  # its endpoint had no free slot
+    lag_ms: float | None = None  # delivered: from its event's commit to the 2xx
 
 
 def due(db: Database, *, now: datetime, limit: int = 1000) -> list[str]:
@@ -139,6 +141,7 @@ def send(
     delivery = claim(db, delivery_id, now=now, lease_s=policy.lease_s)
     if delivery is None:
         return outcome
+    outcome.endpoint_id = delivery["endpoint_id"]
     endpoint = db.webhook_endpoints.find_one({"_id": delivery["endpoint_id"]})
     event = db.webhook_events.find_one({"_id": delivery["event_id"]})
     if endpoint is None or event is None or not endpoint.get("enabled", True):
@@ -163,6 +166,11 @@ def send(
     outcome.state, outcome.disabled = record(
         db, delivery, endpoint, attempt, started=now, now=finished, policy=policy
     )
+    if outcome.state == DELIVERED:
+        committed = event["created_at"]
+        if committed.tzinfo is None and finished.tzinfo is not None:
+            committed = committed.replace(tzinfo=finished.tzinfo)
+        outcome.lag_ms = (finished - committed).total_seconds() * 1000
     return outcome
 
 

@@ -47,6 +47,10 @@ REQUESTS = (
 TASKS = "metrics:tasks"  # hash: "<type>|count", "<type>|failed" (registered task names)
 # hash: "<customer_id>|count", "<customer_id>|errors" (4xx and 5xx): as many
 # fields as customers, whom only the admin creates.
+# Webhook deliveries: hash "<endpoint_id>|attempts|failed_attempts|delivered|failed";
+# a list of the latest delivered events' lags, commit to 2xx (ms).
+WEBHOOKS = "metrics:webhooks"
+WEBHOOK_LAG = "metrics:webhooks:lag"
 CUSTOMER_REQUESTS = "metrics:customers"
 TOP_CUSTOMERS = 20
 # hash: "<host>" -> "<fraction of memory used>|<unix time>": as many fields as
@@ -233,6 +237,28 @@ def record_tasks(
     if count:
         pipe.lpush(task_key("run", task_type), *([round(run_ms, 3)] * count))
         pipe.ltrim(task_key("run", task_type), 0, SAMPLES - 1)
+    pipe.execute()
+
+
+def record_webhook(client: redis.Redis, outcome: Any, *, now: float) -> None:
+    """One delivery attempt (core.deliveries.Outcome) in the webhook counters:
+    per endpoint, attempts delivered, failed, given up; the lag from a
+    delivered event's commit to its 2xx."""
+    if outcome.attempt is None and outcome.state is None:
+        return  # not attempted: taken by another sender, or waiting for a slot
+    endpoint = outcome.endpoint_id or OTHER_ENDPOINT
+    pipe = client.pipeline(transaction=False)
+    if outcome.attempt is not None:
+        pipe.hincrby(WEBHOOKS, f"{endpoint}|attempts", 1)
+        if not outcome.attempt.ok:
+            pipe.hincrby(WEBHOOKS, f"{endpoint}|failed_attempts", 1)
+    if outcome.state == "delivered":
+        pipe.hincrby(WEBHOOKS, f"{endpoint}|delivered", 1)
+    elif outcome.state == "failed":
+        pipe.hincrby(WEBHOOKS, f"{endpoint}|failed", 1)
+    if outcome.lag_ms is not None:
+        pipe.lpush(WEBHOOK_LAG, round(outcome.lag_ms, 3))
+        pipe.ltrim(WEBHOOK_LAG, 0, SAMPLES - 1)
     pipe.execute()
 
 
