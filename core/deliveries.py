@@ -207,7 +207,8 @@ def record(
             disabled = "The endpoint answered 410 Gone."
         elif (now - failing_since).total_seconds() >= policy.disable_after_s:
             days = policy.disable_after_s / 86400
-            disabled = f"Every attempt failed for {days:g} days (since {failing_since:%Y-%m-%d %H:%M}Z)."
+            since = f"{failing_since:%Y-%m-%d %H:%M}Z"
+            disabled = f"Every attempt failed for {days:g} days (since {since})."
         next_at = _next_attempt(made, attempt, now, policy)
         state = PENDING if next_at is not None and disabled is None else FAILED
         db.webhook_endpoints.update_one(

@@ -41,9 +41,7 @@ def recorded(booking: dict[str, Any], job_id: str) -> dict[str, Any] | None:
     return next((a for a in booking.get("applied", ()) if a["job_id"] == job_id), None)
 
 
-def transition_event(
-    ref_id: str, applied: dict[str, Any], data: dict
-) -> dict[str, Any]:
+def transition_event(ref_id: str, applied: dict[str, Any], data: dict) -> dict[str, Any]:
     """The event of booking `ref_id`'s transition `applied` (its entry in the
     booking's `applied`), with the request's details."""
     details = {name: data.get(name) for name in TRANSITION_DETAILS}

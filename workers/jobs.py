@@ -27,7 +27,7 @@ from core.errors import TRANSIENT_ERRORS, InternalError, RadiantError, ServiceUn
 from core.services import Services
 from core.settings import Settings
 from core.waiting import notify_job_finished
-from workers import runtime
+from workers import runtime, webhooks
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from core.clock import utcnow
 from core.ids import new_job_id
 from tests.conftest import IDS, moved_booking, stored_booking
 
-
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
@@ -57,9 +56,7 @@ def _received(db, endpoint_id: str) -> list[dict]:
     return sorted(db.webhook_events.find({"_id": {"$in": ids}}), key=lambda e: e["created_at"])
 
 
-def test_each_milestone_goes_to_its_owner_and_to_every_booking_endpoints_only(
-    services, endpoints
-):
+def test_each_milestone_goes_to_its_owner_and_to_every_booking_endpoints_only(services, endpoints):
     db = services.db
     mine = endpoints(owner=IDS["customer"])
     departures_only = endpoints(owner=IDS["customer"], events=["booking.departed"])
@@ -112,7 +109,8 @@ def test_a_failed_create_job_is_a_booking_failed_event_for_its_submitter(service
         customer_id=IDS["customer"],
     )
     record = jobs.job_record(queued)
-    finished = {"_id": job_id, "record": record, "stored": False, "started_at": now, "error": problem}
+    finished = {"_id": job_id, "record": record, "stored": False, "started_at": now}
+    finished["error"] = problem
     jobs.finish_many(db, [finished], now)
     notifications.dispatch_all(db, now=utcnow())
     (failed,) = _received(db, mine)
