@@ -25,6 +25,7 @@ from core.settings import Settings, load_settings, replace
 from tools.processes import (
     delete_queues,
     free_port,
+    start_beat,
     start_ingress,
     start_secantus,
     start_worker,
@@ -361,6 +362,12 @@ class IsolatedStack:
         self.processes.append(proc)
         if wait:
             wait_for_worker(self.services.redis, proc, since)
+        return proc
+
+    def start_beat(self):
+        """Celery beat on this stack's schedule (its sweeps and resends)."""
+        proc = start_beat(self.settings, self.logs / "beat.log")
+        self.processes.append(proc)
         return proc
 
     def start_ingress(self) -> str:
