@@ -34,6 +34,8 @@ from tools.processes import (
     wait_for_worker,
 )
 
+pytest_plugins = ["tests.webhooks"]  # the `hooks` stack
+
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # Authorization headers of the session's own customers, filled in by the

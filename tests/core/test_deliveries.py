@@ -10,10 +10,10 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from core.egress import Attempt
 
 from core import deliveries, notifications, signing
 from core.clock import utcnow
+from core.egress import Attempt
 
 POLICY = deliveries.Policy(timeout_s=2.0, max_in_flight=2)
 

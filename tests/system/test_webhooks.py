@@ -1,109 +1,17 @@
 """Webhooks end to end: the API and the workers on the real services, real
 receivers on 127.0.0.1 (tests/receivers.py), every signature checked with the
-independent `standardwebhooks` package."""
+independent `standardwebhooks` package (the `hooks` stack: tests/webhooks.py)."""
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from datetime import timedelta
-
-import pytest
-from standardwebhooks.webhooks import Webhook
 
 from core import signing
 from core.clock import utcnow
-from tests.conftest import ADMIN, CUSTOMER, IDS, OPERATOR, booking_body, wait_job
-from tests.receivers import Receiver
+from tests.conftest import ADMIN, CUSTOMER, IDS, OPERATOR, booking_body, stored_booking, wait_job
+from tests.webhooks import EVERY_TYPE, endpoint_secret, post, verified, wait_for
 from tools.processes import kill_worker
-
-EVERY_TYPE = {
-    "booking.created",
-    "booking.departed",
-    "booking.arrived",
-    "booking.delivered",
-    "booking.cancelled",
-    "booking.failed",
-    "bulk.finished",
-}
-
-
-@pytest.fixture
-def hooks(isolated_stack, services):
-    """A stack of its own (a worker on every queue, beat sweeping every half
-    second, attempts timing out after 2 s), and a factory of receivers."""
-    stack = isolated_stack("webhooks", WEBHOOK_SWEEP_INTERVAL_S=0.5, WEBHOOK_TIMEOUT_S=2.0)
-    stack.start_worker("all")
-    stack.start_beat()
-    receivers: list[Receiver] = []
-    endpoints: list[str] = []
-
-    def receiver() -> Receiver:
-        receivers.append(Receiver())
-        return receivers[-1]
-
-    stack.receiver = receiver
-    stack.endpoint = lambda **kwargs: endpoints.append(_endpoint(stack, **kwargs)) or endpoints[-1]
-    yield stack
-    for made in receivers:
-        made.close()
-    stack.services.db.webhook_endpoints.delete_many({"_id": {"$in": endpoints}})
-
-
-def _endpoint(stack, *, url, owner, events=("*",), all_bookings=False, secrets=None) -> str:
-    """An endpoint as the API stores it; its secret is `endpoint_secret(id)`."""
-    now, endpoint_id = utcnow(), "ep_" + uuid.uuid4().hex[:16]
-    secrets = secrets or [{"secret": signing.new_secret(), "created_at": now, "expires_at": None}]
-    stack.services.db.webhook_endpoints.insert_one(
-        {
-            "_id": endpoint_id,
-            "owner": owner,
-            "url": url,
-            "events": list(events),
-            "description": "",
-            "all_bookings": all_bookings,
-            "enabled": True,
-            "disabled_reason": None,
-            "disabled_at": None,
-            "failing_since": None,
-            "secrets": secrets,
-            "created_at": now,
-            "updated_at": now,
-            "version": 1,
-        }
-    )
-    return endpoint_id
-
-
-def endpoint_secret(stack, endpoint_id: str) -> str:
-    return stack.services.db.webhook_endpoints.find_one({"_id": endpoint_id})["secrets"][0][
-        "secret"
-    ]
-
-
-def verified(receiver: Receiver, secret: str) -> list[dict]:
-    """Every request `receiver` got, each signature checked (standardwebhooks
-    raises on a bad one), as the JSON payloads."""
-    hook = Webhook(secret)
-    return [hook.verify(r.body, dict(r.headers.items())) for r in receiver.requests]
-
-
-def wait_for(predicate, timeout: float = 20, what: str = "it"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"waited {timeout} s for {what}")
-
-
-def post(client, path, body, headers) -> dict:
-    """The accepted job, with `url` to poll it."""
-    r = client.post(path, json=body, headers=headers)
-    assert r.status_code == 202, r.get_data(as_text=True)
-    return {**r.get_json(), "url": r.headers["Location"]}
 
 
 def test_every_event_type_reaches_its_owner_signed_and_nobody_elses(hooks):
@@ -222,3 +130,26 @@ def test_a_worker_killed_mid_delivery_loses_no_event(hooks):
     assert [a["status_code"] for a in delivery["attempts"]] == [200]
     first, second = receiver.requests
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
+
+
+def test_a_receiver_that_hangs_never_holds_up_another_customers_deliveries(hooks, services):
+    hanging, fast = hooks.receiver(), hooks.receiver()
+    for _ in range(40):
+        hanging.answer(delay_s=30)  # every attempt runs into WEBHOOK_TIMEOUT_S
+    slow_one = hooks.endpoint(url=hanging.url(), owner=IDS["customer"], events=["booking.created"])
+    fast_one = hooks.endpoint(
+        url=fast.url(), owner=IDS["other_customer"], events=["booking.created"]
+    )
+    for _ in range(20):
+        stored_booking(services, customer_id=IDS["customer"])
+        stored_booking(services, customer_id=IDS["other_customer"])
+    wait_for(lambda: len(fast.requests) >= 20, 20, "the other customer's 20 events")
+    db = services.db
+    # ... while the hanging endpoint still holds at most its in-flight cap,
+    # none of it delivered and most not even tried yet.
+    hung = list(db.webhook_deliveries.find({"endpoint_id": slow_one}))
+    assert len(hung) == 20 and not any(d["state"] == "delivered" for d in hung)
+    assert (
+        db.webhook_deliveries.count_documents({"endpoint_id": fast_one, "state": "delivered"}) == 20
+    )
+    assert len(hanging.requests) <= 2 * hooks.settings.WEBHOOK_MAX_IN_FLIGHT
