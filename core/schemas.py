@@ -27,7 +27,13 @@ from core.ids import (
 )
 from core.lifecycle import STATUSES, TARGETS
 from core.locks import LATENCY_SAMPLES, LOCK_KINDS, LOCK_PREFIXES
-from core.webhook_endpoints import ALL_EVENTS, DELIVERY_CURSOR, EVENT_TYPES, TEST_EVENT
+from core.webhook_endpoints import (
+    ALL_EVENTS,
+    DELIVERY_CURSOR,
+    EVENT_TYPES,
+    TEST_EVENT,
+    URL_REFUSED_SLUG,
+)
 
 IATA_PATTERN = re.compile(r"^[A-Za-z]{3}$")
 
@@ -501,7 +507,7 @@ WEBHOOK_URL_RULES = (
     "https; http too, and private, loopback and link-local hosts, only where the"
     " WEBHOOK_ALLOW_PRIVATE setting allows them. A URL of the right shape whose scheme"
     " or host (every address it resolves to must be public) may not receive deliveries"
-    " is refused with a 422 problem of type `webhook-url-refused`"
+    f" is refused with a 422 problem of type `{URL_REFUSED_SLUG}`"
 )
 ALL_BOOKINGS_RULES = (
     "Every booking's events, not only the owner's. True takes an operator's key or"

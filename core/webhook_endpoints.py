@@ -95,6 +95,11 @@ def subscribes(endpoint: dict[str, Any], event_type: str) -> bool:
 # -- collaborators named once, so the merge with core.egress and core.signing is a line each ---
 
 
+# The problem type of core.egress's WebhookUrlRefused, as the document names it
+# (tests/ingress/test_webhooks_api.py checks the two agree).
+URL_REFUSED_SLUG = "webhook-url-refused"
+
+
 def check_url(url: str, *, allow_private: bool) -> None:
     """WebhookUrlRefused unless `url` may receive deliveries (core.egress)."""
     from core import egress
@@ -276,6 +281,8 @@ def update_endpoint(
     as at creation); a write conditional on the version read."""
     for _ in range(UPDATE_TRIES):
         doc = find_endpoint(db, endpoint_id, owner=owner)
+        if not change:
+            return public_endpoint(doc)
         if "all_bookings" in change:
             check_all_bookings(
                 db, change["all_bookings"], owner=doc["owner"], may_read_all=may_read_all

@@ -11,6 +11,7 @@ from flask.views import MethodView
 
 from core import access, webhook_endpoints
 from core.clock import utcnow
+from core.errors import AllBookingsRequired
 from core.ids import WEBHOOK_EVENT_ID
 from core.schemas import (
     DeliveryListQuerySchema,
@@ -44,9 +45,9 @@ RATE_LIMITED = {
     },
 }
 URL_REFUSED = (
-    "The URL may not receive deliveries (a problem of type `webhook-url-refused`: its"
-    " scheme, or a host that is not public), or all_bookings is false for an endpoint of"
-    " no owner (type `all-bookings-required`)."
+    f"The URL may not receive deliveries (a problem of type `{webhook_endpoints.URL_REFUSED_SLUG}`:"
+    " its scheme, or a host that is not public), or all_bookings is false for an endpoint"
+    f" of no owner (type `{AllBookingsRequired.slug}`)."
 )
 ALL_BOOKINGS_FORBIDDEN = (
     "The caller's role may not do this, or all_bookings is true and the caller (or the"
@@ -184,7 +185,7 @@ class Webhook(MethodView):
         return webhook_endpoints.get_endpoint(services().db, endpoint_id, owner=owner())
 
     @managed
-    @blp.arguments(WebhookUpdateSchema())
+    @blp.arguments(WebhookUpdateSchema(), required=False)  # every field optional: the body too
     @blp.alt_response(200, schema=WebhookEndpointSchema, success=True)
     @blp.problems(
         400,
@@ -197,7 +198,8 @@ class Webhook(MethodView):
         described={403: ALL_BOOKINGS_FORBIDDEN, 404: NO_ENDPOINT, 422: URL_REFUSED},
     )
     def patch(self, data, endpoint_id):
-        """Change an endpoint's url, events, description, enabled or all_bookings."""
+        """Change an endpoint's url, events, description, enabled or all_bookings
+        (those sent; none: the endpoint as it is)."""
         svc = services()
         return webhook_endpoints.update_endpoint(
             svc.db,

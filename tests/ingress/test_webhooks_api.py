@@ -11,6 +11,7 @@ import pytest
 
 from core.clock import utcnow
 from core.settings import replace
+from core.webhook_endpoints import URL_REFUSED_SLUG
 from tests.conftest import ADMIN, bearer, keyed_client, new_customer
 
 URL = "https://203.0.113.7/hooks"  # never reached: nothing delivers in these tests
@@ -199,7 +200,7 @@ def test_a_private_url_is_refused_without_the_setting(app, services, private_ok)
     for url in (LOOPBACK, "https://127.0.0.1/hook", "https://169.254.169.254/latest"):
         r = client.post("/api/webhooks", json={**BODY, "url": url})
         assert r.status_code == 422, (url, r.get_json())
-        assert r.get_json()["type"].endswith("/webhook-url-refused")
+        assert r.get_json()["type"].endswith("/" + URL_REFUSED_SLUG)
     allowed = keyed_client(private_ok, {"Authorization": client.environ_base["HTTP_AUTHORIZATION"]})
     made = created(allowed, url=LOOPBACK)
     assert made["url"] == LOOPBACK
@@ -261,6 +262,14 @@ def test_re_enabling_clears_why_it_was_disabled(app, services, public_url):
     assert on["enabled"] is True and on["events"] == ["*"]
     assert on["disabled_reason"] is None and on["failing_since"] is None
     assert on["disabled_at"] is None and on["version"] == 3
+
+
+def test_a_patch_without_a_body_changes_nothing(app, services, public_url):
+    client, _ = caller(app, services)
+    made = created(client)
+    r = client.patch(f"/api/webhooks/{made['endpoint_id']}")
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["version"] == 1 and r.get_json()["updated_at"] == made["updated_at"]
 
 
 def test_a_test_event_is_recorded_for_its_endpoint_alone(app, services, public_url):
