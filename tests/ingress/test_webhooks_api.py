@@ -363,3 +363,14 @@ def test_the_document_describes_the_payloads_receivers_get(app):
     assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
     event = document["components"]["schemas"]["WebhookEvent"]
     assert set(event["required"]) == {"id", "type", "created_at", "data"}
+
+
+def test_every_webhook_view_spends_the_webhooks_budget(app):
+    from ingress.security import _declared
+
+    views = {e: v for e, v in app.view_functions.items() if e.startswith("webhooks.")}
+    assert len(views) == 6
+    for endpoint, view in views.items():
+        for method in view.view_class.methods:
+            scopes = [b.scope for b, methods in _declared(view) if not methods or method in methods]
+            assert scopes == ["webhooks"], (endpoint, method)
