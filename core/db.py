@@ -105,6 +105,14 @@ INDEXES: dict[str, list[IndexModel]] = {
     "customers": [
         IndexModel([("key_hash", ASCENDING)], unique=True),
     ],
+    # Webhooks (core.webhook_endpoints): an owner's endpoints, listed by id;
+    # an endpoint's deliveries, newest first.
+    "webhook_endpoints": [
+        IndexModel([("owner", ASCENDING), ("_id", ASCENDING)]),
+    ],
+    "webhook_deliveries": [
+        IndexModel([("endpoint_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+    ],
     # Claims on Idempotency-Keys (`_id` is the key), gone after IDEMPOTENCY_TTL_HOURS.
     "idempotency_keys": [
         IndexModel([("expire_at", ASCENDING)], expireAfterSeconds=0),

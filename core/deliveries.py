@@ -2,9 +2,9 @@
 
 A delivery (webhook_deliveries, made by core.notifications.dispatch) is sent
 at least once: it stays `pending` until an attempt got a 2xx, and the next
-attempt is due at `next_at`. A sender claims it first (a lease of the
-attempt's timeout and a margin), so two senders given the same delivery, a
-redelivered message or a sweep racing a sender, make one attempt; a sender
+attempt is due at `next_at`. A sender claims it first (a lease in Redis of
+the attempt's timeout and a margin), so two senders given the same delivery,
+a redelivered message or a sweep racing a sender, make one attempt; a sender
 that dies mid-attempt leaves a lease that runs out, and the sweep sends the
 delivery again. The receiver de-duplicates by `webhook-id` (the event id, the
 same on every attempt).
@@ -25,11 +25,10 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from pymongo import ReturnDocument
 from pymongo.database import Database
 
 from core import notifications
@@ -82,27 +81,42 @@ class Outcome:
 
 
 def due(db: Database, *, now: datetime, limit: int = 1000) -> list[str]:
-    """The deliveries whose next attempt is due and that nobody holds."""
-    query = {
-        "state": PENDING,
-        "next_at": {"$lte": now},
-        "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
-    }
+    """The deliveries whose next attempt is due (some may be under way: their
+    leases say so, and claim() passes them over)."""
+    query = {"state": PENDING, "next_at": {"$lte": now}}
     return [d["_id"] for d in db.webhook_deliveries.find(query, {"_id": 1}).limit(limit)]
 
 
-def claim(db: Database, delivery_id: str, *, now: datetime, lease_s: float) -> dict | None:
-    """The delivery, now held by us for `lease_s`, if it is due and unheld."""
-    return db.webhook_deliveries.find_one_and_update(
-        {
-            "_id": delivery_id,
-            "state": PENDING,
-            "next_at": {"$lte": now},
-            "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
-        },
-        {"$set": {"lease_until": now + timedelta(seconds=lease_s)}},
-        return_document=ReturnDocument.AFTER,
-    )
+def lease_key(delivery_id: str) -> str:
+    return f"webhooks:lease:{delivery_id}"
+
+
+def claim(
+    db: Database, leases: redis.Redis, delivery_id: str, *, now: datetime, lease_s: float
+) -> dict | None:
+    """The delivery, now ours for `lease_s`, if it is due and nobody holds it.
+    The lease is in Redis and every read and write here goes by `_id` alone:
+    a conditional findAndModify is a scan of the collection on the embedded
+    server. A lease lost with Redis costs at most one attempt twice (a
+    receiver de-duplicates by webhook-id)."""
+    if not leases.set(lease_key(delivery_id), 1, nx=True, px=int(lease_s * 1000)):
+        return None
+    delivery = db.webhook_deliveries.find_one({"_id": delivery_id})
+    if delivery is None or delivery["state"] != PENDING or _aware(delivery["next_at"]) > now:
+        leases.delete(lease_key(delivery_id))
+        return None
+    return delivery
+
+
+def release(leases: redis.Redis, delivery_id: str) -> None:
+    try:
+        leases.delete(lease_key(delivery_id))
+    except redis.RedisError as exc:  # it runs out by itself
+        log.warning("webhook lease not given back: %s", exc)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def signing_secrets(endpoint: dict[str, Any], now: datetime) -> list[str]:
@@ -138,9 +152,31 @@ def send(
     """Make the due attempt of one delivery, if nobody else is making it."""
     outcome = Outcome(delivery_id)
     now = clock()
-    delivery = claim(db, delivery_id, now=now, lease_s=policy.lease_s)
+    delivery = claim(db, slots, delivery_id, now=now, lease_s=policy.lease_s)
     if delivery is None:
         return outcome
+    try:
+        _attempt(
+            db, slots, delivery, outcome, now, clock=clock, post=post, sign=sign, policy=policy
+        )
+    finally:
+        release(slots, delivery_id)
+    return outcome
+
+
+def _attempt(
+    db: Database,
+    slots: redis.Redis,
+    delivery: dict[str, Any],
+    outcome: Outcome,
+    now: datetime,
+    *,
+    clock: Callable[[], datetime],
+    post: Post,
+    sign: Sign,
+    policy: Policy,
+) -> None:
+    delivery_id = delivery["_id"]
     outcome.endpoint_id = delivery["endpoint_id"]
     endpoint = db.webhook_endpoints.find_one({"_id": delivery["endpoint_id"]})
     event = db.webhook_events.find_one({"_id": delivery["event_id"]})
@@ -150,11 +186,11 @@ def send(
             why = "its event is gone"
         _end(db, delivery_id, FAILED, why, now)
         outcome.state = FAILED
-        return outcome
+        return
     if not take_slot(slots, endpoint["_id"], delivery_id, now.timestamp(), policy):
         _wait_for_slot(db, delivery_id, now)
         outcome.waited = True
-        return outcome
+        return
     try:
         body = body_of(event)
         headers = sign(event["_id"], int(now.timestamp()), body, signing_secrets(endpoint, now))
@@ -167,11 +203,8 @@ def send(
         db, delivery, endpoint, attempt, started=now, now=finished, policy=policy
     )
     if outcome.state == DELIVERED:
-        committed = event["created_at"]
-        if committed.tzinfo is None and finished.tzinfo is not None:
-            committed = committed.replace(tzinfo=finished.tzinfo)
+        committed = _aware(event["created_at"])
         outcome.lag_ms = (finished - committed).total_seconds() * 1000
-    return outcome
 
 
 def record(
@@ -197,12 +230,10 @@ def record(
     disabled = None
     if attempt.ok:
         state, next_at = DELIVERED, None
-        db.webhook_endpoints.update_one(
-            {"_id": endpoint["_id"], "failing_since": {"$ne": None}},
-            {"$set": {"failing_since": None}},
-        )
+        if endpoint.get("failing_since") is not None:
+            _set_endpoint(db, endpoint["_id"], failing_since=None)
     else:
-        failing_since = endpoint.get("failing_since") or started
+        failing_since = _aware(endpoint.get("failing_since") or started)
         if attempt.status_code == GONE:
             disabled = "The endpoint answered 410 Gone."
         elif (now - failing_since).total_seconds() >= policy.disable_after_s:
@@ -211,16 +242,15 @@ def record(
             disabled = f"Every attempt failed for {days:g} days (since {since})."
         next_at = _next_attempt(made, attempt, now, policy)
         state = PENDING if next_at is not None and disabled is None else FAILED
-        db.webhook_endpoints.update_one(
-            {"_id": endpoint["_id"], "failing_since": None}, {"$set": {"failing_since": started}}
-        )
         if disabled is not None:
             disable_endpoint(db, endpoint["_id"], disabled, now)
+        elif endpoint.get("failing_since") is None:
+            _set_endpoint(db, endpoint["_id"], failing_since=started)
     db.webhook_deliveries.update_one(
         {"_id": delivery["_id"]},
         {
             "$push": {"attempts": entry},
-            "$set": {"state": state, "next_at": next_at, "lease_until": None, "updated_at": now},
+            "$set": {"state": state, "next_at": next_at, "updated_at": now},
         },
     )
     return state, disabled
@@ -237,14 +267,14 @@ def _next_attempt(made: int, attempt: Attempt, now: datetime, policy: Policy) ->
 
 
 def disable_endpoint(db: Database, endpoint_id: str, reason: str, now: datetime) -> None:
-    db.webhook_endpoints.update_one(
-        {"_id": endpoint_id, "enabled": True},
-        {
-            "$set": {"enabled": False, "disabled_reason": reason, "disabled_at": now},
-            "$inc": {"version": 1},
-        },
-    )
+    _set_endpoint(db, endpoint_id, enabled=False, disabled_reason=reason, disabled_at=now)
     log.warning("webhook endpoint %s disabled: %s", endpoint_id, reason)
+
+
+def _set_endpoint(db: Database, endpoint_id: str, **fields: Any) -> None:
+    """A write of the endpoint's health, by `_id` alone (see claim); its version
+    moves, so a PATCH that read it before decides again."""
+    db.webhook_endpoints.update_one({"_id": endpoint_id}, {"$set": fields, "$inc": {"version": 1}})
 
 
 def _end(db: Database, delivery_id: str, state: str, why: str, now: datetime) -> None:
@@ -253,16 +283,15 @@ def _end(db: Database, delivery_id: str, state: str, why: str, now: datetime) ->
         {"_id": delivery_id},
         {
             "$push": {"attempts": entry},
-            "$set": {"state": state, "next_at": None, "lease_until": None, "updated_at": now},
+            "$set": {"state": state, "next_at": None, "updated_at": now},
         },
     )
 
 
 def _wait_for_slot(db: Database, delivery_id: str, now: datetime) -> None:
-    """Give the claim back: due again a little later, no attempt counted."""
+    """Due again a little later, no attempt counted (send gives the lease back)."""
     db.webhook_deliveries.update_one(
-        {"_id": delivery_id},
-        {"$set": {"lease_until": None, "next_at": now + timedelta(seconds=SLOT_WAIT_S)}},
+        {"_id": delivery_id}, {"$set": {"next_at": now + timedelta(seconds=SLOT_WAIT_S)}}
     )
 
 

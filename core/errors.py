@@ -103,6 +103,13 @@ class IdempotencyKeyInProgress(RadiantError):
     slug = "idempotency-key-in-progress"
 
 
+class AllBookingsRequired(Unprocessable):
+    """A webhook endpoint of no owner receives every booking's events."""
+
+    title = "All bookings required"
+    slug = "all-bookings-required"
+
+
 class PayloadTooLarge(RadiantError):
     """More items than a bulk endpoint takes."""
 
@@ -181,6 +188,20 @@ class CapacityBelowBooked(Conflict):
 
     title = "Capacity below what is booked"
     slug = "capacity-below-booked"
+
+
+class EndpointLimitReached(Conflict):
+    """The owner has WEBHOOK_MAX_ENDPOINTS webhook endpoints already."""
+
+    title = "Too many webhook endpoints"
+    slug = "endpoint-limit-reached"
+
+
+class EndpointDisabled(Conflict):
+    """A disabled webhook endpoint is sent nothing: enable it first."""
+
+    title = "Webhook endpoint disabled"
+    slug = "endpoint-disabled"
 
 
 class LockHeld(Conflict):

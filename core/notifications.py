@@ -30,14 +30,9 @@ from core import bookings, customers, jobs, queues
 from core.db import insert_many_new
 from core.jobs import FAILED, public_job
 from core.lifecycle import ARRIVED, BOOKED, CANCELLED, DELIVERED, DEPARTED
+from core.webhook_endpoints import EVENT_TYPES, TEST_EVENT, subscribes
 
-BOOKING_CREATED, BOOKING_DEPARTED = "booking.created", "booking.departed"
-BOOKING_ARRIVED, BOOKING_DELIVERED = "booking.arrived", "booking.delivered"
-BOOKING_CANCELLED, BOOKING_FAILED = "booking.cancelled", "booking.failed"
-BULK_FINISHED, WEBHOOK_TEST = "bulk.finished", "webhook.test"
-# What an endpoint can subscribe to ("*": all of them). webhook.test is never
-# subscribed: it goes to the endpoint it was asked for.
-EVENT_TYPES = (
+(
     BOOKING_CREATED,
     BOOKING_DEPARTED,
     BOOKING_ARRIVED,
@@ -45,8 +40,7 @@ EVENT_TYPES = (
     BOOKING_CANCELLED,
     BOOKING_FAILED,
     BULK_FINISHED,
-)
-ALL_EVENTS = "*"
+) = EVENT_TYPES
 
 MILESTONES = {
     BOOKED: BOOKING_CREATED,
@@ -93,10 +87,9 @@ def wants(endpoint: dict[str, Any], event: dict[str, Any], disabled: set[str]) -
     endpoints get nothing."""
     if not endpoint.get("enabled", True) or endpoint.get("owner") in disabled:
         return False
-    if event["type"] == WEBHOOK_TEST:
+    if event["type"] == TEST_EVENT:
         return event.get("endpoint_id") == endpoint["_id"]
-    subscribed = endpoint.get("events") or ()
-    if ALL_EVENTS not in subscribed and event["type"] not in subscribed:
+    if not subscribes(endpoint, event["type"]):
         return False
     return bool(endpoint.get("all_bookings")) or endpoint.get("owner") in event["audience"]
 
@@ -164,7 +157,6 @@ def _delivery(event: dict[str, Any], endpoint: dict[str, Any], now: datetime) ->
         "created_at": now,
         "state": "pending",
         "next_at": now,
-        "lease_until": None,
         "attempts": [],
     }
 
@@ -242,21 +234,6 @@ def _event(
         "data": data,
         "dispatched": True,  # made here: nothing left to dispatch
     }
-
-
-def record_test(db: Database, endpoint_id: str, *, now: datetime, source: str) -> dict[str, Any]:
-    """A webhook.test event for `endpoint_id` alone, dispatched like the others."""
-    event = {
-        "_id": event_id(f"test:{source}"),
-        "type": WEBHOOK_TEST,
-        "created_at": now,
-        "audience": [],
-        "endpoint_id": endpoint_id,
-        "data": {"endpoint_id": endpoint_id, "message": "A test event from RadiantGo."},
-        "dispatched": False,
-    }
-    db.webhook_events.insert_one(event)
-    return event
 
 
 # -- asking for a dispatch ---------------------------------------------------------

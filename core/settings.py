@@ -109,6 +109,8 @@ class Settings:
     # page, but a client paging or filtering without end would still keep the
     # database busy for everyone.
     RATE_LIMIT_LISTS: int = _setting(120, check=_positive)
+    # Calls to /api/webhooks (managing webhook endpoints) per caller per minute.
+    RATE_LIMIT_WEBHOOKS: int = _setting(60, check=_positive)
     # Failed credentials (an unknown, rotated or disabled API key; a wrong admin
     # or metrics token) per client IP per 5 minutes, on every endpoint that
     # reads credentials, counted together: past it the IP's failures are 429s,
@@ -128,6 +130,12 @@ class Settings:
     # lets callers without a key do everything but /api/admin, on bookings
     # that belong to no customer: for anonymous local experiments only.
     REQUIRE_API_KEYS: bool = _setting(True)
+
+    # Webhooks (core.webhook_endpoints): endpoints per owner (a customer, an
+    # operator, or none: the admin's); hours a rotated-away signing secret
+    # still signs deliveries beside the new one. Delivery settings: below.
+    WEBHOOK_MAX_ENDPOINTS: int = _setting(10, check=_positive)
+    WEBHOOK_SECRET_OVERLAP_H: int = _setting(24, check=_positive)
 
     # Bulk limits (items per request).
     BULK_BOOKING_LIMIT: int = _setting(1000, check=_positive)

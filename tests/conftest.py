@@ -160,6 +160,7 @@ def settings(mongo_uri):
         RATE_LIMIT_BULK=1_000_000,
         RATE_LIMIT_JOBS=1_000_000,
         RATE_LIMIT_LISTS=1_000_000,
+        RATE_LIMIT_WEBHOOKS=1_000_000,
         RATE_LIMIT_AUTH_FAILURES=1_000_000,
         MAX_WAITERS=15,
         # Receivers in the tests listen on loopback (tests/receivers.py); the

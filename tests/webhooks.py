@@ -25,25 +25,41 @@ EVERY_TYPE = {
 
 
 @pytest.fixture
-def hooks(isolated_stack, services):
-    """A stack of its own (a worker on every queue, beat sweeping every half
-    second, attempts timing out after 2 s), and a factory of receivers."""
-    stack = isolated_stack("webhooks", WEBHOOK_SWEEP_INTERVAL_S=0.5, WEBHOOK_TIMEOUT_S=2.0)
-    stack.start_worker("all")
-    stack.start_beat()
+def webhook_stack(isolated_stack, services):
+    """A factory: webhook_stack(**overrides) -> a stack of its own (a worker
+    on every queue, beat sweeping every half second, attempts timing out
+    after 2 s unless overridden), with a factory of receivers (`receiver()`)
+    and of endpoints (`endpoint(url=, owner=, ...)`), all closed at the end."""
     receivers: list[Receiver] = []
     endpoints: list[str] = []
 
-    def receiver() -> Receiver:
-        receivers.append(Receiver())
-        return receivers[-1]
+    def make(**overrides):
+        settings = {"WEBHOOK_SWEEP_INTERVAL_S": 0.5, "WEBHOOK_TIMEOUT_S": 2.0, **overrides}
+        stack = isolated_stack(f"webhooks-{uuid.uuid4().hex[:6]}", **settings)
+        stack.start_worker("all")
+        stack.start_beat()
 
-    stack.receiver = receiver
-    stack.endpoint = lambda **kwargs: endpoints.append(_endpoint(stack, **kwargs)) or endpoints[-1]
-    yield stack
+        def receiver() -> Receiver:
+            receivers.append(Receiver())
+            return receivers[-1]
+
+        def endpoint(**kwargs) -> str:
+            endpoints.append(_endpoint(stack, **kwargs))
+            return endpoints[-1]
+
+        stack.receiver, stack.endpoint = receiver, endpoint
+        return stack
+
+    yield make
     for made in receivers:
         made.close()
-    stack.services.db.webhook_endpoints.delete_many({"_id": {"$in": endpoints}})
+    services.db.webhook_endpoints.delete_many({"_id": {"$in": endpoints}})
+
+
+@pytest.fixture
+def hooks(webhook_stack):
+    """The webhook stack with its default settings."""
+    return webhook_stack()
 
 
 def _endpoint(stack, *, url, owner, events=("*",), all_bookings=False, secrets=None) -> str:

@@ -6,12 +6,13 @@ here a scripted `post`; tests/system/test_webhooks.py sends to real ones."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import timedelta
 
 import pytest
 
-from core import deliveries, notifications, signing
+from core import deliveries, notifications, signing, webhook_endpoints
 from core.clock import utcnow
 from core.egress import Attempt
 
@@ -69,7 +70,7 @@ def delivery(services):
             "version": 1,
         }
     )
-    notifications.record_test(db, endpoint_id, now=now, source=uuid.uuid4().hex)
+    webhook_endpoints.send_test_event(db, endpoint_id, owner=None, now=now)
     notifications.dispatch_all(db, now=now)
     (made,) = [d["_id"] for d in db.webhook_deliveries.find({"endpoint_id": endpoint_id})]
     yield made, endpoint_id
@@ -184,11 +185,20 @@ def test_two_senders_given_one_delivery_make_one_attempt(services, delivery):
 def test_a_sender_that_died_mid_attempt_leaves_it_due_once_its_lease_runs_out(services, delivery):
     delivery_id, _ = delivery
     clock = Clock()
-    assert deliveries.claim(services.db, delivery_id, now=clock.now, lease_s=POLICY.lease_s)
-    assert delivery_id not in deliveries.due(services.db, now=clock.now)
-    clock.advance(POLICY.lease_s)
-    assert delivery_id in deliveries.due(services.db, now=clock.now)
+    lease = deliveries.claim(services.db, services.redis, delivery_id, now=clock.now, lease_s=0.5)
+    assert lease is not None  # ... and its sender dies: the lease is never given back
+    taken = send(services, delivery_id, clock, Receiver(answer(200)))
+    assert taken.attempt is None and taken.state is None  # held: nobody else sends it
+    assert delivery_id in deliveries.due(services.db, now=clock.now)  # the sweep still sees it
+    wait_until(lambda: not services.redis.exists(deliveries.lease_key(delivery_id)))
     assert send(services, delivery_id, clock, Receiver(answer(200))).state == "delivered"
+
+
+def wait_until(predicate, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "waited too long"
+        time.sleep(0.02)
 
 
 def test_an_endpoints_attempts_at_once_are_capped(services, delivery):

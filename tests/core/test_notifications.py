@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from core import jobs, notifications
+from core import jobs, notifications, webhook_endpoints
 from core.clock import utcnow
 from core.ids import new_job_id
 from tests.conftest import IDS, moved_booking, stored_booking
@@ -126,9 +126,9 @@ def test_a_test_event_goes_to_its_endpoint_alone(services, endpoints):
     db = services.db
     asked = endpoints(owner=IDS["customer"], events=["booking.created"])
     other = endpoints(owner=IDS["customer"])
-    event = notifications.record_test(db, asked, now=utcnow(), source=uuid.uuid4().hex)
+    event = webhook_endpoints.send_test_event(db, asked, owner=None, now=utcnow())
     notifications.dispatch_all(db, now=utcnow())
-    assert [e["_id"] for e in _received(db, asked)] == [event["_id"]]
+    assert [e["_id"] for e in _received(db, asked)] == [event["event_id"]]
     assert _received(db, other) == []
 
 
