@@ -26,7 +26,7 @@ from typing import Any
 import redis
 from pymongo.database import Database
 
-from core import bookings, customers, queues
+from core import bookings, customers, jobs, queues
 from core.db import insert_many_new
 from core.jobs import FAILED, public_job
 from core.lifecycle import ARRIVED, BOOKED, CANCELLED, DELIVERED, DEPARTED
@@ -100,14 +100,15 @@ def wants(endpoint: dict[str, Any], event: dict[str, Any], disabled: set[str]) -
     return bool(endpoint.get("all_bookings")) or endpoint.get("owner") in event["audience"]
 
 
-def dispatch(db: Database, *, now: datetime, batch: int = DISPATCH_BATCH) -> list[str]:
+def dispatch(db: Database, *, now: datetime, batch: int = DISPATCH_BATCH) -> tuple[list[str], bool]:
     """Dispatch what the outboxes hold, up to `batch` of each; returns the ids
-    of the deliveries made (to be sent now). Called until it finds nothing."""
+    of the deliveries it made (to be sent now), and whether more may be left."""
     milestones = list(db.booking_events.find(PENDING).limit(batch))
     finished = list(db.jobs.find(PENDING).limit(batch))
     asked = list(db.webhook_events.find(PENDING).limit(batch))
+    more = max(len(milestones), len(finished), len(asked)) >= batch
     if not (milestones or finished or asked):
-        return []
+        return [], False
     endpoints = list(db.webhook_endpoints.find({"enabled": True}))
     events = _milestone_events(db, milestones, now) + _job_events(finished, now)
     events = [e for e in events if e is not None]
@@ -122,8 +123,9 @@ def dispatch(db: Database, *, now: datetime, batch: int = DISPATCH_BATCH) -> lis
         # The events delivered to nobody are not kept: they would be sent to no one.
         wanted = {d["event_id"] for d in deliveries}
         insert_many_new(db.webhook_events, [e for e in events if e["_id"] in wanted])
-        insert_many_new(db.webhook_deliveries, deliveries)
-        made = [d["_id"] for d in deliveries]
+        refused = set(insert_many_new(db.webhook_deliveries, deliveries))
+        # Those an earlier dispatch made are its to send (or the sweep's).
+        made = [d["_id"] for n, d in enumerate(deliveries) if n not in refused]
     for collection, sources in (
         (db.booking_events, milestones),
         (db.jobs, finished),
@@ -132,25 +134,18 @@ def dispatch(db: Database, *, now: datetime, batch: int = DISPATCH_BATCH) -> lis
         if sources:
             ids = [s["_id"] for s in sources]
             collection.update_many({"_id": {"$in": ids}}, {"$set": {"dispatched": True}})
-    return made
+    return made, more
 
 
 def dispatch_all(db: Database, *, now: datetime, rounds: int = 20) -> list[str]:
     """dispatch() until the outboxes are empty, at most `rounds` batches."""
     made: list[str] = []
     for _ in range(rounds):
-        found = dispatch(db, now=now)
+        found, more = dispatch(db, now=now)
         made += found
-        if not found and not _pending(db):
+        if not more:
             break
     return made
-
-
-def _pending(db: Database) -> bool:
-    return any(
-        db[name].find_one(PENDING, {"_id": 1}) is not None
-        for name in ("booking_events", "jobs", "webhook_events")
-    )
 
 
 def _delivery(event: dict[str, Any], endpoint: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -208,16 +203,24 @@ def _job_events(finished: list[dict[str, Any]], now: datetime) -> list[dict[str,
         else:
             events.append(None)
             continue
-        data = {**public_job(job), "ref_id": job.get("ref_id") or _ref_id_of(job)}
+        request = _request_of(job)
+        data = public_job(job)
         data.pop("links", None)
+        if kind == BOOKING_FAILED:
+            data["ref_id"] = job.get("ref_id") or (job.get("payload") or {}).get("ref_id")
+        # A bulk import's bookings' owner hears of it as well as its submitter.
+        audience = [job.get("customer_id"), request.get("customer_id")]
         at = job.get("finished_at") or now
-        events.append(_event(f"job:{job['_id']}", kind, at, [job.get("customer_id")], data))
+        events.append(_event(f"job:{job['_id']}", kind, at, audience, data))
     return events
 
 
-def _ref_id_of(job: dict[str, Any]) -> str | None:
-    payload_ = job.get("payload") or {}
-    return payload_.get("ref_id") if isinstance(payload_, dict) else None
+def _request_of(job: dict[str, Any]) -> dict[str, Any]:
+    try:
+        request = jobs.job_request(job.get("payload") or {})
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return request if isinstance(request, dict) else {}
 
 
 def _event(
