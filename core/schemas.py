@@ -27,6 +27,7 @@ from core.ids import (
 )
 from core.lifecycle import STATUSES, TARGETS
 from core.locks import LATENCY_SAMPLES, LOCK_KINDS, LOCK_PREFIXES
+from core.metrics import SAMPLES, TOP_WEBHOOK_ENDPOINTS, WEBHOOK_BACKLOG_SCAN
 from core.webhook_endpoints import (
     ALL_EVENTS,
     DELIVERY_CURSOR,
@@ -894,6 +895,70 @@ class LedgerFiguresSchema(Schema):
     unreserved = fields.Integer(metadata={"description": "Live bookings missing a reservation"})
 
 
+class WebhookCountsSchema(Schema):
+    delivered = fields.Integer(metadata={"description": "Deliveries that got a 2xx"})
+    failed = fields.Integer(
+        metadata={
+            "description": "Deliveries given up: the retry schedule spent, or the endpoint"
+            " disabled or deleted"
+        }
+    )
+    attempts = fields.Integer(metadata={"description": "Attempts made"})
+    failed_attempts = fields.Integer(
+        metadata={"description": "Attempts without a 2xx (an error, a timeout, any other status)"}
+    )
+    backlog = fields.Integer(metadata={"description": "Deliveries pending"})
+    due = fields.Integer(
+        metadata={"description": "Of the pending, those due now (the rest wait for a retry)"}
+    )
+    in_flight = fields.Integer(metadata={"description": "Attempts under way now"})
+
+
+class WebhookEndpointFiguresSchema(WebhookCountsSchema):
+    endpoint_id = fields.String()
+
+
+class WebhookLagSchema(Schema):
+    p50 = fields.Float(allow_none=True)
+    p95 = fields.Float(allow_none=True)
+    p99 = fields.Float(allow_none=True)
+
+
+class WebhookFiguresSchema(WebhookCountsSchema):
+    backlog_capped = fields.Boolean(
+        metadata={
+            "description": f"The backlog was counted up to {WEBHOOK_BACKLOG_SCAN:,}"
+            " pending deliveries: there are at least that many"
+        }
+    )
+    disabled_endpoints = fields.Integer(metadata={"description": "Endpoints disabled"})
+    lag_ms = fields.Nested(
+        WebhookLagSchema,
+        metadata={
+            "description": f"An event's commit -> its 2xx, over the last {SAMPLES:,}"
+            " deliveries (retries included)"
+        },
+    )
+    backlog_growing = fields.Boolean(
+        metadata={
+            "description": "The backlog rose in each of the last samples (beat's, as the"
+            " queue depths)"
+        }
+    )
+    growth_per_s = fields.Float(allow_none=True)
+    growing_for_s = fields.Float(allow_none=True)
+    history = fields.List(
+        fields.Integer(), metadata={"description": "The backlog's latest samples, newest first"}
+    )
+    endpoints = fields.List(
+        fields.Nested(WebhookEndpointFiguresSchema),
+        metadata={
+            "description": f"The {TOP_WEBHOOK_ENDPOINTS} endpoints with the largest"
+            " backlog, largest first"
+        },
+    )
+
+
 class PerformanceSchema(Schema):
     requests = fields.Dict()
     customers = fields.Dict(
@@ -911,6 +976,13 @@ class PerformanceSchema(Schema):
         LedgerFiguresSchema,
         allow_none=True,
         metadata={"description": "The last audit of every flight's cargo space (null: none yet)"},
+    )
+    webhooks = fields.Nested(
+        WebhookFiguresSchema,
+        metadata={
+            "description": "Webhook deliveries in total and per endpoint: counts since"
+            " Redis was last emptied, the backlog as MongoDB has it now"
+        },
     )
     scalingRecommendations = fields.List(fields.Nested(RecommendationSchema))
 

@@ -9,7 +9,7 @@ from celery import shared_task
 
 from celeryconfig import publish_job
 from core import queues, work
-from core.metrics import sample_queue_depths
+from core.metrics import sample_queue_depths, sample_webhook_backlog
 from workers import runtime, webhooks
 from workers.batches import GroupCommit, run_group
 from workers.jobs import run_job
@@ -75,6 +75,7 @@ def sample_depths(self) -> None:
     svc = runtime.worker_services()
     with self.app.connection_for_read() as connection:
         sample_queue_depths(svc.redis, connection.default_channel, svc.settings, time.time())
+    sample_webhook_backlog(svc.redis, svc.db, time.time())
 
 
 @shared_task(name=queues.DISPATCH_WEBHOOKS, ignore_result=True)
