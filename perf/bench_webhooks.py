@@ -10,15 +10,18 @@ WEBHOOK_CONCURRENCY senders, at the background group's priority) and beat.
 Receivers: perf.receiver, a process of its own on 127.0.0.1, every endpoint a
 path of it (WEBHOOK_ALLOW_PRIVATE=true).
 
-(a) lag: the operator's ENDPOINTS endpoints, each subscribed to every event of
-    every booking; transitions (departures) at RATE/s. Lag: the receiver's
+(a) lag: ENDPOINTS customers, each with an endpoint subscribed to every
+    event of its bookings, the bookings spread over them; departures at
+    RATE/s, each delivered to its owner's endpoint. Lag: the receiver's
     receipt time minus the payload's created_at (the booking event's commit).
-(b) saturation: a burst of departures all at once (BURST x ENDPOINTS
-    deliveries); deliveries/s from the first receipt to the last, CPU per
-    delivery of the webhooks worker's processes and of the database server.
-(c) a receiver that hangs HANG_S on every call: one endpoint on it, enabled
-    in every other round; departures at RATE/s, their accept and end-to-end
-    p95 with and without it, and the lag of a few fast endpoints beside it.
+(b) saturation: ENDPOINTS endpoints of an operator, each subscribed to every
+    booking's events, and a burst of departures all at once (BURST x
+    ENDPOINTS deliveries); deliveries/s from the first receipt to the last,
+    CPU per delivery of the webhooks worker's processes and of the database.
+(c) a receiver that hangs HANG_S on every call: an operator's endpoint on it
+    (every booking's events), enabled in every other round; departures at
+    RATE/s, their accept and end-to-end p95 with and without it, and the lag
+    of the customers' endpoints beside it.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from typing import Any
 import requests
 
 from core import queues, signing
+from core.access import CUSTOMER
 from core.clock import utcnow
+from core.customers import create_customer
 from perf import harness
 from perf.bench_transitions import seed_bookings
 from perf.profiling import tree_cpu_s
@@ -49,7 +54,6 @@ FIGURES = {
     "full": {"endpoints": 100, "rate": 30.0, "seconds": 10.0, "burst": 50, "rounds": 4},
     "quick": {"endpoints": 100, "rate": 30.0, "seconds": 3.0, "burst": 20, "rounds": 2},
 }
-FAST_BESIDE_THE_HANG = 5  # fast endpoints kept on in (c)
 
 
 @contextlib.contextmanager
@@ -68,8 +72,9 @@ def received(base: str, *, reset: bool = False) -> dict[str, Any]:
     return requests.get(f"{base}/stats{'?reset=1' if reset else ''}", timeout=30).json()
 
 
-def endpoint(db, owner: str, url: str, *, enabled: bool = True) -> str:
-    """An endpoint as the API stores it: every event of every booking."""
+def endpoint(db, owner: str, url: str, *, enabled: bool = True, everyones: bool = True) -> str:
+    """An endpoint as the API stores it: every event of its owner's bookings,
+    or of every booking (`everyones`)."""
     now, endpoint_id = utcnow(), "ep_" + uuid.uuid4().hex[:16]
     db.webhook_endpoints.insert_one(
         {
@@ -78,7 +83,7 @@ def endpoint(db, owner: str, url: str, *, enabled: bool = True) -> str:
             "url": url,
             "events": ["*"],
             "description": "bench",
-            "all_bookings": True,
+            "all_bookings": everyones,
             "enabled": enabled,
             "disabled_reason": None,
             "disabled_at": None,
@@ -90,6 +95,20 @@ def endpoint(db, owner: str, url: str, *, enabled: bool = True) -> str:
         }
     )
     return endpoint_id
+
+
+def customer(db, n: int) -> str:
+    """A customer of the bench's, made as the admin makes one; its id."""
+    return create_customer(
+        db, name=f"Bench customer {n}", email=f"bench{n}@example.com", role=CUSTOMER, now=utcnow()
+    )["customer_id"]
+
+
+def spread(db, count: int, customers: list[str]) -> list[str]:
+    """`count` BOOKED bookings, owned by each of `customers` in turn; their ref_ids."""
+    per = -(-count // len(customers))
+    owned = [seed_bookings(db, per, c) for c in customers]
+    return [ref_id for row in zip(*owned, strict=True) for ref_id in row][:count]
 
 
 def switch(db, ids: list[str], enabled: bool) -> None:
@@ -149,6 +168,7 @@ def saturation(stack, base: str, ref_ids: list[str], n: int, pids: dict[str, int
     count = got["received"]
     return {
         "deliveries": count,
+        "transitions": len(load.job_ids),
         "expected": len(load.job_ids) * n,
         "seconds": round(seconds, 2),
         "per_s": round(count / seconds, 1) if seconds > 0 else None,
@@ -172,7 +192,7 @@ def beside_a_hang(stack, base: str, ref_ids: list[str], rate, seconds, rounds, h
             received(base, reset=True)
             load = departures(stack, batch, rate, seconds)
             finished.wait(load.job_ids, timeout=DRAIN_TIMEOUT_S)
-            got = wait_received(base, len(load.job_ids) * FAST_BESIDE_THE_HANG, timeout=60)
+            got = wait_received(base, len(load.job_ids), timeout=60)
             e2e, _ = harness.job_outcomes(stack.services.db, load.job_ids)
             results[mode].append(
                 {"accept": load.latencies_ms, "e2e": e2e, "lags": got["lags_ms"], **load.errors}
@@ -216,22 +236,32 @@ def run(endpoints: int, rate: float, seconds: float, burst: int, rounds: int) ->
         try:
             per_hang_round = int(rate * seconds)
             needed = int(rate * seconds) + burst + 2 * rounds * per_hang_round + 50
-            ref_ids = seed_bookings(db, needed, stack.customer_id)
+            customers = [customer(db, i) for i in range(endpoints)]
+            ref_ids = spread(db, needed, customers)
             # What seeding wrote is history, not news: nobody is sent it.
             db.booking_events.update_many({}, {"$set": {"dispatched": True}})
             owner = operator_id(stack)
-            fast = [endpoint(db, owner, f"{base}/ep/{i}") for i in range(endpoints)]
+            mine = [
+                endpoint(db, c, f"{base}/ep/{i}", everyones=False) for i, c in enumerate(customers)
+            ]
+            fanout = [
+                endpoint(db, owner, f"{base}/ep/{i}", enabled=False) for i in range(endpoints)
+            ]
             hang = endpoint(db, owner, f"{base}/hang/0", enabled=False)
             time.sleep(6)  # the foreground worker sees that endpoints exist
             warm, ref_ids = ref_ids[:50], ref_ids[50:]
-            lag(stack, base, warm, 10.0, 1.0, endpoints)  # warm pools and connections
+            lag(stack, base, warm, 10.0, 1.0, 1)  # warm pools and connections
             figures: dict[str, Any] = {}
             batch, ref_ids = ref_ids[: int(rate * seconds)], ref_ids[int(rate * seconds) :]
-            figures["lag"] = lag(stack, base, batch, rate, seconds, endpoints)
+            figures["lag"] = lag(stack, base, batch, rate, seconds, 1)
+            figures["lag"]["endpoints"] = endpoints
+            switch(db, mine, False)
+            switch(db, fanout, True)
             batch, ref_ids = ref_ids[:burst], ref_ids[burst:]
             pids = {"webhooks worker": hooks.pid, "database": stack.mongo.pid}
             figures["saturation"] = saturation(stack, base, batch, endpoints, pids)
-            switch(db, fast[FAST_BESIDE_THE_HANG:], False)
+            switch(db, fanout, False)
+            switch(db, mine, True)
             figures["hang"] = beside_a_hang(stack, base, ref_ids, rate, seconds, rounds, hang)
             figures["settings"] = {
                 name: getattr(settings, name)
@@ -251,10 +281,11 @@ def report(f: dict[str, Any]) -> str:
         f"webhooks (webhooks worker: {s['WEBHOOK_PROCESSES']} processes x"
         f" {s['WEBHOOK_CONCURRENCY']} senders, {s['WEBHOOK_MAX_IN_FLIGHT']} per endpoint;"
         " SecantusDB)",
-        f"(a) commit -> receipt, {lag_['offered_rate']:g} transitions/s x {lag_['endpoints']}"
-        f" endpoints: {lag_['delivered']}/{lag_['expected']} delivered",
+        f"(a) commit -> receipt, {lag_['offered_rate']:g} transitions/s, {lag_['endpoints']}"
+        f" customers' endpoints: {lag_['delivered']}/{lag_['expected']} delivered",
         f"    lag  {harness.fmt(lag_['lag_ms'])}   (goal p95 < 1000 ms)",
-        f"(b) saturation: {sat['deliveries']}/{sat['expected']} deliveries in {sat['seconds']} s:"
+        f"(b) saturation, {sat['expected'] // max(1, sat['transitions'])} endpoints of every"
+        f" booking: {sat['deliveries']}/{sat['expected']} deliveries in {sat['seconds']} s:"
         f" {sat['per_s']}/s",
         f"    CPU per delivery  {cpu}",
         f"    lag  {harness.fmt(sat['lag_ms'])}",
@@ -265,7 +296,7 @@ def report(f: dict[str, Any]) -> str:
         lines += [
             f"    {mode:7} accept  {harness.fmt(m['accept_ms'])}",
             f"    {'':7} e2e     {harness.fmt(m['end_to_end_ms'])}",
-            f"    {'':7} lag of {FAST_BESIDE_THE_HANG} fast endpoints"
+            f"    {'':7} lag of the customers' endpoints"
             f"  {harness.fmt(m['fast_endpoints_lag_ms'])}  (errors {m['errors']})",
         ]
     ratio = hang["p95_ratio_with_to_without"]
