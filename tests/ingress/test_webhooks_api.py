@@ -25,15 +25,26 @@ def _clean(services):
         services.db[name].delete_many({})
 
 
-@pytest.fixture
-def private_ok(settings, services):
-    """An app allowing private URLs (WEBHOOK_ALLOW_PRIVATE), on the session's clients."""
+def _app_allowing_private(settings, services, allowed: bool):
+    """An app on the session's clients, WEBHOOK_ALLOW_PRIVATE as `allowed`."""
     from dataclasses import replace as changed
 
     from ingress import create_app
 
-    allowing = replace(settings, WEBHOOK_ALLOW_PRIVATE=True)
-    return create_app(allowing, services=changed(services, settings=allowing))
+    own = replace(settings, WEBHOOK_ALLOW_PRIVATE=allowed)
+    return create_app(own, services=changed(services, settings=own))
+
+
+@pytest.fixture
+def private_ok(settings, services):
+    """An app allowing private URLs (as the session's does: its receivers are local)."""
+    return _app_allowing_private(settings, services, True)
+
+
+@pytest.fixture
+def private_refused(settings, services):
+    """An app as production runs: WEBHOOK_ALLOW_PRIVATE off."""
+    return _app_allowing_private(settings, services, False)
 
 
 @pytest.fixture
@@ -194,8 +205,8 @@ def test_rotation_drops_expired_secrets():
 LOOPBACK = "http://127.0.0.1:9/hook"
 
 
-def test_a_private_url_is_refused_without_the_setting(app, services, private_ok):
-    client, _ = caller(app, services)
+def test_a_private_url_is_refused_without_the_setting(private_refused, services, private_ok):
+    client, _ = caller(private_refused, services)
     for url in (LOOPBACK, "https://127.0.0.1/hook", "https://169.254.169.254/latest"):
         r = client.post("/api/webhooks", json={**BODY, "url": url})
         assert r.status_code == 422, (url, r.get_json())
