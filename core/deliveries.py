@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,6 +52,8 @@ SLOT_WAIT_S = 1.0
 Post = Callable[[str, bytes, dict[str, str]], Attempt]
 # sign(msg_id, timestamp, body, secrets) -> headers (core.signing.headers).
 Sign = Callable[[str, int, bytes, list[str]], dict[str, str]]
+# A delivery due, and its endpoint: (delivery id, endpoint id).
+Due = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -80,11 +84,54 @@ class Outcome:
     lag_ms: float | None = None  # delivered: from its event's commit to the 2xx
 
 
-def due(db: Database, *, now: datetime, limit: int = 1000) -> list[str]:
-    """The deliveries whose next attempt is due (some may be under way: their
-    leases say so, and claim() passes them over)."""
+def due(db: Database, *, now: datetime, limit: int = 1000) -> list[Due]:
+    """The deliveries whose next attempt is due, with their endpoints (some
+    may be under way: their leases say so, and claim() passes them over)."""
     query = {"state": PENDING, "next_at": {"$lte": now}}
-    return [d["_id"] for d in db.webhook_deliveries.find(query, {"_id": 1}).limit(limit)]
+    found = db.webhook_deliveries.find(query, {"endpoint_id": 1}).limit(limit)
+    return [(d["_id"], d["endpoint_id"]) for d in found]
+
+
+def sendable(client: redis.Redis, todo: list[Due], *, now: float, policy: Policy) -> list[str]:
+    """Of `todo`, as many of each endpoint's as it has free slots: the rest stay
+    due, untouched, for a later sweep (an endpoint that hangs keeps its
+    deliveries waiting at the cost of one read per sweep, not a write each)."""
+    endpoints = sorted({endpoint for _, endpoint in todo})
+    room = {
+        endpoint: policy.max_in_flight - busy
+        for endpoint, busy in (in_flight(client, endpoints, now) if endpoints else {}).items()
+    }
+    taken = []
+    for delivery_id, endpoint in todo:
+        if room[endpoint] > 0:
+            room[endpoint] -= 1
+            taken.append(delivery_id)
+    return taken
+
+
+class EventCache:
+    """The latest `size` events read, by id, for one process's senders: an
+    event never changes once dispatched, and a fan-out sends it to many
+    endpoints (one read for all of them, not one each)."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._events: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, db: Database, event_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            event = self._events.get(event_id)
+            if event is not None:
+                self._events.move_to_end(event_id)
+                return event
+        event = db.webhook_events.find_one({"_id": event_id})
+        if event is not None:
+            with self._lock:
+                self._events[event_id] = event
+                while len(self._events) > self.size:
+                    self._events.popitem(last=False)
+        return event
 
 
 def lease_key(delivery_id: str) -> str:
@@ -148,6 +195,7 @@ def send(
     post: Post,
     sign: Sign,
     policy: Policy,
+    events: EventCache | None = None,
 ) -> Outcome:
     """Make the due attempt of one delivery, if nobody else is making it."""
     outcome = Outcome(delivery_id)
@@ -156,8 +204,18 @@ def send(
     if delivery is None:
         return outcome
     try:
+        event = (events or EventCache(1)).get(db, delivery["event_id"])
         _attempt(
-            db, slots, delivery, outcome, now, clock=clock, post=post, sign=sign, policy=policy
+            db,
+            slots,
+            delivery,
+            event,
+            outcome,
+            now,
+            clock=clock,
+            post=post,
+            sign=sign,
+            policy=policy,
         )
     finally:
         release(slots, delivery_id)
@@ -168,6 +226,7 @@ def _attempt(
     db: Database,
     slots: redis.Redis,
     delivery: dict[str, Any],
+    event: dict[str, Any] | None,
     outcome: Outcome,
     now: datetime,
     *,
@@ -179,7 +238,6 @@ def _attempt(
     delivery_id = delivery["_id"]
     outcome.endpoint_id = delivery["endpoint_id"]
     endpoint = db.webhook_endpoints.find_one({"_id": delivery["endpoint_id"]})
-    event = db.webhook_events.find_one({"_id": delivery["event_id"]})
     if endpoint is None or event is None or not endpoint.get("enabled", True):
         why = "its endpoint was deleted" if endpoint is None else "its endpoint is disabled"
         if event is None:

@@ -94,9 +94,12 @@ def wants(endpoint: dict[str, Any], event: dict[str, Any], disabled: set[str]) -
     return bool(endpoint.get("all_bookings")) or endpoint.get("owner") in event["audience"]
 
 
-def dispatch(db: Database, *, now: datetime, batch: int = DISPATCH_BATCH) -> tuple[list[str], bool]:
-    """Dispatch what the outboxes hold, up to `batch` of each; returns the ids
-    of the deliveries it made (to be sent now), and whether more may be left."""
+def dispatch(
+    db: Database, *, now: datetime, batch: int = DISPATCH_BATCH
+) -> tuple[list[tuple[str, str]], bool]:
+    """Dispatch what the outboxes hold, up to `batch` of each; returns the
+    deliveries it made (to be sent now: (delivery id, endpoint id)), and
+    whether more may be left."""
     endpoints = list(db.webhook_endpoints.find({"enabled": True}))
     if not endpoints:
         # Nobody to tell: mark the lot in one write each, reading none. (An
@@ -112,7 +115,7 @@ def dispatch(db: Database, *, now: datetime, batch: int = DISPATCH_BATCH) -> tup
         return [], False
     events = _milestone_events(db, milestones, now) + _job_events(finished, now)
     events = [e for e in events if e is not None]
-    made = []
+    made: list[tuple[str, str]] = []
     if events or asked:
         disabled = customers.disabled_among(db, [e.get("owner") for e in endpoints])
         deliveries = []
@@ -125,7 +128,7 @@ def dispatch(db: Database, *, now: datetime, batch: int = DISPATCH_BATCH) -> tup
         insert_many_new(db.webhook_events, [e for e in events if e["_id"] in wanted])
         refused = set(insert_many_new(db.webhook_deliveries, deliveries))
         # Those an earlier dispatch made are its to send (or the sweep's).
-        made = [d["_id"] for n, d in enumerate(deliveries) if n not in refused]
+        made = [(d["_id"], d["endpoint_id"]) for n, d in enumerate(deliveries) if n not in refused]
     for collection, sources in (
         (db.booking_events, milestones),
         (db.jobs, finished),
@@ -137,9 +140,9 @@ def dispatch(db: Database, *, now: datetime, batch: int = DISPATCH_BATCH) -> tup
     return made, more
 
 
-def dispatch_all(db: Database, *, now: datetime, rounds: int = 20) -> list[str]:
+def dispatch_all(db: Database, *, now: datetime, rounds: int = 20) -> list[tuple[str, str]]:
     """dispatch() until the outboxes are empty, at most `rounds` batches."""
-    made: list[str] = []
+    made: list[tuple[str, str]] = []
     for _ in range(rounds):
         found, more = dispatch(db, now=now)
         made += found

@@ -208,19 +208,26 @@ def resend_unconfirmed(svc: Services, publish: outbox.Publish) -> dict[str, int]
 
 
 def dispatch_webhooks(svc: Services) -> list[str]:
-    """Turn what the outboxes hold into deliveries (core.notifications); their ids."""
+    """Turn what the outboxes hold into deliveries (core.notifications): those
+    to send now (as many of each endpoint's as it has free slots)."""
     notifications.dispatch_asked(svc.redis)
-    return notifications.dispatch_all(svc.db, now=utcnow())
+    made = notifications.dispatch_all(svc.db, now=utcnow())
+    return deliveries.sendable(
+        svc.redis, made, now=time.time(), policy=webhook_policy(svc.settings)
+    )
 
 
 def sweep_webhooks(svc: Services) -> list[str]:
     """Beat's: dispatch what no dispatch took; the deliveries due now (new ones,
-    retries, and those whose sender died holding them)."""
+    retries, and those whose sender died holding them) to send now."""
     notifications.dispatch_all(svc.db, now=utcnow())
-    return deliveries.due(svc.db, now=utcnow())
+    due = deliveries.due(svc.db, now=utcnow())
+    return deliveries.sendable(svc.redis, due, now=time.time(), policy=webhook_policy(svc.settings))
 
 
-def send_webhook(svc: Services, delivery_id: str) -> deliveries.Outcome:
+def send_webhook(
+    svc: Services, delivery_id: str, events: deliveries.EventCache | None = None
+) -> deliveries.Outcome:
     """One delivery's due attempt, signed, by the settings' policy."""
     settings = svc.settings
     outcome = deliveries.send(
@@ -236,6 +243,7 @@ def send_webhook(svc: Services, delivery_id: str) -> deliveries.Outcome:
         ),
         sign=signing.headers,
         policy=webhook_policy(settings),
+        events=events,
     )
     try:
         metrics.record_webhook(svc.redis, outcome, now=time.time())

@@ -17,16 +17,16 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from core import notifications, queues, work
+from core import deliveries, notifications, queues, work
 from core.services import Services
 from workers import runtime
 
 log = logging.getLogger(__name__)
 # Ids waiting for a sender in this process, at most BACKLOG_PER_SENDER per
 # sender: past that a sweep leaves the rest to the other processes (or later).
-BACKLOG_PER_SENDER = 8
+BACKLOG_PER_SENDER = 64
 _lock = threading.Lock()
-_state: dict[str, object] = {"pid": None, "executor": None, "queued": set()}
+_state: dict[str, object] = {"pid": None, "executor": None, "queued": set(), "events": None}
 _endpoints_seen: dict[str, float] = {"at": 0.0, "any": 0.0}
 
 
@@ -41,6 +41,7 @@ def send_soon(delivery_ids: list[str]) -> int:
                     settings.WEBHOOK_CONCURRENCY, thread_name_prefix="webhook"
                 ),
                 queued=set(),
+                events=deliveries.EventCache(),
             )
         queued: set[str] = _state["queued"]  # type: ignore[assignment]
         room = settings.WEBHOOK_CONCURRENCY * BACKLOG_PER_SENDER - len(queued)
@@ -54,7 +55,7 @@ def send_soon(delivery_ids: list[str]) -> int:
 
 def _send(delivery_id: str) -> None:
     try:
-        work.send_webhook(runtime.worker_services(), delivery_id)
+        work.send_webhook(runtime.worker_services(), delivery_id, _state["events"])
     except Exception:  # its lease runs out and the sweep sends it again
         log.exception("webhook delivery %s not sent", delivery_id)
     finally:

@@ -183,13 +183,14 @@ def test_two_senders_given_one_delivery_make_one_attempt(services, delivery):
 
 
 def test_a_sender_that_died_mid_attempt_leaves_it_due_once_its_lease_runs_out(services, delivery):
-    delivery_id, _ = delivery
+    delivery_id, endpoint_id = delivery
     clock = Clock()
     lease = deliveries.claim(services.db, services.redis, delivery_id, now=clock.now, lease_s=0.5)
     assert lease is not None  # ... and its sender dies: the lease is never given back
     taken = send(services, delivery_id, clock, Receiver(answer(200)))
     assert taken.attempt is None and taken.state is None  # held: nobody else sends it
-    assert delivery_id in deliveries.due(services.db, now=clock.now)  # the sweep still sees it
+    due = deliveries.due(services.db, now=clock.now)
+    assert (delivery_id, endpoint_id) in due  # the sweep still sees it
     wait_until(lambda: not services.redis.exists(deliveries.lease_key(delivery_id)))
     assert send(services, delivery_id, clock, Receiver(answer(200))).state == "delivered"
 
@@ -226,3 +227,26 @@ def test_a_rotated_secret_signs_beside_the_new_one_until_it_expires(services):
     }
     assert deliveries.signing_secrets(endpoint, now) == [new, old]
     assert deliveries.signing_secrets(endpoint, now + timedelta(hours=24)) == [new]
+
+
+def test_only_as_many_of_an_endpoints_deliveries_are_sent_as_it_has_free_slots(services):
+    now = utcnow().timestamp()
+    busy, idle = "ep_" + uuid.uuid4().hex[:16], "ep_" + uuid.uuid4().hex[:16]
+    for holder in ("dlv_a", "dlv_b"):  # max_in_flight=2: busy has none free
+        deliveries.take_slot(services.redis, busy, holder, now, POLICY)
+    todo = [("dlv_1", busy), ("dlv_2", idle), ("dlv_3", idle), ("dlv_4", idle)]
+    assert deliveries.sendable(services.redis, todo, now=now, policy=POLICY) == ["dlv_2", "dlv_3"]
+    services.redis.delete(deliveries.slots_key(busy))
+
+
+def test_an_event_is_read_once_for_every_endpoint_it_goes_to(services):
+    cache, event_id = deliveries.EventCache(size=2), "msg_" + uuid.uuid4().hex[:24]
+    services.db.webhook_events.insert_one({"_id": event_id, "type": "webhook.test"})
+    assert cache.get(services.db, event_id)["type"] == "webhook.test"
+    services.db.webhook_events.delete_one({"_id": event_id})
+    assert cache.get(services.db, event_id)["type"] == "webhook.test"  # not read again
+    newer = ["msg_" + uuid.uuid4().hex[:24] for _ in range(2)]
+    services.db.webhook_events.insert_many([{"_id": n, "type": "webhook.test"} for n in newer])
+    for other in newer:  # push it out
+        cache.get(services.db, other)
+    assert cache.get(services.db, event_id) is None  # read again: gone

@@ -141,18 +141,19 @@ def test_a_receiver_that_hangs_never_holds_up_another_customers_deliveries(webho
     for _ in range(20):
         hanging.answer(delay_s=30)
     slow_one = hooks.endpoint(url=hanging.url(), owner=IDS["customer"], events=["booking.created"])
-    fast_one = hooks.endpoint(
-        url=fast.url(), owner=IDS["other_customer"], events=["booking.created"]
-    )
+    hooks.endpoint(url=fast.url(), owner=IDS["other_customer"], events=["booking.created"])
+    theirs = []
     for _ in range(20):
         stored_booking(services, customer_id=IDS["customer"])
-        stored_booking(services, customer_id=IDS["other_customer"])
-    wait_for(lambda: len(fast.requests) >= 20, 14, "the other customer's 20 events")
+        theirs.append(stored_booking(services, customer_id=IDS["other_customer"]))
+
+    def arrived() -> set[str]:
+        return {json.loads(r.body)["data"]["ref_id"] for r in fast.requests} & set(theirs)
+
+    wait_for(lambda: arrived() == set(theirs), 14, "the other customer's 20 events")
     db = services.db
-    delivered = {"endpoint_id": fast_one, "state": "delivered"}
-    assert db.webhook_deliveries.count_documents(delivered) == 20
     # Meanwhile the hanging endpoint had its in-flight cap of attempts, no more
     # (none of them has ended yet), and nothing of it was delivered.
     assert len(hanging.requests) <= hooks.settings.WEBHOOK_MAX_IN_FLIGHT
     hung = list(db.webhook_deliveries.find({"endpoint_id": slow_one}))
-    assert len(hung) == 20 and not any(d["state"] == "delivered" for d in hung)
+    assert len(hung) >= 20 and not any(d["state"] == "delivered" for d in hung)
