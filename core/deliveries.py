@@ -84,10 +84,15 @@ class Outcome:
     lag_ms: float | None = None  # delivered: from its event's commit to the 2xx
 
 
-def due(db: Database, *, now: datetime, limit: int = 1000) -> list[Due]:
-    """The deliveries whose next attempt is due, with their endpoints (some
-    may be under way: their leases say so, and claim() passes them over)."""
-    query = {"state": PENDING, "next_at": {"$lte": now}}
+def due(
+    db: Database, *, now: datetime, limit: int = 1000, excluding: frozenset[str] = frozenset()
+) -> list[Due]:
+    """The deliveries whose next attempt is due, oldest first, with their
+    endpoints, but for those of `excluding` (some may be under way: their
+    leases say so, and claim() passes them over)."""
+    query: dict[str, Any] = {"state": PENDING, "next_at": {"$lte": now}}
+    if excluding:
+        query["endpoint_id"] = {"$nin": sorted(excluding)}
     found = db.webhook_deliveries.find(query, {"endpoint_id": 1}).limit(limit)
     return [(d["_id"], d["endpoint_id"]) for d in found]
 
@@ -96,17 +101,42 @@ def sendable(client: redis.Redis, todo: list[Due], *, now: float, policy: Policy
     """Of `todo`, as many of each endpoint's as it has free slots: the rest stay
     due, untouched, for a later sweep (an endpoint that hangs keeps its
     deliveries waiting at the cost of one read per sweep, not a write each)."""
+    return _sendable(client, todo, now=now, policy=policy)[0]
+
+
+def _sendable(
+    client: redis.Redis, todo: list[Due], *, now: float, policy: Policy
+) -> tuple[list[str], frozenset[str]]:
+    """sendable(), and the endpoints of `todo` that had no room for all of theirs."""
     endpoints = sorted({endpoint for _, endpoint in todo})
     room = {
         endpoint: policy.max_in_flight - busy
         for endpoint, busy in (in_flight(client, endpoints, now) if endpoints else {}).items()
     }
-    taken = []
+    taken, full = [], set()
     for delivery_id, endpoint in todo:
         if room[endpoint] > 0:
             room[endpoint] -= 1
             taken.append(delivery_id)
-    return taken
+        else:
+            full.add(endpoint)
+    return taken, frozenset(full)
+
+
+def due_to_send(
+    db: Database, client: redis.Redis, *, now: datetime, policy: Policy, limit: int = 1000
+) -> list[str]:
+    """What a sweep sends: the deliveries due, as many of each endpoint's as it
+    has room for. The oldest come first, so an endpoint that hangs with a
+    backlog past `limit` would fill every sweep's window with deliveries it has
+    no room for: then the window is read again without it, and every other
+    endpoint's due deliveries (retries, those no dispatch could hand out) go."""
+    found = due(db, now=now, limit=limit)
+    taken, full = _sendable(client, found, now=now.timestamp(), policy=policy)
+    if len(found) == limit and full:
+        others = due(db, now=now, limit=limit, excluding=full)
+        taken += sendable(client, others, now=now.timestamp(), policy=policy)
+    return list(dict.fromkeys(taken))
 
 
 class EventCache:

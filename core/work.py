@@ -221,8 +221,8 @@ def sweep_webhooks(svc: Services) -> list[str]:
     """Beat's: dispatch what no dispatch took; the deliveries due now (new ones,
     retries, and those whose sender died holding them) to send now."""
     notifications.dispatch_all(svc.db, now=utcnow())
-    due = deliveries.due(svc.db, now=utcnow())
-    return deliveries.sendable(svc.redis, due, now=time.time(), policy=webhook_policy(svc.settings))
+    policy = webhook_policy(svc.settings)
+    return deliveries.due_to_send(svc.db, svc.redis, now=utcnow(), policy=policy)
 
 
 def send_webhook(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -55,21 +55,12 @@ TIMED_OUT = Attempt(
 def delivery(services):
     """A pending delivery of a test event to a new endpoint: (delivery id, endpoint id)."""
     db, now = services.db, utcnow()
-    endpoint_id = "ep_" + uuid.uuid4().hex[:16]
-    db.webhook_endpoints.insert_one(
-        {
-            "_id": endpoint_id,
-            "owner": "cus_" + uuid.uuid4().hex[:16],  # nobody's bookings: its test event only
-            "url": "https://receiver.example/hooks",
-            "events": ["*"],
-            "all_bookings": False,
-            "enabled": True,
-            "disabled_reason": None,
-            "failing_since": None,
-            "secrets": [{"secret": signing.new_secret(), "created_at": now, "expires_at": None}],
-            "version": 1,
-        }
+    nobody = "cus_" + uuid.uuid4().hex[:16]  # no bookings: its test event only
+    doc = webhook_endpoints.endpoint_document(
+        nobody, "https://receiver.example/hooks", ["*"], now=now
     )
+    db.webhook_endpoints.insert_one(doc)
+    endpoint_id = doc["_id"]
     webhook_endpoints.send_test_event(db, endpoint_id, owner=None, now=now)
     notifications.dispatch_all(db, now=now)
     (made,) = [d["_id"] for d in db.webhook_deliveries.find({"endpoint_id": endpoint_id})]
@@ -250,3 +241,29 @@ def test_an_event_is_read_once_for_every_endpoint_it_goes_to(services):
     for other in newer:  # push it out
         cache.get(services.db, other)
     assert cache.get(services.db, event_id) is None  # read again: gone
+
+
+def test_a_sweep_passes_over_a_full_endpoints_backlog_to_the_others_due(services):
+    """An endpoint with no free slot and a backlog past the sweep's window must
+    not keep every other endpoint's due deliveries waiting."""
+    db, long_ago = services.db, datetime(2000, 1, 1, tzinfo=UTC)
+    busy, idle = ("ep_" + uuid.uuid4().hex[:16] for _ in range(2))
+    stuck = [_pending(db, busy, long_ago + timedelta(seconds=n)) for n in range(6)]
+    waiting = [_pending(db, idle, long_ago + timedelta(minutes=1, seconds=n)) for n in range(2)]
+    for holder in ("dlv_a", "dlv_b"):  # max_in_flight=2: busy has none free
+        deliveries.take_slot(services.redis, busy, holder, utcnow().timestamp(), POLICY)
+    now = long_ago + timedelta(hours=1)
+    try:
+        sent = deliveries.due_to_send(db, services.redis, now=now, policy=POLICY, limit=4)
+        assert sent == waiting
+    finally:
+        db.webhook_deliveries.delete_many({"_id": {"$in": stuck + waiting}})
+        services.redis.delete(deliveries.slots_key(busy))
+
+
+def _pending(db, endpoint_id: str, next_at) -> str:
+    delivery_id = "dlv_" + uuid.uuid4().hex[:24]
+    db.webhook_deliveries.insert_one(
+        {"_id": delivery_id, "endpoint_id": endpoint_id, "state": "pending", "next_at": next_at}
+    )
+    return delivery_id
