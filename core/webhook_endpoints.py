@@ -191,28 +191,45 @@ def create_endpoint(
     egress.check_url(url, allow_private=allow_private)
     if _count(db, owner) >= max_endpoints:
         raise _limit_reached(max_endpoints)
-    doc = {
-        "_id": new_endpoint_id(),
-        "owner": owner,
-        "url": url,
-        "events": events,
-        "description": description,
-        "all_bookings": all_bookings,
-        "enabled": True,
-        "disabled_reason": None,
-        "disabled_at": None,
-        "failing_since": None,
-        "secrets": [{"secret": signing.new_secret(), "created_at": now, "expires_at": None}],
-        "created_at": now,
-        "updated_at": now,
-        "version": 1,
-    }
+    doc = endpoint_document(owner, url, events, now=now, description=description)
+    doc["all_bookings"] = all_bookings
     db.webhook_endpoints.insert_one(doc)
     # Two creates racing past the count above: the later one gives way.
     if _count(db, owner) > max_endpoints:
         db.webhook_endpoints.delete_one({"_id": doc["_id"]})
         raise _limit_reached(max_endpoints)
     return with_secret(doc)
+
+
+def endpoint_document(
+    owner: str | None,
+    url: str,
+    events: list[str],
+    *,
+    now: datetime,
+    description: str = "",
+    all_bookings: bool = False,
+    enabled: bool = True,
+    secrets: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """An endpoint as stored, with a fresh secret unless `secrets` are given."""
+    return {
+        "_id": new_endpoint_id(),
+        "owner": owner,
+        "url": url,
+        "events": events,
+        "description": description,
+        "all_bookings": all_bookings,
+        "enabled": enabled,
+        "disabled_reason": None,
+        "disabled_at": None,
+        "failing_since": None,
+        "secrets": secrets
+        or [{"secret": signing.new_secret(), "created_at": now, "expires_at": None}],
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+    }
 
 
 def _count(db: Database, owner: str | None) -> int:

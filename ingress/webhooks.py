@@ -17,7 +17,6 @@ from core.schemas import (
     DeliveryListQuerySchema,
     DeliveryPageSchema,
     DeliverySchema,
-    ProblemSchema,
     WebhookCreateSchema,
     WebhookEndpointPageSchema,
     WebhookEndpointSchema,
@@ -28,22 +27,12 @@ from core.schemas import (
     WebhookUpdateSchema,
 )
 from ingress.context import services
-from ingress.docs import Blueprint, link, links
+from ingress.docs import Blueprint, link, links, rate_limited
 from ingress.security import MINUTE, current_principal, rate_limit
 
 blp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks", description="Webhook endpoints")
 
-RATE_LIMITED = {
-    "schema": ProblemSchema,
-    "content_type": "application/problem+json",
-    "description": "Too many calls (`RATE_LIMIT_WEBHOOKS` per minute per caller).",
-    "headers": {
-        "Retry-After": {
-            "description": "Seconds until a call is allowed again.",
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    },
-}
+RATE_LIMITED = rate_limited("Too many calls (`RATE_LIMIT_WEBHOOKS` per minute per caller).")
 URL_REFUSED = (
     f"The URL may not receive deliveries (a problem of type `{webhook_endpoints.URL_REFUSED_SLUG}`:"
     " its scheme, or a host that is not public), or all_bookings is false for an endpoint"

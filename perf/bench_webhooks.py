@@ -31,17 +31,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from core import queues, signing
+from core import queues
 from core.access import CUSTOMER
 from core.clock import utcnow
 from core.customers import create_customer
+from core.webhook_endpoints import endpoint_document
 from perf import harness
 from perf.bench_transitions import seed_bookings
 from perf.profiling import tree_cpu_s
@@ -75,26 +75,17 @@ def received(base: str, *, reset: bool = False) -> dict[str, Any]:
 def endpoint(db, owner: str, url: str, *, enabled: bool = True, everyones: bool = True) -> str:
     """An endpoint as the API stores it: every event of its owner's bookings,
     or of every booking (`everyones`)."""
-    now, endpoint_id = utcnow(), "ep_" + uuid.uuid4().hex[:16]
-    db.webhook_endpoints.insert_one(
-        {
-            "_id": endpoint_id,
-            "owner": owner,
-            "url": url,
-            "events": ["*"],
-            "description": "bench",
-            "all_bookings": everyones,
-            "enabled": enabled,
-            "disabled_reason": None,
-            "disabled_at": None,
-            "failing_since": None,
-            "secrets": [{"secret": signing.new_secret(), "created_at": now, "expires_at": None}],
-            "created_at": now,
-            "updated_at": now,
-            "version": 1,
-        }
+    doc = endpoint_document(
+        owner,
+        url,
+        ["*"],
+        now=utcnow(),
+        description="bench",
+        all_bookings=everyones,
+        enabled=enabled,
     )
-    return endpoint_id
+    db.webhook_endpoints.insert_one(doc)
+    return doc["_id"]
 
 
 def customer(db, n: int) -> str:

@@ -9,19 +9,11 @@ import uuid
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from core import signing
 from core.clock import utcnow
+from core.webhook_endpoints import EVENT_TYPES, endpoint_document
 from tests.receivers import Receiver
 
-EVERY_TYPE = {
-    "booking.created",
-    "booking.departed",
-    "booking.arrived",
-    "booking.delivered",
-    "booking.cancelled",
-    "booking.failed",
-    "bulk.finished",
-}
+EVERY_TYPE = set(EVENT_TYPES)
 
 
 @pytest.fixture
@@ -64,27 +56,11 @@ def hooks(webhook_stack):
 
 def _endpoint(stack, *, url, owner, events=("*",), all_bookings=False, secrets=None) -> str:
     """An endpoint as the API stores it; its secret is `endpoint_secret(id)`."""
-    now, endpoint_id = utcnow(), "ep_" + uuid.uuid4().hex[:16]
-    secrets = secrets or [{"secret": signing.new_secret(), "created_at": now, "expires_at": None}]
-    stack.services.db.webhook_endpoints.insert_one(
-        {
-            "_id": endpoint_id,
-            "owner": owner,
-            "url": url,
-            "events": list(events),
-            "description": "",
-            "all_bookings": all_bookings,
-            "enabled": True,
-            "disabled_reason": None,
-            "disabled_at": None,
-            "failing_since": None,
-            "secrets": secrets,
-            "created_at": now,
-            "updated_at": now,
-            "version": 1,
-        }
+    doc = endpoint_document(
+        owner, url, list(events), now=utcnow(), all_bookings=all_bookings, secrets=secrets
     )
-    return endpoint_id
+    stack.services.db.webhook_endpoints.insert_one(doc)
+    return doc["_id"]
 
 
 def endpoint_secret(stack, endpoint_id: str) -> str:

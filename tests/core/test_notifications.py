@@ -3,8 +3,6 @@ to one delivery per endpoint that wants each event, once however often it runs."
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from core import jobs, notifications, webhook_endpoints
@@ -12,29 +10,14 @@ from core.clock import utcnow
 from core.ids import new_job_id
 from tests.conftest import IDS, moved_booking, stored_booking
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
 
 def _endpoint(db, *, owner, events=("*",), all_bookings=False, enabled=True) -> str:
-    endpoint_id = "ep_" + uuid.uuid4().hex[:16]
-    db.webhook_endpoints.insert_one(
-        {
-            "_id": endpoint_id,
-            "owner": owner,
-            "url": "http://127.0.0.1:9/nobody-listens",
-            "events": list(events),
-            "description": "",
-            "all_bookings": all_bookings,
-            "enabled": enabled,
-            "disabled_reason": None,
-            "failing_since": None,
-            "secrets": [{"secret": SECRET, "created_at": utcnow(), "expires_at": None}],
-            "created_at": utcnow(),
-            "updated_at": utcnow(),
-            "version": 1,
-        }
+    url = "http://127.0.0.1:9/nobody-listens"
+    doc = webhook_endpoints.endpoint_document(
+        owner, url, list(events), now=utcnow(), all_bookings=all_bookings, enabled=enabled
     )
-    return endpoint_id
+    db.webhook_endpoints.insert_one(doc)
+    return doc["_id"]
 
 
 @pytest.fixture
