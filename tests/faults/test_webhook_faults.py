@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import IDS, stored_booking
+from tests.conftest import stored_booking
 from tests.faults.test_faults import rabbitmqctl, tally
 from tests.webhooks import endpoint_secret, verified, wait_for
 from tools.processes import wait_for_port
@@ -17,15 +17,16 @@ from tools.processes import wait_for_port
 @pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs a local RabbitMQ to restart")
 def test_a_broker_restart_loses_no_webhook(hooks, services):
     receiver = hooks.receiver()
-    endpoint = hooks.endpoint(url=receiver.url(), owner=IDS["customer"], events=["booking.created"])
-    made = [stored_booking(services, customer_id=IDS["customer"]) for _ in range(10)]
+    me, _ = hooks.customer()
+    endpoint = hooks.endpoint(url=receiver.url(), owner=me, events=["booking.created"])
+    made = [stored_booking(services, customer_id=me) for _ in range(10)]
     rabbitmqctl("stop_app")
     try:
-        made += [stored_booking(services, customer_id=IDS["customer"]) for _ in range(10)]
+        made += [stored_booking(services, customer_id=me) for _ in range(10)]
     finally:
         rabbitmqctl("start_app")
     assert wait_for_port("127.0.0.1", 5672, 60)
-    made += [stored_booking(services, customer_id=IDS["customer"]) for _ in range(10)]
+    made += [stored_booking(services, customer_id=me) for _ in range(10)]
 
     def received() -> list[str]:
         """The bookings made here whose webhook arrived (other tests' bookings

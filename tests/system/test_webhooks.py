@@ -9,28 +9,30 @@ from datetime import timedelta
 
 from core import signing
 from core.clock import utcnow
-from tests.conftest import ADMIN, CUSTOMER, IDS, OPERATOR, booking_body, stored_booking, wait_job
+from tests.conftest import ADMIN, OPERATOR, booking_body, stored_booking, wait_job
 from tests.webhooks import EVERY_TYPE, endpoint_secret, post, verified, wait_for
 from tools.processes import kill_worker
 
 
 def test_every_event_type_reaches_its_owner_signed_and_nobody_elses(hooks):
     client, db = hooks.client(), hooks.services.db
+    me, headers = hooks.customer()
+    them, _ = hooks.customer()
     mine, theirs = hooks.receiver(), hooks.receiver()
-    endpoint = hooks.endpoint(url=mine.url(), owner=IDS["customer"])
-    other = hooks.endpoint(url=theirs.url(), owner=IDS["other_customer"])
+    endpoint = hooks.endpoint(url=mine.url(), owner=me)
+    other = hooks.endpoint(url=theirs.url(), owner=them)
 
-    created = post(client, "/api/bookings", booking_body(), CUSTOMER)
+    created = post(client, "/api/bookings", booking_body(), headers)
     ref_id = wait_job(client, created["url"])["result"]["booking"]["ref_id"]
     for action in ("depart", "arrive", "deliver"):
         job = post(client, f"/api/bookings/{ref_id}/{action}", {}, OPERATOR)
         assert wait_job(client, job["url"])["state"] == "succeeded"
-    cancelled = post(client, "/api/bookings", booking_body(), CUSTOMER)
+    cancelled = post(client, "/api/bookings", booking_body(), headers)
     other_ref = wait_job(client, cancelled["url"])["result"]["booking"]["ref_id"]
-    post(client, f"/api/bookings/{other_ref}/cancel", {}, CUSTOMER)
+    post(client, f"/api/bookings/{other_ref}/cancel", {}, headers)
     unbookable = booking_body(flight_ids=["ZZ9999-20300101"])
-    failed = post(client, "/api/bookings", unbookable, CUSTOMER)
-    bulk = {"bookings": [booking_body()], "customer_id": IDS["customer"]}
+    failed = post(client, "/api/bookings", unbookable, headers)
+    bulk = {"bookings": [booking_body()], "customer_id": me}
     imported = post(client, "/api/admin/bookings/bulk", bulk, ADMIN)
     ours = {ref_id, other_ref, failed["job_id"], imported["job_id"]}
 
@@ -58,14 +60,15 @@ def test_every_event_type_reaches_its_owner_signed_and_nobody_elses(hooks):
 
 def test_a_500_and_a_timeout_are_retried_then_delivered(hooks):
     client, db = hooks.client(), hooks.services.db
+    me, headers = hooks.customer()
     failing, hanging = hooks.receiver(), hooks.receiver()
     failing.answer(status=500)
     hanging.answer(delay_s=3)  # past WEBHOOK_TIMEOUT_S
     ids = [
-        hooks.endpoint(url=r.url(), owner=IDS["customer"], events=["booking.created"])
+        hooks.endpoint(url=r.url(), owner=me, events=["booking.created"])
         for r in (failing, hanging)
     ]
-    post(client, "/api/bookings", booking_body(), CUSTOMER)
+    post(client, "/api/bookings", booking_body(), headers)
 
     def delivered():
         found = list(db.webhook_deliveries.find({"endpoint_id": {"$in": ids}}))
@@ -84,10 +87,11 @@ def test_a_500_and_a_timeout_are_retried_then_delivered(hooks):
 
 def test_410_disables_the_endpoint_and_its_deliveries_say_why(hooks):
     client, db = hooks.client(), hooks.services.db
+    me, headers = hooks.customer()
     gone = hooks.receiver()
     gone.answer(status=410)
-    endpoint = hooks.endpoint(url=gone.url(), owner=IDS["customer"])
-    post(client, "/api/bookings", booking_body(), CUSTOMER)
+    endpoint = hooks.endpoint(url=gone.url(), owner=me)
+    post(client, "/api/bookings", booking_body(), headers)
 
     def disabled():
         found = db.webhook_endpoints.find_one({"_id": endpoint})
@@ -100,14 +104,15 @@ def test_410_disables_the_endpoint_and_its_deliveries_say_why(hooks):
 
 def test_rotation_signs_with_the_old_and_the_new_secret(hooks):
     now = utcnow()
+    me, headers = hooks.customer()
     old, new = signing.new_secret(), signing.new_secret()
     receiver = hooks.receiver()
     secrets = [
         {"secret": new, "created_at": now, "expires_at": None},
         {"secret": old, "created_at": now, "expires_at": now + timedelta(hours=24)},
     ]
-    hooks.endpoint(url=receiver.url(), owner=IDS["customer"], secrets=secrets)
-    post(hooks.client(), "/api/bookings", booking_body(), CUSTOMER)
+    hooks.endpoint(url=receiver.url(), owner=me, secrets=secrets)
+    post(hooks.client(), "/api/bookings", booking_body(), headers)
     wait_for(lambda: receiver.requests, 20, "a delivery")
     signatures = receiver.requests[0].headers["webhook-signature"].split(" ")
     assert len(signatures) == 2 and all(s.startswith("v1,") for s in signatures)
@@ -116,10 +121,11 @@ def test_rotation_signs_with_the_old_and_the_new_secret(hooks):
 
 def test_a_worker_killed_mid_delivery_loses_no_event(hooks):
     client, db = hooks.client(), hooks.services.db
+    me, headers = hooks.customer()
     receiver = hooks.receiver()
     receiver.answer(delay_s=10)  # the first attempt hangs: the worker dies in it
-    endpoint = hooks.endpoint(url=receiver.url(), owner=IDS["customer"])
-    post(client, "/api/bookings", booking_body(), CUSTOMER)
+    endpoint = hooks.endpoint(url=receiver.url(), owner=me)
+    post(client, "/api/bookings", booking_body(), headers)
     wait_for(lambda: receiver.requests, 20, "the first attempt")
     kill_worker(hooks.processes[0])
     hooks.start_worker("after")
@@ -137,15 +143,17 @@ def test_a_worker_killed_mid_delivery_loses_no_event(hooks):
 
 def test_a_receiver_that_hangs_never_holds_up_another_customers_deliveries(webhook_stack, services):
     hooks = webhook_stack(WEBHOOK_TIMEOUT_S=15.0)  # no hanging attempt ends during the test
+    me, _ = hooks.customer()
+    them, _ = hooks.customer()
     hanging, fast = hooks.receiver(), hooks.receiver()
     for _ in range(20):
         hanging.answer(delay_s=30)
-    slow_one = hooks.endpoint(url=hanging.url(), owner=IDS["customer"], events=["booking.created"])
-    hooks.endpoint(url=fast.url(), owner=IDS["other_customer"], events=["booking.created"])
+    slow_one = hooks.endpoint(url=hanging.url(), owner=me, events=["booking.created"])
+    hooks.endpoint(url=fast.url(), owner=them, events=["booking.created"])
     theirs = []
     for _ in range(20):
-        stored_booking(services, customer_id=IDS["customer"])
-        theirs.append(stored_booking(services, customer_id=IDS["other_customer"]))
+        stored_booking(services, customer_id=me)
+        theirs.append(stored_booking(services, customer_id=them))
 
     def arrived() -> set[str]:
         return {json.loads(r.body)["data"]["ref_id"] for r in fast.requests} & set(theirs)
