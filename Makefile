@@ -62,7 +62,7 @@ lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst ## Every benchmark, one after the other
+bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-webhooks ## Every benchmark, one after the other
 
 bench-create: venv ## Booking creation: accept/end-to-end latency, throughput vs a no-op task
 	$(PY) -m tools.stack ensure-services
@@ -103,6 +103,10 @@ bench-reservations: venv ## Flight capacity: reservations/s on one hot flight vs
 bench-burst: venv ## 60 s open loop at 10x the peak (100 creates/s + 300 updates/s), then until drained
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_burst $(BENCH_ARGS)
+
+bench-webhooks: venv ## Webhooks: commit -> receipt lag at 30 transitions/s x 100 endpoints, deliveries/s and CPU, bookings beside a hanging receiver (BENCH_ARGS=--quick)
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_webhooks $(BENCH_ARGS)
 
 perf: venv ## Locust scenarios + every benchmark, one report in perf/results/<timestamp>/ (PERF_ARGS=--quick)
 	$(PY) -m tools.stack ensure-services

@@ -147,6 +147,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": float(settings.LEDGER_CHECK_INTERVAL),
                 "options": {"expires": float(settings.LEDGER_CHECK_INTERVAL)},
             },
+            "sweep-webhooks": {
+                "task": queues.SWEEP_WEBHOOKS,
+                "schedule": float(settings.WEBHOOK_SWEEP_INTERVAL_S),
+                "options": {"expires": float(settings.WEBHOOK_SWEEP_INTERVAL_S)},
+            },
             "sample-queue-depths": {
                 "task": queues.SAMPLE_QUEUE_DEPTHS,
                 "schedule": QUEUE_DEPTH_SAMPLE_INTERVAL,

@@ -26,6 +26,7 @@ LIST = "list"  # list bookings: customers their own only
 JOBS = "jobs"  # read the jobs one submitted
 READ_ALL = "read_all"  # every booking in full, every job
 ADMINISTER = "administer"  # everything under /api/admin
+WEBHOOKS = "webhooks"  # manage webhook endpoints: a key its own, the admin (or a guest) all
 
 # What each permission lets one do, for the problems that refuse it.
 DOING = {
@@ -37,16 +38,17 @@ DOING = {
     JOBS: "read jobs",
     READ_ALL: "read every booking",
     ADMINISTER: "use /api/admin",
+    WEBHOOKS: "manage webhook endpoints",
 }
 CREDENTIAL = {CUSTOMER: "a customer's key", OPERATOR: "an operator's key", ADMIN: "the admin token"}
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     ANONYMOUS: frozenset(),
-    CUSTOMER: frozenset({BOOK, CANCEL, LIST, JOBS}),
-    OPERATOR: frozenset({HANDLE, CANCEL, BULK_STATUS, LIST, JOBS, READ_ALL}),
-    ADMIN: frozenset({HANDLE, CANCEL, BULK_STATUS, LIST, JOBS, READ_ALL, ADMINISTER}),
+    CUSTOMER: frozenset({BOOK, CANCEL, LIST, JOBS, WEBHOOKS}),
+    OPERATOR: frozenset({HANDLE, CANCEL, BULK_STATUS, LIST, JOBS, READ_ALL, WEBHOOKS}),
+    ADMIN: frozenset({HANDLE, CANCEL, BULK_STATUS, LIST, JOBS, READ_ALL, ADMINISTER, WEBHOOKS}),
     # Keys not required (a local experiment): everything but administration.
-    GUEST: frozenset({BOOK, CANCEL, HANDLE, BULK_STATUS, LIST, JOBS, READ_ALL}),
+    GUEST: frozenset({BOOK, CANCEL, HANDLE, BULK_STATUS, LIST, JOBS, READ_ALL, WEBHOOKS}),
 }
 
 
@@ -111,6 +113,13 @@ def check_owner(principal: Principal, booking: dict[str, Any] | None, ref_id: st
 def restricted_to(principal: Principal) -> str | None:
     """The one customer whose bookings the caller may see and act on; None: every booking."""
     return None if READ_ALL in principal.permissions else principal.customer_id
+
+
+def webhook_owner(principal: Principal) -> str | None:
+    """Whose webhook endpoints the caller manages, and who owns those it makes:
+    a key's customer (or operator); None for the admin and a guest, who manage
+    every endpoint and own theirs as no customer."""
+    return principal.customer_id
 
 
 def may_read_job(principal: Principal, job: dict[str, Any]) -> bool:

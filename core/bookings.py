@@ -64,8 +64,18 @@ def event_id(job_id: str, event_type: str) -> str:
 
 
 def new_event(
-    ref_id: str, event_type: str, status: str, *, job_id: str, at: datetime, **data: Any
+    ref_id: str,
+    event_type: str,
+    status: str,
+    *,
+    job_id: str,
+    at: datetime,
+    version: int | None = None,
+    **data: Any,
 ) -> dict[str, Any]:
+    """A booking's event as stored: its timeline entry, and its webhook
+    milestone waiting to be dispatched (core.notifications: the events are
+    the outbox, written with the change or again by its redelivery)."""
     event = {
         "_id": event_id(job_id, event_type),
         "booking_id": ref_id,
@@ -73,6 +83,8 @@ def new_event(
         "status": status,
         "at_ts": at,
         "job_id": job_id,
+        "version": version,  # the booking's, once this change was made
+        "dispatched": False,
     }
     for name in ("location", "notes", "flight_number", "reason"):
         event[name] = data.get(name)
@@ -175,6 +187,7 @@ def created_event(booking: dict[str, Any]) -> dict[str, Any]:
         BOOKED,
         job_id=booking["job_id"],
         at=booking["created_at"],
+        version=1,
     )
 
 

@@ -76,7 +76,11 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "booking_events": [
         IndexModel([("booking_id", ASCENDING), ("at_ts", DESCENDING)]),
+        # The outboxes of webhooks (core.notifications): events, finished jobs
+        # and test events not dispatched yet.
+        IndexModel([("dispatched", ASCENDING)]),
     ],
+    "webhook_events": [IndexModel([("dispatched", ASCENDING)])],
     # A flight's `_id` is its flight_id (number + UTC date): unique by construction.
     # Two indexes only: each one more costs imports dearly on the embedded
     # server (20,000 flights: 5,906/s with these two, 4,591/s with origin +
@@ -93,10 +97,20 @@ INDEXES: dict[str, list[IndexModel]] = {
         # The jobs about one booking (a pending create, for transitions). Not a
         # partial index: the embedded server never uses those for a find.
         IndexModel([("ref_id", ASCENDING), ("created_at", ASCENDING)]),
+        IndexModel([("dispatched", ASCENDING)]),
     ],
     # API keys are looked up by their hash (the key itself is never stored).
     "customers": [
         IndexModel([("key_hash", ASCENDING)], unique=True),
+    ],
+    # Webhooks (core.webhook_endpoints): an owner's endpoints, listed by id;
+    # an endpoint's deliveries, newest first; the deliveries due (core.deliveries.due).
+    "webhook_endpoints": [
+        IndexModel([("owner", ASCENDING), ("_id", ASCENDING)]),
+    ],
+    "webhook_deliveries": [
+        IndexModel([("endpoint_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
+        IndexModel([("state", ASCENDING), ("next_at", ASCENDING)]),
     ],
     # Claims on Idempotency-Keys (`_id` is the key), gone after IDEMPOTENCY_TTL_HOURS.
     "idempotency_keys": [

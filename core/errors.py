@@ -87,12 +87,27 @@ class IdempotencyKeyReused(Unprocessable):
     slug = "idempotency-key-reused"
 
 
+class WebhookUrlRefused(Unprocessable):
+    """A webhook URL RadiantGo will not post to (core.egress.check_url): not
+    https, or naming a host that is, or resolves to, no public address."""
+
+    title = "Webhook URL refused"
+    slug = "webhook-url-refused"
+
+
 class IdempotencyKeyInProgress(RadiantError):
     """Another request with the same Idempotency-Key is still being recorded."""
 
     status = 409
     title = "Idempotency key in progress"
     slug = "idempotency-key-in-progress"
+
+
+class AllBookingsRequired(Unprocessable):
+    """A webhook endpoint of no owner receives every booking's events."""
+
+    title = "All bookings required"
+    slug = "all-bookings-required"
 
 
 class PayloadTooLarge(RadiantError):
@@ -173,6 +188,20 @@ class CapacityBelowBooked(Conflict):
 
     title = "Capacity below what is booked"
     slug = "capacity-below-booked"
+
+
+class EndpointLimitReached(Conflict):
+    """The owner has WEBHOOK_MAX_ENDPOINTS webhook endpoints already."""
+
+    title = "Too many webhook endpoints"
+    slug = "endpoint-limit-reached"
+
+
+class EndpointDisabled(Conflict):
+    """A disabled webhook endpoint is sent nothing: enable it first."""
+
+    title = "Webhook endpoint disabled"
+    slug = "endpoint-disabled"
 
 
 class LockHeld(Conflict):

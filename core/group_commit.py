@@ -241,7 +241,7 @@ def _transition_locked(
             continue
         done = transitions.recorded(booking, job_id)
         if done is not None:  # a redelivery: its event (or its release) may be missing
-            events.append(transition_event(ref_id, done["status"], job_id, done["at"], request))
+            events.append(transition_event(ref_id, done, request))
             settled.append(booking)
             outcomes[n] = booking
             continue
@@ -252,7 +252,8 @@ def _transition_locked(
             continue
         now = transitions.transition_time(clock, booking)
         writes.append(UpdateOne(*transitions.fenced_update(booking, item["target"], job_id, now)))
-        events.append(transition_event(ref_id, item["target"], job_id, now, request))
+        applied = transitions.applied_entry(booking, item["target"], job_id, now)
+        events.append(transition_event(ref_id, applied, request))
         planned.append((n, booking, now))
         moved.add(ref_id)
     if writes and db.bookings.bulk_write(writes, ordered=False).modified_count < len(writes):

@@ -65,8 +65,23 @@ FLIGHT_ID = Shape(
     "RG0001-20261128",
 )
 
+# Webhooks (core.webhook_endpoints): an endpoint, an event (the `webhook-id`
+# its receivers see) and one event's delivery to one endpoint.
+WEBHOOK_ENDPOINT_ID = Shape(r"ep_[0-9a-f]{16}", "a webhook endpoint id", "ep_0123456789abcdef")
+WEBHOOK_EVENT_ID = Shape(r"msg_[0-9a-f]{24}", "a webhook event id", "msg_0123456789abcdef01234567")
+WEBHOOK_DELIVERY_ID = Shape(
+    r"dlv_[0-9a-f]{24}", "a webhook delivery id", "dlv_0123456789abcdef01234567"
+)
+
 # The ids that name a resource in a path, by their parameter's name.
-PATH_IDS = {"ref_id": REF_ID, "customer_id": CUSTOMER_ID, "job_id": JOB_ID, "flight_id": FLIGHT_ID}
+PATH_IDS = {
+    "ref_id": REF_ID,
+    "customer_id": CUSTOMER_ID,
+    "job_id": JOB_ID,
+    "flight_id": FLIGHT_ID,
+    "endpoint_id": WEBHOOK_ENDPOINT_ID,
+    "delivery_id": WEBHOOK_DELIVERY_ID,
+}
 
 
 def new_ref_id() -> str:
@@ -92,6 +107,14 @@ def new_customer_id() -> str:
 
 def is_customer_id(text: str) -> bool:
     return CUSTOMER_ID.matches(text)
+
+
+def new_endpoint_id() -> str:
+    return "ep_" + secrets.token_hex(8)
+
+
+def new_event_id() -> str:
+    return "msg_" + secrets.token_hex(12)
 
 
 def new_api_key() -> str:

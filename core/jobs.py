@@ -312,6 +312,7 @@ def finish_job(
         "finished_at": now,
         "result": storable(result),
         "error": storable(error),
+        "dispatched": False,  # its webhook, if any (core.notifications), written with it
     }
     unfinished = {"_id": job_id, "state": {"$in": [QUEUED, RUNNING]}}
     return db.jobs.update_one(unfinished, {"$set": update}).modified_count == 1
@@ -384,6 +385,8 @@ def finish_many(db: Database, outcomes: list[dict[str, Any]], now: datetime) -> 
             "result": storable(outcome.get("result")),
             "error": storable(outcome.get("error")),
         }
+        if outcome.get("error") is not None:
+            final["dispatched"] = False  # its booking.failed webhook (core.notifications)
         record = outcome.get("record")
         if record is not None and not outcome.get("stored"):
             inserts.append((outcome["_id"], {**from_record(record), **final}))

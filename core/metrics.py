@@ -21,12 +21,14 @@ import socket
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import redis
+from pymongo.database import Database
 
-from core import capacity, locks, queues
+from core import capacity, deliveries, locks, queues
 from core.cache import USERS
 from core.errors import REDIS_ERRORS
 from core.flushing import PeriodicFlush
@@ -47,6 +49,13 @@ REQUESTS = (
 TASKS = "metrics:tasks"  # hash: "<type>|count", "<type>|failed" (registered task names)
 # hash: "<customer_id>|count", "<customer_id>|errors" (4xx and 5xx): as many
 # fields as customers, whom only the admin creates.
+# Webhook deliveries: hash "<endpoint_id>|attempts|failed_attempts|delivered|failed";
+# a list of the latest delivered events' lags, commit to 2xx (ms).
+WEBHOOKS = "metrics:webhooks"
+WEBHOOK_LAG = "metrics:webhooks:lag"
+# list: the pending deliveries as beat samples them with the queue depths
+# ({"at", "messages"}, newest first, QUEUE_DEPTH_HISTORY of them).
+WEBHOOK_BACKLOG = "metrics:webhooks:backlog"
 CUSTOMER_REQUESTS = "metrics:customers"
 TOP_CUSTOMERS = 20
 # hash: "<host>" -> "<fraction of memory used>|<unix time>": as many fields as
@@ -70,6 +79,15 @@ ERROR_RATE_LIMIT = 0.01
 MEMORY_LIMIT = 0.80
 GROWING_SAMPLES = 4  # consecutive rising queue-depth samples that mean "falling behind"
 MIN_SAMPLE = 20  # below this many observations a rate says nothing
+# Pending webhook deliveries past which the webhooks are behind: deliveries
+# due now mean too few senders, deliveries waiting for a retry failing receivers.
+WEBHOOK_BACKLOG_LIMIT = 10_000
+# The endpoints shown one by one (the largest backlogs); the others are summed
+# as OTHER_ENDPOINT on /metrics.
+TOP_WEBHOOK_ENDPOINTS = 20
+# The backlog is counted over at most this many pending deliveries (one index
+# scan of {state, next_at}): past it, the count says "at least".
+WEBHOOK_BACKLOG_SCAN = 100_000
 
 
 # Request metric names come from a fixed set, so no request can add a hash
@@ -236,6 +254,28 @@ def record_tasks(
     pipe.execute()
 
 
+def record_webhook(client: redis.Redis, outcome: Any, *, now: float) -> None:
+    """One delivery attempt (core.deliveries.Outcome) in the webhook counters:
+    per endpoint, attempts delivered, failed, given up; the lag from a
+    delivered event's commit to its 2xx."""
+    if outcome.attempt is None and outcome.state is None:
+        return  # not attempted: taken by another sender, or waiting for a slot
+    endpoint = outcome.endpoint_id or OTHER_ENDPOINT
+    pipe = client.pipeline(transaction=False)
+    if outcome.attempt is not None:
+        pipe.hincrby(WEBHOOKS, f"{endpoint}|attempts", 1)
+        if not outcome.attempt.ok:
+            pipe.hincrby(WEBHOOKS, f"{endpoint}|failed_attempts", 1)
+    if outcome.state == "delivered":
+        pipe.hincrby(WEBHOOKS, f"{endpoint}|delivered", 1)
+    elif outcome.state == "failed":
+        pipe.hincrby(WEBHOOKS, f"{endpoint}|failed", 1)
+    if outcome.lag_ms is not None:
+        pipe.lpush(WEBHOOK_LAG, round(outcome.lag_ms, 3))
+        pipe.ltrim(WEBHOOK_LAG, 0, SAMPLES - 1)
+    pipe.execute()
+
+
 def record_restarts(client: redis.Redis, restarts: dict[str, int]) -> None:
     """Add `restarts` (program -> restarts since the last call; 0 makes the
     program's counter exist, so a scraper sees its first restart as a rise)."""
@@ -274,9 +314,23 @@ def sample_queue_depths(
     return samples
 
 
-def queue_depth_history(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
-    """Newest first."""
-    return [json.loads(raw) for raw in client.lrange(queue_depth_key(queue), 0, -1)]
+def sample_webhook_backlog(client: redis.Redis, db: Database, now: float) -> int:
+    """The pending webhook deliveries, added to their history as a queue's
+    depth is (beat's, with the queue depths); returns how many."""
+    backlog, _ = webhook_backlog(db, datetime.fromtimestamp(now, UTC))
+    pending = sum(entry["pending"] for entry in backlog.values())
+    pipe = client.pipeline(transaction=False)
+    pipe.lpush(WEBHOOK_BACKLOG, json.dumps({"at": now, "messages": pending}))
+    pipe.ltrim(WEBHOOK_BACKLOG, 0, QUEUE_DEPTH_HISTORY - 1)
+    pipe.execute()
+    return pending
+
+
+def queue_depth_history(
+    client: redis.Redis, queue: str, *, key: str | None = None
+) -> list[dict[str, Any]]:
+    """Newest first (`key`: a history kept elsewhere, as the webhook backlog's)."""
+    return [json.loads(raw) for raw in client.lrange(key or queue_depth_key(queue), 0, -1)]
 
 
 def is_growing(history: list[dict[str, Any]]) -> bool:
@@ -539,6 +593,10 @@ def recommendations(figures: dict[str, Any]) -> list[dict[str, str]]:
                     "priority": "HIGH",
                 }
             )
+    hooks = figures.get("webhooks")
+    advice_on_hooks = webhook_advice(hooks) if hooks else None
+    if advice_on_hooks is not None:
+        advice.append(advice_on_hooks)
     return advice
 
 
@@ -582,15 +640,121 @@ def queue_figures(client: redis.Redis) -> dict[str, Any]:
     return figures
 
 
+# -- webhooks ------------------------------------------------------------------------
+
+WEBHOOK_COUNTS = ("delivered", "failed", "attempts", "failed_attempts")
+
+
+def webhook_backlog(db: Database, now: datetime) -> tuple[dict[str, dict[str, int]], bool]:
+    """Pending deliveries per endpoint ("pending"), and of them the ones due
+    ("due": their senders' backlog; the others wait for a retry). One scan of
+    the {state, next_at} index over at most WEBHOOK_BACKLOG_SCAN deliveries;
+    returns (endpoint_id -> counts, whether the scan stopped there)."""
+    rows = db.webhook_deliveries.aggregate(
+        [
+            {"$match": {"state": deliveries.PENDING}},
+            {"$limit": WEBHOOK_BACKLOG_SCAN},
+            {
+                "$group": {
+                    "_id": "$endpoint_id",
+                    "pending": {"$sum": 1},
+                    "due": {"$sum": {"$cond": [{"$lte": ["$next_at", now]}, 1, 0]}},
+                }
+            },
+        ]
+    )
+    backlog = {row["_id"]: {"pending": row["pending"], "due": row["due"]} for row in rows}
+    return backlog, sum(entry["pending"] for entry in backlog.values()) >= WEBHOOK_BACKLOG_SCAN
+
+
+def webhook_counters(client: redis.Redis) -> dict[str, dict[str, int]]:
+    """WEBHOOK_COUNTS per endpoint, as record_webhook counted them."""
+    counters: dict[str, dict[str, int]] = {}
+    for field, value in client.hgetall(WEBHOOKS).items():
+        endpoint, _, kind = field.partition("|")
+        if kind in WEBHOOK_COUNTS:
+            counters.setdefault(endpoint, dict.fromkeys(WEBHOOK_COUNTS, 0))[kind] = int(value)
+    return counters
+
+
+def webhook_figures(client: redis.Redis, db: Database, now: float) -> dict[str, Any]:
+    """Deliveries, failures, backlog and attempts under way: in total, and for
+    the TOP_WEBHOOK_ENDPOINTS endpoints with the largest backlog; the lag from
+    an event's commit to its 2xx; whether the backlog keeps growing."""
+    counters = webhook_counters(client)
+    backlog, capped = webhook_backlog(db, datetime.fromtimestamp(now, UTC))
+    ids = sorted(set(counters) | set(backlog))
+    flying = deliveries.in_flight(client, ids, now) if ids else {}
+    empty = dict.fromkeys(WEBHOOK_COUNTS, 0)
+    per = {
+        endpoint: {
+            **counters.get(endpoint, empty),
+            "backlog": backlog.get(endpoint, {}).get("pending", 0),
+            "due": backlog.get(endpoint, {}).get("due", 0),
+            "in_flight": flying[endpoint],
+        }
+        for endpoint in ids
+    }
+    fields = (*WEBHOOK_COUNTS, "backlog", "due", "in_flight")
+    top = sorted(ids, key=lambda e: (-per[e]["backlog"], -per[e]["in_flight"], e))
+    history = queue_depth_history(client, "webhooks", key=WEBHOOK_BACKLOG)
+    grew = growth(history)
+    return {
+        **{name: sum(entry[name] for entry in per.values()) for name in fields},
+        "backlog_capped": capped,
+        "disabled_endpoints": db.webhook_endpoints.count_documents({"enabled": False}),
+        "lag_ms": percentiles([float(v) for v in client.lrange(WEBHOOK_LAG, 0, -1)]),
+        "backlog_growing": grew is not None,
+        "growth_per_s": round(grew[0], 2) if grew else None,
+        "growing_for_s": round(grew[1], 1) if grew else None,
+        "history": [sample["messages"] for sample in history[:10]],
+        "endpoints": [{"endpoint_id": e, **per[e]} for e in top[:TOP_WEBHOOK_ENDPOINTS]],
+    }
+
+
+def webhook_advice(hooks: dict[str, Any]) -> dict[str, str] | None:
+    """Advice when the backlog is past WEBHOOK_BACKLOG_LIMIT or keeps growing:
+    more senders when most of it is due, else a word about the receivers that
+    fail (the endpoints holding most of it)."""
+    if hooks["backlog"] < WEBHOOK_BACKLOG_LIMIT and not hooks["backlog_growing"]:
+        return None
+    pending, due = hooks["backlog"], hooks["due"]
+    reason = f"{pending:,} webhook deliveries pending ({due:,} due, {pending - due:,} waiting"
+    reason += " for a retry)"
+    if hooks["backlog_growing"]:
+        reason += f", grown for {hooks['growing_for_s']:.0f} s at {hooks['growth_per_s']:.1f}/s"
+    if due * 2 >= pending:
+        return {
+            "type": "scale_workers",
+            "component": f"queue:{queues.WEBHOOKS}",
+            "reason": reason + ": add webhooks worker processes (WEBHOOK_PROCESSES) or senders"
+            " per process (WEBHOOK_CONCURRENCY)",
+            "priority": "HIGH",
+        }
+    largest = ", ".join(
+        f"{e['endpoint_id']} ({e['backlog']:,})" for e in hooks["endpoints"][:3] if e["backlog"]
+    )
+    return {
+        "type": "investigate",
+        "component": "webhooks",
+        "reason": reason + f": receivers are failing, most of it for {largest} (their"
+        " deliveries lists say why)",
+        "priority": "MEDIUM",
+    }
+
+
 def performance_figures(
     client: redis.Redis,
     cache_stats: dict[str, Any],
     lock_stats: dict[str, Any],
     now: float,
     ledger: dict[str, Any] | None = None,
+    *,
+    db: Database,
 ) -> dict[str, Any]:
     """Everything /api/admin/performance reports, recommendations included;
-    `ledger`: the last cargo-space audit's totals (core.ledger.last_check)."""
+    `ledger`: the last cargo-space audit's totals (core.ledger.last_check);
+    `db`: where the webhook deliveries pending are counted."""
     rate, lookups = overall_hit_rate(cache_stats["kinds"])
     figures = {
         "requests": request_figures(client, now),
@@ -602,6 +766,7 @@ def performance_figures(
         "memory": {"used": memory_used(), "by_host": memory_by_host(client, now)},
         "processes": {"restarts": restart_figures(client)},
         "ledger": ledger,
+        "webhooks": webhook_figures(client, db, now),
     }
     figures["scalingRecommendations"] = recommendations(figures)
     return figures

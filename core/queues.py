@@ -11,11 +11,16 @@ BOOKINGS = "bookings"
 STATUS = "status"
 BULK = "bulk"
 MAINTENANCE = "maintenance"
-ALL_QUEUES = (BOOKINGS, STATUS, BULK, MAINTENANCE)
+WEBHOOKS = "webhooks"
+ALL_QUEUES = (BOOKINGS, STATUS, BULK, MAINTENANCE, WEBHOOKS)
 # Worker groups: a client waits on interactive work, on background work nobody
 # does, so each group has workers of its own and one never queues behind the other.
+# Webhooks are background work with workers of their own (at a lower priority,
+# as the background group): a receiver's pace is nobody's to wait for, and a
+# long bulk import must not hold its deliveries back.
 INTERACTIVE = (BOOKINGS, STATUS)
 BACKGROUND = (BULK, MAINTENANCE)
+OUTGOING = (WEBHOOKS,)
 
 CREATE_BOOKING = "radiantgo.bookings.create"
 TRANSITION_BOOKING = "radiantgo.bookings.transition"
@@ -28,6 +33,11 @@ NOOP = "radiantgo.maintenance.noop"
 SAMPLE_QUEUE_DEPTHS = "radiantgo.maintenance.sample_queue_depths"
 CHECK_LEDGER = "radiantgo.maintenance.check_ledger"  # beat's
 RESEND_UNCONFIRMED = "radiantgo.maintenance.resend_unconfirmed"  # beat's
+# Webhooks (core.notifications, core.deliveries): a dispatch is asked for
+# after each committed write; beat's sweep every WEBHOOK_SWEEP_INTERVAL_S
+# catches what no dispatch took, and the deliveries due for a retry.
+DISPATCH_WEBHOOKS = "radiantgo.webhooks.dispatch"
+SWEEP_WEBHOOKS = "radiantgo.webhooks.sweep"  # beat's
 
 # Tasks that run in one go on a small payload: accepted without a MongoDB
 # write, their queued record travels in the message (core.jobs).
@@ -46,6 +56,8 @@ TASKS = {
     SAMPLE_QUEUE_DEPTHS: ("maintenance.sample_queue_depths", MAINTENANCE),
     CHECK_LEDGER: ("ledger.check", MAINTENANCE),
     RESEND_UNCONFIRMED: ("jobs.resend_unconfirmed", MAINTENANCE),
+    DISPATCH_WEBHOOKS: ("webhooks.dispatch", WEBHOOKS),
+    SWEEP_WEBHOOKS: ("webhooks.sweep", WEBHOOKS),
 }
 
 
@@ -58,7 +70,9 @@ def task_of(job_type: str) -> str:
 
 
 def max_length(queue: str, settings) -> int:
-    """The backlog `queue` holds at most (core.settings QUEUE_MAX_*)."""
+    """The backlog `queue` holds at most (core.settings QUEUE_MAX_*); a webhook
+    message only asks for work whose state is in MongoDB, so one refused costs
+    nothing the next sweep does not do."""
     return settings.QUEUE_MAX_INTERACTIVE if queue in INTERACTIVE else settings.QUEUE_MAX_BACKGROUND
 
 
@@ -67,8 +81,8 @@ def queue_arguments(queue: str, settings) -> dict[str, object]:
     publisher sees a nack) rather than dropping the oldest message. With
     QUEUE_TYPE=quorum, a quorum queue that gives up on a message delivered
     QUEUE_DELIVERY_LIMIT times without an ack: dead-lettered into DEAD_LETTERS,
-    or, for maintenance (periodic work whose messages expire by design and
-    are sent again by beat), dropped."""
+    or, for maintenance and webhooks (periodic work whose messages expire by
+    design and are sent again by beat), dropped."""
     arguments: dict[str, object] = {
         "x-max-length": max_length(queue, settings),
         "x-overflow": "reject-publish",
@@ -77,7 +91,7 @@ def queue_arguments(queue: str, settings) -> dict[str, object]:
         arguments.update(
             {"x-queue-type": "quorum", "x-delivery-limit": settings.QUEUE_DELIVERY_LIMIT}
         )
-        if queue != MAINTENANCE:
+        if queue not in (MAINTENANCE, WEBHOOKS):
             arguments.update(_dead_letter_to(queue_name(DEAD_LETTERS, settings.QUEUE_NAMESPACE)))
     return arguments
 

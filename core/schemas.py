@@ -15,9 +15,26 @@ from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validat
 from core.access import KEY_ROLES
 from core.bookings import CURSOR_PATTERN, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from core.clock import EARLIEST_DAY, LATEST_DAY, in_calendar, to_iso
-from core.ids import CUSTOMER_ID, FLIGHT_ID, REF_ID, REF_ID_PATTERN, Shape
+from core.ids import (
+    CUSTOMER_ID,
+    FLIGHT_ID,
+    REF_ID,
+    REF_ID_PATTERN,
+    WEBHOOK_DELIVERY_ID,
+    WEBHOOK_ENDPOINT_ID,
+    WEBHOOK_EVENT_ID,
+    Shape,
+)
 from core.lifecycle import STATUSES, TARGETS
 from core.locks import LATENCY_SAMPLES, LOCK_KINDS, LOCK_PREFIXES
+from core.metrics import SAMPLES, TOP_WEBHOOK_ENDPOINTS, WEBHOOK_BACKLOG_SCAN
+from core.webhook_endpoints import (
+    ALL_EVENTS,
+    DELIVERY_CURSOR,
+    EVENT_TYPES,
+    TEST_EVENT,
+    URL_REFUSED_SLUG,
+)
 
 IATA_PATTERN = re.compile(r"^[A-Za-z]{3}$")
 
@@ -41,6 +58,10 @@ DIFFERENT_ENDS_RULE = TiedFields(
 )
 ARRIVES_AFTER_RULE = TiedFields(
     "arrival_ts", ARRIVES_AFTER, "`arrival_ts` must be after `departure_ts`"
+)
+EVERY_EVENT_ALONE = f'"{ALL_EVENTS}" stands alone: ["{ALL_EVENTS}"], or event types.'
+EVERY_EVENT_ALONE_RULE = TiedFields(
+    "events", EVERY_EVENT_ALONE, f'`events` holds `"{ALL_EVENTS}"` only as its one item'
 )
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 
@@ -112,6 +133,15 @@ class StrictInteger(fields.Integer):
         if isinstance(value, bool):
             raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON true or false: not "true", not 1."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
 
 
 class StrictNumber(fields.Float):
@@ -466,6 +496,113 @@ class CustomerListQuerySchema(Schema):
     cursor = customer_id_field()
 
 
+class WebhookUrl(Patterned):
+    """http(s), then printable ASCII without spaces (an IDN host in punycode);
+    whether it may receive deliveries is core.egress's to say (a 422)."""
+
+    pattern = re.compile(r"^https?://[!-~]+$")
+    default_error_messages = {"pattern": "Must be an https:// URL (printable ASCII, no spaces)."}
+
+
+WEBHOOK_URL_RULES = (
+    "https; http too, and private, loopback and link-local hosts, only where the"
+    " WEBHOOK_ALLOW_PRIVATE setting allows them. A URL of the right shape whose scheme"
+    " or host (every address it resolves to must be public) may not receive deliveries"
+    f" is refused with a 422 problem of type `{URL_REFUSED_SLUG}`"
+)
+ALL_BOOKINGS_RULES = (
+    "Every booking's events, not only the owner's. True takes an operator's key or"
+    " the admin token (a customer's key: 403). Endpoints of no owner (the admin's, a"
+    " guest's) always have it: false for one is a 422. Default: true for those, false"
+    " for a key's"
+)
+
+
+def _distinct(events: list) -> None:
+    if len(set(events)) != len(events):
+        raise ValidationError("Must not repeat an event type.")
+
+
+def _every_event_alone(events: list) -> None:
+    if ALL_EVENTS in events and events != [ALL_EVENTS]:
+        raise ValidationError(EVERY_EVENT_ALONE)
+
+
+def webhook_events_field(**kwargs) -> fields.List:
+    return fields.List(
+        fields.String(validate=validate.OneOf((*EVENT_TYPES, ALL_EVENTS))),
+        validate=[validate.Length(min=1), _distinct, _every_event_alone],
+        metadata={
+            "uniqueItems": True,
+            "example": ["booking.created", "booking.delivered"],
+            "description": f'Event types, or ["{ALL_EVENTS}"] alone for every type'
+            f" ({TEST_EVENT} is never subscribed: a test goes to its endpoint)",
+        },
+        **kwargs,
+    )
+
+
+class WebhookCreateSchema(Schema):
+    TIED = (EVERY_EVENT_ALONE_RULE,)
+
+    class Meta:
+        unknown = RAISE
+
+    url = WebhookUrl(
+        required=True,
+        validate=validate.Length(max=2048),
+        metadata={"example": "https://example.com/webhooks", "description": WEBHOOK_URL_RULES},
+    )
+    events = webhook_events_field(required=True)
+    description = Text(validate=validate.Length(max=256), metadata={"example": "Our TMS"})
+    all_bookings = StrictBoolean(metadata={"description": ALL_BOOKINGS_RULES})
+
+
+class WebhookUpdateSchema(Schema):
+    """Every field optional: those sent are changed, each checked as at creation."""
+
+    TIED = (EVERY_EVENT_ALONE_RULE,)
+
+    class Meta:
+        unknown = RAISE
+
+    url = WebhookUrl(
+        validate=validate.Length(max=2048), metadata={"description": WEBHOOK_URL_RULES}
+    )
+    events = webhook_events_field()
+    description = Text(validate=validate.Length(max=256))
+    enabled = StrictBoolean(
+        metadata={
+            "description": "true on a disabled endpoint clears disabled_reason, disabled_at"
+            " and failing_since; false disables it (disabled_reason says it was asked)"
+        }
+    )
+    all_bookings = StrictBoolean(metadata={"description": ALL_BOOKINGS_RULES})
+
+
+class WebhookListQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    limit = QueryInteger(load_default=50, validate=validate.Range(1, 100))
+    cursor = Identifier(
+        WEBHOOK_ENDPOINT_ID, metadata={"description": "`next_cursor` of the page before"}
+    )
+
+
+class DeliveryCursor(Patterned):
+    pattern = DELIVERY_CURSOR
+    default_error_messages = {"pattern": "Invalid cursor."}
+
+
+class DeliveryListQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    limit = QueryInteger(load_default=20, validate=validate.Range(1, 100))
+    cursor = DeliveryCursor(metadata={"description": "`next_cursor` of the page before"})
+
+
 # -- output -------------------------------------------------------------------
 
 
@@ -758,6 +895,70 @@ class LedgerFiguresSchema(Schema):
     unreserved = fields.Integer(metadata={"description": "Live bookings missing a reservation"})
 
 
+class WebhookCountsSchema(Schema):
+    delivered = fields.Integer(metadata={"description": "Deliveries that got a 2xx"})
+    failed = fields.Integer(
+        metadata={
+            "description": "Deliveries given up: the retry schedule spent, or the endpoint"
+            " disabled or deleted"
+        }
+    )
+    attempts = fields.Integer(metadata={"description": "Attempts made"})
+    failed_attempts = fields.Integer(
+        metadata={"description": "Attempts without a 2xx (an error, a timeout, any other status)"}
+    )
+    backlog = fields.Integer(metadata={"description": "Deliveries pending"})
+    due = fields.Integer(
+        metadata={"description": "Of the pending, those due now (the rest wait for a retry)"}
+    )
+    in_flight = fields.Integer(metadata={"description": "Attempts under way now"})
+
+
+class WebhookEndpointFiguresSchema(WebhookCountsSchema):
+    endpoint_id = fields.String()
+
+
+class WebhookLagSchema(Schema):
+    p50 = fields.Float(allow_none=True)
+    p95 = fields.Float(allow_none=True)
+    p99 = fields.Float(allow_none=True)
+
+
+class WebhookFiguresSchema(WebhookCountsSchema):
+    backlog_capped = fields.Boolean(
+        metadata={
+            "description": f"The backlog was counted up to {WEBHOOK_BACKLOG_SCAN:,}"
+            " pending deliveries: there are at least that many"
+        }
+    )
+    disabled_endpoints = fields.Integer(metadata={"description": "Endpoints disabled"})
+    lag_ms = fields.Nested(
+        WebhookLagSchema,
+        metadata={
+            "description": f"An event's commit -> its 2xx, over the last {SAMPLES:,}"
+            " deliveries (retries included)"
+        },
+    )
+    backlog_growing = fields.Boolean(
+        metadata={
+            "description": "The backlog rose in each of the last samples (beat's, as the"
+            " queue depths)"
+        }
+    )
+    growth_per_s = fields.Float(allow_none=True)
+    growing_for_s = fields.Float(allow_none=True)
+    history = fields.List(
+        fields.Integer(), metadata={"description": "The backlog's latest samples, newest first"}
+    )
+    endpoints = fields.List(
+        fields.Nested(WebhookEndpointFiguresSchema),
+        metadata={
+            "description": f"The {TOP_WEBHOOK_ENDPOINTS} endpoints with the largest"
+            " backlog, largest first"
+        },
+    )
+
+
 class PerformanceSchema(Schema):
     requests = fields.Dict()
     customers = fields.Dict(
@@ -776,4 +977,123 @@ class PerformanceSchema(Schema):
         allow_none=True,
         metadata={"description": "The last audit of every flight's cargo space (null: none yet)"},
     )
+    webhooks = fields.Nested(
+        WebhookFiguresSchema,
+        metadata={
+            "description": "Webhook deliveries in total and per endpoint: counts since"
+            " Redis was last emptied, the backlog as MongoDB has it now"
+        },
+    )
     scalingRecommendations = fields.List(fields.Nested(RecommendationSchema))
+
+
+class WebhookEndpointSchema(Schema):
+    endpoint_id = fields.String(
+        metadata={"pattern": WEBHOOK_ENDPOINT_ID.pattern, "example": WEBHOOK_ENDPOINT_ID.example}
+    )
+    owner = fields.String(
+        allow_none=True,
+        metadata={"description": "The customer (or operator) whose key made it; null: the admin's"},
+    )
+    url = fields.String()
+    events = fields.List(fields.String(validate=validate.OneOf((*EVENT_TYPES, ALL_EVENTS))))
+    description = fields.String()
+    all_bookings = fields.Boolean()
+    enabled = fields.Boolean()
+    disabled_reason = fields.String(
+        allow_none=True,
+        metadata={"description": "Why deliveries stopped (a 410, days of failures, a request)"},
+    )
+    disabled_at = UtcDateTime(allow_none=True)
+    failing_since = UtcDateTime(
+        allow_none=True, metadata={"description": "The first failure since the last success"}
+    )
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
+    version = fields.Integer()
+
+
+class WebhookEndpointSecretSchema(WebhookEndpointSchema):
+    secret = fields.String(
+        required=True,
+        metadata={
+            "example": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "description": "The signing secret, shown this once (Standard Webhooks: the"
+            " HMAC-SHA256 key is the base64 after `whsec_`)",
+        },
+    )
+
+
+class WebhookEndpointPageSchema(Schema):
+    items = fields.List(fields.Nested(WebhookEndpointSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class WebhookTestDataSchema(Schema):
+    endpoint_id = fields.String()
+    message = fields.String()
+
+
+class WebhookTestEventSchema(Schema):
+    event_id = fields.String(
+        metadata={"pattern": WEBHOOK_EVENT_ID.pattern, "example": WEBHOOK_EVENT_ID.example}
+    )
+    type = fields.String(validate=validate.OneOf((TEST_EVENT,)))
+    created_at = UtcDateTime()
+    endpoint_id = fields.String()
+    data = fields.Nested(WebhookTestDataSchema)
+
+
+class DeliveryAttemptSchema(Schema):
+    at = UtcDateTime()
+    status_code = fields.Integer(
+        allow_none=True, metadata={"description": "null: no answer (refused, timed out)"}
+    )
+    duration_ms = fields.Float(allow_none=True)
+    error = fields.String(allow_none=True)
+
+
+class DeliverySchema(Schema):
+    delivery_id = fields.String(
+        metadata={"pattern": WEBHOOK_DELIVERY_ID.pattern, "example": WEBHOOK_DELIVERY_ID.example}
+    )
+    event_id = fields.String()
+    event_type = fields.String()
+    state = fields.String(validate=validate.OneOf(("pending", "delivered", "failed")))
+    created_at = UtcDateTime()
+    next_attempt_at = UtcDateTime(allow_none=True)
+    attempts = fields.List(fields.Nested(DeliveryAttemptSchema))
+
+
+class DeliveryEndpointStateSchema(Schema):
+    enabled = fields.Boolean()
+    disabled_reason = fields.String(allow_none=True)
+
+
+class DeliveryPageSchema(Schema):
+    deliveries = fields.List(fields.Nested(DeliverySchema))
+    next_cursor = fields.String(allow_none=True)
+    endpoint = fields.Nested(DeliveryEndpointStateSchema)
+
+
+class WebhookEventSchema(Schema):
+    """What a receiver gets: the body of each delivery."""
+
+    id = fields.String(
+        required=True,
+        metadata={
+            "pattern": WEBHOOK_EVENT_ID.pattern,
+            "description": "The event's id, also its `webhook-id`: the same on every attempt"
+            " (the receiver's idempotency key)",
+        },
+    )
+    type = fields.String(required=True, validate=validate.OneOf((*EVENT_TYPES, TEST_EVENT)))
+    created_at = UtcDateTime(required=True)
+    data = fields.Dict(
+        required=True,
+        metadata={
+            "description": "booking.*: the booking as its owner reads it (GET"
+            " /api/bookings/{ref_id}), with its `version` to order events or drop stale"
+            " ones; bulk.finished: the job; webhook.test: {endpoint_id, message}"
+        },
+    )

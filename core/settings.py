@@ -109,6 +109,8 @@ class Settings:
     # page, but a client paging or filtering without end would still keep the
     # database busy for everyone.
     RATE_LIMIT_LISTS: int = _setting(120, check=_positive)
+    # Calls to /api/webhooks (managing webhook endpoints) per caller per minute.
+    RATE_LIMIT_WEBHOOKS: int = _setting(60, check=_positive)
     # Failed credentials (an unknown, rotated or disabled API key; a wrong admin
     # or metrics token) per client IP per 5 minutes, on every endpoint that
     # reads credentials, counted together: past it the IP's failures are 429s,
@@ -128,6 +130,12 @@ class Settings:
     # lets callers without a key do everything but /api/admin, on bookings
     # that belong to no customer: for anonymous local experiments only.
     REQUIRE_API_KEYS: bool = _setting(True)
+
+    # Webhooks (core.webhook_endpoints): endpoints per owner (a customer, an
+    # operator, or none: the admin's); hours a rotated-away signing secret
+    # still signs deliveries beside the new one. Delivery settings: below.
+    WEBHOOK_MAX_ENDPOINTS: int = _setting(10, check=_positive)
+    WEBHOOK_SECRET_OVERLAP_H: int = _setting(24, check=_positive)
 
     # Bulk limits (items per request).
     BULK_BOOKING_LIMIT: int = _setting(1000, check=_positive)
@@ -182,6 +190,21 @@ class Settings:
     LOG_LEVEL: str = _setting("INFO")
     LOG_FORMAT: str = _setting("console", check=lambda v: v in ("console", "json"))
 
+    # Webhooks (core.egress). Each delivery attempt must end, answer or not,
+    # within WEBHOOK_TIMEOUT_S: connecting, sending and reading the answer.
+    # Standard Webhooks suggests ~15 s; a minute at most, so a receiver that is
+    # slow on purpose cannot hold a delivery thread for long.
+    WEBHOOK_TIMEOUT_S: float = _setting(15.0, check=lambda v: 0 < v <= 60)
+    # True lets endpoints be http:// and on loopback or private addresses: for
+    # receivers on this machine in development and tests, never in production
+    # (it would let a customer's URL reach internal services). Cloud metadata
+    # addresses stay refused either way.
+    WEBHOOK_ALLOW_PRIVATE: bool = _setting(False)
+    # A PEM file of the CAs that receivers' certificates must chain to. Empty:
+    # certifi's bundle (the public web's CAs). Checked at start, so a wrong path
+    # fails there and not at every delivery.
+    WEBHOOK_CA_FILE: str = _setting("", check=lambda v: not v or os.path.isfile(v))
+
     # Processes started by `make run` (read by tools/stack.py and the Procfile).
     BIND_HOST: str = _setting("127.0.0.1")
     PORT: int = _setting(5000, check=lambda v: 0 < v < 65536)
@@ -202,6 +225,19 @@ class Settings:
     # the work clients are waiting on.
     BACKGROUND_CONCURRENCY: int = _setting(2, check=_positive)
     BACKGROUND_NICE: int = _setting(10, check=lambda v: 0 <= v <= 19)
+    # Webhooks (core.deliveries): the webhooks worker's processes (at the
+    # background group's priority), each sending WEBHOOK_CONCURRENCY attempts
+    # at once on threads of its own (a receiver's answer is a wait, not work);
+    # at most WEBHOOK_MAX_IN_FLIGHT of them to one endpoint, so a receiver that
+    # hangs holds that many and never the rest.
+    WEBHOOK_PROCESSES: int = _setting(2, check=_positive)
+    WEBHOOK_CONCURRENCY: int = _setting(16, check=_positive)
+    WEBHOOK_MAX_IN_FLIGHT: int = _setting(4, check=_positive)
+    # How often beat's sweep dispatches what no dispatch took and sends the
+    # deliveries due (retries, and those a dead sender held).
+    WEBHOOK_SWEEP_INTERVAL_S: float = _setting(2.0, check=_positive)
+    # An endpoint failing every attempt this long is disabled (Svix: 5 days).
+    WEBHOOK_DISABLE_AFTER_H: float = _setting(120.0, check=_positive)
     EMBEDDED_MONGO_PORT: int = _setting(27018, check=lambda v: 0 < v < 65536)
 
     @property
@@ -306,6 +342,11 @@ def _check_together(settings: Settings) -> None:
         raise SettingsError(
             "REDIS_POOL_SIZE must exceed WEB_THREADS (every request thread may hold a"
             " connection and the job waiter holds one more; past the pool Redis calls fail)"
+        )
+    if settings.REDIS_POOL_SIZE <= settings.WEBHOOK_CONCURRENCY:
+        raise SettingsError(
+            "REDIS_POOL_SIZE must exceed WEBHOOK_CONCURRENCY (each webhook sender holds a"
+            " connection while it takes an endpoint's slot)"
         )
     for name in ("ADMIN_TOKEN", "METRICS_TOKEN"):
         if getattr(settings, name).startswith(API_KEY_PREFIX):

@@ -41,18 +41,29 @@ def recorded(booking: dict[str, Any], job_id: str) -> dict[str, Any] | None:
     return next((a for a in booking.get("applied", ()) if a["job_id"] == job_id), None)
 
 
-def transition_event(
-    ref_id: str, status: str, job_id: str, at: datetime, data: dict
-) -> dict[str, Any]:
-    """The event of booking `ref_id`'s move to `status`, with the request's details."""
+def transition_event(ref_id: str, applied: dict[str, Any], data: dict) -> dict[str, Any]:
+    """The event of booking `ref_id`'s transition `applied` (its entry in the
+    booking's `applied`), with the request's details."""
     details = {name: data.get(name) for name in TRANSITION_DETAILS}
-    return bookings.new_event(ref_id, event_type(status), status, job_id=job_id, at=at, **details)
+    status = applied["status"]
+    return bookings.new_event(
+        ref_id,
+        event_type(status),
+        status,
+        job_id=applied["job_id"],
+        at=applied["at"],
+        version=applied.get("version"),  # absent from transitions stored before it was kept
+        **details,
+    )
 
 
-def _write_event(
-    db: Database, ref_id: str, status: str, job_id: str, at: datetime, data: dict
-) -> None:
-    bookings.insert_event(db, transition_event(ref_id, status, job_id, at, data))
+def _write_event(db: Database, ref_id: str, applied: dict[str, Any], data: dict) -> None:
+    bookings.insert_event(db, transition_event(ref_id, applied, data))
+
+
+def applied_entry(booking: dict[str, Any], target: str, job_id: str, now: datetime) -> dict:
+    """What a transition from `booking` (as read) records in its `applied`."""
+    return {"job_id": job_id, "status": target, "at": now, "version": booking["version"] + 1}
 
 
 def transition_time(clock: Callable[[], datetime], booking: dict[str, Any]) -> datetime:
@@ -72,7 +83,7 @@ def fenced_update(
         {
             "$set": {"status": target, "updated_at": now},
             "$inc": {"version": 1},
-            "$push": {"applied": {"job_id": job_id, "status": target, "at": now}},
+            "$push": {"applied": applied_entry(booking, target, job_id, now)},
         },
     )
 
@@ -94,7 +105,7 @@ def apply_transition(
     result = db.bookings.update_one(*fenced_update(booking, target, job_id, now))
     if result.modified_count != 1:
         raise StaleRead(booking["ref_id"])
-    _write_event(db, booking["ref_id"], target, job_id, now, data)
+    _write_event(db, booking["ref_id"], applied_entry(booking, target, job_id, now), data)
     return moved(booking, target, now)
 
 
@@ -134,7 +145,7 @@ def transition_booking(
                 raise NotFound(f"No booking {ref_id!r}.")
             done = recorded(booking, job_id)
             if done is not None:  # a redelivery: make sure the event exists too
-                _write_event(db, ref_id, done["status"], job_id, done["at"], data)
+                _write_event(db, ref_id, done, data)
                 reservations.settle(db, locks, booking)
                 return booking
             now = transition_time(clock, booking)

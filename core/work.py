@@ -11,6 +11,7 @@ never failing a job whose write committed).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -19,14 +20,19 @@ from core import (
     bookings,
     bulk,
     coalesce,
+    deliveries,
+    egress,
     flights,
     group_commit,
     invalidation,
     jobs,
     ledger,
+    metrics,
+    notifications,
     outbox,
     queues,
     routes,
+    signing,
 )
 from core.clock import utcnow
 from core.errors import LockHeld, NotReady
@@ -196,3 +202,59 @@ def resend_unconfirmed(svc: Services, publish: outbox.Publish) -> dict[str, int]
     """Send again the jobs whose publish the broker may have taken unconfirmed."""
     grace = svc.settings.UNCONFIRMED_RESEND_S
     return outbox.resend_due(svc.db, svc.redis, publish, now=time.time(), grace_s=grace)
+
+
+# -- webhooks ------------------------------------------------------------------------
+
+
+def dispatch_webhooks(svc: Services) -> list[str]:
+    """Turn what the outboxes hold into deliveries (core.notifications): those
+    to send now (as many of each endpoint's as it has free slots)."""
+    notifications.dispatch_asked(svc.redis)
+    made = notifications.dispatch_all(svc.db, now=utcnow())
+    return deliveries.sendable(
+        svc.redis, made, now=time.time(), policy=webhook_policy(svc.settings)
+    )
+
+
+def sweep_webhooks(svc: Services) -> list[str]:
+    """Beat's: dispatch what no dispatch took; the deliveries due now (new ones,
+    retries, and those whose sender died holding them) to send now."""
+    notifications.dispatch_all(svc.db, now=utcnow())
+    policy = webhook_policy(svc.settings)
+    return deliveries.due_to_send(svc.db, svc.redis, now=utcnow(), policy=policy)
+
+
+def send_webhook(
+    svc: Services, delivery_id: str, events: deliveries.EventCache | None = None
+) -> deliveries.Outcome:
+    """One delivery's due attempt, signed, by the settings' policy."""
+    settings = svc.settings
+    outcome = deliveries.send(
+        svc.db,
+        svc.redis,
+        delivery_id,
+        clock=utcnow,
+        post=functools.partial(
+            egress.post,
+            allow_private=settings.WEBHOOK_ALLOW_PRIVATE,
+            timeout_s=settings.WEBHOOK_TIMEOUT_S,
+            ca_file=settings.WEBHOOK_CA_FILE or None,
+        ),
+        sign=signing.headers,
+        policy=webhook_policy(settings),
+        events=events,
+    )
+    try:
+        metrics.record_webhook(svc.redis, outcome, now=time.time())
+    except Exception as exc:  # counters must never fail a delivery
+        log.warning("webhook metrics not recorded: %s", exc)
+    return outcome
+
+
+def webhook_policy(settings) -> deliveries.Policy:
+    return deliveries.Policy(
+        timeout_s=settings.WEBHOOK_TIMEOUT_S,
+        disable_after_s=settings.WEBHOOK_DISABLE_AFTER_H * 3600,
+        max_in_flight=settings.WEBHOOK_MAX_IN_FLIGHT,
+    )

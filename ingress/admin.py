@@ -118,7 +118,7 @@ class Performance(MethodView):
     @blp.alt_response(200, schema=PerformanceSchema, success=True)
     @blp.problems(429, 503)
     def get(self):
-        """Throughput, latency, errors, tasks, caches, locks by kind, queues, scaling advice."""
+        """Throughput, latency, errors, tasks, caches, locks by kind, queues, webhooks, advice."""
         return current_figures()
 
 

@@ -15,11 +15,10 @@ from core.schemas import (
     BookingPageSchema,
     CancelSchema,
     JobAcceptedSchema,
-    ProblemSchema,
     TransitionSchema,
 )
 from ingress.context import services
-from ingress.docs import Blueprint, link, links
+from ingress.docs import Blueprint, link, links, rate_limited
 from ingress.security import MINUTE, current_principal, rate_limit
 from ingress.submit import job_response, submit_job
 
@@ -36,17 +35,7 @@ BOOKING_LINKS = {
 }
 
 # A list read past its budget (RATE_LIMIT_LISTS per minute per caller).
-RATE_LIMITED = {
-    "schema": ProblemSchema,
-    "content_type": "application/problem+json",
-    "description": "Too many list reads (`RATE_LIMIT_LISTS` per minute per caller).",
-    "headers": {
-        "Retry-After": {
-            "description": "Seconds until a read is allowed again.",
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    },
-}
+RATE_LIMITED = rate_limited("Too many list reads (`RATE_LIMIT_LISTS` per minute per caller).")
 
 # A ref_id with no booking; its create job's failure to whoever may read that job.
 NO_BOOKING = (

@@ -182,3 +182,19 @@ assets = flask.Blueprint("docs_assets", __name__)
 @assets.route(SWAGGER_ASSETS + "<path:filename>")
 def swagger_asset(filename):
     return flask.send_from_directory(swagger_ui_path, filename)
+
+
+def rate_limited(description: str) -> dict:
+    """A 429 of a budget of its own, as alt_response takes it: the problem and
+    its Retry-After."""
+    return {
+        "schema": ProblemSchema,
+        "content_type": "application/problem+json",
+        "description": description,
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds until a call is allowed again.",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    }

@@ -70,14 +70,16 @@ def current_figures() -> dict:
         metrics.lock_figures(svc.redis, svc.locks.held()),
         time.time(),
         ledger.last_check(svc.redis),
+        db=svc.db,
     )
 
 
 class _FiguresCollector:
     """Exposes the Redis-aggregated figures (all processes) as Prometheus metrics."""
 
-    def __init__(self, figures: dict):
+    def __init__(self, figures: dict, webhook_counters: dict[str, dict[str, int]]):
         self.figures = figures
+        self.webhook_counters = webhook_counters
 
     def collect(self):
         f = self.figures
@@ -121,6 +123,7 @@ class _FiguresCollector:
         yield cache
         yield from self._locks(f["locks"]["by_kind"])
         yield from self._queues(f["queues"])
+        yield from self._webhooks(f["webhooks"], self.webhook_counters)
         memory = GaugeMetricFamily(
             "radiantgo_memory_used_ratio",
             "Fraction of memory in use per host (its container's limit when it has one)",
@@ -170,6 +173,70 @@ class _FiguresCollector:
         yield from (depth, growing, sampled)
 
     @staticmethod
+    def _webhooks(hooks: dict, counters: dict[str, dict[str, int]]):
+        """Per endpoint, TOP_WEBHOOK_ENDPOINTS of them and the rest summed as
+        "(other)": the counters for the endpoints with the most attempts (an
+        order that seldom changes, so a series seldom moves to "(other)" and
+        back), the backlog for those with the largest (as the performance
+        endpoint lists them)."""
+        other = metrics.OTHER_ENDPOINT
+        deliveries = CounterMetricFamily(
+            "radiantgo_webhook_deliveries",
+            "Webhook deliveries ended: delivered (a 2xx) or failed (given up)",
+            labels=["endpoint", "outcome"],
+        )
+        attempts = CounterMetricFamily(
+            "radiantgo_webhook_attempts", "Webhook delivery attempts", labels=["endpoint"]
+        )
+        failed = CounterMetricFamily(
+            "radiantgo_webhook_attempts_failed",
+            "Webhook delivery attempts without a 2xx",
+            labels=["endpoint"],
+        )
+        for endpoint, entry in _top_and_other(counters, "attempts").items():
+            deliveries.add_metric([endpoint, "delivered"], entry["delivered"])
+            deliveries.add_metric([endpoint, "failed"], entry["failed"])
+            attempts.add_metric([endpoint], entry["attempts"])
+            failed.add_metric([endpoint], entry["failed_attempts"])
+        yield from (deliveries, attempts, failed)
+        backlog = GaugeMetricFamily(
+            "radiantgo_webhook_backlog",
+            "Webhook deliveries pending: due now, or waiting for a retry",
+            labels=["endpoint", "state"],
+        )
+        in_flight = GaugeMetricFamily(
+            "radiantgo_webhook_in_flight", "Webhook attempts under way", labels=["endpoint"]
+        )
+        listed = [e for e in hooks["endpoints"] if e["endpoint_id"] != other]
+        rest = {
+            name: hooks[name] - sum(e[name] for e in listed)
+            for name in ("backlog", "due", "in_flight")
+        }
+        for endpoint, entry in [*((e["endpoint_id"], e) for e in listed), (other, rest)]:
+            backlog.add_metric([endpoint, "due"], entry["due"])
+            backlog.add_metric([endpoint, "waiting"], entry["backlog"] - entry["due"])
+            in_flight.add_metric([endpoint], entry["in_flight"])
+        lag = GaugeMetricFamily(
+            "radiantgo_webhook_lag_ms",
+            f"An event's commit -> its delivery's 2xx, over the last {metrics.SAMPLES} deliveries",
+            labels=["quantile"],
+        )
+        for q, value in hooks["lag_ms"].items():
+            if value is not None:
+                lag.add_metric([q], value)
+        growing = GaugeMetricFamily(
+            "radiantgo_webhook_backlog_growing",
+            f"1 when the webhook backlog rose in its last {metrics.GROWING_SAMPLES} samples",
+            value=int(hooks["backlog_growing"]),
+        )
+        disabled = GaugeMetricFamily(
+            "radiantgo_webhook_endpoints_disabled",
+            "Webhook endpoints disabled",
+            value=hooks["disabled_endpoints"],
+        )
+        yield from (backlog, in_flight, lag, growing, disabled)
+
+    @staticmethod
     def _locks(by_kind: dict):
         """Per kind of lock only: the totals are the sums over kinds (a kind="all"
         series would count every acquisition twice in a sum())."""
@@ -196,6 +263,21 @@ class _FiguresCollector:
         yield from (counts, attempts, acquire_ms, held)
 
 
+def _top_and_other(per_endpoint: dict[str, dict[str, int]], by: str) -> dict[str, dict[str, int]]:
+    """The TOP_WEBHOOK_ENDPOINTS endpoints with the largest `by`, and the
+    others' figures summed as "(other)"."""
+    other = metrics.OTHER_ENDPOINT
+    ranked = sorted(
+        (e for e in per_endpoint if e != other), key=lambda e: (-per_endpoint[e][by], e)
+    )
+    shown = {e: per_endpoint[e] for e in ranked[: metrics.TOP_WEBHOOK_ENDPOINTS]}
+    rest = [per_endpoint[e] for e in ranked[metrics.TOP_WEBHOOK_ENDPOINTS :]]
+    rest += [per_endpoint[other]] if other in per_endpoint else []
+    if rest:
+        shown[other] = {name: sum(r[name] for r in rest) for name in metrics.WEBHOOK_COUNTS}
+    return shown
+
+
 @blp.route("/metrics")
 class Metrics(MethodView):
     @scraper_only
@@ -208,5 +290,6 @@ class Metrics(MethodView):
     def get(self):
         """Every process's figures, aggregated, in Prometheus text format."""
         registry = CollectorRegistry()
-        registry.register(_FiguresCollector(current_figures()))
+        counters = metrics.webhook_counters(services().redis)
+        registry.register(_FiguresCollector(current_figures(), counters))
         return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")

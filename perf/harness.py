@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from core import stats
+from core import queues, stats
 from core.access import CUSTOMER, OPERATOR
 from core.clock import utcnow
 from core.customers import create_customer
@@ -129,6 +129,7 @@ RATE_LIMITS = (
     "RATE_LIMIT_BULK",
     "RATE_LIMIT_JOBS",
     "RATE_LIMIT_LISTS",
+    "RATE_LIMIT_WEBHOOKS",
 )
 
 
@@ -150,8 +151,14 @@ def create_callers(db) -> dict[str, str]:
 
 @contextlib.contextmanager
 def isolated_stack(
-    *, pool: str = "prefork", concurrency: int = 8, **overrides: Any
+    *,
+    pool: str = "prefork",
+    concurrency: int = 8,
+    queue_list: tuple[str, ...] = queues.ALL_QUEUES,
+    **overrides: Any,
 ) -> Iterator[Stack]:
+    """The stack, its worker consuming `queue_list` (a benchmark that starts
+    workers of its own for some queues leaves them out)."""
     from celeryconfig import create_celery_app
 
     work = Path(tempfile.mkdtemp(prefix="radiantgo-bench-"))
@@ -175,7 +182,7 @@ def isolated_stack(
     svc.redis.flushdb()
     keys = create_callers(svc.db)
     since = time.time()
-    worker = start_worker(settings, work / "worker.log")
+    worker = start_worker(settings, work / "worker.log", queue_list=queue_list)
     ingress = None
     try:
         wait_for_worker(svc.redis, worker, since)

@@ -460,6 +460,15 @@ RENDERERS: dict[str, Callable[[Run, str], Figure | None]] = {
 NOT_IN_A_RUN = {
     "Locks held by kind": "a run records no locks held over time",
     "Memory used by host": "a run records no memory figures",
+    **dict.fromkeys(
+        (
+            "Webhook deliveries per second by endpoint and outcome",
+            "Webhook failed attempts per second by endpoint",
+            "Webhook backlog by endpoint",
+            "Webhook lag p95",
+        ),
+        "a run records no webhook figures over time (make bench-webhooks prints its own)",
+    ),
 }
 
 

@@ -25,6 +25,7 @@ from core.settings import Settings, load_settings, replace
 from tools.processes import (
     delete_queues,
     free_port,
+    start_beat,
     start_ingress,
     start_secantus,
     start_worker,
@@ -32,6 +33,8 @@ from tools.processes import (
     wait_for_port,
     wait_for_worker,
 )
+
+pytest_plugins = ["tests.webhooks"]  # the `hooks` stack
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -157,8 +160,12 @@ def settings(mongo_uri):
         RATE_LIMIT_BULK=1_000_000,
         RATE_LIMIT_JOBS=1_000_000,
         RATE_LIMIT_LISTS=1_000_000,
+        RATE_LIMIT_WEBHOOKS=1_000_000,
         RATE_LIMIT_AUTH_FAILURES=1_000_000,
         MAX_WAITERS=15,
+        # Receivers in the tests listen on loopback (tests/receivers.py); the
+        # refusal of such addresses has tests of its own, with it off.
+        WEBHOOK_ALLOW_PRIVATE=True,
     )
 
 
@@ -358,6 +365,12 @@ class IsolatedStack:
         self.processes.append(proc)
         if wait:
             wait_for_worker(self.services.redis, proc, since)
+        return proc
+
+    def start_beat(self):
+        """Celery beat on this stack's schedule (its sweeps and resends)."""
+        proc = start_beat(self.settings, self.logs / "beat.log")
+        self.processes.append(proc)
         return proc
 
     def start_ingress(self) -> str:

@@ -16,6 +16,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from core import metrics
+from core.deliveries import Outcome
+from core.egress import Attempt
 from core.locks import booking_lock_key
 from tests.conftest import ADMIN
 
@@ -33,6 +35,7 @@ THRESHOLDS = {
     "RadiantGoHighErrorRate": f"> {metrics.ERROR_RATE_LIMIT:g}",
     "RadiantGoHighMemory": f"> {metrics.MEMORY_LIMIT:g}",
     "RadiantGoQueueBacklogGrowing": "radiantgo_queue_growing) == 1",
+    "RadiantGoWebhooksBehind": f"sum(radiantgo_webhook_backlog) >= {metrics.WEBHOOK_BACKLOG_LIMIT}",
 }
 PANEL_THRESHOLDS = {
     "P95 latency by endpoint": metrics.P95_LIMIT_MS,
@@ -40,6 +43,7 @@ PANEL_THRESHOLDS = {
     "Cache hit rate by kind": metrics.CACHE_HIT_RATE_FLOOR,
     "Lock acquisition time by kind": metrics.LOCK_ACQUIRE_LIMIT_MS,
     "Memory used by host": metrics.MEMORY_LIMIT,
+    "Webhook backlog by endpoint": metrics.WEBHOOK_BACKLOG_LIMIT,
 }
 
 
@@ -163,12 +167,16 @@ GROUPING = re.compile(r"\b(?:by|on|without|ignoring)\s*\(([^)]*)\)")
 def exported(app, services) -> dict[str, dict[str, set[str]]]:
     """Sample name -> label -> the values seen, from GET /metrics after a little
     of everything: requests and an error, a route search, a lock, a task, a
-    queue depth sample; this ingress reports its host's memory itself."""
+    queue depth sample, a webhook delivered and one given up; this ingress
+    reports its host's memory itself."""
     client = app.test_client()
     assert client.get("/api/bookings/RG000000000", headers=ADMIN).status_code == 404
     client.get("/api/routes?origin=QMA&destination=QMB&date=2032-03-01")
     services.locks.release(services.locks.acquire(booking_lock_key("RGALERTS001")))
     metrics.record_tasks(services.redis, "create", wait_ms=[3.0], run_ms=4.0)
+    for state, status in (("delivered", 200), ("failed", 410)):
+        outcome = Outcome("dlv_alerts", "ep_alerts", state, Attempt(status, 5), lag_ms=40.0)
+        metrics.record_webhook(services.redis, outcome, now=time.time())
     services.redis.lpush(
         metrics.queue_depth_key("bookings"),
         json.dumps({"at": time.time(), "messages": 3, "consumers": 1}),

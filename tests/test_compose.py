@@ -270,7 +270,12 @@ def test_app_services_wait_for_every_lock_master(app_services):
 
 def test_one_worker_service_per_queue_group_covering_every_queue(services):
     workers = _worker_services(services)
-    assert set(workers) == {"worker-bookings", "worker-bulk", "worker-maintenance"}
+    assert set(workers) == {
+        "worker-bookings",
+        "worker-bulk",
+        "worker-maintenance",
+        "worker-webhooks",
+    }
     consumed: list[str] = []
     names = set()
     for service, argv in workers.items():

@@ -115,6 +115,26 @@ def start_worker(
     )
 
 
+def start_beat(settings: Settings, log_path: Path) -> subprocess.Popen:
+    """Celery beat on these settings' schedule (its state file beside its log)."""
+    return subprocess.Popen(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "workers.main",
+            "beat",
+            "--schedule",
+            str(log_path.with_suffix(".schedule")),
+            "--loglevel",
+            "WARNING",
+        ],
+        env=child_env(settings),
+        cwd=ROOT,
+        stdout=_log(log_path),
+        stderr=subprocess.STDOUT,
+    )
+
+
 def kill_worker(proc: subprocess.Popen) -> None:
     """SIGKILL the worker and its pool processes at once, as a crashed host would."""
     os.killpg(proc.pid, signal.SIGKILL)

@@ -303,6 +303,14 @@ def warn_unless_redis_persists(settings: Settings) -> None:
         )
 
 
+def local_defaults() -> dict[str, object]:
+    """What `make run` (a developer's machine) sets unless the environment does:
+    webhooks to receivers on this machine or its network, over http too."""
+    if os.environ.get("WEBHOOK_ALLOW_PRIVATE", "").strip():
+        return {}
+    return {"WEBHOOK_ALLOW_PRIVATE": True}
+
+
 def stack_environment(settings: Settings, flower_auth: str, admin_token: str) -> dict[str, str]:
     """supervisord's environment, which every program inherits: the settings
     (secrets too: they stay out of the configuration file and command lines)."""
@@ -411,7 +419,7 @@ def run(var_dir: Path) -> None:
     flower_auth = settings.FLOWER_BASIC_AUTH or creds["FLOWER_BASIC_AUTH"]
     admin_token = settings.ADMIN_TOKEN or creds["ADMIN_TOKEN"]
     embedded = settings.embedded_mongo
-    settings = replace(settings, MONGODB_URI=database_uri(settings))
+    settings = replace(settings, MONGODB_URI=database_uri(settings), **local_defaults())
     for folder in ("log", "mongo"):
         (var / folder).mkdir(parents=True, exist_ok=True)
     # supervisord cannot open a socket as /dev/stderr (systemd's journal): files only then.

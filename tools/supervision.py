@@ -83,6 +83,12 @@ def programs(settings: Settings, var: Path) -> dict[str, list[str]]:
             *("--concurrency", str(settings.BACKGROUND_CONCURRENCY)),
             *("--prefetch-multiplier", str(BACKGROUND_PREFETCH), *alone, "-n", "background@%h"),
         ],
+        "webhooks": [
+            *(sys.executable, "-m", "tools.priority", str(settings.BACKGROUND_NICE)),
+            *(*worker, "-Q", queue_list(settings, queues.OUTGOING)),
+            *("--concurrency", str(settings.WEBHOOK_PROCESSES)),
+            *("--prefetch-multiplier", str(BACKGROUND_PREFETCH), *alone, "-n", "webhooks@%h"),
+        ],
         "beat": [*celery, "beat", "--schedule", str(var / "celerybeat-schedule")],
         "flower": [
             *(*celery, "flower", f"--address={settings.BIND_HOST}"),

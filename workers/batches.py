@@ -29,7 +29,7 @@ from core import jobs, metrics, queues
 from core.clock import utcnow
 from core.errors import TRANSIENT_ERRORS, RadiantError
 from core.services import Services
-from workers import runtime
+from workers import runtime, webhooks
 from workers.jobs import (
     instance,
     retry_countdown,
@@ -269,7 +269,9 @@ def _republish(task: GroupCommit, requests: list[SimpleRequest]) -> list[str]:
 
 
 def _after_commit(svc: Services, finished: list[dict[str, Any]]) -> None:
-    """Best-effort, the outcomes being committed: records expire, notices go out."""
+    """Best-effort, the outcomes being committed: records expire, notices go
+    out, webhooks are dispatched."""
+    webhooks.ask_dispatch(svc)
     records = [f["record"] for f in finished if f.get("record") is not None]
     try:
         if records:

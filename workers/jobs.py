@@ -27,7 +27,7 @@ from core.errors import TRANSIENT_ERRORS, InternalError, RadiantError, ServiceUn
 from core.services import Services
 from core.settings import Settings
 from core.waiting import notify_job_finished
-from workers import runtime
+from workers import runtime, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +161,4 @@ def _retry_or_fail(
 def _finish(svc: Services, job_id: str, **outcome: Any) -> None:
     if jobs.finish_job(svc.db, job_id, utcnow(), **outcome):
         notify_job_finished(svc.redis, job_id)
+        webhooks.ask_dispatch(svc)

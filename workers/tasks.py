@@ -9,8 +9,8 @@ from celery import shared_task
 
 from celeryconfig import publish_job
 from core import queues, work
-from core.metrics import sample_queue_depths
-from workers import runtime
+from core.metrics import sample_queue_depths, sample_webhook_backlog
+from workers import runtime, webhooks
 from workers.batches import GroupCommit, run_group
 from workers.jobs import run_job
 
@@ -75,3 +75,16 @@ def sample_depths(self) -> None:
     svc = runtime.worker_services()
     with self.app.connection_for_read() as connection:
         sample_queue_depths(svc.redis, connection.default_channel, svc.settings, time.time())
+    sample_webhook_backlog(svc.redis, svc.db, time.time())
+
+
+@shared_task(name=queues.DISPATCH_WEBHOOKS, ignore_result=True)
+def dispatch_webhooks() -> int:
+    """Asked for after a committed write: its webhook deliveries made and sent."""
+    return webhooks.send_soon(work.dispatch_webhooks(runtime.worker_services()))
+
+
+@shared_task(name=queues.SWEEP_WEBHOOKS, ignore_result=True)
+def sweep_webhooks() -> int:
+    """Beat's, every WEBHOOK_SWEEP_INTERVAL_S: what no dispatch took, and the deliveries due."""
+    return webhooks.send_soon(work.sweep_webhooks(runtime.worker_services()))

@@ -117,3 +117,22 @@ def test_a_token_may_not_look_like_an_api_key(name):
     with pytest.raises(SettingsError, match=name):
         load_settings({name: "rgk_chosen-by-hand"})
     assert getattr(load_settings({name: "chosen-by-hand"}), name) == "chosen-by-hand"
+
+
+def test_webhook_settings_default_to_public_https_and_certifi():
+    s = load_settings({})
+    assert (s.WEBHOOK_TIMEOUT_S, s.WEBHOOK_ALLOW_PRIVATE, s.WEBHOOK_CA_FILE) == (15.0, False, "")
+    assert load_settings({"WEBHOOK_ALLOW_PRIVATE": "true"}).WEBHOOK_ALLOW_PRIVATE
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WEBHOOK_TIMEOUT_S": "0"}, "WEBHOOK_TIMEOUT_S=0.0 is out of range"),
+        ({"WEBHOOK_TIMEOUT_S": "61"}, "WEBHOOK_TIMEOUT_S=61.0 is out of range"),
+        ({"WEBHOOK_CA_FILE": "/no/such/ca.pem"}, "WEBHOOK_CA_FILE='/no/such/ca.pem' is out of"),
+    ],
+)
+def test_bad_webhook_settings_fail_at_start(env, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env)

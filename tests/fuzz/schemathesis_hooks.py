@@ -5,6 +5,11 @@ JSON Schema cannot describe, which the OpenAPI document states in words:
 - a 400 that names only a rule tying two fields together (destination
   differs from origin) on an operation whose description states that rule:
   schema-valid, yet refused as the document says (ST202 otherwise);
+- a 422 that a webhook operation's 422 documents by its problem type: a
+  URL of the right shape that may not receive deliveries
+  (`webhook-url-refused`: core.egress decides, on addresses JSON Schema
+  cannot see), or all_bookings false for an endpoint of no owner
+  (`all-bookings-required`: it depends on the caller);
 - a booking's reference whose create job failed: its 202 accepted a job,
   not a booking, so its 404 (type `booking-not-made`, as GET
   /api/bookings/{ref_id} documents) is no created resource gone missing
@@ -19,10 +24,13 @@ import os
 
 import schemathesis
 
-from core.schemas import ARRIVES_AFTER_RULE, DIFFERENT_ENDS_RULE
+from core.errors import AllBookingsRequired
+from core.schemas import ARRIVES_AFTER_RULE, DIFFERENT_ENDS_RULE, EVERY_EVENT_ALONE_RULE
+from core.webhook_endpoints import URL_REFUSED_SLUG
 
 PROBLEM_JSON = "application/problem+json"
-TIED_RULES = (DIFFERENT_ENDS_RULE, ARRIVES_AFTER_RULE)
+TIED_RULES = (DIFFERENT_ENDS_RULE, ARRIVES_AFTER_RULE, EVERY_EVENT_ALONE_RULE)
+STATED_422 = (URL_REFUSED_SLUG, AllBookingsRequired.slug)
 NOT_MADE = "/problems/booking-not-made"
 DROPPED_ENV = "CONTRACT_DROPPED"  # a file each dropped failure is written to, a line each
 
@@ -67,6 +75,16 @@ def refused_for_stated_rules(case, response) -> bool:
     )
 
 
+def refused_as_documented(case, response) -> bool:
+    """A 422 whose problem type the operation's documented 422 names."""
+    if response.status_code != 422:
+        return False
+    responses = case.operation.definition.raw.get("responses") or {}
+    documented = (responses.get("422") or {}).get("description") or ""
+    slug = _problem(response).get("type", "").rsplit("/", 1)[-1]
+    return slug in STATED_422 and f"`{slug}`" in documented
+
+
 def booking_not_made(response) -> bool:
     problem = _problem(response)
     return (
@@ -78,7 +96,9 @@ def booking_not_made(response) -> bool:
 
 @schemathesis.hook
 def filter_failure(context, failure, case, response) -> bool:
-    stated = failure.code == "ST202" and refused_for_stated_rules(case, response)
+    stated = failure.code == "ST202" and (
+        refused_for_stated_rules(case, response) or refused_as_documented(case, response)
+    )
     not_made = failure.code == "ST302" and booking_not_made(response)
     if (stated or not_made) and os.environ.get(DROPPED_ENV):
         with open(os.environ[DROPPED_ENV], "a") as dropped:

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from core.schemas import BookingCreateSchema, DayQuerySchema, ProblemSchema
+from core.schemas import BookingCreateSchema, DayQuerySchema, ProblemSchema, WebhookCreateSchema
 from core.services import connect_services
 from core.settings import replace
 from tests.conftest import (
@@ -47,6 +47,8 @@ TIED = {  # operation -> the schema whose rules it takes
     ("post", "/api/bookings"): BookingCreateSchema,
     ("get", "/api/routes"): DayQuerySchema,
     ("get", "/api/flights"): DayQuerySchema,
+    ("post", "/api/webhooks"): WebhookCreateSchema,
+    ("patch", "/api/webhooks/{endpoint_id}"): WebhookCreateSchema,
 }
 
 
@@ -72,7 +74,9 @@ def test_every_view_that_takes_a_rule_states_it(app):
             rules = getattr(handler, "tied_rules", ())
             assert all(rule.statement in handler.__doc__ for rule in rules), handler
             seen.update(rules)
-    assert seen == set(DayQuerySchema.TIED) | set(BookingCreateSchema.TIED)
+    assert seen == set(DayQuerySchema.TIED) | set(BookingCreateSchema.TIED) | set(
+        WebhookCreateSchema.TIED
+    )
 
 
 @pytest.mark.parametrize(

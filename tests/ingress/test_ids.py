@@ -18,6 +18,8 @@ VALID = {
     "customer_id": "cus_0123456789abcdef",
     "job_id": "1bf8eaa3-5c5e-4b7e-9a57-0d8a3c9f2e10",
     "flight_id": "RG0001-20261128",
+    "endpoint_id": "ep_0123456789abcdef",
+    "delivery_id": "dlv_0123456789abcdef01234567",
 }
 MALFORMED = ["{}%0A", "{}%0D", "{}%20", "%20{}", "{}x", "QSA:QSB:2032-03-07", "%00", "{}%E2%80%A8"]
 
@@ -36,7 +38,11 @@ def test_a_path_id_of_another_shape_is_a_404_that_says_what_an_id_is(app, name):
     assert routes, name
     for method, rule in routes:
         for template in MALFORMED:
-            path = re.sub(r"<[^>]+>", template.format(VALID[name]), rule)
+            # The id tested malformed; any other id in the path well-formed.
+            bad = template.format(VALID[name])
+            path = re.sub(
+                r"<[^>]+:([^>]+)>", lambda m, bad=bad: bad if m[1] == name else VALID[m[1]], rule
+            )
             r = keyed_client(app, ADMIN).open(path, method=method, json={})
             assert r.status_code == 404, (method, path, r.status_code)
             assert r.mimetype == "application/problem+json"

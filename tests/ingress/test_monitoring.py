@@ -5,10 +5,16 @@ import socket
 import statistics
 import string
 import time
+import uuid
+from urllib.parse import urlparse, urlunparse
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from core import metrics
+from core.clock import utcnow
+from core.deliveries import Outcome
+from core.egress import Attempt
 from core.locks import (
     FLIGHT_LOCK_TTL,
     LOCK_KINDS,
@@ -17,7 +23,7 @@ from core.locks import (
     booking_lock_key,
     flight_lock_key,
 )
-from core.schemas import LockPerformanceSchema
+from core.schemas import LockPerformanceSchema, WebhookFiguresSchema
 from ingress.paths import metric_rule
 from tests.conftest import ADMIN, CUSTOMER, booking_body, wait_job
 from tools.processes import free_port
@@ -378,3 +384,58 @@ def test_redis_stays_bounded_under_made_up_methods_and_paths(isolated):
     fresh = {k for k in set(svc.redis.keys("*")) - keys if not k.startswith("metrics:rps:")}
     assert len(fresh) <= 3, sorted(fresh)
     assert len(svc.redis.hkeys(metrics.REQUESTS)) <= len(fields) + 6
+
+
+def test_webhooks_per_endpoint_on_metrics_bounded_to_the_busiest(isolated, settings, services):
+    """A database of the test's own (the backlog is every pending delivery's):
+    25 endpoints, the 20 with the most attempts by name and the rest summed."""
+    build, _, svc = isolated
+    name = f"hooks_{uuid.uuid4().hex[:12]}"
+    uri = urlunparse(urlparse(settings.MONGODB_URI)._replace(path=f"/{name}"))
+    app, svc = build(MONGODB_URI=uri)
+    try:
+        shown = metrics.TOP_WEBHOOK_ENDPOINTS
+        for n in range(1, shown + 6):
+            for _ in range(n):
+                outcome = Outcome("dlv_m", f"ep_{n:02d}", "delivered", Attempt(200, 3), lag_ms=50.0)
+                metrics.record_webhook(svc.redis, outcome, now=time.time())
+        metrics.record_webhook(
+            svc.redis, Outcome("dlv_m", "ep_01", "pending", Attempt(503, 3)), now=time.time()
+        )
+        svc.db.webhook_deliveries.insert_many(
+            [
+                {"_id": f"dlv_{i}", "endpoint_id": "ep_07", "state": "pending", "next_at": utcnow()}
+                for i in range(3)
+            ]
+        )
+        c = app.test_client()
+        text = c.get("/metrics", headers=ADMIN).get_data(as_text=True)
+        hooks = c.get("/api/admin/performance", headers=ADMIN).get_json()["webhooks"]
+    finally:
+        services.mongo.drop_database(name)
+    delivered = {
+        s.labels["endpoint"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "radiantgo_webhook_deliveries_total" and s.labels["outcome"] == "delivered"
+    }
+    assert len(delivered) == shown + 1
+    assert delivered["ep_25"] == 25 and "ep_05" not in delivered
+    assert delivered[metrics.OTHER_ENDPOINT] == sum(range(1, 6))
+    assert 'radiantgo_webhook_attempts_failed_total{endpoint="(other)"} 1.0' in text
+    assert 'radiantgo_webhook_backlog{endpoint="ep_07",state="due"} 3.0' in text
+    assert 'radiantgo_webhook_backlog{endpoint="(other)",state="due"} 0.0' in text
+    assert 'radiantgo_webhook_lag_ms{quantile="p95"} 50.0' in text
+    assert "radiantgo_webhook_backlog_growing 0.0" in text
+    assert WebhookFiguresSchema().validate(hooks) == {}
+    assert hooks["endpoints"][0] == {
+        "endpoint_id": "ep_07",
+        "delivered": 7,
+        "failed": 0,
+        "attempts": 7,
+        "failed_attempts": 0,
+        "backlog": 3,
+        "due": 3,
+        "in_flight": 0,
+    }
+    assert (hooks["delivered"], hooks["failed_attempts"], hooks["backlog"]) == (325, 1, 3)

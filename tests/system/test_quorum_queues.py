@@ -23,7 +23,7 @@ def test_work_queues_are_quorum_queues_with_a_delivery_limit_and_dead_letters(qu
             arguments = queues.queue_arguments(q, quorum_queues)
             assert arguments["x-queue-type"] == "quorum"
             assert arguments["x-delivery-limit"] == 3
-            if q == queues.MAINTENANCE:
+            if q in (queues.MAINTENANCE, queues.WEBHOOKS):
                 assert "x-dead-letter-exchange" not in arguments  # beat's expired messages
             else:
                 assert arguments["x-dead-letter-routing-key"] == f"{ns}.dead-letters"

@@ -76,7 +76,10 @@ def test_the_background_worker_runs_at_its_priority_on_the_background_queues():
     assert stack["background"][1:4] == ["-m", "tools.priority", "7"]
     assert stack["worker"][stack["worker"].index("-Q") + 1] == "bookings,status"
     assert stack["background"][stack["background"].index("-Q") + 1] == "bulk,maintenance"
-    assert sorted(queues.INTERACTIVE + queues.BACKGROUND) == sorted(queues.ALL_QUEUES)
+    assert stack["webhooks"][1:4] == ["-m", "tools.priority", "7"]
+    assert stack["webhooks"][stack["webhooks"].index("-Q") + 1] == "webhooks"
+    everything = queues.INTERACTIVE + queues.BACKGROUND + queues.OUTGOING
+    assert sorted(everything) == sorted(queues.ALL_QUEUES)
 
 
 # -- the event listeners ----------------------------------------------------------------
