@@ -56,7 +56,16 @@ def _escaped(char: str) -> str:
     if unicodedata.category(char) not in _CONTROL:
         return char
     code = ord(char)
-    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    # As Python writes them: \x, \u, or \U past the 16-bit plane (tag characters).
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
 
 
 def escape(text: str) -> str:

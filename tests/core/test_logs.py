@@ -107,7 +107,7 @@ def parsed(line: str) -> tuple[str, dict[str, str]]:
 CONTROLS = ["\n", "\r", "\r\n", "\x00", "\x1b[2J", "\x7f", "\x85", "\x9b", "\u2028", "\u2029"]
 
 
-@pytest.mark.parametrize("control", [*CONTROLS, "\u202e", "\x0b", "\x0c", "\x1c"])
+@pytest.mark.parametrize("control", [*CONTROLS, "\u202e", "\x0b", "\x0c", "\x1c", "\U000e0020"])
 def test_a_control_character_never_reaches_a_text_line_as_is(control):
     forged = f"/api/flights{control}2026-01-01T00:00:00.000Z info    ingress: GET / 200"
     logs.bind(request_id=f"r{control}1")
