@@ -43,7 +43,9 @@ PUBLIC_FIELDS = (
     "created_at",
     "updated_at",
 )
-EVENT_FIELDS = ("type", "status", "at_ts", "location", "notes", "flight_number", "reason", "job_id")
+# What a transition's request may say about it, kept on its event.
+EVENT_DETAILS = ("location", "notes", "flight_number", "reason")
+EVENT_FIELDS = ("type", "status", "at_ts", *EVENT_DETAILS, "job_id")
 # Public tracking: what anyone who knows a ref_id may see. Nothing personal
 # (no customer, no notes or reasons, which are free text a person wrote).
 TRACKING_FIELDS = (
@@ -86,7 +88,7 @@ def new_event(
         "version": version,  # the booking's, once this change was made
         "dispatched": False,
     }
-    for name in ("location", "notes", "flight_number", "reason"):
+    for name in EVENT_DETAILS:
         event[name] = data.get(name)
     return event
 

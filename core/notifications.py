@@ -186,7 +186,7 @@ def _milestone_events(
         }
         if milestone.get("version") is not None:
             data["version"] = milestone["version"]
-        for name in ("location", "notes", "flight_number", "reason"):
+        for name in bookings.EVENT_DETAILS:
             if milestone.get(name) is not None:
                 data.setdefault("event", {})[name] = milestone[name]
         events.append(

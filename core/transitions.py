@@ -24,8 +24,6 @@ from core.errors import NotFound, NotReady
 from core.lifecycle import check_transition, event_type
 from core.locks import LockManager, booking_lock_key
 
-# The fields of a transition request that its event keeps.
-TRANSITION_DETAILS = ("location", "notes", "flight_number", "reason")
 FENCED_WRITE_TRIES = 3
 
 
@@ -44,7 +42,7 @@ def recorded(booking: dict[str, Any], job_id: str) -> dict[str, Any] | None:
 def transition_event(ref_id: str, applied: dict[str, Any], data: dict) -> dict[str, Any]:
     """The event of booking `ref_id`'s transition `applied` (its entry in the
     booking's `applied`), with the request's details."""
-    details = {name: data.get(name) for name in TRANSITION_DETAILS}
+    details = {name: data.get(name) for name in bookings.EVENT_DETAILS}
     status = applied["status"]
     return bookings.new_event(
         ref_id,
