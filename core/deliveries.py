@@ -234,7 +234,10 @@ def send(
     if delivery is None:
         return outcome
     try:
-        event = (events or EventCache(1)).get(db, delivery["event_id"])
+        event_id = delivery["event_id"]
+        event = (
+            events.get(db, event_id) if events else db.webhook_events.find_one({"_id": event_id})
+        )
         _attempt(
             db,
             slots,

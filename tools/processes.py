@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 from celeryconfig import BACKGROUND_PREFETCH
 from core import health, queues
@@ -81,12 +82,10 @@ def start_worker(
     """A Celery worker on `queue_list`; `nice` > 0 starts it at a lower CPU priority,
     as `make run` starts the background group (tools.priority)."""
     names = ",".join(queues.queue_name(q, settings.QUEUE_NAMESPACE) for q in queue_list)
-    return subprocess.Popen(
+    return _celery(
+        settings,
+        log_path,
         [
-            *([sys.executable, "-m", "tools.priority", str(nice)] if nice else []),
-            str(BIN / "celery"),
-            "-A",
-            "workers.main",
             "worker",
             "-E",
             "-Q",
@@ -104,27 +103,35 @@ def start_worker(
             "--without-gossip",
             "-n",
             f"{name}-{uuid.uuid4().hex[:6]}@%h",
-            "--loglevel",
-            "WARNING",
         ],
-        env=child_env(settings),
-        cwd=ROOT,
-        stdout=_log(log_path),
-        stderr=subprocess.STDOUT,
+        prefix=[sys.executable, "-m", "tools.priority", str(nice)] if nice else [],
         start_new_session=True,  # its own process group: kill_worker() takes the children too
     )
 
 
 def start_beat(settings: Settings, log_path: Path) -> subprocess.Popen:
     """Celery beat on these settings' schedule (its state file beside its log)."""
+    return _celery(
+        settings, log_path, ["beat", "--schedule", str(log_path.with_suffix(".schedule"))]
+    )
+
+
+def _celery(
+    settings: Settings,
+    log_path: Path,
+    command: list[str],
+    *,
+    prefix: list[str] | None = None,
+    **popen: Any,
+) -> subprocess.Popen:
+    """`celery -A workers.main <command>` on these settings, logging to `log_path`."""
     return subprocess.Popen(
         [
+            *(prefix or []),
             str(BIN / "celery"),
             "-A",
             "workers.main",
-            "beat",
-            "--schedule",
-            str(log_path.with_suffix(".schedule")),
+            *command,
             "--loglevel",
             "WARNING",
         ],
@@ -132,6 +139,7 @@ def start_beat(settings: Settings, log_path: Path) -> subprocess.Popen:
         cwd=ROOT,
         stdout=_log(log_path),
         stderr=subprocess.STDOUT,
+        **popen,
     )
 
 
