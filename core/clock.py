@@ -23,6 +23,11 @@ def utcnow() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+def aware(moment: datetime) -> datetime:
+    """`moment`, in UTC if it came without a zone (a client without tz_aware)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 # Memoized: a route result repeats each flight's times in many options, and
 # warming a network formats ~1M of them (a third of its time before this).
 # 16K entries are ~4 MB per process and warm as fast as 64K (measured).
@@ -30,7 +35,5 @@ def utcnow() -> datetime:
 def to_iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is None:  # pymongo without tz_aware; never expected, but be exact
-        value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
+    value = aware(value).astimezone(UTC)  # naive: pymongo without tz_aware; never expected
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -27,13 +27,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
 from pymongo.database import Database
 
 from core import notifications
+from core.clock import aware, to_iso
 from core.egress import Attempt
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def claim(
     if not leases.set(lease_key(delivery_id), 1, nx=True, px=int(lease_s * 1000)):
         return None
     delivery = db.webhook_deliveries.find_one({"_id": delivery_id})
-    if delivery is None or delivery["state"] != PENDING or _aware(delivery["next_at"]) > now:
+    if delivery is None or delivery["state"] != PENDING or aware(delivery["next_at"]) > now:
         leases.delete(lease_key(delivery_id))
         return None
     return delivery
@@ -190,10 +191,6 @@ def release(leases: redis.Redis, delivery_id: str) -> None:
         leases.delete(lease_key(delivery_id))
     except redis.RedisError as exc:  # it runs out by itself
         log.warning("webhook lease not given back: %s", exc)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def signing_secrets(endpoint: dict[str, Any], now: datetime) -> list[str]:
@@ -207,12 +204,15 @@ def signing_secrets(endpoint: dict[str, Any], now: datetime) -> list[str]:
 
 
 def body_of(event: dict[str, Any]) -> bytes:
-    return json.dumps(notifications.payload(event), default=_iso, separators=(",", ":")).encode()
+    return json.dumps(
+        notifications.payload(event), default=_as_json, separators=(",", ":")
+    ).encode()
 
 
-def _iso(value: Any) -> str:
+def _as_json(value: Any) -> str:
+    """Times as the API writes them (core.clock.to_iso)."""
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return to_iso(value)
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
@@ -294,7 +294,7 @@ def _attempt(
         db, delivery, endpoint, attempt, started=now, now=finished, policy=policy
     )
     if outcome.state == DELIVERED:
-        committed = _aware(event["created_at"])
+        committed = aware(event["created_at"])
         outcome.lag_ms = (finished - committed).total_seconds() * 1000
 
 
@@ -324,7 +324,7 @@ def record(
         if endpoint.get("failing_since") is not None:
             _set_endpoint(db, endpoint["_id"], failing_since=None)
     else:
-        failing_since = _aware(endpoint.get("failing_since") or started)
+        failing_since = aware(endpoint.get("failing_since") or started)
         if attempt.status_code == GONE:
             disabled = "The endpoint answered 410 Gone."
         elif (now - failing_since).total_seconds() >= policy.disable_after_s:

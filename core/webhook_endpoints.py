@@ -33,6 +33,7 @@ from pymongo.database import Database
 
 from core import egress, signing
 from core.access import READ_ALL, ROLE_PERMISSIONS
+from core.clock import aware
 from core.errors import (
     AllBookingsRequired,
     Conflict,
@@ -319,12 +320,8 @@ def rotated(secrets: list[dict[str, Any]], new: str, *, now: datetime, overlap: 
         {**s, "expires_at": now + overlap if s.get("expires_at") is None else s["expires_at"]}
         for s in secrets
     ]
-    live = [s for s in kept if _aware(s["expires_at"]) > now]
+    live = [s for s in kept if aware(s["expires_at"]) > now]
     return [{"secret": new, "created_at": now, "expires_at": None}, *live][:SECRETS_KEPT]
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def rotate_secret(
@@ -380,7 +377,7 @@ def send_test_event(
 
 
 def encode_delivery_cursor(doc: dict[str, Any]) -> str:
-    millis = round(_aware(doc["created_at"]).timestamp() * 1000)
+    millis = round(aware(doc["created_at"]).timestamp() * 1000)
     return f"{millis:013d}-{doc['_id']}"
 
 
