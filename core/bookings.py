@@ -271,19 +271,22 @@ def timeline_is_complete(details: dict[str, Any]) -> bool:
 CURSOR_PATTERN = re.compile(r"^[0-9]{13}-RG[0-9A-Z]{9}$")
 
 
-def encode_cursor(doc: dict[str, Any]) -> str:
+def encode_cursor(doc: dict[str, Any], key: str = "ref_id") -> str:
+    """A page boundary after `doc`: its created_at (epoch ms) and its `key`
+    (webhook deliveries page the same way, by `_id`)."""
     millis = round(doc["created_at"].timestamp() * 1000)
-    return f"{millis:013d}-{doc['ref_id']}"
+    return f"{millis:013d}-{doc[key]}"
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """(created_at, ref_id) of a page boundary, clamped to the calendar: a
-    boundary past its end pages from the newest, one before its start is empty."""
-    if not CURSOR_PATTERN.fullmatch(cursor):
+def decode_cursor(cursor: str, pattern: re.Pattern = CURSOR_PATTERN) -> tuple[datetime, str]:
+    """(created_at, key) of a page boundary of `pattern`'s shape, clamped to the
+    calendar: a boundary past its end pages from the newest, one before its
+    start is empty."""
+    if not pattern.fullmatch(cursor):
         raise ValidationFailed("Invalid cursor.", errors={"cursor": ["Invalid cursor."]})
-    millis, ref_id = cursor.split("-", 1)
+    millis, key = cursor.split("-", 1)
     moment = datetime.fromtimestamp(int(millis) / 1000, UTC)
-    return min(max(moment, EARLIEST), LATEST), ref_id
+    return min(max(moment, EARLIEST), LATEST), key
 
 
 # Pages are read newest first in windows of created_at. The embedded server

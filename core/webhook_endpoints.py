@@ -25,13 +25,13 @@ Collections (the delivery code reads and writes the same shapes):
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 
-from core import egress, signing
+from core import bookings, egress, signing
 from core.access import READ_ALL, ROLE_PERMISSIONS
 from core.clock import aware
 from core.errors import (
@@ -41,7 +41,6 @@ from core.errors import (
     EndpointLimitReached,
     Forbidden,
     NotFound,
-    ValidationFailed,
 )
 from core.ids import new_endpoint_id, new_event_id
 
@@ -376,18 +375,6 @@ def send_test_event(
     }
 
 
-def encode_delivery_cursor(doc: dict[str, Any]) -> str:
-    millis = round(aware(doc["created_at"]).timestamp() * 1000)
-    return f"{millis:013d}-{doc['_id']}"
-
-
-def decode_delivery_cursor(cursor: str) -> tuple[datetime, str]:
-    if not DELIVERY_CURSOR.fullmatch(cursor):
-        raise ValidationFailed("Invalid cursor.", errors={"cursor": ["Invalid cursor."]})
-    millis, delivery_id = cursor.split("-", 1)
-    return datetime.fromtimestamp(int(millis) / 1000, UTC), delivery_id
-
-
 def list_deliveries(
     db: Database, endpoint_id: str, *, owner: str | None, limit: int, cursor: str | None = None
 ) -> dict[str, Any]:
@@ -397,7 +384,9 @@ def list_deliveries(
     docs = _newest_deliveries(db, endpoint_id, limit + 1, cursor)
     return {
         "deliveries": [public_delivery(d) for d in docs[:limit]],
-        "next_cursor": encode_delivery_cursor(docs[limit - 1]) if len(docs) > limit else None,
+        "next_cursor": bookings.encode_cursor(docs[limit - 1], key="_id")
+        if len(docs) > limit
+        else None,
         "endpoint": {
             "enabled": endpoint["enabled"],
             "disabled_reason": endpoint.get("disabled_reason"),
@@ -413,7 +402,7 @@ def _newest_deliveries(db: Database, endpoint_id: str, want: int, cursor: str | 
     docs: list[dict[str, Any]] = []
     if cursor is None:
         return fetch({})
-    moment, delivery_id = decode_delivery_cursor(cursor)
+    moment, delivery_id = bookings.decode_cursor(cursor, DELIVERY_CURSOR)
     docs += fetch({"created_at": moment, "_id": {"$lt": delivery_id}})
     if len(docs) < want:
         docs += fetch({"created_at": {"$lt": moment}})
