@@ -25,7 +25,7 @@ from core.cache import Cache
 from core.clock import EARLIEST, LATEST
 from core.db import insert_many_new
 from core.errors import Conflict, ValidationFailed
-from core.lifecycle import BOOKED
+from core.lifecycle import BKD, BOOKED, event_code
 
 BOOKING_CREATED = "BOOKING_CREATED"
 PUBLIC_FIELDS = (
@@ -45,7 +45,7 @@ PUBLIC_FIELDS = (
 )
 # What a transition's request may say about it, kept on its event.
 EVENT_DETAILS = ("location", "notes", "flight_number", "reason")
-EVENT_FIELDS = ("type", "status", "at_ts", *EVENT_DETAILS, "job_id")
+EVENT_FIELDS = ("type", "code", "status", "at_ts", "occurred_at", *EVENT_DETAILS, "job_id")
 # Public tracking: what anyone who knows a ref_id may see. Nothing personal
 # (no customer, no notes or reasons, which are free text a person wrote).
 TRACKING_FIELDS = (
@@ -57,7 +57,7 @@ TRACKING_FIELDS = (
     "weight_kg",
     "status",
 )
-TRACKING_EVENT_FIELDS = ("status", "location", "at_ts")
+TRACKING_EVENT_FIELDS = ("code", "status", "location", "at_ts", "occurred_at")
 
 
 def event_id(job_id: str, event_type: str) -> str:
@@ -70,20 +70,26 @@ def new_event(
     event_type: str,
     status: str,
     *,
+    code: str | None,
     job_id: str,
     at: datetime,
     version: int | None = None,
+    occurred_at: datetime | None = None,
     **data: Any,
 ) -> dict[str, Any]:
     """A booking's event as stored: its timeline entry, and its webhook
-    milestone waiting to be dispatched (core.notifications: the events are
-    the outbox, written with the change or again by its redelivery)."""
+    event waiting to be dispatched (core.notifications: the events are the
+    outbox, written with the change or again by its redelivery). `at` is when
+    it was recorded (the timeline's order); `occurred_at`, a milestone's, when
+    it happened as reported."""
     event = {
         "_id": event_id(job_id, event_type),
         "booking_id": ref_id,
         "type": event_type,
+        "code": code,  # IATA FSU (core.lifecycle); None for a cancellation
         "status": status,
         "at_ts": at,
+        "occurred_at": occurred_at,
         "job_id": job_id,
         "version": version,  # the booking's, once this change was made
         "dispatched": False,
@@ -187,6 +193,7 @@ def created_event(booking: dict[str, Any]) -> dict[str, Any]:
         booking["ref_id"],
         BOOKING_CREATED,
         BOOKED,
+        code=BKD,
         job_id=booking["job_id"],
         at=booking["created_at"],
         version=1,
@@ -232,7 +239,7 @@ def public_booking(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def public_event(doc: dict[str, Any]) -> dict[str, Any]:
-    return {name: doc.get(name) for name in EVENT_FIELDS}
+    return {name: doc.get(name) for name in EVENT_FIELDS} | {"code": event_code(doc)}
 
 
 def tracking_view(details: dict[str, Any]) -> dict[str, Any]:
@@ -414,6 +421,10 @@ def read_booking_details(
         details = get_booking_details(db, ref_id)
         if details is not None and timeline_is_complete(details):
             cache.set_versioned(key, details["version"], details, ttl)
+    else:
+        # Cached before events had codes (for a TTL after an upgrade): coded the same way.
+        for event in details["events"]:
+            event.setdefault("code", event_code(event))
     return details
 
 

@@ -28,7 +28,7 @@ from core.errors import (
     NotReady,
     RadiantError,
 )
-from core.lifecycle import check_transition
+from core.lifecycle import next_status
 from core.locks import LockManager, booking_lock_key
 from core.transitions import transition_event
 
@@ -162,7 +162,7 @@ def transition_many(
     clock: Callable[[], datetime],
 ) -> list[dict[str, Any] | RadiantError]:
     """transition_booking for many queued transitions ({"job_id", "ref_id",
-    "target", "request", "owner", "submitter"}): for each, in order, the booking
+    "target" or "milestone", "request", "owner", "submitter"}): for each, in order, the booking
     as moved, or the error that refused it (NotReady among them: retry that one
     later; CustomerDisabled if its submitter was disabled since).
 
@@ -190,13 +190,14 @@ def transition_many(
                 db,
                 locks,
                 ref_id=item["ref_id"],
-                target=item["target"],
+                target=item.get("target"),
                 job_id=item["job_id"],
                 data=item["request"],
                 clock=clock,
                 queued_records=queued_records,
                 owner=item.get("owner"),
                 submitter=item.get("submitter"),
+                milestone=item.get("milestone"),
             )
         except BookingLocked as exc:
             # Held through every wait: by a worker that died holding it (the
@@ -245,23 +246,25 @@ def _transition_locked(
             settled.append(booking)
             outcomes[n] = booking
             continue
+        milestone = item.get("milestone")
         try:
-            check_transition(booking["status"], item["target"])
+            status = next_status(booking["status"], item.get("target"), milestone)
         except RadiantError as exc:
             outcomes[n] = exc
             continue
         now = transitions.transition_time(clock, booking)
-        writes.append(UpdateOne(*transitions.fenced_update(booking, item["target"], job_id, now)))
-        applied = transitions.applied_entry(booking, item["target"], job_id, now)
+        update = transitions.fenced_update(booking, status, job_id, now, milestone)
+        writes.append(UpdateOne(*update))
+        applied = transitions.applied_entry(booking, status, job_id, now, milestone)
         events.append(transition_event(ref_id, applied, request))
-        planned.append((n, booking, now))
+        planned.append((n, booking, now, status))
         moved.add(ref_id)
     if writes and db.bookings.bulk_write(writes, ordered=False).modified_count < len(writes):
         # Someone wrote without our lock (it expired): which of ours held?
         again = {b["ref_id"]: b for b in db.bookings.find({"ref_id": {"$in": sorted(moved)}})}
         refused = {
             n
-            for n, booking, _ in planned
+            for n, booking, _, _ in planned
             if transitions.recorded(again[booking["ref_id"]], items[n]["job_id"]) is None
         }
         later += sorted(refused)
@@ -269,8 +272,8 @@ def _transition_locked(
         refused_jobs = {items[n]["job_id"] for n in refused}
         events = [e for e in events if e["job_id"] not in refused_jobs]
     insert_many_new(db.booking_events, events)  # duplicates: an earlier delivery wrote them
-    for n, booking, now in planned:
-        outcomes[n] = transitions.moved(booking, items[n]["target"], now)
+    for n, booking, now, status in planned:
+        outcomes[n] = transitions.moved(booking, status, now)
         settled.append(outcomes[n])
     for booking in settled:
         reservations.settle(db, locks, booking)

@@ -4,7 +4,8 @@ Nothing is sent where a change is made, and nothing about webhooks is in a
 booking's way. What a webhook announces is written with the change that
 causes it, in the same document, marked `dispatched: False` (the outboxes):
 - a booking's events (core.bookings.new_event): booking.created, .departed,
-  .arrived, .delivered, .cancelled; a redelivered job writes a missing one;
+  .arrived, .delivered, .cancelled, and .milestone for each milestone
+  recorded (RCS, MAN, RCF, NFD); a redelivered job writes a missing one;
 - a finished job (core.jobs): booking.failed for a create or a transition
   that failed, bulk.finished for a bulk import of bookings or statuses;
 - webhook_events: a `webhook.test` that an endpoint's owner asked for.
@@ -29,7 +30,7 @@ from pymongo.database import Database
 from core import bookings, customers, jobs, queues
 from core.db import insert_many_new
 from core.jobs import FAILED, public_job
-from core.lifecycle import ARRIVED, BOOKED, CANCELLED, DELIVERED, DEPARTED
+from core.lifecycle import ARRIVED, BOOKED, CANCELLED, DELIVERED, DEPARTED, MILESTONES, event_code
 from core.webhook_endpoints import EVENT_TYPES, TEST_EVENT, subscribes
 
 (
@@ -38,11 +39,13 @@ from core.webhook_endpoints import EVENT_TYPES, TEST_EVENT, subscribes
     BOOKING_ARRIVED,
     BOOKING_DELIVERED,
     BOOKING_CANCELLED,
+    BOOKING_MILESTONE,
     BOOKING_FAILED,
     BULK_FINISHED,
 ) = EVENT_TYPES
 
-MILESTONES = {
+# A booking event's webhook event type: a milestone's (by its code), else its status's.
+STATUS_EVENTS = {
     BOOKED: BOOKING_CREATED,
     DEPARTED: BOOKING_DEPARTED,
     ARRIVED: BOOKING_ARRIVED,
@@ -175,7 +178,8 @@ def _milestone_events(
     events: list[dict[str, Any] | None] = []
     for milestone in milestones:
         booking = found.get(milestone["booking_id"])
-        kind = MILESTONES.get(milestone.get("status"))
+        code = event_code(milestone)
+        kind = BOOKING_MILESTONE if code in MILESTONES else STATUS_EVENTS.get(milestone["status"])
         if booking is None or kind is None:
             events.append(None)
             continue
@@ -186,9 +190,10 @@ def _milestone_events(
         }
         if milestone.get("version") is not None:
             data["version"] = milestone["version"]
-        for name in bookings.EVENT_DETAILS:
+        data["event"] = {"code": code}
+        for name in (*bookings.EVENT_DETAILS, "occurred_at"):
             if milestone.get(name) is not None:
-                data.setdefault("event", {})[name] = milestone[name]
+                data["event"][name] = milestone[name]
         events.append(
             _event(milestone["_id"], kind, milestone["at_ts"], [booking.get("customer_id")], data)
         )

@@ -9,12 +9,22 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
-from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import (
+    INCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 
 from core.access import KEY_ROLES
 from core.bookings import CURSOR_PATTERN, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
-from core.clock import EARLIEST_DAY, LATEST_DAY, in_calendar, to_iso
+from core.clock import EARLIEST_DAY, LATEST_DAY, in_calendar, to_iso, utcnow
 from core.ids import (
     CUSTOMER_ID,
     FLIGHT_ID,
@@ -25,7 +35,7 @@ from core.ids import (
     WEBHOOK_EVENT_ID,
     Shape,
 )
-from core.lifecycle import STATUSES, TARGETS
+from core.lifecycle import CODES, MILESTONES, STATUSES, TARGETS
 from core.locks import LATENCY_SAMPLES, LOCK_KINDS, LOCK_PREFIXES
 from core.metrics import SAMPLES, TOP_WEBHOOK_ENDPOINTS, WEBHOOK_BACKLOG_SCAN
 from core.webhook_endpoints import (
@@ -62,6 +72,13 @@ ARRIVES_AFTER_RULE = TiedFields(
 EVERY_EVENT_ALONE = f'"{ALL_EVENTS}" stands alone: ["{ALL_EVENTS}"], or event types.'
 EVERY_EVENT_ALONE_RULE = TiedFields(
     "events", EVERY_EVENT_ALONE, f'`events` holds `"{ALL_EVENTS}"` only as its one item'
+)
+# A milestone is what happened: a time ahead of ours by more than a reporter's
+# clock may be is a typo (or a plan, which FSU does not carry).
+MILESTONE_AHEAD = timedelta(minutes=5)
+NOT_AHEAD = "Must not be in the future."
+NOT_AHEAD_RULE = TiedFields(
+    "at", NOT_AHEAD, "`at` must not be later than the time it is received (5 minutes' slack)"
 )
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 
@@ -283,6 +300,48 @@ class TransitionSchema(Schema):
 
 class CancelSchema(TransitionSchema):
     reason = Text(validate=validate.Length(1, 500), metadata={"example": "Customer request"})
+
+
+class MilestoneSchema(Schema):
+    """Body of POST /api/bookings/{ref_id}/milestones."""
+
+    TIED = (NOT_AHEAD_RULE,)
+
+    class Meta:
+        unknown = RAISE
+
+    code = fields.String(
+        required=True,
+        validate=validate.OneOf(tuple(MILESTONES)),
+        metadata={
+            "example": "RCS",
+            "description": "RCS (received from shipper) and MAN (manifested) while the"
+            " booking is BOOKED; RCF (received from flight) and NFD (notified for"
+            " delivery) while it is ARRIVED",
+        },
+    )
+    location = IataCode(
+        required=True,
+        metadata={"example": "DEL", "description": "The airport where it happened (IATA code)"},
+    )
+    at = CalendarDateTime(
+        metadata={
+            "example": "2026-11-28T08:30:00+05:30",
+            "description": "When it happened (default: when it is recorded)",
+        }
+    )
+
+    @validates_schema
+    def _not_ahead(self, data, **kwargs):
+        if "at" in data and data["at"] > utcnow() + MILESTONE_AHEAD:
+            raise ValidationError(NOT_AHEAD_RULE.message, NOT_AHEAD_RULE.field)
+
+    @post_load
+    def _at_as_text(self, data, **kwargs):
+        # A job's request travels as JSON (kombu, the idempotency fingerprint).
+        if "at" in data:
+            data["at"] = to_iso(data["at"])
+        return data
 
 
 MAX_FLIGHT_DURATION_H = 24
@@ -640,8 +699,25 @@ class JobAcceptedSchema(Schema):
 
 class EventSchema(Schema):
     type = fields.String(metadata={"example": "BOOKING_CREATED"})
-    status = fields.String(validate=validate.OneOf(STATUSES))
-    at_ts = UtcDateTime()
+    code = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(CODES),
+        metadata={
+            "example": "BKD",
+            "description": "Its IATA status code (Cargo-IMP/Cargo-XML FSU): BKD booked,"
+            " DEP departed, ARR arrived, DLV delivered, or a milestone (RCS, MAN, RCF,"
+            " NFD); null for a cancellation, which has no FSU code",
+        },
+    )
+    status = fields.String(
+        validate=validate.OneOf(STATUSES),
+        metadata={"description": "The booking's, once this event was recorded"},
+    )
+    at_ts = UtcDateTime(metadata={"description": "When it was recorded (the timeline's order)"})
+    occurred_at = UtcDateTime(
+        allow_none=True,
+        metadata={"description": "A milestone's: when it happened, as reported; else null"},
+    )
     location = fields.String(allow_none=True)
     notes = fields.String(allow_none=True)
     flight_number = fields.String(allow_none=True)
@@ -1092,8 +1168,12 @@ class WebhookEventSchema(Schema):
     data = fields.Dict(
         required=True,
         metadata={
-            "description": "booking.*: the booking as its owner reads it (GET"
-            " /api/bookings/{ref_id}), with its `version` to order events or drop stale"
-            " ones; bulk.finished: the job; webhook.test: {endpoint_id, message}"
+            "description": "booking.* (but booking.failed): the booking as its owner reads"
+            " it (GET /api/bookings/{ref_id}) at that event's status, with its `version`"
+            " to order events or drop stale ones, and `event`: the event's IATA status"
+            " `code` (null for a cancellation), and its `location`, `notes`,"
+            " `flight_number`, `reason` or (a milestone's) `occurred_at` where given;"
+            " booking.failed: the job, with `ref_id`; bulk.finished: the job;"
+            " webhook.test: {endpoint_id, message}"
         },
     )

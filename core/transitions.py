@@ -8,6 +8,12 @@ its write refused and re-decides on the newer state.
 Each applied transition is recorded on the booking (`applied`: job id, status,
 time) in the same atomic update, so a redelivered job can tell that it already
 happened, and write its event if the first delivery died before doing so.
+
+A milestone (core.lifecycle.MILESTONES: RCS, MAN, RCF, NFD) is a transition
+that keeps the status: decided by the machine under the same lock, fenced
+the same way, it moves the version and is recorded in `applied` (with its
+code), so caches and webhook receivers that order by version see it, and a
+redelivery records it once.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from pymongo.database import Database
 
 from core import bookings, customers, jobs, reservations
 from core.errors import NotFound, NotReady
-from core.lifecycle import check_transition, event_type
+from core.lifecycle import STATUS_CODES, event_type, next_status
 from core.locks import LockManager, booking_lock_key
 
 FENCED_WRITE_TRIES = 3
@@ -41,16 +47,24 @@ def recorded(booking: dict[str, Any], job_id: str) -> dict[str, Any] | None:
 
 def transition_event(ref_id: str, applied: dict[str, Any], data: dict) -> dict[str, Any]:
     """The event of booking `ref_id`'s transition `applied` (its entry in the
-    booking's `applied`), with the request's details."""
+    booking's `applied`), with the request's details. A milestone happened
+    when its request says (`at`, ISO text as the job carries it), else when
+    it was recorded."""
     details = {name: data.get(name) for name in bookings.EVENT_DETAILS}
-    status = applied["status"]
+    status, milestone = applied["status"], applied.get("milestone")
+    occurred_at = None
+    if milestone is not None:
+        reported = data.get("at")
+        occurred_at = datetime.fromisoformat(reported) if reported else applied["at"]
     return bookings.new_event(
         ref_id,
-        event_type(status),
+        event_type(status, milestone),
         status,
+        code=milestone or STATUS_CODES[status],
         job_id=applied["job_id"],
         at=applied["at"],
         version=applied.get("version"),  # absent from transitions stored before it was kept
+        occurred_at=occurred_at,
         **details,
     )
 
@@ -59,9 +73,15 @@ def _write_event(db: Database, ref_id: str, applied: dict[str, Any], data: dict)
     bookings.insert_event(db, transition_event(ref_id, applied, data))
 
 
-def applied_entry(booking: dict[str, Any], target: str, job_id: str, now: datetime) -> dict:
-    """What a transition from `booking` (as read) records in its `applied`."""
-    return {"job_id": job_id, "status": target, "at": now, "version": booking["version"] + 1}
+def applied_entry(
+    booking: dict[str, Any], target: str, job_id: str, now: datetime, milestone: str | None = None
+) -> dict:
+    """What a transition from `booking` (as read) to `target`, or its
+    `milestone` recorded, leaves in its `applied`."""
+    entry = {"job_id": job_id, "status": target, "at": now, "version": booking["version"] + 1}
+    if milestone is not None:
+        entry["milestone"] = milestone
+    return entry
 
 
 def transition_time(clock: Callable[[], datetime], booking: dict[str, Any]) -> datetime:
@@ -71,7 +91,7 @@ def transition_time(clock: Callable[[], datetime], booking: dict[str, Any]) -> d
 
 
 def fenced_update(
-    booking: dict[str, Any], target: str, job_id: str, now: datetime
+    booking: dict[str, Any], target: str, job_id: str, now: datetime, milestone: str | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(filter, update) of one transition from `booking` as read: it matches only
     while the booking is still at the version read (the fence: every write of a
@@ -81,7 +101,7 @@ def fenced_update(
         {
             "$set": {"status": target, "updated_at": now},
             "$inc": {"version": 1},
-            "$push": {"applied": applied_entry(booking, target, job_id, now)},
+            "$push": {"applied": applied_entry(booking, target, job_id, now, milestone)},
         },
     )
 
@@ -92,19 +112,28 @@ def moved(booking: dict[str, Any], target: str, now: datetime) -> dict[str, Any]
 
 
 def apply_transition(
-    db: Database, booking: dict[str, Any], target: str, *, job_id: str, data: dict, now: datetime
+    db: Database,
+    booking: dict[str, Any],
+    target: str | None,
+    *,
+    job_id: str,
+    data: dict,
+    now: datetime,
+    milestone: str | None = None,
 ) -> dict[str, Any]:
-    """The fenced write of one transition from the state in `booking` (as read).
+    """The fenced write of one transition to `target` (or of `milestone`) from
+    the state in `booking` (as read).
 
-    Raises InvalidTransition if the machine forbids it, StaleRead if the
-    booking is no longer at the status and version read.
+    Raises InvalidTransition (MilestoneOutOfOrder) if the machine forbids it,
+    StaleRead if the booking is no longer at the status and version read.
     """
-    check_transition(booking["status"], target)
-    result = db.bookings.update_one(*fenced_update(booking, target, job_id, now))
+    status = next_status(booking["status"], target, milestone)
+    result = db.bookings.update_one(*fenced_update(booking, status, job_id, now, milestone))
     if result.modified_count != 1:
         raise StaleRead(booking["ref_id"])
-    _write_event(db, booking["ref_id"], applied_entry(booking, target, job_id, now), data)
-    return moved(booking, target, now)
+    applied = applied_entry(booking, status, job_id, now, milestone)
+    _write_event(db, booking["ref_id"], applied, data)
+    return moved(booking, status, now)
 
 
 def transition_booking(
@@ -112,15 +141,17 @@ def transition_booking(
     locks: LockManager,
     *,
     ref_id: str,
-    target: str,
+    target: str | None,
     job_id: str,
     data: dict[str, Any],
     clock: Callable[[], datetime],
     queued_records: redis.Redis,
     owner: str | None = None,
     submitter: str | None = None,
+    milestone: str | None = None,
 ) -> dict[str, Any]:
-    """Move booking `ref_id` to `target` once, whatever the races and redeliveries.
+    """Move booking `ref_id` to `target` (or record its `milestone`) once,
+    whatever the races and redeliveries.
 
     With `owner`, only that customer's booking (any other is not found). A
     `submitter` (the customer or operator whose job this is) disabled since
@@ -148,7 +179,9 @@ def transition_booking(
                 return booking
             now = transition_time(clock, booking)
             try:
-                booking = apply_transition(db, booking, target, job_id=job_id, data=data, now=now)
+                booking = apply_transition(
+                    db, booking, target, job_id=job_id, data=data, now=now, milestone=milestone
+                )
             except StaleRead:
                 continue  # someone wrote without our lock (it expired): decide again
             reservations.settle(db, locks, booking)

@@ -50,6 +50,7 @@ EVENT_TYPES = (
     "booking.arrived",
     "booking.delivered",
     "booking.cancelled",
+    "booking.milestone",
     "booking.failed",
     "bulk.finished",
 )

@@ -7,7 +7,7 @@ from flask.views import MethodView
 from core import access, bookings, creating, jobs, queues
 from core.errors import BookingNotMade, NotFound
 from core.ids import new_ref_id
-from core.lifecycle import ACTIONS, CANCELLED, check_transition
+from core.lifecycle import ACTIONS, CANCELLED, next_status
 from core.schemas import (
     BookingCreateSchema,
     BookingDetailSchema,
@@ -15,6 +15,7 @@ from core.schemas import (
     BookingPageSchema,
     CancelSchema,
     JobAcceptedSchema,
+    MilestoneSchema,
     TransitionSchema,
 )
 from ingress.context import services
@@ -172,11 +173,14 @@ def not_found(ref_id: str, job: dict | None) -> NotFound:
     )
 
 
-def submit_transition(ref_id: str, action: str, data: dict):
-    """Refuse what is already impossible (or not the caller's), else enqueue the job."""
+def submit_transition(
+    ref_id: str, data: dict, *, target: str | None = None, milestone: str | None = None
+):
+    """Refuse what is already impossible (or not the caller's), else enqueue the
+    job: a move to `target`, or `milestone` recorded (a transition that keeps
+    the status, core.transitions)."""
     svc = services()
     principal = current_principal()
-    target = ACTIONS[action]
     # Unknown ref_ids are answered here, so they never reach the queue. A
     # booking still being created is known by its pending job (no status yet).
     known = bookings.booking_summary(svc.db, svc.cache, svc.redis, ref_id)
@@ -184,14 +188,15 @@ def submit_transition(ref_id: str, action: str, data: dict):
         raise not_found(ref_id, readable_create_job(ref_id))
     access.check_owner(principal, known, ref_id)
     if "status" in known:
-        check_transition(known["status"], target)
+        next_status(known["status"], target, milestone)
+    step = {"milestone": milestone} if milestone is not None else {"target": target}
     return submit_job(
         queues.TRANSITION_BOOKING,
         data,
         booking_links(ref_id),
         ref_id=ref_id,
-        target=target,
         owner=access.restricted_to(principal),
+        **step,
     )
 
 
@@ -205,7 +210,7 @@ def _transition_view(action: str, schema):
     @blp.arguments(schema, required=False)  # every field is optional: so is the body
     @blp.accepts_job(400, 404, 409, 413, 415, 422, 503, done=DONE, described={404: NO_BOOKING})
     def view(data, ref_id):
-        return submit_transition(ref_id, action, data)
+        return submit_transition(ref_id, data, target=target)
 
     view.__name__ = view.__qualname__ = f"{action}_booking"
     who = "its owner, an operator or the admin" if target == CANCELLED else "an operator"
@@ -217,3 +222,18 @@ for _action in ACTIONS:
     _transition_view(
         _action, CancelSchema() if ACTIONS[_action] == CANCELLED else TransitionSchema()
     )
+
+
+# A milestone counts in the transitions' budget, "updates".
+@blp.route("/<ref_id:ref_id>/milestones", methods=["POST"])
+@rate_limit("RATE_LIMIT_UPDATES", MINUTE, scope="updates")
+@blp.requires(access.HANDLE)
+@links(202, job=JOB_LINK)
+@blp.arguments(MilestoneSchema())
+@blp.accepts_job(400, 404, 409, 413, 415, 422, 503, done=DONE, described={404: NO_BOOKING})
+def record_milestone(data, ref_id):
+    """Record an IATA milestone that keeps the booking's status (an operator): a
+    job, run under the booking's lock. RCS and MAN while the booking is BOOKED,
+    RCF and NFD while it is ARRIVED; out of that order, a 409 problem of type
+    `milestone-out-of-order` (here, or as the job's failure)."""
+    return submit_transition(ref_id, data, milestone=data["code"])

@@ -278,13 +278,13 @@ def test_a_write_the_fence_refused_is_decided_again_on_the_new_state(services, m
     raced, calm = new_booking(services), new_booking(services)
     real_fenced_update = transitions.fenced_update
 
-    def race_then_fence(booking, target, job_id, now):
+    def race_then_fence(booking, target, job_id, now, *milestone):
         if booking["ref_id"] == raced and stored(services, raced)["status"] == "BOOKED":
             # Someone whose lock expired commits between our read and our write.
             services.db.bookings.update_one(
                 {"ref_id": raced}, {"$set": {"status": "CANCELLED"}, "$inc": {"version": 1}}
             )
-        return real_fenced_update(booking, target, job_id, now)
+        return real_fenced_update(booking, target, job_id, now, *milestone)
 
     monkeypatch.setattr(transitions, "fenced_update", race_then_fence)
     refused, moved = transition_many(

@@ -58,7 +58,8 @@ def test_each_milestone_goes_to_its_owner_and_to_every_booking_endpoints_only(se
     # Each as of its own change, whatever the booking's status by dispatch time.
     assert (created["data"]["status"], created["data"]["version"]) == ("BOOKED", 1)
     assert (departed["data"]["status"], departed["data"]["version"]) == ("DEPARTED", 2)
-    assert departed["data"]["event"] == {"location": "DEL"}
+    assert created["data"]["event"] == {"code": "BKD"}
+    assert departed["data"]["event"] == {"code": "DEP", "location": "DEL"}
     assert [e["type"] for e in _received(db, departures_only, ref_id)] == ["booking.departed"]
     assert [e["_id"] for e in _received(db, operator, ref_id)] == [created["_id"], departed["_id"]]
     assert _received(db, theirs, ref_id) == [] and _received(db, switched_off, ref_id) == []
