@@ -4,7 +4,7 @@ delivered again having no second effect."""
 
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from core import bookings, group_commit, jobs, transitions
 from core.clock import utcnow
 from core.errors import Conflict, CustomerDisabled, NotFound, NotReady, Unprocessable
 from core.ids import new_job_id, new_ref_id
-from core.lifecycle import InvalidTransition
+from core.lifecycle import InvalidTransition, MilestoneOutOfOrder
 from core.locks import booking_lock_key
 from tests.conftest import stored_booking
 
@@ -245,6 +245,53 @@ def test_a_redelivered_group_changes_nothing(services):
     assert events(services, first) == ["BOOKING_CREATED", "STATUS_DEPARTED", "STATUS_ARRIVED"]
     assert events(services, second) == ["BOOKING_CREATED", "STATUS_CANCELLED"]
     assert len(stored(services, first)["applied"]) == 2
+
+
+def milestone_item(ref_id, code, job_id=None, **request):
+    """A queued milestone as the worker hands it to transition_many."""
+    return {
+        "job_id": job_id or new_job_id(),
+        "ref_id": ref_id,
+        "milestone": code,
+        "request": {"code": code, "location": "DEL", **request},
+        "owner": None,
+    }
+
+
+def test_milestones_and_transitions_of_one_booking_in_a_group_apply_in_order(services):
+    """RCS and MAN were accepted while the booking was BOOKED; the departure
+    queued between them came first for MAN, which is refused under the lock."""
+    ref = new_booking(services)
+    received, departed, manifested = transition_many(
+        services,
+        [
+            milestone_item(ref, "RCS", at="2026-11-28T03:00:00.000Z"),
+            transition_item(ref, "DEPARTED"),
+            milestone_item(ref, "MAN"),
+        ],
+    )
+    assert (received["status"], received["version"]) == ("BOOKED", 2)
+    assert (departed["status"], departed["version"]) == ("DEPARTED", 3)
+    assert isinstance(manifested, MilestoneOutOfOrder) and manifested.status == 409
+    assert events(services, ref) == ["BOOKING_CREATED", "MILESTONE_RCS", "STATUS_DEPARTED"]
+    event = services.db.booking_events.find_one({"booking_id": ref, "type": "MILESTONE_RCS"})
+    assert (event["code"], event["location"], event["version"]) == ("RCS", "DEL", 2)
+    assert event["occurred_at"] == datetime(2026, 11, 28, 3, tzinfo=UTC)
+
+
+def test_a_redelivered_group_records_its_milestones_once(services):
+    refs = [new_booking(services) for _ in range(3)]
+    items = [milestone_item(ref, "RCS") for ref in refs]
+    transition_many(services, items)
+    # As if the first delivery died after the update, before the event insert.
+    services.db.booking_events.delete_one(
+        {"_id": bookings.event_id(items[1]["job_id"], "MILESTONE_RCS")}
+    )
+    again = transition_many(services, items)
+    assert [(b["status"], b["version"]) for b in again] == [("BOOKED", 2)] * 3
+    for ref in refs:
+        assert events(services, ref) == ["BOOKING_CREATED", "MILESTONE_RCS"]
+        assert len(stored(services, ref)["applied"]) == 1
 
 
 def test_a_booking_locked_elsewhere_is_moved_once_the_lock_is_released(services):

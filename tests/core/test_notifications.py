@@ -3,9 +3,11 @@ to one delivery per endpoint that wants each event, once however often it runs."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from core import jobs, notifications, webhook_endpoints
+from core import jobs, notifications, transitions, webhook_endpoints
 from core.clock import utcnow
 from core.ids import new_job_id
 from tests.conftest import IDS, moved_booking, stored_booking
@@ -63,6 +65,33 @@ def test_each_milestone_goes_to_its_owner_and_to_every_booking_endpoints_only(se
     assert [e["type"] for e in _received(db, departures_only, ref_id)] == ["booking.departed"]
     assert [e["_id"] for e in _received(db, operator, ref_id)] == [created["_id"], departed["_id"]]
     assert _received(db, theirs, ref_id) == [] and _received(db, switched_off, ref_id) == []
+
+
+def test_a_milestone_is_a_booking_milestone_event_with_its_code(services, endpoints):
+    db = services.db
+    milestones_only = endpoints(owner=IDS["customer"], events=["booking.milestone"])
+    ref_id = stored_booking(services, customer_id=IDS["customer"])
+    transitions.transition_booking(
+        db,
+        services.locks,
+        ref_id=ref_id,
+        target=None,
+        milestone="RCS",
+        job_id=new_job_id(),
+        data={"code": "RCS", "location": "DEL", "at": "2026-11-28T03:00:00.000Z"},
+        clock=utcnow,
+        queued_records=services.redis,
+    )
+    moved_booking(services, ref_id, "DEPARTED")
+    notifications.dispatch_all(db, now=utcnow())
+    (received,) = _received(db, milestones_only, ref_id)
+    assert received["type"] == "booking.milestone"
+    assert (received["data"]["status"], received["data"]["version"]) == ("BOOKED", 2)
+    assert received["data"]["event"] == {
+        "code": "RCS",
+        "location": "DEL",
+        "occurred_at": datetime(2026, 11, 28, 3, tzinfo=UTC),
+    }
 
 
 def test_a_second_dispatch_of_the_same_outbox_makes_no_second_delivery(services, endpoints):

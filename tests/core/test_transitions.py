@@ -1,13 +1,14 @@
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from core import bookings, transitions
+from core import cache as caches
 from core.clock import utcnow
 from core.errors import NotFound, NotReady
 from core.ids import new_job_id, new_ref_id
-from core.lifecycle import InvalidTransition
+from core.lifecycle import InvalidTransition, MilestoneOutOfOrder
 from core.locks import booking_lock_key
 from tests.conftest import moved_booking, stored_booking
 
@@ -171,3 +172,106 @@ def test_a_transition_is_timed_after_the_change_it_follows(services):
     booking = moved_booking(services, ref_id, "DEPARTED", clock=lambda: behind)
     assert booking["updated_at"] > created_at
     assert events(services, ref_id) == ["BOOKING_CREATED", "STATUS_DEPARTED"]
+
+
+# -- status codes and milestones -------------------------------------------------------
+
+
+def record(services, ref_id, code, job_id=None, **data):
+    """Milestone `code` recorded as a milestone job records it (its request in `data`)."""
+    return transitions.transition_booking(
+        services.db,
+        services.locks,
+        ref_id=ref_id,
+        target=None,
+        milestone=code,
+        job_id=job_id or new_job_id(),
+        data={"code": code, **data},
+        clock=utcnow,
+        queued_records=services.redis,
+    )
+
+
+def timeline(services, ref_id):
+    return bookings.get_booking_details(services.db, ref_id)["events"]
+
+
+def test_every_event_carries_its_code_and_a_cancellation_none(services):
+    delivered, cancelled = new_booking(services), new_booking(services)
+    for target in ("DEPARTED", "ARRIVED", "DELIVERED"):
+        move(services, delivered, target)
+    move(services, cancelled, "CANCELLED", reason="customer")
+    assert [e["code"] for e in timeline(services, delivered)] == ["BKD", "DEP", "ARR", "DLV"]
+    assert [e["code"] for e in timeline(services, cancelled)] == ["BKD", None]
+    stored = services.db.booking_events.find({"booking_id": cancelled}).sort("at_ts", 1)
+    assert [("code" in e, e["code"]) for e in stored] == [(True, "BKD"), (True, None)]
+
+
+def test_events_stored_before_codes_existed_show_their_code(services):
+    cache = services.cache
+    ref_id = new_booking(services)
+    move(services, ref_id, "DEPARTED")
+    services.db.booking_events.update_many({"booking_id": ref_id}, {"$unset": {"code": ""}})
+    assert [e["code"] for e in timeline(services, ref_id)] == ["BKD", "DEP"]
+    # And from a cache entry written before codes existed.
+    details = bookings.get_booking_details(services.db, ref_id)
+    for event in details["events"]:
+        del event["code"]
+    key = caches.booking_details_key(ref_id)
+    cache.set_versioned(key, details["version"], details, 60)
+    read = bookings.read_booking_details(services.db, cache, ref_id, 60)
+    assert [e["code"] for e in read["events"]] == ["BKD", "DEP"]
+
+
+def test_a_milestone_keeps_the_status_moves_the_version_and_joins_the_timeline(services):
+    ref_id = new_booking(services)
+    happened = "2026-11-28T03:00:00.000Z"
+    booking = record(services, ref_id, "RCS", location="DEL", at=happened)
+    assert (booking["status"], booking["version"]) == ("BOOKED", 2)
+    record(services, ref_id, "MAN", location="DEL")  # no `at`: when it is recorded
+    move(services, ref_id, "DEPARTED")
+    move(services, ref_id, "ARRIVED")
+    record(services, ref_id, "RCF", location="BLR")
+    final = record(services, ref_id, "NFD", location="BLR")
+    assert (final["status"], final["version"]) == ("ARRIVED", 7)
+    events = timeline(services, ref_id)
+    assert [e["code"] for e in events] == ["BKD", "RCS", "MAN", "DEP", "ARR", "RCF", "NFD"]
+    assert [e["status"] for e in events[:3]] == ["BOOKED"] * 3
+    rcs, man = events[1], events[2]
+    assert (rcs["type"], rcs["location"]) == ("MILESTONE_RCS", "DEL")
+    assert rcs["occurred_at"] == datetime.fromisoformat(happened)
+    assert man["occurred_at"] == man["at_ts"]
+    assert all(e["occurred_at"] is None for e in events if e["code"] in ("BKD", "DEP", "ARR"))
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        (["DEPARTED"], "RCS"),
+        (["DEPARTED"], "RCF"),
+        ([], "NFD"),
+        (["DEPARTED", "ARRIVED"], "MAN"),
+        (["DEPARTED", "ARRIVED", "DELIVERED"], "NFD"),
+        (["CANCELLED"], "MAN"),
+    ],
+)
+def test_a_milestone_out_of_order_is_refused_under_the_lock(services, path, code):
+    """The door saw an earlier status (or a race moved it since): the worker decides again."""
+    ref_id = new_booking(services)
+    for step in path:
+        move(services, ref_id, step)
+    with pytest.raises(MilestoneOutOfOrder):
+        record(services, ref_id, code, location="DEL")
+    assert len(events(services, ref_id)) == 1 + len(path)
+    assert services.db.bookings.find_one({"ref_id": ref_id})["version"] == 1 + len(path)
+
+
+def test_a_redelivered_milestone_is_recorded_once_with_its_event(services):
+    ref_id, job_id = new_booking(services), new_job_id()
+    record(services, ref_id, "RCS", job_id, location="DEL")
+    # As if the worker died after the booking update, before the event insert:
+    services.db.booking_events.delete_one({"_id": f"{job_id}:MILESTONE_RCS"})
+    again = record(services, ref_id, "RCS", job_id, location="DEL")
+    assert again["version"] == 2
+    assert events(services, ref_id) == ["BOOKING_CREATED", "MILESTONE_RCS"]
+    assert timeline(services, ref_id)[1]["code"] == "RCS"

@@ -236,8 +236,15 @@ def test_tracking_view_for_strangers_and_the_full_booking_for_the_owner(client, 
     for headers in (ANONYMOUS, OTHER_CUSTOMER):
         view = client.get(f"/api/bookings/{ref_id}", headers=headers).get_json()
         assert set(view) == {*bookings.TRACKING_FIELDS, "events"}
+        at_ts = view["events"][0]["at_ts"]
         assert view["events"] == [
-            {"status": "BOOKED", "location": None, "at_ts": view["events"][0]["at_ts"]}
+            {
+                "code": "BKD",
+                "status": "BOOKED",
+                "location": None,
+                "at_ts": at_ts,
+                "occurred_at": None,
+            }
         ]
     for headers in (CUSTOMER, OPERATOR, ADMIN):
         full = client.get(f"/api/bookings/{ref_id}", headers=headers).get_json()

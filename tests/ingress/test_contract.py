@@ -7,7 +7,13 @@ import uuid
 
 import pytest
 
-from core.schemas import BookingCreateSchema, DayQuerySchema, ProblemSchema, WebhookCreateSchema
+from core.schemas import (
+    BookingCreateSchema,
+    DayQuerySchema,
+    MilestoneSchema,
+    ProblemSchema,
+    WebhookCreateSchema,
+)
 from core.services import connect_services
 from core.settings import replace
 from tests.conftest import (
@@ -49,6 +55,7 @@ TIED = {  # operation -> the schema whose rules it takes
     ("get", "/api/flights"): DayQuerySchema,
     ("post", "/api/webhooks"): WebhookCreateSchema,
     ("patch", "/api/webhooks/{endpoint_id}"): WebhookCreateSchema,
+    ("post", "/api/bookings/{ref_id}/milestones"): MilestoneSchema,
 }
 
 
@@ -76,7 +83,7 @@ def test_every_view_that_takes_a_rule_states_it(app):
             seen.update(rules)
     assert seen == set(DayQuerySchema.TIED) | set(BookingCreateSchema.TIED) | set(
         WebhookCreateSchema.TIED
-    )
+    ) | set(MilestoneSchema.TIED)
 
 
 @pytest.mark.parametrize(
