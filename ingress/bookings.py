@@ -37,6 +37,10 @@ BOOKING_LINKS = {
 
 # A list read past its budget (RATE_LIMIT_LISTS per minute per caller).
 RATE_LIMITED = rate_limited("Too many list reads (`RATE_LIMIT_LISTS` per minute per caller).")
+# A transition or milestone past their one budget (RATE_LIMIT_UPDATES).
+UPDATES_LIMITED = rate_limited(
+    "Too many status updates (`RATE_LIMIT_UPDATES` per minute per caller)."
+)
 
 # A ref_id with no booking; its create job's failure to whoever may read that job.
 NO_BOOKING = (
@@ -207,6 +211,7 @@ def _transition_view(action: str, schema):
     @rate_limit("RATE_LIMIT_UPDATES", MINUTE, scope="updates")
     @blp.requires(access.CANCEL if target == CANCELLED else access.HANDLE)
     @links(202, job=JOB_LINK)
+    @blp.alt_response(429, **UPDATES_LIMITED)
     @blp.arguments(schema, required=False)  # every field is optional: so is the body
     @blp.accepts_job(400, 404, 409, 413, 415, 422, 503, done=DONE, described={404: NO_BOOKING})
     def view(data, ref_id):
@@ -229,11 +234,14 @@ for _action in ACTIONS:
 @rate_limit("RATE_LIMIT_UPDATES", MINUTE, scope="updates")
 @blp.requires(access.HANDLE)
 @links(202, job=JOB_LINK)
+@blp.alt_response(429, **UPDATES_LIMITED)
 @blp.arguments(MilestoneSchema())
 @blp.accepts_job(400, 404, 409, 413, 415, 422, 503, done=DONE, described={404: NO_BOOKING})
 def record_milestone(data, ref_id):
-    """Record an IATA milestone that keeps the booking's status (an operator): a
-    job, run under the booking's lock. RCS and MAN while the booking is BOOKED,
-    RCF and NFD while it is ARRIVED; out of that order, a 409 problem of type
-    `milestone-out-of-order` (here, or as the job's failure)."""
+    """Record an IATA milestone (an operator): a job, run under the booking's lock.
+
+    A milestone keeps the booking's status and joins its timeline with its
+    `code`, `location` and `occurred_at` (`at`). RCS and MAN are recorded while
+    the booking is BOOKED, RCF and NFD while it is ARRIVED; out of that order, a
+    409 problem of type `milestone-out-of-order` (here, or as the job's failure)."""
     return submit_transition(ref_id, data, milestone=data["code"])

@@ -24,8 +24,9 @@ def test_every_event_type_reaches_its_owner_signed_and_nobody_elses(hooks):
 
     created = post(client, "/api/bookings", booking_body(), headers)
     ref_id = wait_job(client, created["url"])["result"]["booking"]["ref_id"]
-    for action in ("depart", "arrive", "deliver"):
-        job = post(client, f"/api/bookings/{ref_id}/{action}", {}, OPERATOR)
+    received = {"code": "RCS", "location": "DEL", "at": "2026-11-28T03:00:00Z"}
+    for action, body in (("milestones", received), ("depart", {}), ("arrive", {}), ("deliver", {})):
+        job = post(client, f"/api/bookings/{ref_id}/{action}", body, OPERATOR)
         assert wait_job(client, job["url"])["state"] == "succeeded"
     cancelled = post(client, "/api/bookings", booking_body(), headers)
     other_ref = wait_job(client, cancelled["url"])["result"]["booking"]["ref_id"]
@@ -44,9 +45,18 @@ def test_every_event_type_reaches_its_owner_signed_and_nobody_elses(hooks):
 
     wait_for(lambda: {e["type"] for e in events()} >= EVERY_TYPE, 30, "every event type")
     by_type = {e["type"]: e for e in events()}
+    milestone = by_type["booking.milestone"]["data"]
+    assert (milestone["ref_id"], milestone["status"], milestone["version"]) == (ref_id, "BOOKED", 2)
+    assert milestone["event"] == {
+        "code": "RCS",
+        "location": "DEL",
+        "occurred_at": "2026-11-28T03:00:00.000Z",
+    }
     departed = by_type["booking.departed"]["data"]
-    assert (departed["ref_id"], departed["status"], departed["version"]) == (ref_id, "DEPARTED", 2)
-    assert by_type["booking.delivered"]["data"]["version"] == 4
+    assert (departed["ref_id"], departed["status"], departed["version"]) == (ref_id, "DEPARTED", 3)
+    assert departed["event"] == {"code": "DEP"}
+    assert by_type["booking.delivered"]["data"]["version"] == 5
+    assert by_type["booking.cancelled"]["data"]["event"] == {"code": None}
     assert by_type["booking.failed"]["data"]["job_id"] == failed["job_id"]
     assert by_type["booking.failed"]["data"]["error"]["status"] in (404, 409, 422)
     assert by_type["bulk.finished"]["data"]["state"] == "succeeded"
