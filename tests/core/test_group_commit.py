@@ -279,6 +279,19 @@ def test_milestones_and_transitions_of_one_booking_in_a_group_apply_in_order(ser
     assert event["occurred_at"] == datetime(2026, 11, 28, 3, tzinfo=UTC)
 
 
+def test_a_milestone_out_of_its_phase_is_refused_in_a_group_for_its_item_only(services):
+    departed, booked = new_booking(services), new_booking(services)
+    transition_many(services, [transition_item(departed, "DEPARTED")])
+    refused, received = transition_many(
+        services, [milestone_item(departed, "RCS"), milestone_item(booked, "RCS")]
+    )
+    assert isinstance(refused, MilestoneOutOfOrder)
+    assert refused.detail == "RCS is recorded while a booking is BOOKED; this one is DEPARTED."
+    assert stored(services, departed)["version"] == 2
+    assert events(services, departed) == ["BOOKING_CREATED", "STATUS_DEPARTED"]
+    assert (received["status"], received["version"]) == ("BOOKED", 2)
+
+
 def test_a_redelivered_group_records_its_milestones_once(services):
     refs = [new_booking(services) for _ in range(3)]
     items = [milestone_item(ref, "RCS") for ref in refs]
