@@ -110,13 +110,13 @@ def dispatch(
         for name in OUTBOXES:
             db[name].update_many(PENDING, {"$set": {"dispatched": True}})
         return [], False
-    milestones = list(db.booking_events.find(PENDING).limit(batch))
+    changes = list(db.booking_events.find(PENDING).limit(batch))
     finished = list(db.jobs.find(PENDING).limit(batch))
     asked = list(db.webhook_events.find(PENDING).limit(batch))
-    more = max(len(milestones), len(finished), len(asked)) >= batch
-    if not (milestones or finished or asked):
+    more = max(len(changes), len(finished), len(asked)) >= batch
+    if not (changes or finished or asked):
         return [], False
-    events = _milestone_events(db, milestones, now) + _job_events(finished, now)
+    events = _booking_events(db, changes, now) + _job_events(finished, now)
     events = [e for e in events if e is not None]
     made: list[tuple[str, str]] = []
     if events or asked:
@@ -133,7 +133,7 @@ def dispatch(
         # Those an earlier dispatch made are its to send (or the sweep's).
         made = [(d["_id"], d["endpoint_id"]) for n, d in enumerate(deliveries) if n not in refused]
     for collection, sources in (
-        (db.booking_events, milestones),
+        (db.booking_events, changes),
         (db.jobs, finished),
         (db.webhook_events, asked),
     ):
@@ -167,35 +167,35 @@ def _delivery(event: dict[str, Any], endpoint: dict[str, Any], now: datetime) ->
     }
 
 
-def _milestone_events(
-    db: Database, milestones: list[dict[str, Any]], now: datetime
+def _booking_events(
+    db: Database, changes: list[dict[str, Any]], now: datetime
 ) -> list[dict[str, Any] | None]:
     """Each booking event's webhook event. Its data is the booking as its owner
     reads it, at the status and version of that event (a later change may be
     stored already: the version lets a receiver order or drop stale ones)."""
-    ref_ids = sorted({m["booking_id"] for m in milestones})
+    ref_ids = sorted({m["booking_id"] for m in changes})
     found = {b["ref_id"]: b for b in db.bookings.find({"ref_id": {"$in": ref_ids}}, {"_id": 0})}
     events: list[dict[str, Any] | None] = []
-    for milestone in milestones:
-        booking = found.get(milestone["booking_id"])
-        code = event_code(milestone)
-        kind = BOOKING_MILESTONE if code in MILESTONES else STATUS_EVENTS.get(milestone["status"])
+    for change in changes:
+        booking = found.get(change["booking_id"])
+        code = event_code(change)
+        kind = BOOKING_MILESTONE if code in MILESTONES else STATUS_EVENTS.get(change["status"])
         if booking is None or kind is None:
             events.append(None)
             continue
         data = {
             **bookings.public_booking(booking),
-            "status": milestone["status"],
-            "updated_at": milestone["at_ts"],
+            "status": change["status"],
+            "updated_at": change["at_ts"],
         }
-        if milestone.get("version") is not None:
-            data["version"] = milestone["version"]
+        if change.get("version") is not None:
+            data["version"] = change["version"]
         data["event"] = {"code": code}
         for name in (*bookings.EVENT_DETAILS, "occurred_at"):
-            if milestone.get(name) is not None:
-                data["event"][name] = milestone[name]
+            if change.get(name) is not None:
+                data["event"][name] = change[name]
         events.append(
-            _event(milestone["_id"], kind, milestone["at_ts"], [booking.get("customer_id")], data)
+            _event(change["_id"], kind, change["at_ts"], [booking.get("customer_id")], data)
         )
     return events
 
@@ -247,7 +247,7 @@ def _event(
 # -- asking for a dispatch ---------------------------------------------------------
 #
 # A worker that committed a write asks for a dispatch at once (the sweep would
-# find it within WEBHOOK_SWEEP_INTERVAL_S, which is too slow for a milestone):
+# find it within WEBHOOK_SWEEP_INTERVAL_S, which is too slow for a booking's event):
 # one message for every write committed until a dispatch starts. The dispatch
 # clears the mark before it reads, so a write committed after its reads asks
 # again. A mark whose message was never sent runs out: the sweep covers it.

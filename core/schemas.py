@@ -51,10 +51,10 @@ IATA_PATTERN = re.compile(r"^[A-Za-z]{3}$")
 
 @dataclass(frozen=True)
 class TiedFields:
-    """A rule that ties two fields together, which JSON Schema cannot state. A
-    schema lists its rules in TIED; an operation taking it states them in its
-    description and its 400's (ingress.docs), and the 400 names `field` with
-    `message`."""
+    """A rule that ties two fields together (or a field to the time the request
+    is received), which JSON Schema cannot state. A schema lists its rules in
+    TIED; an operation taking it states them in its description and its 400's
+    (ingress.docs), and the 400 names `field` with `message`."""
 
     field: str
     message: str
