@@ -31,7 +31,7 @@ BOOKING_LINKS = {
     "booking": link("/api/bookings/{ref_id}", "get", ref_id="$response.body#/ref_id"),
     **{
         action: link(f"/api/bookings/{{ref_id}}/{action}", "post", ref_id="$response.body#/ref_id")
-        for action in ACTIONS
+        for action in (*ACTIONS, "milestones")
     },
 }
 
