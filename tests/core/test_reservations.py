@@ -20,8 +20,9 @@ from tests.conftest import moved_booking, store_flights
 _numbers = itertools.count(1)
 
 
-def new_flight(services, capacity_kg, *, origin="RSA", destination="RSB", hour=8):
-    """A flight stored as the import stores it; returns its flight_id."""
+def new_flight(services, capacity_kg, *, origin="RSA", destination="RSB", hour=8, **volume):
+    """A flight stored as the import stores it (`capacity_m3` may be given);
+    returns its flight_id."""
     number = f"RS{next(_numbers):03d}"
     departure = datetime(2033, 3, 1, hour, tzinfo=UTC)
     doc = flights.flight_document(
@@ -33,6 +34,7 @@ def new_flight(services, capacity_kg, *, origin="RSA", destination="RSB", hour=8
             "departure_ts": departure,
             "arrival_ts": departure + timedelta(hours=2),
             "capacity_kg": capacity_kg,
+            **volume,
         },
         services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
     )
