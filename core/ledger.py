@@ -281,27 +281,20 @@ def _set_figures(db: Database, fid: str) -> str:
     if now.drift_g == 0 and now.drift_cm3 == 0:
         return ""
     booked = Space(now.reserved_g + now.under_way_g, now.reserved_cm3 + now.under_way_cm3)
-    db.flights.update_one(
-        {
-            "_id": fid,
-            "booked_g": now.booked_g,
-            # a flight stored before volumes has none (0 here): null matches it
-            "booked_cm3": now.booked_cm3 or {"$in": [0, None]},
-        },
-        {
-            "$set": {
-                "booked_g": booked.g,
-                "available_g": now.capacity_g - booked.g,
-                "booked_cm3": booked.cm3,
-                "available_cm3": now.capacity_cm3 - booked.cm3,
-            }
-        },
-    )
-    over = " (over capacity)" if booked.g > now.capacity_g or booked.cm3 > now.capacity_cm3 else ""
-    return (
-        f"booked {kilograms(now.booked_g):g} kg, {cubic_metres(now.booked_cm3):g} m3"
-        f" -> {kilograms(booked.g):g} kg, {cubic_metres(booked.cm3):g} m3{over}"
-    )
+    fence: dict[str, Any] = {"_id": fid, "booked_g": now.booked_g}
+    figures: dict[str, int] = {"booked_g": booked.g, "available_g": now.capacity_g - booked.g}
+    changes = [f"booked {kilograms(now.booked_g):g} kg -> {kilograms(booked.g):g} kg"]
+    if now.drift_cm3:  # a flight stored before volumes keeps none until give_volume
+        fence["booked_cm3"] = now.booked_cm3
+        figures.update(booked_cm3=booked.cm3, available_cm3=now.capacity_cm3 - booked.cm3)
+        changes.append(
+            f"booked {cubic_metres(now.booked_cm3):g} m3 -> {cubic_metres(booked.cm3):g} m3"
+        )
+    if not now.drift_g:
+        changes.pop(0)
+    db.flights.update_one(fence, {"$set": figures})
+    over = booked.g > now.capacity_g or (now.drift_cm3 and booked.cm3 > now.capacity_cm3)
+    return "; ".join(changes) + (" (over capacity)" if over else "")
 
 
 def totals(ledgers: list[FlightLedger], checked_at: datetime) -> dict[str, Any]:
