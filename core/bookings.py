@@ -20,7 +20,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from core import cache as caches
-from core import jobs
+from core import jobs, measures
 from core.cache import Cache
 from core.clock import EARLIEST, LATEST
 from core.db import insert_many_new
@@ -35,6 +35,7 @@ PUBLIC_FIELDS = (
     "destination",
     "pieces",
     "weight_kg",
+    "dimensions",
     "customer_id",
     "customer_name",
     "customer_email",
@@ -55,6 +56,8 @@ TRACKING_FIELDS = (
     "flight_ids",
     "pieces",
     "weight_kg",
+    "volume_m3",
+    "chargeable_weight_kg",
     "status",
 )
 TRACKING_EVENT_FIELDS = ("code", "status", "location", "at_ts", "occurred_at")
@@ -121,6 +124,8 @@ def booking_document(
         "destination": data["destination"],
         "pieces": data["pieces"],
         "weight_kg": data["weight_kg"],
+        "dimensions": data.get("dimensions"),
+        "volume_cm3": measures.volume_cm3(data.get("dimensions")),
         "customer_name": data.get("customer_name"),
         "customer_email": data.get("customer_email"),
         "flight_ids": data.get("flight_ids"),
@@ -235,7 +240,10 @@ def insert_new(db: Database, docs: list[dict[str, Any]]) -> list[dict[str, Any] 
 
 
 def public_booking(doc: dict[str, Any]) -> dict[str, Any]:
-    return {name: doc.get(name) for name in PUBLIC_FIELDS}
+    """The owner's view: the stored fields, and the measures shown from them."""
+    view = {name: doc.get(name) for name in PUBLIC_FIELDS}
+    view.update(measures.shown(doc["weight_kg"], doc.get("volume_cm3")))
+    return view
 
 
 def public_event(doc: dict[str, Any]) -> dict[str, Any]:
@@ -316,7 +324,7 @@ SMALLEST_WINDOW = timedelta(milliseconds=1)  # created_at's resolution
 WINDOW_GROWTH = 8
 WINDOW_MARGIN = 1.25
 NEWEST_SORT = [("created_at", DESCENDING), ("ref_id", DESCENDING)]
-LISTED_FIELDS = {"_id": 0, **dict.fromkeys(PUBLIC_FIELDS, 1)}
+LISTED_FIELDS = {"_id": 0, **dict.fromkeys((*PUBLIC_FIELDS, "volume_cm3"), 1)}
 LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 50, 200  # items per page
 # The pages read and cached (page_size): the 1-2-5 series up to the largest limit.
 PAGE_SIZES = (1, 2, 5, 10, 20, LIST_LIMIT_DEFAULT, 100, LIST_LIMIT_MAX)

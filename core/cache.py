@@ -104,10 +104,21 @@ def flight_list_key(origin: str, destination: str, day: str) -> str:
     return f"flights:{origin}:{destination}:{day}"
 
 
-def route_key(origin: str, destination: str, day: date, weight_g: int | None = None) -> str:
-    """A route search's answer; one with a cargo weight (grams) has a key of its own."""
+def route_key(
+    origin: str,
+    destination: str,
+    day: date,
+    weight_g: int | None = None,
+    volume_cm3: int | None = None,
+) -> str:
+    """A route search's answer; one with a cargo weight (grams) or volume (cm3)
+    has a key of its own."""
     key = f"routes:{origin}:{destination}:{day.isoformat()}"
-    return key if weight_g is None else f"{key}:{weight_g}g"
+    if weight_g is not None:
+        key += f":{weight_g}g"
+    if volume_cm3 is not None:
+        key += f":{volume_cm3}cm3"
+    return key
 
 
 # -- values ---------------------------------------------------------------------

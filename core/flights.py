@@ -11,6 +11,13 @@ exactly: `capacity_g`, `booked_g` and `available_g` (capacity - booked, kept
 beside it so a reservation is one conditional update; the reservations
 themselves are documents of their own, core.reservations). The API speaks
 kilograms.
+
+Its volume is kept beside it in whole cubic centimetres, the same way:
+`capacity_cm3`, `booked_cm3`, `available_cm3` (the API speaks m3). A flight
+imported without `capacity_m3` gets the volume its weight capacity fills at
+the IATA standard density (core.measures: 6,000 cm3 per kg, so 6 cm3 per
+gram, exactly): a hold that is full by weight is then full by volume for
+cargo of that density.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from marshmallow import ValidationError
 from pymongo.database import Database
 
 from core import cache as caches
+from core import measures
 from core.cache import Cache
 from core.db import insert_many_new
 from core.errors import CapacityBelowBooked, NotFound, NotReady, RadiantError, ValidationFailed
@@ -43,7 +51,8 @@ SCHEDULE_FIELDS = (
     "arrival_ts",
 )
 SPACE_FIELDS = ("capacity_kg", "booked_kg", "available_kg")
-PUBLIC_FIELDS = SCHEDULE_FIELDS + SPACE_FIELDS
+VOLUME_FIELDS = ("capacity_m3", "booked_m3", "available_m3")
+PUBLIC_FIELDS = SCHEDULE_FIELDS + SPACE_FIELDS + VOLUME_FIELDS
 GRAMS_PER_KG = 1000
 _schema = FlightSchema()
 
@@ -56,6 +65,11 @@ def kilograms(g: int) -> float:
     return g / GRAMS_PER_KG
 
 
+def standard_volume_cm3(capacity_g: int) -> int:
+    """The volume `capacity_g` fills at the IATA standard density."""
+    return capacity_g * measures.CM3_PER_G
+
+
 def flight_id(flight_number: str, departure: datetime) -> str:
     return f"{flight_number}-{departure.astimezone(UTC):%Y%m%d}"
 
@@ -66,6 +80,12 @@ def flight_document(data: dict[str, Any], default_capacity_kg: float) -> dict[st
     arrival = data["arrival_ts"].astimezone(UTC)
     fid = flight_id(data["flight_number"], departure)
     capacity_g = grams(data.get("capacity_kg") or default_capacity_kg)
+    capacity_m3 = data.get("capacity_m3")
+    capacity_cm3 = (
+        standard_volume_cm3(capacity_g)
+        if capacity_m3 is None
+        else measures.cubic_centimetres(capacity_m3)
+    )
     return {
         "_id": fid,
         "flight_id": fid,
@@ -79,6 +99,9 @@ def flight_document(data: dict[str, Any], default_capacity_kg: float) -> dict[st
         "capacity_g": capacity_g,
         "booked_g": 0,
         "available_g": capacity_g,
+        "capacity_cm3": capacity_cm3,
+        "booked_cm3": 0,
+        "available_cm3": capacity_cm3,
     }
 
 
@@ -101,6 +124,9 @@ def public_flight(doc: dict[str, Any]) -> dict[str, Any]:
     for name in SPACE_FIELDS:
         g = doc.get(name.removesuffix("_kg") + "_g")
         view[name] = None if g is None else kilograms(g)
+    for name in VOLUME_FIELDS:
+        cm3 = doc.get(name.removesuffix("_m3") + "_cm3")
+        view[name] = None if cm3 is None else measures.cubic_metres(cm3)
     return view
 
 
@@ -129,6 +155,27 @@ def give_capacity(db: Database, default_capacity_kg: float) -> int:
     return given
 
 
+VOLUME_MIGRATION = "flights-volume"  # its mark in the `migrations` collection
+
+
+def give_volume(db: Database) -> int:
+    """Flights stored before flights had a volume get the one their weight
+    capacity fills at the standard density (standard_volume_cm3), nothing
+    booked: what they carry was booked without dimensions, so by weight
+    alone. Once per database (a mark in `migrations`), run by each worker
+    process at start after give_capacity, before it reserves. Returns how
+    many were given one."""
+    if db.migrations.find_one({"_id": VOLUME_MIGRATION}) is not None:
+        return 0
+    derived = {"$multiply": ["$capacity_g", measures.CM3_PER_G]}
+    given = db.flights.update_many(
+        {"capacity_cm3": {"$exists": False}, "capacity_g": {"$exists": True}},
+        [{"$set": {"capacity_cm3": derived, "booked_cm3": 0, "available_cm3": derived}}],
+    ).modified_count
+    db.migrations.update_one({"_id": VOLUME_MIGRATION}, {"$set": {"done": True}}, upsert=True)
+    return given
+
+
 def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
@@ -136,7 +183,15 @@ def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 # What an import sets on a flight that exists: all but what is booked on it.
-_BOOKED_FIELDS = ("_id", "booked_g", "available_g", "pending")
+_BOOKED_FIELDS = (
+    "_id",
+    "booked_g",
+    "available_g",
+    "booked_cm3",
+    "available_cm3",
+    "pending",
+    "pending_cm3",
+)
 
 
 def write_flights(
@@ -149,7 +204,7 @@ def write_flights(
     inserts). A flight that exists already (a re-import, or a redelivered job
     that had written part of its batch) keeps what is booked on it: it is
     updated under its flight lock, unless unchanged, and refused (409) if its
-    new capacity is below what is booked.
+    new capacity (weight or volume) is below what is booked.
     """
     if not docs:
         return []
@@ -178,30 +233,49 @@ def _unchanged(stored: dict[str, Any] | None, doc: dict[str, Any]) -> bool:
 
 def update_flight(db: Database, locks: LockManager, doc: dict[str, Any]) -> None:
     """Give a stored flight `doc`'s schedule and capacity, under its flight lock,
-    keeping its reservations; CapacityBelowBooked if the capacity is below them."""
+    keeping its reservations; CapacityBelowBooked if the capacity (weight or
+    volume) is below them."""
     fid = doc["_id"]
     with locks.hold(flight_lock_key(fid), FLIGHT_LOCK_TTL):
         for _ in range(FENCED_WRITE_TRIES):
-            current = db.flights.find_one({"_id": fid}, {"booked_g": 1})
+            current = db.flights.find_one({"_id": fid}, {"booked_g": 1, "booked_cm3": 1})
             booked = current.get("booked_g", 0) if current else 0
-            if doc["capacity_g"] < booked:
-                raise CapacityBelowBooked(
-                    f"Flight {fid} has {kilograms(booked):g} kg booked: its capacity cannot"
-                    f" become {kilograms(doc['capacity_g']):g} kg.",
-                    flight_id=fid,
-                )
+            booked_cm3 = current.get("booked_cm3", 0) if current else 0
+            _check_above_booked(fid, doc, booked, booked_cm3)
             fields = {k: v for k, v in doc.items() if k not in _BOOKED_FIELDS}
             fields["available_g"] = doc["capacity_g"] - booked
+            fields["available_cm3"] = doc["capacity_cm3"] - booked_cm3
             if current is None or "booked_g" not in current:  # new, or stored before capacities
                 fence = {"_id": fid, "booked_g": {"$exists": False}}
                 fields["booked_g"] = 0
             else:  # the fence: nobody reserved meanwhile (our lock may have expired)
                 fence = {"_id": fid, "booked_g": booked}
+            if current is None or "booked_cm3" not in current:  # stored before volumes
+                fields["booked_cm3"] = 0
+            else:
+                fence["booked_cm3"] = booked_cm3
             if db.flights.update_one(fence, {"$set": fields}, upsert=current is None).matched_count:
                 return
             if current is None:
                 return  # upserted
     raise NotReady(f"Flight {fid} kept changing under its update.")
+
+
+def _check_above_booked(fid: str, doc: dict[str, Any], booked_g: int, booked_cm3: int) -> None:
+    if doc["capacity_g"] < booked_g:
+        raise CapacityBelowBooked(
+            f"Flight {fid} has {kilograms(booked_g):g} kg booked: its capacity cannot"
+            f" become {kilograms(doc['capacity_g']):g} kg.",
+            flight_id=fid,
+            short_of="weight",
+        )
+    if doc["capacity_cm3"] < booked_cm3:
+        raise CapacityBelowBooked(
+            f"Flight {fid} has {measures.cubic_metres(booked_cm3):g} m3 booked: its volume"
+            f" cannot become {measures.cubic_metres(doc['capacity_cm3']):g} m3.",
+            flight_id=fid,
+            short_of="volume",
+        )
 
 
 Progress = Callable[[dict[str, int]], None]
@@ -220,7 +294,8 @@ def import_flights(
 ) -> dict[str, Any]:
     """Validate and store flights chunk by chunk; a bad item never stops the batch.
 
-    A flight without `capacity_kg` gets `default_capacity_kg`.
+    A flight without `capacity_kg` gets `default_capacity_kg`; one without
+    `capacity_m3`, the volume its capacity fills at the standard density.
     Returns {"total", "succeeded", "failed", "errors": [{"index", "problem"}]}.
     `items` may be a generator (files are streamed, never read whole).
     """

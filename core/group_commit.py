@@ -18,7 +18,7 @@ import redis
 from pymongo import UpdateOne
 from pymongo.database import Database
 
-from core import bookings, customers, reservations, routes, transitions
+from core import bookings, customers, measures, reservations, routes, transitions
 from core.db import insert_many_new
 from core.errors import (
     BookingLocked,
@@ -117,6 +117,7 @@ def _reserve_space(
             items[n]["request"]["flight_ids"],
             items[n]["request"]["weight_kg"],
             items[n]["job_id"],
+            measures.volume_cm3(items[n]["request"].get("dimensions")),
         )
         for n in flying
     ]
@@ -141,6 +142,7 @@ def abandon_creates(db: Database, locks: LockManager, items: list[dict[str, Any]
                 "ref_id": item["ref_id"],
                 "flight_ids": request["flight_ids"],
                 "weight_kg": request["weight_kg"],
+                "volume_cm3": measures.volume_cm3(request.get("dimensions")),
             },
         )
 

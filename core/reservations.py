@@ -1,4 +1,5 @@
-"""Cargo space: a booking reserves its weight on every leg of its itinerary.
+"""Cargo space: a booking reserves its weight, and its volume, on every leg of
+its itinerary.
 
 Many bookings share one flight, so overbooking is the race the booking lock
 cannot stop. Each leg is reserved under its flight's lock
@@ -7,28 +8,38 @@ in flight_id order so that two multi-leg bookings never wait on each other in
 a cycle. The lock keeps contenders from wasting work; the writes keep them
 correct, even if a lock expires midway.
 
-Where things are: the flight holds its figures (`capacity_g`, `booked_g`,
-`available_g`) and a `pending` map of the changes under way; each booking's
-space on a leg is a document of `reservations` (`_id` "<flight_id>:<ref_id>").
-The flight stays small (a search reads hundreds of them) however many
-bookings it carries.
+Where things are: the flight holds its figures, by weight (`capacity_g`,
+`booked_g`, `available_g`) and by volume (`capacity_cm3`, `booked_cm3`,
+`available_cm3`), and the marks of the changes under way (`pending` and
+`pending_cm3`, maps by ref_id); each booking's space on a leg is a document of
+`reservations` (`_id` "<flight_id>:<ref_id>"). The flight stays small (a
+search reads hundreds of them) however many bookings it carries.
+
+A booking's space is a Space: its weight in grams and its volume in cm3 (0
+without dimensions: the volume is unknown, and only the weight is reserved).
+Both measures always move together, in the same update of the flight.
 
 Taking space is one conditional update of the flight: room for the weight
-(`available_g` >= it) and no pending mark of the booking; it takes the space
-and sets the mark (+weight). Then the reservation document is written and
-the mark dropped. A delivery that dies in between leaves the mark, which tells
-the redelivery that the space is taken already; one that dies after it left
-the reservation, which tells it the same: the space is never taken twice.
-Giving it back mirrors this, with a mark of -weight. A group of bookings on
-one flight takes its space in one update when all fit, once those an earlier
-delivery reserved are set aside.
+(`available_g` >= it) and for the volume (`available_cm3` >= it), and no
+pending mark of the booking; it takes both and sets the marks: `pending` says
++grams, `pending_cm3` +cm3 (a weight is at least one gram, so the sign of
+`pending` alone tells a take from a give-back; `pending_cm3` is set only for
+a volume, so a booking without dimensions writes what it wrote before flights
+had volumes). Then the reservation document is written and the marks dropped.
+A delivery that dies in between leaves the marks, which tell the redelivery
+that the space is taken already; one that dies after it left the
+reservation, which tells it the same: the space is never taken twice.
+Giving it back mirrors this, with marks of -grams and -cm3. A group of
+bookings on one flight takes its space in one update when all fit, once those
+an earlier delivery reserved are set aside.
 
 A reservation records the job that made it (`job_id`), so that the ledger
 (core.ledger) can tell a create still under way from one that ended without
 its booking.
 
 All legs or none: when a leg lacks room, the booking's other legs are given
-back (those of an earlier delivery too) and FlightFull names the leg.
+back (those of an earlier delivery too) and FlightFull names the leg and the
+measure that ran out (`short_of`: "weight" or "volume").
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ from core.errors import FlightFull, LockHeld, NotReady, Unprocessable
 from core.flights import grams, kilograms
 from core.lifecycle import CANCELLED
 from core.locks import FLIGHT_LOCK_TTL, Held, LockManager, flight_lock_key
+from core.measures import cubic_metres
 
 
 def _legs(flight_ids: Iterable[str] | None) -> list[str]:
@@ -85,28 +97,74 @@ def flight_locks(locks: LockManager, legs: list[str] | None = None) -> Iterator[
         holding.release_all()
 
 
+class Space(NamedTuple):
+    """Cargo space: a weight in whole grams and a volume in whole cm3."""
+
+    g: int
+    cm3: int = 0
+
+
+def space_of(weight_kg: float, volume_cm3: int | None) -> Space:
+    """The space of a booking of `weight_kg` and `volume_cm3` (None: no dimensions)."""
+    return Space(grams(weight_kg), volume_cm3 or 0)
+
+
 class Wanted(NamedTuple):
-    """A booking's request for space: `weight_kg` on each of `flight_ids`, by
-    the create job `job_id`."""
+    """A booking's request for space: `weight_kg` and `volume_cm3` (None: no
+    dimensions) on each of `flight_ids`, by the create job `job_id`."""
 
     ref_id: str
     flight_ids: list[str] | None
     weight_kg: float
     job_id: str | None = None
+    volume_cm3: int | None = None
+
+    @property
+    def space(self) -> Space:
+        return space_of(self.weight_kg, self.volume_cm3)
 
 
 def reservation_id(fid: str, ref_id: str) -> str:
     return f"{fid}:{ref_id}"
 
 
-def flight_reservations(db: Database, fid: str) -> dict[str, int]:
-    """ref_id -> grams reserved on flight `fid` (a range of `_id`: no index of its own)."""
+def reserved_space(db: Database, fid: str) -> dict[str, Space]:
+    """ref_id -> space reserved on flight `fid` (a range of `_id`: no index of its own)."""
     found = db.reservations.find({"_id": {"$gt": f"{fid}:", "$lt": f"{fid}:\uffff"}})
-    return {r["ref_id"]: r["weight_g"] for r in found}
+    return {r["ref_id"]: Space(r["weight_g"], r.get("volume_cm3", 0)) for r in found}
+
+
+def flight_reservations(db: Database, fid: str) -> dict[str, int]:
+    """ref_id -> grams reserved on flight `fid`."""
+    return {ref_id: space.g for ref_id, space in reserved_space(db, fid).items()}
 
 
 def _mark(ref_id: str) -> str:
     return f"pending.{ref_id}"
+
+
+def _volume_mark(ref_id: str) -> str:
+    return f"pending_cm3.{ref_id}"
+
+
+def _marks(ref_id: str, space: Space, sign: int) -> dict[str, int]:
+    """The pending marks of a take (sign 1) or a give-back (-1) of `space`."""
+    marks = {_mark(ref_id): sign * space.g}
+    if space.cm3:
+        marks[_volume_mark(ref_id)] = sign * space.cm3
+    return marks
+
+
+def _unset_marks(ref_id: str) -> dict[str, str]:
+    return {_mark(ref_id): "", _volume_mark(ref_id): ""}
+
+
+def _moved(space: Space, sign: int) -> dict[str, int]:
+    """The $inc that takes (sign 1) or gives back (-1) `space`."""
+    moved = {"available_g": -sign * space.g, "booked_g": sign * space.g}
+    if space.cm3:
+        moved.update(available_cm3=-sign * space.cm3, booked_cm3=sign * space.cm3)
+    return moved
 
 
 def reserve(
@@ -116,10 +174,13 @@ def reserve(
     flight_ids: list[str] | None,
     weight_kg: float,
     job_id: str | None = None,
+    volume_cm3: int | None = None,
 ) -> None:
-    """Reserve `weight_kg` for booking `ref_id` on every leg, or on none
-    (FlightFull). A leg reserved for it already (a redelivery) stays as it is."""
-    (refused,) = reserve_many(db, locks, [Wanted(ref_id, flight_ids, weight_kg, job_id)])
+    """Reserve `weight_kg` and `volume_cm3` for booking `ref_id` on every leg,
+    or on none (FlightFull). A leg reserved for it already (a redelivery) stays
+    as it is."""
+    wanted = Wanted(ref_id, flight_ids, weight_kg, job_id, volume_cm3)
+    (refused,) = reserve_many(db, locks, [wanted])
     if refused is not None:
         raise refused
 
@@ -136,25 +197,25 @@ def reserve_many(db: Database, locks: LockManager, wanted: list[Wanted]) -> list
     a leg being full by then, gives them all back."""
     refused: list[FlightFull | None] = [None] * len(wanted)
     legs = [_legs(w.flight_ids) for w in wanted]
-    weights = [grams(w.weight_kg) for w in wanted]
+    spaces = [w.space for w in wanted]
     taken: list[tuple[str, int]] = []  # (flight, booking) whose space is taken, to record
     with flight_locks(locks) as holding:
         for fid in sorted({fid for booking_legs in legs for fid in booking_legs}):
             holding.take(fid)
             flying = [n for n in range(len(wanted)) if fid in legs[n] and refused[n] is None]
-            fits = _reserve_on(db, fid, [(wanted[n].ref_id, weights[n]) for n in flying])
+            fits = _reserve_on(db, fid, [(wanted[n].ref_id, spaces[n]) for n in flying])
             for n, fit in zip(flying, fits, strict=True):
                 if fit:
                     taken.append((fid, n))
                     continue
-                _release_legs(db, legs[n], wanted[n].ref_id, weights[n])
-                refused[n] = _full(db, fid, wanted[n].ref_id, weights[n])
-        _record(db, [(fid, wanted[n], weights[n]) for fid, n in taken if refused[n] is None])
+                _release_legs(db, legs[n], wanted[n].ref_id, spaces[n])
+                refused[n] = _full(db, fid, wanted[n].ref_id, spaces[n])
+        _record(db, [(fid, wanted[n], spaces[n]) for fid, n in taken if refused[n] is None])
     return refused
 
 
-def _reserve_on(db: Database, fid: str, bookings: list[tuple[str, int]]) -> list[bool]:
-    """Take the space of `bookings` ((ref_id, grams)) on flight `fid`; for each,
+def _reserve_on(db: Database, fid: str, bookings: list[tuple[str, Space]]) -> list[bool]:
+    """Take the space of `bookings` ((ref_id, space)) on flight `fid`; for each,
     whether its space is taken now (by this call or an earlier delivery's).
 
     Those an earlier delivery recorded are set aside first (their marks are
@@ -162,112 +223,123 @@ def _reserve_on(db: Database, fid: str, bookings: list[tuple[str, int]]) -> list
     update if all fit and none is under way, else one by one."""
     ids = [reservation_id(fid, ref_id) for ref_id, _ in bookings]
     recorded = {r["ref_id"] for r in db.reservations.find({"_id": {"$in": ids}}, {"ref_id": 1})}
-    to_take = [(ref_id, weight_g) for ref_id, weight_g in bookings if ref_id not in recorded]
+    to_take = [(ref_id, space) for ref_id, space in bookings if ref_id not in recorded]
     if len(to_take) > 1 and _take(db, fid, to_take):
         return [True] * len(bookings)
-    return [
-        ref_id in recorded or _take_one(db, fid, ref_id, weight_g) for ref_id, weight_g in bookings
-    ]
+    return [ref_id in recorded or _take_one(db, fid, ref_id, space) for ref_id, space in bookings]
 
 
-def _take_one(db: Database, fid: str, ref_id: str, weight_g: int) -> bool:
+def _take_one(db: Database, fid: str, ref_id: str, space: Space) -> bool:
     """Take one booking's space; True also when an earlier delivery took it and
-    died before recording it (its pending mark says so)."""
-    if _take(db, fid, [(ref_id, weight_g)]):
+    died before recording it (its pending marks say so)."""
+    if _take(db, fid, [(ref_id, space)]):
         return True
-    flight = db.flights.find_one({"_id": fid}, {_mark(ref_id): 1})
+    flight = db.flights.find_one({"_id": fid}, {_mark(ref_id): 1, _volume_mark(ref_id): 1})
     if flight is None:
         raise Unprocessable(f"Flight {fid} does not exist.")
-    return flight.get("pending", {}).get(ref_id) == weight_g
+    marked = (
+        flight.get("pending", {}).get(ref_id),
+        flight.get("pending_cm3", {}).get(ref_id, 0),
+    )
+    return marked == (space.g, space.cm3)
 
 
-def _take(db: Database, fid: str, bookings: list[tuple[str, int]]) -> bool:
+def _take(db: Database, fid: str, bookings: list[tuple[str, Space]]) -> bool:
     """One conditional update: the space of all `bookings`, each marked as
-    pending, if there is room for all and none is marked; else nothing."""
-    total = sum(weight_g for _, weight_g in bookings)
+    pending, if there is room for all, by weight and by volume, and none is
+    marked; else nothing."""
+    total = Space(sum(space.g for _, space in bookings), sum(space.cm3 for _, space in bookings))
+    room: dict[str, Any] = {"available_g": {"$gte": total.g}}
+    if total.cm3:  # a flight is never asked for volume it need not have
+        room["available_cm3"] = {"$gte": total.cm3}
+    marks: dict[str, int] = {}
+    for ref_id, space in bookings:
+        marks.update(_marks(ref_id, space, 1))
     taken = db.flights.update_one(
-        {
-            "_id": fid,
-            "available_g": {"$gte": total},
-            **{_mark(ref_id): {"$exists": False} for ref_id, _ in bookings},
-        },
-        {
-            "$inc": {"available_g": -total, "booked_g": total},
-            "$set": {_mark(ref_id): weight_g for ref_id, weight_g in bookings},
-        },
+        {"_id": fid, **room, **{_mark(ref_id): {"$exists": False} for ref_id, _ in bookings}},
+        {"$inc": _moved(total, 1), "$set": marks},
     )
     return taken.modified_count == 1
 
 
-def reservation_document(
-    fid: str, ref_id: str, weight_g: int, job_id: str | None
-) -> dict[str, Any]:
+def reservation_document(fid: str, ref_id: str, space: Space, job_id: str | None) -> dict[str, Any]:
     return {
         "_id": reservation_id(fid, ref_id),
         "flight_id": fid,
         "ref_id": ref_id,
-        "weight_g": weight_g,
+        "weight_g": space.g,
+        "volume_cm3": space.cm3,
         "job_id": job_id,
     }
 
 
-def _record(db: Database, taken: list[tuple[str, Wanted, int]]) -> None:
-    """Write the reservations whose space was taken ((flight, booking, grams)),
+def _record(db: Database, taken: list[tuple[str, Wanted, Space]]) -> None:
+    """Write the reservations whose space was taken ((flight, booking, space)),
     all in one insert, then drop their pending marks, one update per flight
     in one bulk write."""
     if not taken:
         return
-    docs = [reservation_document(fid, w.ref_id, g, w.job_id) for fid, w, g in taken]
+    docs = [reservation_document(fid, w.ref_id, space, w.job_id) for fid, w, space in taken]
     insert_many_new(db.reservations, docs)  # duplicates: written by an earlier delivery
     marks: dict[str, dict[str, str]] = {}
     for fid, wanted, _ in taken:
-        marks.setdefault(fid, {})[_mark(wanted.ref_id)] = ""
+        marks.setdefault(fid, {}).update(_unset_marks(wanted.ref_id))
     db.flights.bulk_write(
         [UpdateOne({"_id": fid}, {"$unset": unset}) for fid, unset in marks.items()],
         ordered=False,
     )
 
 
-def _full(db: Database, fid: str, ref_id: str, weight_g: int) -> FlightFull:
-    available = db.flights.find_one({"_id": fid}, {"available_g": 1})["available_g"]
+def _full(db: Database, fid: str, ref_id: str, space: Space) -> FlightFull:
+    """The refusal of `space` on flight `fid`, naming the measure that ran out
+    (the weight where both did)."""
+    flight = db.flights.find_one({"_id": fid}, {"available_g": 1, "available_cm3": 1})
+    available_cm3 = flight.get("available_cm3", 0)
+    if space.cm3 and flight["available_g"] >= space.g and available_cm3 < space.cm3:
+        return FlightFull(
+            f"Flight {fid} has {cubic_metres(available_cm3):g} m3 of cargo space left;"
+            f" booking {ref_id} needs {cubic_metres(space.cm3):g} m3.",
+            flight_id=fid,
+            short_of="volume",
+        )
     return FlightFull(
-        f"Flight {fid} has {kilograms(available):g} kg of cargo space left;"
-        f" booking {ref_id} needs {kilograms(weight_g):g} kg.",
+        f"Flight {fid} has {kilograms(flight['available_g']):g} kg of cargo space left;"
+        f" booking {ref_id} needs {kilograms(space.g):g} kg.",
         flight_id=fid,
+        short_of="weight",
     )
 
 
-def _release_legs(db: Database, legs: list[str], ref_id: str, weight_g: int) -> None:
+def _release_legs(db: Database, legs: list[str], ref_id: str, space: Space) -> None:
     for fid in legs:
-        give_back(db, fid, ref_id, weight_g)
+        give_back(db, fid, ref_id, space)
 
 
-def give_back(db: Database, fid: str, ref_id: str, weight_g: int) -> None:
+def give_back(db: Database, fid: str, ref_id: str, space: Space) -> None:
     """Give back `ref_id`'s space on flight `fid`, once however often asked:
-    the space returns in one update that marks the release as under way
-    (-weight), then the reservation and the mark go."""
+    both measures return in one update that marks the release as under way
+    (-grams, -cm3), then the reservation and the marks go."""
     mark = _mark(ref_id)
     if db.reservations.find_one({"_id": reservation_id(fid, ref_id)}, {"_id": 1}) is None:
         # Nothing recorded: space taken by a delivery that died before recording
-        # it goes back; the mark of a release that died after its delete goes.
+        # it goes back; the marks of a release that died after its delete go.
         db.flights.update_one(
-            {"_id": fid, mark: weight_g},
-            {"$inc": {"available_g": weight_g, "booked_g": -weight_g}, "$unset": {mark: ""}},
+            {"_id": fid, mark: space.g},
+            {"$inc": _moved(space, -1), "$unset": _unset_marks(ref_id)},
         )
-        db.flights.update_one({"_id": fid, mark: -weight_g}, {"$unset": {mark: ""}})
+        db.flights.update_one({"_id": fid, mark: -space.g}, {"$unset": _unset_marks(ref_id)})
         return
     db.flights.update_one(
-        {"_id": fid, mark: {"$ne": -weight_g}},
-        {"$inc": {"available_g": weight_g, "booked_g": -weight_g}, "$set": {mark: -weight_g}},
+        {"_id": fid, mark: {"$ne": -space.g}},
+        {"$inc": _moved(space, -1), "$set": _marks(ref_id, space, -1)},
     )
     db.reservations.delete_one({"_id": reservation_id(fid, ref_id)})
-    db.flights.update_one({"_id": fid}, {"$unset": {mark: ""}})
+    db.flights.update_one({"_id": fid}, {"$unset": _unset_marks(ref_id)})
 
 
 def drop_mark(db: Database, fid: str, ref_id: str, weight_g: int) -> None:
-    """Drop `ref_id`'s pending mark on flight `fid` if it still says `weight_g`."""
-    mark = _mark(ref_id)
-    db.flights.update_one({"_id": fid, mark: weight_g}, {"$unset": {mark: ""}})
+    """Drop `ref_id`'s pending marks on flight `fid` if they still say `weight_g`."""
+    db.flights.update_one({"_id": fid, _mark(ref_id): weight_g}, {"$unset": _unset_marks(ref_id)})
 
 
 def release(db: Database, locks: LockManager, booking: dict[str, Any]) -> None:
@@ -276,7 +348,8 @@ def release(db: Database, locks: LockManager, booking: dict[str, Any]) -> None:
     if not legs:
         return
     with flight_locks(locks, legs):
-        _release_legs(db, legs, booking["ref_id"], grams(booking["weight_kg"]))
+        space = space_of(booking["weight_kg"], booking.get("volume_cm3"))
+        _release_legs(db, legs, booking["ref_id"], space)
 
 
 def settle(db: Database, locks: LockManager, booking: dict[str, Any]) -> None:

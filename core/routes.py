@@ -24,6 +24,7 @@ from core import cache as caches
 from core.cache import Cache
 from core.errors import Unprocessable
 from core.flights import day_bounds, grams, public_flight
+from core.measures import cubic_centimetres
 from core.settings import Settings
 
 # Options kept per list in a cached result; `limit` is applied on top.
@@ -56,10 +57,13 @@ def _order(option: dict[str, Any]) -> tuple:
     )
 
 
-def _has_room(leg: dict[str, Any], weight_g: int) -> bool:
-    """The test a reservation makes (core.reservations); a flight stored before
-    flights had a capacity has no room to promise."""
-    return leg.get("available_g", -1) >= weight_g
+def _has_room(leg: dict[str, Any], weight_g: int | None, volume_cm3: int | None) -> bool:
+    """The test a reservation makes (core.reservations), of the measures asked
+    for; a flight stored before flights had a capacity (or a volume) has no
+    room to promise."""
+    return (weight_g is None or leg.get("available_g", -1) >= weight_g) and (
+        volume_cm3 is None or leg.get("available_cm3", -1) >= volume_cm3
+    )
 
 
 def _day_start(day: date) -> datetime:
@@ -74,9 +78,10 @@ def search_routes(
     day: date,
     min_connection_minutes: int,
     weight_g: int | None = None,
+    volume_cm3: int | None = None,
 ) -> dict[str, Any]:
     """All direct and one-transit options from origin to destination leaving on `day` (UTC),
-    only those with `weight_g` available on every leg if it is given.
+    only those with `weight_g` and `volume_cm3` available on every leg, each if given.
 
     Returns {"direct": [...], "one_transit": [...], "counts": {...}}, each list
     sorted by arrival time, then total duration, and cut to KEPT_OPTIONS.
@@ -114,6 +119,7 @@ def search_routes(
         firsts=firsts,
         seconds=seconds,
         weight_g=weight_g,
+        volume_cm3=volume_cm3,
     )
 
 
@@ -127,6 +133,7 @@ def join_legs(
     firsts: Iterable[dict[str, Any]],
     seconds: Iterable[dict[str, Any]],
     weight_g: int | None = None,
+    volume_cm3: int | None = None,
 ) -> dict[str, Any]:
     """The search result from candidate legs, which may be a superset of what
     the two queries return: every condition of the definition is applied here,
@@ -134,9 +141,10 @@ def join_legs(
     build the same result."""
     start, end = day_bounds(_day_start(day))
     end_next = end + timedelta(days=1)
-    if weight_g is not None:
+    if weight_g is not None or volume_cm3 is not None:
         direct, firsts, seconds = (
-            [leg for leg in legs if _has_room(leg, weight_g)] for legs in (direct, firsts, seconds)
+            [leg for leg in legs if _has_room(leg, weight_g, volume_cm3)]
+            for legs in (direct, firsts, seconds)
         )
     direct = [
         leg
@@ -261,22 +269,25 @@ def cached_search(
     ttl: int,
     limit: int = KEPT_OPTIONS,
     weight_kg: float | None = None,
+    volume_m3: float | None = None,
     count_search: bool = True,
 ) -> bytes:
     """The route search's JSON answer, from the cache or searched and stored
     under the generation current before the search.
 
-    A search with `weight_kg` is cached under a key of its own (the weight in
-    grams): filtering the plain answer instead could not be exact, as it
-    holds only the KEPT_OPTIONS best options and `counts` of them all, where
-    a weight needs the best options and the counts among those with room. A
-    hit is then served as stored bytes alike, and a cached answer is never
-    older than `ttl`, whatever its weight.
+    A search with `weight_kg` or `volume_m3` is cached under a key of its own
+    (the weight in grams, the volume in cm3): filtering the plain answer
+    instead could not be exact, as it holds only the KEPT_OPTIONS best
+    options and `counts` of them all, where a weight needs the best options
+    and the counts among those with room. A hit is then served as stored
+    bytes alike, and a cached answer is never older than `ttl`, whatever its
+    weight and volume.
     """
     if count_search:
         cache.count(SEARCHES, f"{origin}-{destination}", capacity=SEARCHES_KEPT)
     weight_g = None if weight_kg is None else grams(weight_kg)
-    key = caches.route_key(origin, destination, day, weight_g)
+    volume_cm3 = None if volume_m3 is None else cubic_centimetres(volume_m3)
+    key = caches.route_key(origin, destination, day, weight_g, volume_cm3)
     found, generation = cache.get_answer(key, caches.ROUTES, caches.ROUTES_GENERATION)
     if found is None:
         result = search_routes(
@@ -286,6 +297,7 @@ def cached_search(
             day=day,
             min_connection_minutes=min_connection_minutes,
             weight_g=weight_g,
+            volume_cm3=volume_cm3,
         )
         found = route_answer(origin, destination, day, result)
         cache.set_answers({key: found}, ttl, generation)
@@ -307,6 +319,7 @@ def answer_search(
     day: date,
     limit: int,
     weight_kg: float | None = None,
+    volume_m3: float | None = None,
 ) -> bytes:
     """A client's route search: cached_search with the settings' minimum
     connection and answer TTL."""
@@ -320,6 +333,7 @@ def answer_search(
         ttl=search_ttl(settings),
         limit=limit,
         weight_kg=weight_kg,
+        volume_m3=volume_m3,
     )
 
 

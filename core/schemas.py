@@ -80,6 +80,13 @@ NOT_AHEAD = "Must not be in the future."
 NOT_AHEAD_RULE = TiedFields(
     "at", NOT_AHEAD, "`at` must not be later than the time it is received (5 minutes' slack)"
 )
+# A booking's dimension lines describe every piece once (core.measures).
+PIECES_DIMENSIONED = "The dimension lines' counts must add up to pieces."
+PIECES_DIMENSIONED_RULE = TiedFields(
+    "dimensions",
+    PIECES_DIMENSIONED,
+    "the `count`s of `dimensions`, when given, add up to `pieces`",
+)
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 
 
@@ -243,8 +250,52 @@ def weight_range(max_kg: float) -> validate.Range:
     return validate.Range(MIN_WEIGHT_KG, max_kg)
 
 
+MAX_BOOKING_PIECES = 1000
+# A piece as a ULD position takes it: the main deck's 318 x 244 cm pallet
+# (PMC/P6P), 300 cm high. Whole centimetres, as a waybill's dimension line
+# gives them: a volume is then an exact integer (core.measures). With these
+# bounds a booking holds at most 1,000 x 23,277,600 cm3 (2.3e10): far inside
+# MongoDB's int64, and so is any sum of them on a flight.
+PIECE_BOUNDS_CM = {"length_cm": 318, "width_cm": 244, "height_cm": 300}
+MAX_DIMENSION_LINES = 50
+MAX_FLIGHT_CAPACITY_M3 = 1500  # an An-225's hold was ~1,300 m3
+# Volume is kept in whole cm3: a volume below one would round to nothing.
+MIN_VOLUME_M3 = 0.000001
+
+
+def volume_range(max_m3: float) -> validate.Range:
+    """At least one cm3, at most `max_m3` (the OpenAPI document says both)."""
+    return validate.Range(MIN_VOLUME_M3, max_m3)
+
+
+class DimensionSchema(Schema):
+    """`count` pieces of one size, in whole centimetres."""
+
+    class Meta:
+        unknown = RAISE
+
+    count = StrictInteger(
+        required=True, validate=validate.Range(1, MAX_BOOKING_PIECES), metadata={"example": 5}
+    )
+    length_cm = StrictInteger(
+        required=True,
+        validate=validate.Range(1, PIECE_BOUNDS_CM["length_cm"]),
+        metadata={"example": 120},
+    )
+    width_cm = StrictInteger(
+        required=True,
+        validate=validate.Range(1, PIECE_BOUNDS_CM["width_cm"]),
+        metadata={"example": 80},
+    )
+    height_cm = StrictInteger(
+        required=True,
+        validate=validate.Range(1, PIECE_BOUNDS_CM["height_cm"]),
+        metadata={"example": 100},
+    )
+
+
 class BookingCreateSchema(Schema):
-    TIED = (DIFFERENT_ENDS_RULE,)
+    TIED = (DIFFERENT_ENDS_RULE, PIECES_DIMENSIONED_RULE)
 
     class Meta:
         unknown = RAISE
@@ -253,7 +304,9 @@ class BookingCreateSchema(Schema):
     destination = IataCode(
         required=True, metadata={"example": "BLR", "description": "Differs from origin"}
     )
-    pieces = StrictInteger(required=True, validate=validate.Range(1, 1000), metadata={"example": 5})
+    pieces = StrictInteger(
+        required=True, validate=validate.Range(1, MAX_BOOKING_PIECES), metadata={"example": 5}
+    )
     weight_kg = StrictNumber(
         required=True, validate=weight_range(MAX_BOOKING_WEIGHT_KG), metadata={"example": 125.5}
     )
@@ -269,11 +322,26 @@ class BookingCreateSchema(Schema):
             "example": ["RG0001-20261128"],
         },
     )
+    dimensions = fields.List(
+        fields.Nested(DimensionSchema),
+        validate=validate.Length(1, MAX_DIMENSION_LINES),
+        metadata={
+            "description": "The pieces' sizes, one line per size; without them the volume"
+            " is unknown and only the weight is reserved on the flights",
+            "example": [{"count": 5, "length_cm": 120, "width_cm": 80, "height_cm": 100}],
+        },
+    )
 
     @validates_schema
     def _route_differs(self, data, **kwargs):
         if data.get("origin") and data.get("origin") == data.get("destination"):
             raise ValidationError(DIFFERENT_ENDS_RULE.message, DIFFERENT_ENDS_RULE.field)
+
+    @validates_schema
+    def _every_piece_dimensioned(self, data, **kwargs):
+        lines, pieces = data.get("dimensions"), data.get("pieces")
+        if lines and pieces is not None and sum(line["count"] for line in lines) != pieces:
+            raise ValidationError(PIECES_DIMENSIONED_RULE.message, PIECES_DIMENSIONED_RULE.field)
 
 
 FLIGHT_NUMBER_PATTERN = re.compile(r"^[A-Za-z0-9]{2}[A-Za-z]?[0-9]{1,4}[A-Za-z]?$")
@@ -378,6 +446,14 @@ class FlightSchema(Schema):
             "example": 20000,
             "description": "Cargo capacity in kg; without it, the DEFAULT_FLIGHT_CAPACITY_KG"
             " setting (20,000 kg by default)",
+        },
+    )
+    capacity_m3 = StrictNumber(
+        validate=volume_range(MAX_FLIGHT_CAPACITY_M3),
+        metadata={
+            "example": 120,
+            "description": "Cargo volume in m3; without it, derived from the capacity in kg"
+            " at the IATA standard density (6,000 cm3 per kg: 166.67 kg per m3)",
         },
     )
 
@@ -506,6 +582,15 @@ class RouteQuerySchema(DayQuerySchema):
             "description": "Only options with room for this weight on every leg"
             " (available_kg at least weight_kg, compared in whole grams as a booking"
             " reserves them); `counts` count those options",
+        },
+    )
+    volume_m3 = QueryNumber(
+        validate=volume_range(MAX_FLIGHT_CAPACITY_M3),
+        metadata={
+            "example": 1.2,
+            "description": "Only options with room for this volume on every leg"
+            " (available_m3 at least volume_m3, compared in whole cm3 as a booking"
+            " reserves them); with weight_kg, room for both",
         },
     )
 
@@ -685,7 +770,16 @@ class ProblemSchema(Schema):
     errors = fields.Dict(
         keys=fields.String(), values=fields.Raw(), metadata={"description": "field -> messages"}
     )
-    flight_id = fields.String(metadata={"description": "flight-full: the flight short of room"})
+    flight_id = fields.String(
+        metadata={"description": "flight-full, capacity-below-booked: the flight"}
+    )
+    short_of = fields.String(
+        validate=validate.OneOf(("weight", "volume")),
+        metadata={
+            "description": "flight-full: the measure that ran out on that flight;"
+            " capacity-below-booked: the measure the new capacity is below"
+        },
+    )
     job_id = fields.String(metadata={"description": "The job the problem is about"})
     links = fields.Nested(LinksSchema)
 
@@ -735,6 +829,26 @@ class BookingSchema(Schema):
     destination = fields.String()
     pieces = fields.Integer()
     weight_kg = fields.Float()
+    dimensions = fields.List(
+        fields.Nested(DimensionSchema), allow_none=True, metadata={"description": "As booked"}
+    )
+    volume_m3 = fields.Float(
+        allow_none=True,
+        metadata={"description": "From the dimensions (exact to the cm3); null without them"},
+    )
+    volumetric_weight_kg = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "volume in cm3 / 6,000 (the IATA divisor), to the gram; null"
+            " without dimensions"
+        },
+    )
+    chargeable_weight_kg = fields.Float(
+        metadata={
+            "description": "The greater of weight_kg and volumetric_weight_kg (weight_kg"
+            " without dimensions), rounded up to the next 0.5 kg"
+        }
+    )
     customer_name = fields.String(allow_none=True)
     customer_email = fields.String(allow_none=True)
     status = fields.String(validate=validate.OneOf(STATUSES))
@@ -773,6 +887,24 @@ class FlightOutSchema(Schema):
         metadata={
             "example": 19874.5,
             "description": f"capacity_kg - booked_kg. {AVAILABILITY_LAG}",
+        },
+    )
+    # Null only for a flight stored before flights had a volume, until a
+    # worker starts and derives it (core.flights.give_volume).
+    capacity_m3 = fields.Float(
+        allow_none=True, validate=validate.Range(min=0), metadata={"example": 120}
+    )
+    booked_m3 = fields.Float(
+        allow_none=True,
+        validate=validate.Range(min=0),
+        metadata={"example": 0.96, "description": AVAILABILITY_LAG},
+    )
+    available_m3 = fields.Float(
+        allow_none=True,
+        validate=validate.Range(min=0),
+        metadata={
+            "example": 119.04,
+            "description": f"capacity_m3 - booked_m3. {AVAILABILITY_LAG}",
         },
     )
 
@@ -966,6 +1098,9 @@ class LedgerFiguresSchema(Schema):
     )
     drift_kg = fields.Float(
         metadata={"description": "Booked weight that no reservation accounts for, summed"}
+    )
+    drift_m3 = fields.Float(
+        metadata={"description": "Booked volume that no reservation accounts for, summed"}
     )
     orphans = fields.Integer(metadata={"description": "Reservations no live booking holds"})
     unreserved = fields.Integer(metadata={"description": "Live bookings missing a reservation"})

@@ -66,9 +66,10 @@ class Bookings(MethodView):
     @blp.accepts_job(400, 409, 413, 415, 422, 503, done=CREATED)
     def post(self, data):
         """Book cargo (a customer's key): enqueue a booking-creation job. The
-        worker reserves `weight_kg` on every leg of `flight_ids`, or on none:
-        a leg short of room fails the job with a 409 `flight-full` problem
-        naming the flight (the answer itself, with `Prefer: wait`)."""
+        worker reserves `weight_kg`, and the volume of `dimensions` if given,
+        on every leg of `flight_ids`, or on none: a leg short of room fails the
+        job with a 409 `flight-full` problem naming the flight and the measure
+        that ran out, `short_of` (the answer itself, with `Prefer: wait`)."""
         ref_id = new_ref_id()
         customer_id = current_principal().customer_id
         return submit_job(

@@ -58,7 +58,8 @@ class Routes(MethodView):
     @blp.problems(400)
     def get(self, date, **query):
         """Direct and one-transit options leaving on a UTC day, by arrival time;
-        with `weight_kg`, only those with room for it on every leg."""
+        with `weight_kg` or `volume_m3`, only those with room for them on
+        every leg."""
         svc = services()
         answer = routes.answer_search(svc.db, svc.cache, svc.settings, day=date, **query)
         return Response(answer, mimetype="application/json")  # JSON already, as cached

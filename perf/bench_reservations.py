@@ -6,9 +6,11 @@ worker, with every booking on one hot flight and with bookings spread over
     python -m perf.bench_reservations --bookings 2000 --flights 1000
 
 Flights are stored with the import (core.flights.import_flights): the hot one
-with exactly the capacity its bookings need (so all of them fit and it ends
-full), the spread ones with the default capacity. Per case, --bookings creates
-that each name one flight (weights cycling over WEIGHTS_KG) are accepted over
+with exactly the capacity, in kg and in m3, its bookings need (so all of them
+fit and it ends full by both measures), the spread ones with the generator's
+capacities. Per case, --bookings creates that each name one flight (weights
+cycling over WEIGHTS_KG, one piece each of the sizes in PIECES_CM, so every
+reservation takes a weight and a volume) are accepted over
 HTTP while the worker is paused, so that the client's pace is not what is
 measured; the worker is resumed and timed until every job has finished (the
 workers' job-finished notices). Reservations per second: the bookings that
@@ -20,8 +22,9 @@ Goals: hot >= 0.5x spread (one flight's lock serializes its reservations; its
 backoff must not leave the worker idle) and flight lock p95 < 5 ms when spread.
 
 Correctness, after each case (the run fails loudly if it does not hold): each
-flight's booked weight is the sum of the weights of its bookings that
-succeeded, with one reservation for each, and available = capacity - booked.
+flight's booked weight and booked volume are the sums of the weights and
+volumes of its bookings that succeeded, with one reservation for each, and
+available = capacity - booked for both.
 """
 
 from __future__ import annotations
@@ -37,11 +40,15 @@ import requests
 from core.db import ensure_indexes
 from core.flights import grams, import_flights, kilograms, validate_flight
 from core.locks import METRICS_KEY, lock_metrics
+from core.measures import cubic_metres, volume_cm3
 from perf.harness import FinishedJobs, command_line, isolated_stack, paused, publish
 from tools.flights import generate_schedule
 
 SEED = 42
 WEIGHTS_KG = (5.0, 7.5, 10.0, 12.5, 15.0)  # whole grams, 10 kg on average
+# One piece each, cycling with the weights: 0.072 m3 on average, a little
+# lighter than the standard density (10 kg there is 0.06 m3).
+PIECES_CM = ((40, 30, 25), (50, 40, 30), (60, 40, 25), (60, 50, 30), (80, 50, 30))
 WARM_UP = 50  # bookings on a flight of their own before the cases: pools and connections
 RATIO_GOAL = 0.5
 LOCK_P95_GOAL_MS = 5.0
@@ -53,16 +60,21 @@ CASES = ("hot", "spread")
 
 def booking_bodies(legs: list[dict[str, str]], count: int) -> list[dict[str, Any]]:
     """`count` create bodies, booking i on legs[i % len(legs)] with weight
-    WEIGHTS_KG[i % len(WEIGHTS_KG)]; a leg is {"flight_id", "origin", "destination"}."""
+    WEIGHTS_KG[i % len(WEIGHTS_KG)] and one piece of PIECES_CM[i % len(PIECES_CM)];
+    a leg is {"flight_id", "origin", "destination"}."""
     bodies = []
     for i in range(count):
         leg = legs[i % len(legs)]
+        length, width, height = PIECES_CM[i % len(PIECES_CM)]
         bodies.append(
             {
                 "origin": leg["origin"],
                 "destination": leg["destination"],
                 "pieces": 1,
                 "weight_kg": WEIGHTS_KG[i % len(WEIGHTS_KG)],
+                "dimensions": [
+                    {"count": 1, "length_cm": length, "width_cm": width, "height_cm": height}
+                ],
                 "flight_ids": [leg["flight_id"]],
             }
         )
@@ -70,13 +82,18 @@ def booking_bodies(legs: list[dict[str, str]], count: int) -> list[dict[str, Any
 
 
 def expected_space(bodies: list[dict[str, Any]], states: list[str]) -> dict[str, dict[str, int]]:
-    """Per flight named, what it must hold: grams booked and reservations, those
-    of the bookings whose job succeeded."""
-    expected = {fid: {"booked_g": 0, "reservations": 0} for b in bodies for fid in b["flight_ids"]}
+    """Per flight named, what it must hold: grams and cm3 booked and
+    reservations, those of the bookings whose job succeeded."""
+    expected = {
+        fid: {"booked_g": 0, "booked_cm3": 0, "reservations": 0}
+        for b in bodies
+        for fid in b["flight_ids"]
+    }
     for body, state in zip(bodies, states, strict=True):
         if state == "succeeded":
             for fid in body["flight_ids"]:
                 expected[fid]["booked_g"] += grams(body["weight_kg"])
+                expected[fid]["booked_cm3"] += volume_cm3(body.get("dimensions")) or 0
                 expected[fid]["reservations"] += 1
     return expected
 
@@ -102,6 +119,22 @@ def space_problems(expected: dict[str, dict[str, int]], stored: list[dict[str, A
             )
         if doc.get("available_g") != doc.get("capacity_g", 0) - (booked or 0):
             problems.append(f"{fid}: available is not capacity - booked")
+        problems += _volume_problems(fid, want, doc)
+    return problems
+
+
+def _volume_problems(fid: str, want: dict[str, int], doc: dict[str, Any]) -> list[str]:
+    booked, volumes = doc.get("booked_cm3"), doc.get("volumes") or {}
+    problems = []
+    if booked != want["booked_cm3"]:
+        problems.append(
+            f"{fid}: booked {cubic_metres(booked or 0):g} m3, its bookings measure "
+            f"{cubic_metres(want['booked_cm3']):g} m3"
+        )
+    if sum(volumes.values()) != booked:
+        problems.append(f"{fid}: its reservations hold {cubic_metres(sum(volumes.values())):g} m3")
+    if doc.get("available_cm3") != doc.get("capacity_cm3", 0) - (booked or 0):
+        problems.append(f"{fid}: available volume is not capacity - booked")
     return problems
 
 
@@ -186,14 +219,25 @@ def run_case(
     expected = expected_space(bodies, states)
     stored = list(
         db.flights.find(
-            {"_id": {"$in": sorted(expected)}}, {"capacity_g": 1, "booked_g": 1, "available_g": 1}
+            {"_id": {"$in": sorted(expected)}},
+            {
+                "capacity_g": 1,
+                "booked_g": 1,
+                "available_g": 1,
+                "capacity_cm3": 1,
+                "booked_cm3": 1,
+                "available_cm3": 1,
+            },
         )
     )
     held: dict[str, dict[str, int]] = {}  # flight -> its reservations (core.reservations)
+    measured: dict[str, dict[str, int]] = {}  # flight -> its reservations' volumes
     for r in db.reservations.find({"flight_id": {"$in": sorted(expected)}}):
         held.setdefault(r["flight_id"], {})[r["ref_id"]] = r["weight_g"]
+        measured.setdefault(r["flight_id"], {})[r["ref_id"]] = r.get("volume_cm3", 0)
     for doc in stored:
         doc["reservations"] = held.get(doc["_id"], {})
+        doc["volumes"] = measured.get(doc["_id"], {})
     problems = space_problems(expected, stored)
     return {
         "bookings": len(bodies),
@@ -207,16 +251,18 @@ def run_case(
             "ok": not problems,
             "booked_kg": kilograms(sum(doc.get("booked_g") or 0 for doc in stored)),
             "expected_kg": kilograms(sum(e["booked_g"] for e in expected.values())),
+            "booked_m3": cubic_metres(sum(doc.get("booked_cm3") or 0 for doc in stored)),
+            "expected_m3": cubic_metres(sum(e["booked_cm3"] for e in expected.values())),
             "problems": problems[:20],
         },
     }
 
 
-def public_booked_kg(stack, flight_id: str) -> float | None:
-    """The flight's booked_kg as the API shows it (GET /api/flights/<id>)."""
+def public_booked(stack, flight_id: str) -> tuple[float | None, float | None]:
+    """The flight's booked_kg and booked_m3 as the API shows them (GET /api/flights/<id>)."""
     r = requests.get(f"{stack.base}/api/flights/{flight_id}", headers=stack.customer, timeout=10)
     r.raise_for_status()
-    return r.json()["booked_kg"]
+    return r.json()["booked_kg"], r.json()["booked_m3"]
 
 
 def run(bookings: int, flights: int, threads: int = 16, timeout: float = 300.0) -> dict[str, Any]:
@@ -230,8 +276,14 @@ def run(bookings: int, flights: int, threads: int = 16, timeout: float = 300.0) 
             "hot": booking_bodies([hot_leg], bookings),
             "spread": booking_bodies(spread_legs, bookings),
         }
-        # Exactly the room the hot flight's bookings need: all fit, and it ends full.
-        items[1] = {**items[1], "capacity_kg": sum(b["weight_kg"] for b in cases["hot"])}
+        # Exactly the room the hot flight's bookings need: all fit, and it ends
+        # full by both measures.
+        hot_cm3 = sum(volume_cm3(b["dimensions"]) for b in cases["hot"])
+        items[1] = {
+            **items[1],
+            "capacity_kg": sum(b["weight_kg"] for b in cases["hot"]),
+            "capacity_m3": cubic_metres(hot_cm3),
+        }
         ensure_indexes(stack.services.db)
         store_flights(stack, items)
         finished = FinishedJobs(stack.services.redis)
@@ -243,13 +295,15 @@ def run(bookings: int, flights: int, threads: int = 16, timeout: float = 300.0) 
         for name in CASES:
             figures[name] = run_case(stack, finished, cases[name], threads, timeout)
         # The hot flight as the API shows it (never read before: no cached view).
-        figures["hot"]["check"]["public_booked_kg"] = public_booked_kg(stack, hot_leg["flight_id"])
+        shown = public_booked(stack, hot_leg["flight_id"])
     hot_check = figures["hot"]["check"]
-    if hot_check["public_booked_kg"] != hot_check["expected_kg"]:
+    hot_check["public_booked_kg"], hot_check["public_booked_m3"] = shown
+    if shown != (hot_check["expected_kg"], hot_check["expected_m3"]):
         hot_check["ok"] = False
         hot_check["problems"].append(
-            f"GET /api/flights/{hot_leg['flight_id']} shows {hot_check['public_booked_kg']} kg"
-            f" booked, its bookings weigh {hot_check['expected_kg']} kg"
+            f"GET /api/flights/{hot_leg['flight_id']} shows {shown[0]} kg and {shown[1]} m3"
+            f" booked, its bookings weigh {hot_check['expected_kg']} kg and measure"
+            f" {hot_check['expected_m3']} m3"
         )
     figures["ratio"] = ratio(figures["hot"], figures["spread"])
     figures["goals_met"] = goals_met(figures)
@@ -288,6 +342,13 @@ def report(f: dict[str, Any]) -> str:
                 if check.get("public_booked_kg") is not None
                 else ""
             ),
+            f"    booked_m3 check     {check['booked_m3']:g} m3 booked, bookings measure"
+            f" {check['expected_m3']:g} m3"
+            + (
+                f"; the API shows {check['public_booked_m3']:g} m3"
+                if check.get("public_booked_m3") is not None
+                else ""
+            ),
             *(f"      {problem}" for problem in check["problems"]),
         ]
     p95 = f["spread"]["flight_lock"]["acquire_ms"]["p95"]
@@ -311,7 +372,7 @@ def main() -> None:
     figures = run(args.bookings, args.flights, args.threads, args.timeout)
     publish(report, figures, args.json)
     if not figures["goals_met"]["correct"]:
-        raise SystemExit("booked_kg check FAILED: the flights' booked space does not add up")
+        raise SystemExit("booked check FAILED: the flights' booked space does not add up")
 
 
 if __name__ == "__main__":

@@ -152,6 +152,22 @@ def cargo_capacity_kg(rng: random.Random, designator: str, km: float) -> int:
     return 100 * round(rng.uniform(low, high) * 10)
 
 
+# Cargo volume, as the payload's density (kg per m3 of space). A freighter's
+# holds take about the IATA standard density (166.67): a B777F lifts ~102 t in
+# ~650 m3, a B767-300F ~52 t in ~440 m3, a B757-200F ~39 t in ~190 m3. A belly
+# hold has far less room for its payload once the bags are in (an A320's
+# ~3 t of cargo in ~10-15 m3), so typical cargo fills it by volume first.
+FREIGHTER_KG_PER_M3 = (140, 200)
+BELLY_KG_PER_M3 = (220, 320)
+
+
+def cargo_volume_m3(rng: random.Random, designator: str, capacity_kg: int) -> float:
+    """The volume of an aircraft's cargo space, from its payload and a density
+    drawn uniformly within its kind's band, to the nearest 0.1 m3."""
+    low, high = FREIGHTER_KG_PER_M3 if designator in CARGO_AIRLINES else BELLY_KG_PER_M3
+    return round(capacity_kg / rng.uniform(low, high), 1)
+
+
 class Slot(NamedTuple):
     """One daily flight: flown every day at the same UTC time, by the same aircraft."""
 
@@ -162,6 +178,7 @@ class Slot(NamedTuple):
     destination: str
     duration_min: int
     capacity_kg: int
+    capacity_m3: float
 
 
 @lru_cache(maxsize=4)
@@ -170,11 +187,12 @@ def daily_timetable(seed: int) -> tuple[Slot, ...]:
 
     Routes and slots are drawn in a fixed order from one random.Random(seed),
     so a seed always gives the same timetable. ~8,700 small tuples. Capacities
-    are drawn from a stream of their own: a seed's numbers and times are the
-    same as before flights had capacities.
+    and volumes are drawn from streams of their own: a seed's numbers, times
+    and capacities are the same as before flights had them.
     """
     rng = random.Random(seed)
     space = random.Random(f"capacity:{seed}")  # str seeds hash the same in every process
+    room = random.Random(f"volume:{seed}")
     codes = sorted(AIRPORTS)
     next_number = dict.fromkeys((code for code, _ in AIRLINES), 1)
     # The day's window in 5-minute steps, cut into one slot per daily flight.
@@ -195,6 +213,7 @@ def daily_timetable(seed: int) -> tuple[Slot, ...]:
                 number = f"{designator}{next_number[designator]:04d}"
                 next_number[designator] += 1
                 capacity = cargo_capacity_kg(space, designator, km)
+                volume = cargo_volume_m3(room, designator, capacity)
                 slots.append(
                     Slot(
                         (local - offset) % 1440,
@@ -204,6 +223,7 @@ def daily_timetable(seed: int) -> tuple[Slot, ...]:
                         destination,
                         duration,
                         capacity,
+                        volume,
                     )
                 )
     if max(next_number.values()) > 10_000:
@@ -235,6 +255,11 @@ def generate_schedule(count: int, start_date: date, seed: int = 42) -> Iterator[
         belly hold (RG, SW, BL: about 3 in 5)   up to 1,500 km    2-5 t
                                                 up to 4,000 km    4-12 t
                                                 beyond            12-25 t
+
+    and a `capacity_m3`, from that payload and a density drawn for the kind:
+    a freighter 140-200 kg per m3 (about the IATA standard, 166.67: weight and
+    volume run out together), a belly hold 220-320 kg per m3 (volume runs out
+    first for cargo of the standard density, as it does on passenger flights).
     """
     timetable = daily_timetable(seed)
     produced = 0
@@ -257,6 +282,7 @@ def generate_schedule(count: int, start_date: date, seed: int = 42) -> Iterator[
                     _zone(AIRPORTS[slot.destination].utc_offset_min)
                 ).isoformat(),
                 "capacity_kg": slot.capacity_kg,
+                "capacity_m3": slot.capacity_m3,
             }
             produced += 1
         day += timedelta(days=1)
@@ -314,7 +340,8 @@ def seed_flights(
 # -- file import --------------------------------------------------------------
 
 FIELDS = ("flight_number", "airline", "origin", "destination", "departure_ts", "arrival_ts")
-OPTIONAL_FIELDS = ("capacity_kg",)  # a CSV may add the column; empty: the default
+# A CSV may add these columns; an empty cell: the default (capacity_m3: derived).
+OPTIONAL_FIELDS = ("capacity_kg", "capacity_m3")
 MAX_LINE_BYTES = 64 * 1024  # a flight is ~200 bytes; longer lines are rejected unread
 
 
@@ -477,10 +504,11 @@ class _Reader:
             if len(row) != len(self._columns):
                 raise ValueError(f"expected {len(self._columns)} columns, found {len(row)}")
             item = dict(zip(self._columns, row, strict=True))
-            if "capacity_kg" in item:
-                item["capacity_kg"] = _csv_number(item["capacity_kg"])
-                if item["capacity_kg"] is None:
-                    del item["capacity_kg"]
+            for name in OPTIONAL_FIELDS:
+                if name in item:
+                    item[name] = _csv_number(item[name])
+                    if item[name] is None:
+                        del item[name]
         if _has_surrogates(item):
             raise ValueError("contains invalid Unicode (a lone surrogate)")
         return item

@@ -34,6 +34,7 @@ def worker_services() -> Services:
             svc = connect_services(settings)
             ensure_indexes(svc.db)
             flights.give_capacity(svc.db, settings.DEFAULT_FLIGHT_CAPACITY_KG)
+            flights.give_volume(svc.db)
             bookings.give_list_keys(svc.db)
             _state.update(services=svc, pid=os.getpid())
     return _state["services"]  # type: ignore[return-value]

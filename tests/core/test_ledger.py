@@ -106,7 +106,11 @@ def test_marks_of_dead_workers_are_counted_and_settled(services):
     # Two takes that died before recording: one whose create then ended
     # failed, one whose create may still come back (its redelivery's to finish).
     abandoned, unfinished = new_ref_id(), new_ref_id()
-    assert reservations._take(services.db, fid, [(abandoned, 40_000), (unfinished, 5_000)])
+    assert reservations._take(
+        services.db,
+        fid,
+        [(abandoned, reservations.Space(40_000)), (unfinished, reservations.Space(5_000))],
+    )
     _ended_create(services, abandoned)
     found = books_of(services, fid)
     assert found.drift_g == 0 and len(found.marked) == 3

@@ -20,8 +20,9 @@ from tests.conftest import moved_booking, store_flights
 _numbers = itertools.count(1)
 
 
-def new_flight(services, capacity_kg, *, origin="RSA", destination="RSB", hour=8):
-    """A flight stored as the import stores it; returns its flight_id."""
+def new_flight(services, capacity_kg, *, origin="RSA", destination="RSB", hour=8, **volume):
+    """A flight stored as the import stores it (`capacity_m3` may be given);
+    returns its flight_id."""
     number = f"RS{next(_numbers):03d}"
     departure = datetime(2033, 3, 1, hour, tzinfo=UTC)
     doc = flights.flight_document(
@@ -33,6 +34,7 @@ def new_flight(services, capacity_kg, *, origin="RSA", destination="RSB", hour=8
             "departure_ts": departure,
             "arrival_ts": departure + timedelta(hours=2),
             "capacity_kg": capacity_kg,
+            **volume,
         },
         services.settings.DEFAULT_FLIGHT_CAPACITY_KG,
     )
@@ -77,8 +79,8 @@ def test_concurrent_reservations_never_go_above_capacity(services):
 def test_the_write_alone_holds_capacity_without_the_lock(services):
     """A lock that expired midway: the conditional update still refuses."""
     fid = new_flight(services, 150)
-    assert reservations._take(services.db, fid, [(new_ref_id(), 100_000)])
-    assert not reservations._take(services.db, fid, [(new_ref_id(), 100_000)])
+    assert reservations._take(services.db, fid, [(new_ref_id(), reservations.Space(100_000))])
+    assert not reservations._take(services.db, fid, [(new_ref_id(), reservations.Space(100_000))])
     assert space(services, fid) == (150, 100, 50)
 
 
@@ -101,7 +103,9 @@ def test_a_group_on_one_flight_takes_its_space_in_one_update_or_one_by_one(servi
 def test_space_taken_by_a_delivery_that_died_before_recording_it_is_not_taken_again(services):
     fid = new_flight(services, 1000)
     ref_id = new_ref_id()
-    assert reservations._take(services.db, fid, [(ref_id, 400_000)])  # then the worker died
+    assert reservations._take(
+        services.db, fid, [(ref_id, reservations.Space(400_000))]
+    )  # then the worker died
     reservations.reserve(services.db, services.locks, ref_id, [fid], 400)  # the redelivery
     assert space(services, fid) == (1000, 400, 600) and holders(services, fid) == {ref_id: 400_000}
     assert not services.db.flights.find_one({"_id": fid}).get("pending")

@@ -358,3 +358,55 @@ def test_a_weighted_search_is_cached_under_its_own_key(services, edge_schedule):
     assert answer == routes.route_answer("QAA", "QBB", D, searched)[1]
     again = routes.cached_search(services.db, services.cache, ttl=45, weight_kg=125.50, **kwargs)
     assert again == answer
+
+
+def test_a_volume_keeps_the_options_with_room_for_it_and_for_the_weight(services):
+    """Each leg needs room for both measures asked for: a roomy hold short of
+    weight and a heavy-lifter short of volume are both left out."""
+    day = date(2031, 8, 4)
+    holds = {  # number: (capacity_kg, capacity_m3)
+        "QV1": (5000, 10),  # room for both
+        "QV2": (5000, 1.999999),  # one cm3 short of the volume
+        "QV3": (499.999, 50),  # one gram short of the weight
+        "QV4": (5000, 2),  # exactly the volume
+    }
+    schedule = [
+        {**raw(n, "QVA", "QVB", at(day, 6 + i, 0), 90), "capacity_kg": kg, "capacity_m3": m3}
+        for i, (n, (kg, m3)) in enumerate(holds.items())
+    ]
+    schedule.append(raw("QV5", "QVA", "QVX", at(day, 5, 0), 60))  # derived: 20 t, 120 m3
+    schedule.append(
+        {**raw("QV6", "QVX", "QVB", at(day, 9, 0), 60), "capacity_kg": 5000, "capacity_m3": 1}
+    )
+    assert store_flights(services, schedule, chunk_size=10)["failed"] == 0
+    fid = {
+        r["flight_number"]: flights.flight_id(r["flight_number"], at(day, 0, 0)) for r in schedule
+    }
+
+    def found(**options):
+        result = search(services, "QVA", "QVB", day, **options)
+        return [[f["flight_id"][:3] for f in o["flights"]] for o in result["direct"]], [
+            [f["flight_id"][:3] for f in o["flights"]] for o in result["one_transit"]
+        ]
+
+    assert found(volume_cm3=2_000_000) == ([["QV1"], ["QV3"], ["QV4"]], [])
+    assert found(volume_cm3=2_000_000, weight_g=500_000) == ([["QV1"], ["QV4"]], [])
+    assert found(volume_cm3=1_000_000) == ([["QV1"], ["QV2"], ["QV3"], ["QV4"]], [["QV5", "QV6"]])
+    leg = search(services, "QVA", "QVB", day)["direct"][0]["flights"][0]
+    assert (leg["capacity_m3"], leg["booked_m3"], leg["available_m3"]) == (10, 0, 10)
+    assert fid["QV1"] == leg["flight_id"]
+
+
+def test_a_search_by_volume_is_cached_under_its_own_key(services, edge_schedule):
+    kwargs = {"origin": "QAA", "destination": "QBB", "day": D, "min_connection_minutes": MIN_CONN}
+    plain = caches.route_key("QAA", "QBB", D)
+    both = caches.route_key("QAA", "QBB", D, 125_500, 1_200_000)
+    alone = caches.route_key("QAA", "QBB", D, None, 1_200_000)
+    assert (both, alone) == (f"{plain}:125500g:1200000cm3", f"{plain}:1200000cm3")
+    services.redis.delete(plain, both, alone)
+    answer = routes.cached_search(
+        services.db, services.cache, ttl=45, weight_kg=125.5, volume_m3=1.2, **kwargs
+    )
+    assert 0 < services.redis.ttl(both) <= 45 and not services.redis.exists(plain, alone)
+    searched = routes.search_routes(services.db, weight_g=125_500, volume_cm3=1_200_000, **kwargs)
+    assert answer == routes.route_answer("QAA", "QBB", D, searched)[1]

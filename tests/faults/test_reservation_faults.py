@@ -75,7 +75,9 @@ def test_a_worker_killed_between_legs_leaves_no_stray_reservation(
         kill_worker(victim)  # between the legs: the first reserved, the second not
         assert not taken_for(services, second, ref_id)
         if second_leg == "filled-meanwhile":  # another booking takes the rest
-            assert reservations._take(services.db, second, [(new_ref_id(), 1000 * 1000)])
+            assert reservations._take(
+                services.db, second, [(new_ref_id(), reservations.Space(1000 * 1000))]
+            )
         services.locks.release(held)
         stack.start_worker("rescuer")
         job = wait_job(client, url, timeout=60, headers=CUSTOMER)

@@ -153,6 +153,24 @@ def test_capacities_follow_the_documented_model_deterministically():
     ]
 
 
+def test_volumes_fill_belly_holds_first_and_freighters_about_together():
+    """Belly holds: a payload density above the IATA standard (166.67 kg/m3), so
+    cargo of that density fills their volume before their weight; freighters
+    about the standard. The same aircraft, the same volume every day."""
+    start = date(2025, 1, 20)
+    two_days = list(generate_schedule(2 * DAY, start, 42))
+    day1, day2 = two_days[:DAY], two_days[DAY:]
+    densities = defaultdict(list)
+    for raw in day1:
+        densities[band(raw)[0]].append(raw["capacity_kg"] / raw["capacity_m3"])
+        assert FlightSchema().load(raw)["capacity_m3"] == raw["capacity_m3"]
+    # the bands, give or take the rounding to 0.1 m3 of a small hold
+    assert 138 < min(densities["freighter"]) < 150 and 190 < max(densities["freighter"]) < 202
+    assert 210 < min(densities["belly"]) < 230 and 310 < max(densities["belly"]) < 335
+    assert min(densities["belly"]) > 1_000_000 / 6000  # above the standard density: volume first
+    assert [f["capacity_m3"] for f in day2] == [f["capacity_m3"] for f in day1]
+
+
 def _departure(raw: dict) -> datetime:
     return datetime.fromisoformat(raw["departure_ts"])
 
@@ -301,6 +319,30 @@ def test_import_csv_with_a_capacity_column(services, tmp_path):
     }
     default_g = round(services.settings.DEFAULT_FLIGHT_CAPACITY_KG * 1000)
     assert capacities == {"TK0001": 45_000_500, "TK0002": default_g}
+
+
+def test_import_csv_with_a_volume_column(services, tmp_path):
+    lines = [
+        "flight_number,airline,origin,destination,departure_ts,arrival_ts,capacity_kg,capacity_m3",
+        csv_line(flight("TV0001", 5)) + ",12000,75.25",  # 2
+        csv_line(flight("TV0002", 5)) + ",12000,",  # 3: derived from the weight
+        csv_line(flight("TV0003", 5)) + ",12000,1e5",  # 4: above any hold
+        csv_line(flight("TV0004", 5)) + ",12000,lots",  # 5: not a number
+    ]
+    path = tmp_path / "volumes.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = run(services, "import-flights", str(path))
+    assert result.exit_code == 0, result.output
+    assert "imported 2, rejected 2" in result.output
+    assert "line 4: capacity_m3" in result.output and "line 5: capacity_m3" in result.output
+    stored = {
+        number: services.db.flights.find_one({"_id": fid(flight(number, 5))})
+        for number in ("TV0001", "TV0002")
+    }
+    assert {n: (d["capacity_cm3"], d["available_cm3"]) for n, d in stored.items()} == {
+        "TV0001": (75_250_000, 75_250_000),
+        "TV0002": (72_000_000, 72_000_000),  # 12,000 kg x 6,000 cm3 per kg
+    }
 
 
 def test_import_jsonl_reports_bad_lines_by_number(services, tmp_path):
