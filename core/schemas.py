@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from core import awb
 from core.access import KEY_ROLES
 from core.bookings import CURSOR_PATTERN, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from core.clock import EARLIEST_DAY, LATEST_DAY, in_calendar, to_iso
 from core.ids import (
+    AWB,
     CUSTOMER_ID,
     FLIGHT_ID,
     REF_ID,
@@ -63,6 +65,17 @@ EVERY_EVENT_ALONE = f'"{ALL_EVENTS}" stands alone: ["{ALL_EVENTS}"], or event ty
 EVERY_EVENT_ALONE_RULE = TiedFields(
     "events", EVERY_EVENT_ALONE, f'`events` holds `"{ALL_EVENTS}"` only as its one item'
 )
+# An AWB's check digit (core.awb), which no pattern states; and the AWBs of
+# RadiantGo's own prefix, which only it issues (checked as the create is accepted).
+AWB_CHECK_DIGIT_RULE = TiedFields(
+    "awb", awb.CHECK_DIGIT_MESSAGE, "`awb`'s check digit (its last) must be its serial mod 7"
+)
+AWB_RESERVED_RULE = TiedFields(
+    "awb",
+    awb.RESERVED_MESSAGE,
+    "`awb` must not be of RadiantGo's own prefix (the AWB_PREFIX setting), whose"
+    " numbers it issues itself",
+)
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 
 
@@ -95,6 +108,20 @@ class Identifier(Patterned):
         metadata = {"example": shape.example, **kwargs.pop("metadata", {})}
         super().__init__(metadata=metadata, **kwargs)
         self.error_messages["pattern"] = f"Must be {shape.described()}."
+
+
+class AwbNumber(Identifier):
+    """An air waybill number, hyphen optional in, PPP-SSSSSSSC out; its check
+    digit must be its serial mod 7 (AWB_CHECK_DIGIT_RULE)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(AWB, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if awb.broken_rule(text) is not None:
+            raise ValidationError(AWB_CHECK_DIGIT_RULE.message)
+        return awb.normalized(text)
 
 
 class IataCode(Patterned):
@@ -227,7 +254,7 @@ def weight_range(max_kg: float) -> validate.Range:
 
 
 class BookingCreateSchema(Schema):
-    TIED = (DIFFERENT_ENDS_RULE,)
+    TIED = (DIFFERENT_ENDS_RULE, AWB_CHECK_DIGIT_RULE, AWB_RESERVED_RULE)
 
     class Meta:
         unknown = RAISE
@@ -251,6 +278,14 @@ class BookingCreateSchema(Schema):
             "description": "The route booked: 1 flight, or 2 via a third airport",
             "example": ["RG0001-20261128"],
         },
+    )
+    awb = AwbNumber(
+        metadata={
+            "example": "176-12345675",
+            "description": "The shipment's air waybill number, from its airline's stock"
+            " (the hyphen may be left out). Without it, RadiantGo issues one of its"
+            " AWB_PREFIX. Another booking's: 409 `awb-taken`",
+        }
     )
 
     @validates_schema
@@ -461,9 +496,14 @@ class BookingCursor(Patterned):
 
 
 class BookingListQuerySchema(Schema):
+    TIED = (AWB_CHECK_DIGIT_RULE,)
+
     class Meta:
         unknown = RAISE
 
+    awb = AwbNumber(
+        metadata={"description": "The booking with this air waybill number (at most one)"}
+    )
     status = fields.String(validate=validate.OneOf(STATUSES))
     origin = IataCode()
     destination = IataCode()
@@ -627,6 +667,7 @@ class ProblemSchema(Schema):
         keys=fields.String(), values=fields.Raw(), metadata={"description": "field -> messages"}
     )
     flight_id = fields.String(metadata={"description": "flight-full: the flight short of room"})
+    awb = fields.String(metadata={"description": "awb-taken: the air waybill number"})
     job_id = fields.String(metadata={"description": "The job the problem is about"})
     links = fields.Nested(LinksSchema)
 
@@ -635,6 +676,12 @@ class JobAcceptedSchema(Schema):
     job_id = fields.String(required=True)
     state = fields.String(required=True, validate=validate.OneOf(JOB_STATES))
     ref_id = fields.String()
+    awb = fields.String(
+        metadata={
+            "pattern": awb.CANONICAL_PATTERN,
+            "description": "A create's air waybill number: the request's, or one RadiantGo issued",
+        }
+    )
     links = fields.Nested(LinksSchema, required=True)
 
 
@@ -652,6 +699,13 @@ class EventSchema(Schema):
 class BookingSchema(Schema):
     flight_ids = fields.List(fields.String(), allow_none=True)
     ref_id = fields.String(metadata={"pattern": REF_ID_PATTERN.pattern})
+    awb = fields.String(
+        allow_none=True,
+        metadata={
+            "pattern": awb.CANONICAL_PATTERN,
+            "description": "The air waybill number (none for bookings made before AWBs)",
+        },
+    )
     customer_id = fields.String(
         allow_none=True, metadata={"description": "The owner (none for older bookings)"}
     )
