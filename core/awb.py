@@ -21,6 +21,7 @@ Every booking gets one when it is accepted:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -28,6 +29,7 @@ import redis
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from core.errors import REDIS_ERRORS, AwbStockExhausted, AwbTaken, ValidationFailed
 from core.ids import AWB
@@ -104,17 +106,24 @@ class SerialStock:
     def _refill(self) -> tuple[int, int]:
         if self._end >= SERIALS:
             raise self._exhausted()
-        counter = self.counters.find_one_and_update(
-            {"_id": self.prefix},
-            {"$inc": {"issued": self.block_size}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
+        counter = self._take_block()
+        if counter is None:  # the prefix's first block: its counter is made once
+            # (not by an upsert: two racing ones may both miss, on either server)
+            with contextlib.suppress(DuplicateKeyError):
+                self.counters.insert_one({"_id": self.prefix, "issued": 0})
+            counter = self._take_block()
         first = counter["issued"] - self.block_size + 1
         if first >= SERIALS:
             self._end = SERIALS
             raise self._exhausted()
         return first, min(counter["issued"] + 1, SERIALS)
+
+    def _take_block(self) -> dict[str, Any] | None:
+        return self.counters.find_one_and_update(
+            {"_id": self.prefix},
+            {"$inc": {"issued": self.block_size}},
+            return_document=ReturnDocument.AFTER,
+        )
 
     def _exhausted(self) -> AwbStockExhausted:
         return AwbStockExhausted(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -84,6 +85,24 @@ def test_stocks_on_one_counter_never_issue_a_serial_twice(services):
     assert all(number.startswith(prefix + "-") and not awb.broken_rule(number) for number in taken)
     # Four blocks of 5 and the restarted one's third: one $inc each.
     assert services.db.awb_counters.find_one({"_id": prefix})["issued"] == 5 * 6
+
+
+def test_stocks_racing_for_a_new_prefix_s_first_blocks_each_get_their_own(services):
+    """16 processes starting at once on prefixes no block was taken from yet."""
+    for _ in range(6):
+        prefix = _own_prefix(services)
+        services.db.awb_counters.delete_one({"_id": prefix})
+        stocks = [_stock(services, prefix) for _ in range(16)]
+        start = threading.Barrier(16)
+
+        def first_take(stock: awb.SerialStock, start=start) -> str:
+            start.wait()
+            return stock.take()
+
+        with ThreadPoolExecutor(16) as pool:
+            taken = list(pool.map(first_take, stocks))
+        assert len(set(taken)) == 16
+        assert services.db.awb_counters.find_one({"_id": prefix})["issued"] == 16 * 5
 
 
 def test_a_stock_is_safe_across_threads(services):
