@@ -80,6 +80,12 @@ def claim_key(awb: str) -> str:
     return f"awb:{awb}"
 
 
+def failed_key(awb: str) -> str:
+    """The ref_id of the last create of `awb` that failed, while its job is
+    kept: tracking by AWB answers as its ref_id does (`booking-not-made`)."""
+    return f"awb:failed:{awb}"
+
+
 class SerialStock:
     """This process's block of AWB_PREFIX serials, refilled a block at a time
     by one atomic `$inc` on the prefix's counter document (`{"_id": prefix,
@@ -166,14 +172,16 @@ def holders(db: Database, awbs: list[str]) -> dict[str, str]:
 
 def ref_id_of(db: Database, claims: redis.Redis, awb: str) -> str | None:
     """The ref_id of the booking `awb` names: a stored one's, else that of a
-    create still queued or running (its claim); None if no booking holds it."""
+    create still queued or running (its claim), else of one that failed;
+    None if no booking holds it."""
     stored = holders(db, [awb])
     if awb in stored:
         return stored[awb]
     try:
-        held = claims.get(claim_key(awb))
+        held, failed = claims.mget([claim_key(awb), failed_key(awb)])
     except REDIS_ERRORS:  # with Redis out, creates are recorded in MongoDB, unclaimed
-        held = None
+        held = failed = None
     if held is not None:
         return held
-    return holders(db, [awb]).get(awb)  # its create ended between the two reads
+    # Its create may have ended between the two reads.
+    return holders(db, [awb]).get(awb) or failed

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +30,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from core import queues
-from core.awb import claim_key, taken
+from core.awb import claim_key, failed_key, taken
 from core.db import insert_many_new
 from core.errors import REDIS_ERRORS, IdempotencyKeyInProgress, IdempotencyKeyReused
 from core.settings import Settings
@@ -266,17 +267,23 @@ def discard_queued(client: redis.Redis, record: dict[str, Any], ttl_s: int) -> N
     pipe.execute()
 
 
-def release_queued(client: redis.Redis, records: list[dict[str, Any]]) -> None:
+def release_queued(
+    client: redis.Redis, records: list[dict[str, Any]], failed: Collection[str] = ()
+) -> None:
     """After their outcomes are in MongoDB: records expire soon, creates are no
     longer pending, and their AWBs no longer claimed (a stored booking holds
-    its AWB by the unique index; a failed create's is free again)."""
+    its AWB by the unique index; a failed create's, jobs `failed`, is free
+    again, and names the failed create as long as its job is kept)."""
     pipe = client.pipeline(transaction=False)
     for record in records:
         pipe.expire(queued_key(record["_id"]), FINISHED_RECORD_TTL_S)
         if record["type"] == CREATE_JOB:
             pipe.delete(creating_key(record["ref_id"]))
-        if _awb(record) is not None:
-            pipe.delete(claim_key(_awb(record)))
+        awb = _awb(record)
+        if awb is not None:
+            if record["_id"] in failed:  # before the claim goes: a reader sees one or the other
+                pipe.set(failed_key(awb), record["ref_id"], pxat=record["expire_at"])
+            pipe.delete(claim_key(awb))
         pipe.publish(JOB_FINISHED_CHANNEL, record["_id"])
     pipe.execute()
 

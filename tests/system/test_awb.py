@@ -76,3 +76,20 @@ def test_a_client_awb_whose_claim_was_lost_is_decided_by_the_worker(isolated_sta
     tracked = requests.get(f"{base}/api/awb/{number}", timeout=5).json()
     assert tracked["ref_id"] == made["result"]["booking"]["ref_id"]
     assert stack.services.db.bookings.count_documents({"awb": number}) == 1
+
+
+def test_a_failed_create_is_tracked_by_awb_as_by_its_ref_id(live_server):
+    """Its job failed (no such flight): to its submitter, a `booking-not-made`
+    404 naming the job, by AWB as by ref_id; a plain 404 to anyone else."""
+    body = booking_body(flight_ids=["QW9999-20340501"])
+    r = requests.post(live_server + "/api/bookings", json=body, headers=CUSTOMER, timeout=15)
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert wait_job(live_server, r.headers["Location"])["state"] == "failed"
+    by_awb = requests.get(f"{live_server}/api/awb/{accepted['awb']}", headers=CUSTOMER, timeout=5)
+    by_ref = requests.get(live_server + accepted["links"]["booking"], headers=CUSTOMER, timeout=5)
+    assert by_awb.status_code == by_ref.status_code == 404
+    assert by_awb.json()["type"].endswith("/booking-not-made")
+    assert by_awb.json()["job_id"] == by_ref.json()["job_id"] == accepted["job_id"]
+    stranger = requests.get(f"{live_server}/api/awb/{accepted['awb']}", timeout=5)
+    assert stranger.status_code == 404 and stranger.json()["type"].endswith("/not-found")
