@@ -3,8 +3,9 @@
 One check: every error is an RFC 9457 problem. And the two answers that
 JSON Schema cannot describe, which the OpenAPI document states in words:
 - a 400 that names only a rule tying two fields together (destination
-  differs from origin) on an operation whose description states that rule:
-  schema-valid, yet refused as the document says (ST202 otherwise);
+  differs from origin), or one no pattern states (an AWB's check digit, an
+  AWB of RadiantGo's own prefix), on an operation whose description states
+  that rule: schema-valid, yet refused as the document says (ST202 otherwise);
 - a 422 that a webhook operation's 422 documents by its problem type: a
   URL of the right shape that may not receive deliveries
   (`webhook-url-refused`: core.egress decides, on addresses JSON Schema
@@ -25,11 +26,23 @@ import os
 import schemathesis
 
 from core.errors import AllBookingsRequired
-from core.schemas import ARRIVES_AFTER_RULE, DIFFERENT_ENDS_RULE, EVERY_EVENT_ALONE_RULE
+from core.schemas import (
+    ARRIVES_AFTER_RULE,
+    AWB_CHECK_DIGIT_RULE,
+    AWB_RESERVED_RULE,
+    DIFFERENT_ENDS_RULE,
+    EVERY_EVENT_ALONE_RULE,
+)
 from core.webhook_endpoints import URL_REFUSED_SLUG
 
 PROBLEM_JSON = "application/problem+json"
-TIED_RULES = (DIFFERENT_ENDS_RULE, ARRIVES_AFTER_RULE, EVERY_EVENT_ALONE_RULE)
+TIED_RULES = (
+    DIFFERENT_ENDS_RULE,
+    ARRIVES_AFTER_RULE,
+    EVERY_EVENT_ALONE_RULE,
+    AWB_CHECK_DIGIT_RULE,
+    AWB_RESERVED_RULE,
+)
 STATED_422 = (URL_REFUSED_SLUG, AllBookingsRequired.slug)
 NOT_MADE = "/problems/booking-not-made"
 DROPPED_ENV = "CONTRACT_DROPPED"  # a file each dropped failure is written to, a line each
