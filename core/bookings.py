@@ -376,7 +376,7 @@ def with_awb(
     """The booking holding `awb` (an equality on its unique index: at most
     one), if it is in the list `query` names (list_filter) and after `cursor`."""
     doc = db.bookings.find_one({"awb": awb}, {**LISTED_FIELDS, "list_keys": 1})
-    if doc is None or query["list_keys"] not in doc["list_keys"]:
+    if doc is None or query["list_keys"] not in doc.get("list_keys", ()):
         return []
     if query.get("status", doc["status"]) != doc["status"]:
         return []

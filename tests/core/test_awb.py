@@ -175,3 +175,11 @@ def test_a_create_claims_its_awb_while_queued_and_frees_it_when_it_ends(services
     assert awb.ref_id_of(services.db, services.redis, number) == named
     jobs.hold_queued(services.redis, rival, 60)  # free again: it may be brought anew
     assert awb.ref_id_of(services.db, services.redis, number) == rival["ref_id"]
+
+
+def test_a_booking_is_found_by_its_awb_through_its_unique_index(services):
+    """The list's awb filter, GET /api/awb and the door's check read one
+    index entry (the embedded server uses no partial index: sparse)."""
+    plan = services.db.bookings.find({"awb": "176-12345675"}).explain()["queryPlanner"]
+    assert plan["winningPlan"]["inputStage"]["indexName"] == "awb_1", plan
+    assert services.db.bookings.index_information()["awb_1"]["unique"] is True
