@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import coalesce, jobs, outbox, queues
+from core import awb, coalesce, jobs, outbox, queues
 from core.clock import utcnow
-from core.errors import REDIS_ERRORS, PublishUnconfirmed
+from core.errors import REDIS_ERRORS, AwbTaken, PublishUnconfirmed
 from core.ids import new_job_id
 from core.services import Services
 
@@ -45,7 +45,7 @@ Publish = outbox.Publish
 class Submission:
     """A validated request to run `task_name`, as the ingress decided it.
 
-    `assigned` is what the ingress chose for the job (a booking's ref_id),
+    `assigned` is what the ingress chose for the job (a booking's ref_id and AWB),
     stored with the request as its payload. A `bulk` request's items are not
     validated yet (the worker reports each by index), so it is kept as JSON
     text, which MongoDB stores whatever it holds (a 2^70 integer, a "$where"
@@ -85,7 +85,13 @@ def accept_job(
             svc.db, svc.settings, job, idempotency_key=key, fingerprint=submission.fingerprint
         )
     if short and created:
-        record = _hold_queued(svc, jobs.job_record(job))
+        try:
+            _check_awb_free(svc, submission)
+            record = _hold_queued(svc, jobs.job_record(job))
+        except AwbTaken:
+            if key is not None:  # recorded first, published never: forgotten
+                jobs.discard_job(svc.db, job["_id"], key)
+            raise
         if record is None and key is None:  # Redis is out: MongoDB holds it instead
             job, created = jobs.record_job(svc.db, svc.settings, job)
     if created:
@@ -150,6 +156,14 @@ def _new_job(svc: Services, submission: Submission, job_id: str) -> dict[str, An
         ref_id=submission.assigned.get("ref_id"),
         customer_id=submission.customer_id,
     )
+
+
+def _check_awb_free(svc: Services, submission: Submission) -> None:
+    """A create bringing its own AWB: AwbTaken if a stored booking holds it (a
+    queued create's claim is checked as its record is held). Checked only for
+    a new job: a replay of an Idempotency-Key is answered by its own job."""
+    if "awb" in submission.body:
+        awb.check_free(svc.db, submission.body["awb"])
 
 
 def _record_ttl(svc: Services) -> int:

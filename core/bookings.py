@@ -30,6 +30,7 @@ from core.lifecycle import BKD, BOOKED, event_code
 BOOKING_CREATED = "BOOKING_CREATED"
 PUBLIC_FIELDS = (
     "ref_id",
+    "awb",
     "flight_ids",
     "origin",
     "destination",
@@ -51,6 +52,7 @@ EVENT_FIELDS = ("type", "code", "status", "at_ts", "occurred_at", *EVENT_DETAILS
 # (no customer, no notes or reasons, which are free text a person wrote).
 TRACKING_FIELDS = (
     "ref_id",
+    "awb",
     "origin",
     "destination",
     "flight_ids",
@@ -115,8 +117,10 @@ def booking_document(
     job_id: str,
     now: datetime,
     customer_id: str | None = None,
+    awb: str | None = None,
 ) -> dict[str, Any]:
-    """A new BOOKED booking as stored, owned by `customer_id`."""
+    """A new BOOKED booking as stored, owned by `customer_id`, with air waybill
+    number `awb` (core.awb; left out, not null, without one: its unique index is sparse)."""
     booking = {
         "ref_id": ref_id,
         "customer_id": customer_id,
@@ -135,6 +139,8 @@ def booking_document(
         "updated_at": now,
         "job_id": job_id,
     }
+    if awb is not None:
+        booking["awb"] = awb
     booking["list_keys"] = list_keys(booking)
     return booking
 
@@ -209,7 +215,7 @@ def create_booking(
     db: Database, ref_id: str, data: dict[str, Any], **stored: Any
 ) -> dict[str, Any]:
     """Store a new BOOKED booking (booking_document's `stored` arguments: job_id,
-    now, customer_id) and its BOOKING_CREATED event; returns the booking."""
+    now, customer_id, awb) and its BOOKING_CREATED event; returns the booking."""
     booking = booking_document(ref_id, data, **stored)
     try:
         db.bookings.insert_one(booking)
@@ -379,20 +385,39 @@ def newest_bookings(
     return docs
 
 
+def with_awb(
+    db: Database, awb: str, query: dict[str, Any], *, cursor: str | None
+) -> list[dict[str, Any]]:
+    """The booking holding `awb` (an equality on its unique index: at most
+    one), if it is in the list `query` names (list_filter) and after `cursor`."""
+    doc = db.bookings.find_one({"awb": awb}, {**LISTED_FIELDS, "list_keys": 1})
+    if doc is None or query["list_keys"] not in doc.get("list_keys", ()):
+        return []
+    if query.get("status", doc["status"]) != doc["status"]:
+        return []
+    if cursor and (doc["created_at"], doc["ref_id"]) >= decode_cursor(cursor):
+        return []
+    return [doc]
+
+
 def list_page(
     db: Database,
     *,
     size: int,
     cursor: str | None = None,
     now: datetime | None = None,
+    awb: str | None = None,
     **filters: str | None,
 ) -> dict[str, Any]:
-    """Up to `size` bookings of the list `filters` name (list_filter), newest
-    first, after `cursor`: {"items", "cursors" (each item's), "more" (whether
-    more follow)}. Stable while bookings are inserted: a page boundary is a
-    value, not an offset."""
+    """Up to `size` bookings of the list `filters` name (list_filter), or the
+    one of them holding `awb`, newest first, after `cursor`: {"items",
+    "cursors" (each item's), "more" (whether more follow)}. Stable while
+    bookings are inserted: a page boundary is a value, not an offset."""
     query = list_filter(**filters)
-    docs = newest_bookings(db, query, size + 1, cursor=cursor, now=now or datetime.now(UTC))
+    if awb is not None:
+        docs = with_awb(db, awb, query, cursor=cursor)
+    else:
+        docs = newest_bookings(db, query, size + 1, cursor=cursor, now=now or datetime.now(UTC))
     shown = docs[:size]
     return {
         "items": [public_booking(d) for d in shown],

@@ -18,6 +18,7 @@ from marshmallow import ValidationError
 from pymongo.database import Database
 
 from core import group_commit, transitions
+from core.awb import SerialStock
 from core.errors import PayloadTooLarge, RadiantError, ValidationFailed
 from core.flights import chunks
 from core.ids import ref_id_from
@@ -89,23 +90,28 @@ def create_bookings(
     now: datetime,
     chunk_size: int,
     min_connection_minutes: int,
+    awbs: SerialStock,
     customer_id: str | None = None,
     on_progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Create a booking per valid item, owned by `customer_id`: each chunk as
     one group of creates (core.group_commit.create_many: one insert per
     collection, each booking holding its cargo space; a full flight fails its
-    item, 409)."""
+    item, 409). Each item's AWB is its own (checked as a single create's) or
+    one of `awbs`; a redelivery's new one is never stored for an item stored
+    before (the booking, found by its ref_id, keeps its own)."""
     results: list[dict[str, Any]] = []
     done = 0
     for chunk in chunks(enumerate(raw_items), chunk_size):
         items, indexes = [], []
         for index, raw in chunk:
             try:
-                items.append(_create_item(job_id, index, raw, customer_id))
+                item = _create_item(job_id, index, raw, customer_id)
+                item["awb"] = awbs.awb_for(item["request"])
             except RadiantError as exc:
                 results.append({"index": index, "problem": exc.to_problem()})
                 continue
+            items.append(item)
             indexes.append(index)
         created = group_commit.create_many(
             db, locks, items, now=now, min_connection_minutes=min_connection_minutes
@@ -115,7 +121,12 @@ def create_bookings(
                 results.append({"index": index, "problem": outcome.to_problem()})
             else:
                 results.append(
-                    {"index": index, "ref_id": outcome["ref_id"], "status": outcome["status"]}
+                    {
+                        "index": index,
+                        "ref_id": outcome["ref_id"],
+                        "awb": outcome.get("awb"),
+                        "status": outcome["status"],
+                    }
                 )
         done += len(chunk)
         _progress(on_progress, len(raw_items), done, sum("problem" in r for r in results))

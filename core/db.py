@@ -57,6 +57,10 @@ def database(client: MongoClient) -> Database:
 INDEXES: dict[str, list[IndexModel]] = {
     "bookings": [
         IndexModel([("ref_id", ASCENDING)], unique=True),
+        # Air waybill numbers (core.awb): one booking each. Sparse, not
+        # partial, for bookings stored before AWBs (the embedded server uses no
+        # partial index for a find); a booking without one has no `awb` field.
+        IndexModel([("awb", ASCENDING)], unique=True, sparse=True),
         IndexModel([("status", ASCENDING), ("updated_at", DESCENDING)]),
         # The lists (core.bookings.list_filter): a list key, then the status
         # when the list filters on it, then the cursor's order. Every filter

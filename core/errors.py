@@ -183,6 +183,22 @@ class FlightFull(Conflict):
     slug = "flight-full"
 
 
+class AwbTaken(Conflict):
+    """Another booking (stored, or whose create is queued) holds the air waybill number."""
+
+    title = "Air waybill number taken"
+    slug = "awb-taken"
+
+
+class AwbStockExhausted(RadiantError):
+    """Every serial of AWB_PREFIX has been issued: the operator must set a new
+    prefix (the airline's next stock). Clients may still bring their own AWB."""
+
+    status = 503
+    title = "Air waybill numbers exhausted"
+    slug = "awb-stock-exhausted"
+
+
 class CapacityBelowBooked(Conflict):
     """A flight update would leave less capacity than is already booked on it."""
 

@@ -18,7 +18,7 @@ import redis
 from pymongo import UpdateOne
 from pymongo.database import Database
 
-from core import bookings, customers, measures, reservations, routes, transitions
+from core import awb, bookings, customers, measures, reservations, routes, transitions
 from core.db import insert_many_new
 from core.errors import (
     BookingLocked,
@@ -41,13 +41,13 @@ def create_many(
     now: datetime,
     min_connection_minutes: int,
 ) -> list[dict[str, Any] | RadiantError]:
-    """create_booking for many queued creates ({"job_id", "ref_id", "request",
-    "customer_id"}) with one insert per collection: for each, in order, the
-    booking, or the error that refused it (its customer disabled since, an
-    itinerary that does not chain, a full flight, a ref_id clash). A transient
-    error (a service down) is raised for all. Each booking's cargo space is
-    reserved (core.reservations) before it is stored, so a stored booking
-    always holds its space."""
+    """create_booking for many queued creates ({"job_id", "ref_id", "awb",
+    "request", "customer_id"}) with one insert per collection: for each, in
+    order, the booking, or the error that refused it (its customer disabled
+    since, an itinerary that does not chain, an AWB another booking holds, a
+    full flight, a ref_id clash). A transient error (a service down) is raised
+    for all. Each booking's cargo space is reserved (core.reservations) before
+    it is stored, so a stored booking always holds its space."""
     disabled = customers.disabled_among(db, [item.get("customer_id") for item in items])
     refused = [
         CustomerDisabled(customers.disabled_detail(item["customer_id"]))
@@ -55,6 +55,7 @@ def create_many(
         else _unbookable(db, item["request"], min_connection_minutes)
         for item in items
     ]
+    _refuse_taken_awbs(db, locks, items, refused)
     _reserve_space(db, locks, items, refused)
     outcomes: list[dict[str, Any] | RadiantError] = [*refused]
     docs, positions = [], []
@@ -67,12 +68,43 @@ def create_many(
             job_id=item["job_id"],
             now=now,
             customer_id=item.get("customer_id"),
+            awb=item.get("awb"),
         )
         positions.append(n)
         docs.append(doc)
-    for n, doc, booking in zip(positions, docs, bookings.insert_new(db, docs), strict=True):
-        outcomes[n] = booking or Conflict(f"Booking {doc['ref_id']} already exists.")
+    for n, booking in zip(positions, bookings.insert_new(db, docs), strict=True):
+        outcomes[n] = booking or _not_stored(db, locks, items[n])
     return outcomes
+
+
+def _refuse_taken_awbs(
+    db: Database, locks: LockManager, items: list[dict[str, Any]], refused: list[Any]
+) -> None:
+    """Refuse, before it takes space, each item whose own AWB (one the client
+    brought: RadiantGo's are never issued twice) a stored booking of another
+    ref_id holds, or an item before it in the group. What such an item took
+    on a delivery that died before this check goes back."""
+    brought = [n for n, item in enumerate(items) if refused[n] is None and "awb" in item["request"]]
+    stored = awb.holders(db, [items[n]["awb"] for n in brought])
+    for n in brought:
+        holder = stored.setdefault(items[n]["awb"], items[n]["ref_id"])
+        if holder != items[n]["ref_id"]:
+            refused[n] = _give_back(db, locks, items[n])
+
+
+def _not_stored(db: Database, locks: LockManager, item: dict[str, Any]) -> RadiantError:
+    """Why the insert refused `item`'s booking: another job's holds its ref_id
+    (1 in 10^14), or another booking its AWB (a race the unique index decided,
+    after this one took its space: given back)."""
+    if db.bookings.find_one({"ref_id": item["ref_id"]}, {"_id": 1}) is not None:
+        return Conflict(f"Booking {item['ref_id']} already exists.")
+    return _give_back(db, locks, item)
+
+
+def _give_back(db: Database, locks: LockManager, item: dict[str, Any]) -> RadiantError:
+    """The space an item refused for its AWB may hold goes back; its 409."""
+    _release_item(db, locks, item)
+    return awb.taken(item["awb"])
 
 
 def _unbookable(
@@ -132,9 +164,14 @@ def abandon_creates(db: Database, locks: LockManager, items: list[dict[str, Any]
     that a stored booking holds keeps its space (it is that booking's)."""
     stored = stored_refs(db, [item["ref_id"] for item in items])
     for item in items:
-        request = item["request"]
-        if item["ref_id"] in stored or not request.get("flight_ids"):
-            continue
+        if item["ref_id"] not in stored:
+            _release_item(db, locks, item)
+
+
+def _release_item(db: Database, locks: LockManager, item: dict[str, Any]) -> None:
+    """Give back whatever space a create job ({"ref_id", "request"}) holds."""
+    request = item["request"]
+    if request.get("flight_ids"):
         reservations.release(
             db,
             locks,

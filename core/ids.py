@@ -65,6 +65,15 @@ FLIGHT_ID = Shape(
     "RG0001-20261128",
 )
 
+# An air waybill number (core.awb): a 3-digit airline prefix, a 7-digit serial
+# and a check digit (the serial mod 7, so 0-6), the hyphen optional on input.
+# The check digit's value is core.awb's to check: no pattern can state it.
+AWB = Shape(
+    r"[0-9]{3}-?[0-9]{7}[0-6]",
+    "an air waybill number (PPP-SSSSSSSC: prefix, serial, check digit = serial mod 7)",
+    "020-12345675",
+)
+
 # Webhooks (core.webhook_endpoints): an endpoint, an event (the `webhook-id`
 # its receivers see) and one event's delivery to one endpoint.
 WEBHOOK_ENDPOINT_ID = Shape(r"ep_[0-9a-f]{16}", "a webhook endpoint id", "ep_0123456789abcdef")
@@ -81,6 +90,7 @@ PATH_IDS = {
     "flight_id": FLIGHT_ID,
     "endpoint_id": WEBHOOK_ENDPOINT_ID,
     "delivery_id": WEBHOOK_DELIVERY_ID,
+    "awb": AWB,
 }
 
 

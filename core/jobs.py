@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from core import queues
+from core.awb import claim_key, failed_key, taken
 from core.db import insert_many_new
 from core.errors import REDIS_ERRORS, IdempotencyKeyInProgress, IdempotencyKeyReused
 from core.settings import Settings
@@ -230,14 +232,28 @@ def from_record(record: dict[str, Any]) -> dict[str, Any]:
     return job
 
 
+def _awb(record: dict[str, Any]) -> str | None:
+    """The AWB a create's record claims (core.awb); None for any other job."""
+    return record["payload"].get("awb") if record["type"] == CREATE_JOB else None
+
+
 def hold_queued(client: redis.Redis, record: dict[str, Any], ttl_s: int) -> None:
-    """Keep a short job's queued record where find_job looks (one round trip)."""
+    """Keep a short job's queued record where find_job looks, and a create's
+    claim on its AWB (one round trip). AwbTaken, and nothing kept, if another
+    create holds that AWB."""
     pipe = client.pipeline(transaction=False)
+    awb = _awb(record)
+    if awb is not None:
+        pipe.set(claim_key(awb), record["ref_id"], nx=True, ex=ttl_s)
     pipe.set(queued_key(record["_id"]), json.dumps(record, separators=(",", ":")), ex=ttl_s)
     if record["type"] == CREATE_JOB:
         owner = record.get("customer_id") or ""
         pipe.set(creating_key(record["ref_id"]), f"{record['_id']} {owner}", ex=ttl_s)
-    pipe.execute()
+    claimed = pipe.execute()[0]
+    if awb is not None and not claimed:
+        # Never published, never answered: no one knows this job.
+        client.delete(queued_key(record["_id"]), creating_key(record["ref_id"]))
+        raise taken(awb)
 
 
 def discard_queued(client: redis.Redis, record: dict[str, Any], ttl_s: int) -> None:
@@ -246,16 +262,28 @@ def discard_queued(client: redis.Redis, record: dict[str, Any], ttl_s: int) -> N
     pipe.set(queued_key(record["_id"]), DISCARDED, ex=ttl_s)
     if record["type"] == CREATE_JOB:
         pipe.delete(creating_key(record["ref_id"]))
+    if _awb(record) is not None:
+        pipe.delete(claim_key(_awb(record)))
     pipe.execute()
 
 
-def release_queued(client: redis.Redis, records: list[dict[str, Any]]) -> None:
-    """After their outcomes are in MongoDB: records expire soon, creates are no longer pending."""
+def release_queued(
+    client: redis.Redis, records: list[dict[str, Any]], failed: Collection[str] = ()
+) -> None:
+    """After their outcomes are in MongoDB: records expire soon, creates are no
+    longer pending, and their AWBs no longer claimed (a stored booking holds
+    its AWB by the unique index; a failed create's, jobs `failed`, is free
+    again, and names the failed create as long as its job is kept)."""
     pipe = client.pipeline(transaction=False)
     for record in records:
         pipe.expire(queued_key(record["_id"]), FINISHED_RECORD_TTL_S)
         if record["type"] == CREATE_JOB:
             pipe.delete(creating_key(record["ref_id"]))
+        awb = _awb(record)
+        if awb is not None:
+            if record["_id"] in failed:  # before the claim goes: a reader sees one or the other
+                pipe.set(failed_key(awb), record["ref_id"], pxat=record["expire_at"])
+            pipe.delete(claim_key(awb))
         pipe.publish(JOB_FINISHED_CHANNEL, record["_id"])
     pipe.execute()
 

@@ -22,10 +22,12 @@ from marshmallow import (
     validates_schema,
 )
 
+from core import awb
 from core.access import KEY_ROLES
 from core.bookings import CURSOR_PATTERN, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from core.clock import EARLIEST_DAY, LATEST_DAY, in_calendar, to_iso, utcnow
 from core.ids import (
+    AWB,
     CUSTOMER_ID,
     FLIGHT_ID,
     REF_ID,
@@ -87,6 +89,17 @@ PIECES_DIMENSIONED_RULE = TiedFields(
     PIECES_DIMENSIONED,
     "the `count`s of `dimensions`, when given, add up to `pieces`",
 )
+# An AWB's check digit (core.awb), which no pattern states; and the AWBs of
+# RadiantGo's own prefix, which only it issues (checked as the create is accepted).
+AWB_CHECK_DIGIT_RULE = TiedFields(
+    "awb", awb.CHECK_DIGIT_MESSAGE, "`awb`'s check digit (its last) must be its serial mod 7"
+)
+AWB_RESERVED_RULE = TiedFields(
+    "awb",
+    awb.RESERVED_MESSAGE,
+    "`awb` must not be of RadiantGo's own prefix (the AWB_PREFIX setting), whose"
+    " numbers it issues itself",
+)
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 
 
@@ -119,6 +132,20 @@ class Identifier(Patterned):
         metadata = {"example": shape.example, **kwargs.pop("metadata", {})}
         super().__init__(metadata=metadata, **kwargs)
         self.error_messages["pattern"] = f"Must be {shape.described()}."
+
+
+class AwbNumber(Identifier):
+    """An air waybill number, hyphen optional in, PPP-SSSSSSSC out; its check
+    digit must be its serial mod 7 (AWB_CHECK_DIGIT_RULE)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(AWB, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if awb.broken_rule(text) is not None:
+            raise ValidationError(AWB_CHECK_DIGIT_RULE.message)
+        return awb.normalized(text)
 
 
 class IataCode(Patterned):
@@ -295,7 +322,7 @@ class DimensionSchema(Schema):
 
 
 class BookingCreateSchema(Schema):
-    TIED = (DIFFERENT_ENDS_RULE, PIECES_DIMENSIONED_RULE)
+    TIED = (DIFFERENT_ENDS_RULE, PIECES_DIMENSIONED_RULE, AWB_CHECK_DIGIT_RULE, AWB_RESERVED_RULE)
 
     class Meta:
         unknown = RAISE
@@ -330,6 +357,14 @@ class BookingCreateSchema(Schema):
             " is unknown and only the weight is reserved on the flights",
             "example": [{"count": 5, "length_cm": 120, "width_cm": 80, "height_cm": 100}],
         },
+    )
+    awb = AwbNumber(
+        metadata={
+            "example": "176-12345675",
+            "description": "The shipment's air waybill number, from its airline's stock"
+            " (the hyphen may be left out). Without it, RadiantGo issues one of its"
+            " AWB_PREFIX. Another booking's: 409 `awb-taken`",
+        }
     )
 
     @validates_schema
@@ -605,9 +640,14 @@ class BookingCursor(Patterned):
 
 
 class BookingListQuerySchema(Schema):
+    TIED = (AWB_CHECK_DIGIT_RULE,)
+
     class Meta:
         unknown = RAISE
 
+    awb = AwbNumber(
+        metadata={"description": "The booking with this air waybill number (at most one)"}
+    )
     status = fields.String(validate=validate.OneOf(STATUSES))
     origin = IataCode()
     destination = IataCode()
@@ -780,6 +820,7 @@ class ProblemSchema(Schema):
             " capacity-below-booked: the measure the new capacity is below"
         },
     )
+    awb = fields.String(metadata={"description": "awb-taken: the air waybill number"})
     job_id = fields.String(metadata={"description": "The job the problem is about"})
     links = fields.Nested(LinksSchema)
 
@@ -788,6 +829,12 @@ class JobAcceptedSchema(Schema):
     job_id = fields.String(required=True)
     state = fields.String(required=True, validate=validate.OneOf(JOB_STATES))
     ref_id = fields.String()
+    awb = fields.String(
+        metadata={
+            "pattern": awb.CANONICAL_PATTERN,
+            "description": "A create's air waybill number: the request's, or one RadiantGo issued",
+        }
+    )
     links = fields.Nested(LinksSchema, required=True)
 
 
@@ -822,6 +869,13 @@ class EventSchema(Schema):
 class BookingSchema(Schema):
     flight_ids = fields.List(fields.String(), allow_none=True)
     ref_id = fields.String(metadata={"pattern": REF_ID_PATTERN.pattern})
+    awb = fields.String(
+        allow_none=True,
+        metadata={
+            "pattern": awb.CANONICAL_PATTERN,
+            "description": "The air waybill number (none for bookings made before AWBs)",
+        },
+    )
     customer_id = fields.String(
         allow_none=True, metadata={"description": "The owner (none for older bookings)"}
     )

@@ -12,6 +12,7 @@ import redis
 from pymongo import MongoClient
 from pymongo.database import Database
 
+from core.awb import SerialStock
 from core.cache import Cache
 from core.db import connect_mongo, database
 from core.locks import LockManager
@@ -47,11 +48,15 @@ class Services:
     db: Database = field(init=False)
     cache: Cache = field(init=False)
     locks: LockManager = field(init=False)
+    awb_stock: SerialStock = field(init=False)  # this process's AWB serials (core.awb)
 
     def __post_init__(self) -> None:
         self.db = database(self.mongo)
         self.cache = Cache(self.redis)
         self.locks = LockManager(self.redis, self.settings, masters=self.lock_masters)
+        self.awb_stock = SerialStock(
+            self.db.awb_counters, self.settings.AWB_PREFIX, self.settings.AWB_BLOCK_SIZE
+        )
 
     def close(self) -> None:
         self.mongo.close()

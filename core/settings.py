@@ -142,6 +142,15 @@ class Settings:
     BULK_UPDATE_LIMIT: int = _setting(500, check=_positive)
     BULK_FLIGHT_LIMIT: int = _setting(2000, check=_positive)
 
+    # Air waybill numbers (core.awb). AWB_PREFIX: the 3-digit airline prefix of
+    # the AWBs RadiantGo issues (its airline's IATA prefix, e.g. 020 Lufthansa).
+    # The default, 000, is no airline's, so a demo's AWBs collide with no real
+    # stock. Serials are taken from MongoDB AWB_BLOCK_SIZE at a time per
+    # process: no database round trip per accept, and a restart leaves at most
+    # a block per process unissued (never issued twice).
+    AWB_PREFIX: str = _setting("000", check=lambda v: len(v) == 3 and v.isascii() and v.isdigit())
+    AWB_BLOCK_SIZE: int = _setting(100, check=lambda v: 0 < v <= 10_000)
+
     # Flights, routes, caches warmed by beat.
     BULK_CHUNK_SIZE: int = _setting(500, check=_positive)
     MIN_CONNECTION_MINUTES: int = _setting(60, check=_non_negative)

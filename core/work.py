@@ -129,6 +129,7 @@ def import_bookings(svc: Services, job: Job) -> dict[str, Any]:
         now=utcnow(),
         chunk_size=svc.settings.BULK_CHUNK_SIZE,
         min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
+        awbs=svc.awb_stock,
         on_progress=_progress(svc, job),
     )
     invalidation.bookings_written(svc.cache)

@@ -19,7 +19,7 @@ from core.db import ensure_indexes
 from core.services import Services, connect_services
 from core.settings import Settings, load_settings
 from core.waiting import JobWaiter
-from ingress import admin, bookings, docs, flights, health, jobs, monitoring, webhooks
+from ingress import admin, awb, bookings, docs, flights, health, jobs, monitoring, webhooks
 from ingress.paths import install_path_ids, metric_rule
 from ingress.problems import ProblemApi, register_error_handlers
 from ingress.security import install_rate_limits
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     for name, scheme in docs.SECURITY_SCHEMES.items():
         api.spec.components.security_scheme(name, scheme)
     install_path_ids(app, api)
-    for module in (bookings, flights, jobs, health, admin, monitoring, webhooks):
+    for module in (bookings, awb, flights, jobs, health, admin, monitoring, webhooks):
         api.register_blueprint(module.blp)
     if not settings.REQUIRE_API_KEYS:
         docs.document_guest_access(api.spec)

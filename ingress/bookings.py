@@ -29,6 +29,7 @@ JOB_LINK = link("/api/jobs/{job_id}", "get", job_id="$response.body#/job_id")
 BOOKING_LINKS = {
     "job": JOB_LINK,
     "booking": link("/api/bookings/{ref_id}", "get", ref_id="$response.body#/ref_id"),
+    "awb": link("/api/awb/{awb}", "get", awb="$response.body#/awb"),
     **{
         action: link(f"/api/bookings/{{ref_id}}/{action}", "post", ref_id="$response.body#/ref_id")
         for action in (*ACTIONS, "milestones")
@@ -66,18 +67,21 @@ class Bookings(MethodView):
     @blp.accepts_job(400, 409, 413, 415, 422, 503, done=CREATED)
     def post(self, data):
         """Book cargo (a customer's key): enqueue a booking-creation job. The
+        202 names the booking's `ref_id` and its air waybill number, `awb`: the
+        request's, or one RadiantGo issues. An `awb` another booking holds is a
+        409 `awb-taken` (here, or the job's, if one was stored meanwhile). The
         worker reserves `weight_kg`, and the volume of `dimensions` if given,
         on every leg of `flight_ids`, or on none: a leg short of room fails the
         job with a 409 `flight-full` problem naming the flight and the measure
         that ran out, `short_of` (the answer itself, with `Prefer: wait`)."""
         ref_id = new_ref_id()
-        customer_id = current_principal().customer_id
         return submit_job(
             queues.CREATE_BOOKING,
             data,
             booking_links(ref_id),
             ref_id=ref_id,
-            customer_id=customer_id,
+            awb=services().awb_stock.awb_for(data),
+            customer_id=current_principal().customer_id,
         )
 
     @rate_limit("RATE_LIMIT_LISTS", MINUTE, scope="lists")
@@ -101,37 +105,45 @@ class Bookings(MethodView):
         )
 
 
+# GET /api/bookings/<ref_id>'s answers (and GET /api/awb/<awb>'s).
+TRACKED = {
+    "schema": BookingDetailSchema,
+    "success": True,
+    "description": "The owner, operators and the admin get every field. Anyone else gets"
+    " the tracking view: "
+    + ", ".join(bookings.TRACKING_FIELDS)
+    + ", and each event's "
+    + ", ".join(bookings.TRACKING_EVENT_FIELDS)
+    + ".",
+}
+BEING_CREATED = {
+    "schema": JobAcceptedSchema,
+    "description": "Not stored yet: its create job is queued or running (to whoever may"
+    " read that job: its submitter, operators, the admin). The create's own answer,"
+    " `Location` its job.",
+}
+
+
 @blp.route("/<ref_id:ref_id>")
 class Booking(MethodView):
     @blp.optional_credentials
-    @blp.alt_response(
-        200,
-        schema=BookingDetailSchema,
-        success=True,
-        description="The owner, operators and the admin get every field. Anyone else gets"
-        " the tracking view: "
-        + ", ".join(bookings.TRACKING_FIELDS)
-        + ", and each event's "
-        + ", ".join(bookings.TRACKING_EVENT_FIELDS)
-        + ".",
-    )
-    @blp.alt_response(
-        202,
-        schema=JobAcceptedSchema,
-        description="Not stored yet: its create job is queued or running (to whoever may"
-        " read that job: its submitter, operators, the admin). The create's own answer,"
-        " `Location` its job.",
-    )
+    @blp.alt_response(200, **TRACKED)
+    @blp.alt_response(202, **BEING_CREATED)
     @blp.problems(404, described={404: NO_BOOKING})
     def get(self, ref_id):
         """Track a booking: its status and timeline (oldest event first)."""
-        svc = services()
-        details = bookings.read_booking_details(
-            svc.db, svc.cache, ref_id, svc.settings.CACHE_TTL_BOOKINGS
-        )
-        if details is None:
-            return being_created(ref_id)
-        return booking_view(details)
+        return track(ref_id)
+
+
+def track(ref_id: str):
+    """Booking `ref_id` as the caller may see it, or its create's answer while it is not stored."""
+    svc = services()
+    details = bookings.read_booking_details(
+        svc.db, svc.cache, ref_id, svc.settings.CACHE_TTL_BOOKINGS
+    )
+    if details is None:
+        return being_created(ref_id)
+    return booking_view(details)
 
 
 def booking_view(details: dict):

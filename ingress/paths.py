@@ -16,6 +16,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
 
+from core import awb
 from core.ids import PATH_IDS, Shape
 
 
@@ -33,8 +34,23 @@ class IdConverter(BaseConverter):
         return value
 
 
+class AwbConverter(IdConverter):
+    """An air waybill number: its check digit checked too (core.awb), and the
+    hyphen, if left out, put in (PPP-SSSSSSSC, as bookings hold it)."""
+
+    def to_python(self, value: str) -> str:
+        value = super().to_python(value)
+        broken = awb.broken_rule(value)
+        if broken is not None:
+            raise NotFound(f"{value!r} is not a valid air waybill number: {broken}")
+        return awb.normalized(value)
+
+
+CONVERTERS = {"awb": AwbConverter}  # the ids checked beyond their shape
+
+
 def _converter(name: str, shape: Shape) -> type[IdConverter]:
-    return type(f"{name}_converter", (IdConverter,), {"shape": shape})
+    return type(f"{name}_converter", (CONVERTERS.get(name, IdConverter),), {"shape": shape})
 
 
 def install_path_ids(app: Flask, api: Api) -> None:

@@ -125,9 +125,10 @@ def _idempotency(body: dict[str, Any]) -> dict[str, str]:
 
 def accepted_body(job: dict[str, Any]) -> dict[str, Any]:
     body = {"job_id": job["_id"], "state": job["state"]}
-    ref_id = (job.get("payload") or {}).get("ref_id")
-    if ref_id:
-        body["ref_id"] = ref_id
+    payload = job.get("payload") or {}
+    for name in ("ref_id", "awb"):  # a create's booking, as the ingress named it
+        if payload.get(name):
+            body[name] = payload[name]
     body["links"] = job["links"]
     return body
 

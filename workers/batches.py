@@ -275,7 +275,8 @@ def _after_commit(svc: Services, finished: list[dict[str, Any]]) -> None:
     records = [f["record"] for f in finished if f.get("record") is not None]
     try:
         if records:
-            jobs.release_queued(svc.redis, records)
+            failed = {f["_id"] for f in finished if f.get("error") is not None}
+            jobs.release_queued(svc.redis, records, failed)
         for f in finished:
             if f.get("record") is None:
                 svc.redis.publish(jobs.JOB_FINISHED_CHANNEL, f["_id"])

@@ -168,6 +168,7 @@ class BulkCreate:
             now=utcnow(),
             chunk_size=2,
             min_connection_minutes=60,
+            awbs=self.services.awb_stock,
         )
 
     def check(self):

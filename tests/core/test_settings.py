@@ -34,6 +34,10 @@ def test_environment_values_are_typed():
         ({"LOCK_REDIS_URLS": "redis://a:1,http://b"}, "LOCK_REDIS_URLS: 'http://b' is not a redis"),
         ({"LOCK_REDIS_URLS": "redis://a:1,"}, "LOCK_REDIS_URLS: '' is not a redis"),
         ({"LOCK_REDIS_URLS": "redis://a:port"}, "LOCK_REDIS_URLS: 'redis://a:port' is not"),
+        ({"AWB_PREFIX": "20"}, "AWB_PREFIX='20' is out of range"),
+        ({"AWB_PREFIX": "0a0"}, "AWB_PREFIX='0a0' is out of range"),
+        ({"AWB_PREFIX": "\u0660\u0662\u0660"}, "AWB_PREFIX="),  # Arabic-Indic digits
+        ({"AWB_BLOCK_SIZE": "0"}, "AWB_BLOCK_SIZE=0 is out of range"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(env, message):

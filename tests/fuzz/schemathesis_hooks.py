@@ -4,8 +4,9 @@ One check: every error is an RFC 9457 problem. And the two answers that
 JSON Schema cannot describe, which the OpenAPI document states in words:
 - a 400 that names only a rule tying two fields together (destination
   differs from origin; or a field to the clock: a milestone's `at` not in
-  the future) on an operation whose description states that rule:
-  schema-valid, yet refused as the document says (ST202 otherwise);
+  the future), or one no pattern states (an AWB's check digit, an AWB of
+  RadiantGo's own prefix), on an operation whose description states that
+  rule: schema-valid, yet refused as the document says (ST202 otherwise);
 - a 422 that a webhook operation's 422 documents by its problem type: a
   URL of the right shape that may not receive deliveries
   (`webhook-url-refused`: core.egress decides, on addresses JSON Schema

@@ -99,13 +99,14 @@ def contract_stack(settings, own_redis, tmp_path_factory):
         role: new_customer(stack.services.db, name=f"Contract {role}", role=role)
         for role in ("customer", "operator")
     }
-    create_booking(  # the document's example booking, the customer's
+    create_booking(  # the document's example booking (and AWB), the customer's
         stack.services.db,
         "RG123ABC456",
         {"origin": "DEL", "destination": "BLR", "pieces": 5, "weight_kg": 125.5},
         job_id=str(uuid.uuid4()),
         now=utcnow(),
         customer_id=made["customer"]["customer_id"],
+        awb="020-12345675",
     )
     callers = {role: bearer(customer["api_key"]) for role, customer in made.items()}
     callers["admin"] = ADMIN

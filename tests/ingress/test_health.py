@@ -148,7 +148,14 @@ def test_mongo_down_answers_503_not_500(settings, services):
     keyed = {**CUSTOMER, "Idempotency-Key": "mongo-down"}  # its claim is durable: MongoDB
     assert c.post("/api/bookings", json=booking_body(), headers=keyed).status_code == 503
     assert c.get("/api/bookings/RG000000000").status_code == 503
-    # A plain create needs no MongoDB to be accepted: it waits in the queue.
+    # A plain create needs no MongoDB to be accepted while the process's AWB
+    # stock (core.awb) holds serials: it waits in the queue. Once the stock is
+    # dry, issuing an AWB needs MongoDB: 503.
+    assert c.post("/api/bookings", json=booking_body(), headers=CUSTOMER).status_code == 503
+    stock = app.extensions["radiantgo"].awb_stock
+    down, stock.counters = stock.counters, services.db.awb_counters
+    stock.take()  # a block taken while MongoDB answered
+    stock.counters = down
     accepted = c.post("/api/bookings", json=booking_body(), headers=CUSTOMER)
-    assert accepted.status_code == 202
+    assert accepted.status_code == 202, accepted.get_data(True)
     assert c.get(accepted.headers["Location"], headers=CUSTOMER).status_code == 503

@@ -20,6 +20,7 @@ VALID = {
     "flight_id": "RG0001-20261128",
     "endpoint_id": "ep_0123456789abcdef",
     "delivery_id": "dlv_0123456789abcdef01234567",
+    "awb": "020-12345675",
 }
 MALFORMED = ["{}%0A", "{}%0D", "{}%20", "%20{}", "{}x", "QSA:QSB:2032-03-07", "%00", "{}%E2%80%A8"]
 

@@ -19,7 +19,8 @@ def test_an_accepted_post_is_a_202_naming_its_job_and_where_to_poll(client, serv
     r = post_booking(client)
     assert r.status_code == 202
     body = r.get_json()
-    assert set(body) == {"job_id", "state", "ref_id", "links"}
+    assert set(body) == {"job_id", "state", "ref_id", "awb", "links"}
+    assert body["awb"].startswith(services.settings.AWB_PREFIX + "-")
     assert body["state"] == "queued"
     assert body["links"] == {
         "job": f"/api/jobs/{body['job_id']}",

@@ -122,12 +122,14 @@ def test_the_same_bulk_job_run_twice_applies_each_item_once(services):
             now=utcnow(),
             chunk_size=7,
             min_connection_minutes=60,
+            awbs=services.awb_stock,
         )
         for _ in range(2)
     )
-    assert first["items"] == again["items"]
+    assert first["items"] == again["items"]  # each stored booking keeps its first AWB
     refs = [item["ref_id"] for item in first["items"]]
     assert len(set(refs)) == 30
+    assert len({item["awb"] for item in first["items"]}) == 30
     assert all(services.db.booking_events.count_documents({"booking_id": r}) == 1 for r in refs)
     updates = [{"ref_id": r, "newStatus": "DEPARTED"} for r in refs]
     for _ in range(2):

@@ -99,7 +99,12 @@ def giving_up(tasks, services, settings, monkeypatch):
     spent = replace(settings, TASK_MAX_RETRIES=0)
     faulty = FaultyDatabase(services.db, fail_on="bookings.insert_many")
     svc = SimpleNamespace(
-        settings=spent, db=faulty, redis=services.redis, cache=services.cache, locks=services.locks
+        settings=spent,
+        db=faulty,
+        redis=services.redis,
+        cache=services.cache,
+        locks=services.locks,
+        awb_stock=services.awb_stock,
     )
     monkeypatch.setattr(runtime, "worker_services", lambda: svc)
     monkeypatch.setattr(runtime, "worker_settings", lambda: spent)
