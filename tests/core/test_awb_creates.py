@@ -119,9 +119,11 @@ def test_the_unique_index_decides_a_race_past_every_check_and_the_space_goes_bac
         return taken
 
     monkeypatch.setattr(reservations, "reserve_many", reserve_then_lose_the_race)
-    [refused] = create_many(services, [create_item(number, flight_ids=[fid])])
+    cube = {"count": 1, "length_cm": 100, "width_cm": 100, "height_cm": 100}
+    [refused] = create_many(services, [create_item(number, flight_ids=[fid], dimensions=[cube])])
     assert isinstance(refused, AwbTaken)
     assert booked_kg(services, fid) == 0
+    assert flights.get_flight(services.db, fid)["booked_m3"] == 0  # its volume too
     assert reservations.flight_reservations(services.db, fid) == {}
 
 
