@@ -262,20 +262,18 @@ def update_flight(db: Database, locks: LockManager, doc: dict[str, Any]) -> None
 
 
 def _check_above_booked(fid: str, doc: dict[str, Any], booked_g: int, booked_cm3: int) -> None:
-    if doc["capacity_g"] < booked_g:
-        raise CapacityBelowBooked(
-            f"Flight {fid} has {kilograms(booked_g):g} kg booked: its capacity cannot"
-            f" become {kilograms(doc['capacity_g']):g} kg.",
-            flight_id=fid,
-            short_of="weight",
-        )
-    if doc["capacity_cm3"] < booked_cm3:
-        raise CapacityBelowBooked(
-            f"Flight {fid} has {measures.cubic_metres(booked_cm3):g} m3 booked: its volume"
-            f" cannot become {measures.cubic_metres(doc['capacity_cm3']):g} m3.",
-            flight_id=fid,
-            short_of="volume",
-        )
+    """CapacityBelowBooked, naming the measure, if `doc`'s capacity is below what is booked."""
+    for measure, capacity, booked, shown, unit in (
+        ("weight", doc["capacity_g"], booked_g, kilograms, "kg"),
+        ("volume", doc["capacity_cm3"], booked_cm3, measures.cubic_metres, "m3"),
+    ):
+        if capacity < booked:
+            raise CapacityBelowBooked(
+                f"Flight {fid} has {shown(booked):g} {unit} booked: its capacity cannot"
+                f" become {shown(capacity):g} {unit}.",
+                flight_id=fid,
+                short_of=measure,
+            )
 
 
 Progress = Callable[[dict[str, int]], None]
