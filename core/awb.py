@@ -22,7 +22,9 @@ Every booking gets one when it is accepted:
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
 from typing import Any
 
 import redis
@@ -31,10 +33,22 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from core.errors import REDIS_ERRORS, AwbStockExhausted, AwbTaken, ValidationFailed
+from core.errors import (
+    MONGO_TRANSIENT_ERRORS,
+    REDIS_ERRORS,
+    AwbStockExhausted,
+    AwbTaken,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from core.ids import AWB
 
+log = logging.getLogger(__name__)
+
 SERIALS = 10**7  # 7 digits; serial 0000000 is never issued
+# After MongoDB failed to give a block, the door asks again this much later at
+# the soonest: meanwhile creates are accepted at once, without waiting on it.
+REFILL_RETRY_S = 1.0
 # The stored and answered form (an AWB in a request may leave out the hyphen).
 CANONICAL_PATTERN = r"^[0-9]{3}-[0-9]{7}[0-6]$"
 
@@ -99,6 +113,7 @@ class SerialStock:
         self.block_size = block_size
         self._lock = threading.Lock()
         self._next = self._end = 0  # serials [_next, _end) are this process's
+        self._retry_at = 0.0  # time.monotonic() before which no block is asked for
 
     def take(self) -> str:
         """A new AWB of RadiantGo's prefix; AwbStockExhausted once its serials are all issued."""
@@ -112,6 +127,15 @@ class SerialStock:
     def _refill(self) -> tuple[int, int]:
         if self._end >= SERIALS:
             raise self._exhausted()
+        if time.monotonic() < self._retry_at:
+            raise ServiceUnavailable("MongoDB gave no block of AWB serials a moment ago.")
+        try:
+            return self._next_block()
+        except MONGO_TRANSIENT_ERRORS:
+            self._retry_at = time.monotonic() + REFILL_RETRY_S
+            raise
+
+    def _next_block(self) -> tuple[int, int]:
         counter = self._take_block()
         if counter is None:  # the prefix's first block: its counter is made once
             # (not by an upsert: two racing ones may both miss, on either server)
@@ -150,6 +174,18 @@ class SerialStock:
                 errors={"awb": [RESERVED_MESSAGE]},
             )
         return brought
+
+
+def issue_at_the_door(stock: SerialStock, request: dict[str, Any]) -> str | None:
+    """A create's AWB as it is accepted (SerialStock.awb_for); None when the
+    stock is dry and MongoDB cannot give it a block: accepting needs no
+    database, so the create is accepted without one, and its worker issues it
+    as it stores the booking (core.work.create_bookings)."""
+    try:
+        return stock.awb_for(request)
+    except (*MONGO_TRANSIENT_ERRORS, ServiceUnavailable) as exc:
+        log.warning("create accepted without an AWB, its worker issues one: %s", exc)
+        return None
 
 
 def taken(awb: str) -> AwbTaken:

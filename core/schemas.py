@@ -832,7 +832,9 @@ class JobAcceptedSchema(Schema):
     awb = fields.String(
         metadata={
             "pattern": awb.CANONICAL_PATTERN,
-            "description": "A create's air waybill number: the request's, or one RadiantGo issued",
+            "description": "A create's air waybill number: the request's, or one RadiantGo"
+            " issued. Absent when it was accepted while MongoDB was out and its stock of"
+            " serials dry: its worker issues it as it stores the booking",
         }
     )
     links = fields.Nested(LinksSchema, required=True)

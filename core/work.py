@@ -51,11 +51,16 @@ WARM_JOB = queues.job_type(queues.WARM_CACHE)
 
 
 def create_bookings(svc: Services, todo: list[Job]) -> list[Outcome]:
-    """A group of create jobs, committed together (core.group_commit)."""
+    """A group of create jobs, committed together (core.group_commit). A
+    create accepted while MongoDB was out came without an AWB: issued here."""
+    items = [_request(job) for job in todo]
+    for item in items:
+        if not item.get("awb"):
+            item["awb"] = svc.awb_stock.take()
     created = group_commit.create_many(
         svc.db,
         svc.locks,
-        [_request(job) for job in todo],
+        items,
         now=utcnow(),
         min_connection_minutes=svc.settings.MIN_CONNECTION_MINUTES,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask.views import MethodView
 
 from core import access, bookings, creating, jobs, queues
+from core import awb as waybills
 from core.errors import BookingNotMade, NotFound
 from core.ids import new_ref_id
 from core.lifecycle import ACTIONS, CANCELLED, next_status
@@ -80,7 +81,7 @@ class Bookings(MethodView):
             data,
             booking_links(ref_id),
             ref_id=ref_id,
-            awb=services().awb_stock.awb_for(data),
+            awb=waybills.issue_at_the_door(services().awb_stock, data),
             customer_id=current_principal().customer_id,
         )
 

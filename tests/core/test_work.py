@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from core import awb, coalesce, jobs, queues, work
 from core import cache as caches
-from core import coalesce, jobs, queues, work
 from core.clock import utcnow
 from core.errors import NotReady
 from core.ids import new_job_id, new_ref_id
@@ -83,6 +83,18 @@ def test_created_bookings_are_answered_public_and_their_cache_told(services):
     assert outcome["booking"]["ref_id"] == ref_id and "_id" not in outcome["booking"]
     assert services.db.bookings.count_documents({"ref_id": ref_id}) == 1
     assert services.redis.get(key) != "stale"
+
+
+def test_a_create_accepted_without_an_awb_gets_one_from_its_worker(services):
+    """The door could not issue one (MongoDB was out): the worker does."""
+    ref_id = new_ref_id()
+    request = {"origin": "KWA", "destination": "KWB", "pieces": 1, "weight_kg": 5.0}
+    job = {"_id": new_job_id(), "payload": {"request": request, "ref_id": ref_id, "awb": None}}
+    [outcome] = work.create_bookings(services, [job])
+    issued = outcome["booking"]["awb"]
+    assert issued.startswith(services.settings.AWB_PREFIX + "-")
+    assert awb.broken_rule(issued) is None
+    assert services.db.bookings.find_one({"ref_id": ref_id})["awb"] == issued
 
 
 def test_beat_skips_its_warm_while_a_warm_job_holds_the_claim(services):
