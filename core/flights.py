@@ -36,6 +36,7 @@ from core.cache import Cache
 from core.db import insert_many_new
 from core.errors import CapacityBelowBooked, NotFound, NotReady, RadiantError, ValidationFailed
 from core.locks import FLIGHT_LOCK_TTL, LockManager, flight_lock_key
+from core.measures import grams, kilograms
 from core.schemas import FlightSchema
 from core.settings import Settings
 
@@ -53,16 +54,7 @@ SCHEDULE_FIELDS = (
 SPACE_FIELDS = ("capacity_kg", "booked_kg", "available_kg")
 VOLUME_FIELDS = ("capacity_m3", "booked_m3", "available_m3")
 PUBLIC_FIELDS = SCHEDULE_FIELDS + SPACE_FIELDS + VOLUME_FIELDS
-GRAMS_PER_KG = 1000
 _schema = FlightSchema()
-
-
-def grams(kg: float) -> int:
-    return round(kg * GRAMS_PER_KG)
-
-
-def kilograms(g: int) -> float:
-    return g / GRAMS_PER_KG
 
 
 def standard_volume_cm3(capacity_g: int) -> int:

@@ -34,15 +34,15 @@ from pymongo.database import Database
 from core import jobs
 from core.bulk import parent_job_id
 from core.errors import REDIS_ERRORS
-from core.flights import kilograms
 from core.lifecycle import CANCELLED
 from core.locks import LockManager
-from core.measures import cubic_metres
+from core.measures import cubic_metres, kilograms
 from core.reservations import (
     Space,
     drop_mark,
     flight_locks,
     give_back,
+    held_by,
     reservation_document,
     reservation_id,
     space_of,
@@ -161,8 +161,9 @@ def _count_reservation(
     live: dict[str, dict[str, Any]],
 ) -> None:
     ref_id = reservation["ref_id"]
-    ledger.reserved_g += reservation["weight_g"]
-    ledger.reserved_cm3 += reservation.get("volume_cm3", 0)
+    held = held_by(reservation)
+    ledger.reserved_g += held.g
+    ledger.reserved_cm3 += held.cm3
     booking = live.get(ref_id)
     if booking is not None and ledger.flight_id in booking["legs"]:
         return
@@ -230,7 +231,7 @@ def _repair_flight(db: Database, ledger: FlightLedger) -> list[str]:
     for ref_id in ledger.orphans:
         reservation = db.reservations.find_one({"_id": reservation_id(fid, ref_id)})
         if reservation is not None:
-            space = Space(reservation["weight_g"], reservation.get("volume_cm3", 0))
+            space = held_by(reservation)
             give_back(db, fid, ref_id, space)
             actions.append(f"gave back {_measured(space)} of {ref_id}")
     actions += [_reserve_for(db, fid, ref_id) for ref_id in ledger.unreserved]

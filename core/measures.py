@@ -1,6 +1,6 @@
 """Cargo measures: volume, volumetric weight and chargeable weight, exactly.
 
-Weight is kept in whole grams (core.flights.grams) and volume in whole cubic
+Weight is kept in whole grams (grams) and volume in whole cubic
 centimetres: a booking's dimensions are whole centimetres (as a waybill's
 dimension line gives them), so its volume is an exact integer, and every
 comparison below is integer arithmetic, never a float's.
@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+GRAMS_PER_KG = 1000
 CM3_PER_KG = 6000  # the IATA volumetric divisor
 CM3_PER_G = CM3_PER_KG // 1000
 CM3_PER_M3 = 1_000_000
@@ -29,6 +30,14 @@ def volume_cm3(dimensions: Iterable[Mapping[str, int]] | None) -> int | None:
     if not dimensions:
         return None
     return sum(d["count"] * d["length_cm"] * d["width_cm"] * d["height_cm"] for d in dimensions)
+
+
+def grams(kg: float) -> int:
+    return round(kg * GRAMS_PER_KG)
+
+
+def kilograms(g: int) -> float:
+    return g / GRAMS_PER_KG
 
 
 def cubic_centimetres(m3: float) -> int:
@@ -60,9 +69,8 @@ def chargeable_g(weight_g: int, cm3: int | None) -> int:
 def shown(weight_kg: float, cm3: int | None) -> dict[str, Any]:
     """What a booking shows of its measures: volume_m3 and volumetric_weight_kg
     (null without dimensions), chargeable_weight_kg."""
-    weight_g = round(weight_kg * 1000)
     return {
         "volume_m3": None if cm3 is None else cubic_metres(cm3),
-        "volumetric_weight_kg": None if cm3 is None else volumetric_g(cm3) / 1000,
-        "chargeable_weight_kg": chargeable_g(weight_g, cm3) / 1000,
+        "volumetric_weight_kg": None if cm3 is None else kilograms(volumetric_g(cm3)),
+        "chargeable_weight_kg": kilograms(chargeable_g(grams(weight_kg), cm3)),
     }

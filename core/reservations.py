@@ -53,10 +53,9 @@ from pymongo.database import Database
 
 from core.db import insert_many_new
 from core.errors import FlightFull, LockHeld, NotReady, Unprocessable
-from core.flights import grams, kilograms
 from core.lifecycle import CANCELLED
 from core.locks import FLIGHT_LOCK_TTL, Held, LockManager, flight_lock_key
-from core.measures import cubic_metres
+from core.measures import cubic_metres, grams, kilograms
 
 
 def _legs(flight_ids: Iterable[str] | None) -> list[str]:
@@ -128,10 +127,15 @@ def reservation_id(fid: str, ref_id: str) -> str:
     return f"{fid}:{ref_id}"
 
 
+def held_by(reservation: dict[str, Any]) -> Space:
+    """The space a reservation document holds (no volume: one made before volumes)."""
+    return Space(reservation["weight_g"], reservation.get("volume_cm3", 0))
+
+
 def reserved_space(db: Database, fid: str) -> dict[str, Space]:
     """ref_id -> space reserved on flight `fid` (a range of `_id`: no index of its own)."""
     found = db.reservations.find({"_id": {"$gt": f"{fid}:", "$lt": f"{fid}:\uffff"}})
-    return {r["ref_id"]: Space(r["weight_g"], r.get("volume_cm3", 0)) for r in found}
+    return {r["ref_id"]: held_by(r) for r in found}
 
 
 def flight_reservations(db: Database, fid: str) -> dict[str, int]:

@@ -23,8 +23,8 @@ from pymongo.database import Database
 from core import cache as caches
 from core.cache import Cache
 from core.errors import Unprocessable
-from core.flights import day_bounds, grams, public_flight
-from core.measures import cubic_centimetres
+from core.flights import day_bounds, public_flight
+from core.measures import cubic_centimetres, grams
 from core.settings import Settings
 
 # Options kept per list in a cached result; `limit` is applied on top.

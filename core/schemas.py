@@ -267,7 +267,7 @@ FLIGHT_ID_PATTERN = re.compile(FLIGHT_ID.pattern)  # the anchored form; match it
 
 
 MAX_BOOKING_WEIGHT_KG = 10_000  # a booking's weight; a route search's weight_kg too
-# Cargo space is kept in whole grams (core.flights.grams): a weight, a search's
+# Cargo space is kept in whole grams (core.measures.grams): a weight, a search's
 # weight or a capacity below one gram would round to nothing.
 MIN_WEIGHT_KG = 0.001
 

@@ -38,9 +38,9 @@ from typing import Any
 import requests
 
 from core.db import ensure_indexes
-from core.flights import grams, import_flights, kilograms, validate_flight
+from core.flights import import_flights, validate_flight
 from core.locks import METRICS_KEY, lock_metrics
-from core.measures import cubic_metres, volume_cm3
+from core.measures import cubic_metres, grams, kilograms, volume_cm3
 from perf.harness import FinishedJobs, command_line, isolated_stack, paused, publish
 from tools.flights import generate_schedule
 

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from core import cache as caches
-from core import flights
+from core import flights, measures
 from core.schemas import RouteSearchSchema
 from tests.conftest import store_flights
 
@@ -60,7 +60,7 @@ def store(services, schedule: list[dict]) -> None:
 def book(services, number: str, kg: float) -> None:
     """What reservations leave on a 20 t flight, written directly."""
     departure = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
-    booked = flights.grams(kg)
+    booked = measures.grams(kg)
     services.db.flights.update_one(
         {"_id": flights.flight_id(number, departure)},
         {"$set": {"booked_g": booked, "available_g": 20_000_000 - booked}},
@@ -94,7 +94,7 @@ def test_a_weight_leaves_out_the_options_with_a_leg_short_of_room(client, servic
     )
     services.redis.delete(
         caches.route_key("QWE", "QWF", DAY),
-        *(caches.route_key("QWE", "QWF", DAY, flights.grams(float(w))) for w, *_ in cases),
+        *(caches.route_key("QWE", "QWF", DAY, measures.grams(float(w))) for w, *_ in cases),
     )
     url = f"/api/routes?origin=QWE&destination=QWF&date={DAY.isoformat()}"
 

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.errors import ValidationFailed
-from core.flights import grams, validate_flight
+from core.flights import validate_flight
+from core.measures import grams
 from core.schemas import MIN_WEIGHT_KG, BookingCreateSchema, RouteQuerySchema
 from tests.conftest import CUSTOMER, booking_body, keyed_client
 
