@@ -194,7 +194,7 @@ def taken(awb: str) -> AwbTaken:
 
 def check_free(db: Database, awb: str) -> None:
     """AwbTaken if a stored booking holds `awb` (an equality on its unique index)."""
-    if db.bookings.find_one({"awb": awb}, {"_id": 1}) is not None:
+    if holders(db, [awb]):
         raise taken(awb)
 
 
