@@ -153,7 +153,7 @@ def create_callers(db) -> dict[str, str]:
 def isolated_stack(
     *,
     pool: str = "prefork",
-    concurrency: int = 8,
+    concurrency: int | None = None,
     queue_list: tuple[str, ...] = queues.ALL_QUEUES,
     **overrides: Any,
 ) -> Iterator[Stack]:
@@ -175,7 +175,7 @@ def isolated_stack(
         QUEUE_NAMESPACE=f"bench-{uuid.uuid4().hex[:6]}",
         LOG_LEVEL="WARNING",
         WORKER_POOL=pool,
-        WORKER_CONCURRENCY=concurrency,
+        **({} if concurrency is None else {"WORKER_CONCURRENCY": concurrency}),
         **{**limits, **overrides},
     )
     svc = connect_services(settings)
