@@ -529,12 +529,17 @@ def report(f: dict[str, Any]) -> str:
         lines.append(f"  round {r['round']} {r['system']}")
         for phase, p in r["phases"].items():
             errors = f", errors {p['errors']}" if p["errors"] else ""
-            lag = p["client_lag_ms"]["p95"]
+            # A closed loop has no schedule to lag behind: every request is due at once.
+            lag = (
+                f"; client lag p95 {_num(p['client_lag_ms']['p95'], '.0f')} ms"
+                if phase.startswith(STEADY)
+                else ""
+            )
             lines += [
                 f"    {phase:<17} {p['stored']:>5} stored of {p['requests']} in "
                 f"{p['wall_s']:.1f} s = {_num(p['results_per_s'], '.0f')}/s; answer p50 "
                 f"{_num(p['answer_ms']['p50'], '.1f')} p95 {_num(p['answer_ms']['p95'], '.1f')}"
-                f" ms; client lag p95 {_num(lag, '.0f')} ms{errors}",
+                f" ms{lag}{errors}",
                 f"      CPU ms each {_num(p['cpu_ms_per_result'])} "
                 f"({_groups(p['cpu_ms_per_result_by_group'])}); less the background "
                 f"{_num(p['cpu_ms_per_result_less_background'])} "
