@@ -6,8 +6,8 @@ The tables hold what RadiantGo's collections hold for a booking: the booking
 serial mod 7 as check digit, as core.awb issues them), its events (the
 timeline, and the outbox of webhooks: `dispatched`), and API keys (only their
 SHA-256). The indexes are those RadiantGo keeps for the same reads: a booking
-by ref_id and by AWB, the lists by customer (and status) in created order, by
-status and update time, a booking's timeline, the events not yet dispatched.
+by ref_id and by AWB, the lists by customer (and status) in created order, a
+booking's timeline, the events not yet dispatched.
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ CREATE TABLE bookings (
     created_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL
 );
-CREATE INDEX bookings_by_status ON bookings (status, updated_at DESC);
 CREATE INDEX bookings_of_customer ON bookings (customer_id, created_at DESC, ref_id DESC);
 CREATE INDEX bookings_of_customer_by_status
     ON bookings (customer_id, status, created_at DESC, ref_id DESC);
