@@ -61,9 +61,9 @@ class Versus:
 
 def postmaster_pid(dsn: str) -> int:
     """The PostgreSQL server process: the parent of any backend."""
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(dsn) as conn:  # the backend lives as long as its connection
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    return psutil.Process(backend).ppid()
+        return psutil.Process(backend).ppid()
 
 
 def start_server(dsn: str, log_path: Path, workers: int, pool_size: int, awb_prefix: str):
