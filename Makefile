@@ -62,7 +62,7 @@ lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-webhooks ## Every benchmark, one after the other
+bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-webhooks bench-versus ## Every benchmark, one after the other
 
 bench-create: venv ## Booking creation: accept/end-to-end latency, throughput vs a no-op task
 	$(PY) -m tools.stack ensure-services
@@ -104,6 +104,10 @@ bench-burst: venv ## 60 s open loop at 10x the peak (100 creates/s + 300 updates
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_burst $(BENCH_ARGS)
 
+bench-versus: venv ## RadiantGo against a synchronous FastAPI + PostgreSQL service: CPU per stored create/depart at 60/s and at saturation, departs/s (PostgreSQL at 127.0.0.1:5432)
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_versus $(BENCH_ARGS)
+
 bench-webhooks: venv ## Webhooks: commit -> receipt lag at 30 transitions/s x 100 endpoints, deliveries/s and CPU, bookings beside a hanging receiver (BENCH_ARGS=--quick)
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_webhooks $(BENCH_ARGS)
@@ -124,4 +128,4 @@ panels: venv ## The Grafana dashboard's panels as PNGs from a make perf run (RUN
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst perf ledger ledger-repair panels clean
+.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-versus bench-webhooks perf ledger ledger-repair panels clean
