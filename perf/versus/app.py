@@ -38,6 +38,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from core.ids import AWB, FLIGHT_ID, REF_ID
+from core.lifecycle import TRANSITIONS
 from core.schemas import (
     IATA_PATTERN,
     MAX_BOOKING_PIECES,
@@ -48,14 +49,6 @@ from core.schemas import (
 )
 from perf.versus import store
 
-# The state machine's moves from each status (core.lifecycle.TRANSITIONS).
-TRANSITIONS = {
-    "BOOKED": {"DEPARTED", "CANCELLED"},
-    "DEPARTED": {"ARRIVED", "CANCELLED"},
-    "ARRIVED": {"DELIVERED"},
-    "DELIVERED": set(),
-    "CANCELLED": set(),
-}
 PROBLEM = "application/problem+json"
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"  # core.schemas.Text: tab, newline allowed
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
