@@ -171,7 +171,9 @@ def isolated_stack(
     settings = load_settings(
         os.environ,
         MONGODB_URI=uri,
-        REDIS_URL="redis://127.0.0.1:6379/13",
+        # BENCH_REDIS_DB: engineers benchmarking side by side on one Redis
+        # (each stack flushes its database at start).
+        REDIS_URL=f"redis://127.0.0.1:6379/{os.environ.get('BENCH_REDIS_DB', '13')}",
         QUEUE_NAMESPACE=f"bench-{uuid.uuid4().hex[:6]}",
         LOG_LEVEL="WARNING",
         WORKER_POOL=pool,
