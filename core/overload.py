@@ -17,6 +17,13 @@ Two signals, both kept per ingress process and both free of any round trip:
   when it rises past, the limit falls by the ratio (at most by half per
   update, smoothed). A request past the limit is shed.
 
+- BacklogGate, for writes: the work queues' backlog in seconds of the
+  workers' recent drain rate (by Little's law, how long a job accepted now
+  would wait for a worker). On a machine whose workers share the cores with
+  the ingress, accepting faster than the workers finish only grows the queues
+  and takes CPU from the workers; past `target_s` a write is shed. It is
+  sampled off the request path (ingress.overload), so the check is a float.
+
 OverloadGuard joins them with the in-flight count: `admit()` before any work
 (authentication, parsing, a backing service), `done()` after the answer.
 Everything here is plain arithmetic under one lock, driven by the caller's
@@ -29,7 +36,7 @@ import math
 import threading
 from dataclasses import dataclass
 
-QUEUE_WAIT, IN_FLIGHT = "queue-wait", "in-flight"  # why a request was shed
+QUEUE_WAIT, IN_FLIGHT, BACKLOG = "queue-wait", "in-flight", "backlog"  # why a request was shed
 
 
 class QueueDelayGate:
@@ -94,6 +101,29 @@ class GradientLimit:
         return self.limit
 
 
+class BacklogGate:
+    """Writes are shed while the work queues hold more than `target_s` of the
+    workers' work. A queue nobody drains (no worker yet, or all down) is left to
+    its bound (503 queue-full): its backlog in seconds is unknown, and jobs
+    accepted then wait, kept, for a worker."""
+
+    def __init__(self, target_s: float):
+        self.target_s = target_s
+        self.backlog_s = 0.0
+
+    def observe(self, depths: dict[str, int], rates: dict[str, float]) -> float:
+        """The queues' ready messages and drain rates (per second) -> the largest
+        backlog in seconds, kept for admit()."""
+        self.backlog_s = max(
+            (depth / rates[q] for q, depth in depths.items() if rates.get(q, 0) > 0),
+            default=0.0,
+        )
+        return self.backlog_s
+
+    def admit(self) -> bool:
+        return self.backlog_s <= self.target_s
+
+
 @dataclass(frozen=True)
 class Admission:
     """An admitted request: when it started and how many were in flight then."""
@@ -105,14 +135,19 @@ class Admission:
 class OverloadGuard:
     """Per ingress process: admit or shed each request, cheaply and at once."""
 
-    def __init__(self, gate: QueueDelayGate, limit: GradientLimit):
-        self.gate, self.limit = gate, limit
+    def __init__(
+        self, gate: QueueDelayGate, limit: GradientLimit, backlog: BacklogGate | None = None
+    ):
+        self.gate, self.limit, self.backlog = gate, limit, backlog
         self.in_flight = 0
         self._lock = threading.Lock()
 
-    def admit(self, now: float, waited_s: float | None) -> Admission | str:
-        """An Admission, or why the request is shed (QUEUE_WAIT, IN_FLIGHT).
-        `waited_s` is None where the server does not say how long it waited."""
+    def admit(self, now: float, waited_s: float | None, *, write: bool = False) -> Admission | str:
+        """An Admission, or why the request is shed (BACKLOG, QUEUE_WAIT, IN_FLIGHT).
+        `waited_s` is None where the server does not say how long it waited;
+        a `write` adds work to the queues."""
+        if write and self.backlog is not None and not self.backlog.admit():
+            return BACKLOG
         with self._lock:
             if waited_s is not None and not self.gate.admit(waited_s, now):
                 return QUEUE_WAIT

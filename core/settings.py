@@ -231,6 +231,10 @@ class Settings:
     # OVERLOAD_MAX_LIMIT: rising while latency stays within
     # OVERLOAD_LATENCY_TOLERANCE times its long-term average, falling past it
     # (a limit past WEB_THREADS is WEB_THREADS: no more can be in flight).
+    # Writes are shed too while the interactive queues hold more than
+    # OVERLOAD_BACKLOG_TARGET_S of the workers' work at their recent drain
+    # rate: accepted faster than finished, a job only waits longer, and on a
+    # shared machine the accepting takes CPU from the workers.
     # /health, /metrics, /api/admin and the API docs are never shed.
     OVERLOAD_SHEDDING: bool = _setting(True)
     OVERLOAD_QUEUE_TARGET_MS: float = _setting(10.0, check=_positive)
@@ -240,6 +244,7 @@ class Settings:
     OVERLOAD_MAX_LIMIT: int = _setting(32, check=_positive)
     OVERLOAD_LATENCY_TOLERANCE: float = _setting(2.0, check=lambda v: v >= 1)
     OVERLOAD_RETRY_AFTER_S: int = _setting(1, check=_positive)
+    OVERLOAD_BACKLOG_TARGET_S: float = _setting(5.0, check=_positive)
     # prefork, not threads: Celery's thread pool runs each task's ack and event
     # callbacks in the task's thread, and with publisher confirms two threads
     # then read one AMQP connection at once ("UnexpectedFrame", measured under

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 
 from core.overload import (
+    BACKLOG,
     IN_FLIGHT,
     QUEUE_WAIT,
     Admission,
+    BacklogGate,
     GradientLimit,
     OverloadGuard,
     QueueDelayGate,
@@ -101,3 +103,31 @@ def test_without_a_wait_only_the_limit_decides(waited):
     g = guard(limit=1)
     assert isinstance(g.admit(0.0, waited), Admission)
     assert g.admit(0.0, waited) == IN_FLIGHT
+
+
+def test_the_backlog_is_the_largest_queue_in_seconds_of_its_drain_rate():
+    gate = BacklogGate(target_s=5.0)
+    assert gate.observe({"bookings": 100, "status": 900}, {"bookings": 50.0, "status": 100.0}) == 9
+    assert not gate.admit()
+    assert gate.observe({"bookings": 100, "status": 0}, {"bookings": 50.0, "status": 100.0}) == 2
+    assert gate.admit()
+
+
+def test_a_queue_nobody_drains_is_left_to_its_bound():
+    gate = BacklogGate(target_s=5.0)
+    assert gate.observe({"bookings": 10_000}, {"bookings": 0.0}) == 0.0  # no worker yet
+    assert gate.admit()
+    assert gate.observe({}, {}) == 0.0  # not sampled: open
+
+
+def test_the_guard_sheds_writes_not_reads_while_the_workers_are_behind():
+    g = OverloadGuard(
+        QueueDelayGate(10 * MS, 100 * MS),
+        GradientLimit(initial=8, min_limit=1, max_limit=8),
+        BacklogGate(target_s=5.0),
+    )
+    g.backlog.observe({"status": 1000}, {"status": 100.0})  # 10 s behind
+    assert g.admit(0.0, None, write=True) == BACKLOG
+    assert isinstance(g.admit(0.0, None, write=False), Admission)
+    g.backlog.observe({"status": 100}, {"status": 100.0})
+    assert isinstance(g.admit(0.0, None, write=True), Admission)

@@ -5,9 +5,12 @@ tests/system/test_overload.py sheds under gunicorn."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core import metrics, queues
 from core.overload import IN_FLIGHT, Admission
 from core.settings import replace
 from ingress import create_app
@@ -107,3 +110,35 @@ def test_with_shedding_off_nothing_is_shed_or_documented(settings, services):
     assert "overload_guard" not in app.extensions
     document = app.test_client().get("/api/openapi.json").get_json()
     assert "503" not in document["paths"]["/api/routes"]["get"]["responses"]
+
+
+def test_writes_are_shed_while_the_workers_are_behind_and_reads_are_served(
+    isolated_stack, services
+):
+    stack = isolated_stack("backlog", OVERLOAD_BACKLOG_TARGET_S=1.0)
+    client = stack.client()
+    # No worker: 10 creates wait in the bookings queue ...
+    for _ in range(10):
+        assert (
+            client.post("/api/bookings", json=booking_body(), headers=CUSTOMER).status_code == 202
+        )
+    # ... and the workers took 10 off it in the last 10 s: 1/s, a 10 s backlog.
+    name = queues.queue_name(queues.BOOKINGS, stack.settings.QUEUE_NAMESPACE)
+    metrics.record_tasks(
+        services.redis,
+        queues.CREATE_BOOKING,
+        wait_ms=[],
+        run_ms=1.0,
+        count=10,
+        queue=name,
+        now=time.time() - 1,
+    )
+    deadline = time.monotonic() + 10  # the sampler looks once a second
+    while True:
+        r = client.post("/api/bookings", json=booking_body(), headers=CUSTOMER)
+        if r.status_code == 503:
+            break
+        assert r.status_code == 202 and time.monotonic() < deadline, r.get_data(True)
+        time.sleep(0.1)
+    assert r.get_json()["type"].endswith("/overloaded") and r.headers["Retry-After"] == "1"
+    assert client.get("/api/flights", headers=CUSTOMER).status_code == 400  # a read: served
