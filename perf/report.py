@@ -632,7 +632,7 @@ def plot_burst(figures: dict[str, Any], path: Path) -> bool:
     sent_t = [row["t"] + 0.5 for row in seconds]  # a second's figures at its middle
     for key, style in (("p50_ms", "-"), ("p95_ms", "--"), ("max_ms", ":")):
         values = [math.nan if row[key] is None else row[key] for row in seconds]
-        ax_latency.plot(sent_t, values, style, label=key.removesuffix("_ms"))
+        ax_latency.plot(sent_t, values, style, label=f"{key.removesuffix('_ms')}, 202")
     if any(row.get("unavailable") for row in seconds):
         answered = [
             math.nan if row.get("answer_p95_ms") is None else row["answer_p95_ms"]
@@ -678,6 +678,8 @@ def plot_burst(figures: dict[str, Any], path: Path) -> bool:
         transform=ax_depth.get_xaxis_transform(),
     )
     load = f"{offered_text(figures)} for {figures['seconds']:g} s"
+    if figures.get("sustainable"):
+        load += f" (twice a sustainable {figures['sustainable']:g} jobs/s)"
     fig.suptitle(f"burst: {load}, then the drain", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
