@@ -21,7 +21,9 @@ Two signals, both kept per ingress process and both free of any round trip:
   workers' recent drain rate (by Little's law, how long a job accepted now
   would wait for a worker). On a machine whose workers share the cores with
   the ingress, accepting faster than the workers finish only grows the queues
-  and takes CPU from the workers; past `target_s` a write is shed. It is
+  and takes CPU from the workers. Past `target_s` a share of the writes is
+  shed, growing with the excess (all of them at twice the target): all or
+  nothing on a sample a second apart would swing between the two. It is
   sampled off the request path (ingress.overload), so the check is a float.
 
 OverloadGuard joins them with the in-flight count: `admit()` before any work
@@ -103,9 +105,10 @@ class GradientLimit:
 
 class BacklogGate:
     """Writes are shed while the work queues hold more than `target_s` of the
-    workers' work. A queue nobody drains (no worker yet, or all down) is left to
-    its bound (503 queue-full): its backlog in seconds is unknown, and jobs
-    accepted then wait, kept, for a worker."""
+    workers' work: the share (backlog - target) / target of them. A queue
+    nobody drains (no worker yet, or all down) is left to its bound (503
+    queue-full): its backlog in seconds is unknown, and jobs accepted then
+    wait, kept, for a worker."""
 
     def __init__(self, target_s: float):
         self.target_s = target_s
@@ -120,8 +123,13 @@ class BacklogGate:
         )
         return self.backlog_s
 
-    def admit(self) -> bool:
-        return self.backlog_s <= self.target_s
+    @property
+    def shed_share(self) -> float:
+        return min(1.0, max(0.0, (self.backlog_s - self.target_s) / self.target_s))
+
+    def admit(self, draw: float) -> bool:
+        """`draw`: uniform in [0, 1) (random.random()), which writes are shed."""
+        return draw >= self.shed_share
 
 
 @dataclass(frozen=True)
@@ -142,11 +150,14 @@ class OverloadGuard:
         self.in_flight = 0
         self._lock = threading.Lock()
 
-    def admit(self, now: float, waited_s: float | None, *, write: bool = False) -> Admission | str:
+    def admit(
+        self, now: float, waited_s: float | None, *, write: bool = False, draw: float = 1.0
+    ) -> Admission | str:
         """An Admission, or why the request is shed (BACKLOG, QUEUE_WAIT, IN_FLIGHT).
         `waited_s` is None where the server does not say how long it waited;
-        a `write` adds work to the queues."""
-        if write and self.backlog is not None and not self.backlog.admit():
+        a `write` adds work to the queues, and is shed by the backlog as
+        BacklogGate.admit(draw) says."""
+        if write and self.backlog is not None and not self.backlog.admit(draw):
             return BACKLOG
         with self._lock:
             if waited_s is not None and not self.gate.admit(waited_s, now):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 
 from amqp.exceptions import AMQPError, NotFound
@@ -125,6 +126,7 @@ class SheddingMiddleware:
             now,
             None if queued_at is None else now - queued_at,
             write=environ.get("REQUEST_METHOD") in WRITE_METHODS,
+            draw=random.random(),  # which writes the backlog sheds
         )
         if not isinstance(admission, Admission):
             return self.shed(environ, start_response, admission, now)

@@ -108,15 +108,26 @@ def test_without_a_wait_only_the_limit_decides(waited):
 def test_the_backlog_is_the_largest_queue_in_seconds_of_its_drain_rate():
     gate = BacklogGate(target_s=5.0)
     assert gate.observe({"bookings": 100, "status": 900}, {"bookings": 50.0, "status": 100.0}) == 9
-    assert not gate.admit()
     assert gate.observe({"bookings": 100, "status": 0}, {"bookings": 50.0, "status": 100.0}) == 2
-    assert gate.admit()
+    assert gate.admit(0.0)
+
+
+@pytest.mark.parametrize(
+    ("backlog_s", "shed_share"),
+    [(4.0, 0.0), (5.0, 0.0), (6.0, 0.2), (7.5, 0.5), (10.0, 1.0), (60.0, 1.0)],
+)
+def test_past_the_target_a_share_of_writes_grows_with_the_excess(backlog_s, shed_share):
+    gate = BacklogGate(target_s=5.0)
+    gate.observe({"status": int(backlog_s * 100)}, {"status": 100.0})
+    assert gate.shed_share == pytest.approx(shed_share)
+    draws = [i / 100 for i in range(100)]
+    assert sum(not gate.admit(d) for d in draws) == round(shed_share * 100)
 
 
 def test_a_queue_nobody_drains_is_left_to_its_bound():
     gate = BacklogGate(target_s=5.0)
     assert gate.observe({"bookings": 10_000}, {"bookings": 0.0}) == 0.0  # no worker yet
-    assert gate.admit()
+    assert gate.admit(0.0)
     assert gate.observe({}, {}) == 0.0  # not sampled: open
 
 
@@ -126,8 +137,8 @@ def test_the_guard_sheds_writes_not_reads_while_the_workers_are_behind():
         GradientLimit(initial=8, min_limit=1, max_limit=8),
         BacklogGate(target_s=5.0),
     )
-    g.backlog.observe({"status": 1000}, {"status": 100.0})  # 10 s behind
-    assert g.admit(0.0, None, write=True) == BACKLOG
-    assert isinstance(g.admit(0.0, None, write=False), Admission)
+    g.backlog.observe({"status": 1000}, {"status": 100.0})  # 10 s behind: every write
+    assert g.admit(0.0, None, write=True, draw=0.99) == BACKLOG
+    assert isinstance(g.admit(0.0, None, write=False, draw=0.0), Admission)
     g.backlog.observe({"status": 100}, {"status": 100.0})
-    assert isinstance(g.admit(0.0, None, write=True), Admission)
+    assert isinstance(g.admit(0.0, None, write=True, draw=0.0), Admission)
