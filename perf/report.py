@@ -459,7 +459,7 @@ def burst_goal_row(burst: dict[str, Any]) -> dict[str, Any]:
     errors = _burst_errors(burst)
     drain = burst["drain_s"]
     drained = "not drained" if drain is None else f"drained {drain:.0f} s"
-    cpu = (burst.get("cpu") or {}).get("cpu_ms_per_item_total")
+    cpu = burst.get("stack_cpu_ms_per_job")  # the stack's processes (not "other")
     spec = [
         at_most(kinds[kind]["accept_from_due_ms"]["p95"], limit)
         for kind, limit in (("create", 200), ("update", 100))

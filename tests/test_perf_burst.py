@@ -114,8 +114,11 @@ def figures(unavailable=0, unfinished=False, sustainable=None, shed_ms=5.0, cpu_
     cpu = {
         "cpus": 2,
         "cores_busy": 1.5,
-        "cpu_ms_per_item_total": cpu_ms,
-        "cpu": {"ingress": {"cpu_s": 0.1, "share": 0.5, "cpu_ms_per_item": 4.2}},
+        "cpu_ms_per_item_total": cpu_ms + 20.0,
+        "cpu": {
+            "ingress": {"cpu_s": 0.1, "share": 0.2, "cpu_ms_per_item": cpu_ms},
+            "other": {"cpu_s": 0.4, "share": 0.8, "cpu_ms_per_item": 20.0},  # not the stack's
+        },
     }
     return bench_burst.burst_figures(
         rates={CREATE: 4.0, UPDATE: 8.0},
