@@ -108,6 +108,13 @@ bench-versus: venv ## RadiantGo against a synchronous FastAPI + PostgreSQL servi
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_versus $(BENCH_ARGS)
 
+# Jobs/s this machine sustains with every process of make run (1 create to 3
+# updates): bench-burst's "jobs finished/s" once its queues grow.
+SUSTAINABLE ?= 160
+bench-overload: venv ## Graceful overload: 60 s at twice SUSTAINABLE jobs/s (503 overloaded past capacity), then until drained
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_burst --overload $(SUSTAINABLE) $(BENCH_ARGS)
+
 bench-webhooks: venv ## Webhooks: commit -> receipt lag at 30 transitions/s x 100 endpoints, deliveries/s and CPU, bookings beside a hanging receiver (BENCH_ARGS=--quick)
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_webhooks $(BENCH_ARGS)
@@ -128,4 +135,4 @@ panels: venv ## The Grafana dashboard's panels as PNGs from a make perf run (RUN
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-versus bench-webhooks perf ledger ledger-repair panels clean
+.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-overload bench-versus bench-webhooks perf ledger ledger-repair panels clean
