@@ -134,9 +134,21 @@ RETRY_AFTER_FULL_MAX_S = 300
 
 def drain_rate(client: redis.Redis, queue: str, now: float) -> float:
     """Tasks per second the workers took off `queue` lately."""
+    return sum(_drained_per_second(client, queue, now)) / DRAIN_WINDOW_S
+
+
+def peak_drain_rate(client: redis.Redis, queue: str, now: float) -> float:
+    """The most tasks the workers took off `queue` in one second lately: what
+    they can do when busy. The mean over the window is what they were given,
+    and after a quiet spell it would call a short burst hours of backlog."""
+    return float(max(_drained_per_second(client, queue, now), default=0))
+
+
+def _drained_per_second(client: redis.Redis, queue: str, now: float) -> list[int]:
+    """The tasks taken off `queue` in each of the last DRAIN_WINDOW_S whole seconds."""
     second = int(now)
     keys = [drained_key(queue, second - n) for n in range(1, DRAIN_WINDOW_S + 1)]
-    return sum(int(v) for v in client.mget(keys) if v) / DRAIN_WINDOW_S
+    return [int(v) if v else 0 for v in client.mget(keys)]
 
 
 def retry_after_full(backlog: int, rate: float) -> int:

@@ -64,7 +64,7 @@ def install_shedding(app: Flask, settings: Settings) -> OverloadGuard | None:
 class BacklogSampler:
     """Once a second, from a thread of its own (started by the first request):
     the interactive queues' ready messages (a passive declare on one broker
-    connection it holds) and their drain rates (Redis), into the BacklogGate.
+    connection it holds) and their peak drain rates (Redis), into the BacklogGate.
     A failed sample leaves the gate open: the queues' bounds still hold."""
 
     def __init__(self, app: Flask, gate: BacklogGate, namespace: str):
@@ -81,7 +81,7 @@ class BacklogSampler:
             depths = {n: self._depth(n) for n in self.names}
             redis = self.app.extensions["radiantgo"].redis
             now = time.time()
-            rates = {n: metrics.drain_rate(redis, n, now) for n in self.names}
+            rates = {n: metrics.peak_drain_rate(redis, n, now) for n in self.names}
         except (OSError, AMQPError, KombuError, *REDIS_ERRORS) as exc:
             log.debug("backlog not sampled: %s", exc)
             self.gate.observe({}, {})

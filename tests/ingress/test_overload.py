@@ -22,7 +22,11 @@ from tests.conftest import ADMIN, CUSTOMER, booking_body
 def one_slot(settings, services):
     """An app whose in-flight limit is one."""
     limited = replace(
-        settings, OVERLOAD_MIN_LIMIT=1, OVERLOAD_INITIAL_LIMIT=1, OVERLOAD_MAX_LIMIT=1
+        settings,
+        OVERLOAD_SHEDDING=True,
+        OVERLOAD_MIN_LIMIT=1,
+        OVERLOAD_INITIAL_LIMIT=1,
+        OVERLOAD_MAX_LIMIT=1,
     )
     return create_app(limited, services=services)
 
@@ -89,7 +93,8 @@ def test_shed_requests_are_counted_on_metrics_by_endpoint_and_reason(one_slot):
     assert shed_counter(client)[("GET /api/flights", IN_FLIGHT)] == before + 1
 
 
-def test_every_operation_that_may_be_shed_documents_its_503(client):
+def test_every_operation_that_may_be_shed_documents_its_503(one_slot):
+    client = one_slot.test_client()
     document = client.get("/api/openapi.json").get_json()
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
@@ -115,14 +120,14 @@ def test_with_shedding_off_nothing_is_shed_or_documented(settings, services):
 def test_writes_are_shed_while_the_workers_are_behind_and_reads_are_served(
     isolated_stack, services
 ):
-    stack = isolated_stack("backlog", OVERLOAD_BACKLOG_TARGET_S=1.0)
+    stack = isolated_stack("backlog", OVERLOAD_SHEDDING=True, OVERLOAD_BACKLOG_TARGET_S=1.0)
     client = stack.client()
-    # No worker: 10 creates wait in the bookings queue ...
-    for _ in range(10):
+    # No worker: 30 creates wait in the bookings queue ...
+    for _ in range(30):
         assert (
             client.post("/api/bookings", json=booking_body(), headers=CUSTOMER).status_code == 202
         )
-    # ... and the workers took 10 off it in the last 10 s: 1/s, a 10 s backlog.
+    # ... and the workers took at most 10 off it in a second lately: a 3 s backlog.
     name = queues.queue_name(queues.BOOKINGS, stack.settings.QUEUE_NAMESPACE)
     metrics.record_tasks(
         services.redis,
@@ -142,3 +147,35 @@ def test_writes_are_shed_while_the_workers_are_behind_and_reads_are_served(
         time.sleep(0.1)
     assert r.get_json()["type"].endswith("/overloaded") and r.headers["Retry-After"] == "1"
     assert client.get("/api/flights", headers=CUSTOMER).status_code == 400  # a read: served
+
+
+def test_a_burst_after_a_quiet_spell_is_not_shed_as_a_backlog(isolated_stack, services):
+    """The backlog is judged at what the workers do when busy (their busiest
+    second lately), not at their mean over a window that was mostly idle:
+    30 jobs behind workers that took 10 in a second is a 3 s backlog, below a
+    5 s target (at the mean, 1/s, it would be 30 s and shed every write)."""
+    stack = isolated_stack("burst", OVERLOAD_SHEDDING=True, OVERLOAD_BACKLOG_TARGET_S=5.0)
+    app = stack.app()
+    client = app.test_client()
+    for _ in range(30):
+        assert (
+            client.post("/api/bookings", json=booking_body(), headers=CUSTOMER).status_code == 202
+        )
+    name = queues.queue_name(queues.BOOKINGS, stack.settings.QUEUE_NAMESPACE)
+    metrics.record_tasks(
+        services.redis,
+        queues.CREATE_BOOKING,
+        wait_ms=[],
+        run_ms=1.0,
+        count=10,
+        queue=name,
+        now=time.time() - 1,
+    )
+    gate = app.extensions["overload_guard"].backlog
+    deadline = time.monotonic() + 10  # the sampler looks once a second
+    while gate.backlog_s == 0:
+        assert time.monotonic() < deadline, "the backlog was never sampled"
+        time.sleep(0.1)
+    assert 3.0 <= gate.backlog_s < 5.0  # 30 (or the few more posted meanwhile) at 10/s
+    r = client.post("/api/bookings", json=booking_body(), headers=CUSTOMER)
+    assert r.status_code == 202, r.get_data(True)

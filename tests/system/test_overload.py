@@ -32,6 +32,7 @@ def test_past_the_limit_a_request_is_shed_at_once_and_the_accepted_one_finishes(
 ):
     stack = isolated_stack(
         "overload",
+        OVERLOAD_SHEDDING=True,
         WEB_WORKERS=1,
         OVERLOAD_MIN_LIMIT=1,
         OVERLOAD_INITIAL_LIMIT=1,
