@@ -158,15 +158,19 @@ class Settings:
     DEFAULT_FLIGHT_CAPACITY_KG: float = _setting(20_000.0, check=lambda v: v >= 0.001)  # >= 1 g
     # Inside the route answers' TTL, min(CACHE_TTL_ROUTES, CACHE_TTL_BOOKINGS):
     # they show flights' available space, which may lag by CACHE_TTL_BOOKINGS
-    # at most (core.cache.space_ttl). A run costs ~1 s of database time.
+    # at most (core.cache.space_ttl). A run computes only the answers whose
+    # inputs changed (core.routes.warm_routes); the others get their TTL again.
     CACHE_WARM_INTERVAL: int = _setting(50, check=_positive)
     # Comma-separated ORIGIN-DESTINATION pairs always kept warm.
     POPULAR_ROUTES: str = _setting("DEL-BLR,NYC-LAX,BOM-DEL,DEL-BOM,BLR-DEL,LHR-JFK")
     WARM_TOP_ROUTES: int = _setting(20, check=_non_negative)
     # Routes warmed per run: POPULAR_ROUTES, the WARM_TOP_ROUTES most searched,
-    # then the schedule's other routes up to this many (a 30-airport network
-    # is 870 routes; warming it all reads each day's flights once, ~1 s).
+    # then up to this many searched in the last WARM_RECENT_S seconds.
     WARM_MAX_ROUTES: int = _setting(1000, check=_non_negative)
+    WARM_RECENT_S: int = _setting(3600, check=_positive)
+    # A warmed answer no generation says changed is computed again after this
+    # long anyway: the bound on the lag of a change whose bump Redis lost.
+    WARM_REFRESH_S: int = _setting(300, check=_positive)
     DEMO_FLIGHTS: int = _setting(20000, check=_non_negative)
     # Seconds between beat's audits of every flight's cargo space (core.ledger):
     # a read of the reservations, the bookings that fly and the flights that
@@ -346,6 +350,11 @@ def _check_together(settings: Settings) -> None:
         raise SettingsError(
             "CACHE_WARM_INTERVAL must stay below CACHE_TTL_ROUTES and CACHE_TTL_BOOKINGS"
             " (warmed route answers would expire before the next warm)"
+        )
+    if settings.WARM_REFRESH_S < settings.CACHE_WARM_INTERVAL:
+        raise SettingsError(
+            "WARM_REFRESH_S must be at least CACHE_WARM_INTERVAL (every warm would"
+            " compute every answer again)"
         )
     if settings.REDIS_POOL_SIZE <= settings.WEB_THREADS:
         raise SettingsError(
