@@ -238,6 +238,11 @@ class Settings:
     # the work clients are waiting on.
     BACKGROUND_CONCURRENCY: int = _setting(2, check=_positive)
     BACKGROUND_NICE: int = _setting(10, check=lambda v: 0 <= v <= 19)
+    # A background or webhook pool process whose peak RSS passed this is
+    # replaced after its task (Celery's --max-memory-per-child): a bulk import
+    # or a big warm leaves its peak behind in the process (CPython keeps its
+    # arenas), where a fresh fork starts from the parent's ~70 MB.
+    BACKGROUND_MAX_MEMORY_MB: int = _setting(120, check=lambda v: v >= 80)
     # Webhooks (core.deliveries): the webhooks worker's processes (at the
     # background group's priority), each sending WEBHOOK_CONCURRENCY attempts
     # at once on threads of its own (a receiver's answer is a wait, not work);
