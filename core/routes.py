@@ -393,6 +393,55 @@ def _board(db: Database, field: str, airport: str, start: datetime, end: datetim
     return DepartureBoard(legs)
 
 
+def _compute(
+    db: Database,
+    cache: Cache,
+    wanted: list[tuple[str, str, date]],
+    today: date,
+    generation: int,
+    *,
+    min_connection_minutes: int,
+    ttl: int,
+) -> int:
+    """Compute and store the answers of `wanted` (origin, destination, day),
+    destination by destination: each destination's arrivals are read, used and
+    dropped, so only the origins' departures (two days) are held throughout.
+    Returns how many legs were read."""
+    start = _day_start(today)
+    connection = timedelta(minutes=min_connection_minutes)
+    by_destination: dict[str, list[tuple[str, str, date]]] = defaultdict(list)
+    for route in wanted:
+        by_destination[route[1]].append(route)
+    origins: dict[str, DepartureBoard] = {}
+    legs_read, batch = 0, {}
+    for destination, arriving in by_destination.items():
+        arrivals = _board(db, "destination", destination, start, start + timedelta(WARM_DAYS + 1))
+        legs_read += len(arrivals.legs)
+        for origin, _, day in arriving:
+            if origin not in origins:
+                origins[origin] = _board(db, "origin", origin, start, start + timedelta(WARM_DAYS))
+                legs_read += len(origins[origin].legs)
+            day_start = _day_start(day)
+            firsts = origins[origin].between(day_start, day_start + timedelta(days=1))
+            result = join_legs(
+                origin,
+                destination,
+                day,
+                connection,
+                direct=firsts,
+                firsts=firsts,
+                seconds=arrivals.between(day_start, day_start + timedelta(days=2)),
+            )
+            batch[caches.route_key(origin, destination, day)] = route_answer(
+                origin, destination, day, result
+            )
+            if len(batch) >= WRITE_BATCH:
+                cache.set_answers(batch, ttl, generation)
+                batch = {}
+    cache.set_answers(batch, ttl, generation)
+    return legs_read
+
+
 def warm_routes(
     db: Database,
     cache: Cache,
@@ -416,8 +465,8 @@ def warm_routes(
     other one (changed, too old, expired, filled by a search, new) is computed.
 
     Computed answers are joined in memory from legs read once per airport (a
-    query per origin and per destination of the routes to compute), and
-    written WRITE_BATCH at a time. `ttl` should be capped by
+    query per origin and per destination of the routes to compute: see
+    _compute), and written WRITE_BATCH at a time. `ttl` should be capped by
     core.cache.space_ttl, as a search's is.
     """
     # Read before the legs: values computed from legs that a write changes
@@ -441,39 +490,15 @@ def warm_routes(
     ]
     kept = set(cache.extend(unchanged, ttl))
     todo = [key for key in keys if key not in kept]
-    legs_read = 0
-    if todo:
-        start = _day_start(today)
-        origins, destinations = {}, {}
-        for key in todo:
-            origin, destination, _ = keys[key]
-            if origin not in origins:
-                origins[origin] = _board(db, "origin", origin, start, start + timedelta(WARM_DAYS))
-            if destination not in destinations:
-                destinations[destination] = _board(
-                    db, "destination", destination, start, start + timedelta(WARM_DAYS + 1)
-                )
-        legs_read = sum(len(b.legs) for b in (*origins.values(), *destinations.values()))
-        connection = timedelta(minutes=min_connection_minutes)
-        batch = {}
-        for key in todo:
-            origin, destination, day = keys[key]
-            day_start = _day_start(day)
-            firsts = origins[origin].between(day_start, day_start + timedelta(days=1))
-            result = join_legs(
-                origin,
-                destination,
-                day,
-                connection,
-                direct=firsts,
-                firsts=firsts,
-                seconds=destinations[destination].between(day_start, day_start + timedelta(2)),
-            )
-            batch[key] = route_answer(origin, destination, day, result)
-            if len(batch) >= WRITE_BATCH:
-                cache.set_answers(batch, ttl, generation)
-                batch = {}
-        cache.set_answers(batch, ttl, generation)
+    legs_read = _compute(
+        db,
+        cache,
+        [keys[key] for key in todo],
+        today,
+        generation,
+        min_connection_minutes=min_connection_minutes,
+        ttl=ttl,
+    )
     computed = {key: f"{current}{now:.0f}" for key in todo}
     cache.set_records(WARMED, {**{k: records[k] for k in kept}, **computed})
     return {
