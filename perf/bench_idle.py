@@ -321,6 +321,18 @@ def day_of_warming(settings, redis_client, warms: int, change_every: int, deadli
     return {"warms": sent, "seconds": round(time.monotonic() - started, 1)}
 
 
+def settled(stack: MakeRun, program: str, deadline: float) -> bool:
+    """Whether `program`'s processes went 3 s without using CPU (the last warm
+    taken from the queue has finished) before `deadline`."""
+    quiet, last = 0, None
+    while quiet < 3 and time.monotonic() < deadline:
+        used = cpu_seconds(stack.processes()[program])
+        quiet = quiet + 1 if last is not None and used - last < 0.05 else 0
+        last = used
+        time.sleep(1)
+    return quiet >= 3
+
+
 # -- the run --------------------------------------------------------------------------
 
 
@@ -387,7 +399,7 @@ def run(
                 settings, svc.redis, warms, change_every, time.monotonic() + warm_timeout_s
             )
             figures["warming"]["change_every"] = change_every
-            time.sleep(2)
+            figures["warming"]["settled"] = settled(stack, "background", time.monotonic() + 300)
             figures["memory_after_warms"] = memory(stack)
         finally:
             svc.close()
