@@ -28,6 +28,7 @@ Every loop has a deadline; everything runs on this machine.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import secrets
@@ -300,7 +301,9 @@ def day_of_warming(settings, redis_client, warms: int, change_every: int, deadli
     )
     started = time.monotonic()
     sent = 0
-    with app.connection_for_write() as conn:
+    # No heartbeat: this connection only asks for a depth now and then, and
+    # nothing here would answer the broker's heartbeats.
+    with app.connection_for_write(heartbeat=0) as conn:
         channel = conn.default_channel
 
         def depth() -> int:
@@ -395,15 +398,24 @@ def run(
                 **hit_rate(svc.redis, base, pairs, rate, warm_up_s, measure_s),
             }
             figures["idle_cpu"] = idle_cpu(stack, redis_proc, idle_s)
-            figures["warming"] = day_of_warming(
-                settings, svc.redis, warms, change_every, time.monotonic() + warm_timeout_s
-            )
+            _say("idle", figures)
+            try:
+                figures["warming"] = day_of_warming(
+                    settings, svc.redis, warms, change_every, time.monotonic() + warm_timeout_s
+                )
+            except Exception as exc:  # the figures so far are still worth printing
+                figures["warming"] = {"warms": 0, "seconds": 0, "error": repr(exc)}
             figures["warming"]["change_every"] = change_every
             figures["warming"]["settled"] = settled(stack, "background", time.monotonic() + 300)
             figures["memory_after_warms"] = memory(stack)
         finally:
             svc.close()
     return figures
+
+
+def _say(phase: str, figures: dict[str, Any]) -> None:
+    """The figures so far, on stderr: a run that fails later keeps them."""
+    print(f"[{phase}] {json.dumps(figures)}", file=sys.stderr, flush=True)
 
 
 def _verdict(ok: bool) -> str:
@@ -463,7 +475,8 @@ def report(f: dict[str, Any]) -> str:
         f" {z['lookups']} lookups, {z['misses']} misses, hit rate {z['hit_rate']}",
         "",
         f"{f['warming']['warms']} beat warms (a booked-space change before every"
-        f" {f['warming']['change_every']}th) in {f['warming']['seconds']} s",
+        f" {f['warming']['change_every']}th) in {f['warming']['seconds']} s"
+        + (f" (stopped: {f['warming']['error']})" if "error" in f["warming"] else ""),
         *_memory_lines("Memory after them (MB)", f["memory_after_warms"]),
         "",
         "Goals:",
