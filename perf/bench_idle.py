@@ -238,15 +238,32 @@ def zipf_routes(db) -> list[tuple[str, str]]:
     return pairs
 
 
-def search_load(base: str, pairs: list[tuple[str, str]], rate: float, seconds: float, seed: int):
-    """Route searches at `rate`/s for `seconds` (open loop, 8 senders); the
-    statuses seen."""
+def zipf_searches(pairs: list[tuple[str, str]], count: int, seed: int):
+    """`count` (route, day) searches: routes by Zipf rank, today 60 %, tomorrow 40 %."""
     rng = random.Random(seed)
     weights = [1 / (k + 1) ** ZIPF_S for k in range(len(pairs))]
-    count = int(rate * seconds)
     chosen = rng.choices(pairs, weights=weights, k=count)
     today = utcnow().date()
     days = [today if rng.random() < 0.6 else today + timedelta(days=1) for _ in range(count)]
+    return chosen, days
+
+
+def first_searches(pairs, rate: float, warm_up_s: float, measure_s: float) -> int:
+    """Searches of the measured phase whose route nobody searched before: a
+    miss for a cache that warms what is searched, whatever it does."""
+    seen = set(zipf_searches(pairs, int(rate * warm_up_s), seed=1)[0])
+    first = 0
+    for route in zipf_searches(pairs, int(rate * measure_s), seed=2)[0]:
+        first += route not in seen
+        seen.add(route)
+    return first
+
+
+def search_load(base: str, pairs: list[tuple[str, str]], rate: float, seconds: float, seed: int):
+    """Route searches at `rate`/s for `seconds` (open loop, 8 senders); the
+    statuses seen."""
+    chosen, days = zipf_searches(pairs, int(rate * seconds), seed)
+    count = len(chosen)
     statuses: dict[int, int] = {}
     lock = threading.Lock()
     local = threading.local()
@@ -286,6 +303,7 @@ def hit_rate(stack_redis, base: str, pairs, rate: float, warm_up_s: float, measu
         "lookups": lookups,
         "misses": misses,
         "hit_rate": round(1 - misses / lookups, 4) if lookups else None,
+        "first_searches_of_a_route": first_searches(pairs, rate, warm_up_s, measure_s),
     }
 
 
@@ -472,7 +490,8 @@ def report(f: dict[str, Any]) -> str:
         "",
         f"Zipf route searches (s={ZIPF_S}) at {z['rate']:g}/s: {z['warm_up_s']:g} s warm-up,"
         f" then {z['searches']} searches in {z['measure_s']:g} s: statuses {z['statuses']},"
-        f" {z['lookups']} lookups, {z['misses']} misses, hit rate {z['hit_rate']}",
+        f" {z['lookups']} lookups, {z['misses']} misses, hit rate {z['hit_rate']}"
+        f" ({z['first_searches_of_a_route']} were a route's first search in the run)",
         "",
         f"{f['warming']['warms']} beat warms (a booked-space change before every"
         f" {f['warming']['change_every']}th) in {f['warming']['seconds']} s"
