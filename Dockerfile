@@ -33,4 +33,4 @@ EXPOSE 5000
 # Listens on every interface inside the container; compose publishes only nginx.
 # --keep-alive 75 outlasts nginx's idle upstream connections (60 s), so nginx
 # never reuses a socket gunicorn has just closed (a 502 on a POST it won't retry).
-CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:5000 --worker-class gthread --workers \"${WEB_WORKERS:-2}\" --threads \"${WEB_THREADS:-32}\" --timeout 30 --graceful-timeout 10 --keep-alive 75 'ingress:create_app()'"]
+CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:5000 --worker-class ingress.serving.StampingThreadWorker --workers \"${WEB_WORKERS:-2}\" --threads \"${WEB_THREADS:-32}\" --timeout 30 --graceful-timeout 10 --keep-alive 75 'ingress:create_app()'"]

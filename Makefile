@@ -62,7 +62,7 @@ lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-webhooks bench-idle ## Every benchmark, one after the other
+bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-webhooks bench-versus bench-idle ## Every benchmark, one after the other
 
 bench-create: venv ## Booking creation: accept/end-to-end latency, throughput vs a no-op task
 	$(PY) -m tools.stack ensure-services
@@ -108,6 +108,17 @@ bench-burst: venv ## 60 s open loop at 10x the peak (100 creates/s + 300 updates
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_burst $(BENCH_ARGS)
 
+bench-versus: venv ## RadiantGo against a synchronous FastAPI + PostgreSQL service: CPU per stored create/depart at 60/s and at saturation, departs/s (PostgreSQL at 127.0.0.1:5432)
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_versus $(BENCH_ARGS)
+
+# Jobs/s this machine sustains with every process of make run (1 create to 3
+# updates): bench-burst's "jobs finished/s" once its queues grow.
+SUSTAINABLE ?= 160
+bench-overload: venv ## Graceful overload: 60 s at twice SUSTAINABLE jobs/s (503 overloaded past capacity), then until drained
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_burst --overload $(SUSTAINABLE) $(BENCH_ARGS)
+
 bench-webhooks: venv ## Webhooks: commit -> receipt lag at 30 transitions/s x 100 endpoints, deliveries/s and CPU, bookings beside a hanging receiver (BENCH_ARGS=--quick)
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_webhooks $(BENCH_ARGS)
@@ -128,4 +139,4 @@ panels: venv ## The Grafana dashboard's panels as PNGs from a make perf run (RUN
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-idle perf ledger ledger-repair panels clean
+.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-overload bench-versus bench-webhooks bench-idle perf ledger ledger-repair panels clean

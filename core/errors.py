@@ -276,6 +276,20 @@ class QueueFull(ServiceUnavailable):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+class Overloaded(ServiceUnavailable):
+    """The ingress sheds the request before any work: more arrive than the
+    machine can serve (core.overload). Nothing was done; sending it again after
+    Retry-After is safe."""
+
+    title = "Overloaded"
+    slug = "overloaded"
+    transient = False  # an answer at the door, never a job's outcome
+
+    def __init__(self, detail: str, *, retry_after: int):
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class PublishUnconfirmed(ServiceUnavailable):
     """The broker never confirmed a publish it may have taken: the job may run.
     Raised by the publish; accepting keeps the job and sends it again later

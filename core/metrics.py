@@ -57,6 +57,9 @@ WEBHOOK_LAG = "metrics:webhooks:lag"
 # ({"at", "messages"}, newest first, QUEUE_DEPTH_HISTORY of them).
 WEBHOOK_BACKLOG = "metrics:webhooks:backlog"
 CUSTOMER_REQUESTS = "metrics:customers"
+# hash: "<endpoint>|<reason>" -> requests the ingress shed (core.overload's
+# reasons): as many fields as endpoint names times two.
+SHED = "metrics:shed"
 TOP_CUSTOMERS = 20
 # hash: "<host>" -> "<fraction of memory used>|<unix time>": as many fields as
 # hosts reported within MEMORY_FRESH_S (older ones are dropped when read).
@@ -185,6 +188,11 @@ class RequestTally:
                 samples.append(round(ms, 3))
             self._per_second[int(now)] += 1
 
+    def record_shed(self, endpoint: str, reason: str) -> None:
+        """A request shed at the door (core.overload), besides its record()."""
+        with self._lock:
+            self._counts[(SHED, f"{endpoint}|{reason}")] += 1
+
     def flush(self) -> None:
         """Add what was recorded so far to Redis (one pipeline), with the host's
         memory every MEMORY_INTERVAL_S; figures Redis refuses (down, OOM) are
@@ -220,6 +228,15 @@ class RequestTally:
             pipe.execute()
         except REDIS_ERRORS as exc:
             log.warning("request metrics skipped: %s", exc)
+
+
+def shed_counters(client: redis.Redis) -> dict[str, dict[str, int]]:
+    """endpoint -> {reason: requests shed}, every process's, since the counters began."""
+    counters: dict[str, dict[str, int]] = {}
+    for field, n in client.hgetall(SHED).items():
+        endpoint, _, reason = field.rpartition("|")
+        counters.setdefault(endpoint, {})[reason] = int(n)
+    return counters
 
 
 def record_tasks(

@@ -82,8 +82,12 @@ class Settings:
     QUEUE_MAX_BACKGROUND: int = _setting(1_000, check=_positive)
     # Group commit (workers.batches): a create or transition worker takes up to
     # this many messages at a time, waiting at most GROUP_COMMIT_WAIT_MS for more.
+    # The wait sets the group's size below saturation (rate x wait), and each
+    # write command costs the embedded database a fixed price besides its
+    # documents' (an insert alone ~3x a document's share of one of 32): 50 ms
+    # makes groups of ~15 at 300 updates/s, for 50 ms more until a job ends.
     GROUP_COMMIT_SIZE: int = _setting(32, check=_positive)
-    GROUP_COMMIT_WAIT_MS: int = _setting(10, check=_positive)
+    GROUP_COMMIT_WAIT_MS: int = _setting(50, check=_positive)
 
     # Caches (seconds).
     CACHE_TTL_ROUTES: int = _setting(300, check=_positive)
@@ -225,12 +229,39 @@ class Settings:
     FLOWER_BASIC_AUTH: str = _setting("")
     WEB_WORKERS: int = _setting(2, check=_positive)
     WEB_THREADS: int = _setting(32, check=_positive)
+    # Load shedding (core.overload): past what the machine can serve, each
+    # ingress process answers 503 `overloaded` with Retry-After at once, before
+    # any work, instead of letting requests wait in gunicorn's line. A request
+    # is shed when it waited past OVERLOAD_QUEUE_TARGET_MS for a thread while
+    # no request of the last OVERLOAD_QUEUE_INTERVAL_MS waited less (a standing
+    # line, not a burst), or when the requests in flight reach a limit that
+    # follows their latency (Gradient2), between OVERLOAD_MIN_LIMIT and
+    # OVERLOAD_MAX_LIMIT: rising while latency stays within
+    # OVERLOAD_LATENCY_TOLERANCE times its long-term average, falling past it
+    # (a limit past WEB_THREADS is WEB_THREADS: no more can be in flight).
+    # Writes are shed too while the interactive queues hold more than
+    # OVERLOAD_BACKLOG_TARGET_S of the workers' work at their recent drain
+    # rate: accepted faster than finished, a job only waits longer, and on a
+    # shared machine the accepting takes CPU from the workers.
+    # /health, /metrics, /api/admin and the API docs are never shed.
+    OVERLOAD_SHEDDING: bool = _setting(True)
+    OVERLOAD_QUEUE_TARGET_MS: float = _setting(10.0, check=_positive)
+    OVERLOAD_QUEUE_INTERVAL_MS: float = _setting(100.0, check=_positive)
+    OVERLOAD_INITIAL_LIMIT: int = _setting(16, check=_positive)
+    OVERLOAD_MIN_LIMIT: int = _setting(4, check=_positive)
+    OVERLOAD_MAX_LIMIT: int = _setting(32, check=_positive)
+    OVERLOAD_LATENCY_TOLERANCE: float = _setting(2.0, check=lambda v: v >= 1)
+    OVERLOAD_RETRY_AFTER_S: int = _setting(1, check=_positive)
+    OVERLOAD_BACKLOG_TARGET_S: float = _setting(5.0, check=_positive)
     # prefork, not threads: Celery's thread pool runs each task's ack and event
     # callbacks in the task's thread, and with publisher confirms two threads
     # then read one AMQP connection at once ("UnexpectedFrame", measured under
     # load). Processes keep every connection single-threaded.
     WORKER_POOL: str = _setting("prefork", check=lambda v: v in ("threads", "prefork", "solo"))
-    WORKER_CONCURRENCY: int = _setting(8, check=_positive)  # interactive: bookings, status
+    # Interactive worker (bookings, status) processes: one per core. Its work
+    # waits mostly on the database, which is one process; more processes made
+    # smaller groups, more switching and ~65 MB each, for no more throughput.
+    WORKER_CONCURRENCY: int = _setting(2, check=_positive)
     # Background work (bulk, maintenance): its own worker, fewer processes, and
     # a lower CPU priority (nice, set by tools.priority), so on a small machine
     # a bulk import or a cache warm takes what the interactive worker and the
@@ -344,6 +375,16 @@ def _check_together(settings: Settings) -> None:
     """The invariants that tie settings to each other, which the code relies on."""
     if settings.DB_POOL_MIN > settings.DB_POOL_SIZE:
         raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_SIZE")
+    low, initial = settings.OVERLOAD_MIN_LIMIT, settings.OVERLOAD_INITIAL_LIMIT
+    if not low <= initial <= settings.OVERLOAD_MAX_LIMIT:
+        raise SettingsError(
+            "OVERLOAD_MIN_LIMIT <= OVERLOAD_INITIAL_LIMIT <= OVERLOAD_MAX_LIMIT must hold"
+        )
+    if settings.OVERLOAD_QUEUE_TARGET_MS >= settings.OVERLOAD_QUEUE_INTERVAL_MS:
+        raise SettingsError(
+            "OVERLOAD_QUEUE_TARGET_MS must stay below OVERLOAD_QUEUE_INTERVAL_MS (a burst"
+            " may wait up to the interval, a standing line only the target)"
+        )
     if settings.MAX_WAITERS >= settings.WEB_THREADS:
         raise SettingsError(
             "MAX_WAITERS must stay below WEB_THREADS (waiters would take every thread)"

@@ -20,6 +20,7 @@ from core.services import Services, connect_services
 from core.settings import Settings, load_settings
 from core.waiting import JobWaiter
 from ingress import admin, awb, bookings, docs, flights, health, jobs, monitoring, webhooks
+from ingress.overload import NEVER_SHED, install_shedding
 from ingress.paths import install_path_ids, metric_rule
 from ingress.problems import ProblemApi, register_error_handlers
 from ingress.security import install_rate_limits
@@ -76,6 +77,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     register_error_handlers(app)
     app.extensions["limiter"] = install_rate_limits(app, settings)
     _install_request_hooks(app, svc)
+    if install_shedding(app, settings):  # outermost: a shed request costs no other work
+        docs.document_shedding(api.spec, NEVER_SHED)
     return app
 
 

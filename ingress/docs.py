@@ -16,6 +16,7 @@ from ingress.problems import ProblemParser
 from ingress.security import requires
 
 SWAGGER_ASSETS = "/api/docs/assets/"
+PROBLEM_JSON_TYPE = "application/problem+json"
 
 # OpenAPI security schemes: all bearer tokens, told apart by who issues them
 # (the metrics token is a scraper's, for GET /metrics).
@@ -66,6 +67,39 @@ def document_guest_access(spec) -> None:
 
 
 PROBLEM_DETAILS = "Problem details (RFC 9457)"
+OVERLOADED = (
+    "Overloaded (problem type `overloaded`): more requests are arriving than the"
+    " service can answer now, and this one was refused before any work; send it"
+    " again after Retry-After."
+)
+RETRY_AFTER = {
+    "description": "Seconds after which the request may be sent again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
+def document_shedding(spec, never_shed: tuple[str, ...]) -> None:
+    """Every operation the ingress may shed (ingress.overload) may answer 503
+    `overloaded` with Retry-After: added to its 503, or as its 503."""
+    problem = {PROBLEM_JSON_TYPE: {"schema": spec.components.get_ref("schema", "Problem")}}
+    for path, operations in spec._paths.items():  # apispec's operations (no public accessor)
+        if path.startswith(never_shed):
+            continue
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            existing = responses.get("503") or responses.get(503)
+            if existing is None:
+                responses["503"] = {
+                    "description": OVERLOADED,
+                    "content": problem,
+                    "headers": {"Retry-After": RETRY_AFTER},
+                }
+            else:
+                said = existing.get("description", "").rstrip(".")
+                existing["description"] = f"{said}. {OVERLOADED}"
+                existing.setdefault("headers", {}).setdefault("Retry-After", RETRY_AFTER)
 
 
 def _state_in_400(view):

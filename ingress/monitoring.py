@@ -278,6 +278,24 @@ def _top_and_other(per_endpoint: dict[str, dict[str, int]], by: str) -> dict[str
     return shown
 
 
+class _ShedCollector:
+    """Requests the ingress shed at the door (core.overload), by endpoint and reason."""
+
+    def __init__(self, counters: dict[str, dict[str, int]]):
+        self.counters = counters
+
+    def collect(self):
+        shed = CounterMetricFamily(
+            "radiantgo_requests_shed",
+            "Requests answered 503 overloaded before any work (load shedding)",
+            labels=["endpoint", "reason"],
+        )
+        for endpoint, by_reason in self.counters.items():
+            for reason, n in by_reason.items():
+                shed.add_metric([endpoint, reason], n)
+        yield shed
+
+
 @blp.route("/metrics")
 class Metrics(MethodView):
     @scraper_only
@@ -292,4 +310,5 @@ class Metrics(MethodView):
         registry = CollectorRegistry()
         counters = metrics.webhook_counters(services().redis)
         registry.register(_FiguresCollector(current_figures(), counters))
+        registry.register(_ShedCollector(metrics.shed_counters(services().redis)))
         return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")

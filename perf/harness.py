@@ -1,8 +1,9 @@
 """What every benchmark shares: an isolated stack, an open-loop load, percentiles.
 
 The stack is the one `make run` starts (gunicorn gthread ingress, a Celery
-worker, SecantusDB), on a fresh database, Redis DB 13 and a queue namespace
-of its own, so a benchmark never touches dev data. Loopback only.
+worker, SecantusDB), on a fresh database, Redis DB 13 (flushed; a REDIS_URL
+override gives another) and a queue namespace of its own, so a benchmark
+never touches dev data. Loopback only.
 
 Its callers are its own too: a customer and an operator created in its
 database, and a generated admin token. `stack.customer`, `stack.operator` and
@@ -50,6 +51,9 @@ from tools.processes import (
     wait_for_worker,
 )
 
+# BENCH_REDIS_DB: engineers benchmarking side by side on one Redis need a
+# database each (each stack flushes its own at start).
+BENCH_REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('BENCH_REDIS_DB', '13')}"
 BODY = {"origin": "DEL", "destination": "BLR", "pieces": 5, "weight_kg": 125.5}
 TRANSITION = {"location": "Airport", "notes": "Departed"}  # the spec's load-test body
 
@@ -153,7 +157,7 @@ def create_callers(db) -> dict[str, str]:
 def isolated_stack(
     *,
     pool: str = "prefork",
-    concurrency: int = 8,
+    concurrency: int | None = None,
     queue_list: tuple[str, ...] = queues.ALL_QUEUES,
     **overrides: Any,
 ) -> Iterator[Stack]:
@@ -168,14 +172,16 @@ def isolated_stack(
     limits = {name: 1_000_000 for name in RATE_LIMITS}
     # Never the environment's admin token: the stack's callers are its own.
     overrides.setdefault("ADMIN_TOKEN", secrets.token_urlsafe(24))
+    # Flushed at the start. A benchmark run beside another one on this machine
+    # needs a database of its own: the AWB claims of two stacks would collide.
+    overrides.setdefault("REDIS_URL", BENCH_REDIS_URL)
     settings = load_settings(
         os.environ,
         MONGODB_URI=uri,
-        REDIS_URL="redis://127.0.0.1:6379/13",
         QUEUE_NAMESPACE=f"bench-{uuid.uuid4().hex[:6]}",
         LOG_LEVEL="WARNING",
         WORKER_POOL=pool,
-        WORKER_CONCURRENCY=concurrency,
+        **({} if concurrency is None else {"WORKER_CONCURRENCY": concurrency}),
         **{**limits, **overrides},
     )
     svc = connect_services(settings)

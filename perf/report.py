@@ -448,38 +448,45 @@ def _burst_errors(burst: dict[str, Any]) -> int:
 
 
 def burst_goal_row(burst: dict[str, Any]) -> dict[str, Any]:
-    """perf.bench_burst against issue 12's goals: accept p95 < 50 ms (from the due
-    time), 0 errors of any kind (503s included), every job finished."""
+    """perf.bench_burst against issue 22's goals at 10x the spec's peak: accept p95
+    from the due time within the spec's targets (creates < 200 ms, updates
+    < 100 ms), 0 errors of any kind (503s included), every job finished within
+    5 s of the load's end, at most 4.5 ms of CPU per job end to end."""
     p95 = burst["accept_from_due_ms"]["p95"]
     kinds = burst["kinds"]
     jobs = burst["jobs"]
     failed = jobs["states"].get("failed", 0)
     errors = _burst_errors(burst)
-    drained = "not drained" if burst["drain_s"] is None else f"drained {burst['drain_s']:.0f} s"
+    drain = burst["drain_s"]
+    drained = "not drained" if drain is None else f"drained {drain:.0f} s"
+    cpu = burst.get("stack_cpu_ms_per_job")  # the stack's processes (not "other")
     spec = [
         at_most(kinds[kind]["accept_from_due_ms"]["p95"], limit)
         for kind, limit in (("create", 200), ("update", 100))
         if kinds.get(kind, {}).get("accept_from_due_ms")
     ]
+    finished = not (jobs["unfinished"] or failed)
     return {
         "figure": f"burst: {offered_text(burst)} open loop for {burst['seconds']:g} s, then "
-        "until drained (bench_burst): accept p95 from the due time, errors, jobs finished",
+        "until drained (bench_burst): accept p95 from the due time, errors, jobs finished, "
+        "CPU per job",
         "spec": "200 / 100 ms",
-        "goal": "< 50 ms, 0 errors, every job finished",
+        "goal": "200 / 100 ms, 0 errors, drained within 5 s, <= 4.5 CPU ms per job",
         "measured": f"{_ms(p95)} ms (send -> answer {_ms(burst['accept_ms']['p95'])} ms); "
         f"{burst['unavailable']} 503s, {burst['other_errors']} other errors; "
         f"{jobs['accepted'] - jobs['unfinished'] - failed} of {jobs['accepted']} jobs "
-        f"succeeded, {drained} after the load",
+        f"succeeded, {drained} after the load; {_ms(cpu)} CPU ms per job",
         "vs_spec": both(*spec) if spec else "not measured",
         "vs_goal": both(
-            below(p95, 50),
+            *(spec or ["not measured"]),
             "met" if not errors else f"missed: {errors} errors",
             "met"
-            if not (jobs["unfinished"] or failed)
-            else f"missed: {jobs['unfinished']} unfinished, {failed} failed",
+            if finished and drain is not None and drain <= 5
+            else f"missed: {jobs['unfinished']} unfinished, {failed} failed, {drained}",
+            "not measured" if cpu is None else at_most(cpu, 4.5),
         ),
         "short": f"burst accept p95 at {offered_text(burst)}",
-        "ratio": _ratio(p95, 50),
+        "ratio": _ratio(p95, 200),
     }
 
 
@@ -625,18 +632,31 @@ def plot_burst(figures: dict[str, Any], path: Path) -> bool:
     sent_t = [row["t"] + 0.5 for row in seconds]  # a second's figures at its middle
     for key, style in (("p50_ms", "-"), ("p95_ms", "--"), ("max_ms", ":")):
         values = [math.nan if row[key] is None else row[key] for row in seconds]
-        ax_latency.plot(sent_t, values, style, label=key.removesuffix("_ms"))
+        ax_latency.plot(sent_t, values, style, label=f"{key.removesuffix('_ms')}, 202")
+    if any(row.get("unavailable") for row in seconds):
+        answered = [
+            math.nan if row.get("answer_p95_ms") is None else row["answer_p95_ms"]
+            for row in seconds
+        ]
+        ax_latency.plot(sent_t, answered, "-.", label="p95, 202 and 503")
     lag = [row["max_lag_ms"] or math.nan for row in seconds]
     ax_latency.plot(sent_t, lag, color="grey", alpha=0.6, label="client's max lag")
-    ax_latency.axhline(50, color="tab:red", linewidth=0.8, label="goal p95 50 ms")
+    if figures.get("sustainable"):  # graceful overload: every answer within 50 ms
+        ax_latency.axhline(50, color="tab:red", linewidth=0.8, label="goal p95 50 ms")
+    else:  # 10x: the spec's targets
+        ax_latency.axhline(200, color="tab:red", linewidth=0.8, label="creates p95 200 ms")
+        ax_latency.axhline(100, color="tab:orange", linewidth=0.8, label="updates p95 100 ms")
     ax_latency.set_yscale("log")
     ax_latency.set_ylabel("ms")
-    ax_latency.set_title("accept latency, per second of sending", fontsize=9, loc="left")
+    ax_latency.set_title("answer latency, per second of sending", fontsize=9, loc="left")
     ax_latency.legend(fontsize=7, loc="lower right")  # the drain, right, has no requests
     ax_rate.plot(sent_t, [row["accepted"] for row in seconds], label="accepted (202)")
     errors = [row["unavailable"] + row["other_errors"] for row in seconds]
     if any(errors):
         ax_rate.plot(sent_t, [row["unavailable"] for row in seconds], label="503")
+        shed = [row.get("shed", 0) for row in seconds]
+        if any(shed):
+            ax_rate.plot(sent_t, shed, ":", label="of which shed (overloaded)")
         ax_rate.plot(sent_t, [row["other_errors"] for row in seconds], label="other errors")
     finished = series.get("finished_per_second") or []
     ax_rate.plot([i + 0.5 for i in range(len(finished))], finished, label="jobs finished")
@@ -658,6 +678,8 @@ def plot_burst(figures: dict[str, Any], path: Path) -> bool:
         transform=ax_depth.get_xaxis_transform(),
     )
     load = f"{offered_text(figures)} for {figures['seconds']:g} s"
+    if figures.get("sustainable"):
+        load += f" (twice a sustainable {figures['sustainable']:g} jobs/s)"
     fig.suptitle(f"burst: {load}, then the drain", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -468,7 +468,7 @@ def test_dockerfile_runs_gunicorn_as_non_root():
     for part in (
         "gunicorn",
         "--bind 0.0.0.0:5000",
-        "--worker-class gthread",
+        "--worker-class ingress.serving.StampingThreadWorker",
         "${WEB_WORKERS",
         "${WEB_THREADS",
         "'ingress:create_app()'",

@@ -166,7 +166,8 @@ def wait_for_worker(
 def start_ingress(
     settings: Settings, log_path: Path, *, app_target: str = "ingress:create_app()"
 ) -> tuple[subprocess.Popen, str]:
-    """gunicorn with gthread workers, as `make run` starts it; returns (process, base URL).
+    """gunicorn with gthread workers (ingress.serving), as `make run` starts it;
+    returns (process, base URL).
     `app_target` serves another app with the same flags (perf/bench_accept.py's floor)."""
     port = free_port()
     proc = subprocess.Popen(
@@ -175,7 +176,7 @@ def start_ingress(
             "--bind",
             f"127.0.0.1:{port}",
             "--worker-class",
-            "gthread",
+            "ingress.serving.StampingThreadWorker",  # gthread, stamping each request's wait
             "--workers",
             str(settings.WEB_WORKERS),
             "--threads",

@@ -70,8 +70,9 @@ def programs(settings: Settings, var: Path) -> dict[str, list[str]]:
     return {
         "web": [
             *(str(BIN / "gunicorn"), "--bind", f"{settings.BIND_HOST}:{settings.PORT}"),
-            *("--worker-class", "gthread", "--workers", str(settings.WEB_WORKERS)),
-            *("--threads", str(settings.WEB_THREADS), "--timeout", "30"),
+            *("--worker-class", "ingress.serving.StampingThreadWorker"),
+            *("--workers", str(settings.WEB_WORKERS), "--threads", str(settings.WEB_THREADS)),
+            *("--timeout", "30"),
             *("--graceful-timeout", "10", "ingress:create_app()"),
         ],
         "worker": [

@@ -140,3 +140,13 @@ def test_webhook_settings_default_to_public_https_and_certifi():
 def test_bad_webhook_settings_fail_at_start(env, message):
     with pytest.raises(SettingsError, match=message):
         load_settings(env)
+
+
+def test_the_overload_limits_must_be_ordered_and_the_target_below_the_interval():
+    with pytest.raises(SettingsError, match="OVERLOAD_MIN_LIMIT <= OVERLOAD_INITIAL_LIMIT"):
+        load_settings({"OVERLOAD_MIN_LIMIT": "8", "OVERLOAD_INITIAL_LIMIT": "4"})
+    with pytest.raises(SettingsError, match="OVERLOAD_MIN_LIMIT <= OVERLOAD_INITIAL_LIMIT"):
+        load_settings({"OVERLOAD_INITIAL_LIMIT": "40", "OVERLOAD_MAX_LIMIT": "32"})
+    with pytest.raises(SettingsError, match="OVERLOAD_QUEUE_TARGET_MS must stay below"):
+        load_settings({"OVERLOAD_QUEUE_TARGET_MS": "100", "OVERLOAD_QUEUE_INTERVAL_MS": "100"})
+    assert not load_settings({"OVERLOAD_SHEDDING": "false"}).OVERLOAD_SHEDDING
