@@ -62,7 +62,7 @@ lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-webhooks bench-versus ## Every benchmark, one after the other
+bench: bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-webhooks bench-versus bench-idle ## Every benchmark, one after the other
 
 bench-create: venv ## Booking creation: accept/end-to-end latency, throughput vs a no-op task
 	$(PY) -m tools.stack ensure-services
@@ -79,6 +79,10 @@ bench-bulk: venv ## A 1000-booking and a 500-update batch end to end (items/s)
 bench-flights: venv ## 100,000-flight import vs insert_many; route search uncached and cached
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_flights $(BENCH_ARGS)
+
+bench-idle: venv ## make run's whole stack at rest with 100,000 flights: RSS, CPU, warms, route hit rate
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m perf.bench_idle $(BENCH_ARGS)
 
 bench-auth: venv ## API key lookup: ingress CPU per request with a cached key vs none
 	$(PY) -m tools.stack ensure-services
@@ -135,4 +139,4 @@ panels: venv ## The Grafana dashboard's panels as PNGs from a make perf run (RUN
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-overload bench-versus bench-webhooks perf ledger ledger-repair panels clean
+.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-overload bench-versus bench-webhooks bench-idle perf ledger ledger-repair panels clean

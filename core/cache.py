@@ -244,6 +244,17 @@ return 1
 """
 _MEMBERS_PER_SCRIPT = 500  # one EVALSHA's ARGV stays small
 
+# Sets the score of member ARGV[2k-1] to ARGV[2k] (a time) unless it holds a
+# later one, then keeps the ARGV[1] latest members of the sorted set KEYS[1].
+_TOUCH_BOUNDED = """
+local capacity = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], 'GT', ARGV[i + 1], ARGV[i])
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -capacity - 1)
+return 1
+"""
+
 
 class _Tally:
     """Counts not yet added to Redis: counters (INCRBY) and bounded sorted sets."""
@@ -251,6 +262,7 @@ class _Tally:
     def __init__(self) -> None:
         self.counters: Counter[str] = Counter()
         self.members: dict[tuple[str, int], Counter[str]] = {}
+        self.touched: dict[tuple[str, int], dict[str, float]] = {}
 
 
 class Cache:
@@ -260,6 +272,7 @@ class Cache:
         self.redis = client
         self._set_if_not_older = client.register_script(_SET_IF_NOT_OLDER)
         self._count_bounded = client.register_script(_COUNT_BOUNDED)
+        self._touch_bounded = client.register_script(_TOUCH_BOUNDED)
         self._drop_keeping_fences = client.register_script(_DROP_KEEPING_FENCES)
         self._tally = _Tally()
         self._tally_lock = threading.Lock()
@@ -280,7 +293,7 @@ class Cache:
     def _write_counts(self) -> None:
         with self._tally_lock:
             tally, self._tally = self._tally, _Tally()
-        if not tally.counters and not tally.members:
+        if not tally.counters and not tally.members and not tally.touched:
             return
         pipe = self.redis.pipeline(transaction=False)
         for key, n in tally.counters.items():
@@ -292,6 +305,13 @@ class Cache:
                 for member, n in items[i : i + _MEMBERS_PER_SCRIPT]:
                     args += (member, n)
                 self._count_bounded(keys=[sorted_set], args=args, client=pipe)
+        for (sorted_set, capacity), times in tally.touched.items():
+            items = list(times.items())
+            for i in range(0, len(items), _MEMBERS_PER_SCRIPT):
+                args = [capacity]
+                for member, at in items[i : i + _MEMBERS_PER_SCRIPT]:
+                    args += (member, repr(at))
+                self._touch_bounded(keys=[sorted_set], args=args, client=pipe)
         try:
             pipe.execute()
         except REDIS_ERRORS as exc:
@@ -446,6 +466,24 @@ class Cache:
             members = self._counted().members
             members.setdefault((sorted_set, capacity), Counter())[member] += 1
 
+    def touch(self, sorted_set: str, member: str, at: float, *, capacity: int) -> None:
+        """Record that `member` was seen at `at` (epoch seconds), keeping the
+        `capacity` members seen last (added to Redis with the next flush)."""
+        with self._tally_lock:
+            touched = self._counted().touched.setdefault((sorted_set, capacity), {})
+            touched[member] = max(at, touched.get(member, at))
+
+    def seen_since(self, sorted_set: str, since: float, n: int) -> list[str]:
+        """The `n` members seen last, those seen at `since` or later (touch)."""
+        if n <= 0:
+            return []
+        self.flush_counts()
+        try:
+            return self.redis.zrevrangebyscore(sorted_set, "+inf", since, start=0, num=n)
+        except REDIS_ERRORS as exc:
+            log.warning("counter read skipped: %s", exc)
+            return []
+
     def top(self, sorted_set: str, n: int) -> list[str]:
         if n <= 0:
             return []
@@ -497,6 +535,59 @@ class Cache:
             if batch:
                 dropped += self._drop_keeping_fences(keys=batch)
         return dropped
+
+    def generations(self, *names: str) -> tuple[int, ...] | None:
+        """The current value of each generation (one MGET); None if Redis failed."""
+        try:
+            return tuple(int(value or 0) for value in self.redis.mget(names))
+        except REDIS_ERRORS as exc:
+            log.warning("cache generations unknown: %s", exc)
+            return None
+
+    # -- records of what cached entries were computed from (a hash) --------------------
+
+    def records(self, name: str, keys: list[str]) -> dict[str, str | None]:
+        """The record of each of `keys` in hash `name` (None: no record)."""
+        if not keys:
+            return {}
+        try:
+            return dict(zip(keys, self.redis.hmget(name, keys), strict=True))
+        except REDIS_ERRORS as exc:
+            log.warning("cache records unread: %s", exc)
+            return dict.fromkeys(keys)
+
+    def set_records(self, name: str, records: dict[str, str]) -> None:
+        """Hash `name` holds `records` and nothing else (written only if it differs
+        in size or in a record: a warm that found everything current writes nothing)."""
+        try:
+            if not records:
+                self.redis.delete(name)
+                return
+            if self.redis.hlen(name) == len(records) and self.redis.hmget(
+                name, list(records)
+            ) == list(records.values()):
+                return
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.delete(name)
+            if records:
+                pipe.hset(name, mapping=records)
+            pipe.execute()
+        except REDIS_ERRORS as exc:
+            log.warning("cache records not written: %s", exc)
+
+    def extend(self, keys: list[str], ttl: int) -> list[str]:
+        """Give each of `keys` still in Redis `ttl` seconds again; those it had."""
+        found = []
+        try:
+            for i in range(0, len(keys), 500):
+                batch = keys[i : i + 500]
+                pipe = self.redis.pipeline(transaction=False)
+                for key in batch:
+                    pipe.expire(key, ttl)
+                found += [key for key, had in zip(batch, pipe.execute(), strict=True) if had]
+        except REDIS_ERRORS as exc:
+            log.warning("cache TTLs not extended: %s", exc)
+        return found
 
     def generation(self, name: str) -> int:
         try:

@@ -9,6 +9,13 @@ What a skip costs: a cached entry that Redis still holds may outlive the write
 until its TTL (CACHE_TTL_BOOKINGS, CACHE_TTL_BOOKING_PAGES, the flight and
 route TTLs). A Redis that could not be reached serves no stale reads meanwhile,
 and one restarted without persistence holds none.
+
+The route answers beat keeps warm (core.routes.warm_routes) are computed again
+only when one of two generations moved: the routes one (an import) or the
+bookings one, which every write that moves a flight's space bumps (a booking
+written, bulk bookings, space given back by an abandoned create). An answer
+whose generations stay put only gets its TTL again, so a bump Redis skipped
+leaves it behind by up to WARM_REFRESH_S plus its TTL, not its TTL alone.
 """
 
 from __future__ import annotations
@@ -37,7 +44,15 @@ def booking_written(cache: Cache, booking: dict[str, Any], ttl: int) -> None:
 
 
 def bookings_written(cache: Cache) -> None:
-    """Bookings were created: every cached list page is stale."""
+    """Bookings were created: every cached list page, and every warmed route
+    answer (their flights' space), is stale."""
+    _bump(cache, caches.BOOKING_PAGES_GENERATION)
+
+
+def space_changed(cache: Cache) -> None:
+    """Flights' booked space moved without a booking written (space given back):
+    the route answers beat keeps warm are stale. They follow the bookings
+    generation, so the list pages are filled again too (rare: a give-back)."""
     _bump(cache, caches.BOOKING_PAGES_GENERATION)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import json
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -208,6 +209,9 @@ SEARCHES = "stats:route_searches"  # sorted set "A-B" -> searches (not a cache k
 # always kept, so the few the warmer reads are the truly popular ones, while a
 # flood of one-off pairs only churns the tail. ~1000 x 60 bytes of Redis.
 SEARCHES_KEPT = 1000
+# Sorted set "A-B" -> when it was last searched (epoch seconds): the warmer's
+# "searched lately". Bounded the same way, by the latest.
+SEARCHED_AT = "stats:route_searched_at"
 
 
 # -- the answer, as bytes ----------------------------------------------------------
@@ -284,7 +288,9 @@ def cached_search(
     weight and volume.
     """
     if count_search:
-        cache.count(SEARCHES, f"{origin}-{destination}", capacity=SEARCHES_KEPT)
+        route = f"{origin}-{destination}"
+        cache.count(SEARCHES, route, capacity=SEARCHES_KEPT)
+        cache.touch(SEARCHED_AT, route, time.time(), capacity=SEARCHES_KEPT)
     weight_g = None if weight_kg is None else grams(weight_kg)
     volume_cm3 = None if volume_m3 is None else cubic_centimetres(volume_m3)
     key = caches.route_key(origin, destination, day, weight_g, volume_cm3)
@@ -341,6 +347,15 @@ def popular_routes(cache: Cache, configured: str, top: int) -> list[tuple[str, s
     """POPULAR_ROUTES from settings, then the most searched routes."""
     pairs = [p.strip().upper() for p in configured.split(",") if p.strip()]
     pairs += cache.top(SEARCHES, top)
+    return _routes(pairs)
+
+
+def searched_lately(cache: Cache, since: float, n: int) -> list[tuple[str, str]]:
+    """The `n` routes searched last, those searched at `since` (epoch s) or later."""
+    return _routes(cache.seen_since(SEARCHED_AT, since, n))
+
+
+def _routes(pairs: Iterable[str]) -> list[tuple[str, str]]:
     seen: dict[tuple[str, str], None] = {}
     for pair in pairs:
         origin, _, destination = pair.partition("-")
@@ -350,6 +365,12 @@ def popular_routes(cache: Cache, configured: str, top: int) -> list[tuple[str, s
 
 
 WARM_DAYS = 2  # today and tomorrow (UTC)
+WRITE_BATCH = 100  # answers held before they are written (~60 KB each unencoded)
+
+# What each warmed answer was computed from, by its key: "<routes generation>|
+# <bookings generation>|<epoch s computed>". Not under routes: so that
+# Cache.clear, which drops the answers, leaves it (it only ever describes them).
+WARMED = "cache:warmed:routes"
 
 
 class DepartureBoard:
@@ -364,18 +385,61 @@ class DepartureBoard:
         return self.legs[low : bisect.bisect_left(self.departures, end, lo=low)]
 
 
-def legs_by_origin(db: Database, start: datetime, end: datetime) -> dict[str, list[dict[str, Any]]]:
-    """Every flight departing in [start, end), by origin: one indexed range query
-    per airport. (`distinct` scans on the embedded server, 1 s at 100,000
-    flights; mongod walks the index.)"""
-    found = {}
-    for airport in sorted(db.flights.distinct("origin")):
-        legs = list(
-            db.flights.find({"origin": airport, "departure_ts": {"$gte": start, "$lt": end}})
-        )
-        if legs:
-            found[airport] = legs
-    return found
+def _board(db: Database, field: str, airport: str, start: datetime, end: datetime):
+    """`airport`'s flights (as `field`: origin or destination) departing in
+    [start, end): one indexed range query."""
+    legs = list(db.flights.find({field: airport, "departure_ts": {"$gte": start, "$lt": end}}))
+    legs.sort(key=lambda leg: leg["departure_ts"])
+    return DepartureBoard(legs)
+
+
+def _compute(
+    db: Database,
+    cache: Cache,
+    wanted: list[tuple[str, str, date]],
+    today: date,
+    generation: int,
+    *,
+    min_connection_minutes: int,
+    ttl: int,
+) -> int:
+    """Compute and store the answers of `wanted` (origin, destination, day),
+    destination by destination: each destination's arrivals are read, used and
+    dropped, so only the origins' departures (two days) are held throughout.
+    Returns how many legs were read."""
+    start = _day_start(today)
+    connection = timedelta(minutes=min_connection_minutes)
+    by_destination: dict[str, list[tuple[str, str, date]]] = defaultdict(list)
+    for route in wanted:
+        by_destination[route[1]].append(route)
+    origins: dict[str, DepartureBoard] = {}
+    legs_read, batch = 0, {}
+    for destination, arriving in by_destination.items():
+        arrivals = _board(db, "destination", destination, start, start + timedelta(WARM_DAYS + 1))
+        legs_read += len(arrivals.legs)
+        for origin, _, day in arriving:
+            if origin not in origins:
+                origins[origin] = _board(db, "origin", origin, start, start + timedelta(WARM_DAYS))
+                legs_read += len(origins[origin].legs)
+            day_start = _day_start(day)
+            firsts = origins[origin].between(day_start, day_start + timedelta(days=1))
+            result = join_legs(
+                origin,
+                destination,
+                day,
+                connection,
+                direct=firsts,
+                firsts=firsts,
+                seconds=arrivals.between(day_start, day_start + timedelta(days=2)),
+            )
+            batch[caches.route_key(origin, destination, day)] = route_answer(
+                origin, destination, day, result
+            )
+            if len(batch) >= WRITE_BATCH:
+                cache.set_answers(batch, ttl, generation)
+                batch = {}
+    cache.set_answers(batch, ttl, generation)
+    return legs_read
 
 
 def warm_routes(
@@ -386,66 +450,62 @@ def warm_routes(
     today: date,
     min_connection_minutes: int,
     ttl: int,
-    max_routes: int = 0,
+    refresh_s: float,
+    now: float,
 ) -> dict[str, Any]:
-    """Cache today's and tomorrow's results for `routes`, then for the schedule's
-    other routes (every origin with departures to every airport served) until
-    `max_routes` are warm.
+    """Keep today's and tomorrow's answers for `routes` cached: compute those
+    whose inputs changed, and only extend the others' TTL.
 
-    The legs are read once, over the three days a search for today or tomorrow
-    can touch, and each route is joined in memory: a whole network of 30
-    airports (870 routes x 2 days) costs ~1 s of database time this way, where
-    a search per route would cost ~50 s (measured at 100,000 flights).
+    An answer computed by an earlier warm is current while neither the routes
+    generation (a flight import, a capacity change) nor the bookings
+    generation (every write of a booking, which moves flights' space: see
+    core.invalidation) moved since, and it is younger than `refresh_s`, the
+    bound on the lag of a change that no generation recorded (a bump lost to
+    a Redis error). Such an answer still in Redis gets `ttl` again; every
+    other one (changed, too old, expired, filled by a search, new) is computed.
 
-    Answers show the legs' available space: `ttl` should be capped by
+    Computed answers are joined in memory from legs read once per airport (a
+    query per origin and per destination of the routes to compute: see
+    _compute), and written WRITE_BATCH at a time. `ttl` should be capped by
     core.cache.space_ttl, as a search's is.
     """
-    # Read before the legs: values computed from legs that an import replaces
-    # meanwhile are stored under the old generation, and read as misses.
-    generation = cache.generation(caches.ROUTES_GENERATION)
-    start = _day_start(today)
-    by_origin = legs_by_origin(db, start, start + timedelta(days=WARM_DAYS + 1))
-    by_destination: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for legs in by_origin.values():
-        for leg in legs:
-            by_destination[leg["destination"]].append(leg)
-    for legs in (*by_origin.values(), *by_destination.values()):
-        legs.sort(key=lambda leg: leg["departure_ts"])
-    origins = {airport: DepartureBoard(legs) for airport, legs in by_origin.items()}
-    destinations = {airport: DepartureBoard(legs) for airport, legs in by_destination.items()}
-    empty = DepartureBoard([])
-    wanted = dict.fromkeys(routes)
-    for origin in by_origin:
-        for destination in sorted(by_destination):
-            if len(wanted) >= max_routes:
-                break
-            if origin != destination:
-                wanted.setdefault((origin, destination))
-    connection = timedelta(minutes=min_connection_minutes)
-    values = {}
-    for origin, destination in wanted:
-        for day in (today + timedelta(days=i) for i in range(WARM_DAYS)):
-            start = _day_start(day)
-            firsts = origins.get(origin, empty).between(start, start + timedelta(days=1))
-            result = join_legs(
-                origin,
-                destination,
-                day,
-                connection,
-                direct=firsts,
-                firsts=firsts,
-                seconds=destinations.get(destination, empty).between(
-                    start, start + timedelta(days=2)
-                ),
-            )
-            values[caches.route_key(origin, destination, day)] = route_answer(
-                origin, destination, day, result
-            )
-    cache.set_answers(values, ttl, generation)
+    # Read before the legs: values computed from legs that a write changes
+    # meanwhile carry the generations from before it, and are computed again.
+    inputs = cache.generations(caches.ROUTES_GENERATION, caches.BOOKING_PAGES_GENERATION)
+    if inputs is None:
+        return {"routes": len(routes), "keys": 0, "computed": 0, "legs_read": 0}
+    generation, bookings = inputs
+    days = [today + timedelta(days=i) for i in range(WARM_DAYS)]
+    keys = {
+        caches.route_key(origin, destination, day): (origin, destination, day)
+        for origin, destination in routes
+        for day in days
+    }
+    current = f"{generation}|{bookings}|"
+    records = cache.records(WARMED, list(keys))
+    unchanged = [
+        key
+        for key, record in records.items()
+        if record and record.startswith(current) and now - float(record[len(current) :]) < refresh_s
+    ]
+    kept = set(cache.extend(unchanged, ttl))
+    todo = [key for key in keys if key not in kept]
+    legs_read = _compute(
+        db,
+        cache,
+        [keys[key] for key in todo],
+        today,
+        generation,
+        min_connection_minutes=min_connection_minutes,
+        ttl=ttl,
+    )
+    computed = {key: f"{current}{now:.0f}" for key in todo}
+    cache.set_records(WARMED, {**{k: records[k] for k in kept}, **computed})
     return {
-        "routes": len(wanted),
-        "keys": len(values),
-        "legs_read": sum(len(legs) for legs in by_origin.values()),
+        "routes": len(routes),
+        "keys": len(keys),
+        "computed": len(todo),
+        "legs_read": legs_read,
     }
 
 

@@ -162,15 +162,22 @@ class Settings:
     DEFAULT_FLIGHT_CAPACITY_KG: float = _setting(20_000.0, check=lambda v: v >= 0.001)  # >= 1 g
     # Inside the route answers' TTL, min(CACHE_TTL_ROUTES, CACHE_TTL_BOOKINGS):
     # they show flights' available space, which may lag by CACHE_TTL_BOOKINGS
-    # at most (core.cache.space_ttl). A run costs ~1 s of database time.
+    # at most (core.cache.space_ttl). A run computes only the answers whose
+    # inputs changed (core.routes.warm_routes); the others get their TTL again.
     CACHE_WARM_INTERVAL: int = _setting(50, check=_positive)
     # Comma-separated ORIGIN-DESTINATION pairs always kept warm.
     POPULAR_ROUTES: str = _setting("DEL-BLR,NYC-LAX,BOM-DEL,DEL-BOM,BLR-DEL,LHR-JFK")
     WARM_TOP_ROUTES: int = _setting(20, check=_non_negative)
     # Routes warmed per run: POPULAR_ROUTES, the WARM_TOP_ROUTES most searched,
-    # then the schedule's other routes up to this many (a 30-airport network
-    # is 870 routes; warming it all reads each day's flights once, ~1 s).
+    # then up to this many searched in the last WARM_RECENT_S seconds.
     WARM_MAX_ROUTES: int = _setting(1000, check=_non_negative)
+    WARM_RECENT_S: int = _setting(3600, check=_positive)
+    # A warmed answer no generation says changed is computed again after this
+    # long anyway: the bound on the lag of a change whose bump Redis lost. An
+    # hour: a route answer is advice (a booking's space is decided again under
+    # its flight's lock), and recomputing every warmed answer each 5 minutes
+    # kept an idle stack at ~9 % of a core against ~4 % (perf.bench_idle).
+    WARM_REFRESH_S: int = _setting(3600, check=_positive)
     DEMO_FLIGHTS: int = _setting(20000, check=_non_negative)
     # Seconds between beat's audits of every flight's cargo space (core.ledger):
     # a read of the reservations, the bookings that fly and the flights that
@@ -270,6 +277,11 @@ class Settings:
     # the work clients are waiting on.
     BACKGROUND_CONCURRENCY: int = _setting(2, check=_positive)
     BACKGROUND_NICE: int = _setting(10, check=lambda v: 0 <= v <= 19)
+    # A background or webhook pool process whose peak RSS passed this is
+    # replaced after its task (Celery's --max-memory-per-child): a bulk import
+    # or a big warm leaves its peak behind in the process (CPython keeps its
+    # arenas), where a fresh fork starts from the parent's ~70 MB.
+    BACKGROUND_MAX_MEMORY_MB: int = _setting(120, check=lambda v: v >= 80)
     # Webhooks (core.deliveries): the webhooks worker's processes (at the
     # background group's priority), each sending WEBHOOK_CONCURRENCY attempts
     # at once on threads of its own (a receiver's answer is a wait, not work);
@@ -392,6 +404,11 @@ def _check_together(settings: Settings) -> None:
         raise SettingsError(
             "CACHE_WARM_INTERVAL must stay below CACHE_TTL_ROUTES and CACHE_TTL_BOOKINGS"
             " (warmed route answers would expire before the next warm)"
+        )
+    if settings.WARM_REFRESH_S < settings.CACHE_WARM_INTERVAL:
+        raise SettingsError(
+            "WARM_REFRESH_S must be at least CACHE_WARM_INTERVAL (every warm would"
+            " compute every answer again)"
         )
     if settings.REDIS_POOL_SIZE <= settings.WEB_THREADS:
         raise SettingsError(

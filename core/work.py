@@ -78,6 +78,7 @@ def transition_bookings(svc: Services, todo: list[Job]) -> list[Outcome]:
 def abandon_creates(svc: Services, ended: list[Job]) -> None:
     """Create jobs ending failed on a give-up or a bug: their space goes back."""
     group_commit.abandon_creates(svc.db, svc.locks, [_request(job) for job in ended])
+    invalidation.space_changed(svc.cache)
 
 
 def _request(job: Job) -> dict[str, Any]:
@@ -145,6 +146,7 @@ def abandon_bulk_bookings(svc: Services, job: Job) -> None:
     """A bulk create job ending failed on a give-up or a bug: its items' space goes back."""
     request = jobs.job_request(job["payload"])
     bulk.abandon_bookings(svc.db, svc.locks, request["bookings"], job_id=job["_id"])
+    invalidation.space_changed(svc.cache)
 
 
 def update_statuses(svc: Services, job: Job) -> dict[str, Any]:
@@ -185,16 +187,23 @@ def warm_routes_on_schedule(svc: Services) -> dict[str, Any] | None:
 
 
 def warm_popular_routes(svc: Services) -> dict[str, Any]:
-    """Cache the popular routes' searches for the days clients ask about most."""
+    """Keep the searches clients make cached for the days they ask about most:
+    the configured and most searched routes, and those searched lately."""
     settings = svc.settings
+    now = time.time()
+    wanted = routes.popular_routes(svc.cache, settings.POPULAR_ROUTES, settings.WARM_TOP_ROUTES)
+    lately = routes.searched_lately(
+        svc.cache, now - settings.WARM_RECENT_S, settings.WARM_MAX_ROUTES
+    )
     return routes.warm_routes(
         svc.db,
         svc.cache,
-        routes.popular_routes(svc.cache, settings.POPULAR_ROUTES, settings.WARM_TOP_ROUTES),
+        list(dict.fromkeys([*wanted, *lately])),
         today=utcnow().date(),
         min_connection_minutes=settings.MIN_CONNECTION_MINUTES,
         ttl=routes.search_ttl(settings),
-        max_routes=settings.WARM_MAX_ROUTES,
+        refresh_s=settings.WARM_REFRESH_S,
+        now=now,
     )
 
 

@@ -1153,8 +1153,8 @@ def render(summary: dict, out: Path) -> str:
             f"{100 * zipf.get('mass_of_top_52', 0):.0f} %, the top 200 "
             f"{100 * zipf.get('mass_of_top_200', 0):.0f} %. Before each scenario that "
             "searches, POST /api/admin/cache/warm warms today and tomorrow of "
-            "POPULAR_ROUTES, the most searched routes, then the schedule's other routes "
-            "up to WARM_MAX_ROUTES (what beat does every CACHE_WARM_INTERVAL; the warm "
+            "POPULAR_ROUTES, the most searched routes and those searched lately, up to "
+            "WARM_MAX_ROUTES (what beat does every CACHE_WARM_INTERVAL; the warm "
             "column gives its keys and time); a pair left out is a miss on its first "
             "search, then cached for CACHE_TTL_ROUTES.",
             "",

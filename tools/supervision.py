@@ -66,6 +66,7 @@ def programs(settings: Settings, var: Path) -> dict[str, list[str]]:
     celery = [str(BIN / "celery"), "-A", "workers.main"]
     worker = [*celery, "worker", "-E", "--pool", settings.WORKER_POOL]
     alone = ["--without-mingle", "--without-gossip"]
+    recycled = ["--max-memory-per-child", str(settings.BACKGROUND_MAX_MEMORY_MB * 1024)]  # KiB
     return {
         "web": [
             *(str(BIN / "gunicorn"), "--bind", f"{settings.BIND_HOST}:{settings.PORT}"),
@@ -81,13 +82,13 @@ def programs(settings: Settings, var: Path) -> dict[str, list[str]]:
         "background": [
             *(sys.executable, "-m", "tools.priority", str(settings.BACKGROUND_NICE)),
             *(*worker, "-Q", queue_list(settings, queues.BACKGROUND)),
-            *("--concurrency", str(settings.BACKGROUND_CONCURRENCY)),
+            *("--concurrency", str(settings.BACKGROUND_CONCURRENCY), *recycled),
             *("--prefetch-multiplier", str(BACKGROUND_PREFETCH), *alone, "-n", "background@%h"),
         ],
         "webhooks": [
             *(sys.executable, "-m", "tools.priority", str(settings.BACKGROUND_NICE)),
             *(*worker, "-Q", queue_list(settings, queues.OUTGOING)),
-            *("--concurrency", str(settings.WEBHOOK_PROCESSES)),
+            *("--concurrency", str(settings.WEBHOOK_PROCESSES), *recycled),
             *("--prefetch-multiplier", str(BACKGROUND_PREFETCH), *alone, "-n", "webhooks@%h"),
         ],
         "beat": [*celery, "beat", "--schedule", str(var / "celerybeat-schedule")],

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import awb, coalesce, jobs, queues, work
+from core import awb, coalesce, jobs, queues, routes, work
 from core import cache as caches
 from core.clock import utcnow
 from core.errors import NotReady
@@ -105,3 +107,46 @@ def test_beat_skips_its_warm_while_a_warm_job_holds_the_claim(services):
     finally:
         coalesce.release(services.redis, warm, "a-job")
     assert isinstance(work.warm_routes_on_schedule(services), dict)
+
+
+def test_warming_warms_the_routes_searched_lately_and_no_others(services):
+    """Beat's warm: the routes searched in the last WARM_RECENT_S (the configured
+    and most searched ones aside), not the whole network."""
+    quiet = replace(
+        services, settings=replace(services.settings, POPULAR_ROUTES="", WARM_TOP_ROUTES=0)
+    )
+    services.redis.delete(routes.SEARCHED_AT, routes.SEARCHES, routes.WARMED)
+    today = utcnow().date()
+    routes.answer_search(
+        services.db,
+        services.cache,
+        services.settings,
+        origin="KSA",
+        destination="KSB",
+        day=today,
+        limit=10,
+    )
+    long_ago = time.time() - 2 * services.settings.WARM_RECENT_S
+    services.cache.touch(routes.SEARCHED_AT, "KSC-KSD", long_ago, capacity=10)
+    services.redis.delete(caches.route_key("KSA", "KSB", today))
+    services.cache.flush_counts()  # as the ingress does every FLUSH_INTERVAL_S
+    warmed = work.warm_popular_routes(quiet)
+    assert warmed["routes"] == 1 and warmed["computed"] == 2
+    assert services.redis.exists(caches.route_key("KSA", "KSB", today))
+    assert services.redis.exists(caches.route_key("KSA", "KSB", today + timedelta(days=1)))
+    assert not services.redis.exists(caches.route_key("KSC", "KSD", today))
+
+
+def test_space_given_back_by_an_abandoned_create_makes_warmed_routes_stale(services):
+    """A give-back moves flights' space without a booking written: the warmer's
+    change marker (the bookings generation) must move too."""
+    job = {
+        "_id": new_job_id(),
+        "payload": {
+            "request": {"origin": "KWA", "destination": "KWB", "pieces": 1, "weight_kg": 5.0},
+            "ref_id": new_ref_id(),
+        },
+    }
+    before = services.cache.generation(caches.BOOKING_PAGES_GENERATION)
+    work.abandon_creates(services, [job])
+    assert services.cache.generation(caches.BOOKING_PAGES_GENERATION) > before

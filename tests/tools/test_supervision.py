@@ -82,6 +82,15 @@ def test_the_background_worker_runs_at_its_priority_on_the_background_queues():
     assert sorted(everything) == sorted(queues.ALL_QUEUES)
 
 
+def test_background_and_webhook_pool_processes_are_replaced_past_their_memory_bound():
+    """A day of warms and imports must not leave a pool process holding its peak."""
+    stack = supervision.programs(load_settings({}, BACKGROUND_MAX_MEMORY_MB=100), Path("var"))
+    for name in ("background", "webhooks"):
+        command = stack[name]
+        assert command[command.index("--max-memory-per-child") + 1] == str(100 * 1024), name
+    assert "--max-memory-per-child" not in stack["worker"]
+
+
 # -- the event listeners ----------------------------------------------------------------
 
 
