@@ -1,15 +1,17 @@
 """The capacity model: how many processes and cores a load needs, from
 measured costs.
 
-Every figure here was measured by `make perf` (perf/results/20261129T180645Z,
-on the reference machine: 2 cores; this project's CI machines are ~1.6x slower
-per request), as CPU ms per operation of each process group, from the first
-request to the last job finished (perf/profiling.py):
+Every figure here was measured by `make bench-burst` one kind of job at a
+time (`--creates 100 --updates 0` and `--creates 0 --updates 200`, 20 s each,
+2026-12-05, every process of the stack on this project's 2-core machine), as
+CPU ms per operation of each process group, from the first request to the
+last job finished (perf/profiling.py):
 
-- a create accepted and booked (bench_burst: groups of up to 32 per write);
-- a transition accepted and applied (bench_transitions at 300/s, saturated);
+- a create accepted and booked (groups of up to 32 per write, 50 ms wait);
+- a transition (a depart) accepted and applied;
 - a route search answered from the cache (bench_reads) and uncached
-  (bench_flights; its join ran in the benchmark's process, here the ingress).
+  (bench_flights; its join ran in the benchmark's process, here the ingress):
+  from `make perf` (perf/results/20261129T180645Z).
 
 The embedded MongoDB wire server (SecantusDB) is the "mongodb" column: a real
 mongod costs less per operation, so its figures are an upper bound there.
@@ -26,13 +28,13 @@ GROUPS = ("ingress", "worker", "mongodb", "rabbitmq", "redis")
 
 # CPU ms per operation, by process group.
 COST_MS: dict[str, dict[str, float]] = {
-    "create": {"ingress": 2.55, "worker": 1.16, "mongodb": 2.86, "rabbitmq": 0.51, "redis": 0.26},
+    "create": {"ingress": 3.21, "worker": 1.67, "mongodb": 2.10, "rabbitmq": 0.77, "redis": 0.29},
     "transition": {
-        "ingress": 3.29,
-        "worker": 1.17,
-        "mongodb": 3.63,
-        "rabbitmq": 0.65,
-        "redis": 0.31,
+        "ingress": 3.42,
+        "worker": 1.10,
+        "mongodb": 5.02,
+        "rabbitmq": 0.70,
+        "redis": 0.37,
     },
     "search_cached": {"ingress": 0.77, "redis": 0.05},
     "search_uncached": {"ingress": 8.4, "mongodb": 21.0},
