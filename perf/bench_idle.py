@@ -56,8 +56,8 @@ from core.services import connect_services
 from core.settings import load_settings
 from perf.harness import RATE_LIMITS, command_line, publish
 from tools import supervision
-from tools.processes import free_port
-from tools.stack import ROOT, wait_for_port
+from tools.processes import free_port, start_make_run
+from tools.stack import wait_for_port
 
 STACK_GOAL_MB = 700.0
 WORKER_GOAL_MB = 150.0
@@ -80,14 +80,7 @@ class MakeRun:
     def __init__(self, env: dict[str, str], var: Path):
         self.env, self.var = env, var
         self.output = var.parent / "make-run.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.stack", "run", "--var-dir", str(var)],
-            env=env,
-            cwd=ROOT,
-            stdout=open(self.output, "a"),  # noqa: SIM115 (the child keeps it)
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.proc = start_make_run(env, var, self.output)
 
     def printed(self) -> str:
         return self.output.read_text(errors="replace")

@@ -70,6 +70,19 @@ def start_secantus(
     return proc, f"mongodb://127.0.0.1:{port}/radiantgo?retryWrites=false&journal=true"
 
 
+def start_make_run(env: dict[str, str], var: Path, output: Path) -> subprocess.Popen:
+    """`make run`'s supervised stack (tools.stack run) on `var`, its output
+    appended to `output`, in a session of its own (stopped as a group)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tools.stack", "run", "--var-dir", str(var)],
+        env=env,
+        cwd=ROOT,
+        stdout=_log(output),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 def start_worker(
     settings: Settings,
     log_path: Path,

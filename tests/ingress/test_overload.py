@@ -122,22 +122,7 @@ def test_writes_are_shed_while_the_workers_are_behind_and_reads_are_served(
 ):
     stack = isolated_stack("backlog", OVERLOAD_SHEDDING=True, OVERLOAD_BACKLOG_TARGET_S=1.0)
     client = stack.client()
-    # No worker: 30 creates wait in the bookings queue ...
-    for _ in range(30):
-        assert (
-            client.post("/api/bookings", json=booking_body(), headers=CUSTOMER).status_code == 202
-        )
-    # ... and the workers took at most 10 off it in a second lately: a 3 s backlog.
-    name = queues.queue_name(queues.BOOKINGS, stack.settings.QUEUE_NAMESPACE)
-    metrics.record_tasks(
-        services.redis,
-        queues.CREATE_BOOKING,
-        wait_ms=[],
-        run_ms=1.0,
-        count=10,
-        queue=name,
-        now=time.time() - 1,
-    )
+    three_seconds_behind(client, stack, services)
     deadline = time.monotonic() + 10  # the sampler looks once a second
     while True:
         r = client.post("/api/bookings", json=booking_body(), headers=CUSTOMER)
@@ -157,20 +142,7 @@ def test_a_burst_after_a_quiet_spell_is_not_shed_as_a_backlog(isolated_stack, se
     stack = isolated_stack("burst", OVERLOAD_SHEDDING=True, OVERLOAD_BACKLOG_TARGET_S=5.0)
     app = stack.app()
     client = app.test_client()
-    for _ in range(30):
-        assert (
-            client.post("/api/bookings", json=booking_body(), headers=CUSTOMER).status_code == 202
-        )
-    name = queues.queue_name(queues.BOOKINGS, stack.settings.QUEUE_NAMESPACE)
-    metrics.record_tasks(
-        services.redis,
-        queues.CREATE_BOOKING,
-        wait_ms=[],
-        run_ms=1.0,
-        count=10,
-        queue=name,
-        now=time.time() - 1,
-    )
+    three_seconds_behind(client, stack, services)
     gate = app.extensions["overload_guard"].backlog
     deadline = time.monotonic() + 10  # the sampler looks once a second
     while gate.backlog_s == 0:
@@ -179,3 +151,21 @@ def test_a_burst_after_a_quiet_spell_is_not_shed_as_a_backlog(isolated_stack, se
     assert 3.0 <= gate.backlog_s < 5.0  # 30 (or the few more posted meanwhile) at 10/s
     r = client.post("/api/bookings", json=booking_body(), headers=CUSTOMER)
     assert r.status_code == 202, r.get_data(True)
+
+
+def three_seconds_behind(client, stack, services) -> None:
+    """No worker: 30 creates wait in the bookings queue, and the workers took
+    at most 10 off it in a second lately (recorded): a 3 s backlog."""
+    for _ in range(30):
+        assert (
+            client.post("/api/bookings", json=booking_body(), headers=CUSTOMER).status_code == 202
+        )
+    metrics.record_tasks(
+        services.redis,
+        queues.CREATE_BOOKING,
+        wait_ms=[],
+        run_ms=1.0,
+        count=10,
+        queue=queues.queue_name(queues.BOOKINGS, stack.settings.QUEUE_NAMESPACE),
+        now=time.time() - 1,
+    )

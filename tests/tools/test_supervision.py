@@ -12,7 +12,6 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +26,8 @@ from redis.retry import Retry
 from core import metrics
 from core.settings import Settings, load_settings
 from tests.conftest import ADMIN, ADMIN_TOKEN, booking_body
-from tools import ROOT, supervision
-from tools.processes import delete_queues, free_port
+from tools import supervision
+from tools.processes import delete_queues, free_port, start_make_run
 from tools.supervisor_events import Echo, RestartCounter
 
 # -- the configuration ------------------------------------------------------------------
@@ -215,14 +214,7 @@ class MakeRun:
         return f"http://127.0.0.1:{self.settings.PORT}"
 
     def start(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tools.stack", "run", "--var-dir", str(self.var)],
-            env=env,
-            cwd=ROOT,
-            stdout=open(self.output, "a"),  # noqa: SIM115 (the child keeps it)
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.proc = start_make_run(env, self.var, self.output)
 
     def printed(self) -> str:
         return self.output.read_text(errors="replace")
