@@ -113,8 +113,9 @@ bench-versus: venv ## RadiantGo against a synchronous FastAPI + PostgreSQL servi
 	$(PY) -m perf.bench_versus $(BENCH_ARGS)
 
 # Jobs/s this machine sustains with every process of make run (1 create to 3
-# updates): bench-burst's "jobs finished/s" once its queues grow.
-SUSTAINABLE ?= 160
+# updates): bench-burst's "jobs finished/s" once its queues grow (215 on the
+# 2-core machine, 2026-12-05).
+SUSTAINABLE ?= 215
 bench-overload: venv ## Graceful overload: 60 s at twice SUSTAINABLE jobs/s (503 overloaded past capacity), then until drained
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.bench_burst --overload $(SUSTAINABLE) $(BENCH_ARGS)
