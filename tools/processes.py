@@ -22,6 +22,7 @@ from typing import Any
 from celeryconfig import BACKGROUND_PREFETCH
 from core import health, queues
 from core.settings import Settings
+from ingress.serving import WORKER_CLASS
 from tools.stack import ROOT, settings_env, wait_for_port
 
 BIN = Path(sys.executable).parent
@@ -189,7 +190,7 @@ def start_ingress(
             "--bind",
             f"127.0.0.1:{port}",
             "--worker-class",
-            "ingress.serving.StampingThreadWorker",  # gthread, stamping each request's wait
+            WORKER_CLASS,  # gthread, stamping each request's wait
             "--workers",
             str(settings.WEB_WORKERS),
             "--threads",

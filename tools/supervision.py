@@ -37,6 +37,7 @@ from pathlib import Path
 from celeryconfig import BACKGROUND_PREFETCH
 from core import queues
 from core.settings import Settings
+from ingress.serving import WORKER_CLASS
 from tools import ROOT
 
 BIN = Path(sys.executable).parent
@@ -70,7 +71,7 @@ def programs(settings: Settings, var: Path) -> dict[str, list[str]]:
     return {
         "web": [
             *(str(BIN / "gunicorn"), "--bind", f"{settings.BIND_HOST}:{settings.PORT}"),
-            *("--worker-class", "ingress.serving.StampingThreadWorker"),
+            *("--worker-class", WORKER_CLASS),
             *("--workers", str(settings.WEB_WORKERS), "--threads", str(settings.WEB_THREADS)),
             *("--timeout", "30"),
             *("--graceful-timeout", "10", "ingress:create_app()"),
