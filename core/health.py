@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pymongo
@@ -15,7 +15,8 @@ from pymongo.database import Database
 
 from core import metrics
 from core.errors import REDIS_ERRORS
-from core.services import Services
+from core.services import Services, connect_redis
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,10 @@ HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 WORKER_HEARTBEATS = "workers:heartbeats"
 WORKER_HEARTBEAT_INTERVAL = 5.0
 WORKER_ALIVE_WINDOW = 15.0
+# A lock master's probe gives up after this long (at most REDIS_TIMEOUT_S): a
+# PING takes well under a millisecond, and masters that hang are probed one
+# after another within a round.
+LOCK_PROBE_TIMEOUT_S = 0.5
 
 
 def probe(name: str, check: Callable[[], Any]) -> dict[str, Any]:
@@ -42,6 +47,32 @@ def probe(name: str, check: Callable[[], Any]) -> dict[str, Any]:
     if detail:
         log.debug("health probe %s: %s", name, detail)
     return {"status": HEALTHY, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def probe_nodes(name: str, checks: Sequence[Callable[[], Any]], *, quorum: int) -> dict[str, Any]:
+    """Probe each node of a service apart: healthy when all answer, degraded
+    while at least `quorum` of them do, unhealthy below that.
+
+    One node: probe() alone. Several: the slowest answering node's latency
+    (null when none answered) and how many answered, as `nodes_up` of
+    `nodes` (counts only: which node is down goes to the log).
+    """
+    if len(checks) == 1:
+        return probe(name, checks[0])
+    results = [probe(f"{name} node {n}", check) for n, check in enumerate(checks, 1)]
+    latencies = [r["latency_ms"] for r in results if r["status"] == HEALTHY]
+    if len(latencies) == len(results):
+        status = HEALTHY
+    elif len(latencies) >= quorum:
+        status = DEGRADED
+    else:
+        status = UNHEALTHY
+    return {
+        "status": status,
+        "latency_ms": max(latencies, default=None),
+        "nodes_up": len(latencies),
+        "nodes": len(results),
+    }
 
 
 class ProbeCache:
@@ -158,6 +189,16 @@ def ping_redis(client: redis.Redis) -> Callable[[], None]:
     return lambda: client.ping() and None
 
 
+def connect_lock_probes(settings: Settings) -> list[redis.Redis]:
+    """Clients of the lock masters for their probes, made as the locks' own
+    (core.services) but with LOCK_PROBE_TIMEOUT_S; none when LOCK_REDIS_URLS
+    is unset (the locks are then on REDIS_URL, which has its own probe)."""
+    if not settings.LOCK_REDIS_URLS:
+        return []
+    timeout_s = min(settings.REDIS_TIMEOUT_S, LOCK_PROBE_TIMEOUT_S)
+    return [connect_redis(settings, url, timeout_s=timeout_s) for url in settings.lock_redis_urls]
+
+
 def record_worker_heartbeat(client: redis.Redis, worker: str, now: float) -> None:
     pipe = client.pipeline()
     pipe.zadd(WORKER_HEARTBEATS, {worker: now})
@@ -182,7 +223,9 @@ def count_workers(client: redis.Redis) -> Callable[[], str]:
 
 
 def overall_status(services: dict[str, dict[str, Any]], critical: tuple[str, ...]) -> str:
-    if any(services[name]["status"] != HEALTHY for name in critical):
+    # A critical service is one whose every node is down: while one broker of
+    # a cluster answers, clients fail over to it, and requests are accepted.
+    if any(services[name]["status"] == UNHEALTHY for name in critical):
         return UNHEALTHY
     if any(s["status"] != HEALTHY for s in services.values()):
         return DEGRADED
@@ -190,18 +233,34 @@ def overall_status(services: dict[str, dict[str, Any]], critical: tuple[str, ...
 
 
 # Without MongoDB nothing can be read or recorded; without RabbitMQ nothing
-# can be accepted. Redis or the workers being down only degrades service.
+# can be accepted. Redis or the workers being down only degrades service, and
+# so do the lock masters (`locks`) with fewer than a quorum answering: no lock
+# can be taken then, but requests are still accepted and reads served; the
+# jobs that need a lock (creates, transitions) retry until a quorum is back.
 CRITICAL = ("mongodb", "rabbitmq")
 
 
-def check_services(svc: Services, ping_broker: BrokerPing) -> tuple[dict, int]:
-    """One round of probes: the /health body and its status code."""
+def check_services(
+    svc: Services,
+    ping_brokers: Sequence[Callable[[], Any]],
+    lock_masters: Sequence[redis.Redis] = (),
+) -> tuple[dict, int]:
+    """One round of probes: the /health body and its status code.
+
+    `ping_brokers`: a BrokerPing per RabbitMQ node (settings.broker_urls).
+    `lock_masters`: connect_lock_probes(); with none, no `locks` entry.
+    """
     checks = {
         "mongodb": probe("mongodb", ping_mongo(svc.db)),
         "redis": probe("redis", ping_redis(svc.redis)),
-        "rabbitmq": probe("rabbitmq", ping_broker),
+        # Some nodes answering is enough: clients fail over to them.
+        "rabbitmq": probe_nodes("rabbitmq", ping_brokers, quorum=1),
         "workers": probe("workers", count_workers(svc.redis)),
     }
+    if lock_masters:
+        pings = [ping_redis(master) for master in lock_masters]
+        # Redlock's quorum (core.locks): locks are taken while a majority answers.
+        checks["locks"] = probe_nodes("locks", pings, quorum=len(pings) // 2 + 1)
     status = overall_status(checks, CRITICAL)
     body = {"status": status, "services": checks}
     if checks["redis"]["status"] == HEALTHY:

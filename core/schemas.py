@@ -1078,8 +1078,33 @@ class JobSchema(Schema):
 
 
 class ServiceHealthSchema(Schema):
-    status = fields.String(validate=validate.OneOf(("healthy", "unhealthy")))
-    latency_ms = fields.Float(allow_none=True)
+    """One service's probe (core.health). Services of several nodes (a RabbitMQ
+    cluster, the lock masters) probe each node and count those that answered."""
+
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(("healthy", "degraded", "unhealthy")),
+        metadata={
+            "description": "degraded: a service of several nodes with some of them down"
+            " (RabbitMQ: at least one answers; the lock masters: a majority answers)"
+        },
+    )
+    latency_ms = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The probe's round trip; of several nodes, the slowest answering"
+            " one's. Null when none answered."
+        },
+    )
+    nodes_up = fields.Integer(
+        validate=validate.Range(min=0),
+        metadata={"description": "Services of several nodes only: the nodes that answered"},
+    )
+    nodes = fields.Integer(
+        validate=validate.Range(min=2),
+        metadata={"description": "Services of several nodes only: the nodes probed"},
+    )
 
 
 class HealthMetricsSchema(Schema):
@@ -1091,7 +1116,14 @@ class HealthMetricsSchema(Schema):
 
 class HealthSchema(Schema):
     status = fields.String(validate=validate.OneOf(("healthy", "degraded", "unhealthy")))
-    services = fields.Dict(keys=fields.String(), values=fields.Nested(ServiceHealthSchema))
+    services = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(ServiceHealthSchema),
+        metadata={
+            "description": "mongodb, redis, rabbitmq and workers; locks (the lock masters)"
+            " when LOCK_REDIS_URLS is set"
+        },
+    )
     metrics = fields.Nested(HealthMetricsSchema)
 
 

@@ -19,14 +19,18 @@ from core.locks import LockManager
 from core.settings import Settings
 
 
-def connect_redis(settings: Settings, url: str | None = None) -> redis.Redis:
-    """A client of REDIS_URL, or of `url` with the same pool and timeouts."""
+def connect_redis(
+    settings: Settings, url: str | None = None, *, timeout_s: float | None = None
+) -> redis.Redis:
+    """A client of REDIS_URL, or of `url` with the same pool and timeouts
+    (REDIS_TIMEOUT_S, or `timeout_s`)."""
+    timeout_s = timeout_s or settings.REDIS_TIMEOUT_S
     return redis.Redis.from_url(
         url or settings.REDIS_URL,
         decode_responses=True,
         max_connections=settings.REDIS_POOL_SIZE,
-        socket_timeout=settings.REDIS_TIMEOUT_S,
-        socket_connect_timeout=settings.REDIS_TIMEOUT_S,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
         health_check_interval=30,
     )
 

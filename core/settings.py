@@ -48,6 +48,9 @@ class Settings:
         "mongodb://127.0.0.1:27018/radiantgo?retryWrites=false&journal=true"
     )
     REDIS_URL: str = _setting("redis://127.0.0.1:6379/0")
+    # One broker, or the nodes of a cluster separated by ';' (kombu's failover
+    # list, which Celery takes as it is): clients connect to the first that
+    # answers. Read the list as `broker_urls`.
     RABBITMQ_URL: str = _setting("amqp://guest:guest@127.0.0.1:5672//")
     DB_POOL_SIZE: int = _setting(50, check=_positive)
     DB_POOL_MIN: int = _setting(10, check=_non_negative)
@@ -314,6 +317,11 @@ class Settings:
             return (self.REDIS_URL,)
         return tuple(url.strip() for url in self.LOCK_REDIS_URLS.split(","))
 
+    @property
+    def broker_urls(self) -> tuple[str, ...]:
+        """The RabbitMQ nodes' URLs: RABBITMQ_URL split at ';'."""
+        return tuple(url.strip() for url in self.RABBITMQ_URL.split(";"))
+
 
 def env_name(f: Field) -> str:
     """The environment variable setting `f` is read from."""
@@ -325,13 +333,13 @@ def as_environ(settings: Settings) -> dict[str, str]:
     return {env_name(f): str(getattr(settings, f.name)) for f in fields(Settings)}
 
 
-def _is_redis_url(url: str) -> bool:
+def _is_url(url: str, schemes: tuple[str, ...]) -> bool:
     parsed = urlparse(url)
     try:
         port = parsed.port  # ValueError for one that is not a number, or out of range
     except ValueError:
         return False
-    return parsed.scheme in ("redis", "rediss") and bool(parsed.hostname) and port != 0
+    return parsed.scheme in schemes and bool(parsed.hostname) and port != 0
 
 
 def _convert(name: str, kind: type, raw: str) -> Any:
@@ -398,8 +406,17 @@ def _check_together(settings: Settings) -> None:
             "MAX_WAITERS must stay below WEB_THREADS (waiters would take every thread)"
         )
     for url in settings.lock_redis_urls if settings.LOCK_REDIS_URLS else ():
-        if not _is_redis_url(url):
+        if not _is_url(url, ("redis", "rediss")):
             raise SettingsError(f"LOCK_REDIS_URLS: {url!r} is not a redis:// URL")
+    for url in settings.broker_urls:
+        # Checked here: kombu takes a failover list with a bad node's URL in it
+        # (no host, a port that is no number, another scheme) and fails on it
+        # only when it fails over to that node, in the middle of an outage.
+        if not _is_url(url, ("amqp", "amqps")):
+            raise SettingsError(
+                f"RABBITMQ_URL: {url!r} is not an amqp:// or amqps:// URL"
+                " (several brokers are separated by ';')"
+            )
     if min(settings.CACHE_TTL_ROUTES, settings.CACHE_TTL_BOOKINGS) <= settings.CACHE_WARM_INTERVAL:
         raise SettingsError(
             "CACHE_WARM_INTERVAL must stay below CACHE_TTL_ROUTES and CACHE_TTL_BOOKINGS"

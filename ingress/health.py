@@ -23,36 +23,47 @@ log = logging.getLogger(__name__)
 blp = Blueprint("health", __name__, url_prefix="/health", description="Service health")
 # How long one round of probes answers /health (seconds).
 PROBE_TTL_S = 1.0
-# app.extensions keys: the cached probe rounds and the broker probe.
-PROBES, BROKER_PING = "health_probes", "health_broker_ping"
+# app.extensions keys: the cached probe rounds, the broker probes (one per
+# RabbitMQ node) and the lock masters' probe clients.
+PROBES, BROKER_PINGS, LOCK_PROBES = "health_probes", "health_broker_pings", "health_lock_probes"
 
 
 @blp.record_once
 def _install_probes(state) -> None:
-    """Per app (so per process): a broker connection for the probe, opened on first
-    use (after gunicorn forks), and the cache of probe rounds."""
+    """Per app (so per process): a broker connection per node for the probes,
+    opened on first use (after gunicorn forks), the lock masters' probe clients
+    (which connect on first use too), and the cache of probe rounds."""
     app = state.app
     svc, celery = app.extensions["radiantgo"], app.extensions["celery"]
     timeout = svc.settings.BROKER_TIMEOUT_S
-    ping_broker = health.BrokerPing(
-        # No heartbeats (nobody would send them between probes); socket
-        # timeouts bound a round trip to a broker that stopped answering.
-        lambda: celery.connection_for_write(
-            heartbeat=0, transport_options={"read_timeout": timeout, "write_timeout": timeout}
-        ),
-        timeout_s=timeout,
+
+    def connect(url: str):
+        # That node alone: a URL without alternates never fails over to
+        # another. No heartbeats (nobody would send them between probes);
+        # socket timeouts bound a round trip to a broker that stopped answering.
+        return lambda: celery.connection_for_write(
+            url, heartbeat=0, transport_options={"read_timeout": timeout, "write_timeout": timeout}
+        )
+
+    ping_brokers = tuple(
+        health.BrokerPing(connect(url), timeout_s=timeout) for url in svc.settings.broker_urls
     )
-    app.extensions[BROKER_PING] = ping_broker
+    lock_probes = health.connect_lock_probes(svc.settings)
+    app.extensions[BROKER_PINGS], app.extensions[LOCK_PROBES] = ping_brokers, lock_probes
     app.extensions[PROBES] = health.ProbeCache(
-        functools.partial(health.check_services, svc, ping_broker), ttl=PROBE_TTL_S
+        functools.partial(health.check_services, svc, ping_brokers, lock_probes), ttl=PROBE_TTL_S
     )
 
 
 @blp.route("")
 class Health(MethodView):
     @blp.alt_response(200, schema=HealthSchema, success=True, description="Healthy or degraded")
-    @blp.alt_response(503, schema=HealthSchema, description="MongoDB or RabbitMQ is down")
+    @blp.alt_response(503, schema=HealthSchema, description="MongoDB or all RabbitMQ nodes down")
     def get(self):
         """Status and latency of MongoDB, Redis, RabbitMQ and the workers (probed at most
-        once a second per process)."""
+        once a second per process).
+
+        With LOCK_REDIS_URLS set, of the lock masters too (`locks`). A service of
+        several nodes (a RabbitMQ cluster, the lock masters) says how many answered:
+        degraded while some do (the lock masters: a majority), unhealthy below."""
         return current_app.extensions[PROBES].get()

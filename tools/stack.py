@@ -82,9 +82,13 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
-def ensure_service(name: str, url: str, default_port: int, start_timeout: float) -> None:
+def address(url: str, default_port: int) -> tuple[str, int]:
     parsed = urlparse(url)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or default_port
+    return parsed.hostname or "127.0.0.1", parsed.port or default_port
+
+
+def ensure_service(name: str, url: str, default_port: int, start_timeout: float) -> None:
+    host, port = address(url, default_port)
     if reachable(host, port):
         return
     package = PACKAGES[name]
@@ -109,9 +113,26 @@ def ensure_service(name: str, url: str, default_port: int, start_timeout: float)
     )
 
 
+def ensure_brokers(urls: tuple[str, ...]) -> None:
+    """One broker: as ensure_service. A cluster's nodes: one answering is
+    enough (clients fail over to it); they are never started here, a node is
+    not a `rabbitmq-server -detached` of the machine's own (make cluster)."""
+    if len(urls) == 1:
+        ensure_service("RabbitMQ", urls[0], 5672, 120)
+        return
+    nodes = [address(url, 5672) for url in urls]
+    if any(reachable(host, port) for host, port in nodes):
+        return
+    raise click.ClickException(
+        f"None of the {len(nodes)} RabbitMQ nodes in RABBITMQ_URL is reachable"
+        f" ({', '.join(f'{host}:{port}' for host, port in nodes)}).\n"
+        "  Start the cluster (make cluster), or point RABBITMQ_URL at running brokers."
+    )
+
+
 def ensure_services(settings: Settings) -> None:
     ensure_service("Redis", settings.REDIS_URL, 6379, 15)
-    ensure_service("RabbitMQ", settings.RABBITMQ_URL, 5672, 120)
+    ensure_brokers(settings.broker_urls)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -232,6 +253,9 @@ def ensure_bounded_queues(settings: Settings) -> None:
     from celeryconfig import celery_config, retry_queues
 
     with Connection(settings.RABBITMQ_URL, connect_timeout=settings.BROKER_TIMEOUT_S) as conn:
+        # Each node once, in RABBITMQ_URL's order (kombu moves to the next after
+        # a failed try); conn.channel() alone would give up after two.
+        conn.ensure_connection(max_retries=len(settings.broker_urls) - 1, interval_start=0)
         for queue in [*celery_config(settings)["task_queues"], *retry_queues(settings)]:
             try:
                 queue.bind(conn.channel()).declare()

@@ -34,6 +34,11 @@ def test_environment_values_are_typed():
         ({"LOCK_REDIS_URLS": "redis://a:1,http://b"}, "LOCK_REDIS_URLS: 'http://b' is not a redis"),
         ({"LOCK_REDIS_URLS": "redis://a:1,"}, "LOCK_REDIS_URLS: '' is not a redis"),
         ({"LOCK_REDIS_URLS": "redis://a:port"}, "LOCK_REDIS_URLS: 'redis://a:port' is not"),
+        ({"RABBITMQ_URL": "redis://a:1"}, "RABBITMQ_URL: 'redis://a:1' is not an amqp"),
+        ({"RABBITMQ_URL": "amqp://a:1//;http://b//"}, "RABBITMQ_URL: 'http://b//' is not an"),
+        ({"RABBITMQ_URL": "amqp://a:1//;"}, "RABBITMQ_URL: '' is not an amqp"),
+        ({"RABBITMQ_URL": "amqp://a:1//;amqp://b:port//"}, "RABBITMQ_URL: 'amqp://b:port//'"),
+        ({"RABBITMQ_URL": "amqp://a:1//;amqp:///x"}, "RABBITMQ_URL: 'amqp:///x' is not"),
         ({"AWB_PREFIX": "20"}, "AWB_PREFIX='20' is out of range"),
         ({"AWB_PREFIX": "0a0"}, "AWB_PREFIX='0a0' is out of range"),
         ({"AWB_PREFIX": "\u0660\u0662\u0660"}, "AWB_PREFIX="),  # Arabic-Indic digits
@@ -49,6 +54,12 @@ def test_lock_masters_default_to_redis_url_alone():
     assert load_settings({"REDIS_URL": "redis://r:6379/1"}).lock_redis_urls == ("redis://r:6379/1",)
     three = load_settings({"LOCK_REDIS_URLS": "redis://a:6379/0, redis://b:6379/0,rediss://c/0"})
     assert three.lock_redis_urls == ("redis://a:6379/0", "redis://b:6379/0", "rediss://c/0")
+
+
+def test_broker_urls_are_rabbitmq_url_split_at_semicolons():
+    assert load_settings({}).broker_urls == ("amqp://guest:guest@127.0.0.1:5672//",)
+    three = load_settings({"RABBITMQ_URL": "amqp://a:5681//; amqps://b:5682/v ;amqp://u:p@c//"})
+    assert three.broker_urls == ("amqp://a:5681//", "amqps://b:5682/v", "amqp://u:p@c//")
 
 
 def test_unknown_override_is_an_error():

@@ -9,9 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from core import awb, jobs
+from core.schemas import HealthSchema
 from core.services import connect_services
 from core.settings import replace
-from ingress.health import BROKER_PING, PROBE_TTL_S, PROBES
+from ingress.health import BROKER_PINGS, PROBE_TTL_S, PROBES
 from tests.conftest import CUSTOMER, booking_body
 from tools.processes import free_port
 
@@ -66,6 +67,81 @@ def test_a_service_down_is_reported(settings, setting, url, service, status, ove
     assert any(f"health probe {service} failed" in reason for reason in reasons), reasons
 
 
+def closed_url(scheme: str) -> tuple[str, int]:
+    port = free_port()
+    return f"{scheme}://127.0.0.1:{port}/" + ("/" if scheme == "amqp" else "0"), port
+
+
+def health_of(app, caplog):
+    with caplog.at_level(logging.WARNING, logger="core.health"):
+        r = app.test_client().get("/health")
+    reasons = [rec.getMessage() for rec in caplog.records if rec.name == "core.health"]
+    assert HealthSchema().validate(r.get_json()) == {}  # what the OpenAPI document says
+    return r, reasons
+
+
+def test_a_broker_cluster_with_a_node_down_is_degraded(settings, worker, caplog):
+    down, port = closed_url("amqp")
+    # The closed node first: its probe must not fail over to the one that answers.
+    app = app_with(settings, RABBITMQ_URL=f"{down};{settings.RABBITMQ_URL}")
+    r, reasons = health_of(app, caplog)
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["status"] == "degraded", body
+    rabbitmq = body["services"]["rabbitmq"]
+    assert rabbitmq["latency_ms"] >= 0
+    assert rabbitmq == {**rabbitmq, "status": "degraded", "nodes_up": 1, "nodes": 2}
+    assert set(rabbitmq) == {"status", "latency_ms", "nodes_up", "nodes"}
+    assert str(port) not in r.get_data(as_text=True)  # counts only; the log names the node
+    assert any("health probe rabbitmq node 1 failed" in reason for reason in reasons), reasons
+    for name in ("mongodb", "redis", "workers"):
+        assert body["services"][name]["status"] == "healthy"
+    assert "locks" not in body["services"]  # LOCK_REDIS_URLS unset: REDIS_URL's probe
+
+
+def test_a_broker_cluster_with_every_node_down_is_unhealthy(settings, caplog):
+    (first, _), (second, _) = closed_url("amqp"), closed_url("amqp")
+    app = app_with(settings, RABBITMQ_URL=f"{first};{second}")
+    r, _ = health_of(app, caplog)
+    assert r.status_code == 503
+    assert r.get_json()["status"] == "unhealthy"
+    assert r.get_json()["services"]["rabbitmq"] == {
+        "status": "unhealthy",
+        "latency_ms": None,
+        "nodes_up": 0,
+        "nodes": 2,
+    }
+
+
+@pytest.mark.parametrize(("up", "status"), [(3, "healthy"), (2, "degraded"), (1, "unhealthy")])
+def test_the_lock_masters_need_a_majority_and_never_make_health_critical(
+    settings, worker, caplog, up, status
+):
+    closed = [closed_url("redis") for _ in range(3 - up)]
+    masters = [settings.REDIS_URL] * up + [url for url, _ in closed]
+    app = app_with(settings, LOCK_REDIS_URLS=",".join(masters))
+    r, reasons = health_of(app, caplog)
+    # Without a quorum no lock is taken, but requests are still accepted and reads served.
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["status"] == ("healthy" if up == 3 else "degraded"), body
+    locks = body["services"]["locks"]
+    assert locks["latency_ms"] >= 0  # of the masters that answered
+    assert locks == {**locks, "status": status, "nodes_up": up, "nodes": 3}
+    for _, port in closed:
+        assert str(port) not in r.get_data(as_text=True)
+    for n in range(up + 1, 4):
+        assert any(f"health probe locks node {n} failed" in reason for reason in reasons)
+
+
+def test_the_document_names_the_node_counts_and_degraded_services(client):
+    document = client.get("/api/openapi.json").get_json()
+    entry = document["components"]["schemas"]["ServiceHealth"]
+    assert entry["properties"]["status"]["enum"] == ["healthy", "degraded", "unhealthy"]
+    assert {"nodes_up", "nodes"} <= set(entry["properties"])
+    assert entry["required"] == ["latency_ms", "status"]  # the counts: several nodes only
+
+
 def test_the_metrics_block_is_totals_only(client):
     body = client.get("/health").get_json()
     assert set(body) == {"status", "services", "metrics"}
@@ -80,7 +156,7 @@ def test_the_metrics_block_is_totals_only(client):
 @pytest.mark.slow(reason="a burst lasting past the one-second probe interval")
 def test_a_burst_of_calls_probes_once_a_second_over_one_broker_connection(settings):
     app = app_with(settings)
-    probes, broker = app.extensions[PROBES], app.extensions[BROKER_PING]
+    probes, (broker,) = app.extensions[PROBES], app.extensions[BROKER_PINGS]
     c = app.test_client()
     started, calls = time.monotonic(), 0
     while time.monotonic() - started < 2.5 * PROBE_TTL_S:
@@ -99,7 +175,7 @@ def test_a_burst_of_calls_probes_once_a_second_over_one_broker_connection(settin
 
 def test_concurrent_calls_share_one_round_of_probes(settings):
     app = app_with(settings)
-    probes, broker = app.extensions[PROBES], app.extensions[BROKER_PING]
+    probes, (broker,) = app.extensions[PROBES], app.extensions[BROKER_PINGS]
     threads = 32
     barrier = threading.Barrier(threads)
 

@@ -165,6 +165,43 @@ def test_make_run_replaces_an_empty_queue_declared_without_its_bound(settings):
         delete_queues(older)
 
 
+def _closed_broker() -> str:
+    return f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+
+
+def test_make_run_needs_one_answering_node_of_a_broker_cluster(settings, monkeypatch):
+    from click import ClickException
+
+    # Whatever happens, this test starts no RabbitMQ of the machine's.
+    monkeypatch.setattr(stack.shutil, "which", lambda name: None)
+    down = [_closed_broker(), _closed_broker()]
+    stack.ensure_services(replace(settings, RABBITMQ_URL=";".join([*down, settings.RABBITMQ_URL])))
+    with pytest.raises(ClickException, match="None of the 2 RabbitMQ nodes in RABBITMQ_URL"):
+        stack.ensure_services(replace(settings, RABBITMQ_URL=";".join(down)))
+
+
+def test_make_run_declares_the_queues_on_the_first_broker_node_that_answers(settings):
+    import uuid
+
+    from kombu import Connection
+
+    from core import queues
+    from tools.processes import delete_queues
+
+    cluster = replace(
+        settings,
+        QUEUE_NAMESPACE=f"cluster-{uuid.uuid4().hex[:6]}",
+        RABBITMQ_URL=";".join([_closed_broker(), _closed_broker(), settings.RABBITMQ_URL]),
+    )
+    try:
+        stack.ensure_bounded_queues(cluster)
+        with Connection(settings.RABBITMQ_URL) as conn:
+            name = queues.queue_name(queues.BOOKINGS, cluster.QUEUE_NAMESPACE)
+            conn.default_channel.queue_declare(name, passive=True)
+    finally:
+        delete_queues(cluster)
+
+
 def test_a_redis_make_run_starts_keeps_accepted_jobs_across_a_crash(
     services, tmp_path, isolated_stack
 ):
