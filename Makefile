@@ -128,6 +128,15 @@ perf: venv ## Locust scenarios + every benchmark, one report in perf/results/<ti
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m perf.run_perf $(PERF_ARGS)
 
+cluster: venv ## The scale-out natively: 3 RabbitMQ nodes (quorum queues), 3 lock masters, 2 ingress groups behind nginx, workers; in the background
+	$(PY) -m tools.cluster start
+
+cluster-stop: venv ## Stop every process of make cluster (its data stays in var/cluster)
+	$(PY) -m tools.cluster stop
+
+cluster-chaos: venv ## Under load at the spec's peak, stop/kill a RabbitMQ node, a lock master, an ingress group: a line per fault and a verdict
+	$(PY) -m tools.chaos $(CHAOS_ARGS)
+
 ledger: venv ## Audit every flight's cargo space against its reservations and bookings (exit 1: drift)
 	$(PY) -m tools.ledger check
 
@@ -140,4 +149,4 @@ panels: venv ## The Grafana dashboard's panels as PNGs from a make perf run (RUN
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-overload bench-versus bench-webhooks bench-idle perf ledger ledger-repair panels clean
+.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-overload bench-versus bench-webhooks bench-idle perf cluster cluster-stop cluster-chaos ledger ledger-repair panels clean

@@ -94,6 +94,9 @@ class BacklogSampler:
     def _depth(self, name: str) -> int:
         if self._conn is None:
             self._conn = self.app.extensions["celery"].connection_for_write()
+            # Each node of a cluster once (kombu's channel() alone tries two).
+            nodes = len(self.app.extensions["radiantgo"].settings.broker_urls)
+            self._conn.ensure_connection(max_retries=nodes - 1, interval_start=0)
         if self._channel is None:
             self._channel = self._conn.channel()
         try:

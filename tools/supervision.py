@@ -62,7 +62,7 @@ def queue_list(settings: Settings, group: tuple[str, ...]) -> str:
     return ",".join(queues.queue_name(q, settings.QUEUE_NAMESPACE) for q in group)
 
 
-def programs(settings: Settings, var: Path) -> dict[str, list[str]]:
+def make_run_programs(settings: Settings, var: Path) -> dict[str, list[str]]:
     """The stack's long-running processes (the GROUP's), by name: their command lines."""
     celery = [str(BIN / "celery"), "-A", "workers.main"]
     worker = [*celery, "worker", "-E", "--pool", settings.WORKER_POOL]
@@ -74,6 +74,8 @@ def programs(settings: Settings, var: Path) -> dict[str, list[str]]:
             *("--worker-class", WORKER_CLASS),
             *("--workers", str(settings.WEB_WORKERS), "--threads", str(settings.WEB_THREADS)),
             *("--timeout", "30"),
+            # gunicorn's control socket is one path per user: a second stack's would clash.
+            "--no-control-socket",
             *("--graceful-timeout", "10", "ingress:create_app()"),
         ],
         "worker": [
@@ -155,18 +157,26 @@ def _listener(var: Path, name: str, events: str, **options: str) -> dict[str, st
 
 
 def render(
-    settings: Settings, var: Path, *, database: bool, password: str, echo: bool = True
+    settings: Settings,
+    var: Path,
+    *,
+    database: bool,
+    password: str,
+    echo: bool = True,
+    programs: dict[str, list[str]] | None = None,
+    daemon: bool = False,
 ) -> str:
     """supervisord's configuration for this stack; `database`: run the embedded one;
     `password`: its control socket's (letters, digits, - and _; the socket is its
     owner's alone anyway, and supervisord warns without one); `echo`: every
-    program's output on supervisord's stderr too.
+    program's output on supervisord's stderr too; `programs`: the GROUP's, if not
+    make run's; `daemon`: supervisord goes into the background (make cluster).
     The environment (settings, secrets) is supervisord's own, which every program inherits."""
-    stack = programs(settings, var)
+    stack = programs if programs is not None else make_run_programs(settings, var)
     socket = {"username": "stack", "password": password}
     sections: dict[str, dict[str, str]] = {
         "supervisord": {
-            "nodaemon": "true",
+            "nodaemon": "false" if daemon else "true",
             "user": str(os.getuid()),  # ourselves: supervisor then does not warn about root
             "identifier": GROUP,
             "logfile": _literal(log_path(var, "supervisord")),

@@ -50,9 +50,9 @@ def test_supervisord_runs_each_program_as_written_and_stops_the_database_after_t
         supervision.render(settings, tmp_path, database=True, password="pw"), tmp_path
     )
     stack = {p.name: p for p in groups[supervision.GROUP].process_configs}
-    assert {name: shlex.split(p.command) for name, p in stack.items()} == supervision.programs(
-        settings, tmp_path
-    )
+    assert {
+        name: shlex.split(p.command) for name, p in stack.items()
+    } == supervision.make_run_programs(settings, tmp_path)
     assert stack["worker"].command.endswith("-n interactive@%h")  # Celery's %h, kept
     (database,) = groups[supervision.DATABASE].process_configs
     assert shlex.split(database.command) == supervision.database_command(settings, tmp_path)
@@ -71,7 +71,7 @@ def test_the_background_worker_runs_at_its_priority_on_the_background_queues():
     from core import queues
 
     settings = load_settings({}, BACKGROUND_NICE=7)
-    stack = supervision.programs(settings, Path("var"))
+    stack = supervision.make_run_programs(settings, Path("var"))
     assert stack["background"][1:4] == ["-m", "tools.priority", "7"]
     assert stack["worker"][stack["worker"].index("-Q") + 1] == "bookings,status"
     assert stack["background"][stack["background"].index("-Q") + 1] == "bulk,maintenance"
@@ -83,7 +83,9 @@ def test_the_background_worker_runs_at_its_priority_on_the_background_queues():
 
 def test_background_and_webhook_pool_processes_are_replaced_past_their_memory_bound():
     """A day of warms and imports must not leave a pool process holding its peak."""
-    stack = supervision.programs(load_settings({}, BACKGROUND_MAX_MEMORY_MB=100), Path("var"))
+    stack = supervision.make_run_programs(
+        load_settings({}, BACKGROUND_MAX_MEMORY_MB=100), Path("var")
+    )
     for name in ("background", "webhooks"):
         command = stack[name]
         assert command[command.index("--max-memory-per-child") + 1] == str(100 * 1024), name
@@ -226,7 +228,7 @@ class MakeRun:
             assert self.proc.poll() is None, f"make run exited:\n{self.printed()[-3000:]}"
             assert time.monotonic() < deadline, f"no summary:\n{self.printed()[-3000:]}"
             time.sleep(0.2)
-        names = [*supervision.programs(self.settings, self.var), supervision.DATABASE]
+        names = [*supervision.make_run_programs(self.settings, self.var), supervision.DATABASE]
         _wait_until(
             lambda: all(self.info(name)["statename"] == "RUNNING" for name in names),
             deadline - time.monotonic(),
