@@ -50,6 +50,10 @@ RETRY_AFTER_MAX_S = 2.0
 RETRY_DEFAULT_S = 0.5
 REQUEST_TIMEOUT_S = 30.0
 SENDERS = 64
+# gunicorn closes a keep-alive connection idle for 2 s: a sender idle longer
+# than this connects anew, or its POST would meet a closed socket (a client
+# artifact, not a refusal).
+IDLE_RECONNECT_S = 1.0
 HEALTH_EVERY_S = 0.5
 SETTLE_S = 5.0  # after a fault is mended, still counted as its time
 GIVE_UP_S = 90.0  # past the load's end, a request still refused is given up
@@ -183,6 +187,7 @@ def offer(
     def sender() -> None:
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=REQUEST_TIMEOUT_S)
         mine = []
+        last_used = time.perf_counter()
         for n in iter(claim.__next__, None):
             if n >= len(plan):
                 break
@@ -194,6 +199,8 @@ def offer(
             if delay > 0:
                 time.sleep(delay)
             while True:
+                if time.perf_counter() - last_used > IDLE_RECONNECT_S:
+                    conn.close()
                 sent = time.perf_counter()
                 wait = RETRY_DEFAULT_S
                 try:
@@ -205,6 +212,7 @@ def offer(
                 except (OSError, http.client.HTTPException) as exc:
                     conn.close()
                     status = type(exc).__name__
+                last_used = time.perf_counter()
                 outcome.attempts += 1
                 outcome.status = status
                 if outcome.attempts == 1:

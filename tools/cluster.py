@@ -358,21 +358,19 @@ def cluster_settings(layout: Layout, environ=None) -> Settings:
     the rest from the environment."""
     environ = dict(os.environ if environ is None else environ)
     defaults = {k: v for k, v in CLUSTER_DEFAULTS.items() if k not in environ}
+    ours = {
+        "RABBITMQ_URL": ";".join(f"amqp://guest:guest@127.0.0.1:{p}//" for p in layout.amqp_ports),
+        "QUEUE_TYPE": "quorum",
+        "LOCK_REDIS_URLS": ",".join(f"redis://127.0.0.1:{p}/0" for p in layout.lock_ports),
+        "REDIS_URL": f"redis://127.0.0.1:6379/{layout.redis_db}",
+        "PORT": layout.ingress_ports[0],
+        "FLOWER_PORT": layout.flower_port,
+        "EMBEDDED_MONGO_PORT": layout.mongo_port,
+        "BIND_HOST": "127.0.0.1",
+        "TRUSTED_PROXIES": "127.0.0.1",
+    }
     try:
-        return load_settings(
-            environ,
-            **defaults,
-            RABBITMQ_URL=";".join(f"amqp://guest:guest@127.0.0.1:{p}//" for p in layout.amqp_ports),
-            QUEUE_TYPE="quorum",
-            LOCK_REDIS_URLS=",".join(f"redis://127.0.0.1:{p}/0" for p in layout.lock_ports),
-            REDIS_URL=f"redis://127.0.0.1:6379/{layout.redis_db}",
-            PORT=layout.ingress_ports[0],
-            FLOWER_PORT=layout.flower_port,
-            EMBEDDED_MONGO_PORT=layout.mongo_port,
-            BIND_HOST="127.0.0.1",
-            TRUSTED_PROXIES="127.0.0.1",
-            **layout.extra,
-        )
+        return load_settings(environ, **{**defaults, **ours, **layout.extra})
     except SettingsError as exc:
         raise ClusterError(f"bad setting: {exc}") from None
 
@@ -501,7 +499,9 @@ def leftovers(layout: Layout) -> list[str]:
         if node_running(layout, i)
     ]
     left += [f"lock master :{p}" for p in layout.lock_ports if stack.reachable("127.0.0.1", p)]
-    ports = [*layout.ingress_ports, layout.nginx_port, layout.flower_port, layout.mongo_port]
+    ports = [*layout.ingress_ports, layout.flower_port, layout.mongo_port]
+    if len(layout.ingress_ports) > 1:
+        ports.append(layout.nginx_port)
     left += [f"port {p}" for p in ports if stack.reachable("127.0.0.1", p)]
     if supervisord_pid(layout):
         left.append("supervisord")
