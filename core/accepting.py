@@ -80,10 +80,9 @@ def accept_job(
     key = submission.idempotency_key
     short = submission.task_name in queues.SHORT_TASKS
     created, record = True, None
-    if key is not None or not short:
-        job, created = jobs.record_job(
-            svc.db, svc.settings, job, idempotency_key=key, fingerprint=submission.fingerprint
-        )
+    durable = key is not None or not short
+    if durable:
+        job, created = _record_held(svc, job, submission)
     if short and created:
         try:
             _check_awb_free(svc, submission)
@@ -91,6 +90,7 @@ def accept_job(
         except AwbTaken:
             if key is not None:  # recorded first, published never: forgotten
                 jobs.discard_job(svc.db, job["_id"], key)
+                _confirmed(svc, job["_id"])
             raise
         if record is None and key is None:  # Redis is out: MongoDB holds it instead
             job, created = jobs.record_job(svc.db, svc.settings, job)
@@ -107,7 +107,47 @@ def accept_job(
         except BaseException:
             _discard(svc, job, record, key)
             raise
+        else:
+            if durable:
+                _confirmed(svc, job["_id"])
     return Accepted(job, created, replayed=not created)
+
+
+def _record_held(
+    svc: Services, job: dict[str, Any], submission: Submission
+) -> tuple[dict[str, Any], bool]:
+    """jobs.record_job, the new job held to be sent again (core.outbox) from
+    before it is recorded until its publish is confirmed: should this process
+    die in between, beat sends it. A replay's earlier job is left as it is."""
+    _hold_until_confirmed(svc, job["_id"])
+    try:
+        recorded, created = jobs.record_job(
+            svc.db,
+            svc.settings,
+            job,
+            idempotency_key=submission.idempotency_key,
+            fingerprint=submission.fingerprint,
+        )
+    except BaseException:
+        _confirmed(svc, job["_id"])
+        raise
+    if not created:
+        _confirmed(svc, job["_id"])
+    return recorded, created
+
+
+def _hold_until_confirmed(svc: Services, job_id: str) -> None:
+    try:
+        outbox.hold(svc.redis, job_id, time.time())
+    except REDIS_ERRORS as exc:  # Redis out: accepted all the same, as before
+        log.warning("job %s not held until its publish is confirmed: %s", job_id, exc)
+
+
+def _confirmed(svc: Services, job_id: str) -> None:
+    try:
+        outbox.confirmed(svc.redis, job_id)
+    except REDIS_ERRORS as exc:  # beat drops it once it has run
+        log.warning("job %s still held as unconfirmed: %s", job_id, exc)
 
 
 def _hold_unconfirmed(svc: Services, job: dict[str, Any], exc: PublishUnconfirmed) -> None:
@@ -190,6 +230,7 @@ def _discard(
             log.warning("queued record not discarded: %s", exc)
     if record is None or key is not None:
         jobs.discard_job(svc.db, job["_id"], key)
+    _confirmed(svc, job["_id"])
 
 
 def _unfinished(svc: Services, job_id: str) -> dict[str, Any] | None:

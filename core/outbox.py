@@ -38,6 +38,11 @@ def hold(client: redis.Redis, job_id: str, now: float) -> None:
     client.zadd(UNCONFIRMED, {job_id: now})
 
 
+def confirmed(client: redis.Redis, job_id: str) -> None:
+    """The job's publish was confirmed (or it was dropped): nothing to send again."""
+    client.zrem(UNCONFIRMED, job_id)
+
+
 def held(client: redis.Redis) -> int:
     return client.zcard(UNCONFIRMED)
 

@@ -103,16 +103,23 @@ class Plan:
 # -- faults ------------------------------------------------------------------------------
 
 
+def leading_node(leaders: dict[str, str]) -> tuple[str, int]:
+    """The node leading most of the interactive queues (those the load fills), and how many."""
+    ours = Counter(leaders.get(queues.queue_name(q, "")) for q in queues.INTERACTIVE)
+    ours.pop(None, None)
+    if not ours:
+        raise cluster.ClusterError("no node leads the work queues: are they declared?")
+    return ours.most_common(1)[0]
+
+
 def stop_rabbit_leader(layout: cluster.Layout, down_s: float) -> Fault:
     chosen: dict[str, int] = {}
 
     def inject() -> str:
-        leaders = cluster.queue_leaders(layout)
-        ours = [leaders.get(queues.queue_name(q, "")) for q in queues.INTERACTIVE]
-        node = Counter(n for n in ours if n).most_common(1)[0][0]
+        node, led = leading_node(cluster.queue_leaders(layout))
         chosen["i"] = layout.nodes.index(node)
         cluster.stop_node(layout, chosen["i"])
-        return f"stopped RabbitMQ {node} (leading {ours.count(node)}/{len(ours)} work queues)"
+        return f"stopped RabbitMQ {node} (leading {led}/{len(queues.INTERACTIVE)} work queues)"
 
     def mend() -> None:
         cluster.start_node(layout, chosen["i"])

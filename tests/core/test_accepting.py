@@ -6,11 +6,16 @@ be read back."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import time
 import uuid
 
 import kombu.pools
 import pytest
+from amqp.exceptions import NotFound
 
 from core import accepting, coalesce, jobs, queues
 from core.errors import ServiceUnavailable
@@ -179,3 +184,47 @@ def test_a_refusal_after_an_unconfirmed_try_holds_the_job_instead_of_discarding_
         monkeypatch.undo()
         kombu.pools.reset()
         delete_queues(full)
+
+
+def test_a_job_whose_ingress_died_before_publishing_is_sent_by_beat(unconsumed, services):
+    """The ingress is SIGKILLed after recording a job with an Idempotency-Key and
+    before publishing it (a real process, killed in its publish). The client's
+    retry with the key is answered that job, 202: beat must send it, or it is
+    queued for ever (seen in make cluster-chaos, an ingress group SIGKILLed)."""
+    from core import outbox
+    from ingress import create_app
+
+    settings = unconsumed.extensions["radiantgo"].settings
+    # An app of its own: a test before may have closed kombu's pools under `unconsumed`.
+    ingress = connect_services(settings)
+    app = create_app(settings, services=ingress)
+    key = f"client POST /api/bookings {uuid.uuid4().hex}"
+    submission = _submission(idempotency_key=key, fingerprint="same-request")
+    pid = os.fork()
+    if pid == 0:  # the ingress: its own clients (pymongo is not fork-safe), then killed
+        try:
+            own = connect_services(settings)
+            kill = lambda *_: os.kill(os.getpid(), signal.SIGKILL)  # noqa: E731
+            accepting.accept_job(own, kill, submission)
+        finally:
+            os._exit(1)  # not reached when killed; never back into pytest
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+    retried = accepting.accept_job(ingress, _publish(app), submission)
+    assert retried.replayed and retried.job["state"] == jobs.QUEUED
+    job_id = retried.job["_id"]
+    grace = settings.UNCONFIRMED_RESEND_S
+    outbox.resend_due(
+        ingress.db, ingress.redis, _publish(app), now=time.time() + grace, grace_s=grace
+    )
+    sent = []
+    queue = queues.queue_name(queues.BOOKINGS, settings.QUEUE_NAMESPACE)
+    connect = app.extensions["celery"].connection_for_write
+    # NotFound: the queue was never declared, so nothing was ever sent.
+    with connect() as connection, contextlib.suppress(NotFound):
+        while message := connection.default_channel.basic_get(queue, no_ack=True):
+            sent.append(json.loads(message.body)[0][0])
+    ingress.close()
+    assert job_id in sent
+    assert services.redis.zscore(outbox.UNCONFIRMED, job_id) is None  # sent: no longer held
