@@ -172,6 +172,11 @@ def _replay(
     raise IdempotencyKeyInProgress("A request with this Idempotency-Key is in progress.")
 
 
+def key_claimed(db: Database, key: str) -> bool:
+    """Whether a request with this (scoped) Idempotency-Key was accepted before."""
+    return db.idempotency_keys.count_documents({"_id": key}, limit=1) > 0
+
+
 def release_key(db: Database, key: str, job_id: str) -> None:
     """Drop a claim, only if it is still the one for `job_id`."""
     db.idempotency_keys.delete_one({"_id": key, "job_id": job_id})

@@ -8,7 +8,7 @@ from core import access, bookings, creating, jobs, queues
 from core import awb as waybills
 from core.errors import BookingNotMade, NotFound
 from core.ids import new_ref_id
-from core.lifecycle import ACTIONS, CANCELLED, next_status
+from core.lifecycle import ACTIONS, CANCELLED, InvalidTransition, next_status
 from core.schemas import (
     BookingCreateSchema,
     BookingDetailSchema,
@@ -22,7 +22,7 @@ from core.schemas import (
 from ingress.context import services
 from ingress.docs import Blueprint, link, links, rate_limited
 from ingress.security import MINUTE, current_principal, rate_limit
-from ingress.submit import job_response, submit_job
+from ingress.submit import job_response, retried_after_acceptance, submit_job
 
 blp = Blueprint("bookings", __name__, url_prefix="/api/bookings", description="Cargo bookings")
 
@@ -206,7 +206,13 @@ def submit_transition(
         raise not_found(ref_id, readable_create_job(ref_id))
     access.check_owner(principal, known, ref_id)
     if "status" in known:
-        next_status(known["status"], target, milestone)
+        try:
+            next_status(known["status"], target, milestone)
+        except InvalidTransition:
+            # A client's retry of a transition that was accepted, and has run
+            # since, is answered its job (its first answer may have been lost).
+            if not retried_after_acceptance(data):
+                raise
     step = {"milestone": milestone} if milestone is not None else {"target": target}
     return submit_job(
         queues.TRANSITION_BOOKING,

@@ -110,6 +110,13 @@ def submit_job(
     return response
 
 
+def retried_after_acceptance(body: dict[str, Any]) -> bool:
+    """Whether this request repeats one accepted before under its Idempotency-Key:
+    it is answered that job, whatever has happened since (the job may have run)."""
+    claim = _idempotency(body)
+    return bool(claim) and jobs.key_claimed(services().db, claim["idempotency_key"])
+
+
 def _idempotency(body: dict[str, Any]) -> dict[str, str]:
     """The request's Idempotency-Key, scoped to its client and endpoint, and
     what makes a second request with it "the same"; nothing without one."""

@@ -45,7 +45,8 @@ from tools import cluster
 
 CREATE, DEPART = "create", "depart"
 ACCEPTED = 202
-RETRIED = {409, 429, 502, 503, 504}  # refused for now: sent again, same Idempotency-Key
+RETRIED = {429, 502, 503, 504}  # refused for now: sent again, same Idempotency-Key
+IN_PROGRESS = b"idempotency-key-in-progress"  # a 409 that is "for now" too
 RETRY_AFTER_MAX_S = 2.0
 RETRY_DEFAULT_S = 0.5
 REQUEST_TIMEOUT_S = 30.0
@@ -174,8 +175,7 @@ def schedule(rates: dict[str, float], seconds: float) -> list[tuple[float, str, 
 def _post(conn, path: str, body: bytes, headers: dict[str, str]):
     conn.request("POST", path, body=body, headers=headers)
     response = conn.getresponse()
-    response.read()
-    return response
+    return response, response.read()
 
 
 def offer(
@@ -211,8 +211,10 @@ def offer(
                 sent = time.perf_counter()
                 wait = RETRY_DEFAULT_S
                 try:
-                    response = _post(conn, path, body, headers)
+                    response, payload = _post(conn, path, body, headers)
                     status: int | str = response.status
+                    if status == 409 and IN_PROGRESS in payload:
+                        status = "409 in progress"
                     wait = min(float(response.getheader("Retry-After") or wait), RETRY_AFTER_MAX_S)
                     if status == ACCEPTED:
                         outcome.job = response.getheader("Location")

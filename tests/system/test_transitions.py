@@ -3,6 +3,7 @@
 import os
 import signal
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -107,6 +108,29 @@ def test_impossible_transitions_are_refused_at_the_ingress(
     }[action]
     assert problem["detail"] == f"Cannot transition from {current} to {target}"
     assert services.db.jobs.count_documents({"ref_id": ref_id}) == jobs_before  # nothing enqueued
+
+
+def test_a_retry_of_a_transition_that_has_run_is_answered_its_job(live_server, services):
+    """The client's first answer was lost (its ingress died after the publish) and
+    the transition ran meanwhile: the retry with its Idempotency-Key is answered
+    that job, not 409 because the booking has moved since (found by make
+    cluster-chaos). Another key still gets the 409."""
+    ref_id = create(live_server)
+    url = f"{live_server}/api/bookings/{ref_id}/depart"
+    keyed = {**OPERATOR, "Idempotency-Key": uuid.uuid4().hex, "Prefer": "wait=10"}
+    first = requests.post(url, json={"location": "DEL"}, headers=keyed, timeout=15)
+    assert first.status_code == 200 and details(live_server, ref_id)["status"] == "DEPARTED"
+    again = requests.post(url, json={"location": "DEL"}, headers=keyed, timeout=15)
+    assert again.status_code == 200, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["job_id"] == first.json()["job_id"]
+    other = {**keyed, "Idempotency-Key": uuid.uuid4().hex}
+    assert (
+        requests.post(url, json={"location": "DEL"}, headers=other, timeout=15).status_code == 409
+    )
+    changed = requests.post(url, json={"location": "BOM"}, headers=keyed, timeout=15)
+    assert changed.status_code == 422  # the key, with another body: reused, not replayed
+    assert services.db.jobs.count_documents({"ref_id": ref_id}) == 2  # the create, one depart
 
 
 def test_transition_bodies_are_validated(live_server):
