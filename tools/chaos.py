@@ -71,6 +71,7 @@ class Outcome:
     kind: str
     due: float
     first_status: int | str = ""  # the first answer: HTTP status or exception name
+    first_problem: str = ""  # its problem type (the last segment), if it was one
     first_ms: float = 0.0
     attempts: int = 0
     status: int | str = ""  # the last answer
@@ -172,6 +173,14 @@ def schedule(rates: dict[str, float], seconds: float) -> list[tuple[float, str, 
     return sorted(plan)
 
 
+def problem_type(payload: bytes) -> str:
+    """A problem document's type, its last segment ("service-unavailable"), or ""."""
+    try:
+        return str(json.loads(payload)["type"]).rsplit("/", 1)[-1]
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
 def _post(conn, path: str, body: bytes, headers: dict[str, str]):
     conn.request("POST", path, body=body, headers=headers)
     response = conn.getresponse()
@@ -220,12 +229,13 @@ def offer(
                         outcome.job = response.getheader("Location")
                 except (OSError, http.client.HTTPException) as exc:
                     conn.close()
-                    status = type(exc).__name__
+                    status, payload = type(exc).__name__, b""
                 last_used = time.perf_counter()
                 outcome.attempts += 1
                 outcome.status = status
                 if outcome.attempts == 1:
                     outcome.first_status = status
+                    outcome.first_problem = problem_type(payload) if status != ACCEPTED else ""
                     outcome.first_ms = (time.perf_counter() - sent) * 1000
                 retry = status not in (ACCEPTED,) and (isinstance(status, str) or status in RETRIED)
                 if not retry or time.perf_counter() + wait > give_up_at:
@@ -439,7 +449,7 @@ def fault_figures(result: dict[str, Any], fault: Fault) -> dict[str, Any]:
         "down_s": fault.mended - fault.started,
         "requests": len(during),
         "refused": len(refused),
-        "refused_by": dict(Counter(str(o.first_status) for o in refused)),
+        "refused_by": dict(Counter(f"{o.first_status} {o.first_problem}".strip() for o in refused)),
         "refusing_s": (max(o.due for o in refused) - min(o.due for o in refused)) if refused else 0,
         "p95_ms": _p([o.first_ms for o in during], 0.95),
         "max_ms": max((o.first_ms for o in during), default=0.0),
