@@ -21,6 +21,7 @@ from tools import chaos, cluster
 pytestmark = [
     pytest.mark.stack,
     pytest.mark.slow("three RabbitMQ nodes, ~70 s"),
+    pytest.mark.timeout(300),  # set-up, load and teardown: ~70 s on a quiet machine
     # The cluster's queues are quorum queues whatever QUEUE_TYPE says: once is enough.
     pytest.mark.skipif(
         os.environ.get("QUEUE_TYPE") == "quorum", reason="run once, in make test's pass"
