@@ -58,6 +58,9 @@ fuzz: venv ## Only schemathesis and the hostile-input cases
 seed: venv ## Store the demo flight schedule (DEMO_FLIGHTS from today UTC) unless flights exist
 	$(PY) -m tools.flights seed-flights --if-empty $(SEED_ARGS)
 
+docs: venv ## Regenerate docs/operations.md's settings table from core/settings.py
+	$(PY) -m tools.settings_doc --write
+
 lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -149,4 +152,4 @@ panels: venv ## The Grafana dashboard's panels as PNGs from a make perf run (RUN
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-overload bench-versus bench-webhooks bench-idle perf cluster cluster-stop cluster-chaos ledger ledger-repair panels clean
+.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed docs lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-overload bench-versus bench-webhooks bench-idle perf cluster cluster-stop cluster-chaos ledger ledger-repair panels clean

@@ -16,7 +16,7 @@ last job finished (perf/profiling.py):
 The embedded MongoDB wire server (SecantusDB) is the "mongodb" column: a real
 mongod costs less per operation, so its figures are an upper bound there.
 
-    python -m core.capacity        # the README's "Scaling out" table
+    python -m core.capacity        # the "Scaling out" table of docs/operations.md
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def workers_to_add(queue: str, growth_per_s: float) -> int:
 
 
 def table() -> str:
-    """The README's "Scaling out" table."""
+    """The "Scaling out" table of docs/operations.md."""
     lines = [
         "| load | creates / transitions / searches per s | cores busy: ingress, worker,"
         " MongoDB, RabbitMQ, Redis | ingress / worker processes | 2-core machines |",

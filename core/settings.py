@@ -47,11 +47,15 @@ class Settings:
     MONGODB_URI: str = _setting(
         "mongodb://127.0.0.1:27018/radiantgo?retryWrites=false&journal=true"
     )
+    # Redis: caches, rate limits, queued jobs' records, metrics and, unless
+    # LOCK_REDIS_URLS names masters of their own, the locks.
     REDIS_URL: str = _setting("redis://127.0.0.1:6379/0")
     # One broker, or the nodes of a cluster separated by ';' (kombu's failover
     # list, which Celery takes as it is): clients connect to the first that
     # answers. Read the list as `broker_urls`.
     RABBITMQ_URL: str = _setting("amqp://guest:guest@127.0.0.1:5672//")
+    # Connection pools and timeouts of each process's MongoDB, Redis and
+    # RabbitMQ clients.
     DB_POOL_SIZE: int = _setting(50, check=_positive)
     DB_POOL_MIN: int = _setting(10, check=_non_negative)
     DB_MAX_IDLE_MS: int = _setting(30000, check=_positive)
@@ -92,7 +96,8 @@ class Settings:
     GROUP_COMMIT_SIZE: int = _setting(32, check=_positive)
     GROUP_COMMIT_WAIT_MS: int = _setting(50, check=_positive)
 
-    # Caches (seconds).
+    # Seconds each cache keeps an entry: route answers, flights, booking
+    # details, booking list pages.
     CACHE_TTL_ROUTES: int = _setting(300, check=_positive)
     CACHE_TTL_FLIGHTS: int = _setting(3600, check=_positive)
     CACHE_TTL_BOOKINGS: int = _setting(60, check=_positive)
@@ -158,7 +163,8 @@ class Settings:
     AWB_PREFIX: str = _setting("000", check=lambda v: len(v) == 3 and v.isascii() and v.isdigit())
     AWB_BLOCK_SIZE: int = _setting(100, check=lambda v: 0 < v <= 10_000)
 
-    # Flights, routes, caches warmed by beat.
+    # Flights and routes: the items of a bulk import written at a time; the
+    # shortest connection between the legs of a one-transit route.
     BULK_CHUNK_SIZE: int = _setting(500, check=_positive)
     MIN_CONNECTION_MINUTES: int = _setting(60, check=_non_negative)
     # A flight imported without capacity_kg: about a wide-body's belly hold.
@@ -170,6 +176,7 @@ class Settings:
     CACHE_WARM_INTERVAL: int = _setting(50, check=_positive)
     # Comma-separated ORIGIN-DESTINATION pairs always kept warm.
     POPULAR_ROUTES: str = _setting("DEL-BLR,NYC-LAX,BOM-DEL,DEL-BOM,BLR-DEL,LHR-JFK")
+    # The most searched routes kept warm besides POPULAR_ROUTES.
     WARM_TOP_ROUTES: int = _setting(20, check=_non_negative)
     # Routes warmed per run: POPULAR_ROUTES, the WARM_TOP_ROUTES most searched,
     # then up to this many searched in the last WARM_RECENT_S seconds.
@@ -181,6 +188,7 @@ class Settings:
     # its flight's lock), and recomputing every warmed answer each 5 minutes
     # kept an idle stack at ~9 % of a core against ~4 % (perf.bench_idle).
     WARM_REFRESH_S: int = _setting(3600, check=_positive)
+    # Flights `make run` and `make seed` generate when there are none.
     DEMO_FLIGHTS: int = _setting(20000, check=_non_negative)
     # Seconds between beat's audits of every flight's cargo space (core.ledger):
     # a read of the reservations, the bookings that fly and the flights that
@@ -193,23 +201,28 @@ class Settings:
     # majority answering, acquiring is a 503 and a retry, never a 409. Empty:
     # REDIS_URL alone (read it as `lock_redis_urls`). Lock metrics stay on REDIS_URL.
     LOCK_REDIS_URLS: str = _setting("")
+    # Seconds a lock lives unless released, for locks that name no TTL of their own.
     LOCK_DEFAULT_TTL: int = _setting(30, check=_positive)
     # Tries to take a lock before giving up, the first one included. The spec
     # names the variable LOCK_MAX_RETRIES ("Maximum retries: 50 attempts").
     LOCK_MAX_ATTEMPTS: int = _setting(50, env="LOCK_MAX_RETRIES", check=_positive)
 
-    # Jobs and HTTP.
+    # Days a job's record is kept after it was accepted.
     JOB_TTL_DAYS: int = _setting(7, check=_positive)
     # Retries of a job whose backing service is down, with backoff 0.5 s
     # doubling up to 30 s: 12 is ~3.5 minutes before the job fails.
     TASK_MAX_RETRIES: int = _setting(12, check=_non_negative)
+    # Hours an Idempotency-Key answers with its job (at most JOB_TTL_DAYS).
     IDEMPOTENCY_TTL_HOURS: int = _setting(24, check=_positive)
+    # The longest `Prefer: wait=N` a request is held for.
     MAX_WAIT_SECONDS: int = _setting(10, check=_positive)
     # Requests per ingress process that may hold a thread with `Prefer: wait`;
     # beyond them a request is answered at once (202 and Retry-After), so
     # waiters never take every thread (it must stay below WEB_THREADS).
     MAX_WAITERS: int = _setting(16, check=_positive)
+    # The largest request body in bytes: past it, a 413.
     MAX_CONTENT_LENGTH: int = _setting(1_048_576, check=_positive)
+    # Logging: the level, and `console` (escaped key=value lines) or `json` lines.
     LOG_LEVEL: str = _setting("INFO")
     LOG_FORMAT: str = _setting("console", check=lambda v: v in ("console", "json"))
 
@@ -228,7 +241,10 @@ class Settings:
     # fails there and not at every delivery.
     WEBHOOK_CA_FILE: str = _setting("", check=lambda v: not v or os.path.isfile(v))
 
-    # Processes started by `make run` (read by tools/stack.py and the Procfile).
+    # Processes started by `make run` (read by tools/stack.py): the ingress on
+    # BIND_HOST:PORT, WEB_WORKERS gunicorn processes of WEB_THREADS threads
+    # each; Flower on FLOWER_PORT behind FLOWER_BASIC_AUTH (user:password,
+    # generated by `make run` when empty).
     BIND_HOST: str = _setting("127.0.0.1")
     PORT: int = _setting(5000, check=lambda v: 0 < v < 65536)
     FLOWER_PORT: int = _setting(5555, check=lambda v: 0 < v < 65536)
@@ -298,6 +314,7 @@ class Settings:
     WEBHOOK_SWEEP_INTERVAL_S: float = _setting(2.0, check=_positive)
     # An endpoint failing every attempt this long is disabled (Svix: 5 days).
     WEBHOOK_DISABLE_AFTER_H: float = _setting(120.0, check=_positive)
+    # The embedded MongoDB's port, which `make run` starts when MONGODB_URI is unset.
     EMBEDDED_MONGO_PORT: int = _setting(27018, check=lambda v: 0 < v < 65536)
 
     @property

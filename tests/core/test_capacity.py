@@ -24,8 +24,8 @@ def test_workers_to_add_covers_the_growth():
     assert capacity.workers_to_add("status", per_process * 2.5) == 3
 
 
-def test_the_readme_table_is_the_models():
+def test_the_operations_docs_table_is_the_models():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert capacity.table() in readme
+    operations = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    assert capacity.table() in operations
