@@ -219,6 +219,16 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture
+def unworked(settings):
+    """An app whose queue no worker reads (the session's worker may be running):
+    its creates stay queued."""
+    from ingress import create_app
+
+    own = replace(settings, QUEUE_NAMESPACE=f"nobody-{uuid.uuid4().hex[:6]}")
+    return create_app(own, services=connect_services(own))
+
+
 def keyed_client(app, headers: dict[str, str]):
     """A test client whose every request carries `headers`' Authorization."""
     keyed = app.test_client()

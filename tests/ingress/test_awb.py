@@ -120,7 +120,10 @@ def test_tracking_by_awb_is_tracking_by_ref_id(client, services):
             assert full["customer_id"] == IDS["customer"] and full["awb"] == number
 
 
-def test_a_queued_create_is_tracked_by_awb_as_by_its_ref_id(client, services):
+def test_a_queued_create_is_tracked_by_awb_as_by_its_ref_id(unworked):
+    """In an app whose queue no worker reads: the session's worker, running or
+    not, must not store the booking before it is read."""
+    client = unworked.test_client()
     accepted = post(client, booking_body()).get_json()
     r = client.get(f"/api/awb/{accepted['awb']}", headers=CUSTOMER)
     assert r.status_code == 202

@@ -3,8 +3,6 @@ found them apart (tests/fuzz/test_contract.py runs it whole): transition
 bodies, the rules that tie two fields together, problem extension members,
 and a booking's reference between its 202 and its document."""
 
-import uuid
-
 import pytest
 
 from core.schemas import (
@@ -14,8 +12,6 @@ from core.schemas import (
     ProblemSchema,
     WebhookCreateSchema,
 )
-from core.services import connect_services
-from core.settings import replace
 from tests.conftest import (
     ADMIN,
     CUSTOMER,
@@ -111,15 +107,6 @@ def test_a_problem_may_carry_extension_members(document):
 
 
 # -- a booking's reference before its booking is stored -------------------------------------------
-
-
-@pytest.fixture
-def unworked(settings):
-    """An app whose queue no worker reads: its creates stay queued."""
-    from ingress import create_app
-
-    own = replace(settings, QUEUE_NAMESPACE=f"nobody-{uuid.uuid4().hex[:6]}")
-    return create_app(own, services=connect_services(own))
 
 
 def test_a_booking_still_being_created_answers_its_creates_202(unworked):
