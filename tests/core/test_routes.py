@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from core import cache as caches
-from core import flights, invalidation, routes
+from core import flights, invalidation, itinerary, route_answers, routes, warming
 from core.errors import Unprocessable
 from tests.conftest import store_flights
 
@@ -43,7 +43,7 @@ def search(services, origin: str, destination: str, day: date, **options) -> dic
 
 
 def warm(services, wanted: list, today: date, *, now: float = 1e9, refresh_s: float = 300) -> dict:
-    return routes.warm_routes(
+    return warming.warm_routes(
         services.db,
         services.cache,
         wanted,
@@ -225,7 +225,7 @@ def test_warming_stores_what_a_search_would_return(services):
             key = caches.route_key(origin, destination, day)
             stored, _ = services.cache.get_answer(key, "test", caches.ROUTES_GENERATION)
             searched = search(services, origin, destination, day)
-            answer = routes.route_answer(origin, destination, day, searched)
+            answer = route_answers.route_answer(origin, destination, day, searched)
             assert stored == answer, (origin, destination, day)
     assert generation >= 0
 
@@ -238,12 +238,14 @@ def test_a_cached_answer_is_the_search_as_json_cut_to_the_limit(services, edge_s
     as_json = json.loads(caches.dumps(searched))
     assert len(as_json["direct"]) == 3 and len(as_json["one_transit"]) > 3
     kwargs = {"origin": "QAA", "destination": "QBB", "day": D, "min_connection_minutes": MIN_CONN}
-    first = routes.cached_search(services.db, services.cache, ttl=60, limit=2, **kwargs)
+    first = route_answers.cached_search(services.db, services.cache, ttl=60, limit=2, **kwargs)
     assert services.cache.get_answer(
         caches.route_key("QAA", "QBB", D), "test", caches.ROUTES_GENERATION
     )[0]
     for limit in (1, 2, 3, 4, routes.KEPT_OPTIONS):
-        answer = routes.cached_search(services.db, services.cache, ttl=60, limit=limit, **kwargs)
+        answer = route_answers.cached_search(
+            services.db, services.cache, ttl=60, limit=limit, **kwargs
+        )
         assert answer.endswith(b"}\n")
         assert json.loads(answer) == {
             "origin": "QAA",
@@ -280,7 +282,7 @@ def warm_schedule(services):
         raw("QV3", "QVC", "QVB", at(WARM_DAY, 12, 0), 60),
     ]
     assert store_flights(services, schedule, chunk_size=10)["failed"] == 0
-    services.redis.delete(routes.WARMED)  # what earlier tests' warms recorded
+    services.redis.delete(warming.WARMED)  # what earlier tests' warms recorded
     return schedule
 
 
@@ -337,7 +339,7 @@ def test_a_warmed_answer_gone_from_redis_or_too_old_is_computed_again(services, 
 def test_an_answer_a_search_filled_is_computed_by_the_next_warm(services, warm_schedule):
     """The warmer vouches only for answers it computed itself."""
     kwargs = {"origin": "QVA", "destination": "QVB", "day": WARM_DAY}
-    routes.cached_search(
+    route_answers.cached_search(
         services.db, services.cache, min_connection_minutes=MIN_CONN, ttl=60, **kwargs
     )
     assert warm(services, [WARMED_ROUTE], WARM_DAY)["computed"] == 2
@@ -345,7 +347,7 @@ def test_an_answer_a_search_filled_is_computed_by_the_next_warm(services, warm_s
 
 def test_itinerary_checks(services, edge_schedule):
     def check(ids_, origin="QAA", destination="QBB"):
-        return routes.check_itinerary(
+        return itinerary.check_itinerary(
             services.db,
             origin=origin,
             destination=destination,
@@ -432,12 +434,16 @@ def test_a_weighted_search_is_cached_under_its_own_key(services, edge_schedule):
     plain, weighted = caches.route_key("QAA", "QBB", D), caches.route_key("QAA", "QBB", D, 125_500)
     assert weighted == f"{plain}:125500g"
     services.redis.delete(plain, weighted)
-    answer = routes.cached_search(services.db, services.cache, ttl=45, weight_kg=125.5, **kwargs)
+    answer = route_answers.cached_search(
+        services.db, services.cache, ttl=45, weight_kg=125.5, **kwargs
+    )
     assert not services.redis.exists(plain)
     assert 0 < services.redis.ttl(weighted) <= 45
     searched = routes.search_routes(services.db, weight_g=125_500, **kwargs)
-    assert answer == routes.route_answer("QAA", "QBB", D, searched)[1]
-    again = routes.cached_search(services.db, services.cache, ttl=45, weight_kg=125.50, **kwargs)
+    assert answer == route_answers.route_answer("QAA", "QBB", D, searched)[1]
+    again = route_answers.cached_search(
+        services.db, services.cache, ttl=45, weight_kg=125.50, **kwargs
+    )
     assert again == answer
 
 
@@ -485,9 +491,9 @@ def test_a_search_by_volume_is_cached_under_its_own_key(services, edge_schedule)
     alone = caches.route_key("QAA", "QBB", D, None, 1_200_000)
     assert (both, alone) == (f"{plain}:125500g:1200000cm3", f"{plain}:1200000cm3")
     services.redis.delete(plain, both, alone)
-    answer = routes.cached_search(
+    answer = route_answers.cached_search(
         services.db, services.cache, ttl=45, weight_kg=125.5, volume_m3=1.2, **kwargs
     )
     assert 0 < services.redis.ttl(both) <= 45 and not services.redis.exists(plain, alone)
     searched = routes.search_routes(services.db, weight_g=125_500, volume_cm3=1_200_000, **kwargs)
-    assert answer == routes.route_answer("QAA", "QBB", D, searched)[1]
+    assert answer == route_answers.route_answer("QAA", "QBB", D, searched)[1]
