@@ -18,7 +18,7 @@ import redis
 from pymongo import UpdateOne
 from pymongo.database import Database
 
-from core import awb, bookings, customers, measures, reservations, routes, transitions
+from core import awb, bookings, customers, itinerary, measures, reservations, transitions
 from core.db import insert_many_new
 from core.errors import (
     BookingLocked,
@@ -113,7 +113,7 @@ def _unbookable(
     """Why the request's itinerary cannot be booked (flights that do not
     chain), or None; a transient error (a service down) is raised."""
     try:
-        routes.check_booking_flights(db, request, min_connection_minutes)
+        itinerary.check_booking_flights(db, request, min_connection_minutes)
     except RadiantError as exc:
         if exc.transient:
             raise

@@ -10,7 +10,7 @@ until its TTL (CACHE_TTL_BOOKINGS, CACHE_TTL_BOOKING_PAGES, the flight and
 route TTLs). A Redis that could not be reached serves no stale reads meanwhile,
 and one restarted without persistence holds none.
 
-The route answers beat keeps warm (core.routes.warm_routes) are computed again
+The route answers beat keeps warm (core.warming.warm_routes) are computed again
 only when one of two generations moved: the routes one (an import) or the
 bookings one, which every write that moves a flight's space bumps (a booking
 written, bulk bookings, space given back by an abandoned create). An answer

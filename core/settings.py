@@ -172,7 +172,7 @@ class Settings:
     # Inside the route answers' TTL, min(CACHE_TTL_ROUTES, CACHE_TTL_BOOKINGS):
     # they show flights' available space, which may lag by CACHE_TTL_BOOKINGS
     # at most (core.cache.space_ttl). A run computes only the answers whose
-    # inputs changed (core.routes.warm_routes); the others get their TTL again.
+    # inputs changed (core.warming.warm_routes); the others get their TTL again.
     CACHE_WARM_INTERVAL: int = _setting(50, check=_positive)
     # Comma-separated ORIGIN-DESTINATION pairs always kept warm.
     POPULAR_ROUTES: str = _setting("DEL-BLR,NYC-LAX,BOM-DEL,DEL-BOM,BLR-DEL,LHR-JFK")

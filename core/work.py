@@ -31,8 +31,9 @@ from core import (
     notifications,
     outbox,
     queues,
-    routes,
+    route_answers,
     signing,
+    warming,
 )
 from core.clock import utcnow
 from core.errors import LockHeld, NotReady
@@ -191,17 +192,19 @@ def warm_popular_routes(svc: Services) -> dict[str, Any]:
     the configured and most searched routes, and those searched lately."""
     settings = svc.settings
     now = time.time()
-    wanted = routes.popular_routes(svc.cache, settings.POPULAR_ROUTES, settings.WARM_TOP_ROUTES)
-    lately = routes.searched_lately(
+    wanted = route_answers.popular_routes(
+        svc.cache, settings.POPULAR_ROUTES, settings.WARM_TOP_ROUTES
+    )
+    lately = route_answers.searched_lately(
         svc.cache, now - settings.WARM_RECENT_S, settings.WARM_MAX_ROUTES
     )
-    return routes.warm_routes(
+    return warming.warm_routes(
         svc.db,
         svc.cache,
         list(dict.fromkeys([*wanted, *lately])),
         today=utcnow().date(),
         min_connection_minutes=settings.MIN_CONNECTION_MINUTES,
-        ttl=routes.search_ttl(settings),
+        ttl=route_answers.search_ttl(settings),
         refresh_s=settings.WARM_REFRESH_S,
         now=now,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response
 from flask.views import MethodView
 
-from core import flights, routes
+from core import flights, route_answers
 from core.schemas import (
     FlightListQuerySchema,
     FlightListSchema,
@@ -61,5 +61,5 @@ class Routes(MethodView):
         with `weight_kg` or `volume_m3`, only those with room for them on
         every leg."""
         svc = services()
-        answer = routes.answer_search(svc.db, svc.cache, svc.settings, day=date, **query)
+        answer = route_answers.answer_search(svc.db, svc.cache, svc.settings, day=date, **query)
         return Response(answer, mimetype="application/json")  # JSON already, as cached

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from core import cache as caches
-from core import routes
+from core import route_answers, routes
 from core.db import INDEXES, ensure_indexes
 from core.flights import chunks, day_bounds, flight_document, import_flights
 from core.schemas import FlightSchema
@@ -233,10 +233,10 @@ def run(
             kwargs = {"origin": o, "destination": d, "day": day}
             kwargs.update(min_connection_minutes=min_conn, ttl=ttl)
             t = time.perf_counter()
-            routes.cached_search(db, cache, **kwargs)
+            route_answers.cached_search(db, cache, **kwargs)
             fills.append(_ms(t))
             t = time.perf_counter()
-            routes.cached_search(db, cache, **kwargs)
+            route_answers.cached_search(db, cache, **kwargs)
             hits.append(_ms(t))
         after = route_counts(cache)
 

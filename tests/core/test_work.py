@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import awb, coalesce, jobs, queues, routes, work
+from core import awb, coalesce, jobs, queues, route_answers, warming, work
 from core import cache as caches
 from core.clock import utcnow
 from core.errors import NotReady
@@ -115,9 +115,9 @@ def test_warming_warms_the_routes_searched_lately_and_no_others(services):
     quiet = replace(
         services, settings=replace(services.settings, POPULAR_ROUTES="", WARM_TOP_ROUTES=0)
     )
-    services.redis.delete(routes.SEARCHED_AT, routes.SEARCHES, routes.WARMED)
+    services.redis.delete(route_answers.SEARCHED_AT, route_answers.SEARCHES, warming.WARMED)
     today = utcnow().date()
-    routes.answer_search(
+    route_answers.answer_search(
         services.db,
         services.cache,
         services.settings,
@@ -127,7 +127,7 @@ def test_warming_warms_the_routes_searched_lately_and_no_others(services):
         limit=10,
     )
     long_ago = time.time() - 2 * services.settings.WARM_RECENT_S
-    services.cache.touch(routes.SEARCHED_AT, "KSC-KSD", long_ago, capacity=10)
+    services.cache.touch(route_answers.SEARCHED_AT, "KSC-KSD", long_ago, capacity=10)
     services.redis.delete(caches.route_key("KSA", "KSB", today))
     services.cache.flush_counts()  # as the ingress does every FLUSH_INTERVAL_S
     warmed = work.warm_popular_routes(quiet)

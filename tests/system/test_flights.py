@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 import requests
 
 from core import cache as caches
-from core import routes
+from core import route_answers
 from core.flushing import FLUSH_INTERVAL_S
 from tests.conftest import ADMIN, booking_body, post_booking, wait_job
 
@@ -152,7 +152,7 @@ def test_warming_fills_todays_and_tomorrows_keys(live_server, services, settings
     )
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "succeeded"
-    configured = routes.popular_routes(services.cache, settings.POPULAR_ROUTES, 0)
+    configured = route_answers.popular_routes(services.cache, settings.POPULAR_ROUTES, 0)
     assert configured
     for origin, destination in configured:
         for day in (TODAY, TODAY + timedelta(days=1)):
@@ -172,10 +172,14 @@ def test_most_searched_routes_are_warmed_too(live_server, services, settings):
     # Counted in the ingress's process, and added to Redis by its next flush.
     deadline = time.monotonic() + 10 * FLUSH_INTERVAL_S
     while time.monotonic() < deadline:
-        if ("KMM", "KNN") in routes.popular_routes(services.cache, "", settings.WARM_TOP_ROUTES):
+        if ("KMM", "KNN") in route_answers.popular_routes(
+            services.cache, "", settings.WARM_TOP_ROUTES
+        ):
             break
         time.sleep(0.05)
-    assert ("KMM", "KNN") in routes.popular_routes(services.cache, "", settings.WARM_TOP_ROUTES)
+    assert ("KMM", "KNN") in route_answers.popular_routes(
+        services.cache, "", settings.WARM_TOP_ROUTES
+    )
 
 
 def test_a_booking_whose_flights_do_not_chain_fails_with_422(live_server):
