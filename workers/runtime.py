@@ -94,7 +94,7 @@ class Consumer(_Consumer):
     """Celery's consumer without its native delayed delivery step: it needs
     topic exchanges (ours is direct) and whole-second countdowns, and shares
     28 `celery_delayed_*` queues between every namespace on the broker; our
-    retries wait in delay queues of their own (core.queues.RETRY_DELAYS_MS)."""
+    retries wait in delay queues of their own (core.retries.STEPS_MS)."""
 
     class Blueprint(_Consumer.Blueprint):
         default_steps = [
