@@ -65,7 +65,7 @@ def run_job(
     accepted and marked running here. Creates and transitions run in groups
     (workers.batches)."""
     try:
-        svc = runtime.worker_services()  # the first call connects and ensures indexes
+        svc = runtime.worker_services()
         job = jobs.start_job(svc.db, job_id, utcnow(), payload)
         if job is None:
             log.info("job already finished or unknown; message dropped")
