@@ -1,5 +1,5 @@
-# RadiantGo: one image for every process (ingress, workers, beat, Flower);
-# docker-compose.yml picks the command. Settings come only from the environment
+# RadiantGo: one image for every process (ingress, workers, beat, Flower, and
+# the one-shot database migration); docker-compose.yml picks the command. Settings come only from the environment
 # (core/settings.py), so nothing here is deployment-specific.
 FROM python:3.11-slim
 

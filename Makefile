@@ -20,6 +20,9 @@ venv: $(VENV)/.installed ## Create .venv and install the pinned requirements
 run: venv ## Run the whole system under supervisord (ingress, workers, beat, Flower, embedded MongoDB)
 	$(PY) -m tools.stack run
 
+migrate: venv ## Ensure MongoDB's indexes and run the data migrations not run yet (make run does it too)
+	$(PY) -m tools.migrate
+
 test: venv tools ## Run the test suite on real Redis, RabbitMQ and MongoDB wire server
 	$(PY) -m tools.stack ensure-services
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -152,4 +155,4 @@ panels: venv ## The Grafana dashboard's panels as PNGs from a make perf run (RUN
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run test test-fast test-quorum tools faults fuzz seed docs lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-overload bench-versus bench-webhooks bench-idle perf cluster cluster-stop cluster-chaos ledger ledger-repair panels clean
+.PHONY: help venv run migrate test test-fast test-quorum tools faults fuzz seed docs lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-overload bench-versus bench-webhooks bench-idle perf cluster cluster-stop cluster-chaos ledger ledger-repair panels clean

@@ -19,7 +19,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 from kombu.exceptions import KombuError, OperationalError
 
-from core import queues
+from core import queues, retries
 from core.errors import PublishUnconfirmed, QueueFull, ServiceUnavailable
 from core.settings import Settings, load_settings
 
@@ -52,7 +52,7 @@ def work_exchange(settings: Settings) -> Exchange:
 def retry_queues(settings: Settings) -> list[Queue]:
     """QUEUE_TYPE=quorum: the queues no worker consumes, declared by each worker
     at start (workers.runtime.Topology) and by `make run`: one delay queue per
-    retry backoff step, each behind a fanout exchange of its name, and the
+    step of the retry schedule (core.retries), each behind a fanout exchange of its name, and the
     dead-letter queue. Classic queues need none: the worker holds a retry."""
     if settings.QUEUE_TYPE != "quorum":
         return []
@@ -65,7 +65,7 @@ def retry_queues(settings: Settings) -> list[Queue]:
             durable=True,
             queue_arguments=queues.delay_arguments(ms, target),
         )
-        for ms in queues.RETRY_DELAYS_MS
+        for ms in retries.STEPS_MS
     ]
     dead = Queue(
         queues.queue_name(queues.DEAD_LETTERS, ns),

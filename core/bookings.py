@@ -188,8 +188,8 @@ def list_keys_expression() -> dict[str, Any]:
 
 def give_list_keys(db: Database) -> int:
     """Bookings stored before bookings had list keys get theirs: once per
-    database (a mark in `migrations`: the update scans every booking), run by
-    each worker process at start. Returns how many were given keys."""
+    database (a mark in `migrations`: the update scans every booking), by
+    core.migrations. Returns how many were given keys."""
     if db.migrations.find_one({"_id": LIST_KEYS_MIGRATION}) is not None:
         return 0
     given = db.bookings.update_many(

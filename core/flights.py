@@ -128,8 +128,8 @@ CAPACITY_MIGRATION = "flights-capacity"  # its mark in the `migrations` collecti
 def give_capacity(db: Database, default_capacity_kg: float) -> int:
     """Flights stored before flights had a capacity get the default, nothing
     booked: once per database (a mark in `migrations`: the update scans every
-    flight, ~4 s for 100,000 on the embedded server), run by each worker
-    process at start, before it reserves. Returns how many were given one."""
+    flight, ~4 s for 100,000 on the embedded server), by core.migrations.
+    Returns how many were given one."""
     if db.migrations.find_one({"_id": CAPACITY_MIGRATION}) is not None:
         return 0
     capacity_g = grams(default_capacity_kg)
@@ -154,9 +154,8 @@ def give_volume(db: Database) -> int:
     """Flights stored before flights had a volume get the one their weight
     capacity fills at the standard density (standard_volume_cm3), nothing
     booked: what they carry was booked without dimensions, so by weight
-    alone. Once per database (a mark in `migrations`), run by each worker
-    process at start after give_capacity, before it reserves. Returns how
-    many were given one."""
+    alone. Once per database (a mark in `migrations`), by core.migrations
+    after give_capacity. Returns how many were given one."""
     if db.migrations.find_one({"_id": VOLUME_MIGRATION}) is not None:
         return 0
     derived = {"$multiply": ["$capacity_g", measures.CM3_PER_G]}

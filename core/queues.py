@@ -99,25 +99,17 @@ def queue_arguments(queue: str, settings) -> dict[str, object]:
 # QUEUE_TYPE=quorum only. Messages a work queue gave up on (QUEUE_DELIVERY_LIMIT),
 # kept for the operator; nothing consumes them (README: Poison messages).
 DEAD_LETTERS = "dead-letters"
-# Retries wait in a delay queue of their backoff (workers.jobs.retry_countdown's
-# steps, milliseconds), then return to their work queue: a quorum queue's
-# consumer cannot hold a message for later (that needs global QoS).
-RETRY_DELAYS_MS = (500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000)
 
 
 def dead_letter_arguments() -> dict[str, object]:
     return {"x-queue-type": "quorum"}
 
 
-def retry_delay_ms(countdown: float) -> int:
-    """The delay queue a retry after `countdown` seconds waits in: the shortest
-    at least as long (the longest for anything longer)."""
-    wanted = countdown * 1000
-    return next((ms for ms in RETRY_DELAYS_MS if ms >= wanted), RETRY_DELAYS_MS[-1])
-
-
 def delay_name(delay_ms: int, namespace: str = "") -> str:
-    """The delay queue, and its fanout exchange, of one backoff step."""
+    """The delay queue, and its fanout exchange, of one step of the retry
+    schedule (core.retries.STEPS_MS): with QUEUE_TYPE=quorum a retry waits
+    there, then returns to its work queue, since a quorum queue's consumer
+    cannot hold a message for later (that needs global QoS)."""
     return queue_name(f"retry-{delay_ms}ms", namespace)
 
 

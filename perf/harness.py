@@ -40,6 +40,7 @@ from core.access import CUSTOMER, OPERATOR
 from core.clock import utcnow
 from core.customers import create_customer
 from core.jobs import JOB_FINISHED_CHANNEL
+from core.migrations import migrate
 from core.services import Services, connect_services
 from core.settings import Settings, load_settings
 from tools.processes import (
@@ -186,6 +187,7 @@ def isolated_stack(
     )
     svc = connect_services(settings)
     svc.redis.flushdb()
+    migrate(svc.db, settings)  # as `make run` does before the processes start
     keys = create_callers(svc.db)
     since = time.time()
     worker = start_worker(settings, work / "worker.log", queue_list=queue_list)

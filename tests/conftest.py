@@ -20,6 +20,7 @@ from urllib.parse import urlparse, urlunparse
 import pytest
 import requests
 
+from core.migrations import migrate
 from core.services import Services, connect_services
 from core.settings import Settings, load_settings, replace
 from tools.processes import (
@@ -179,9 +180,7 @@ def settings(mongo_uri):
 def services(settings):
     svc = connect_services(settings)
     svc.redis.flushdb()
-    from core.db import ensure_indexes
-
-    ensure_indexes(svc.db)
+    migrate(svc.db, settings)  # as `make run` does before the processes start
     for headers, name, role in (
         (CUSTOMER, "customer", "customer"),
         (OTHER_CUSTOMER, "other_customer", "customer"),
@@ -415,6 +414,7 @@ def isolated_stack(settings, tmp_path):
         logs = tmp_path / name
         logs.mkdir(exist_ok=True)
         made.append(IsolatedStack(own, connect_services(own), logs))
+        migrate(made[-1].services.db, own)  # its own database, if overrides name one
         return made[-1]
 
     yield make

@@ -235,11 +235,38 @@ def test_backing_services_are_healthchecked_and_awaited(services, app_services):
     backing = ("mongo1", "mongo2", "mongo3", "redis", "rabbitmq", *LOCK_MASTERS)
     for name in backing:
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
-    for name, svc in app_services.items():
+    for name, svc in _serving(app_services).items():
         for dep, condition in svc["depends_on"].items():
+            if dep == MIGRATE:
+                assert condition["condition"] == "service_completed_successfully", name
+                continue
             assert dep in backing or dep == "ingress", f"{name} depends on {dep}"
             assert condition["condition"] == "service_healthy", f"{name} -> {dep}"
         assert "rabbitmq" in svc["depends_on"], f"{name} starts before the broker"
+
+
+MIGRATE = "migrate"  # the one-shot service of core.migrations
+
+
+def _serving(app_services: dict[str, dict]) -> dict[str, dict]:
+    """The app services that keep running (all but the migration)."""
+    return {name: svc for name, svc in app_services.items() if name != MIGRATE}
+
+
+def test_the_database_is_migrated_once_before_the_app_starts(services, app_services):
+    """A one-shot service runs core.migrations when MongoDB is healthy; every
+    service that uses the database starts only once it succeeded."""
+    migrate = services[MIGRATE]
+    assert _command(migrate)[:3] == ["python", "-m", "tools.migrate"]
+    assert (ROOT / "tools" / "migrate.py").is_file()  # in the image: COPY tools/
+    assert migrate["restart"] == "no", "a one-shot that ended must not start again"
+    assert migrate["depends_on"] == {"mongo1": {"condition": "service_healthy"}}
+    for name, svc in _serving(app_services).items():
+        if "mongo1" in svc.get("depends_on", {}):
+            condition = svc["depends_on"].get(MIGRATE, {}).get("condition")
+            assert condition == "service_completed_successfully", name
+    for name in ("ingress", "beat", *_worker_services(services)):
+        assert MIGRATE in services[name]["depends_on"], name
 
 
 LOCK_MASTERS = ("redis-lock1", "redis-lock2", "redis-lock3")
@@ -263,7 +290,7 @@ def test_stores_that_hold_state_persist_it(services):
 
 
 def test_app_services_wait_for_every_lock_master(app_services):
-    for name, svc in app_services.items():
+    for name, svc in _serving(app_services).items():
         if "mongo1" in svc.get("depends_on", {}):  # the ones doing the work (not Flower)
             assert set(LOCK_MASTERS) <= set(svc["depends_on"]), name
 

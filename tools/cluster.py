@@ -421,6 +421,11 @@ def start_app(layout: Layout, settings: Settings) -> None:
     subprocess.run(
         [*command, "--configuration", str(var / supervision.CONFIG)], env=env, cwd=ROOT, check=True
     )
+    # supervisord runs the database; the app's programs start once it is migrated.
+    if not stack.migrated(settings):
+        stop_app(layout)
+        raise ClusterError("the database was not migrated: the app is not started")
+    supervision.start_group(var)
 
 
 def control(layout: Layout) -> xmlrpc.client.ServerProxy:

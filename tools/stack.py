@@ -2,6 +2,7 @@
 
 python -m tools.stack ensure-services   # Redis + RabbitMQ reachable, or a clear error
 python -m tools.stack run               # the whole system under supervisord, in the foreground
+                                        # (the database migrated before the app starts)
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import click
+from pymongo.errors import PyMongoError
 
 from core.errors import REDIS_ERRORS
 from core.settings import Settings, SettingsError, as_environ, load_settings, replace
-from tools import ROOT, supervision
+from tools import ROOT, migrate, supervision
 
 VAR = ROOT / "var"
 CREDENTIALS = "credentials.env"  # in the stack's var folder
@@ -39,6 +41,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 REDIS_DATA = Path("/var/lib/redis")
 REDIS_LOGS = Path("/var/log/redis")
 PACKAGES = {"Redis": "redis-server", "RabbitMQ": "rabbitmq-server"}  # Debian's, by binary too
+# How long the embedded database may take to answer before its migration.
+MIGRATE_WAIT_S = 60
 
 
 def redis_command(port: int, data_dir: Path, log_file: Path) -> list[str]:
@@ -415,6 +419,10 @@ class Supervised:
         supervision.kill_session(self.proc.pid)  # programs of a supervisord that died
         return self.proc.returncode
 
+    def stop(self) -> None:
+        """As the first Ctrl-C: every program stops, the database last."""
+        self._on_signal(signal.SIGTERM, None)
+
     def start(self, name: str) -> None:
         """Start program `name` (one that does not start with the others)."""
         try:
@@ -454,6 +462,12 @@ def run(var_dir: Path) -> None:
     supervision.write_config(var / supervision.CONFIG, config)
     _append_only_output()
     stack = Supervised(var, stack_environment(settings, flower_auth, admin_token))
+    # supervisord runs the database; the app's programs start once it is migrated.
+    if not migrated(settings):
+        stack.stop()
+        stack.wait()
+        sys.exit(1)
+    supervision.start_group(var)
     base = f"http://{local_host(settings)}:{settings.PORT}"
     if _wait_healthy(base, stack.serving, 60):
         creds = demo_callers(settings, creds, var / CREDENTIALS)
@@ -466,6 +480,16 @@ def run(var_dir: Path) -> None:
             err=True,
         )
     sys.exit(0 if stack.wait() == 0 else 1)
+
+
+def migrated(settings: Settings) -> bool:
+    """Migrate the database (core.migrations) once it answers; whether it was."""
+    try:
+        click.echo(migrate.summary(migrate.migrate_when_up(settings, MIGRATE_WAIT_S)))
+        return True
+    except (migrate.DatabaseDown, PyMongoError) as exc:
+        click.echo(f"The database was not migrated, so nothing starts: {exc}", err=True)
+        return False
 
 
 def summary(

@@ -3,6 +3,10 @@
 tools.stack writes the configuration `render()` makes into the stack's var/
 folder and runs supervisord in the foreground, in a session of its own:
 
+- supervisord starts the listeners and the embedded database; the GROUP's
+  programs wait until tools.stack has migrated the database
+  (core.migrations), then start together (`start_group`): the ingress and the
+  workers assume a migrated database.
 - A program that dies is restarted while the others go on serving: at once if
   it had run STARTSECS, else after supervisor's backoff (1 s, 2 s, 3 s ... before
   each new try, up to START_RETRIES tries, then FATAL). supervisord logs each
@@ -214,7 +218,8 @@ def render(
             stopwaitsecs=str(DATABASE_STOP_WAIT_S),
         )
     for name, command in stack.items():
-        sections[f"program:{name}"] = _program(var, name, command)
+        # Started by start_group once the database is migrated.
+        sections[f"program:{name}"] = _program(var, name, command, autostart="false")
     sections[f"group:{GROUP}"] = {"programs": ",".join(stack), "priority": "30"}
     sections[f"program:{SEED}"] = _program(
         var,
@@ -252,6 +257,20 @@ def control(var: Path) -> xmlrpc.client.ServerProxy:
     transport = SupervisorTransport(ctl["username"], ctl["password"], f"unix://{var / SOCKET}")
     # The URL is a placeholder: the transport connects to the socket.
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport)
+
+
+def start_group(var: Path, timeout_s: float = 15) -> None:
+    """Start the GROUP's programs (held at supervisord's start), once its
+    control socket answers: supervisord may still be reading its configuration."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            control(var).supervisor.startProcessGroup(GROUP, False)
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
 
 
 def program_name(name: str) -> str:

@@ -6,7 +6,8 @@ Every guarantee of a single job (workers.jobs) holds for each message:
   republished with its backoff first (as Celery's retry does), then acked;
 - a redelivered message has one effect (core.group_commit keys every write);
 - each job gets its own outcome, and its finished notice (Prefer: wait);
-- every job ends: transient errors retry up to TASK_MAX_RETRIES, then fail.
+- every job ends: transient errors retry up to TASK_MAX_RETRIES, then fail
+  (core.retries).
 A group whose pool process died is requeued whole; a worker killed outright
 leaves its unacked messages to RabbitMQ's redelivery.
 """
@@ -25,18 +26,13 @@ from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 from kombu.exceptions import KombuError, OperationalError
 
-from core import jobs, metrics, queues
+from core import jobs, metrics, queues, retries
 from core.clock import utcnow
 from core.errors import TRANSIENT_ERRORS, RadiantError
 from core.services import Services
+from core.settings import Settings
 from workers import runtime, webhooks
-from workers.jobs import (
-    instance,
-    retry_countdown,
-    retry_options,
-    unavailable,
-    unexpected,
-)
+from workers.jobs import instance, retry_options, unavailable, unexpected
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +96,12 @@ def run_group(
         deliveries = [(_job_id(r), r.kwargs.get("job")) for r in requests]
         todo = jobs.still_to_do(svc.db, svc.redis, deliveries)
         outcomes = _work(svc, todo, work)
-        max_retries = svc.settings.TASK_MAX_RETRIES
         again, finished, abandoned = [], [], []
         for job, outcome in zip(todo, outcomes, strict=True):
-            if _transient(outcome) and _retries(by_id[job["_id"]]) < max_retries:
+            if _transient(outcome) and not _exhausted(by_id[job["_id"]], svc.settings):
                 again.append(job)
                 continue
-            finished.append(_finished(job, outcome, started, gave_up=max_retries))
+            finished.append(_finished(job, outcome, started, svc.settings))
             if _unplanned(outcome):
                 abandoned.append(job)
         _abandon(svc, abandon, abandoned)
@@ -175,8 +170,12 @@ def _retries(request: SimpleRequest) -> int:
     return int((request.request_dict or {}).get("retries") or 0)
 
 
+def _exhausted(request: SimpleRequest, settings: Settings) -> bool:
+    return retries.exhausted(_retries(request), settings)
+
+
 def _finished(
-    job: dict[str, Any], outcome: Any, started: datetime, *, gave_up: int
+    job: dict[str, Any], outcome: Any, started: datetime, settings: Settings
 ) -> dict[str, Any]:
     finished = {
         "_id": job["_id"],
@@ -186,7 +185,7 @@ def _finished(
     }
     if isinstance(outcome, RadiantError):
         if outcome.transient:
-            outcome.detail = f"Gave up after {gave_up} retries: {outcome.detail}"
+            outcome.detail = retries.gave_up(outcome.detail, settings)
         finished["error"] = outcome.to_problem(instance=instance(job["_id"]))
     elif isinstance(outcome, Exception):
         finished["error"] = unexpected(outcome, job["_id"])
@@ -201,12 +200,12 @@ def _fail_or_retry(
     """The whole group met a service down: retry each message with its backoff;
     those out of retries are abandoned and fail (if that can be written; else
     requeued)."""
-    max_retries = runtime.worker_settings().TASK_MAX_RETRIES
-    spent = [r for r in requests if _retries(r) >= max_retries]
-    requeue = _republish(task, [r for r in requests if _retries(r) < max_retries])
+    settings = runtime.worker_settings()
+    spent = [r for r in requests if _exhausted(r, settings)]
+    requeue = _republish(task, [r for r in requests if not _exhausted(r, settings)])
     if spent:
         problem = unavailable(exc)
-        problem.detail = f"Gave up after {max_retries} retries: {problem.detail}"
+        problem.detail = retries.gave_up(problem.detail, settings)
         try:
             svc = runtime.worker_services()
             ids = [_job_id(r) for r in spent]
@@ -250,7 +249,7 @@ def _republish(task: GroupCommit, requests: list[SimpleRequest]) -> list[str]:
     the ids of those that could not be published (requeued as they are)."""
     failed = []
     for request in requests:
-        retries = _retries(request)
+        retried = _retries(request)
         headers = request.request_dict or {}
         try:
             task.app.send_task(
@@ -258,8 +257,8 @@ def _republish(task: GroupCommit, requests: list[SimpleRequest]) -> list[str]:
                 args=request.args,
                 kwargs=request.kwargs,
                 task_id=request.id,
-                **retry_options(runtime.worker_settings(), task.name, retry_countdown(retries)),
-                retries=retries + 1,
+                **retry_options(runtime.worker_settings(), task.name, retried),
+                retries=retried + 1,
                 headers={k: headers.get(k) for k in ("request_id", "enqueued_at")},
             )
         except (OperationalError, KombuError, OSError) as exc:

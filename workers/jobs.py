@@ -4,7 +4,7 @@ Every job the ingress accepted ends, succeeded or failed; none is left queued
 or running once its message is acked:
 - permanent errors fail the job with their problem;
 - transient ones (a backing service down or refusing) retry with backoff, and
-  fail the job only when TASK_MAX_RETRIES run out;
+  fail the job only when TASK_MAX_RETRIES run out (core.retries);
 - any other exception is a bug, or data nobody foresaw: a retry would fail
   alike, so the job fails at once with a 500 problem, its traceback logged.
 A message whose job is already finished (a redelivery) does nothing.
@@ -21,7 +21,7 @@ from typing import Any
 
 from celery import Task
 
-from core import jobs, queues
+from core import jobs, queues, retries
 from core.clock import utcnow
 from core.errors import TRANSIENT_ERRORS, InternalError, RadiantError, ServiceUnavailable
 from core.services import Services
@@ -31,26 +31,20 @@ from workers import runtime, webhooks
 
 log = logging.getLogger(__name__)
 
-RETRY_BACKOFF_MAX_S = 30
 
-
-def retry_countdown(retries: int) -> float:
-    return min(2.0**retries * 0.5, RETRY_BACKOFF_MAX_S)
-
-
-def retry_options(settings: Settings, task_name: str, countdown: float) -> dict[str, Any]:
-    """How a retry is published to run `countdown` seconds later. Classic
-    queues: a countdown (an ETA the worker holds, raising its global prefetch).
-    Quorum queues have no global QoS, so a held ETA would take a prefetch
-    slot: the retry waits instead in the delay queue of its backoff step, whose
-    TTL dead-letters it back, with its routing key, to its work queue
-    (core.queues.delay_arguments)."""
+def retry_options(settings: Settings, task_name: str, retried: int) -> dict[str, Any]:
+    """How the retry of a job retried `retried` times already is published to
+    run after its wait (core.retries). Classic queues: a countdown (an ETA the
+    worker holds, raising its global prefetch). Quorum queues have no global
+    QoS, so a held ETA would take a prefetch slot: the retry waits instead in
+    the delay queue of its step, whose TTL dead-letters it back, with its
+    routing key, to its work queue (core.queues.delay_arguments)."""
     if settings.QUEUE_TYPE != "quorum":
-        return {"countdown": countdown}
+        return {"countdown": retries.countdown_s(retried)}
     namespace = settings.QUEUE_NAMESPACE
     return {
         "countdown": 0,  # no ETA: it runs as soon as it is back
-        "exchange": queues.delay_name(queues.retry_delay_ms(countdown), namespace),
+        "exchange": queues.delay_name(retries.delay_ms(retried), namespace),
         "routing_key": queues.TASKS[task_name][1],
     }
 
@@ -71,7 +65,7 @@ def run_job(
     accepted and marked running here. Creates and transitions run in groups
     (workers.batches)."""
     try:
-        svc = runtime.worker_services()  # the first call connects and ensures indexes
+        svc = runtime.worker_services()
         job = jobs.start_job(svc.db, job_id, utcnow(), payload)
         if job is None:
             log.info("job already finished or unknown; message dropped")
@@ -143,9 +137,8 @@ def _retry_or_fail(
     task: Task, job_id: str, exc: RadiantError, abandon: Abandon | None = None
 ) -> None:
     settings = runtime.worker_settings()
-    max_retries = settings.TASK_MAX_RETRIES
-    if task.request.retries >= max_retries:
-        exc.detail = f"Gave up after {max_retries} retries: {exc.detail}"
+    if retries.exhausted(task.request.retries, settings):
+        exc.detail = retries.gave_up(exc.detail, settings)
         svc = runtime.worker_services()
         _abandon(svc, job_id, abandon)
         _finish(svc, job_id, error=exc.to_problem(instance=instance(job_id)))
@@ -153,8 +146,8 @@ def _retry_or_fail(
     log.warning("transient failure, retrying: %s", exc.detail)
     raise task.retry(
         exc=exc,
-        max_retries=max_retries,
-        **retry_options(settings, task.name, retry_countdown(task.request.retries)),
+        max_retries=settings.TASK_MAX_RETRIES,
+        **retry_options(settings, task.name, task.request.retries),
     )
 
 

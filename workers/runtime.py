@@ -12,8 +12,7 @@ from celery import Celery, bootsteps, signals
 from celery.worker.consumer import Consumer as _Consumer
 from celery_batches import Batches
 
-from core import bookings, flights, health, logs, metrics, queues
-from core.db import ensure_indexes
+from core import health, logs, metrics, queues
 from core.services import Services, connect_services
 from core.settings import Settings
 
@@ -24,19 +23,16 @@ _lock = threading.Lock()
 
 
 def worker_services() -> Services:
-    """This process's clients, made on first use after fork (pymongo is not fork-safe)."""
+    """This process's clients, made on first use after fork (pymongo is not
+    fork-safe). The database is migrated before any worker starts
+    (core.migrations: `make run`, compose's `migrate` service)."""
     current = _state.get("services")
     if current is not None and _state.get("pid") == os.getpid():
         return current  # type: ignore[return-value]
     with _lock:
         if _state.get("services") is None or _state.get("pid") != os.getpid():
             settings: Settings = _state["settings"]  # type: ignore[assignment]
-            svc = connect_services(settings)
-            ensure_indexes(svc.db)
-            flights.give_capacity(svc.db, settings.DEFAULT_FLIGHT_CAPACITY_KG)
-            flights.give_volume(svc.db)
-            bookings.give_list_keys(svc.db)
-            _state.update(services=svc, pid=os.getpid())
+            _state.update(services=connect_services(settings), pid=os.getpid())
     return _state["services"]  # type: ignore[return-value]
 
 
@@ -94,7 +90,7 @@ class Consumer(_Consumer):
     """Celery's consumer without its native delayed delivery step: it needs
     topic exchanges (ours is direct) and whole-second countdowns, and shares
     28 `celery_delayed_*` queues between every namespace on the broker; our
-    retries wait in delay queues of their own (core.queues.RETRY_DELAYS_MS)."""
+    retries wait in delay queues of their own (core.retries.STEPS_MS)."""
 
     class Blueprint(_Consumer.Blueprint):
         default_steps = [

@@ -312,13 +312,13 @@ def test_redis_down_past_the_retry_budget_fails_no_committed_create(
     ended and for longer than a job's whole retry budget (cut to seconds here by
     TASK_MAX_RETRIES). A booking that committed must end `succeeded`: its cache
     invalidation is best-effort, so a client never retries into a second one."""
-    from workers.jobs import retry_countdown
+    from core import retries
 
     port, redis, start_redis = private_redis
     stack = isolated_stack(
         "redis-down", REDIS_URL=f"redis://127.0.0.1:{port}/0", TASK_MAX_RETRIES=3
     )
-    budget = sum(retry_countdown(n) for n in range(stack.settings.TASK_MAX_RETRIES))  # 3.5 s
+    budget = sum(retries.countdown_s(n) for n in range(stack.settings.TASK_MAX_RETRIES))  # 3.5 s
     stack.start_worker("redis-down")
     base = stack.start_ingress()
 

@@ -37,7 +37,7 @@ import pytest
 
 from core.bookings import create_booking
 from core.clock import utcnow
-from core.db import ensure_indexes
+from core.migrations import migrate
 from core.services import connect_services
 from core.settings import replace
 from tests.conftest import ADMIN, IsolatedStack, bearer, new_customer, store_flights
@@ -93,7 +93,7 @@ def contract_stack(settings, own_redis, tmp_path_factory):
         WEBHOOK_ALLOW_PRIVATE=True,
     )
     stack = IsolatedStack(own, connect_services(own), tmp_path_factory.mktemp(name))
-    ensure_indexes(stack.services.db)
+    migrate(stack.services.db, own)
     assert store_flights(stack.services, [FLIGHT])["failed"] == 0
     made = {
         role: new_customer(stack.services.db, name=f"Contract {role}", role=role)

@@ -24,10 +24,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from core import metrics
-from core.settings import Settings, load_settings
+from core.bookings import LIST_KEYS_MIGRATION
+from core.db import connect_mongo, database
+from core.flights import CAPACITY_MIGRATION, VOLUME_MIGRATION
+from core.settings import Settings, load_settings, replace
 from tests.conftest import ADMIN, ADMIN_TOKEN, booking_body
 from tools import supervision
 from tools.processes import delete_queues, free_port, start_make_run
+from tools.stack import database_uri
 from tools.supervisor_events import Echo, RestartCounter
 
 # -- the configuration ------------------------------------------------------------------
@@ -58,6 +62,8 @@ def test_supervisord_runs_each_program_as_written_and_stops_the_database_after_t
     assert shlex.split(database.command) == supervision.database_command(settings, tmp_path)
     for program in [*stack.values(), database]:
         assert program.autorestart and program.stopasgroup and program.killasgroup
+    # The database starts with supervisord; the programs once it is migrated (start_group).
+    assert database.autostart and not any(p.autostart for p in stack.values())
     # Stopped in reverse priority: the programs, then the database, then the listeners.
     order = sorted(groups.values(), key=lambda group: -group.priority)
     assert [g.name for g in order] == ["seed", "radiantgo", "mongo", "echo", "restarts"]
@@ -299,6 +305,15 @@ def _customer(stack: MakeRun) -> dict[str, str]:
     return {"Authorization": f"Bearer {creds['DEMO_CUSTOMER_KEY']}"}
 
 
+def _migrations(stack: MakeRun) -> set[str]:
+    """The marks of the data migrations run on the stack's (embedded) database."""
+    client = connect_mongo(replace(stack.settings, MONGODB_URI=database_uri(stack.settings)))
+    try:
+        return {doc["_id"] for doc in database(client).migrations.find()}
+    finally:
+        client.close()
+
+
 def _restarts(stack: MakeRun) -> dict[str, float]:
     text = requests.get(stack.base + "/metrics", headers=ADMIN, timeout=10).text
     families = text_string_to_metric_families(text)
@@ -310,6 +325,7 @@ def _restarts(stack: MakeRun) -> dict[str, float]:
 def test_make_run_restarts_a_killed_worker_and_ctrl_c_leaves_no_process(make_run):
     stack = make_run
     stack.wait_serving()
+    assert _migrations(stack) == {CAPACITY_MIGRATION, VOLUME_MIGRATION, LIST_KEYS_MIGRATION}
     # The background worker (and its pool) runs niced, in the session (one
     # autogroup) of the processes it competes with.
     background, web = stack.info("background")["pid"], stack.info("web")["pid"]

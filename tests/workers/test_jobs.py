@@ -7,15 +7,25 @@ import pytest
 from kombu import Connection
 
 from core import queues
+from core.settings import load_settings, replace
 from tests.conftest import next_message
-from workers.jobs import retry_countdown, retry_options
+from workers.jobs import retry_options
 
 
-def test_every_retry_backoff_has_a_delay_queue_of_its_length():
-    for retries in range(20):
-        countdown = retry_countdown(retries)
-        assert queues.retry_delay_ms(countdown) == countdown * 1000
-    assert queues.retry_delay_ms(3600) == queues.RETRY_DELAYS_MS[-1]
+def test_every_countdown_a_retry_can_have_is_a_delay_queue_of_its_length():
+    """The countdown (classic queues) and the delay queue (quorum) of each
+    retry come from one schedule: the queue a retry is published to is one
+    the worker declares, and it waits there as long as the countdown says."""
+    from celeryconfig import retry_queues
+
+    classic = replace(load_settings({}), QUEUE_TYPE="classic", QUEUE_NAMESPACE="t")
+    quorum = replace(classic, QUEUE_TYPE="quorum")
+    declared = {q.name: q.queue_arguments["x-message-ttl"] for q in retry_queues(quorum)[:-1]}
+    for retried in range(quorum.TASK_MAX_RETRIES + 10):
+        countdown = retry_options(classic, queues.CREATE_BOOKING, retried)["countdown"]
+        delayed = retry_options(quorum, queues.CREATE_BOOKING, retried)
+        assert delayed["countdown"] == 0
+        assert declared[delayed["exchange"]] == countdown * 1000, retried
 
 
 @pytest.mark.slow(reason="waits out a one-second retry delay")
@@ -27,7 +37,7 @@ def test_a_retry_waits_in_its_delay_queue_then_returns_to_its_work_queue(quorum_
     bookings = queues.queue_name(queues.BOOKINGS, quorum_queues.QUEUE_NAMESPACE)
     task_id = str(uuid.uuid4())
     sent = time.monotonic()
-    options = retry_options(quorum_queues, queues.CREATE_BOOKING, retry_countdown(1))  # 1 s
+    options = retry_options(quorum_queues, queues.CREATE_BOOKING, 1)  # the second wait: 1 s
     app.send_task(queues.CREATE_BOOKING, args=["job"], task_id=task_id, retries=2, **options)
     with Connection(quorum_queues.RABBITMQ_URL) as conn:
         message = next_message(conn, bookings)
