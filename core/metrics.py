@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import redis
 from pymongo.database import Database
 
-from core import capacity, deliveries, locks, queues
+from core import deliveries, locks, queues, sizing
 from core.cache import USERS
 from core.errors import REDIS_ERRORS
 from core.flushing import PeriodicFlush
@@ -610,7 +610,7 @@ def recommendations(figures: dict[str, Any]) -> list[dict[str, str]]:
     for queue, entry in figures["queues"].items():
         if entry["growing"]:
             rate, seconds = entry["growth_per_s"], entry["growing_for_s"]
-            add = capacity.workers_to_add(queue, rate)
+            add = sizing.workers_to_add(queue, rate)
             advice.append(
                 {
                     "type": "scale_workers",
@@ -618,7 +618,7 @@ def recommendations(figures: dict[str, Any]) -> list[dict[str, str]]:
                     "reason": f"The {queue} queue has grown for {seconds:.0f} s at {rate:.1f}/s"
                     f" (now {entry['messages']}): add {add} {queue} worker process"
                     f"{'es' if add > 1 else ''} (each works off"
-                    f" ~{capacity.JOBS_PER_PROCESS_S[queue]:.0f}/s, core.capacity)",
+                    f" ~{sizing.JOBS_PER_PROCESS_S[queue]:.0f}/s, core.sizing)",
                     "priority": "HIGH",
                 }
             )

@@ -1,5 +1,4 @@
-"""The capacity model: how many processes and cores a load needs, from
-measured costs.
+"""Sizing: how many processes and cores a load needs, from measured costs.
 
 Every figure here was measured by `make bench-burst` one kind of job at a
 time (`--creates 100 --updates 0` and `--creates 0 --updates 200`, 20 s each,
@@ -16,7 +15,7 @@ last job finished (perf/profiling.py):
 The embedded MongoDB wire server (SecantusDB) is the "mongodb" column: a real
 mongod costs less per operation, so its figures are an upper bound there.
 
-    python -m core.capacity        # the README's "Scaling out" table
+    python -m core.sizing          # the README's "Scaling out" table
 """
 
 from __future__ import annotations
