@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import redis
 
-from core import deliveries, metrics
+from core import deliveries, metrics, monitoring, scaling
 from core.clock import utcnow
 from core.db import ensure_indexes
 from core.egress import Attempt
@@ -81,7 +81,7 @@ def test_counts_backlog_and_attempts_under_way_per_endpoint(figures_redis, hooks
         [{"_id": "ep_a", "enabled": True}, {"_id": "ep_off", "enabled": False}]
     )
 
-    figures = metrics.webhook_figures(figures_redis, hooks_db, time.time())
+    figures = monitoring.webhook_figures(figures_redis, hooks_db, time.time())
 
     assert WebhookFiguresSchema().validate(figures) == {}
     assert [e["endpoint_id"] for e in figures["endpoints"]] == ["ep_b", "ep_c", "ep_a"]
@@ -114,10 +114,10 @@ def test_counts_backlog_and_attempts_under_way_per_endpoint(figures_redis, hooks
 
 
 def test_only_the_largest_backlogs_are_listed_and_the_totals_count_all(figures_redis, hooks_db):
-    shown = metrics.TOP_WEBHOOK_ENDPOINTS
+    shown = monitoring.TOP_WEBHOOK_ENDPOINTS
     for n in range(1, shown + 6):
         pending(hooks_db, f"ep_{n:02d}", n)
-    figures = metrics.webhook_figures(figures_redis, hooks_db, time.time())
+    figures = monitoring.webhook_figures(figures_redis, hooks_db, time.time())
     listed = [e["endpoint_id"] for e in figures["endpoints"]]
     assert listed == [f"ep_{n:02d}" for n in range(shown + 5, 5, -1)]
     assert figures["backlog"] == figures["due"] == sum(range(1, shown + 6))
@@ -126,22 +126,22 @@ def test_only_the_largest_backlogs_are_listed_and_the_totals_count_all(figures_r
 def test_a_backlog_past_the_scan_is_counted_as_at_least(figures_redis, hooks_db, monkeypatch):
     monkeypatch.setattr(metrics, "WEBHOOK_BACKLOG_SCAN", 10)
     pending(hooks_db, "ep_a", 12)
-    figures = metrics.webhook_figures(figures_redis, hooks_db, time.time())
+    figures = monitoring.webhook_figures(figures_redis, hooks_db, time.time())
     assert (figures["backlog"], figures["backlog_capped"]) == (10, True)
 
 
 def test_a_growing_backlog_is_seen_in_beats_samples(figures_redis, hooks_db):
     started = time.time()
-    for n in range(metrics.GROWING_SAMPLES):
+    for n in range(scaling.GROWING_SAMPLES):
         pending(hooks_db, "ep_a", 5)
         assert (
             metrics.sample_webhook_backlog(figures_redis, hooks_db, started + 15 * n) == 5 * n + 5
         )
-    figures = metrics.webhook_figures(figures_redis, hooks_db, time.time())
+    figures = monitoring.webhook_figures(figures_redis, hooks_db, time.time())
     assert figures["backlog_growing"] is True
     assert figures["history"] == [20, 15, 10, 5]
     assert figures["growth_per_s"] == round(15 / 45, 2)
-    advice = metrics.webhook_advice(figures)
+    advice = scaling.webhook_advice(figures)
     assert (advice["type"], advice["component"]) == ("scale_workers", "queue:webhooks")
 
 
@@ -167,9 +167,9 @@ def test_advice_more_senders_when_most_of_the_backlog_is_due():
         "locks": {"acquire_ms": {"p95": 3.0}},
         "memory": {"used": 0.5},
         "queues": {},
-        "webhooks": _hooks(backlog=metrics.WEBHOOK_BACKLOG_LIMIT, due=9_000),
+        "webhooks": _hooks(backlog=scaling.WEBHOOK_BACKLOG_LIMIT, due=9_000),
     }
-    (advice,) = metrics.recommendations(figures)
+    (advice,) = scaling.recommendations(figures)
     assert advice == {
         "type": "scale_workers",
         "component": "queue:webhooks",
@@ -178,12 +178,12 @@ def test_advice_more_senders_when_most_of_the_backlog_is_due():
         " (WEBHOOK_CONCURRENCY)",
         "priority": "HIGH",
     }
-    figures["webhooks"] = _hooks(backlog=metrics.WEBHOOK_BACKLOG_LIMIT - 1, due=9_000)
-    assert metrics.recommendations(figures) == []
+    figures["webhooks"] = _hooks(backlog=scaling.WEBHOOK_BACKLOG_LIMIT - 1, due=9_000)
+    assert scaling.recommendations(figures) == []
 
 
 def test_advice_names_the_failing_receivers_when_most_of_it_waits_for_a_retry():
-    advice = metrics.webhook_advice(_hooks(backlog=500, due=20, growing=True))
+    advice = scaling.webhook_advice(_hooks(backlog=500, due=20, growing=True))
     assert (advice["type"], advice["component"], advice["priority"]) == (
         "investigate",
         "webhooks",

@@ -11,7 +11,7 @@ from urllib.parse import urlparse, urlunparse
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core import metrics
+from core import metrics, monitoring, scaling
 from core.clock import utcnow
 from core.deliveries import Outcome
 from core.egress import Attempt
@@ -135,7 +135,7 @@ def test_low_cache_hit_rate_and_growing_queue_get_recommendations(isolated):
     assert ("optimize_caching", "cache") in kinds
     assert ("scale_workers", "queue:bookings") in kinds
     (scale,) = [a for a in advice["scalingRecommendations"] if a["type"] == "scale_workers"]
-    # 8,400 more in 30 s: 280/s, against ~249/s a process (core.capacity): two more.
+    # 8,400 more in 30 s: 280/s, against ~249/s a process (core.sizing): two more.
     assert "grown for 30 s at 280.0/s" in scale["reason"]
     assert "add 2 bookings worker processes" in scale["reason"]
     assert advice["queues"]["bookings"]["growing"] is True
@@ -156,10 +156,10 @@ def test_thresholds_for_locks_and_memory():
         "memory": {"used": 0.85},
         "queues": {},
     }
-    kinds = {(a["type"], a["component"]) for a in metrics.recommendations(figures)}
+    kinds = {(a["type"], a["component"]) for a in scaling.recommendations(figures)}
     assert kinds == {("reduce_contention", "locks"), ("scale_up", "memory")}
     figures["locks"]["acquire_ms"]["p95"], figures["memory"]["used"] = 3.0, 0.5
-    assert metrics.recommendations(figures) == []
+    assert scaling.recommendations(figures) == []
 
 
 def test_memory_over_the_limit_on_any_host_gets_advice():
@@ -170,7 +170,7 @@ def test_memory_over_the_limit_on_any_host_gets_advice():
         "memory": {"used": 0.4, "by_host": {"ingress-1": 0.4, "worker-1": 0.93}},
         "queues": {},
     }
-    (advice,) = metrics.recommendations(figures)
+    (advice,) = scaling.recommendations(figures)
     assert (advice["type"], advice["component"]) == ("scale_up", "memory")
     assert advice["reason"] == "Memory 93% used on worker-1 (> 80%)"
 
@@ -298,7 +298,7 @@ def test_a_contended_kind_gets_advice_though_all_locks_together_look_fine():
         "memory": {"used": 0.5},
         "queues": {},
     }
-    (advice,) = metrics.recommendations(figures)
+    (advice,) = scaling.recommendations(figures)
     assert (advice["type"], advice["component"]) == ("reduce_contention", "locks")
     assert "900 ms on flight locks" in advice["reason"] and "booking" not in advice["reason"]
 
@@ -310,7 +310,7 @@ def test_worker_task_metrics_are_aggregated(live_server, services):
     wait_job(live_server, r.headers["Location"])
     # The worker records a task just after its job finishes: wait for the record.
     deadline = time.monotonic() + 10
-    while "create" not in (tasks := metrics.task_figures(services.redis)):
+    while "create" not in (tasks := monitoring.task_figures(services.redis)):
         assert time.monotonic() < deadline, "the worker recorded no create task"
         time.sleep(0.05)
     assert tasks["create"]["count"] >= 1
@@ -323,7 +323,7 @@ def test_key_lookups_stay_out_of_the_overall_hit_rate():
         "routes": {"hits": 10, "misses": 30},
         "users": {"hits": 10_000, "misses": 1},
     }
-    assert metrics.overall_hit_rate(kinds) == (0.25, 40)
+    assert monitoring.overall_hit_rate(kinds) == (0.25, 40)
 
 
 def _hostile_requests(client, n: int, rng: random.Random) -> None:
@@ -375,7 +375,7 @@ def test_redis_stays_bounded_under_made_up_methods_and_paths(isolated):
     fields = svc.redis.hkeys(metrics.REQUESTS)
     assert {f.partition("|")[0] for f in fields} <= allowed
     assert len(fields) <= 80  # ~17 names x (count, ms, a few statuses)
-    figures = metrics.request_figures(svc.redis, time.time())
+    figures = monitoring.request_figures(svc.redis, time.time())
     assert figures["total"] == 1000
     assert figures["endpoints"][metrics.OTHER_ENDPOINT]["count"] >= 500
     # Another 1,000 add no key but this second's counters, and next to no field.
@@ -394,7 +394,7 @@ def test_webhooks_per_endpoint_on_metrics_bounded_to_the_busiest(isolated, setti
     uri = urlunparse(urlparse(settings.MONGODB_URI)._replace(path=f"/{name}"))
     app, svc = build(MONGODB_URI=uri)
     try:
-        shown = metrics.TOP_WEBHOOK_ENDPOINTS
+        shown = monitoring.TOP_WEBHOOK_ENDPOINTS
         for n in range(1, shown + 6):
             for _ in range(n):
                 outcome = Outcome("dlv_m", f"ep_{n:02d}", "delivered", Attempt(200, 3), lag_ms=50.0)
