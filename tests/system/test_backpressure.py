@@ -42,10 +42,3 @@ def test_a_burst_past_the_bound_gets_503s_and_every_202_completes(isolated_stack
     rate = backpressure.drain_rate(services.redis, name, time.time() + 1)
     assert rate > 0
     assert backpressure.retry_after_full(BOUND, rate) < backpressure.RETRY_AFTER_FULL_MAX_S
-
-
-def test_retry_after_is_the_backlog_over_the_drain_rate():
-    assert backpressure.retry_after_full(100_000, 400.0) == 250
-    assert backpressure.retry_after_full(10, 400.0) == 1
-    assert backpressure.retry_after_full(10**9, 1.0) == backpressure.RETRY_AFTER_FULL_MAX_S
-    assert backpressure.retry_after_full(5, 0.0) == backpressure.RETRY_AFTER_FULL_MAX_S

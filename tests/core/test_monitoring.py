@@ -1,5 +1,5 @@
-"""The operator's view of webhooks: counters in Redis, the backlog counted in
-MongoDB, attempts under way from the endpoints' slots, and the advice."""
+"""core.monitoring: the figures read back. Webhooks: counters in Redis, the
+backlog counted in MongoDB, attempts under way from the endpoints' slots."""
 
 from __future__ import annotations
 
@@ -145,52 +145,9 @@ def test_a_growing_backlog_is_seen_in_beats_samples(figures_redis, hooks_db):
     assert (advice["type"], advice["component"]) == ("scale_workers", "queue:webhooks")
 
 
-def _hooks(*, backlog: int, due: int, growing: bool = False) -> dict:
-    return {
-        "backlog": backlog,
-        "due": due,
-        "backlog_growing": growing,
-        "growth_per_s": 12.0 if growing else None,
-        "growing_for_s": 45.0 if growing else None,
-        "endpoints": [
-            {"endpoint_id": "ep_down", "backlog": backlog - 10},
-            {"endpoint_id": "ep_slow", "backlog": 10},
-            {"endpoint_id": "ep_fine", "backlog": 0},
-        ],
+def test_key_lookups_stay_out_of_the_overall_hit_rate():
+    kinds = {
+        "routes": {"hits": 10, "misses": 30},
+        "users": {"hits": 10_000, "misses": 1},
     }
-
-
-def test_advice_more_senders_when_most_of_the_backlog_is_due():
-    figures = {
-        "requests": {"endpoints": {}},
-        "cache": {"hit_rate": 0.9, "lookups": 100},
-        "locks": {"acquire_ms": {"p95": 3.0}},
-        "memory": {"used": 0.5},
-        "queues": {},
-        "webhooks": _hooks(backlog=scaling.WEBHOOK_BACKLOG_LIMIT, due=9_000),
-    }
-    (advice,) = scaling.recommendations(figures)
-    assert advice == {
-        "type": "scale_workers",
-        "component": "queue:webhooks",
-        "reason": "10,000 webhook deliveries pending (9,000 due, 1,000 waiting for a retry):"
-        " add webhooks worker processes (WEBHOOK_PROCESSES) or senders per process"
-        " (WEBHOOK_CONCURRENCY)",
-        "priority": "HIGH",
-    }
-    figures["webhooks"] = _hooks(backlog=scaling.WEBHOOK_BACKLOG_LIMIT - 1, due=9_000)
-    assert scaling.recommendations(figures) == []
-
-
-def test_advice_names_the_failing_receivers_when_most_of_it_waits_for_a_retry():
-    advice = scaling.webhook_advice(_hooks(backlog=500, due=20, growing=True))
-    assert (advice["type"], advice["component"], advice["priority"]) == (
-        "investigate",
-        "webhooks",
-        "MEDIUM",
-    )
-    assert advice["reason"] == (
-        "500 webhook deliveries pending (20 due, 480 waiting for a retry), grown for 45 s at"
-        " 12.0/s: receivers are failing, most of it for ep_down (490), ep_slow (10) (their"
-        " deliveries lists say why)"
-    )
+    assert monitoring.overall_hit_rate(kinds) == (0.25, 40)
