@@ -47,8 +47,8 @@ def _serial_rate(operation: str) -> float:
     return 1000 / (cost["worker"] + cost["mongodb"])
 
 
-# Jobs one worker process works off per second, by queue. Bulk: items/s of one
-# process, measured (bench_bulk: 1,801 bookings/s, 268 status updates/s).
+# Jobs one worker process works off per second, by queue. Bulk: the status
+# updates one process applies per second (its slower kind), from bench_bulk.
 JOBS_PER_PROCESS_S = {
     "bookings": _serial_rate("create"),
     "status": _serial_rate("transition"),
