@@ -13,7 +13,7 @@ import pymongo
 import redis
 from pymongo.database import Database
 
-from core import metrics
+from core import monitoring
 from core.errors import REDIS_ERRORS
 from core.services import Services, connect_redis
 from core.settings import Settings
@@ -265,7 +265,9 @@ def check_services(
     body = {"status": status, "services": checks}
     if checks["redis"]["status"] == HEALTHY:
         try:
-            body["metrics"] = metrics.health_summary(svc.redis, svc.cache.hit_stats(), time.time())
+            body["metrics"] = monitoring.health_summary(
+                svc.redis, svc.cache.hit_stats(), time.time()
+            )
         except REDIS_ERRORS as exc:  # Redis went away since its probe: no figures this time
             log.warning("health metrics not read: %s", exc)
     return body, 503 if status == UNHEALTHY else 200

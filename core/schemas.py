@@ -39,7 +39,8 @@ from core.ids import (
 )
 from core.lifecycle import CODES, MILESTONES, STATUSES, TARGETS
 from core.locks import LATENCY_SAMPLES, LOCK_KINDS, LOCK_PREFIXES
-from core.metrics import SAMPLES, TOP_WEBHOOK_ENDPOINTS, WEBHOOK_BACKLOG_SCAN
+from core.metrics import SAMPLES, WEBHOOK_BACKLOG_SCAN
+from core.monitoring import TOP_WEBHOOK_ENDPOINTS
 from core.webhook_endpoints import (
     ALL_EVENTS,
     DELIVERY_CURSOR,

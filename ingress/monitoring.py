@@ -12,7 +12,7 @@ from flask.views import MethodView
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from core import access, ledger, metrics
+from core import access, ledger, metrics, monitoring, scaling
 from core.errors import Forbidden, Unauthorized
 from core.ids import API_KEY_PREFIX
 from core.settings import Settings
@@ -64,10 +64,10 @@ def scraper_only(view):
 def current_figures() -> dict:
     current_app.extensions["request_tally"].flush()  # this process's last second too
     svc = services()
-    return metrics.performance_figures(
+    return monitoring.performance_figures(
         svc.redis,
         svc.cache.stats(),
-        metrics.lock_figures(svc.redis, svc.locks.held()),
+        monitoring.lock_figures(svc.redis, svc.locks.held()),
         time.time(),
         ledger.last_check(svc.redis),
         db=svc.db,
@@ -157,7 +157,7 @@ class _FiguresCollector:
         )
         growing = GaugeMetricFamily(
             "radiantgo_queue_growing",
-            f"1 when the depth rose in each of the last {metrics.GROWING_SAMPLES} samples",
+            f"1 when the depth rose in each of the last {scaling.GROWING_SAMPLES} samples",
             labels=["queue"],
         )
         sampled = GaugeMetricFamily(
@@ -226,7 +226,7 @@ class _FiguresCollector:
                 lag.add_metric([q], value)
         growing = GaugeMetricFamily(
             "radiantgo_webhook_backlog_growing",
-            f"1 when the webhook backlog rose in its last {metrics.GROWING_SAMPLES} samples",
+            f"1 when the webhook backlog rose in its last {scaling.GROWING_SAMPLES} samples",
             value=int(hooks["backlog_growing"]),
         )
         disabled = GaugeMetricFamily(
@@ -270,8 +270,8 @@ def _top_and_other(per_endpoint: dict[str, dict[str, int]], by: str) -> dict[str
     ranked = sorted(
         (e for e in per_endpoint if e != other), key=lambda e: (-per_endpoint[e][by], e)
     )
-    shown = {e: per_endpoint[e] for e in ranked[: metrics.TOP_WEBHOOK_ENDPOINTS]}
-    rest = [per_endpoint[e] for e in ranked[metrics.TOP_WEBHOOK_ENDPOINTS :]]
+    shown = {e: per_endpoint[e] for e in ranked[: monitoring.TOP_WEBHOOK_ENDPOINTS]}
+    rest = [per_endpoint[e] for e in ranked[monitoring.TOP_WEBHOOK_ENDPOINTS :]]
     rest += [per_endpoint[other]] if other in per_endpoint else []
     if rest:
         shown[other] = {name: sum(r[name] for r in rest) for name in metrics.WEBHOOK_COUNTS}
@@ -308,7 +308,7 @@ class Metrics(MethodView):
     def get(self):
         """Every process's figures, aggregated, in Prometheus text format."""
         registry = CollectorRegistry()
-        counters = metrics.webhook_counters(services().redis)
+        counters = monitoring.webhook_counters(services().redis)
         registry.register(_FiguresCollector(current_figures(), counters))
-        registry.register(_ShedCollector(metrics.shed_counters(services().redis)))
+        registry.register(_ShedCollector(monitoring.shed_counters(services().redis)))
         return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")

@@ -23,7 +23,7 @@ from flask import Flask
 from kombu.exceptions import KombuError
 from werkzeug.exceptions import HTTPException
 
-from core import metrics, queues
+from core import backpressure, metrics, queues
 from core.errors import REDIS_ERRORS, Overloaded
 from core.flushing import PeriodicFlush
 from core.overload import Admission, BacklogGate, GradientLimit, OverloadGuard, QueueDelayGate
@@ -81,7 +81,7 @@ class BacklogSampler:
             depths = {n: self._depth(n) for n in self.names}
             redis = self.app.extensions["radiantgo"].redis
             now = time.time()
-            rates = {n: metrics.peak_drain_rate(redis, n, now) for n in self.names}
+            rates = {n: backpressure.peak_drain_rate(redis, n, now) for n in self.names}
         except (OSError, AMQPError, KombuError, *REDIS_ERRORS) as exc:
             log.debug("backlog not sampled: %s", exc)
             self.gate.observe({}, {})

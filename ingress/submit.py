@@ -18,7 +18,7 @@ from typing import Any
 from flask import Response, current_app, request
 
 from celeryconfig import publish_job
-from core import accepting, jobs, logs, metrics, queues
+from core import accepting, backpressure, jobs, logs, queues
 from core.clock import utcnow
 from core.errors import REDIS_ERRORS, ValidationFailed
 from core.waiting import WaitersBusy
@@ -55,12 +55,12 @@ def _full_retry_after(queue: str) -> int:
     svc = services()
     bound = queues.max_length(queue, svc.settings)
     try:
-        rate = metrics.drain_rate(
+        rate = backpressure.drain_rate(
             svc.redis, queues.queue_name(queue, svc.settings.QUEUE_NAMESPACE), time.time()
         )
-        return metrics.retry_after_full(bound, rate)
+        return backpressure.retry_after_full(bound, rate)
     except REDIS_ERRORS:
-        return metrics.RETRY_AFTER_FULL_MAX_S
+        return backpressure.RETRY_AFTER_FULL_MAX_S
 
 
 def _idempotency_key() -> str | None:

@@ -63,7 +63,7 @@ from urllib.parse import urlsplit
 
 from kombu.exceptions import KombuError
 
-from core import metrics, queues
+from core import monitoring, queues
 from core.jobs import FINISHED, JOB_FINISHED_CHANNEL
 from perf.bench_transitions import seed_bookings
 from perf.harness import BODY, TRANSITION, command_line, isolated_stack, percentiles, publish
@@ -586,7 +586,7 @@ def run(
         )
         verify_s = time.perf_counter() - verify_started
         shed_by_reason: Counter[str] = Counter()  # every ingress process's, flushed by now
-        for by_reason in metrics.shed_counters(stack.services.redis).values():
+        for by_reason in monitoring.shed_counters(stack.services.redis).values():
             shed_by_reason.update(by_reason)
         stack_info = {
             "ingress": f"gunicorn gthread {cfg.WEB_WORKERS} x {cfg.WEB_THREADS}, shedding "

@@ -32,7 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from core import metrics
+from core import scaling
 from perf import report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,7 +295,7 @@ def requests_per_second(run: Run, title: str) -> Figure | None:
 
 def p95_latency(run: Run, title: str) -> Figure | None:
     lines = _endpoint_lines(run, lambda s: latency(s, "p95"))
-    limit = (metrics.P95_LIMIT_MS, f"alert: p95 > {metrics.P95_LIMIT_MS} ms")
+    limit = (scaling.P95_LIMIT_MS, f"alert: p95 > {scaling.P95_LIMIT_MS} ms")
     source = f"{LOCUST}: p95 as the client saw it (server time plus the network)"
     return _timeline(run, title, source, lines, "ms", threshold=limit, log=True)
 
@@ -307,7 +307,7 @@ def p50_latency(run: Run, title: str) -> Figure | None:
 
 def error_rate(run: Run, title: str) -> Figure | None:
     lines = _endpoint_lines(run, failure_ratio)
-    limit = (metrics.ERROR_RATE_LIMIT, f"alert: > {metrics.ERROR_RATE_LIMIT:.0%}")
+    limit = (scaling.ERROR_RATE_LIMIT, f"alert: > {scaling.ERROR_RATE_LIMIT:.0%}")
     source = f"{LOCUST}: Locust's failures (any error answer, a timeout) per request"
     return _timeline(run, title, source, lines, "% of requests", threshold=limit, percent=True)
 
@@ -347,7 +347,7 @@ def cache_hit_rate(run: Run, title: str) -> Figure | None:
         for i, (rate, (_, hits, misses, _)) in enumerate(zip(rates, rows, strict=True)):
             label = f"{rate:.1f} %\n{hits:,} / {misses:,}"
             ax.text(i, rate, label, ha="center", va="bottom", fontsize=7)
-        floor = metrics.CACHE_HIT_RATE_FLOOR
+        floor = scaling.CACHE_HIT_RATE_FLOOR
         _threshold(ax, 100 * floor, f"alert: < {floor:.0%}")
         ax.set_ylim(0, 115)
 
@@ -371,7 +371,7 @@ def lock_time(run: Run, title: str) -> Figure | None:
         x = range(len(rows))
         ax.bar([i - 0.2 for i in x], [p95 for _, p95, _ in rows], width=0.4, label="p95")
         ax.bar([i + 0.2 for i in x], [mx or math.nan for *_, mx in rows], width=0.4, label="max")
-        limit = metrics.LOCK_ACQUIRE_LIMIT_MS
+        limit = scaling.LOCK_ACQUIRE_LIMIT_MS
         _threshold(ax, limit, f"alert: p95 > {limit} ms")
 
     source = "lock acquisition per Locust scenario (every kind together) and per benchmark"

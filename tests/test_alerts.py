@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from core import metrics
+from core import metrics, scaling
 from core.deliveries import Outcome
 from core.egress import Attempt
 from core.locks import booking_lock_key
@@ -27,23 +27,23 @@ RULES = PROMETHEUS / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "radiantgo.json"
 TOKEN_FILE = "/run/secrets/metrics_token"
 
-# The spec's alerting thresholds, as core.metrics (and so /api/admin/performance) has them.
+# The spec's alerting thresholds, as core.scaling (and so /api/admin/performance) has them.
 THRESHOLDS = {
-    "RadiantGoSlowEndpoint": f"> {metrics.P95_LIMIT_MS}",
-    "RadiantGoLowCacheHitRate": f"< {metrics.CACHE_HIT_RATE_FLOOR:g}",
-    "RadiantGoSlowLockAcquisition": f"> {metrics.LOCK_ACQUIRE_LIMIT_MS}",
-    "RadiantGoHighErrorRate": f"> {metrics.ERROR_RATE_LIMIT:g}",
-    "RadiantGoHighMemory": f"> {metrics.MEMORY_LIMIT:g}",
+    "RadiantGoSlowEndpoint": f"> {scaling.P95_LIMIT_MS}",
+    "RadiantGoLowCacheHitRate": f"< {scaling.CACHE_HIT_RATE_FLOOR:g}",
+    "RadiantGoSlowLockAcquisition": f"> {scaling.LOCK_ACQUIRE_LIMIT_MS}",
+    "RadiantGoHighErrorRate": f"> {scaling.ERROR_RATE_LIMIT:g}",
+    "RadiantGoHighMemory": f"> {scaling.MEMORY_LIMIT:g}",
     "RadiantGoQueueBacklogGrowing": "radiantgo_queue_growing) == 1",
-    "RadiantGoWebhooksBehind": f"sum(radiantgo_webhook_backlog) >= {metrics.WEBHOOK_BACKLOG_LIMIT}",
+    "RadiantGoWebhooksBehind": f"sum(radiantgo_webhook_backlog) >= {scaling.WEBHOOK_BACKLOG_LIMIT}",
 }
 PANEL_THRESHOLDS = {
-    "P95 latency by endpoint": metrics.P95_LIMIT_MS,
-    "Server error rate by endpoint": metrics.ERROR_RATE_LIMIT,
-    "Cache hit rate by kind": metrics.CACHE_HIT_RATE_FLOOR,
-    "Lock acquisition time by kind": metrics.LOCK_ACQUIRE_LIMIT_MS,
-    "Memory used by host": metrics.MEMORY_LIMIT,
-    "Webhook backlog by endpoint": metrics.WEBHOOK_BACKLOG_LIMIT,
+    "P95 latency by endpoint": scaling.P95_LIMIT_MS,
+    "Server error rate by endpoint": scaling.ERROR_RATE_LIMIT,
+    "Cache hit rate by kind": scaling.CACHE_HIT_RATE_FLOOR,
+    "Lock acquisition time by kind": scaling.LOCK_ACQUIRE_LIMIT_MS,
+    "Memory used by host": scaling.MEMORY_LIMIT,
+    "Webhook backlog by endpoint": scaling.WEBHOOK_BACKLOG_LIMIT,
 }
 
 
@@ -114,7 +114,7 @@ def test_the_scrape_reaches_an_ingress_with_the_metrics_token():
     assert config["global"]["scrape_interval"] == "15s"
 
 
-# -- the rules and the dashboard agree with core.metrics --------------------------------
+# -- the rules and the dashboard agree with core.scaling --------------------------------
 
 
 def test_every_spec_threshold_has_an_alert_with_the_apps_number():
@@ -122,7 +122,7 @@ def test_every_spec_threshold_has_an_alert_with_the_apps_number():
     for name, comparison in THRESHOLDS.items():
         assert comparison in " ".join(rules[name]["expr"].split()), name
     for name in ("RadiantGoLowCacheHitRate", "RadiantGoHighErrorRate"):
-        assert f">= {metrics.MIN_SAMPLE}" in rules[name]["expr"], name
+        assert f">= {scaling.MIN_SAMPLE}" in rules[name]["expr"], name
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in ("critical", "warning"), name
         assert rule["annotations"]["summary"] and rule["annotations"]["action"], name

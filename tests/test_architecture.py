@@ -124,3 +124,41 @@ def test_importing_the_apps_creates_no_client():
         check=False,
     )
     assert out.stdout.strip() == "ok", out.stderr
+
+
+# core module -> the core modules (and clients) it must never import. Recording
+# runs on every request and task, so it knows nothing of reading or advice; the
+# advice is arithmetic on figures already read, so it holds no client.
+CORE_FORBIDDEN = {
+    "metrics": {"monitoring", "scaling", "sizing"},
+    "backpressure": {"monitoring", "scaling", "sizing"},
+    "scaling": {"metrics", "monitoring", "redis", "pymongo"},
+    "sizing": {"metrics", "monitoring", "scaling", "redis", "pymongo"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Top-level packages, and the core modules by their name within core."""
+    names = imported_packages(path)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "core":
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("core."):
+            names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("core."))
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(CORE_FORBIDDEN))
+def test_core_module_rules(module):
+    path = ROOT / "core" / f"{module}.py"
+    assert not imported_modules(path) & CORE_FORBIDDEN[module]
+
+
+def test_the_core_module_rules_see_a_forbidden_import(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import redis\nfrom core import queues, sizing\nfrom core.monitoring import x\n"
+    )
+    assert imported_modules(sample) == {"redis", "core", "queues", "sizing", "monitoring"}

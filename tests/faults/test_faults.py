@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from celeryconfig import create_celery_app, publish_job
-from core import metrics, outbox, queues, work
+from core import monitoring, outbox, queues, work
 from core.flights import flight_id
 from core.locks import held_locks
 from tests.conftest import (
@@ -35,7 +35,7 @@ from tools.processes import kill_worker, stop, wait_for_port
 
 def worker_runs(redis_client) -> dict[str, int]:
     """Tasks the workers have run so far, by type (their own metrics, every delivery)."""
-    return {kind: t["count"] for kind, t in metrics.task_figures(redis_client).items()}
+    return {kind: t["count"] for kind, t in monitoring.task_figures(redis_client).items()}
 
 
 def tally(acknowledged: int, present: int, duplicated: int) -> str:

@@ -11,7 +11,7 @@ from urllib.parse import urlparse, urlunparse
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core import metrics
+from core import metrics, monitoring
 from core.clock import utcnow
 from core.deliveries import Outcome
 from core.egress import Attempt
@@ -135,7 +135,7 @@ def test_low_cache_hit_rate_and_growing_queue_get_recommendations(isolated):
     assert ("optimize_caching", "cache") in kinds
     assert ("scale_workers", "queue:bookings") in kinds
     (scale,) = [a for a in advice["scalingRecommendations"] if a["type"] == "scale_workers"]
-    # 8,400 more in 30 s: 280/s, against ~249/s a process (core.capacity): two more.
+    # 8,400 more in 30 s: 280/s, against ~249/s a process (core.sizing): two more.
     assert "grown for 30 s at 280.0/s" in scale["reason"]
     assert "add 2 bookings worker processes" in scale["reason"]
     assert advice["queues"]["bookings"]["growing"] is True
@@ -146,73 +146,6 @@ def test_low_cache_hit_rate_and_growing_queue_get_recommendations(isolated):
     assert 'radiantgo_queue_growing{queue="bookings"} 1.0' in text
     assert 'radiantgo_queue_sampled_timestamp_seconds{queue="bookings"}' in text
     assert 'radiantgo_queue_growing{queue="status"}' not in text  # never sampled: no series
-
-
-def test_thresholds_for_locks_and_memory():
-    figures = {
-        "requests": {"endpoints": {}},
-        "cache": {"hit_rate": 0.9, "lookups": 100},
-        "locks": {"acquire_ms": {"p95": 750.0}},
-        "memory": {"used": 0.85},
-        "queues": {},
-    }
-    kinds = {(a["type"], a["component"]) for a in metrics.recommendations(figures)}
-    assert kinds == {("reduce_contention", "locks"), ("scale_up", "memory")}
-    figures["locks"]["acquire_ms"]["p95"], figures["memory"]["used"] = 3.0, 0.5
-    assert metrics.recommendations(figures) == []
-
-
-def test_memory_over_the_limit_on_any_host_gets_advice():
-    figures = {
-        "requests": {"endpoints": {}},
-        "cache": {"hit_rate": 0.9, "lookups": 100},
-        "locks": {"acquire_ms": {"p95": 3.0}},
-        "memory": {"used": 0.4, "by_host": {"ingress-1": 0.4, "worker-1": 0.93}},
-        "queues": {},
-    }
-    (advice,) = metrics.recommendations(figures)
-    assert (advice["type"], advice["component"]) == ("scale_up", "memory")
-    assert advice["reason"] == "Memory 93% used on worker-1 (> 80%)"
-
-
-def _fake_host(root, *, total_kb, available_kb, cgroup=None):
-    """A /proc/meminfo and, given one, a cgroup's memory files under `root`."""
-    (root / "proc").mkdir(parents=True)
-    (root / "proc/meminfo").write_text(
-        f"MemTotal:       {total_kb} kB\nMemFree:        1 kB\nMemAvailable:   {available_kb} kB\n"
-    )
-    for name, text in (cgroup or {}).items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return root
-
-
-def test_memory_used_is_the_containers_share_of_its_limit_else_the_hosts(tmp_path):
-    gib = 1024**3
-    host = _fake_host(tmp_path / "host", total_kb=16 * 1024**2, available_kb=4 * 1024**2)
-    assert metrics.memory_used(host) == 0.75
-    v2 = {
-        "sys/fs/cgroup/memory.max": f"{2 * gib}\n",
-        "sys/fs/cgroup/memory.current": f"{gib + gib // 2}\n",
-        "sys/fs/cgroup/memory.stat": f"anon {gib}\ninactive_file {gib // 4}\n",
-    }
-    limited = _fake_host(
-        tmp_path / "v2", total_kb=16 * 1024**2, available_kb=15 * 1024**2, cgroup=v2
-    )
-    assert metrics.memory_used(limited) == 0.625  # (1.5 - 0.25) GiB of 2 GiB
-    unlimited = {**v2, "sys/fs/cgroup/memory.max": "max\n"}
-    no_limit = _fake_host(
-        tmp_path / "max", total_kb=16 * 1024**2, available_kb=4 * 1024**2, cgroup=unlimited
-    )
-    assert metrics.memory_used(no_limit) == 0.75
-    v1 = {  # cgroup v1 says "no limit" with a huge number
-        "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n",
-        "sys/fs/cgroup/memory/memory.usage_in_bytes": f"{gib}\n",
-        "sys/fs/cgroup/memory/memory.stat": "total_inactive_file 0\n",
-    }
-    old = _fake_host(tmp_path / "v1", total_kb=16 * 1024**2, available_kb=8 * 1024**2, cgroup=v1)
-    assert metrics.memory_used(old) == 0.5
-    assert metrics.memory_used(tmp_path / "nothing") is None
 
 
 def test_every_hosts_memory_in_metrics_and_silent_hosts_dropped(isolated):
@@ -289,20 +222,6 @@ def test_the_openapi_document_names_every_lock_kind(isolated):
     assert "by_kind" in schemas["LockPerformance"]["properties"]
 
 
-def test_a_contended_kind_gets_advice_though_all_locks_together_look_fine():
-    quick, slow = {"acquire_ms": {"p95": 3.0}}, {"acquire_ms": {"p95": 900.0}}
-    figures = {
-        "requests": {"endpoints": {}},
-        "cache": {"hit_rate": 0.9, "lookups": 100},
-        "locks": {**quick, "by_kind": {"booking": quick, "flight": slow}},
-        "memory": {"used": 0.5},
-        "queues": {},
-    }
-    (advice,) = metrics.recommendations(figures)
-    assert (advice["type"], advice["component"]) == ("reduce_contention", "locks")
-    assert "900 ms on flight locks" in advice["reason"] and "booking" not in advice["reason"]
-
-
 def test_worker_task_metrics_are_aggregated(live_server, services):
     r = __import__("requests").post(
         live_server + "/api/bookings", json=booking_body(), headers=CUSTOMER, timeout=10
@@ -310,20 +229,12 @@ def test_worker_task_metrics_are_aggregated(live_server, services):
     wait_job(live_server, r.headers["Location"])
     # The worker records a task just after its job finishes: wait for the record.
     deadline = time.monotonic() + 10
-    while "create" not in (tasks := metrics.task_figures(services.redis)):
+    while "create" not in (tasks := monitoring.task_figures(services.redis)):
         assert time.monotonic() < deadline, "the worker recorded no create task"
         time.sleep(0.05)
     assert tasks["create"]["count"] >= 1
     assert tasks["create"]["run_ms"]["p50"] > 0
     assert tasks["create"]["queue_wait_ms"]["p50"] is not None
-
-
-def test_key_lookups_stay_out_of_the_overall_hit_rate():
-    kinds = {
-        "routes": {"hits": 10, "misses": 30},
-        "users": {"hits": 10_000, "misses": 1},
-    }
-    assert metrics.overall_hit_rate(kinds) == (0.25, 40)
 
 
 def _hostile_requests(client, n: int, rng: random.Random) -> None:
@@ -375,7 +286,7 @@ def test_redis_stays_bounded_under_made_up_methods_and_paths(isolated):
     fields = svc.redis.hkeys(metrics.REQUESTS)
     assert {f.partition("|")[0] for f in fields} <= allowed
     assert len(fields) <= 80  # ~17 names x (count, ms, a few statuses)
-    figures = metrics.request_figures(svc.redis, time.time())
+    figures = monitoring.request_figures(svc.redis, time.time())
     assert figures["total"] == 1000
     assert figures["endpoints"][metrics.OTHER_ENDPOINT]["count"] >= 500
     # Another 1,000 add no key but this second's counters, and next to no field.
@@ -394,7 +305,7 @@ def test_webhooks_per_endpoint_on_metrics_bounded_to_the_busiest(isolated, setti
     uri = urlunparse(urlparse(settings.MONGODB_URI)._replace(path=f"/{name}"))
     app, svc = build(MONGODB_URI=uri)
     try:
-        shown = metrics.TOP_WEBHOOK_ENDPOINTS
+        shown = monitoring.TOP_WEBHOOK_ENDPOINTS
         for n in range(1, shown + 6):
             for _ in range(n):
                 outcome = Outcome("dlv_m", f"ep_{n:02d}", "delivered", Attempt(200, 3), lag_ms=50.0)

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from core import metrics
+from core import metrics, monitoring
 from core.bookings import LIST_KEYS_MIGRATION
 from core.db import connect_mongo, database
 from core.flights import CAPACITY_MIGRATION, VOLUME_MIGRATION
@@ -114,7 +114,7 @@ def test_restarts_are_counted_per_program_on_metrics(services, client):
     counter.handle("PROCESS_STATE_STARTING", _state("worker", "EXITED", tries=0))
     counter.handle("PROCESS_STATE_STARTING", _state("worker", "BACKOFF", tries=1))
     counter.handle("PROCESS_STATE_RUNNING", _state("worker", "STARTING", pid=1))
-    assert metrics.restart_figures(services.redis) == {"web": 0, "worker": 2}
+    assert monitoring.restart_figures(services.redis) == {"web": 0, "worker": 2}
     text = client.get("/metrics", headers=ADMIN).get_data(as_text=True)
     (family,) = [f for f in text_string_to_metric_families(text) if f.name.endswith("restarts")]
     assert {s.labels["program"]: s.value for s in family.samples} == {"web": 0, "worker": 2}
@@ -129,7 +129,7 @@ def test_restarts_redis_missed_are_counted_with_a_later_event(services):
     assert counter.pending == {"beat": 1}
     counter.redis = services.redis  # Redis is back
     counter.handle("TICK_60", "when:1700000000")
-    assert metrics.restart_figures(services.redis) == {"beat": 1}
+    assert monitoring.restart_figures(services.redis) == {"beat": 1}
     assert not counter.pending
 
 

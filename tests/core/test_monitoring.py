@@ -1,5 +1,5 @@
-"""The operator's view of webhooks: counters in Redis, the backlog counted in
-MongoDB, attempts under way from the endpoints' slots, and the advice."""
+"""core.monitoring: the figures read back. Webhooks: counters in Redis, the
+backlog counted in MongoDB, attempts under way from the endpoints' slots."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import redis
 
-from core import deliveries, metrics
+from core import deliveries, metrics, monitoring, scaling
 from core.clock import utcnow
 from core.db import ensure_indexes
 from core.egress import Attempt
@@ -81,7 +81,7 @@ def test_counts_backlog_and_attempts_under_way_per_endpoint(figures_redis, hooks
         [{"_id": "ep_a", "enabled": True}, {"_id": "ep_off", "enabled": False}]
     )
 
-    figures = metrics.webhook_figures(figures_redis, hooks_db, time.time())
+    figures = monitoring.webhook_figures(figures_redis, hooks_db, time.time())
 
     assert WebhookFiguresSchema().validate(figures) == {}
     assert [e["endpoint_id"] for e in figures["endpoints"]] == ["ep_b", "ep_c", "ep_a"]
@@ -114,10 +114,10 @@ def test_counts_backlog_and_attempts_under_way_per_endpoint(figures_redis, hooks
 
 
 def test_only_the_largest_backlogs_are_listed_and_the_totals_count_all(figures_redis, hooks_db):
-    shown = metrics.TOP_WEBHOOK_ENDPOINTS
+    shown = monitoring.TOP_WEBHOOK_ENDPOINTS
     for n in range(1, shown + 6):
         pending(hooks_db, f"ep_{n:02d}", n)
-    figures = metrics.webhook_figures(figures_redis, hooks_db, time.time())
+    figures = monitoring.webhook_figures(figures_redis, hooks_db, time.time())
     listed = [e["endpoint_id"] for e in figures["endpoints"]]
     assert listed == [f"ep_{n:02d}" for n in range(shown + 5, 5, -1)]
     assert figures["backlog"] == figures["due"] == sum(range(1, shown + 6))
@@ -126,71 +126,28 @@ def test_only_the_largest_backlogs_are_listed_and_the_totals_count_all(figures_r
 def test_a_backlog_past_the_scan_is_counted_as_at_least(figures_redis, hooks_db, monkeypatch):
     monkeypatch.setattr(metrics, "WEBHOOK_BACKLOG_SCAN", 10)
     pending(hooks_db, "ep_a", 12)
-    figures = metrics.webhook_figures(figures_redis, hooks_db, time.time())
+    figures = monitoring.webhook_figures(figures_redis, hooks_db, time.time())
     assert (figures["backlog"], figures["backlog_capped"]) == (10, True)
 
 
 def test_a_growing_backlog_is_seen_in_beats_samples(figures_redis, hooks_db):
     started = time.time()
-    for n in range(metrics.GROWING_SAMPLES):
+    for n in range(scaling.GROWING_SAMPLES):
         pending(hooks_db, "ep_a", 5)
         assert (
             metrics.sample_webhook_backlog(figures_redis, hooks_db, started + 15 * n) == 5 * n + 5
         )
-    figures = metrics.webhook_figures(figures_redis, hooks_db, time.time())
+    figures = monitoring.webhook_figures(figures_redis, hooks_db, time.time())
     assert figures["backlog_growing"] is True
     assert figures["history"] == [20, 15, 10, 5]
     assert figures["growth_per_s"] == round(15 / 45, 2)
-    advice = metrics.webhook_advice(figures)
+    advice = scaling.webhook_advice(figures)
     assert (advice["type"], advice["component"]) == ("scale_workers", "queue:webhooks")
 
 
-def _hooks(*, backlog: int, due: int, growing: bool = False) -> dict:
-    return {
-        "backlog": backlog,
-        "due": due,
-        "backlog_growing": growing,
-        "growth_per_s": 12.0 if growing else None,
-        "growing_for_s": 45.0 if growing else None,
-        "endpoints": [
-            {"endpoint_id": "ep_down", "backlog": backlog - 10},
-            {"endpoint_id": "ep_slow", "backlog": 10},
-            {"endpoint_id": "ep_fine", "backlog": 0},
-        ],
+def test_key_lookups_stay_out_of_the_overall_hit_rate():
+    kinds = {
+        "routes": {"hits": 10, "misses": 30},
+        "users": {"hits": 10_000, "misses": 1},
     }
-
-
-def test_advice_more_senders_when_most_of_the_backlog_is_due():
-    figures = {
-        "requests": {"endpoints": {}},
-        "cache": {"hit_rate": 0.9, "lookups": 100},
-        "locks": {"acquire_ms": {"p95": 3.0}},
-        "memory": {"used": 0.5},
-        "queues": {},
-        "webhooks": _hooks(backlog=metrics.WEBHOOK_BACKLOG_LIMIT, due=9_000),
-    }
-    (advice,) = metrics.recommendations(figures)
-    assert advice == {
-        "type": "scale_workers",
-        "component": "queue:webhooks",
-        "reason": "10,000 webhook deliveries pending (9,000 due, 1,000 waiting for a retry):"
-        " add webhooks worker processes (WEBHOOK_PROCESSES) or senders per process"
-        " (WEBHOOK_CONCURRENCY)",
-        "priority": "HIGH",
-    }
-    figures["webhooks"] = _hooks(backlog=metrics.WEBHOOK_BACKLOG_LIMIT - 1, due=9_000)
-    assert metrics.recommendations(figures) == []
-
-
-def test_advice_names_the_failing_receivers_when_most_of_it_waits_for_a_retry():
-    advice = metrics.webhook_advice(_hooks(backlog=500, due=20, growing=True))
-    assert (advice["type"], advice["component"], advice["priority"]) == (
-        "investigate",
-        "webhooks",
-        "MEDIUM",
-    )
-    assert advice["reason"] == (
-        "500 webhook deliveries pending (20 due, 480 waiting for a retry), grown for 45 s at"
-        " 12.0/s: receivers are failing, most of it for ep_down (490), ep_slow (10) (their"
-        " deliveries lists say why)"
-    )
+    assert monitoring.overall_hit_rate(kinds) == (0.25, 40)

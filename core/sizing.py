@@ -1,5 +1,4 @@
-"""The capacity model: how many processes and cores a load needs, from
-measured costs.
+"""Sizing: how many processes and cores a load needs, from measured costs.
 
 Every figure here was measured by `make bench-burst` one kind of job at a
 time (`--creates 100 --updates 0` and `--creates 0 --updates 200`, 20 s each,
@@ -16,7 +15,7 @@ last job finished (perf/profiling.py):
 The embedded MongoDB wire server (SecantusDB) is the "mongodb" column: a real
 mongod costs less per operation, so its figures are an upper bound there.
 
-    python -m core.capacity        # the "Scaling out" table of docs/operations.md
+    python -m core.sizing          # the "Scaling out" table of docs/operations.md
 """
 
 from __future__ import annotations
@@ -48,8 +47,8 @@ def _serial_rate(operation: str) -> float:
     return 1000 / (cost["worker"] + cost["mongodb"])
 
 
-# Jobs one worker process works off per second, by queue. Bulk: items/s of one
-# process, measured (bench_bulk: 1,801 bookings/s, 268 status updates/s).
+# Jobs one worker process works off per second, by queue. Bulk: the status
+# updates one process applies per second (its slower kind), from bench_bulk.
 JOBS_PER_PROCESS_S = {
     "bookings": _serial_rate("create"),
     "status": _serial_rate("transition"),
