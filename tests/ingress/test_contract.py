@@ -7,15 +7,12 @@ import uuid
 
 import pytest
 
-from core.schemas import (
-    BookingCreateSchema,
-    DayQuerySchema,
-    MilestoneSchema,
-    ProblemSchema,
-    WebhookCreateSchema,
-)
+from core.schemas.bookings import BookingCreateSchema, MilestoneSchema
+from core.schemas.flights import DayQuerySchema
+from core.schemas.webhooks import WebhookCreateSchema
 from core.services import connect_services
 from core.settings import replace
+from ingress.responses.common import ProblemSchema
 from tests.conftest import (
     ADMIN,
     CUSTOMER,
