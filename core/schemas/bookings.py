@@ -42,8 +42,6 @@ from core.schemas.rules import (
 )
 
 MAX_BOOKING_WEIGHT_KG = 10_000  # a booking's weight; a route search's weight_kg too
-
-
 MAX_BOOKING_PIECES = 1000
 # A piece as a ULD position takes it: the main deck's 318 x 244 cm pallet
 # (PMC/P6P), 300 cm high. Whole centimetres, as a waybill's dimension line

@@ -21,10 +21,8 @@ from core.schemas.fields import (
 )
 from core.schemas.rules import ARRIVES_AFTER_RULE, DIFFERENT_ENDS_RULE
 
-MAX_FLIGHT_CAPACITY_M3 = 1500  # an An-225's hold was ~1,300 m3
-
-
 MAX_FLIGHT_DURATION_H = 24
+MAX_FLIGHT_CAPACITY_M3 = 1500  # an An-225's hold was ~1,300 m3
 MAX_FLIGHT_CAPACITY_KG = 250_000  # the heaviest freighter ever flown lifted ~250 t
 
 
