@@ -23,7 +23,7 @@ from core.errors import PayloadTooLarge, RadiantError, ValidationFailed
 from core.flights import chunks
 from core.ids import ref_id_from
 from core.locks import LockManager
-from core.schemas import BookingCreateSchema, BulkStatusItemSchema
+from core.schemas.bookings import BookingCreateSchema, BulkStatusItemSchema
 
 _create_schema = BookingCreateSchema()
 _status_schema = BulkStatusItemSchema()

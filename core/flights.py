@@ -37,7 +37,7 @@ from core.db import insert_many_new
 from core.errors import CapacityBelowBooked, NotFound, NotReady, RadiantError, ValidationFailed
 from core.locks import FLIGHT_LOCK_TTL, LockManager, flight_lock_key
 from core.measures import grams, kilograms
-from core.schemas import FlightSchema
+from core.schemas.flights import FlightSchema
 from core.settings import Settings
 
 FENCED_WRITE_TRIES = 3

@@ -11,23 +11,19 @@ from flask.views import MethodView
 
 from core import access, bulk, customers, queues
 from core.clock import utcnow
-from core.schemas import (
-    BulkBookingsSchema,
-    BulkStatusSchema,
-    CacheClearedSchema,
-    CacheStatsSchema,
-    CustomerCreateSchema,
-    CustomerKeySchema,
-    CustomerListQuerySchema,
-    CustomerPageSchema,
-    CustomerSchema,
-    FlightImportSchema,
-    HeldLocksSchema,
-    PerformanceSchema,
-)
+from core.schemas.bookings import BulkBookingsSchema, BulkStatusSchema
+from core.schemas.customers import CustomerCreateSchema, CustomerListQuerySchema
+from core.schemas.flights import FlightImportSchema
 from ingress.context import services
 from ingress.docs import Blueprint
 from ingress.monitoring import current_figures
+from ingress.responses.customers import CustomerKeySchema, CustomerPageSchema, CustomerSchema
+from ingress.responses.monitoring import (
+    CacheClearedSchema,
+    CacheStatsSchema,
+    HeldLocksSchema,
+    PerformanceSchema,
+)
 from ingress.security import ADMIN_WINDOW, BULK_WINDOW, rate_limit
 from ingress.submit import submit_job
 

@@ -9,18 +9,17 @@ from core import awb as waybills
 from core.errors import BookingNotMade, NotFound
 from core.ids import new_ref_id
 from core.lifecycle import ACTIONS, CANCELLED, InvalidTransition, next_status
-from core.schemas import (
+from core.schemas.bookings import (
     BookingCreateSchema,
-    BookingDetailSchema,
     BookingListQuerySchema,
-    BookingPageSchema,
     CancelSchema,
-    JobAcceptedSchema,
     MilestoneSchema,
     TransitionSchema,
 )
 from ingress.context import services
 from ingress.docs import Blueprint, link, links, rate_limited
+from ingress.responses.bookings import BookingDetailSchema, BookingPageSchema
+from ingress.responses.jobs import JobAcceptedSchema
 from ingress.security import MINUTE, current_principal, rate_limit
 from ingress.submit import job_response, retried_after_acceptance, submit_job
 

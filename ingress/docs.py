@@ -11,8 +11,9 @@ import flask_smorest
 from swagger_ui_bundle import swagger_ui_path
 
 from core import access
-from core.schemas import JobAcceptedSchema, JobSchema, ProblemSchema
 from ingress.problems import ProblemParser
+from ingress.responses.common import ProblemSchema
+from ingress.responses.jobs import JobAcceptedSchema, JobSchema
 from ingress.security import requires
 
 SWAGGER_ASSETS = "/api/docs/assets/"
@@ -115,7 +116,7 @@ def _state_in_400(view):
 
 
 def tied_statement(rules) -> str:
-    """How the document states rules that tie fields together (core.schemas.TiedFields)."""
+    """How the document states rules that tie fields together (core.schemas.rules.TiedFields)."""
     said = "; ".join(rule.statement for rule in rules)
     return f"Also refused with a 400 (a rule JSON Schema cannot state): {said}."
 

@@ -6,15 +6,10 @@ from flask import Response
 from flask.views import MethodView
 
 from core import flights, route_answers
-from core.schemas import (
-    FlightListQuerySchema,
-    FlightListSchema,
-    FlightOutSchema,
-    RouteQuerySchema,
-    RouteSearchSchema,
-)
+from core.schemas.flights import FlightListQuerySchema, RouteQuerySchema
 from ingress.context import services
 from ingress.docs import Blueprint, link, links
+from ingress.responses.flights import FlightListSchema, FlightOutSchema, RouteSearchSchema
 from ingress.security import MINUTE, rate_limit
 
 blp = Blueprint("flights", __name__, url_prefix="/api", description="Flights and route search")

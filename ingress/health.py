@@ -15,8 +15,8 @@ from flask import current_app
 from flask.views import MethodView
 
 from core import health
-from core.schemas import HealthSchema
 from ingress.docs import Blueprint
+from ingress.responses.monitoring import HealthSchema
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from flask.views import MethodView
 
 from core import access, jobs
 from core.errors import NotFound
-from core.schemas import JobSchema
 from ingress.context import prefer_wait, services
 from ingress.docs import Blueprint
+from ingress.responses.jobs import JobSchema
 from ingress.security import MINUTE, current_principal, rate_limit
 from ingress.submit import job_response
 

@@ -11,7 +11,7 @@ from webargs.flaskparser import FlaskParser, abort
 from werkzeug.exceptions import HTTPException
 
 from core.errors import UNAVAILABLE_ERRORS, RadiantError, ServiceUnavailable, problem
-from core.schemas import ProblemSchema
+from ingress.responses.common import ProblemSchema
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"

@@ -13,21 +13,23 @@ from core import access, webhook_endpoints
 from core.clock import utcnow
 from core.errors import AllBookingsRequired
 from core.ids import WEBHOOK_EVENT_ID
-from core.schemas import (
+from core.schemas.webhooks import (
     DeliveryListQuerySchema,
-    DeliveryPageSchema,
-    DeliverySchema,
     WebhookCreateSchema,
-    WebhookEndpointPageSchema,
-    WebhookEndpointSchema,
-    WebhookEndpointSecretSchema,
-    WebhookEventSchema,
     WebhookListQuerySchema,
-    WebhookTestEventSchema,
     WebhookUpdateSchema,
 )
 from ingress.context import services
 from ingress.docs import Blueprint, link, links, rate_limited
+from ingress.responses.webhooks import (
+    DeliveryPageSchema,
+    DeliverySchema,
+    WebhookEndpointPageSchema,
+    WebhookEndpointSchema,
+    WebhookEndpointSecretSchema,
+    WebhookEventSchema,
+    WebhookTestEventSchema,
+)
 from ingress.security import MINUTE, current_principal, rate_limit
 
 blp = Blueprint("webhooks", __name__, url_prefix="/api/webhooks", description="Webhook endpoints")

@@ -41,7 +41,7 @@ from core import cache as caches
 from core import route_answers, routes
 from core.db import INDEXES, ensure_indexes
 from core.flights import chunks, day_bounds, flight_document, import_flights
-from core.schemas import FlightSchema
+from core.schemas.flights import FlightSchema
 from core.settings import Settings
 from perf.harness import command_line, fmt, isolated_stack, percentiles, publish
 from perf.profiling import describe, maybe_profiled

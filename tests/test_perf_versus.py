@@ -8,7 +8,7 @@ import pytest
 from marshmallow import ValidationError
 from pydantic import ValidationError as PydanticError
 
-from core.schemas import BookingCreateSchema, TransitionSchema
+from core.schemas.bookings import BookingCreateSchema, TransitionSchema
 from perf import bench_versus
 from perf.bench_versus import PHASES, RADIANTGO, SYNC
 from perf.harness import BODY, TRANSITION

@@ -44,7 +44,7 @@ from tqdm import tqdm
 from core.db import ensure_indexes
 from core.flights import import_flights
 from core.locks import LockManager
-from core.schemas import MAX_FLIGHT_DURATION_H
+from core.schemas.flights import MAX_FLIGHT_DURATION_H
 from core.services import Services, connect_services
 from core.settings import Settings, SettingsError, load_settings
 

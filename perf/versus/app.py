@@ -3,7 +3,7 @@
     VERSUS_DSN=... uvicorn --factory perf.versus.app:create_app --workers 2
 
 POST /api/bookings (a customer's key): the body validated with the same
-fields and limits as RadiantGo's BookingCreateSchema (core.schemas), the
+fields and limits as RadiantGo's BookingCreateSchema (core.schemas.bookings), the
 booking inserted with an AWB (the client's, or one issued from a sequence) and
 its BOOKED event, in one transaction; 201 with the booking.
 POST /api/bookings/{ref_id}/depart (an operator's key): the booking's row
@@ -39,18 +39,18 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from core.ids import AWB, FLIGHT_ID, REF_ID
 from core.lifecycle import TRANSITIONS
-from core.schemas import (
-    IATA_PATTERN,
+from core.schemas.bookings import (
     MAX_BOOKING_PIECES,
     MAX_BOOKING_WEIGHT_KG,
     MAX_DIMENSION_LINES,
-    MIN_WEIGHT_KG,
     PIECE_BOUNDS_CM,
 )
+from core.schemas.fields import IATA_PATTERN, MIN_WEIGHT_KG
 from perf.versus import store
 
 PROBLEM = "application/problem+json"
-NO_CONTROL_CHARACTERS = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"  # core.schemas.Text: tab, newline allowed
+# core.schemas.fields.Text's: tab and newline allowed
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 FLIGHT_NUMBER = r"^[A-Za-z0-9]{2}[A-Za-z]?[0-9]{1,4}[A-Za-z]?$"
 

@@ -14,7 +14,7 @@ from core import deliveries, metrics, monitoring, scaling
 from core.clock import utcnow
 from core.db import ensure_indexes
 from core.egress import Attempt
-from core.schemas import WebhookFiguresSchema
+from ingress.responses.monitoring import WebhookFiguresSchema
 
 METRICS_REDIS = "redis://127.0.0.1:6379/14"
 

@@ -30,13 +30,13 @@ import os
 
 import schemathesis
 
-from core import schemas
 from core.errors import AllBookingsRequired
+from core.schemas import rules
 from core.webhook_endpoints import URL_REFUSED_SLUG
 
 PROBLEM_JSON = "application/problem+json"
-# Every rule core.schemas declares: one added there is known here without a list to keep.
-TIED_RULES = tuple(v for v in vars(schemas).values() if isinstance(v, schemas.TiedFields))
+# Every rule core.schemas.rules declares: one added there is known here without a list to keep.
+TIED_RULES = tuple(v for v in vars(rules).values() if isinstance(v, rules.TiedFields))
 STATED_422 = (URL_REFUSED_SLUG, AllBookingsRequired.slug)
 NOT_MADE = "/problems/booking-not-made"
 SHED = "/problems/overloaded"

@@ -5,13 +5,10 @@ and a booking's reference between its 202 and its document."""
 
 import pytest
 
-from core.schemas import (
-    BookingCreateSchema,
-    DayQuerySchema,
-    MilestoneSchema,
-    ProblemSchema,
-    WebhookCreateSchema,
-)
+from core.schemas.bookings import BookingCreateSchema, MilestoneSchema
+from core.schemas.flights import DayQuerySchema
+from core.schemas.webhooks import WebhookCreateSchema
+from ingress.responses.common import ProblemSchema
 from tests.conftest import (
     ADMIN,
     CUSTOMER,

@@ -4,7 +4,7 @@ weight to its owner, to the list and to the public tracking view."""
 
 import pytest
 
-from core.schemas import MAX_DIMENSION_LINES
+from core.schemas.bookings import MAX_DIMENSION_LINES
 from tests.conftest import CUSTOMER, booking_body, keyed_client, new_customer, stored_booking
 
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from core import cache as caches
 from core import flights
-from core.schemas import FlightListSchema, FlightOutSchema
+from ingress.responses.flights import FlightListSchema, FlightOutSchema
 
 DAY = datetime(2031, 12, 9, tzinfo=UTC)  # far from any other test's flights
 

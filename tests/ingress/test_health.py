@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from core import awb, jobs
-from core.schemas import HealthSchema
 from core.services import connect_services
 from core.settings import replace
 from ingress.health import BROKER_PINGS, PROBE_TTL_S, PROBES
+from ingress.responses.monitoring import HealthSchema
 from tests.conftest import CUSTOMER, booking_body
 from tools.processes import free_port
 

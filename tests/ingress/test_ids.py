@@ -108,7 +108,7 @@ def test_a_customer_id_with_a_trailing_newline_is_no_customer_id(app):
 
 
 def test_a_ref_id_with_a_trailing_newline_is_refused_in_a_bulk_update():
-    from core.schemas import BulkStatusItemSchema
+    from core.schemas.bookings import BulkStatusItemSchema
 
     errors = BulkStatusItemSchema().validate({"ref_id": "RG000000000\n", "newStatus": "DEPARTED"})
     assert list(errors) == ["ref_id"]

@@ -23,8 +23,8 @@ from core.locks import (
     booking_lock_key,
     flight_lock_key,
 )
-from core.schemas import LockPerformanceSchema, WebhookFiguresSchema
 from ingress.paths import metric_rule
+from ingress.responses.monitoring import LockPerformanceSchema, WebhookFiguresSchema
 from tests.conftest import ADMIN, CUSTOMER, booking_body, wait_job
 from tools.processes import free_port
 

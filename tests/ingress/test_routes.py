@@ -6,7 +6,7 @@ import pytest
 
 from core import cache as caches
 from core import flights, measures
-from core.schemas import RouteSearchSchema
+from ingress.responses.flights import RouteSearchSchema
 from tests.conftest import store_flights
 
 DAY = date(2031, 11, 3)  # far from any other test's flights

@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 from core.errors import ValidationFailed
 from core.flights import validate_flight
 from core.measures import grams
-from core.schemas import MIN_WEIGHT_KG, BookingCreateSchema, RouteQuerySchema
+from core.schemas.bookings import BookingCreateSchema
+from core.schemas.fields import MIN_WEIGHT_KG
+from core.schemas.flights import RouteQuerySchema
 from tests.conftest import CUSTOMER, booking_body, keyed_client
 
 NOTHING = [0.0004, 0.0004999, 0.0009999, 1e-300, 0]

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from core.flights import flight_id
-from core.schemas import FlightSchema
+from core.schemas.flights import FlightSchema
 from tools.flights import (
     AIRPORTS,
     FLIGHTS_PER_ROUTE_PER_DAY,
