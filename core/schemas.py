@@ -24,7 +24,8 @@ from marshmallow import (
 
 from core import awb
 from core.access import KEY_ROLES
-from core.bookings import CURSOR_PATTERN, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from core.booking_lists import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from core.bookings import CURSOR_PATTERN
 from core.clock import EARLIEST_DAY, LATEST_DAY, in_calendar, to_iso, utcnow
 from core.ids import (
     AWB,

@@ -9,10 +9,11 @@ import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from core import awb, bookings, bulk, flights, group_commit, reservations
+from core import awb, bulk, flights, group_commit, reservations
 from core.clock import utcnow
 from core.errors import AwbTaken
 from core.ids import new_job_id, new_ref_id
+from tests.conftest import store_booking
 
 _numbers = itertools.count(1)
 ORIGIN, DESTINATION = "QWA", "QWB"
@@ -69,9 +70,7 @@ def create_many(services, items):
 def stored_elsewhere(services, number: str) -> str:
     """Another booking holding `number`, stored past the door's check."""
     ref_id = new_ref_id()
-    bookings.create_booking(
-        services.db, ref_id, request(), job_id=new_job_id(), now=utcnow(), awb=number
-    )
+    store_booking(services.db, ref_id, request(), job_id=new_job_id(), now=utcnow(), awb=number)
     return ref_id
 
 

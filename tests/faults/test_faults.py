@@ -28,6 +28,7 @@ from tests.conftest import (
     flight_items,
     post_booking,
     progressed,
+    store_booking,
     wait_job,
 )
 from tools.processes import kill_worker, stop, wait_for_port
@@ -400,7 +401,6 @@ def test_a_worker_killed_before_writing_queued_jobs_loses_nothing(isolated_stack
 
 def accept_group_work(client, db, kind: str, n: int) -> list[tuple[str, str, str]]:
     """`n` creates, or departs of `n` bookings made for them: (ref_id, job_id, job URL)."""
-    from core import bookings
     from core.clock import utcnow
     from core.ids import new_job_id, new_ref_id
 
@@ -410,9 +410,7 @@ def accept_group_work(client, db, kind: str, n: int) -> list[tuple[str, str, str
             r = client.post("/api/bookings", json=booking_body(pieces=1 + i % 50), headers=CUSTOMER)
         else:
             ref = new_ref_id()
-            bookings.create_booking(
-                db, ref_id=ref, data=booking_body(), job_id=new_job_id(), now=utcnow()
-            )
+            store_booking(db, ref_id=ref, data=booking_body(), job_id=new_job_id(), now=utcnow())
             r = client.post(
                 f"/api/bookings/{ref}/depart", json={"location": "DEL"}, headers=OPERATOR
             )
