@@ -20,7 +20,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from core import cache as caches
-from core import jobs, measures
+from core import measures, queued_jobs
 from core.cache import Cache
 from core.clock import EARLIEST, LATEST
 from core.db import insert_many_new
@@ -318,7 +318,7 @@ def booking_summary(
     db: Database, cache: Cache, queued_records: redis.Redis, ref_id: str
 ) -> dict[str, Any] | None:
     """{"status", "customer_id"} as last known: from cached details if any, else
-    MongoDB; {"customer_id"} alone while its create is queued (core.jobs.pending_create).
+    MongoDB; {"customer_id"} alone while its create is queued (core.queued_jobs.pending_create).
 
     Good enough to refuse an impossible transition (or a stranger) at the
     door; the worker decides again under the lock."""
@@ -326,7 +326,7 @@ def booking_summary(
     if details is None:
         details = _summary(db, ref_id)
     if details is None:
-        pending = jobs.pending_create(db, queued_records, ref_id)
+        pending = queued_jobs.pending_create(db, queued_records, ref_id)
         if pending is not None:
             return pending
         details = _summary(db, ref_id)  # its create ended between the two reads

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Response, current_app, request
 
 from celeryconfig import publish_job
-from core import accepting, jobs, logs, metrics, queues
+from core import accepting, jobs, logs, metrics, queued_jobs, queues
 from core.clock import utcnow
 from core.errors import REDIS_ERRORS, ValidationFailed
 from core.waiting import WaitersBusy
@@ -149,7 +149,7 @@ def job_response(job: dict[str, Any], *, wait: int, accepted: bool) -> Response:
     svc = services()
     if wait and job["state"] not in jobs.FINISHED:
         try:
-            reload = lambda: jobs.find_job(svc.db, svc.redis, job["_id"])  # noqa: E731
+            reload = lambda: queued_jobs.find_job(svc.db, svc.redis, job["_id"])  # noqa: E731
             job = waiter().wait(job["_id"], wait, reload) or job
         except WaitersBusy:
             wait = 0  # answered now, as without Prefer: wait (202 and Retry-After)

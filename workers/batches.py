@@ -25,7 +25,7 @@ from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 from kombu.exceptions import KombuError, OperationalError
 
-from core import jobs, metrics, queues
+from core import jobs, metrics, queued_jobs, queues
 from core.clock import utcnow
 from core.errors import TRANSIENT_ERRORS, RadiantError
 from core.services import Services
@@ -98,7 +98,7 @@ def run_group(
     try:
         svc = runtime.worker_services()
         deliveries = [(_job_id(r), r.kwargs.get("job")) for r in requests]
-        todo = jobs.still_to_do(svc.db, svc.redis, deliveries)
+        todo = queued_jobs.still_to_do(svc.db, svc.redis, deliveries)
         outcomes = _work(svc, todo, work)
         max_retries = svc.settings.TASK_MAX_RETRIES
         again, finished, abandoned = [], [], []
@@ -110,7 +110,7 @@ def run_group(
             if _unplanned(outcome):
                 abandoned.append(job)
         _abandon(svc, abandon, abandoned)
-        jobs.finish_many(svc.db, finished, utcnow())
+        queued_jobs.finish_many(svc.db, finished, utcnow())
     except (*TRANSIENT_ERRORS, _GroupUnavailable) as exc:
         log.warning("a group of %d not committed, retrying: %s", len(requests), exc)
         return _fail_or_retry(task, requests, exc, abandon)
@@ -223,7 +223,7 @@ def _fail_or_retry(
                 }
                 for r in spent
             ]
-            jobs.finish_many(svc.db, finished, utcnow())
+            queued_jobs.finish_many(svc.db, finished, utcnow())
             _after_commit(svc, finished)
         except (*TRANSIENT_ERRORS, _GroupUnavailable):
             requeue += [r.id for r in spent]  # the failure is a write too: later
@@ -276,7 +276,7 @@ def _after_commit(svc: Services, finished: list[dict[str, Any]]) -> None:
     try:
         if records:
             failed = {f["_id"] for f in finished if f.get("error") is not None}
-            jobs.release_queued(svc.redis, records, failed)
+            queued_jobs.release_queued(svc.redis, records, failed)
         for f in finished:
             if f.get("record") is None:
                 svc.redis.publish(jobs.JOB_FINISHED_CHANNEL, f["_id"])

@@ -17,7 +17,7 @@ import kombu.pools
 import pytest
 from amqp.exceptions import NotFound
 
-from core import accepting, coalesce, jobs, queues
+from core import accepting, coalesce, jobs, queued_jobs, queues
 from core.errors import ServiceUnavailable
 from core.ids import new_job_id
 from core.services import connect_services
@@ -75,7 +75,7 @@ def test_a_short_job_travels_whole_in_its_message_with_no_mongodb_write(unconsum
     job_id = accepted.job["_id"]
     assert accepted.created and not accepted.replayed
     assert services.db.jobs.count_documents({"_id": job_id}) == 0
-    assert jobs.find_job(services.db, services.redis, job_id)["state"] == jobs.QUEUED
+    assert queued_jobs.find_job(services.db, services.redis, job_id)["state"] == jobs.QUEUED
     message = _taken_message(unconsumed, queues.CREATE_BOOKING)
     assert message["args"] == [job_id]
     assert message["kwargs"]["job"]["payload"]["ref_id"] == accepted.job["payload"]["ref_id"]
@@ -122,7 +122,7 @@ def test_a_broker_that_cannot_be_reached_leaves_nothing_behind(settings, service
     with pytest.raises(ServiceUnavailable):
         accepting.accept_job(services, _publish(app), submission, job_id=job_id)
     assert services.db.jobs.count_documents({"_id": job_id}) == 0
-    assert jobs.find_job(services.db, services.redis, job_id) is None
+    assert queued_jobs.find_job(services.db, services.redis, job_id) is None
 
 
 def test_one_at_a_time_answers_the_job_still_queued(unconsumed, services):
@@ -177,7 +177,7 @@ def test_a_refusal_after_an_unconfirmed_try_holds_the_job_instead_of_discarding_
         accepted = accepting.accept_job(services, _publish(app), _submission())
         job_id = accepted.job["_id"]
         assert tries == ["armed", "lost"] and accepted.created
-        assert jobs.find_job(services.db, services.redis, job_id)["state"] == jobs.QUEUED
+        assert queued_jobs.find_job(services.db, services.redis, job_id)["state"] == jobs.QUEUED
         assert services.redis.zscore(outbox.UNCONFIRMED, job_id) is not None
         services.redis.zrem(outbox.UNCONFIRMED, job_id)  # no worker here to run it
     finally:

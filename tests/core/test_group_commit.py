@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import bookings, group_commit, jobs, transitions
+from core import bookings, group_commit, jobs, queued_jobs, transitions
 from core.clock import utcnow
 from core.errors import Conflict, CustomerDisabled, NotFound, NotReady, Unprocessable
 from core.ids import new_job_id, new_ref_id
@@ -86,7 +86,7 @@ def create_job_of(settings, payload: dict, **fields) -> dict:
     return jobs.new_job(
         settings,
         job_id=new_job_id(),
-        job_type=jobs.CREATE_JOB,
+        job_type=queued_jobs.CREATE_JOB,
         payload=payload,
         now=utcnow(),
         links={},
@@ -362,8 +362,8 @@ def test_a_booking_whose_create_is_queued_is_not_ready_and_an_unknown_one_not_fo
 ):
     pending_ref, ready = new_ref_id(), new_booking(services)
     create_job = create_job_of(settings, {"ref_id": pending_ref}, ref_id=pending_ref)
-    queued = jobs.job_record(create_job)
-    jobs.hold_queued(services.redis, queued, ttl_s=60)
+    queued = queued_jobs.job_record(create_job)
+    queued_jobs.hold_queued(services.redis, queued, ttl_s=60)
     try:
         pending, unknown, moved = transition_many(
             services,
@@ -374,7 +374,7 @@ def test_a_booking_whose_create_is_queued_is_not_ready_and_an_unknown_one_not_fo
             ],
         )
     finally:
-        jobs.release_queued(services.redis, [queued])
+        queued_jobs.release_queued(services.redis, [queued])
     assert isinstance(pending, NotReady) and pending.transient
     assert isinstance(unknown, NotFound)
     assert (moved["status"], moved["version"]) == ("DEPARTED", 2)
@@ -383,7 +383,7 @@ def test_a_booking_whose_create_is_queued_is_not_ready_and_an_unknown_one_not_fo
 # -- still_to_do / finish_many ------------------------------------------------------------
 
 
-def queued_record(settings, job_type=jobs.CREATE_JOB, **payload):
+def queued_record(settings, job_type=queued_jobs.CREATE_JOB, **payload):
     job_id = new_job_id()
     ref_id = payload.setdefault("ref_id", new_ref_id())
     job = jobs.new_job(
@@ -396,7 +396,7 @@ def queued_record(settings, job_type=jobs.CREATE_JOB, **payload):
         ref_id=ref_id,
         customer_id="c-1",
     )
-    return jobs.job_record(job)
+    return queued_jobs.job_record(job)
 
 
 def finished(record, **outcome):
@@ -405,11 +405,13 @@ def finished(record, **outcome):
 
 def test_still_to_do_skips_finished_discarded_unknown_and_repeated_jobs(services, settings):
     waiting = queued_record(settings)
-    jobs.hold_queued(services.redis, waiting, ttl_s=60)
+    queued_jobs.hold_queued(services.redis, waiting, ttl_s=60)
     done = queued_record(settings)
-    assert jobs.finish_many(services.db, [finished(done, result={})], utcnow()) == [done["_id"]]
+    assert queued_jobs.finish_many(services.db, [finished(done, result={})], utcnow()) == [
+        done["_id"]
+    ]
     discarded = queued_record(settings)
-    jobs.discard_queued(services.redis, discarded, ttl_s=60)  # its 202 became a 503
+    queued_jobs.discard_queued(services.redis, discarded, ttl_s=60)  # its 202 became a 503
     in_mongo = create_job_of(settings, {"ref_id": new_ref_id(), "request": DATA})
     jobs.record_job(services.db, settings, in_mongo)  # an Idempotency-Key's: no record
     deliveries = [
@@ -420,7 +422,7 @@ def test_still_to_do_skips_finished_discarded_unknown_and_repeated_jobs(services
         (new_job_id(), None),  # unknown, without a record
         (waiting["_id"], waiting),  # the same message twice in one group
     ]
-    todo = jobs.still_to_do(services.db, services.redis, deliveries)
+    todo = queued_jobs.still_to_do(services.db, services.redis, deliveries)
     assert todo == [
         {
             "_id": waiting["_id"],
@@ -442,21 +444,25 @@ def test_still_to_do_skips_finished_discarded_unknown_and_repeated_jobs(services
 def test_finish_many_inserts_jobs_from_their_records_once(services, settings):
     first, second = queued_record(settings), queued_record(settings)
     now = utcnow()
-    written = jobs.finish_many(
+    written = queued_jobs.finish_many(
         services.db,
         [finished(first, result={"n": 1}), finished(second, error={"status": 422})],
         now,
     )
     assert written == [first["_id"], second["_id"]]
     job = jobs.get_job(services.db, first["_id"])
-    assert (job["state"], job["result"], job["type"]) == ("succeeded", {"n": 1}, jobs.CREATE_JOB)
+    assert (job["state"], job["result"], job["type"]) == (
+        "succeeded",
+        {"n": 1},
+        queued_jobs.CREATE_JOB,
+    )
     # What the ingress assigned comes from the record.
     assert job["customer_id"] == "c-1" and job["ref_id"] == first["payload"]["ref_id"]
-    assert job["created_at"] == jobs.from_record(first)["created_at"]
+    assert job["created_at"] == queued_jobs.from_record(first)["created_at"]
     assert jobs.get_job(services.db, second["_id"])["state"] == "failed"
     # A redelivery's outcome for a finished job is refused; a new job beside it is written.
     third = queued_record(settings)
-    again = jobs.finish_many(
+    again = queued_jobs.finish_many(
         services.db,
         [finished(first, error={"status": 500}), finished(third, result={"n": 3})],
         utcnow(),
@@ -477,7 +483,7 @@ def test_finish_many_finishes_a_job_recorded_in_mongodb(services, settings):
         "started_at": utcnow(),
         "result": {},
     }
-    assert jobs.finish_many(services.db, [outcome], utcnow()) == [recorded["_id"]]
+    assert queued_jobs.finish_many(services.db, [outcome], utcnow()) == [recorded["_id"]]
     assert jobs.get_job(services.db, recorded["_id"])["state"] == "succeeded"
 
 

@@ -204,7 +204,7 @@ def test_redis_restart_during_transitions_loses_and_doubles_nothing(
 
 def test_every_task_type_delivered_twice_has_one_effect(app, services, live_server):
     """The very same message published twice through RabbitMQ, for each task type."""
-    from core import jobs
+    from core import queued_jobs
     from ingress.submit import publish
 
     day = datetime(2034, 7, 1, tzinfo=UTC)
@@ -236,11 +236,11 @@ def test_every_task_type_delivered_twice_has_one_effect(app, services, live_serv
         r = requests.post(live_server + path, json=body, headers=headers, timeout=30)
         assert r.status_code == 202, r.text
         job_id = r.json()["job_id"]
-        job = jobs.find_job(services.db, services.redis, job_id)
+        job = queued_jobs.find_job(services.db, services.redis, job_id)
         task = next(name for name, (kind, _) in queues.TASKS.items() if kind == job["type"])
         record = None
         if task in queues.SHORT_TASKS:  # its message carries its queued record
-            record = json.loads(services.redis.get(jobs.queued_key(job_id)))
+            record = json.loads(services.redis.get(queued_jobs.queued_key(job_id)))
         with app.test_request_context():
             publish(task, job_id, job["payload"], record)  # the duplicate delivery
         kind = task.rsplit(".", 1)[-1]

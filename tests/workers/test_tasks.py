@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from core import coalesce, jobs, queues
+from core import coalesce, jobs, queued_jobs, queues
 from core.ids import new_ref_id
 from tests.conftest import booking_body, recorded_job
 
@@ -189,7 +189,7 @@ def test_beat_sends_unconfirmed_jobs_again(tasks, settings, services):
     entry = next(e for e in schedule.values() if e["task"] == queues.RESEND_UNCONFIRMED)
     assert entry["schedule"] == settings.UNCONFIRMED_RESEND_S
     payload = {"request": booking_body(), "ref_id": new_ref_id()}
-    job_id = recorded_job(settings, services, jobs.CREATE_JOB, payload)
+    job_id = recorded_job(settings, services, queued_jobs.CREATE_JOB, payload)
     services.redis.zadd(outbox.UNCONFIRMED, {job_id: time.time() - 3600})
     assert tasks.resend_unconfirmed.apply().get()["sent"] >= 1
     assert services.redis.zscore(outbox.UNCONFIRMED, job_id) is None
