@@ -44,7 +44,7 @@ FINISHED_RECORD_TTL_S = 60
 # What a record becomes when its publish failed (the client got a 503): a
 # message the broker took after all (a lost confirm) is then dropped unrun.
 DISCARDED = "discarded"
-CREATE_JOB = queues.job_type(queues.CREATE_BOOKING)
+CREATE_JOB = queues.job_type(queues.CREATE_BOOKINGS)
 
 
 def queued_key(job_id: str) -> str:

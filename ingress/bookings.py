@@ -77,7 +77,7 @@ class Bookings(MethodView):
         that ran out, `short_of` (the answer itself, with `Prefer: wait`)."""
         ref_id = new_ref_id()
         return submit_job(
-            queues.CREATE_BOOKING,
+            queues.CREATE_BOOKINGS,
             data,
             booking_links(ref_id),
             ref_id=ref_id,
@@ -215,7 +215,7 @@ def submit_transition(
                 raise
     step = {"milestone": milestone} if milestone is not None else {"target": target}
     return submit_job(
-        queues.TRANSITION_BOOKING,
+        queues.TRANSITION_BOOKINGS,
         data,
         booking_links(ref_id),
         ref_id=ref_id,

@@ -169,7 +169,7 @@ def job_response(job: dict[str, Any], *, wait: int, accepted: bool) -> Response:
         response.headers["Location"] = job["links"]["job"]
     else:
         response = current_app.json.response(jobs.public_job(job))
-        created = accepted and job["type"] == queues.job_type(queues.CREATE_BOOKING)
+        created = accepted and job["type"] == queues.job_type(queues.CREATE_BOOKINGS)
         response.status_code = 201 if created else 200
         if created:
             response.headers["Location"] = job["links"]["booking"]

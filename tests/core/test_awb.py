@@ -142,7 +142,7 @@ def _queued_create(services, number: str) -> dict:
     job = jobs.new_job(
         services.settings,
         job_id=job_id,
-        job_type=queues.job_type(queues.CREATE_BOOKING),
+        job_type=queues.job_type(queues.CREATE_BOOKINGS),
         payload=jobs.job_payload({"awb": number}, ref_id=ref_id, awb=number),
         now=utcnow(),
         links={"job": f"/api/jobs/{job_id}"},

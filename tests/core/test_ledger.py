@@ -7,11 +7,11 @@ from core.clock import utcnow
 from core.ids import new_job_id, new_ref_id
 from core.lifecycle import CANCELLED
 from tests.conftest import recorded_job
-from tests.core.test_reservations import _create_item, _create_many, new_flight
+from tests.core.test_reservations import _create_bookings, _create_item, new_flight
 
 
 def book(services, fid, weight_kg=100):
-    (booking,) = _create_many(services, [_create_item(fid, weight_kg)])
+    (booking,) = _create_bookings(services, [_create_item(fid, weight_kg)])
     return booking
 
 

@@ -203,8 +203,8 @@ def test_a_message_delivered_twice_creates_one_booking(live_server, app, service
     accepted = r.json()
     record = json.loads(services.redis.get(queued_jobs.queued_key(accepted["job_id"])))
     with app.test_request_context():
-        publish(queues.CREATE_BOOKING, accepted["job_id"], None, record)
-        publish(queues.CREATE_BOOKING, accepted["job_id"], None, record)
+        publish(queues.CREATE_BOOKINGS, accepted["job_id"], None, record)
+        publish(queues.CREATE_BOOKINGS, accepted["job_id"], None, record)
     wait_job(live_server, r.headers["Location"])
     _wait_until_drained(app, services.settings)
     assert services.db.bookings.count_documents({"ref_id": accepted["ref_id"]}) == 1

@@ -27,8 +27,8 @@ def test_a_retry_waits_in_its_delay_queue_then_returns_to_its_work_queue(quorum_
     bookings = queues.queue_name(queues.BOOKINGS, quorum_queues.QUEUE_NAMESPACE)
     task_id = str(uuid.uuid4())
     sent = time.monotonic()
-    options = retry_options(quorum_queues, queues.CREATE_BOOKING, retry_countdown(1))  # 1 s
-    app.send_task(queues.CREATE_BOOKING, args=["job"], task_id=task_id, retries=2, **options)
+    options = retry_options(quorum_queues, queues.CREATE_BOOKINGS, retry_countdown(1))  # 1 s
+    app.send_task(queues.CREATE_BOOKINGS, args=["job"], task_id=task_id, retries=2, **options)
     with Connection(quorum_queues.RABBITMQ_URL) as conn:
         message = next_message(conn, bookings)
         waited = time.monotonic() - sent
