@@ -99,7 +99,7 @@ def queue_arguments(queue: str, settings) -> dict[str, object]:
 # QUEUE_TYPE=quorum only. Messages a work queue gave up on (QUEUE_DELIVERY_LIMIT),
 # kept for the operator; nothing consumes them (README: Poison messages).
 DEAD_LETTERS = "dead-letters"
-# Retries wait in a delay queue of their backoff (workers.jobs.retry_countdown's
+# Retries wait in a delay queue of their backoff (workers.running.retry_countdown's
 # steps, milliseconds), then return to their work queue: a quorum queue's
 # consumer cannot hold a message for later (that needs global QoS).
 RETRY_DELAYS_MS = (500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000)

@@ -3,7 +3,7 @@ tasks (workers/tasks.py) adapt, one function a job type.
 
 Each takes the process's services and the job (or, for the group-committed
 creates and transitions, the jobs of one group) and returns the job's result;
-a RadiantError fails it, a transient one retries it (workers.jobs). Here, not
+a RadiantError fails it, a transient one retries it (workers.running). Here, not
 in the tasks, live the policies around the write: which lock a job holds, and
 which caches a committed write makes stale (core.invalidation: best-effort,
 never failing a job whose write committed).

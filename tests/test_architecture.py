@@ -112,7 +112,7 @@ def test_importing_the_apps_creates_no_client():
         "import socket\n"
         "def refuse(*a, **k): raise SystemExit('socket opened at import')\n"
         "socket.socket.connect = refuse\n"
-        "import ingress, workers.main, workers.jobs, celeryconfig, core.services\n"
+        "import ingress, workers.main, workers.running, celeryconfig, core.services\n"
         "print('ok')\n"
     )
     out = subprocess.run(

@@ -1,7 +1,7 @@
 """Group commit: a task that takes up to GROUP_COMMIT_SIZE messages at a time
 (celery-batches) and runs their jobs together, one write per collection.
 
-Every guarantee of a single job (workers.jobs) holds for each message:
+Every guarantee of a single job (workers.running) holds for each message:
 - it is acked only after the group's writes committed; one to try again is
   republished with its backoff first (as Celery's retry does), then acked;
 - a redelivered message has one effect (core.group_commit keys every write);
@@ -30,7 +30,7 @@ from core.clock import utcnow
 from core.errors import TRANSIENT_ERRORS, RadiantError
 from core.services import Services
 from workers import runtime, webhooks
-from workers.jobs import (
+from workers.running import (
     instance,
     retry_countdown,
     retry_options,

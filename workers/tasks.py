@@ -12,7 +12,7 @@ from core import queues, work
 from core.metrics import sample_queue_depths, sample_webhook_backlog
 from workers import runtime, webhooks
 from workers.batches import GroupCommit, run_group
-from workers.jobs import run_job
+from workers.running import run_job
 
 
 @shared_task(base=GroupCommit, bind=True, name=queues.CREATE_BOOKINGS)

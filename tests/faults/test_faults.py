@@ -313,7 +313,7 @@ def test_redis_down_past_the_retry_budget_fails_no_committed_create(
     ended and for longer than a job's whole retry budget (cut to seconds here by
     TASK_MAX_RETRIES). A booking that committed must end `succeeded`: its cache
     invalidation is best-effort, so a client never retries into a second one."""
-    from workers.jobs import retry_countdown
+    from workers.running import retry_countdown
 
     port, redis, start_redis = private_redis
     stack = isolated_stack(

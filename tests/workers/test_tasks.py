@@ -49,7 +49,7 @@ def test_an_unexpected_exception_in_process_fails_the_job_and_logs_it(
     """A payload without its ref_id (a KeyError in the work)."""
     job_id = recorded_job(settings, services, "booking.create", {"request": booking_body()})
     payload = jobs.get_job(services.db, job_id)["payload"]
-    with caplog.at_level(logging.ERROR, logger="workers.jobs"):
+    with caplog.at_level(logging.ERROR, logger="workers.running"):
         tasks.create_bookings.apply(args=[job_id], kwargs={"payload": payload})
     job = jobs.get_job(services.db, job_id)
     assert job["state"] == "failed"

@@ -1,4 +1,4 @@
-"""workers/jobs.py: a failed attempt's backoff, and where its retry waits."""
+"""workers/running.py: a failed attempt's backoff, and where its retry waits."""
 
 import time
 import uuid
@@ -8,7 +8,7 @@ from kombu import Connection
 
 from core import queues
 from tests.conftest import next_message
-from workers.jobs import retry_countdown, retry_options
+from workers.running import retry_countdown, retry_options
 
 
 def test_every_retry_backoff_has_a_delay_queue_of_its_length():
