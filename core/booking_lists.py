@@ -1,6 +1,7 @@
 """Booking lists: a page of a list's bookings, newest first, from MongoDB or
 from the page cache. Which lists a booking is in is part of its document
-(core.bookings.list_keys); the cursors are core.bookings'.
+(core.bookings.list_keys), and so are the page cursors, which webhook
+deliveries page by too.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from core.clock import EARLIEST
 # together, and so are those the first window after a long empty stretch
 # holds. On mongod, whose index scan stops at the limit, a window costs a
 # round trip and nothing more.
-# (No index hint: a hinted find scans the whole index there, measured 3 s.)
+# (No index hint: a hinted find scans the whole index there.)
 FIRST_WINDOW = timedelta(seconds=1)
 CLOCK_SKEW = timedelta(minutes=5)  # between the hosts that stamp created_at
 SMALLEST_WINDOW = timedelta(milliseconds=1)  # created_at's resolution

@@ -265,10 +265,9 @@ def poll_after(job: dict[str, Any], now: datetime) -> int:
 
     One second while the job is young; then half its age, up to
     POLL_AFTER_MAX_S. A job that has waited long sits behind a backlog, and
-    polling it every second only adds to the load that delays it (Locust,
-    status updates at 10x the spec's peak: 10.7 polls per job, and the polls
-    crowded out the POSTs). Half its age keeps what a client can learn late
-    to half of what it has waited so far.
+    polling it every second only adds to the load that delays it (under
+    load, the polls crowd out new requests). Half its age keeps what a client
+    can learn late to half of what it has waited so far.
     """
     age = (now - job["created_at"]).total_seconds()
     return max(1, min(POLL_AFTER_MAX_S, int(age // 2)))
