@@ -89,7 +89,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_delivery_mode": "persistent",
         # QUEUE_TYPE (core.queues.queue_arguments): with quorum queues Celery
         # sees x-queue-type and sets its prefetch per consumer (quorum queues
-        # refuse global QoS); retries wait in delay queues (workers.jobs).
+        # refuse global QoS); retries wait in delay queues (workers.running).
         "task_default_queue_type": settings.QUEUE_TYPE,
         "task_create_missing_queue_type": settings.QUEUE_TYPE,
         "worker_detect_quorum_queues": True,

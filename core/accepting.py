@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import awb, coalesce, jobs, outbox, queues
+from core import awb, coalesce, jobs, outbox, queued_jobs, queues
 from core.clock import utcnow
 from core.errors import REDIS_ERRORS, AwbTaken, PublishUnconfirmed
 from core.ids import new_job_id
@@ -86,7 +86,7 @@ def accept_job(
     if short and created:
         try:
             _check_awb_free(svc, submission)
-            record = _hold_queued(svc, jobs.job_record(job))
+            record = _hold_queued(svc, queued_jobs.job_record(job))
         except AwbTaken:
             if key is not None:  # recorded first, published never: forgotten
                 jobs.discard_job(svc.db, job["_id"], key)
@@ -213,7 +213,7 @@ def _record_ttl(svc: Services) -> int:
 def _hold_queued(svc: Services, record: dict[str, Any]) -> dict[str, Any] | None:
     """The record, held in Redis; None if Redis is out (the job then goes to MongoDB)."""
     try:
-        jobs.hold_queued(svc.redis, record, _record_ttl(svc))
+        queued_jobs.hold_queued(svc.redis, record, _record_ttl(svc))
     except REDIS_ERRORS as exc:
         log.warning("queued record not held in Redis, recorded in MongoDB: %s", exc)
         return None
@@ -225,7 +225,7 @@ def _discard(
 ) -> None:
     if record is not None:
         try:
-            jobs.discard_queued(svc.redis, record, _record_ttl(svc))
+            queued_jobs.discard_queued(svc.redis, record, _record_ttl(svc))
         except REDIS_ERRORS as exc:  # with no record, the job is unknown all the same
             log.warning("queued record not discarded: %s", exc)
     if record is None or key is not None:
@@ -234,5 +234,5 @@ def _discard(
 
 
 def _unfinished(svc: Services, job_id: str) -> dict[str, Any] | None:
-    job = jobs.find_job(svc.db, svc.redis, job_id)
+    job = queued_jobs.find_job(svc.db, svc.redis, job_id)
     return job if job is not None and job["state"] not in jobs.FINISHED else None

@@ -15,7 +15,7 @@ Every booking gets one when it is accepted:
   AWB_PREFIX (those serials are RadiantGo's to issue, so an issued AWB can
   never meet a client's), and no other booking may hold it (409 `awb-taken`):
   at the door, a claim in Redis (`awb:<awb>`, set with the create's queued
-  record, core.jobs.hold_queued) and a lookup of the stored bookings; at the
+  record, core.queued_jobs.hold_queued) and a lookup of the stored bookings; at the
   worker, the unique index on bookings.awb (core.db) decides a race left.
 """
 

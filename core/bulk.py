@@ -81,7 +81,7 @@ def _result(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def create_bookings(
+def import_bookings(
     db: Database,
     locks: LockManager,
     raw_items: Sequence[Any],
@@ -95,7 +95,7 @@ def create_bookings(
     on_progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Create a booking per valid item, owned by `customer_id`: each chunk as
-    one group of creates (core.group_commit.create_many: one insert per
+    one group of creates (core.group_commit.create_bookings: one insert per
     collection, each booking holding its cargo space; a full flight fails its
     item, 409). Each item's AWB is its own (checked as a single create's) or
     one of `awbs`; a redelivery's new one is never stored for an item stored
@@ -113,7 +113,7 @@ def create_bookings(
                 continue
             items.append(item)
             indexes.append(index)
-        created = group_commit.create_many(
+        created = group_commit.create_bookings(
             db, locks, items, now=now, min_connection_minutes=min_connection_minutes
         )
         for index, outcome in zip(indexes, created, strict=True):
@@ -143,7 +143,7 @@ def _create_item(job_id: str, index: int, raw: Any, customer_id: str | None) -> 
     }
 
 
-def abandon_bookings(
+def abandon_import(
     db: Database, locks: LockManager, raw_items: Sequence[Any], *, job_id: str
 ) -> None:
     """The bulk create job `job_id` ends failed: give back the space its items

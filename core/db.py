@@ -61,7 +61,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         # partial, for bookings stored before AWBs (the embedded server uses no
         # partial index for a find); a booking without one has no `awb` field.
         IndexModel([("awb", ASCENDING)], unique=True, sparse=True),
-        # The lists (core.bookings.list_filter): a list key, then the status
+        # The lists (core.booking_lists.list_filter): a list key, then the status
         # when the list filters on it, then the cursor's order. Every filter
         # is an equality on the prefix, so a page reads only what it shows and
         # a filter that matches nothing reads nothing, on the embedded server

@@ -33,7 +33,7 @@ from core.locks import LockManager, booking_lock_key
 from core.transitions import transition_event
 
 
-def create_many(
+def create_bookings(
     db: Database,
     locks: LockManager,
     items: list[dict[str, Any]],
@@ -41,7 +41,7 @@ def create_many(
     now: datetime,
     min_connection_minutes: int,
 ) -> list[dict[str, Any] | RadiantError]:
-    """create_booking for many queued creates ({"job_id", "ref_id", "awb",
+    """Store the bookings of many queued creates ({"job_id", "ref_id", "awb",
     "request", "customer_id"}) with one insert per collection: for each, in
     order, the booking, or the error that refused it (its customer disabled
     since, an itinerary that does not chain, an AWB another booking holds, a
@@ -192,7 +192,7 @@ def stored_refs(db: Database, ref_ids: list[str]) -> dict[str, str]:
     return {b["ref_id"]: b.get("job_id") for b in found}
 
 
-def transition_many(
+def transition_bookings(
     db: Database,
     locks: LockManager,
     queued_records: redis.Redis,
@@ -200,7 +200,7 @@ def transition_many(
     *,
     clock: Callable[[], datetime],
 ) -> list[dict[str, Any] | RadiantError]:
-    """transition_booking for many queued transitions ({"job_id", "ref_id",
+    """core.transitions.transition_booking for many queued transitions ({"job_id", "ref_id",
     "target" or "milestone", "request", "owner", "submitter"}): for each, in order, the booking
     as moved, or the error that refused it (NotReady among them: retry that one
     later; CustomerDisabled if its submitter was disabled since).

@@ -53,10 +53,10 @@ STATUS_EVENTS = {
     CANCELLED: BOOKING_CANCELLED,
 }
 # The finished jobs announced: failed creates and transitions, every bulk import.
-FAILURES = {queues.job_type(queues.CREATE_BOOKING), queues.job_type(queues.TRANSITION_BOOKING)}
+FAILURES = {queues.job_type(queues.CREATE_BOOKINGS), queues.job_type(queues.TRANSITION_BOOKINGS)}
 BULK_IMPORTS = {
-    queues.job_type(queues.BULK_CREATE_BOOKINGS),
-    queues.job_type(queues.BULK_UPDATE_STATUS),
+    queues.job_type(queues.IMPORT_BOOKINGS),
+    queues.job_type(queues.UPDATE_STATUSES),
 }
 DISPATCH_BATCH = 500
 PENDING = {"dispatched": False}

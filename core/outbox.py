@@ -21,7 +21,7 @@ from typing import Any
 import redis
 from pymongo.database import Database
 
-from core import jobs, queues
+from core import jobs, queued_jobs, queues
 from core.errors import PublishUnconfirmed, ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,8 @@ def _message(
         if stored["state"] != jobs.QUEUED:
             return None
         return queues.task_of(stored["type"]), job_id, None, None
-    raw = client.get(jobs.queued_key(job_id))
-    if raw is None or raw == jobs.DISCARDED:
+    raw = client.get(queued_jobs.queued_key(job_id))
+    if raw is None or raw == queued_jobs.DISCARDED:
         return None
     record = json.loads(raw)
     return queues.task_of(record["type"]), job_id, None, record

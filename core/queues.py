@@ -22,11 +22,11 @@ INTERACTIVE = (BOOKINGS, STATUS)
 BACKGROUND = (BULK, MAINTENANCE)
 OUTGOING = (WEBHOOKS,)
 
-CREATE_BOOKING = "radiantgo.bookings.create"
-TRANSITION_BOOKING = "radiantgo.bookings.transition"
+CREATE_BOOKINGS = "radiantgo.bookings.create"
+TRANSITION_BOOKINGS = "radiantgo.bookings.transition"
 IMPORT_FLIGHTS = "radiantgo.flights.import"
-BULK_CREATE_BOOKINGS = "radiantgo.bookings.bulk_create"
-BULK_UPDATE_STATUS = "radiantgo.bookings.bulk_status"
+IMPORT_BOOKINGS = "radiantgo.bookings.bulk_create"
+UPDATE_STATUSES = "radiantgo.bookings.bulk_status"
 WARM_CACHE = "radiantgo.maintenance.warm_cache"  # the admin's, a job
 WARM_CACHE_ON_SCHEDULE = "radiantgo.maintenance.warm_cache_on_schedule"  # beat's
 NOOP = "radiantgo.maintenance.noop"
@@ -40,16 +40,16 @@ DISPATCH_WEBHOOKS = "radiantgo.webhooks.dispatch"
 SWEEP_WEBHOOKS = "radiantgo.webhooks.sweep"  # beat's
 
 # Tasks that run in one go on a small payload: accepted without a MongoDB
-# write, their queued record travels in the message (core.jobs).
-SHORT_TASKS = frozenset({CREATE_BOOKING, TRANSITION_BOOKING})
+# write, their queued record travels in the message (core.queued_jobs).
+SHORT_TASKS = frozenset({CREATE_BOOKINGS, TRANSITION_BOOKINGS})
 
 # Job type (shown to clients) and queue of each task.
 TASKS = {
-    CREATE_BOOKING: ("booking.create", BOOKINGS),
-    TRANSITION_BOOKING: ("booking.transition", STATUS),
+    CREATE_BOOKINGS: ("booking.create", BOOKINGS),
+    TRANSITION_BOOKINGS: ("booking.transition", STATUS),
     IMPORT_FLIGHTS: ("flights.import", BULK),
-    BULK_CREATE_BOOKINGS: ("bookings.bulk_create", BULK),
-    BULK_UPDATE_STATUS: ("bookings.bulk_status", BULK),
+    IMPORT_BOOKINGS: ("bookings.bulk_create", BULK),
+    UPDATE_STATUSES: ("bookings.bulk_status", BULK),
     WARM_CACHE: ("cache.warm", MAINTENANCE),
     WARM_CACHE_ON_SCHEDULE: ("cache.warm_on_schedule", MAINTENANCE),
     NOOP: ("noop", MAINTENANCE),

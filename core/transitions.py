@@ -25,7 +25,7 @@ from typing import Any
 import redis
 from pymongo.database import Database
 
-from core import bookings, customers, jobs, reservations
+from core import bookings, customers, queued_jobs, reservations
 from core.errors import NotFound, NotReady
 from core.lifecycle import STATUS_CODES, event_type, next_status
 from core.locks import LockManager, booking_lock_key
@@ -157,7 +157,7 @@ def transition_booking(
     `submitter` (the customer or operator whose job this is) disabled since
     the job was accepted is refused (CustomerDisabled), under the lock. A
     booking whose create is still queued (its mark in `queued_records`,
-    core.jobs.pending_create) is not ready yet: the job retries.
+    core.queued_jobs.pending_create) is not ready yet: the job retries.
     The transition is timed by `clock` once the booking is read under the lock
     (not when the job began: it may have waited for the lock, or for the create)."""
     with locks.hold(booking_lock_key(ref_id)):
@@ -165,7 +165,7 @@ def transition_booking(
         for _ in range(FENCED_WRITE_TRIES):
             booking = read_booking(db, ref_id)
             if booking is None:
-                if jobs.pending_create(db, queued_records, ref_id):
+                if queued_jobs.pending_create(db, queued_records, ref_id):
                     raise NotReady(f"Booking {ref_id} is still being created.")
                 booking = read_booking(db, ref_id)  # created just before its mark was dropped
             if booking is None:

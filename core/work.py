@@ -3,7 +3,7 @@ tasks (workers/tasks.py) adapt, one function a job type.
 
 Each takes the process's services and the job (or, for the group-committed
 creates and transitions, the jobs of one group) and returns the job's result;
-a RadiantError fails it, a transient one retries it (workers.jobs). Here, not
+a RadiantError fails it, a transient one retries it (workers.running). Here, not
 in the tasks, live the policies around the write: which lock a job holds, and
 which caches a committed write makes stale (core.invalidation: best-effort,
 never failing a job whose write committed).
@@ -58,7 +58,7 @@ def create_bookings(svc: Services, todo: list[Job]) -> list[Outcome]:
     for item in items:
         if not item.get("awb"):
             item["awb"] = svc.awb_stock.take()
-    created = group_commit.create_many(
+    created = group_commit.create_bookings(
         svc.db,
         svc.locks,
         items,
@@ -70,7 +70,7 @@ def create_bookings(svc: Services, todo: list[Job]) -> list[Outcome]:
 
 def transition_bookings(svc: Services, todo: list[Job]) -> list[Outcome]:
     """A group of transition jobs, committed together (core.group_commit)."""
-    moved = group_commit.transition_many(
+    moved = group_commit.transition_bookings(
         svc.db, svc.locks, svc.redis, [_request(job) for job in todo], clock=utcnow
     )
     return [_written(svc, outcome) for outcome in moved]
@@ -127,7 +127,7 @@ def import_flights(svc: Services, job: Job) -> dict[str, Any]:
 def import_bookings(svc: Services, job: Job) -> dict[str, Any]:
     """Create a bulk request's bookings, chunk by chunk (core.bulk)."""
     request = jobs.job_request(job["payload"])
-    result = bulk.create_bookings(
+    result = bulk.import_bookings(
         svc.db,
         svc.locks,
         request["bookings"],
@@ -143,10 +143,10 @@ def import_bookings(svc: Services, job: Job) -> dict[str, Any]:
     return result
 
 
-def abandon_bulk_bookings(svc: Services, job: Job) -> None:
+def abandon_import(svc: Services, job: Job) -> None:
     """A bulk create job ending failed on a give-up or a bug: its items' space goes back."""
     request = jobs.job_request(job["payload"])
-    bulk.abandon_bookings(svc.db, svc.locks, request["bookings"], job_id=job["_id"])
+    bulk.abandon_import(svc.db, svc.locks, request["bookings"], job_id=job["_id"])
     invalidation.space_changed(svc.cache)
 
 
@@ -170,14 +170,14 @@ def _progress(svc: Services, job: Job):
     return lambda progress: jobs.set_progress(svc.db, job["_id"], progress)
 
 
-def warm_routes_for_job(svc: Services, job: Job) -> dict[str, Any]:
+def warm_cache(svc: Services, job: Job) -> dict[str, Any]:
     """The admin's warm job; once it ran, the next warm request starts a new one."""
     warmed = warm_popular_routes(svc)
     coalesce.release(svc.redis, WARM_JOB, job["_id"])
     return warmed
 
 
-def warm_routes_on_schedule(svc: Services) -> dict[str, Any] | None:
+def warm_cache_on_schedule(svc: Services) -> dict[str, Any] | None:
     """Beat's turn (every CACHE_WARM_INTERVAL); skipped while an admin's warm
     job is queued or running, which does the same work."""
     held = coalesce.holder(svc.redis, WARM_JOB)

@@ -94,18 +94,18 @@ class BookingImport(MethodView):
         bulk.check_size(data["bookings"], svc.settings.BULK_BOOKING_LIMIT, "bookings")
         if data.get("customer_id") is not None:
             customers.check_owner_exists(svc.db, data["customer_id"])
-        return submit_job(queues.BULK_CREATE_BOOKINGS, data, {}, bulk=True)
+        return submit_job(queues.IMPORT_BOOKINGS, data, {}, bulk=True)
 
 
 @blp.route("/bookings/status/bulk")
-class StatusImport(MethodView):
+class StatusUpdates(MethodView):
     @admin_view(access.BULK_STATUS, bulk=True)
     @blp.arguments(BulkStatusSchema)
     @blp.accepts_job(400, 413, 415, 422, 429, 503, accepted=BULK_ACCEPTED)
     def post(self, data):
         """Apply up to BULK_UPDATE_LIMIT status updates in order, each on its own."""
         bulk.check_size(data["updates"], services().settings.BULK_UPDATE_LIMIT, "updates")
-        return submit_job(queues.BULK_UPDATE_STATUS, data, {}, bulk=True)
+        return submit_job(queues.UPDATE_STATUSES, data, {}, bulk=True)
 
 
 @blp.route("/performance")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from core import access, bookings, creating, jobs, queues
+from core import access, booking_lists, bookings, creating, jobs, queues
 from core import awb as waybills
 from core.errors import BookingNotMade, NotFound
 from core.ids import new_ref_id
@@ -76,7 +76,7 @@ class Bookings(MethodView):
         that ran out, `short_of` (the answer itself, with `Prefer: wait`)."""
         ref_id = new_ref_id()
         return submit_job(
-            queues.CREATE_BOOKING,
+            queues.CREATE_BOOKINGS,
             data,
             booking_links(ref_id),
             ref_id=ref_id,
@@ -95,7 +95,7 @@ class Bookings(MethodView):
         admin) all. Every filter is served by an index: a page reads about
         `limit` bookings, and a filter that matches nothing reads none."""
         svc = services()
-        return bookings.read_booking_page(
+        return booking_lists.read_booking_page(
             svc.db,
             svc.cache,
             svc.settings.CACHE_TTL_BOOKING_PAGES,
@@ -214,7 +214,7 @@ def submit_transition(
                 raise
     step = {"milestone": milestone} if milestone is not None else {"target": target}
     return submit_job(
-        queues.TRANSITION_BOOKING,
+        queues.TRANSITION_BOOKINGS,
         data,
         booking_links(ref_id),
         ref_id=ref_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from core import access, jobs
+from core import access, queued_jobs
 from core.errors import NotFound
 from ingress.context import prefer_wait, services
 from ingress.docs import Blueprint
@@ -30,7 +30,7 @@ class Job(MethodView):
     def get(self, job_id):
         """A job you submitted (operators, the admin: any job). Honors `Prefer: wait=N`."""
         svc = services()
-        job = jobs.find_job(svc.db, svc.redis, job_id)
+        job = queued_jobs.find_job(svc.db, svc.redis, job_id)
         if job is None or not access.may_read_job(current_principal(), job):
             raise NotFound(f"No job {job_id!r} (unknown, or expired).")
         return job_response(job, wait=prefer_wait(), accepted=False)

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Response, current_app, request
 
 from celeryconfig import publish_job
-from core import accepting, backpressure, jobs, logs, queues
+from core import accepting, backpressure, jobs, logs, queued_jobs, queues
 from core.clock import utcnow
 from core.errors import REDIS_ERRORS, ValidationFailed
 from core.waiting import WaitersBusy
@@ -149,7 +149,7 @@ def job_response(job: dict[str, Any], *, wait: int, accepted: bool) -> Response:
     svc = services()
     if wait and job["state"] not in jobs.FINISHED:
         try:
-            reload = lambda: jobs.find_job(svc.db, svc.redis, job["_id"])  # noqa: E731
+            reload = lambda: queued_jobs.find_job(svc.db, svc.redis, job["_id"])  # noqa: E731
             job = waiter().wait(job["_id"], wait, reload) or job
         except WaitersBusy:
             wait = 0  # answered now, as without Prefer: wait (202 and Retry-After)
@@ -169,7 +169,7 @@ def job_response(job: dict[str, Any], *, wait: int, accepted: bool) -> Response:
         response.headers["Location"] = job["links"]["job"]
     else:
         response = current_app.json.response(jobs.public_job(job))
-        created = accepted and job["type"] == queues.job_type(queues.CREATE_BOOKING)
+        created = accepted and job["type"] == queues.job_type(queues.CREATE_BOOKINGS)
         response.status_code = 201 if created else 200
         if created:
             response.headers["Location"] = job["links"]["booking"]

@@ -40,7 +40,7 @@ def create_floor_app() -> Flask:
         request.get_json()
         job_id = uuid.uuid4().hex
         celery.send_task(
-            queues.CREATE_BOOKING,
+            queues.CREATE_BOOKINGS,
             args=[job_id],
             task_id=job_id,
             queue=queue,

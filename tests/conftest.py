@@ -270,16 +270,26 @@ def store_flights(services, items: list, chunk_size: int = 100, locks=None) -> d
 def stored_booking(services, *, customer_id: str | None = None, **fields) -> str:
     """A BOOKED booking stored straight in the database, as a create job stores
     one (booking_body's fields, `fields` changed); returns its ref_id."""
-    from core import bookings
     from core.clock import utcnow
     from core.ids import new_job_id, new_ref_id
 
     ref_id = new_ref_id()
     data = booking_body(**fields)
-    bookings.create_booking(
+    store_booking(
         services.db, ref_id, data, job_id=new_job_id(), now=utcnow(), customer_id=customer_id
     )
     return ref_id
+
+
+def store_booking(db, ref_id: str, data: dict, **stored):
+    """A BOOKED booking and its BOOKING_CREATED event written as a create job
+    writes them (core.bookings.insert_new), without reserving space; `stored`:
+    booking_document's job_id, now, customer_id, awb. Returns the booking as
+    stored, None if another job's booking holds `ref_id`."""
+    from core import bookings
+
+    [booking] = bookings.insert_new(db, [bookings.booking_document(ref_id, data, **stored)])
+    return booking
 
 
 def moved_booking(

@@ -95,7 +95,7 @@ def test_every_view_and_task_is_a_short_adapter():
 def test_adapters_are_found():
     tasks = [name for name, _ in adapters(ROOT / "workers" / "tasks.py")]
     views = [name for name, _ in adapters(ROOT / "ingress" / "bookings.py")]
-    assert {"create_booking", "import_flights", "warm_cache"} <= set(tasks)
+    assert {"create_bookings", "import_flights", "warm_cache"} <= set(tasks)
     assert {"Bookings.post", "Bookings.get", "Booking.get"} <= set(views)
 
 
@@ -112,7 +112,7 @@ def test_importing_the_apps_creates_no_client():
         "import socket\n"
         "def refuse(*a, **k): raise SystemExit('socket opened at import')\n"
         "socket.socket.connect = refuse\n"
-        "import ingress, workers.main, workers.jobs, celeryconfig, core.services\n"
+        "import ingress, workers.main, workers.running, celeryconfig, core.services\n"
         "print('ok')\n"
     )
     out = subprocess.run(

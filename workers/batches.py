@@ -1,7 +1,7 @@
 """Group commit: a task that takes up to GROUP_COMMIT_SIZE messages at a time
 (celery-batches) and runs their jobs together, one write per collection.
 
-Every guarantee of a single job (workers.jobs) holds for each message:
+Every guarantee of a single job (workers.running) holds for each message:
 - it is acked only after the group's writes committed; one to try again is
   republished with its backoff first (as Celery's retry does), then acked;
 - a redelivered message has one effect (core.group_commit keys every write);
@@ -26,13 +26,13 @@ from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 from kombu.exceptions import KombuError, OperationalError
 
-from core import jobs, metrics, queues, retries
+from core import jobs, metrics, queued_jobs, queues, retries
 from core.clock import utcnow
 from core.errors import TRANSIENT_ERRORS, RadiantError
 from core.services import Services
 from core.settings import Settings
 from workers import runtime, webhooks
-from workers.jobs import instance, retry_options, unavailable, unexpected
+from workers.running import instance, retry_options, unavailable, unexpected
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def run_group(
     try:
         svc = runtime.worker_services()
         deliveries = [(_job_id(r), r.kwargs.get("job")) for r in requests]
-        todo = jobs.still_to_do(svc.db, svc.redis, deliveries)
+        todo = queued_jobs.still_to_do(svc.db, svc.redis, deliveries)
         outcomes = _work(svc, todo, work)
         again, finished, abandoned = [], [], []
         for job, outcome in zip(todo, outcomes, strict=True):
@@ -105,7 +105,7 @@ def run_group(
             if _unplanned(outcome):
                 abandoned.append(job)
         _abandon(svc, abandon, abandoned)
-        jobs.finish_many(svc.db, finished, utcnow())
+        queued_jobs.finish_many(svc.db, finished, utcnow())
     except (*TRANSIENT_ERRORS, _GroupUnavailable) as exc:
         log.warning("a group of %d not committed, retrying: %s", len(requests), exc)
         return _fail_or_retry(task, requests, exc, abandon)
@@ -222,7 +222,7 @@ def _fail_or_retry(
                 }
                 for r in spent
             ]
-            jobs.finish_many(svc.db, finished, utcnow())
+            queued_jobs.finish_many(svc.db, finished, utcnow())
             _after_commit(svc, finished)
         except (*TRANSIENT_ERRORS, _GroupUnavailable):
             requeue += [r.id for r in spent]  # the failure is a write too: later
@@ -275,7 +275,7 @@ def _after_commit(svc: Services, finished: list[dict[str, Any]]) -> None:
     try:
         if records:
             failed = {f["_id"] for f in finished if f.get("error") is not None}
-            jobs.release_queued(svc.redis, records, failed)
+            queued_jobs.release_queued(svc.redis, records, failed)
         for f in finished:
             if f.get("record") is None:
                 svc.redis.publish(jobs.JOB_FINISHED_CHANNEL, f["_id"])

@@ -12,16 +12,16 @@ from core import queues, work
 from core.metrics import sample_queue_depths, sample_webhook_backlog
 from workers import runtime, webhooks
 from workers.batches import GroupCommit, run_group
-from workers.jobs import run_job
+from workers.running import run_job
 
 
-@shared_task(base=GroupCommit, bind=True, name=queues.CREATE_BOOKING)
-def create_booking(self, requests) -> list[str]:
+@shared_task(base=GroupCommit, bind=True, name=queues.CREATE_BOOKINGS)
+def create_bookings(self, requests) -> list[str]:
     return run_group(self, requests, work.create_bookings, work.abandon_creates)
 
 
-@shared_task(base=GroupCommit, bind=True, name=queues.TRANSITION_BOOKING)
-def transition_booking(self, requests) -> list[str]:
+@shared_task(base=GroupCommit, bind=True, name=queues.TRANSITION_BOOKINGS)
+def transition_bookings(self, requests) -> list[str]:
     return run_group(self, requests, work.transition_bookings)
 
 
@@ -30,26 +30,26 @@ def import_flights(self, job_id: str, payload: dict | None = None) -> None:
     run_job(self, job_id, payload, work.import_flights)
 
 
-@shared_task(bind=True, name=queues.BULK_CREATE_BOOKINGS)
-def bulk_create_bookings(self, job_id: str, payload: dict | None = None) -> None:
-    run_job(self, job_id, payload, work.import_bookings, work.abandon_bulk_bookings)
+@shared_task(bind=True, name=queues.IMPORT_BOOKINGS)
+def import_bookings(self, job_id: str, payload: dict | None = None) -> None:
+    run_job(self, job_id, payload, work.import_bookings, work.abandon_import)
 
 
-@shared_task(bind=True, name=queues.BULK_UPDATE_STATUS)
-def bulk_update_status(self, job_id: str, payload: dict | None = None) -> None:
+@shared_task(bind=True, name=queues.UPDATE_STATUSES)
+def update_statuses(self, job_id: str, payload: dict | None = None) -> None:
     run_job(self, job_id, payload, work.update_statuses)
 
 
 @shared_task(bind=True, name=queues.WARM_CACHE)
 def warm_cache(self, job_id: str, payload: dict | None = None) -> None:
     """The admin's warm request, as a job."""
-    run_job(self, job_id, payload, work.warm_routes_for_job)
+    run_job(self, job_id, payload, work.warm_cache)
 
 
 @shared_task(name=queues.WARM_CACHE_ON_SCHEDULE, ignore_result=True)
 def warm_cache_on_schedule() -> dict | None:
     """Beat's, every CACHE_WARM_INTERVAL: no job."""
-    return work.warm_routes_on_schedule(runtime.worker_services())
+    return work.warm_cache_on_schedule(runtime.worker_services())
 
 
 @shared_task(name=queues.NOOP)

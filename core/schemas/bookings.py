@@ -13,7 +13,8 @@ from marshmallow import (
     validates_schema,
 )
 
-from core.bookings import CURSOR_PATTERN, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from core.booking_lists import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
+from core.bookings import CURSOR_PATTERN
 from core.clock import to_iso, utcnow
 from core.ids import FLIGHT_ID, REF_ID
 from core.lifecycle import MILESTONES, STATUSES, TARGETS

@@ -17,7 +17,7 @@ import kombu.pools
 import pytest
 from amqp.exceptions import NotFound
 
-from core import accepting, coalesce, jobs, queues
+from core import accepting, coalesce, jobs, queued_jobs, queues
 from core.errors import ServiceUnavailable
 from core.ids import new_job_id
 from core.services import connect_services
@@ -58,7 +58,7 @@ def _taken_message(app, task_name: str) -> dict:
     return {"args": args, "kwargs": kwargs}
 
 
-def _submission(task_name=queues.CREATE_BOOKING, **changes) -> accepting.Submission:
+def _submission(task_name=queues.CREATE_BOOKINGS, **changes) -> accepting.Submission:
     ref_id = f"RG{uuid.uuid4().hex[:9].upper()}"
     fields = {
         "task_name": task_name,
@@ -75,8 +75,8 @@ def test_a_short_job_travels_whole_in_its_message_with_no_mongodb_write(unconsum
     job_id = accepted.job["_id"]
     assert accepted.created and not accepted.replayed
     assert services.db.jobs.count_documents({"_id": job_id}) == 0
-    assert jobs.find_job(services.db, services.redis, job_id)["state"] == jobs.QUEUED
-    message = _taken_message(unconsumed, queues.CREATE_BOOKING)
+    assert queued_jobs.find_job(services.db, services.redis, job_id)["state"] == jobs.QUEUED
+    message = _taken_message(unconsumed, queues.CREATE_BOOKINGS)
     assert message["args"] == [job_id]
     assert message["kwargs"]["job"]["payload"]["ref_id"] == accepted.job["payload"]["ref_id"]
 
@@ -85,12 +85,12 @@ def test_a_bulk_job_is_recorded_in_mongodb_and_its_message_carries_only_its_id(
     unconsumed, services
 ):
     body = {"updates": [{"ref_id": "RG000000001", "status": "DEPARTED"}]}
-    submission = _submission(queues.BULK_UPDATE_STATUS, body=body, links={}, bulk=True)
+    submission = _submission(queues.UPDATE_STATUSES, body=body, links={}, bulk=True)
     accepted = accepting.accept_job(services, _publish(unconsumed), submission)
     stored = services.db.jobs.find_one({"_id": accepted.job["_id"]})
     assert stored["state"] == jobs.QUEUED
     assert json.loads(jobs.job_payload(body, as_text=True)["request_json"]) == body
-    assert _taken_message(unconsumed, queues.BULK_UPDATE_STATUS)["kwargs"] == {"payload": None}
+    assert _taken_message(unconsumed, queues.UPDATE_STATUSES)["kwargs"] == {"payload": None}
 
 
 def test_an_idempotency_key_answers_the_same_job_and_publishes_once(unconsumed, services):
@@ -100,14 +100,14 @@ def test_an_idempotency_key_answers_the_same_job_and_publishes_once(unconsumed, 
     again = accepting.accept_job(services, _publish(unconsumed), submission)
     assert (first.created, again.created, again.replayed) == (True, False, True)
     assert again.job["_id"] == first.job["_id"]
-    _taken_message(unconsumed, queues.CREATE_BOOKING)
+    _taken_message(unconsumed, queues.CREATE_BOOKINGS)
     settings = unconsumed.extensions["radiantgo"].settings
     queue = queues.queue_name(queues.BOOKINGS, settings.QUEUE_NAMESPACE)
     with unconsumed.extensions["celery"].connection_for_write() as connection:
         assert connection.default_channel.basic_get(queue, no_ack=True) is None
 
 
-@pytest.mark.parametrize("task_name", [queues.CREATE_BOOKING, queues.BULK_CREATE_BOOKINGS])
+@pytest.mark.parametrize("task_name", [queues.CREATE_BOOKINGS, queues.IMPORT_BOOKINGS])
 def test_a_broker_that_cannot_be_reached_leaves_nothing_behind(settings, services, task_name):
     from ingress import create_app
 
@@ -117,12 +117,12 @@ def test_a_broker_that_cannot_be_reached_leaves_nothing_behind(settings, service
         BROKER_PUBLISH_RETRIES=0,
     )
     app = create_app(nowhere, services=services)  # publishes nowhere: no queue is declared
-    submission = _submission(task_name, bulk=task_name != queues.CREATE_BOOKING)
+    submission = _submission(task_name, bulk=task_name != queues.CREATE_BOOKINGS)
     job_id = new_job_id()
     with pytest.raises(ServiceUnavailable):
         accepting.accept_job(services, _publish(app), submission, job_id=job_id)
     assert services.db.jobs.count_documents({"_id": job_id}) == 0
-    assert jobs.find_job(services.db, services.redis, job_id) is None
+    assert queued_jobs.find_job(services.db, services.redis, job_id) is None
 
 
 def test_one_at_a_time_answers_the_job_still_queued(unconsumed, services):
@@ -177,7 +177,7 @@ def test_a_refusal_after_an_unconfirmed_try_holds_the_job_instead_of_discarding_
         accepted = accepting.accept_job(services, _publish(app), _submission())
         job_id = accepted.job["_id"]
         assert tries == ["armed", "lost"] and accepted.created
-        assert jobs.find_job(services.db, services.redis, job_id)["state"] == jobs.QUEUED
+        assert queued_jobs.find_job(services.db, services.redis, job_id)["state"] == jobs.QUEUED
         assert services.redis.zscore(outbox.UNCONFIRMED, job_id) is not None
         services.redis.zrem(outbox.UNCONFIRMED, job_id)  # no worker here to run it
     finally:

@@ -134,7 +134,7 @@ def test_a_request_s_own_awb_is_kept_unless_it_is_of_radiantgo_s_prefix(services
 
 
 def _queued_create(services, number: str) -> dict:
-    from core import jobs, queues
+    from core import jobs, queued_jobs, queues
     from core.clock import utcnow
     from core.ids import new_job_id, new_ref_id
 
@@ -142,38 +142,38 @@ def _queued_create(services, number: str) -> dict:
     job = jobs.new_job(
         services.settings,
         job_id=job_id,
-        job_type=queues.job_type(queues.CREATE_BOOKING),
+        job_type=queues.job_type(queues.CREATE_BOOKINGS),
         payload=jobs.job_payload({"awb": number}, ref_id=ref_id, awb=number),
         now=utcnow(),
         links={"job": f"/api/jobs/{job_id}"},
         ref_id=ref_id,
     )
-    return jobs.job_record(job)
+    return queued_jobs.job_record(job)
 
 
 @pytest.mark.parametrize("ending", ["succeeded", "failed", "discarded"])
 def test_a_create_claims_its_awb_while_queued_and_frees_it_when_it_ends(services, ending):
-    from core import jobs
+    from core import queued_jobs
     from core.errors import AwbTaken
 
     number = awb.awb_number("176", uuid.uuid4().int % (awb.SERIALS - 1) + 1)
     record = _queued_create(services, number)
-    jobs.hold_queued(services.redis, record, 60)
+    queued_jobs.hold_queued(services.redis, record, 60)
     assert awb.ref_id_of(services.db, services.redis, number) == record["ref_id"]
     rival = _queued_create(services, number)
     with pytest.raises(AwbTaken):
-        jobs.hold_queued(services.redis, rival, 60)
-    assert jobs.find_job(services.db, services.redis, rival["_id"]) is None  # nothing kept
-    assert services.redis.get(jobs.creating_key(rival["ref_id"])) is None
+        queued_jobs.hold_queued(services.redis, rival, 60)
+    assert queued_jobs.find_job(services.db, services.redis, rival["_id"]) is None  # nothing kept
+    assert services.redis.get(queued_jobs.creating_key(rival["ref_id"])) is None
     if ending == "discarded":
-        jobs.discard_queued(services.redis, record, 60)
+        queued_jobs.discard_queued(services.redis, record, 60)
     else:
         failed = [record["_id"]] if ending == "failed" else []
-        jobs.release_queued(services.redis, [record], failed)
+        queued_jobs.release_queued(services.redis, [record], failed)
     # A failed create's AWB still names it (its booking-not-made), as its ref_id does.
     named = record["ref_id"] if ending == "failed" else None
     assert awb.ref_id_of(services.db, services.redis, number) == named
-    jobs.hold_queued(services.redis, rival, 60)  # free again: it may be brought anew
+    queued_jobs.hold_queued(services.redis, rival, 60)  # free again: it may be brought anew
     assert awb.ref_id_of(services.db, services.redis, number) == rival["ref_id"]
 
 

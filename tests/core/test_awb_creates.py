@@ -9,10 +9,11 @@ import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from core import awb, bookings, bulk, flights, group_commit, reservations
+from core import awb, bulk, flights, group_commit, reservations
 from core.clock import utcnow
 from core.errors import AwbTaken
 from core.ids import new_job_id, new_ref_id
+from tests.conftest import store_booking
 
 _numbers = itertools.count(1)
 ORIGIN, DESTINATION = "QWA", "QWB"
@@ -50,7 +51,7 @@ def request(**fields):
 
 
 def create_item(number: str, **fields):
-    """A queued create bringing its own AWB, as the worker hands it to create_many."""
+    """A queued create bringing its own AWB, as the worker hands it to create_bookings."""
     return {
         "job_id": new_job_id(),
         "ref_id": new_ref_id(),
@@ -60,8 +61,8 @@ def create_item(number: str, **fields):
     }
 
 
-def create_many(services, items):
-    return group_commit.create_many(
+def create_bookings(services, items):
+    return group_commit.create_bookings(
         services.db, services.locks, items, now=utcnow(), min_connection_minutes=60
     )
 
@@ -69,16 +70,14 @@ def create_many(services, items):
 def stored_elsewhere(services, number: str) -> str:
     """Another booking holding `number`, stored past the door's check."""
     ref_id = new_ref_id()
-    bookings.create_booking(
-        services.db, ref_id, request(), job_id=new_job_id(), now=utcnow(), awb=number
-    )
+    store_booking(services.db, ref_id, request(), job_id=new_job_id(), now=utcnow(), awb=number)
     return ref_id
 
 
 def test_a_redelivered_create_is_not_refused_by_its_own_booking(services):
     fid = new_flight(services)
     item = create_item(client_awb(), flight_ids=[fid])
-    first, again = (create_many(services, [item])[0] for _ in range(2))
+    first, again = (create_bookings(services, [item])[0] for _ in range(2))
     assert first["awb"] == again["awb"] == item["awb"]
     assert services.db.bookings.count_documents({"awb": item["awb"]}) == 1
     assert booked_kg(services, fid) == 100
@@ -88,7 +87,7 @@ def test_an_awb_stored_past_the_door_refuses_the_create_before_it_takes_space(se
     fid = new_flight(services)
     number = client_awb()
     stored_elsewhere(services, number)
-    [refused] = create_many(services, [create_item(number, flight_ids=[fid])])
+    [refused] = create_bookings(services, [create_item(number, flight_ids=[fid])])
     assert isinstance(refused, AwbTaken) and refused.status == 409
     assert refused.to_problem()["awb"] == number
     assert booked_kg(services, fid) == 0
@@ -98,7 +97,7 @@ def test_two_creates_of_one_awb_in_a_group_store_one(services):
     fid = new_flight(services)
     number = client_awb()
     items = [create_item(number, flight_ids=[fid]) for _ in range(2)]  # two jobs
-    first, second = create_many(services, items)
+    first, second = create_bookings(services, items)
     assert first["awb"] == number and isinstance(second, AwbTaken)
     assert booked_kg(services, fid) == 100
     assert reservations.flight_reservations(services.db, fid) == {first["ref_id"]: 100_000}
@@ -120,7 +119,9 @@ def test_the_unique_index_decides_a_race_past_every_check_and_the_space_goes_bac
 
     monkeypatch.setattr(reservations, "reserve_many", reserve_then_lose_the_race)
     cube = {"count": 1, "length_cm": 100, "width_cm": 100, "height_cm": 100}
-    [refused] = create_many(services, [create_item(number, flight_ids=[fid], dimensions=[cube])])
+    [refused] = create_bookings(
+        services, [create_item(number, flight_ids=[fid], dimensions=[cube])]
+    )
     assert isinstance(refused, AwbTaken)
     assert booked_kg(services, fid) == 0
     assert flights.get_flight(services.db, fid)["booked_m3"] == 0  # its volume too
@@ -135,7 +136,7 @@ def test_space_a_dead_delivery_took_goes_back_when_its_awb_is_taken_meanwhile(se
     assert reservations.reserve_many(services.db, services.locks, [wanted]) == [None]
     assert booked_kg(services, fid) == 100
     stored_elsewhere(services, item["awb"])
-    [refused] = create_many(services, [item])  # the redelivery
+    [refused] = create_bookings(services, [item])  # the redelivery
     assert isinstance(refused, AwbTaken)
     assert booked_kg(services, fid) == 0
 
@@ -154,7 +155,7 @@ def test_each_bulk_item_gets_an_awb_and_a_redelivery_keeps_it(services):
     job_id = new_job_id()
 
     def run():
-        return bulk.create_bookings(
+        return bulk.import_bookings(
             services.db,
             services.locks,
             items,

@@ -10,13 +10,13 @@ from datetime import timedelta
 import pytest
 from pymongo import MongoClient, monitoring
 
-from core import bookings, invalidation
+from core import booking_lists, bookings, invalidation
 from core import cache as caches
 from core.clock import utcnow
 from core.db import DEFAULT_DATABASE
 from core.ids import new_customer_id, new_job_id, new_ref_id
 from core.lifecycle import BOOKED, CANCELLED, DELIVERED, DEPARTED, STATUSES
-from tests.conftest import moved_booking
+from tests.conftest import moved_booking, store_booking
 
 # Airports no other test's bookings use, so that everyone's lists on them hold
 # only this module's bookings.
@@ -114,7 +114,7 @@ def query_id(query: dict) -> str:
 
 
 def listed(db, limit, **filters):
-    return bookings.list_bookings(db, limit=limit, **filters)
+    return booking_lists.list_bookings(db, limit=limit, **filters)
 
 
 # -- what a request reads ----------------------------------------------------------
@@ -258,13 +258,13 @@ def page_misses(cache) -> int:
 def test_varying_the_limit_reads_one_page_per_page_size(services):
     customer_id, now = new_customer_id(), utcnow()
     stored(services.db, customer_id, 250, newest=now, step=timedelta(seconds=10))
-    read = bookings.read_booking_page
+    read = booking_lists.read_booking_page
     before = page_misses(services.cache)
     pages = {
         limit: read(services.db, services.cache, 30, limit=limit, customer_id=customer_id)
         for limit in range(1, 201)
     }
-    assert page_misses(services.cache) - before == len(bookings.PAGE_SIZES)
+    assert page_misses(services.cache) - before == len(booking_lists.PAGE_SIZES)
     newest_first = expected(services.db, customer_id, None, None, None)
     for limit, page in pages.items():
         assert [b["ref_id"] for b in page["items"]] == newest_first[:limit]
@@ -276,7 +276,7 @@ def test_a_cached_page_walks_on_with_another_limit(services, crowded):
     customer_id, _ = crowded
 
     def read(**page):
-        return bookings.read_booking_page(
+        return booking_lists.read_booking_page(
             services.db, services.cache, 30, customer_id=customer_id, **page
         )
 
@@ -296,14 +296,14 @@ def test_cached_pages_follow_creates_and_transitions(services):
     )
 
     def refs(**filters):
-        page = bookings.read_booking_page(
+        page = booking_lists.read_booking_page(
             services.db, services.cache, ttl, limit=10, customer_id=customer_id, **filters
         )
         return [b["ref_id"] for b in page["items"]]
 
     booked, departed = refs(status=BOOKED), refs(status=DEPARTED)
     assert len(booked) == 5 and departed == [] and refs() == booked  # now cached
-    new = bookings.create_booking(
+    new = store_booking(
         services.db,
         new_ref_id(),
         {"origin": ORIGINS[0], "destination": DESTINATIONS[0], "pieces": 1, "weight_kg": 1.0},

@@ -1,6 +1,6 @@
-"""Group commit (core.group_commit, and the jobs' side in core.jobs): many queued
-jobs decided and written together, each with its own outcome, and a group
-delivered again having no second effect."""
+"""Group commit (core.group_commit): many queued jobs decided and written
+together, each with its own outcome, and a group delivered again having no
+second effect."""
 
 import threading
 import time
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import bookings, group_commit, jobs, transitions
+from core import bookings, group_commit, jobs, queued_jobs, transitions
 from core.clock import utcnow
 from core.errors import Conflict, CustomerDisabled, NotFound, NotReady, Unprocessable
 from core.ids import new_job_id, new_ref_id
@@ -23,7 +23,7 @@ DATA = {"origin": "DEL", "destination": "BLR", "pieces": 5, "weight_kg": 125.5}
 
 
 def create_item(ref_id=None, customer_id=None, **request):
-    """A queued create as the worker hands it to create_many."""
+    """A queued create as the worker hands it to create_bookings."""
     return {
         "job_id": new_job_id(),
         "ref_id": ref_id or new_ref_id(),
@@ -32,8 +32,8 @@ def create_item(ref_id=None, customer_id=None, **request):
     }
 
 
-def create_many(services, items, now=None):
-    return group_commit.create_many(
+def create_bookings(services, items, now=None):
+    return group_commit.create_bookings(
         services.db,
         services.locks,
         items,
@@ -47,7 +47,7 @@ def new_booking(services, customer_id=None):
 
 
 def transition_item(ref_id, target, owner=None, job_id=None, **request):
-    """A queued transition as the worker hands it to transition_many."""
+    """A queued transition as the worker hands it to transition_bookings."""
     return {
         "job_id": job_id or new_job_id(),
         "ref_id": ref_id,
@@ -57,8 +57,8 @@ def transition_item(ref_id, target, owner=None, job_id=None, **request):
     }
 
 
-def transition_many(services, items):
-    return group_commit.transition_many(
+def transition_bookings(services, items):
+    return group_commit.transition_bookings(
         services.db, services.locks, services.redis, items, clock=utcnow
     )
 
@@ -78,7 +78,7 @@ def to_bson_precision(moment):
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-# -- create_many -----------------------------------------------------------------------
+# -- create_bookings -----------------------------------------------------------------------
 
 
 def create_job_of(settings, payload: dict, **fields) -> dict:
@@ -86,7 +86,7 @@ def create_job_of(settings, payload: dict, **fields) -> dict:
     return jobs.new_job(
         settings,
         job_id=new_job_id(),
-        job_type=jobs.CREATE_JOB,
+        job_type=queued_jobs.CREATE_JOB,
         payload=payload,
         now=utcnow(),
         links={},
@@ -94,9 +94,9 @@ def create_job_of(settings, payload: dict, **fields) -> dict:
     )
 
 
-def test_create_many_makes_each_item_one_booking_and_one_event(services):
+def test_create_bookings_makes_each_item_one_booking_and_one_event(services):
     items = [create_item(pieces=n + 1, customer_id=f"c{n}") for n in range(5)]
-    outcomes = create_many(services, items)
+    outcomes = create_bookings(services, items)
     assert len(outcomes) == len(items)
     for item, outcome in zip(items, outcomes, strict=True):
         # Aligned: each outcome is its own item's booking.
@@ -118,7 +118,7 @@ def test_an_unknown_flight_refuses_its_own_item_and_the_others_are_created(servi
         create_item(flight_ids=["ZZ0000-20340101"]),  # no such flight
         create_item(),
     ]
-    first, refused, last = create_many(services, items)
+    first, refused, last = create_bookings(services, items)
     assert isinstance(refused, Unprocessable) and refused.status == 422
     assert "ZZ0000-20340101" in refused.detail
     assert stored(services, items[1]["ref_id"]) is None
@@ -131,14 +131,14 @@ def test_an_unknown_flight_refuses_its_own_item_and_the_others_are_created(servi
 def test_a_redelivered_group_creates_nothing_new_and_answers_the_stored_bookings(services):
     items = [create_item() for _ in range(4)]
     first_now = utcnow()
-    create_many(services, items, now=first_now)
+    create_bookings(services, items, now=first_now)
     # As if the first delivery died between its two inserts for one item:
     # its booking is stored, its event is not.
     services.db.booking_events.delete_one(
         {"_id": bookings.event_id(items[0]["job_id"], "BOOKING_CREATED")}
     )
     newcomer = create_item()  # redelivered in a group with a job never run before
-    again = create_many(services, [*items, newcomer], now=first_now + timedelta(minutes=1))
+    again = create_bookings(services, [*items, newcomer], now=first_now + timedelta(minutes=1))
     for item, outcome in zip(items, again, strict=False):
         assert outcome["ref_id"] == item["ref_id"]
         # The booking the first delivery stored, not a new one.
@@ -151,10 +151,10 @@ def test_a_redelivered_group_creates_nothing_new_and_answers_the_stored_bookings
 
 
 def test_a_ref_id_held_by_another_jobs_booking_is_a_conflict_for_that_item_only(services):
-    (holder,) = create_many(services, [create_item()])
+    (holder,) = create_bookings(services, [create_item()])
     clash = create_item(ref_id=holder["ref_id"], pieces=9)  # another job, same ref_id
     other = create_item()
-    refused, created = create_many(services, [clash, other])
+    refused, created = create_bookings(services, [clash, other])
     assert isinstance(refused, Conflict) and refused.status == 409
     kept = stored(services, holder["ref_id"])
     assert (kept["job_id"], kept["pieces"]) == (holder["job_id"], holder["pieces"])
@@ -163,13 +163,13 @@ def test_a_ref_id_held_by_another_jobs_booking_is_a_conflict_for_that_item_only(
     assert events(services, other["ref_id"]) == ["BOOKING_CREATED"]
 
 
-# -- transition_many -------------------------------------------------------------------
+# -- transition_bookings -------------------------------------------------------------------
 
 
-def test_transition_many_moves_several_bookings_with_one_event_each(services):
+def test_transition_bookings_moves_several_bookings_with_one_event_each(services):
     refs = [new_booking(services) for _ in range(4)]
     items = [transition_item(ref, "DEPARTED", location="DEL") for ref in refs]
-    outcomes = transition_many(services, items)
+    outcomes = transition_bookings(services, items)
     for ref, outcome in zip(refs, outcomes, strict=True):
         assert (outcome["ref_id"], outcome["status"], outcome["version"]) == (ref, "DEPARTED", 2)
         booking = stored(services, ref)
@@ -182,7 +182,7 @@ def test_transition_many_moves_several_bookings_with_one_event_each(services):
 
 def test_two_transitions_of_one_booking_in_a_group_apply_in_order(services):
     ref = new_booking(services)
-    departed, arrived = transition_many(
+    departed, arrived = transition_bookings(
         services,
         [
             transition_item(ref, "DEPARTED", location="DEL"),
@@ -198,7 +198,7 @@ def test_two_transitions_of_one_booking_in_a_group_apply_in_order(services):
 
 def test_an_invalid_transition_is_refused_for_its_item_only(services):
     booked, other = new_booking(services), new_booking(services)
-    refused, moved = transition_many(
+    refused, moved = transition_bookings(
         services, [transition_item(booked, "DELIVERED"), transition_item(other, "DEPARTED")]
     )
     assert isinstance(refused, InvalidTransition) and refused.status == 409
@@ -211,7 +211,7 @@ def test_an_invalid_transition_is_refused_for_its_item_only(services):
 
 def test_a_strangers_transition_is_not_found_and_the_owners_goes_through(services):
     ref = new_booking(services, customer_id="owner-1")
-    stranger, owner = transition_many(
+    stranger, owner = transition_bookings(
         services,
         [
             transition_item(ref, "CANCELLED", owner="stranger-2"),
@@ -230,12 +230,12 @@ def test_a_redelivered_group_changes_nothing(services):
         transition_item(first, "ARRIVED"),
         transition_item(second, "CANCELLED", reason="customer"),
     ]
-    transition_many(services, items)
+    transition_bookings(services, items)
     # As if the first delivery died after the update, before the event insert.
     services.db.booking_events.delete_one(
         {"_id": bookings.event_id(items[2]["job_id"], "STATUS_CANCELLED")}
     )
-    again = transition_many(services, items)  # the same jobs: the same job_ids
+    again = transition_bookings(services, items)  # the same jobs: the same job_ids
     assert [(b["status"], b["version"]) for b in again] == [
         ("ARRIVED", 3),  # the booking as it is now, for both of its jobs
         ("ARRIVED", 3),
@@ -248,7 +248,7 @@ def test_a_redelivered_group_changes_nothing(services):
 
 
 def milestone_item(ref_id, code, job_id=None, **request):
-    """A queued milestone as the worker hands it to transition_many."""
+    """A queued milestone as the worker hands it to transition_bookings."""
     return {
         "job_id": job_id or new_job_id(),
         "ref_id": ref_id,
@@ -262,7 +262,7 @@ def test_milestones_and_transitions_of_one_booking_in_a_group_apply_in_order(ser
     """RCS and MAN were accepted while the booking was BOOKED; the departure
     queued between them came first for MAN, which is refused under the lock."""
     ref = new_booking(services)
-    received, departed, manifested = transition_many(
+    received, departed, manifested = transition_bookings(
         services,
         [
             milestone_item(ref, "RCS", at="2026-11-28T03:00:00.000Z"),
@@ -281,8 +281,8 @@ def test_milestones_and_transitions_of_one_booking_in_a_group_apply_in_order(ser
 
 def test_a_milestone_out_of_its_phase_is_refused_in_a_group_for_its_item_only(services):
     departed, booked = new_booking(services), new_booking(services)
-    transition_many(services, [transition_item(departed, "DEPARTED")])
-    refused, received = transition_many(
+    transition_bookings(services, [transition_item(departed, "DEPARTED")])
+    refused, received = transition_bookings(
         services, [milestone_item(departed, "RCS"), milestone_item(booked, "RCS")]
     )
     assert isinstance(refused, MilestoneOutOfOrder)
@@ -295,12 +295,12 @@ def test_a_milestone_out_of_its_phase_is_refused_in_a_group_for_its_item_only(se
 def test_a_redelivered_group_records_its_milestones_once(services):
     refs = [new_booking(services) for _ in range(3)]
     items = [milestone_item(ref, "RCS") for ref in refs]
-    transition_many(services, items)
+    transition_bookings(services, items)
     # As if the first delivery died after the update, before the event insert.
     services.db.booking_events.delete_one(
         {"_id": bookings.event_id(items[1]["job_id"], "MILESTONE_RCS")}
     )
-    again = transition_many(services, items)
+    again = transition_bookings(services, items)
     assert [(b["status"], b["version"]) for b in again] == [("BOOKED", 2)] * 3
     for ref in refs:
         assert events(services, ref) == ["BOOKING_CREATED", "MILESTONE_RCS"]
@@ -322,7 +322,7 @@ def test_a_booking_locked_elsewhere_is_moved_once_the_lock_is_released(services)
     holder.start()
     assert taken.wait(5)
     started = time.monotonic()
-    moved_locked, moved_free = transition_many(
+    moved_locked, moved_free = transition_bookings(
         services, [transition_item(locked, "DEPARTED"), transition_item(free, "DEPARTED")]
     )
     waited = time.monotonic() - started
@@ -347,7 +347,7 @@ def test_a_write_the_fence_refused_is_decided_again_on_the_new_state(services, m
         return real_fenced_update(booking, target, job_id, now, *milestone)
 
     monkeypatch.setattr(transitions, "fenced_update", race_then_fence)
-    refused, moved = transition_many(
+    refused, moved = transition_bookings(
         services, [transition_item(raced, "DEPARTED"), transition_item(calm, "DEPARTED")]
     )
     assert isinstance(refused, InvalidTransition)
@@ -362,10 +362,10 @@ def test_a_booking_whose_create_is_queued_is_not_ready_and_an_unknown_one_not_fo
 ):
     pending_ref, ready = new_ref_id(), new_booking(services)
     create_job = create_job_of(settings, {"ref_id": pending_ref}, ref_id=pending_ref)
-    queued = jobs.job_record(create_job)
-    jobs.hold_queued(services.redis, queued, ttl_s=60)
+    queued = queued_jobs.job_record(create_job)
+    queued_jobs.hold_queued(services.redis, queued, ttl_s=60)
     try:
-        pending, unknown, moved = transition_many(
+        pending, unknown, moved = transition_bookings(
             services,
             [
                 transition_item(pending_ref, "DEPARTED"),
@@ -374,111 +374,10 @@ def test_a_booking_whose_create_is_queued_is_not_ready_and_an_unknown_one_not_fo
             ],
         )
     finally:
-        jobs.release_queued(services.redis, [queued])
+        queued_jobs.release_queued(services.redis, [queued])
     assert isinstance(pending, NotReady) and pending.transient
     assert isinstance(unknown, NotFound)
     assert (moved["status"], moved["version"]) == ("DEPARTED", 2)
-
-
-# -- still_to_do / finish_many ------------------------------------------------------------
-
-
-def queued_record(settings, job_type=jobs.CREATE_JOB, **payload):
-    job_id = new_job_id()
-    ref_id = payload.setdefault("ref_id", new_ref_id())
-    job = jobs.new_job(
-        settings,
-        job_id=job_id,
-        job_type=job_type,
-        payload={"request": DATA, **payload},
-        now=utcnow(),
-        links={"job": f"/api/jobs/{job_id}"},
-        ref_id=ref_id,
-        customer_id="c-1",
-    )
-    return jobs.job_record(job)
-
-
-def finished(record, **outcome):
-    return {"_id": record["_id"], "record": record, "started_at": utcnow(), **outcome}
-
-
-def test_still_to_do_skips_finished_discarded_unknown_and_repeated_jobs(services, settings):
-    waiting = queued_record(settings)
-    jobs.hold_queued(services.redis, waiting, ttl_s=60)
-    done = queued_record(settings)
-    assert jobs.finish_many(services.db, [finished(done, result={})], utcnow()) == [done["_id"]]
-    discarded = queued_record(settings)
-    jobs.discard_queued(services.redis, discarded, ttl_s=60)  # its 202 became a 503
-    in_mongo = create_job_of(settings, {"ref_id": new_ref_id(), "request": DATA})
-    jobs.record_job(services.db, settings, in_mongo)  # an Idempotency-Key's: no record
-    deliveries = [
-        (waiting["_id"], waiting),
-        (done["_id"], done),  # a redelivery of a finished job
-        (discarded["_id"], discarded),
-        (in_mongo["_id"], None),
-        (new_job_id(), None),  # unknown, without a record
-        (waiting["_id"], waiting),  # the same message twice in one group
-    ]
-    todo = jobs.still_to_do(services.db, services.redis, deliveries)
-    assert todo == [
-        {
-            "_id": waiting["_id"],
-            "payload": waiting["payload"],
-            "customer_id": waiting["customer_id"],
-            "record": waiting,
-            "stored": False,
-        },
-        {
-            "_id": in_mongo["_id"],
-            "payload": in_mongo["payload"],
-            "customer_id": in_mongo["customer_id"],
-            "record": None,
-            "stored": True,
-        },
-    ]
-
-
-def test_finish_many_inserts_jobs_from_their_records_once(services, settings):
-    first, second = queued_record(settings), queued_record(settings)
-    now = utcnow()
-    written = jobs.finish_many(
-        services.db,
-        [finished(first, result={"n": 1}), finished(second, error={"status": 422})],
-        now,
-    )
-    assert written == [first["_id"], second["_id"]]
-    job = jobs.get_job(services.db, first["_id"])
-    assert (job["state"], job["result"], job["type"]) == ("succeeded", {"n": 1}, jobs.CREATE_JOB)
-    # What the ingress assigned comes from the record.
-    assert job["customer_id"] == "c-1" and job["ref_id"] == first["payload"]["ref_id"]
-    assert job["created_at"] == jobs.from_record(first)["created_at"]
-    assert jobs.get_job(services.db, second["_id"])["state"] == "failed"
-    # A redelivery's outcome for a finished job is refused; a new job beside it is written.
-    third = queued_record(settings)
-    again = jobs.finish_many(
-        services.db,
-        [finished(first, error={"status": 500}), finished(third, result={"n": 3})],
-        utcnow(),
-    )
-    assert again == [third["_id"]]
-    job = jobs.get_job(services.db, first["_id"])
-    assert (job["state"], job["result"], job["error"]) == ("succeeded", {"n": 1}, None)
-    assert services.db.jobs.count_documents({"_id": first["_id"]}) == 1
-
-
-def test_finish_many_finishes_a_job_recorded_in_mongodb(services, settings):
-    recorded = create_job_of(settings, {"request": DATA})
-    jobs.record_job(services.db, settings, recorded)
-    outcome = {
-        "_id": recorded["_id"],
-        "record": None,
-        "stored": True,
-        "started_at": utcnow(),
-        "result": {},
-    }
-    assert jobs.finish_many(services.db, [outcome], utcnow()) == [recorded["_id"]]
-    assert jobs.get_job(services.db, recorded["_id"])["state"] == "succeeded"
 
 
 # -- jobs of a customer disabled after they were accepted ------------------------------
@@ -499,7 +398,7 @@ def test_a_disabled_customers_create_is_forbidden_and_takes_nothing(services):
     gone = disabled_customer(services)
     fid = new_flight(services, 1000)
     flying = {"origin": "RSA", "destination": "RSB", "flight_ids": [fid], "weight_kg": 100}
-    refused, created = create_many(
+    refused, created = create_bookings(
         services, [create_item(customer_id=gone, **flying), create_item(**flying)]
     )
     assert refused.status == 403 and refused.to_problem()["type"].endswith("customer-disabled")
@@ -512,7 +411,7 @@ def test_a_disabled_customers_create_is_forbidden_and_takes_nothing(services):
 def test_a_disabled_submitters_transitions_are_forbidden_in_a_group_and_alone(services):
     gone = disabled_customer(services, role="operator")
     ref, other = new_booking(services), new_booking(services)
-    refused, moved = transition_many(
+    refused, moved = transition_bookings(
         services,
         [
             {**transition_item(ref, "DEPARTED"), "submitter": gone},

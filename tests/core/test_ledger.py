@@ -2,16 +2,16 @@
 flight's books can be wrong, and a repair that sets each right without
 touching a create still under way."""
 
-from core import jobs, ledger, reservations
+from core import jobs, ledger, queued_jobs, reservations
 from core.clock import utcnow
 from core.ids import new_job_id, new_ref_id
 from core.lifecycle import CANCELLED
 from tests.conftest import recorded_job
-from tests.core.test_reservations import _create_item, _create_many, new_flight
+from tests.core.test_reservations import _create_bookings, _create_item, new_flight
 
 
 def book(services, fid, weight_kg=100):
-    (booking,) = _create_many(services, [_create_item(fid, weight_kg)])
+    (booking,) = _create_bookings(services, [_create_item(fid, weight_kg)])
     return booking
 
 
@@ -25,7 +25,7 @@ def _ended_create(services, ref_id, job_id=None):
     job = jobs.new_job(
         services.settings,
         job_id=job_id or new_job_id(),
-        job_type=jobs.CREATE_JOB,
+        job_type=queued_jobs.CREATE_JOB,
         payload={"ref_id": ref_id},
         now=utcnow(),
         links={},
@@ -75,7 +75,7 @@ def test_drift_orphans_and_unreserved_bookings_are_found_and_repaired(services):
 
 def test_space_reserved_by_a_create_still_under_way_is_left_alone(services, settings):
     fid = new_flight(services, 1000)
-    job_id = recorded_job(settings, services, jobs.CREATE_JOB, {"ref_id": "pending"})
+    job_id = recorded_job(settings, services, queued_jobs.CREATE_JOB, {"ref_id": "pending"})
     ref_id = new_ref_id()
     reservations.reserve(services.db, services.locks, ref_id, [fid], 100, job_id=job_id)
     found = books_of(services, fid)

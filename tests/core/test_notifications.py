@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core import jobs, notifications, transitions, webhook_endpoints
+from core import jobs, notifications, queued_jobs, transitions, webhook_endpoints
 from core.clock import utcnow
 from core.ids import new_job_id
 from tests.conftest import IDS, moved_booking, stored_booking
@@ -123,10 +123,10 @@ def test_a_failed_create_job_is_a_booking_failed_event_for_its_submitter(service
         ref_id="RG000000001",
         customer_id=IDS["customer"],
     )
-    record = jobs.job_record(queued)
+    record = queued_jobs.job_record(queued)
     finished = {"_id": job_id, "record": record, "stored": False, "started_at": now}
     finished["error"] = problem
-    jobs.finish_many(db, [finished], now)
+    queued_jobs.finish_many(db, [finished], now)
     notifications.dispatch_all(db, now=utcnow())
     (failed,) = [e for e in _received(db, mine) if e["data"].get("job_id") == job_id]
     assert failed["type"] == "booking.failed"

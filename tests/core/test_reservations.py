@@ -204,8 +204,8 @@ def _create_item(fid, weight_kg, **request):
     }
 
 
-def _create_many(services, items):
-    return group_commit.create_many(
+def _create_bookings(services, items):
+    return group_commit.create_bookings(
         services.db,
         services.locks,
         items,
@@ -217,11 +217,11 @@ def _create_many(services, items):
 def test_a_group_of_creates_reserves_each_booking_and_refuses_what_does_not_fit(services):
     fid = new_flight(services, 250)
     items = [_create_item(fid, 100) for _ in range(3)]
-    first, second, third = _create_many(services, items)
+    first, second, third = _create_bookings(services, items)
     assert first["ref_id"] == items[0]["ref_id"] and second["ref_id"] == items[1]["ref_id"]
     assert isinstance(third, FlightFull)
     assert services.db.bookings.find_one({"ref_id": items[2]["ref_id"]}) is None
-    again = _create_many(services, items)  # the group redelivered
+    again = _create_bookings(services, items)  # the group redelivered
     assert [getattr(o, "get", lambda _: None)("ref_id") for o in again[:2]] == [
         items[0]["ref_id"],
         items[1]["ref_id"],
@@ -234,7 +234,7 @@ def test_a_redelivered_create_of_a_booking_cancelled_meanwhile_reserves_nothing(
     was cancelled (its space given back) before the redelivery."""
     fid = new_flight(services, 1000)
     item = _create_item(fid, 100)
-    (booking,) = _create_many(services, [item])
+    (booking,) = _create_bookings(services, [item])
     cancel = {
         "job_id": new_job_id(),
         "ref_id": booking["ref_id"],
@@ -242,17 +242,17 @@ def test_a_redelivered_create_of_a_booking_cancelled_meanwhile_reserves_nothing(
         "request": {},
         "owner": None,
     }
-    group_commit.transition_many(
+    group_commit.transition_bookings(
         services.db, services.locks, services.redis, [cancel], clock=utcnow
     )
     assert space(services, fid) == (1000, 0, 1000)
-    _create_many(services, [item])
+    _create_bookings(services, [item])
     assert space(services, fid) == (1000, 0, 1000)
 
 
 def test_a_cancel_gives_the_space_back_once_under_redelivery(services):
     fid = new_flight(services, 1000)
-    (booking,) = _create_many(services, [_create_item(fid, 400)])
+    (booking,) = _create_bookings(services, [_create_item(fid, 400)])
     assert space(services, fid) == (1000, 400, 600)
     cancel = {
         "job_id": new_job_id(),
@@ -262,7 +262,7 @@ def test_a_cancel_gives_the_space_back_once_under_redelivery(services):
         "owner": None,
     }
     for _ in range(3):  # the group path, redelivered twice
-        (moved,) = group_commit.transition_many(
+        (moved,) = group_commit.transition_bookings(
             services.db, services.locks, services.redis, [cancel], clock=utcnow
         )
         assert moved["status"] == CANCELLED

@@ -89,8 +89,8 @@ class VolumeTrip(Trip):
         return 2
 
 
-def create_many(services, db, items):
-    return group_commit.create_many(
+def create_bookings(services, db, items):
+    return group_commit.create_bookings(
         db, services.locks, items, now=utcnow(), min_connection_minutes=60
     )
 
@@ -138,7 +138,7 @@ class GroupCreate:
         self.items = self.trip.items()
 
     def run(self, db):
-        self.outcomes = create_many(self.services, db, self.items)
+        self.outcomes = create_bookings(self.services, db, self.items)
 
     def check(self):
         x, y, z = self.outcomes
@@ -160,7 +160,7 @@ class BulkCreate:
         self.services, self.trip, self.job_id = services, trip(services), new_job_id()
 
     def run(self, db):
-        self.result = bulk.create_bookings(
+        self.result = bulk.import_bookings(
             db,
             self.services.locks,
             self.trip.requests,
@@ -185,7 +185,7 @@ class BulkCreate:
 class Cancel:
     def __init__(self, services, trip=Trip):
         self.services, self.trip = services, trip(services)
-        (self.booking, *_) = create_many(services, services.db, self.trip.items()[:1])
+        (self.booking, *_) = create_bookings(services, services.db, self.trip.items()[:1])
         self.job_id = new_job_id()
 
     def run(self, db):
@@ -196,7 +196,7 @@ class Cancel:
             "request": {},
             "owner": None,
         }
-        (self.moved,) = group_commit.transition_many(
+        (self.moved,) = group_commit.transition_bookings(
             db, self.services.locks, self.services.redis, [item], clock=utcnow
         )
 

@@ -144,16 +144,16 @@ def _pending_create(settings, ref_id):
 
 
 def test_unknown_booking_is_not_found_and_pending_one_is_not_ready(services, settings):
-    from core import jobs
+    from core import jobs, queued_jobs
 
     with pytest.raises(NotFound):
         move(services, new_ref_id(), "DEPARTED")
     # Queued the thin way: its record and mark in Redis, nothing in MongoDB.
-    queued = jobs.job_record(_pending_create(settings, new_ref_id()))
-    jobs.hold_queued(services.redis, queued, ttl_s=60)
+    queued = queued_jobs.job_record(_pending_create(settings, new_ref_id()))
+    queued_jobs.hold_queued(services.redis, queued, ttl_s=60)
     with pytest.raises(NotReady):
         move(services, queued["ref_id"], "DEPARTED")
-    jobs.release_queued(services.redis, [queued])  # its create ended (and failed)
+    queued_jobs.release_queued(services.redis, [queued])  # its create ended (and failed)
     with pytest.raises(NotFound):
         move(services, queued["ref_id"], "DEPARTED")
     # Recorded in MongoDB (an Idempotency-Key's, or accepted while Redis was out).

@@ -13,8 +13,8 @@ from core.errors import FlightFull
 from core.ids import new_job_id, new_ref_id
 from core.lifecycle import CANCELLED
 from tests.core.test_reservations import (
+    _create_bookings,
     _create_item,
-    _create_many,
     _flight_item,
     _import,
     new_flight,
@@ -117,11 +117,11 @@ def test_a_group_takes_both_measures_and_refuses_by_either(services):
     a dense 900 kg crate without dimensions does not (weight)."""
     fid = new_flight(services, 1000, capacity_m3=3)
     cubes = [_create_item(fid, 100, pieces=1, dimensions=CUBE) for _ in range(2)]
-    first = _create_many(services, cubes)
+    first = _create_bookings(services, cubes)
     assert all(isinstance(b, dict) for b in first)
     third = _create_item(fid, 100, pieces=1, dimensions=[{**CUBE[0], "height_cm": 101}])
     crate = _create_item(fid, 900)
-    refused = _create_many(services, [third, crate])
+    refused = _create_bookings(services, [third, crate])
     assert [r.extra["short_of"] for r in refused] == ["volume", "weight"]
     assert volume(services, fid) == (3, 2, 1) and weight(services, fid) == (1000, 200, 800)
     assert held(services, fid) == {
@@ -132,7 +132,7 @@ def test_a_group_takes_both_measures_and_refuses_by_either(services):
 
 def _cancel(services, ref_id, job_id):
     item = {"job_id": job_id, "ref_id": ref_id, "target": CANCELLED, "request": {}, "owner": None}
-    (moved,) = group_commit.transition_many(
+    (moved,) = group_commit.transition_bookings(
         services.db, services.locks, services.redis, [item], clock=utcnow
     )
     return moved
@@ -140,8 +140,8 @@ def _cancel(services, ref_id, job_id):
 
 def test_a_cancel_gives_back_both_measures_once_under_redelivery(services):
     fid = new_flight(services, 1000, capacity_m3=10)
-    (booking,) = _create_many(services, [_create_item(fid, 250, pieces=1, dimensions=CUBE)])
-    (other,) = _create_many(services, [_create_item(fid, 50, pieces=1, dimensions=CUBE)])
+    (booking,) = _create_bookings(services, [_create_item(fid, 250, pieces=1, dimensions=CUBE)])
+    (other,) = _create_bookings(services, [_create_item(fid, 50, pieces=1, dimensions=CUBE)])
     assert booking["volume_cm3"] == 1_000_000
     assert volume(services, fid) == (10, 2, 8) and weight(services, fid) == (1000, 300, 700)
     job_id = new_job_id()
@@ -216,7 +216,7 @@ def test_a_capacity_below_booked_weight_names_the_weight(services):
 
 def test_the_ledger_balances_volume_and_finds_and_repairs_its_drift(services):
     fid = new_flight(services, 1000, capacity_m3=10)
-    _create_many(services, [_create_item(fid, 100, pieces=1, dimensions=CUBE)])
+    _create_bookings(services, [_create_item(fid, 100, pieces=1, dimensions=CUBE)])
     (found,) = ledger.audit(services.db, [fid])
     assert found.balanced and (found.booked_cm3, found.reserved_cm3) == (10**6, 10**6)
     services.db.flights.update_one({"_id": fid}, {"$inc": {"booked_cm3": 250_000}})  # drift

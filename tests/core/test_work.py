@@ -103,10 +103,10 @@ def test_beat_skips_its_warm_while_a_warm_job_holds_the_claim(services):
     warm = queues.job_type(queues.WARM_CACHE)
     assert coalesce.holder_or_claim(services.redis, warm, "a-job", 60, dict().get) is None
     try:
-        assert work.warm_routes_on_schedule(services) is None
+        assert work.warm_cache_on_schedule(services) is None
     finally:
         coalesce.release(services.redis, warm, "a-job")
-    assert isinstance(work.warm_routes_on_schedule(services), dict)
+    assert isinstance(work.warm_cache_on_schedule(services), dict)
 
 
 def test_warming_warms_the_routes_searched_lately_and_no_others(services):

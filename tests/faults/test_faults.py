@@ -28,6 +28,7 @@ from tests.conftest import (
     flight_items,
     post_booking,
     progressed,
+    store_booking,
     wait_job,
 )
 from tools.processes import kill_worker, stop, wait_for_port
@@ -203,7 +204,7 @@ def test_redis_restart_during_transitions_loses_and_doubles_nothing(
 
 def test_every_task_type_delivered_twice_has_one_effect(app, services, live_server):
     """The very same message published twice through RabbitMQ, for each task type."""
-    from core import jobs
+    from core import queued_jobs
     from ingress.submit import publish
 
     day = datetime(2034, 7, 1, tzinfo=UTC)
@@ -235,11 +236,11 @@ def test_every_task_type_delivered_twice_has_one_effect(app, services, live_serv
         r = requests.post(live_server + path, json=body, headers=headers, timeout=30)
         assert r.status_code == 202, r.text
         job_id = r.json()["job_id"]
-        job = jobs.find_job(services.db, services.redis, job_id)
+        job = queued_jobs.find_job(services.db, services.redis, job_id)
         task = next(name for name, (kind, _) in queues.TASKS.items() if kind == job["type"])
         record = None
         if task in queues.SHORT_TASKS:  # its message carries its queued record
-            record = json.loads(services.redis.get(jobs.queued_key(job_id)))
+            record = json.loads(services.redis.get(queued_jobs.queued_key(job_id)))
         with app.test_request_context():
             publish(task, job_id, job["payload"], record)  # the duplicate delivery
         kind = task.rsplit(".", 1)[-1]
@@ -400,7 +401,6 @@ def test_a_worker_killed_before_writing_queued_jobs_loses_nothing(isolated_stack
 
 def accept_group_work(client, db, kind: str, n: int) -> list[tuple[str, str, str]]:
     """`n` creates, or departs of `n` bookings made for them: (ref_id, job_id, job URL)."""
-    from core import bookings
     from core.clock import utcnow
     from core.ids import new_job_id, new_ref_id
 
@@ -410,9 +410,7 @@ def accept_group_work(client, db, kind: str, n: int) -> list[tuple[str, str, str
             r = client.post("/api/bookings", json=booking_body(pieces=1 + i % 50), headers=CUSTOMER)
         else:
             ref = new_ref_id()
-            bookings.create_booking(
-                db, ref_id=ref, data=booking_body(), job_id=new_job_id(), now=utcnow()
-            )
+            store_booking(db, ref_id=ref, data=booking_body(), job_id=new_job_id(), now=utcnow())
             r = client.post(
                 f"/api/bookings/{ref}/depart", json={"location": "DEL"}, headers=OPERATOR
             )

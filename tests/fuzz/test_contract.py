@@ -35,12 +35,11 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
-from core.bookings import create_booking
 from core.clock import utcnow
 from core.migrations import migrate
 from core.services import connect_services
 from core.settings import replace
-from tests.conftest import ADMIN, IsolatedStack, bearer, new_customer, store_flights
+from tests.conftest import ADMIN, IsolatedStack, bearer, new_customer, store_booking, store_flights
 from tests.fuzz.schemathesis_hooks import DROPPED_ENV
 from tools.processes import free_port, stop, wait_for_port
 
@@ -99,7 +98,7 @@ def contract_stack(settings, own_redis, tmp_path_factory):
         role: new_customer(stack.services.db, name=f"Contract {role}", role=role)
         for role in ("customer", "operator")
     }
-    create_booking(  # the document's example booking (and AWB), the customer's
+    store_booking(  # the document's example booking (and AWB), the customer's
         stack.services.db,
         "RG123ABC456",
         {"origin": "DEL", "destination": "BLR", "pieces": 5, "weight_kg": 125.5},

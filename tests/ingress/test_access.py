@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from core import bookings, jobs
+from core import bookings, queued_jobs
 from core.cache import api_key_key
 from core.clock import utcnow
 from core.customers import hash_api_key
@@ -539,7 +539,7 @@ def test_without_required_keys_a_keyless_caller_books_but_never_administers(sett
     c = open_app.test_client()
     r = c.post("/api/bookings", json=booking_body())
     assert r.status_code == 202
-    queued = jobs.find_job(services.db, services.redis, r.get_json()["job_id"])
+    queued = queued_jobs.find_job(services.db, services.redis, r.get_json()["job_id"])
     assert queued["customer_id"] is None
     assert c.get(r.headers["Location"]).status_code == 200
     assert c.get("/api/bookings?limit=1").status_code == 200

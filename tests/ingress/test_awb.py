@@ -18,6 +18,7 @@ from tests.conftest import (
     OPERATOR,
     OTHER_CUSTOMER,
     booking_body,
+    store_booking,
 )
 
 ANONYMOUS: dict[str, str] = {}
@@ -30,7 +31,7 @@ def client_awb(prefix: str = "176") -> str:
 
 def stored_with_awb(services, number: str, owner: str | None = "customer") -> str:
     ref_id = new_ref_id()
-    bookings.create_booking(
+    store_booking(
         services.db,
         ref_id,
         booking_body(),

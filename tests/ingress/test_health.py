@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from core import awb, jobs
+from core import awb, queued_jobs
 from core.services import connect_services
 from core.settings import replace
 from ingress.health import BROKER_PINGS, PROBE_TTL_S, PROBES
@@ -199,8 +199,8 @@ def test_broker_down_answers_503_and_records_no_job(settings, services):
         BROKER_PUBLISH_RETRIES=0,
     )
     before = services.db.jobs.estimated_document_count()
-    records_before = set(services.redis.scan_iter(match=jobs.queued_key("*")))
-    marks_before = set(services.redis.scan_iter(match=jobs.creating_key("*")))
+    records_before = set(services.redis.scan_iter(match=queued_jobs.queued_key("*")))
+    marks_before = set(services.redis.scan_iter(match=queued_jobs.creating_key("*")))
     r = app.test_client().post("/api/bookings", json=booking_body(), headers=CUSTOMER)
     assert r.status_code == 503
     assert r.mimetype == "application/problem+json"
@@ -208,9 +208,9 @@ def test_broker_down_answers_503_and_records_no_job(settings, services):
     assert services.db.jobs.estimated_document_count() == before
     # Its queued record only says "discarded" (were the message delivered after all,
     # the worker would drop it), and no booking is marked as being created.
-    (record,) = set(services.redis.scan_iter(match=jobs.queued_key("*"))) - records_before
-    assert services.redis.get(record) == jobs.DISCARDED
-    assert set(services.redis.scan_iter(match=jobs.creating_key("*"))) == marks_before
+    (record,) = set(services.redis.scan_iter(match=queued_jobs.queued_key("*"))) - records_before
+    assert services.redis.get(record) == queued_jobs.DISCARDED
+    assert set(services.redis.scan_iter(match=queued_jobs.creating_key("*"))) == marks_before
 
 
 class AskCounter:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from core import jobs
+from core import queued_jobs
 from core.clock import to_iso, utcnow
 from core.ids import new_ref_id
 from tests.conftest import ADMIN, CUSTOMER, IDS, OPERATOR, moved_booking, stored_booking
@@ -28,7 +28,7 @@ def test_an_operator_or_the_admin_records_a_milestone_as_a_job(client, services,
     assert r.status_code == 202, r.get_json()
     body = r.get_json()
     assert body["ref_id"] == ref_id and r.headers["Location"] == body["links"]["job"]
-    job = jobs.find_job(services.db, services.redis, body["job_id"])
+    job = queued_jobs.find_job(services.db, services.redis, body["job_id"])
     assert job["type"] == "booking.transition"
     # The time as the job carries it: ISO text in UTC (the payload travels as JSON).
     assert job["payload"]["request"] == {

@@ -162,7 +162,7 @@ def three_seconds_behind(client, stack, services) -> None:
         )
     metrics.record_tasks(
         services.redis,
-        queues.CREATE_BOOKING,
+        queues.CREATE_BOOKINGS,
         wait_ms=[],
         run_ms=1.0,
         count=10,

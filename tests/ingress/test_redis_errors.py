@@ -5,11 +5,11 @@ from datetime import date
 
 import pytest
 
-from core import bookings, ids
+from core import ids
 from core.clock import utcnow
 from core.services import connect_services
 from core.settings import replace
-from tests.conftest import CUSTOMER, IDS, booking_body
+from tests.conftest import CUSTOMER, IDS, booking_body, store_booking
 from tests.core.test_cache import out_of_memory
 
 
@@ -39,7 +39,7 @@ def cached_reads(ref_id: str) -> list[tuple[str, dict]]:
 def test_cached_reads_answer_while_redis_refuses_writes(app_on_private_redis, services):
     app, svc = app_on_private_redis
     ref_id = ids.new_ref_id()
-    bookings.create_booking(
+    store_booking(
         services.db,
         ref_id=ref_id,
         data=booking_body(),

@@ -165,7 +165,7 @@ def test_every_admin_view_spends_the_admin_budget_and_bulk_work_the_bulk_one_too
     admin = [e for e in app.view_functions if e.startswith("admin.")]
     assert len(admin) >= 11
     for endpoint in admin:
-        bulk = endpoint in ("admin.FlightImport", "admin.BookingImport", "admin.StatusImport")
+        bulk = endpoint in ("admin.FlightImport", "admin.BookingImport", "admin.StatusUpdates")
         for method in app.view_functions[endpoint].view_class.methods:
             expected = ["admin", "bulk"] if bulk else ["admin"]
             assert declared_scopes(app, endpoint, method) == expected, (endpoint, method)

@@ -114,7 +114,7 @@ def test_the_same_bulk_job_run_twice_applies_each_item_once(services):
     job_id = new_job_id()
     items = [booking_body() for _ in range(30)]
     first, again = (  # a delivery, then its redelivery
-        bulk.create_bookings(
+        bulk.import_bookings(
             services.db,
             services.locks,
             items,

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from core import jobs, queues
+from core import jobs, queued_jobs, queues
 from tests.conftest import CUSTOMER, IDS, booking_body, post_booking, wait_job
 
 
@@ -73,8 +73,8 @@ def test_a_queued_create_is_found_before_a_worker_writes_it(live_server, service
     stored = services.db.jobs.find_one({"_id": job_id})
     assert (stored["customer_id"], stored["ref_id"]) == (IDS["customer"], r.json()["ref_id"])
     assert stored["expire_at"] > stored["created_at"]
-    assert services.redis.ttl(jobs.queued_key(job_id)) <= jobs.FINISHED_RECORD_TTL_S
-    assert services.redis.get(jobs.creating_key(r.json()["ref_id"])) is None
+    assert services.redis.ttl(queued_jobs.queued_key(job_id)) <= queued_jobs.FINISHED_RECORD_TTL_S
+    assert services.redis.get(queued_jobs.creating_key(r.json()["ref_id"])) is None
 
 
 def test_unfinished_job_says_when_to_poll_again(live_server):
@@ -201,10 +201,10 @@ def test_a_message_delivered_twice_creates_one_booking(live_server, app, service
 
     r = post_booking(live_server, booking_body(pieces=9))
     accepted = r.json()
-    record = json.loads(services.redis.get(jobs.queued_key(accepted["job_id"])))
+    record = json.loads(services.redis.get(queued_jobs.queued_key(accepted["job_id"])))
     with app.test_request_context():
-        publish(queues.CREATE_BOOKING, accepted["job_id"], None, record)
-        publish(queues.CREATE_BOOKING, accepted["job_id"], None, record)
+        publish(queues.CREATE_BOOKINGS, accepted["job_id"], None, record)
+        publish(queues.CREATE_BOOKINGS, accepted["job_id"], None, record)
     wait_job(live_server, r.headers["Location"])
     _wait_until_drained(app, services.settings)
     assert services.db.bookings.count_documents({"ref_id": accepted["ref_id"]}) == 1

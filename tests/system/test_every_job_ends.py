@@ -78,7 +78,7 @@ def test_a_job_whose_payload_cannot_be_read_fails_with_a_500(app, settings, serv
 
     job_id = recorded_job(settings, services, "bookings.bulk_status", {"request_json": "{not json"})
     with app.test_request_context():
-        publish(queues.BULK_UPDATE_STATUS, job_id, None)
+        publish(queues.UPDATE_STATUSES, job_id, None)
     job = wait_job(live_server, f"/api/jobs/{job_id}")
     assert job["state"] == "failed", job
     error = job["error"]

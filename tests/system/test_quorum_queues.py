@@ -1,5 +1,5 @@
 """QUEUE_TYPE=quorum: quorum queues with a delivery limit and dead-lettering,
-checked on the broker. Retries' delay queues: tests/workers/test_jobs.py."""
+checked on the broker. Retries' delay queues: tests/workers/test_running.py."""
 
 from __future__ import annotations
 

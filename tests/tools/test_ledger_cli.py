@@ -15,7 +15,7 @@ from core import ledger
 from core.services import connect_services
 from core.settings import as_environ, replace
 from tests.conftest import ADMIN
-from tests.core.test_reservations import _create_item, _create_many, new_flight
+from tests.core.test_reservations import _create_bookings, _create_item, new_flight
 from tools.ledger import cli
 
 
@@ -38,7 +38,7 @@ def run(svc, command: str):
 def test_check_names_a_drifting_flight_and_repair_sets_it_right(own_database, app):
     svc = own_database
     fid, fine = new_flight(svc, 1000), new_flight(svc, 1000)
-    _create_many(svc, [_create_item(fid, 100), _create_item(fine, 200)])
+    _create_bookings(svc, [_create_item(fid, 100), _create_item(fine, 200)])
     assert run(svc, "check").exit_code == 0
     svc.db.flights.update_one({"_id": fid}, {"$inc": {"booked_g": 25_000}})
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from core import coalesce, jobs, queues
+from core import coalesce, jobs, queued_jobs, queues
 from core.ids import new_ref_id
 from tests.conftest import booking_body, recorded_job
 
@@ -32,12 +32,12 @@ def test_the_task_run_twice_in_process_is_idempotent(tasks, services, settings):
         settings, services, "booking.create", {"request": booking_body(), "ref_id": ref_id}
     )
     payload = jobs.get_job(services.db, job_id)["payload"]
-    tasks.create_booking.apply(args=[job_id], kwargs={"payload": payload})
+    tasks.create_bookings.apply(args=[job_id], kwargs={"payload": payload})
     finished = jobs.get_job(services.db, job_id)
-    tasks.create_booking.apply(args=[job_id], kwargs={"payload": payload})
+    tasks.create_bookings.apply(args=[job_id], kwargs={"payload": payload})
     # Force the "worker died after writing, before acking" path: job back to running.
     services.db.jobs.update_one({"_id": job_id}, {"$set": {"state": "running"}})
-    tasks.create_booking.apply(args=[job_id])
+    tasks.create_bookings.apply(args=[job_id])
     assert services.db.bookings.count_documents({"ref_id": ref_id}) == 1
     assert services.db.booking_events.count_documents({"booking_id": ref_id}) == 1
     assert jobs.get_job(services.db, job_id)["result"] == finished["result"]
@@ -49,8 +49,8 @@ def test_an_unexpected_exception_in_process_fails_the_job_and_logs_it(
     """A payload without its ref_id (a KeyError in the work)."""
     job_id = recorded_job(settings, services, "booking.create", {"request": booking_body()})
     payload = jobs.get_job(services.db, job_id)["payload"]
-    with caplog.at_level(logging.ERROR, logger="workers.jobs"):
-        tasks.create_booking.apply(args=[job_id], kwargs={"payload": payload})
+    with caplog.at_level(logging.ERROR, logger="workers.running"):
+        tasks.create_bookings.apply(args=[job_id], kwargs={"payload": payload})
     job = jobs.get_job(services.db, job_id)
     assert job["state"] == "failed"
     assert job["error"]["status"] == 500 and "KeyError" in job["error"]["detail"]
@@ -58,7 +58,7 @@ def test_an_unexpected_exception_in_process_fails_the_job_and_logs_it(
     (logged,) = [r for r in caplog.records if r.exc_info]
     assert logged.exc_info[0] is KeyError  # the traceback is in the log
     # A redelivery of a finished job does nothing: it stays as it ended.
-    tasks.create_booking.apply(
+    tasks.create_bookings.apply(
         args=[job_id], kwargs={"payload": {**payload, "ref_id": new_ref_id()}}
     )
     assert jobs.get_job(services.db, job_id)["finished_at"] == job["finished_at"]
@@ -133,7 +133,7 @@ def test_a_create_that_gives_up_after_taking_space_gives_it_back(
         settings, services, "booking.create", {"request": body, "ref_id": new_ref_id()}
     )
     payload = jobs.get_job(services.db, job_id)["payload"]
-    tasks.create_booking.apply(args=[job_id], kwargs={"payload": payload})
+    tasks.create_bookings.apply(args=[job_id], kwargs={"payload": payload})
     assert giving_up.writes.count("bookings.insert_many") == 1  # the fault was met
     job = jobs.get_job(services.db, job_id)
     assert job["state"] == "failed" and job["error"]["detail"].startswith("Gave up after 0")
@@ -152,10 +152,10 @@ def test_a_bulk_create_that_gives_up_after_taking_space_gives_it_back(
     job_id = recorded_job(
         settings,
         services,
-        queues.job_type(queues.BULK_CREATE_BOOKINGS),
+        queues.job_type(queues.IMPORT_BOOKINGS),
         {"request_json": json.dumps(request)},
     )
-    tasks.bulk_create_bookings.apply(args=[job_id])
+    tasks.import_bookings.apply(args=[job_id])
     assert giving_up.writes.count("bookings.insert_many") == 1
     job = jobs.get_job(services.db, job_id)
     assert job["state"] == "failed" and job["error"]["detail"].startswith("Gave up after 0")
@@ -189,7 +189,7 @@ def test_beat_sends_unconfirmed_jobs_again(tasks, settings, services):
     entry = next(e for e in schedule.values() if e["task"] == queues.RESEND_UNCONFIRMED)
     assert entry["schedule"] == settings.UNCONFIRMED_RESEND_S
     payload = {"request": booking_body(), "ref_id": new_ref_id()}
-    job_id = recorded_job(settings, services, jobs.CREATE_JOB, payload)
+    job_id = recorded_job(settings, services, queued_jobs.CREATE_JOB, payload)
     services.redis.zadd(outbox.UNCONFIRMED, {job_id: time.time() - 3600})
     assert tasks.resend_unconfirmed.apply().get()["sent"] >= 1
     assert services.redis.zscore(outbox.UNCONFIRMED, job_id) is None

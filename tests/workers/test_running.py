@@ -1,4 +1,4 @@
-"""workers/jobs.py: a failed attempt's backoff, and where its retry waits."""
+"""workers/running.py: a failed attempt's backoff, and where its retry waits."""
 
 import time
 import uuid
@@ -9,7 +9,7 @@ from kombu import Connection
 from core import queues
 from core.settings import load_settings, replace
 from tests.conftest import next_message
-from workers.jobs import retry_options
+from workers.running import retry_options
 
 
 def test_every_countdown_a_retry_can_have_is_a_delay_queue_of_its_length():
@@ -22,8 +22,8 @@ def test_every_countdown_a_retry_can_have_is_a_delay_queue_of_its_length():
     quorum = replace(classic, QUEUE_TYPE="quorum")
     declared = {q.name: q.queue_arguments["x-message-ttl"] for q in retry_queues(quorum)[:-1]}
     for retried in range(quorum.TASK_MAX_RETRIES + 10):
-        countdown = retry_options(classic, queues.CREATE_BOOKING, retried)["countdown"]
-        delayed = retry_options(quorum, queues.CREATE_BOOKING, retried)
+        countdown = retry_options(classic, queues.CREATE_BOOKINGS, retried)["countdown"]
+        delayed = retry_options(quorum, queues.CREATE_BOOKINGS, retried)
         assert delayed["countdown"] == 0
         assert declared[delayed["exchange"]] == countdown * 1000, retried
 
@@ -37,8 +37,8 @@ def test_a_retry_waits_in_its_delay_queue_then_returns_to_its_work_queue(quorum_
     bookings = queues.queue_name(queues.BOOKINGS, quorum_queues.QUEUE_NAMESPACE)
     task_id = str(uuid.uuid4())
     sent = time.monotonic()
-    options = retry_options(quorum_queues, queues.CREATE_BOOKING, 1)  # the second wait: 1 s
-    app.send_task(queues.CREATE_BOOKING, args=["job"], task_id=task_id, retries=2, **options)
+    options = retry_options(quorum_queues, queues.CREATE_BOOKINGS, 1)  # the second wait: 1 s
+    app.send_task(queues.CREATE_BOOKINGS, args=["job"], task_id=task_id, retries=2, **options)
     with Connection(quorum_queues.RABBITMQ_URL) as conn:
         message = next_message(conn, bookings)
         waited = time.monotonic() - sent
