@@ -7,7 +7,7 @@ whoever has no Grafana at hand.
 The panels are the dashboard's (deploy/grafana/dashboards/radiantgo.json): the
 same titles in the same order, the same alert thresholds drawn. A run has no
 Prometheus, so each panel is drawn from what the run recorded: the Locust
-phase's <scenario>_stats_history.csv (per endpoint: requests/s, failures/s and
+phase's raw/<scenario>_stats_history.csv (per endpoint: requests/s, failures/s and
 latency percentiles over a 10 s window; the scenarios ran one after the other
 and share one time axis here), summary.json's per-scenario route cache and lock
 figures and the lock figures of the benchmarks, and the burst benchmark's queue
@@ -72,7 +72,7 @@ def load_run(path: Path) -> Run:
     summary = json.loads((path / "summary.json").read_text())
     scenarios = []
     for name, figures in ((summary.get("locust") or {}).get("scenarios") or {}).items():
-        history = report.read_history(path / f"{name}_stats_history.csv")
+        history = report.read_history(report.generated(path) / f"{name}_stats_history.csv")
         if any(series["t"] for series in history.values()):
             scenarios.append(Scenario(name, history, figures))
     return Run(path, summary, scenarios)

@@ -3,8 +3,9 @@
     python -m perf.report perf/results/<timestamp>     # (re)builds <dir>/report.md
 
 Reads <dir>/summary.json (written by perf/run_perf.py) and Locust's
-<scenario>_stats.csv / <scenario>_stats_history.csv beside it. Every figure is
-set against the spec's target and our goal; a missed one says by how much.
+<scenario>_stats.csv / <scenario>_stats_history.csv in <dir>/raw/. Every figure
+is set against the spec's target and our goal; a missed one says by how much.
+The plots go to <dir>/raw/ too: a run commits summary.json and report.md only.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ PLOTTED = (CREATE, DEPART, ROUTES, E2E_CREATE, E2E_DEPART)
 USER_CLASS = {CREATE: "CreateBooking", DEPART: "DepartBooking", ROUTES: "RouteSearch"}
 
 # -- Locust's CSV files -----------------------------------------------------------------
+
+
+def generated(run: Path) -> Path:
+    """A run's generated files: Locust's CSV, HTML and logs, the plots, py-spy's.
+    Git-ignored (perf/results/*/raw/), so a run commits summary.json and report.md."""
+    return Path(run) / "raw"
 
 
 def _num(value: str | None) -> float | None:
@@ -917,8 +924,8 @@ def burst_lines(summary: dict, out: Path) -> list[str]:
     lines += [""]
     lines += _table(["figure", "value"], burst_side_rows(burst))
     lines += [""]
-    if plot_burst(burst, out / "burst.png"):
-        lines += ["![burst](burst.png)", ""]
+    if plot_burst(burst, generated(out) / "burst.png"):
+        lines += ["![burst](raw/burst.png)", ""]
     lines += ["```", bench.get("text", ""), "```", ""]
     return lines
 
@@ -1076,8 +1083,10 @@ def _minutes(seconds: float | None) -> str:
 
 
 def render(summary: dict, out: Path) -> str:
+    """report.md's text; its plots are written to generated(out)."""
+    generated(out).mkdir(parents=True, exist_ok=True)
     rows = goal_rows(summary)
-    plot_goals(rows, out / "goals.png")
+    plot_goals(rows, generated(out) / "goals.png")
     met = sum(1 for r in rows if r["vs_goal"] == "met")
     judged = sum(1 for r in rows if r["vs_goal"] not in ("-", "not measured"))
     locust = summary.get("locust") or {}
@@ -1108,7 +1117,7 @@ def render(summary: dict, out: Path) -> str:
             for r in rows
         ],
     )
-    lines += ["", "![goals](goals.png)", ""]
+    lines += ["", "![goals](raw/goals.png)", ""]
     lines += where_the_time_goes(summary, rows)
 
     lines += ["## Load scenarios (Locust)", ""]
@@ -1189,14 +1198,14 @@ def render(summary: dict, out: Path) -> str:
             scenario_side_rows(summary),
         )
         lines += [""]
+        raw = generated(out)
         for name in locust["scenarios"]:
-            if plot_scenario(
-                read_history(out / f"{name}_stats_history.csv"), name, out / f"{name}.png"
-            ):
-                lines += [f"![{name}]({name}.png)", ""]
+            history = read_history(raw / f"{name}_stats_history.csv")
+            if plot_scenario(history, name, raw / f"{name}.png"):
+                lines += [f"![{name}](raw/{name}.png)", ""]
         lines += [
             "Locust's own report per scenario: "
-            + ", ".join(f"[{n}]({n}.html)" for n in locust["scenarios"]),
+            + ", ".join(f"[{n}](raw/{n}.html)" for n in locust["scenarios"]),
             "",
         ]
 

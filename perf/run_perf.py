@@ -27,14 +27,15 @@
    sized by the mode; --benchmarks to run some), with the RATE_LIMIT_* raised
    by perf.harness. The burst (issue 12) offers 10x the spec's peak for 60 s
    open loop (quick: 20 + 60/s for 10 s) and measures on until the backlog has
-   drained; its plot is the report's burst.png.
+   drained; its plot is the report's raw/burst.png.
    The create and no-op drains, the transitions at the highest rate and the
    uncached route searches are profiled (perf.profiling: CPU per process group,
    py-spy's stacks; --no-profile to leave it out): the report's "Where the
    time goes".
-3. perf/results/<UTC timestamp>/: Locust's CSV and HTML per scenario,
-   summary.json, report.md with PNG plots (perf/report.py); Locust's logs, the
-   ref_id files and the profiles' py-spy files under raw/ (git-ignored).
+3. perf/results/<UTC timestamp>/: summary.json and report.md (perf/report.py),
+   the two files a run commits; everything generated under raw/ (git-ignored):
+   Locust's CSV, HTML and logs per scenario, the PNG plots, the ref_id files
+   and the profiles' py-spy files.
 
 Everything is on 127.0.0.1, every wait is bounded; a failing benchmark is
 recorded in summary.json and the report, and the run goes on.
@@ -331,7 +332,6 @@ def bookings_needed(scenario: str, scale: float, period: float, run_time: float)
 
 def run_locust(
     stack,
-    out: Path,
     raw: Path,
     args: argparse.Namespace,
     scenario: str,
@@ -365,10 +365,10 @@ def run_locust(
         "--stop-timeout",
         str(stop_timeout),
         "--csv",
-        str(out / name),
+        str(raw / name),
         "--csv-full-history",
         "--html",
-        str(out / f"{name}.html"),
+        str(raw / f"{name}.html"),
         "--only-summary",
         "--loglevel",
         "INFO",
@@ -400,7 +400,7 @@ def run_locust(
     return {"locust_exit": rc, "wall_s": round(time.perf_counter() - started, 1)}
 
 
-def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str, Any]) -> None:
+def locust_phase(raw: Path, args: argparse.Namespace, phase: dict[str, Any]) -> None:
     """Fills `phase` (summary["locust"]) as it goes, so a checkpoint keeps what ran."""
     plan = [(s, k) for k in args.scales for s in SCENARIO_ORDER if s in args.scenarios]
     phase |= {
@@ -481,7 +481,7 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
             before = route_cache_counts(stack)
             log(f"{name}: {entry['users']} users for {args.run_time} s")
             refs = ref_files.get(name)
-            entry.update(run_locust(stack, out, raw, args, scenario, scale, refs))
+            entry.update(run_locust(stack, raw, args, scenario, scale, refs))
             after = route_cache_counts(stack)
             hits, misses = after["hits"] - before["hits"], after["misses"] - before["misses"]
             entry["route_cache"] = {
@@ -491,7 +491,7 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
             }
             entry["locks"] = lock_metrics(stack.services.redis)
             entry["drain"] = drain(stack, args.drain_wait)
-            stats = out / f"{name}_stats.csv"
+            stats = raw / f"{name}_stats.csv"
             entry["stats"] = report.read_stats(stats) if stats.exists() else {}
             if not stats.exists():  # (exit 1 only means some requests failed)
                 # Say it where it is read: a scenario that never ran must not
@@ -639,7 +639,7 @@ def main(argv: list[str] | None = None) -> Path:
     if not args.skip_locust:
         try:
             summary["locust"] = {}
-            locust_phase(out, raw, args, summary["locust"])
+            locust_phase(raw, args, summary["locust"])
         except Exception as exc:
             summary["locust"]["error"] = f"{type(exc).__name__}: {exc}"
             summary["locust"]["traceback"] = traceback.format_exc()

@@ -246,8 +246,8 @@ def test_report_has_a_burst_section_with_its_plot(tmp_path):
         },
     }
     text = report.render(summary, tmp_path)
-    assert "## Burst (perf.bench_burst)" in text and "![burst](burst.png)" in text
-    assert (tmp_path / "burst.png").stat().st_size > 0
+    assert "## Burst (perf.bench_burst)" in text and "![burst](raw/burst.png)" in text
+    assert (tmp_path / "raw" / "burst.png").stat().st_size > 0
     row = next(r for r in report.goal_rows(summary) if r["figure"].startswith("burst"))
     assert row["vs_goal"] == "missed: 1 errors"
 

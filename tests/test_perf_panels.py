@@ -27,9 +27,9 @@ def write_history(path: Path, rows: list[tuple]) -> None:
 
 def make_run(root: Path) -> Path:
     run = root / "20300101T000000Z"
-    run.mkdir()
+    (run / "raw").mkdir(parents=True)
     write_history(
-        run / "create_x1_stats_history.csv",
+        run / "raw" / "create_x1_stats_history.csv",
         [
             (1000, "", "Aggregated", 0, 0, "N/A", "N/A"),
             (1001, "POST", "/api/bookings", 10, 0, 5, 0),  # Locust's 0: no answer in the window
@@ -38,7 +38,7 @@ def make_run(root: Path) -> Path:
         ],
     )
     write_history(
-        run / "routes_x1_stats_history.csv",
+        run / "raw" / "routes_x1_stats_history.csv",
         [(1100, "GET", "/api/routes", 50, 0, 3, 1200), (1101, "GET", "/api/routes", 0, 0, 0, 0)],
     )
     summary = {
