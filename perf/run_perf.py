@@ -80,6 +80,7 @@ from perf import (
 from perf.bench_transitions import seed_bookings
 from perf.harness import BODY, TRANSITION, command_line, follow_job, isolated_stack
 from perf.harness import RATE_LIMITS as LIMIT_SETTINGS
+from perf.locust_stats import read_stats
 from tools.flights import AIRPORTS as GENERATED_AIRPORTS
 from tools.flights import generate_schedule
 
@@ -492,7 +493,7 @@ def locust_phase(raw: Path, args: argparse.Namespace, phase: dict[str, Any]) -> 
             entry["locks"] = lock_metrics(stack.services.redis)
             entry["drain"] = drain(stack, args.drain_wait)
             stats = raw / f"{name}_stats.csv"
-            entry["stats"] = report.read_stats(stats) if stats.exists() else {}
+            entry["stats"] = read_stats(stats) if stats.exists() else {}
             if not stats.exists():  # (exit 1 only means some requests failed)
                 # Say it where it is read: a scenario that never ran must not
                 # pass for a fast one (a module shadowing the stdlib once did that).

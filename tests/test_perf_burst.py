@@ -7,6 +7,7 @@ import pytest
 
 from perf import bench_burst, report
 from perf.bench_burst import ACCEPTED, CREATE, UPDATE, Answer
+from perf.goals import goal_rows
 
 
 def answer(
@@ -248,7 +249,7 @@ def test_report_has_a_burst_section_with_its_plot(tmp_path):
     text = report.render(summary, tmp_path)
     assert "## Burst (perf.bench_burst)" in text and "![burst](raw/burst.png)" in text
     assert (tmp_path / "raw" / "burst.png").stat().st_size > 0
-    row = next(r for r in report.goal_rows(summary) if r["figure"].startswith("burst"))
+    row = next(r for r in goal_rows(summary) if r["figure"].startswith("burst"))
     assert row["vs_goal"] == "missed: 1 errors"
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from perf import panels, report
+from perf import panels
+from perf.goals import offered_text
 
 HISTORY_COLUMNS = ["Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s"]
 HISTORY_COLUMNS += ["50%", "95%", "99%"]
@@ -120,7 +121,7 @@ def test_cache_and_lock_figures_per_scenario_and_benchmark(tmp_path):
         ("transitions 30/s (booking)", 0.9, None),
     ]
     assert panels.lock_rates(run) == [("create_x1", 5.0, 1.0)]
-    assert report.offered_text(run.bench("burst")) == "10 creates/s + 30 updates/s"
+    assert offered_text(run.bench("burst")) == "10 creates/s + 30 updates/s"
 
 
 @pytest.mark.slow(reason="draws every dashboard panel with matplotlib")
