@@ -65,8 +65,15 @@ from kombu.exceptions import KombuError
 
 from core import metrics, queues
 from core.jobs import FINISHED, JOB_FINISHED_CHANNEL
-from perf.bench_transitions import seed_bookings
-from perf.harness import BODY, TRANSITION, command_line, isolated_stack, percentiles, publish
+from perf.harness import (
+    BODY,
+    TRANSITION,
+    command_line,
+    isolated_stack,
+    percentiles,
+    publish,
+    seed_bookings,
+)
 from perf.profiling import cpu_figures, cpu_snapshot, stack_processes
 
 CREATE, UPDATE = "create", "update"
@@ -888,7 +895,7 @@ def main() -> None:
     )
     publish(report, figures, args.json)
     if args.plot:
-        from perf.report import plot_burst
+        from perf.plots import plot_burst
 
         plot_burst(figures, args.plot)
         print(f"plot: {args.plot}")

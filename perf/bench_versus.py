@@ -73,7 +73,6 @@ from perf.bench_burst import (
     schedule,
     warm_up,
 )
-from perf.bench_transitions import seed_bookings
 from perf.harness import (
     BENCH_REDIS_URL,
     BODY,
@@ -82,6 +81,7 @@ from perf.harness import (
     isolated_stack,
     percentiles,
     publish,
+    seed_bookings,
 )
 from perf.profiling import OTHER, cpu_figures, cpu_snapshot, stack_processes
 from perf.versus import store

@@ -77,8 +77,14 @@ from perf import (
     bench_transitions,
     report,
 )
-from perf.bench_transitions import seed_bookings
-from perf.harness import BODY, TRANSITION, command_line, follow_job, isolated_stack
+from perf.harness import (
+    BODY,
+    TRANSITION,
+    command_line,
+    follow_job,
+    isolated_stack,
+    seed_bookings,
+)
 from perf.harness import RATE_LIMITS as LIMIT_SETTINGS
 from perf.locust_stats import read_stats
 from tools.flights import AIRPORTS as GENERATED_AIRPORTS

@@ -320,8 +320,7 @@ def connect_database(settings):
 def run(layout: cluster.Layout, faults: list[Fault], plan: Plan) -> dict[str, Any]:
     """Load, faults and verification against a running cluster: the figures."""
     from core.db import database
-    from perf.bench_transitions import seed_bookings
-    from perf.harness import create_callers
+    from perf.harness import create_callers, seed_bookings
 
     settings = cluster.cluster_settings(layout)
     due, seconds = fault_times(faults, plan)
