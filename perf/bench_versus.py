@@ -62,17 +62,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.jobs import FINISHED
-from perf.bench_burst import (
-    Answer,
-    FinishedNotices,
-    final_states,
-    job_id,
-    job_states,
-    lag_figures,
-    offer,
-    schedule,
-    warm_up,
-)
 from perf.harness import (
     BENCH_REDIS_URL,
     BODY,
@@ -84,6 +73,17 @@ from perf.harness import (
     seed_bookings,
 )
 from perf.profiling import OTHER, cpu_figures, cpu_snapshot, stack_processes
+from perf.scheduled_load import (
+    Answer,
+    FinishedNotices,
+    final_states,
+    job_id,
+    job_states,
+    lag_figures,
+    offer,
+    schedule,
+    warm_up,
+)
 from perf.versus import store
 from perf.versus.service import DEFAULT_DSN, POOL_SIZE, WORKERS, versus_service
 

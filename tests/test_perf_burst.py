@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from perf import bench_burst, report
-from perf.bench_burst import ACCEPTED, CREATE, UPDATE, Answer
+from perf import bench_burst, report, scheduled_load
 from perf.goals import goal_rows
+from perf.scheduled_load import ACCEPTED, CREATE, UPDATE, Answer
 
 
 def answer(
@@ -19,11 +19,11 @@ def answer(
 
 
 def test_schedule_spaces_each_kind_at_its_rate_and_orders_by_due_time():
-    plan = bench_burst.schedule({CREATE: 2.0, UPDATE: 4.0}, 1.0)
+    plan = scheduled_load.schedule({CREATE: 2.0, UPDATE: 4.0}, 1.0)
     assert [due for due, _, _ in plan] == sorted(due for due, _, _ in plan)
     assert [(due, i) for due, kind, i in plan if kind == CREATE] == [(0.0, 0), (0.5, 1)]
     assert [due for due, kind, _ in plan if kind == UPDATE] == [0.0, 0.25, 0.5, 0.75]
-    assert bench_burst.schedule({CREATE: 0.0}, 5.0) == []
+    assert scheduled_load.schedule({CREATE: 0.0}, 5.0) == []
 
 
 def test_per_second_buckets_by_send_time_and_counts_503s_apart():
@@ -104,7 +104,7 @@ def figures(unavailable=0, unfinished=False, sustainable=None, shed_ms=5.0, cpu_
     answers += [
         answer(UPDATE, due=1.9, ms=shed_ms, status=503, retry_after=True, problem="overloaded")
     ] * unavailable
-    states = {bench_burst.job_id(a.job): "succeeded" for a in answers if a.job}
+    states = {scheduled_load.job_id(a.job): "succeeded" for a in answers if a.job}
     if unfinished:
         states["jc0"] = "queued"
     finished_at = {j: 2.5 for j in states}
@@ -232,9 +232,9 @@ def test_overload_rates_offer_twice_the_sustainable_rate_as_one_create_to_three_
 
 def test_problem_type_is_the_last_segment_of_a_problem_documents_type():
     body = b'{"type": "https://radiantgo.dev/problems/overloaded", "status": 503}'
-    assert bench_burst.problem_type(body) == "overloaded"
-    assert bench_burst.problem_type(b"<html>") is None
-    assert bench_burst.problem_type(b"[]") is None
+    assert scheduled_load.problem_type(body) == "overloaded"
+    assert scheduled_load.problem_type(b"<html>") is None
+    assert scheduled_load.problem_type(b"[]") is None
 
 
 @pytest.mark.slow(reason="draws the burst plot with matplotlib")
