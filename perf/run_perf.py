@@ -72,6 +72,7 @@ from perf import (
     bench_reads,
     bench_reservations,
     bench_transitions,
+    burst_report,
     report,
 )
 from perf.harness import (
@@ -498,7 +499,7 @@ def benchmark_phase(
         ("accept", lambda p: bench_accept.run(**p), bench_accept),
         ("reads", lambda p: bench_reads.run(start=datetime.now(UTC).date(), **p), bench_reads),
         ("reservations", lambda p: bench_reservations.run(**p), bench_reservations),
-        ("burst", lambda p: bench_burst.run(**p), bench_burst),
+        ("burst", lambda p: bench_burst.run(**p), burst_report),
     ]
     for name, call, module in specs:
         if name not in only:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from perf import bench_burst, report, scheduled_load
+from perf import bench_burst, burst_report, report, scheduled_load
 from perf.goals import goal_rows
 from perf.scheduled_load import ACCEPTED, CREATE, UPDATE, Answer
 
@@ -153,15 +153,15 @@ def test_goals_met_and_missed():
         "finish_times_known": 24,
     }
     assert f["drain_s"] == 0.5 and f["peak_depths"]["status"] == {"depth": 10, "t": 2.5}
-    assert set(bench_burst.goals(f).values()) == {"met"}
-    missed = bench_burst.goals(figures(unavailable=2, unfinished=True, cpu_ms=9.0))
+    assert set(burst_report.goals(f).values()) == {"met"}
+    missed = burst_report.goals(figures(unavailable=2, unfinished=True, cpu_ms=9.0))
     assert missed["0 errors"] == "missed: 2 503s, 0 other errors"
     assert (
         missed["every job finished within 5 s of the load's end"]
         == "missed: 1 unfinished, 0 failed of 24"
     )
     assert missed["CPU per job <= 4.5 ms (end to end)"] == "missed: 9.0 ms"
-    text = bench_burst.report(figures(unavailable=2))
+    text = burst_report.report(figures(unavailable=2))
     assert "503 2 (2 shed as overloaded, 2 with Retry-After)" in text
     assert "goal 0 errors: missed" in text
 
@@ -172,7 +172,7 @@ def test_the_10x_goals_are_the_spec_targets_by_kind_from_the_due_time():
     f = bench_burst.burst_figures(
         **{**_inputs(), "answers": _inputs()["answers"] + late},
     )
-    verdicts = bench_burst.goals(f)
+    verdicts = burst_report.goals(f)
     assert verdicts["updates accept p95 < 100 ms (from the due time)"] == "missed: 160.0 ms"
     assert verdicts["creates accept p95 < 200 ms (from the due time)"] == "met"
 
@@ -198,17 +198,17 @@ def test_overload_goals_judge_every_answer_goodput_and_retry_after():
     f = figures(unavailable=10, sustainable=10.0)
     # 24 jobs finished at 2.5 s, after the 2 s load: none during it.
     assert f["goodput_per_s"] == 0.0 and f["shed"] == 10
-    verdicts = bench_burst.goals(f)
+    verdicts = burst_report.goals(f)
     assert verdicts["answers p95 <= 50 ms (202 and 503, from the due time)"] == "met"
     assert verdicts["goodput >= 90% of 10 jobs/s"] == "missed: 0 jobs/s (0%)"
     assert verdicts["nothing accepted lost"] == "met"
     assert verdicts["Retry-After on every 503"] == "met"
     assert verdicts["every answer a 202 or a 503"] == "met"
-    slow_sheds = bench_burst.goals(figures(unavailable=40, sustainable=10.0, shed_ms=80.0))
+    slow_sheds = burst_report.goals(figures(unavailable=40, sustainable=10.0, shed_ms=80.0))
     assert slow_sheds["answers p95 <= 50 ms (202 and 503, from the due time)"] == (
         "missed: 80.0 ms"
     )
-    assert "2x a sustainable 10 jobs/s" in bench_burst.report(f)
+    assert "2x a sustainable 10 jobs/s" in burst_report.report(f)
 
 
 def test_answers_from_the_due_time_count_202s_and_503s_not_other_errors():
@@ -243,7 +243,7 @@ def test_report_has_a_burst_section_with_its_plot(tmp_path):
     summary = {
         "mode": "quick",
         "benchmarks": {
-            "burst": {"params": {}, "figures": f, "text": bench_burst.report(f), "seconds": 9}
+            "burst": {"params": {}, "figures": f, "text": burst_report.report(f), "seconds": 9}
         },
     }
     text = report.render(summary, tmp_path)
