@@ -31,6 +31,16 @@ from typing import Any
 
 from core import queues
 from perf import harness
+from perf.closed_loop import (
+    Call,
+    Target,
+    against_floor,
+    closed_loop,
+    floor_report_lines,
+    floor_rounds,
+    floor_server,
+    ratio_line,
+)
 from tools.processes import stop
 
 GOAL_RATIO = 0.7  # the issue's: the ingress accepts >= 0.7 of the floor's requests/s
@@ -49,29 +59,27 @@ def purge_bookings(stack) -> None:
 def run(pairs: int, seconds: float, connections: int) -> dict[str, Any]:
     with harness.isolated_stack() as stack:
         stop(stack.worker)  # no worker consumes either queue during the rounds
-        with harness.floor_server(stack.settings, FLOOR_TARGET, "accept") as (floor, floor_base):
+        with floor_server(stack.settings, FLOOR_TARGET, "accept") as (floor, floor_base):
             body = json.dumps(harness.BODY).encode()
             json_type = (("Content-Type", "application/json"),)
             key = tuple(stack.customer.items())
             targets = {
-                FLOOR: harness.Target(
-                    floor.pid, floor_base, [harness.Call("POST", "/floor", body, json_type)]
-                ),
-                INGRESS: harness.Target(
+                FLOOR: Target(floor.pid, floor_base, [Call("POST", "/floor", body, json_type)]),
+                INGRESS: Target(
                     stack.ingress.pid,
                     stack.base,
-                    [harness.Call("POST", "/api/bookings", body, json_type + key)],
+                    [Call("POST", "/api/bookings", body, json_type + key)],
                 ),
             }
             for target in targets.values():  # warm connections, imports, caches
-                harness.closed_loop(target.base, target.calls, WARM_UP_S, 4, expect=202)
+                closed_loop(target.base, target.calls, WARM_UP_S, 4, expect=202)
             purge_bookings(stack)
-            results = harness.floor_rounds(
+            results = floor_rounds(
                 targets, pairs, seconds, connections, 202, lambda: purge_bookings(stack)
             )
         settings = stack.settings
         workers = f"{settings.WEB_WORKERS} x {settings.WEB_THREADS} threads"
-    compared = harness.against_floor(results, FLOOR, INGRESS)
+    compared = against_floor(results, FLOOR, INGRESS)
     return {
         "servers": f"gunicorn gthread, {workers}, each",
         "ingress_endpoint": "POST /api/bookings (customer API key)",
@@ -93,8 +101,8 @@ def report(f: dict) -> str:
         " closed loop, no worker consuming)",
     ]
     labels = {FLOOR: f["floor_endpoint"], INGRESS: f["ingress_endpoint"]}
-    lines += harness.floor_report_lines(f, labels, unit="accept")
-    lines.append(harness.ratio_line(f, "met" if f["goal_met"] else "MISSED"))
+    lines += floor_report_lines(f, labels, unit="accept")
+    lines.append(ratio_line(f, "met" if f["goal_met"] else "MISSED"))
     return "\n".join(lines)
 
 

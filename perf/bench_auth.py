@@ -35,7 +35,8 @@ import requests
 from core import cache as caches
 from core.customers import authenticate, hash_api_key
 from core.flights import import_flights
-from perf.harness import alternating, command_line, fmt, isolated_stack, percentiles, publish
+from perf.closed_loop import alternating
+from perf.harness import command_line, fmt, isolated_stack, percentiles, publish
 from perf.profiling import tree_cpu_s
 from tools.flights import generate_schedule
 

@@ -49,159 +49,54 @@ Everything is on 127.0.0.1; every loop is bounded by the schedule's length,
 
 from __future__ import annotations
 
-import dataclasses
-import http.client
-import itertools
 import json
-import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple
-from urllib.parse import urlsplit
+from typing import Any
 
-from kombu.exceptions import KombuError
-
-from core import monitoring, queues
-from core.jobs import FINISHED, JOB_FINISHED_CHANNEL
-from perf.bench_transitions import seed_bookings
-from perf.harness import BODY, TRANSITION, command_line, isolated_stack, percentiles, publish
+from core import monitoring
+from core.jobs import FINISHED
+from perf.burst_report import (
+    OVERLOAD_FACTOR,
+    OVERLOADED,
+    UPDATES_PER_CREATE,
+    report,
+    stack_cpu_ms_per_job,
+)
+from perf.harness import (
+    BODY,
+    TRANSITION,
+    command_line,
+    isolated_stack,
+    percentiles,
+    publish,
+    seed_bookings,
+)
 from perf.profiling import cpu_figures, cpu_snapshot, stack_processes
+from perf.scheduled_load import (
+    ACCEPTED,
+    CREATE,
+    SENDERS,
+    SHOWN_QUEUES,
+    START_DELAY_S,
+    UNAVAILABLE,
+    UPDATE,
+    Answer,
+    DepthSampler,
+    FinishedNotices,
+    final_states,
+    job_id,
+    job_states,
+    lag_figures,
+    offer,
+    queue_settings,
+    schedule,
+    warm_up,
+)
 
-CREATE, UPDATE = "create", "update"
-ACCEPTED = 202
-# 503: shed at the door (overloaded), a queue past its bound (queue-full), or the
-# broker down; the first two are backpressure, with a Retry-After.
-UNAVAILABLE = 503
-SPEC_ACCEPT_P95_MS = {CREATE: 200.0, UPDATE: 100.0}  # the spec's targets, at its own peak
-# Issue 22's goals at 10x: the spec's targets, and
-DRAINED_WITHIN_S = 5.0  # every job finished within this of the load's end
-GOAL_CPU_MS_PER_JOB = 4.5  # end to end, every process
-# ... and past the machine's capacity (--overload R offers OVERLOAD_FACTOR x R):
-OVERLOAD_FACTOR = 2.0
-GOAL_ANSWER_P95_MS = 50.0  # every answer, 202 or 503, from its due time
-GOAL_GOODPUT = 0.9  # jobs finished per second of the load, of R
-UPDATES_PER_CREATE = 3.0  # the spec's peak: 10 creates/s, 30 updates/s
-OVERLOADED = "overloaded"  # the 503's problem type when the ingress shed the request
-# Threads, each with one connection: on schedule at 400/s while answers take up
-# to ~1 s. Fewer (96) fell 6 s behind at 400/s once the ingress answered in
-# 0.4-1 s: the requests then waited in the client, unmeasured, not in the server.
-SENDERS = 400
-# gunicorn closes a keep-alive connection idle for 2 s (its default keepalive):
-# a POST sent on one it has closed fails (BrokenPipeError), a client artifact.
-# A sender idle longer than this connects anew instead (a POST is not retried).
-IDLE_RECONNECT_S = 1.0
-CLIENT_LAG_P95_MS = 20.0  # above it the client did not offer the schedule's rate
-SAMPLE_S = 0.5
-REQUEST_TIMEOUT_S = 30.0
-START_DELAY_S = 0.5  # from the schedule's set-up to its first request
 WARM_UP = 20  # unmeasured requests of each kind
-WARM_UP_TIMEOUT_S = 60.0
-CHECKERS = 8  # threads reading the jobs over HTTP
 HTTP_CHECK_EVERY_S = 1.0  # during the drain, past empty queues
-SHOWN_QUEUES = queues.INTERACTIVE  # the burst's queues; the others stay empty
-
-
-class Answer(NamedTuple):
-    """One request of the schedule; times in seconds since t0."""
-
-    kind: str
-    due: float
-    sent: float
-    latency_ms: float
-    status: int | str  # the HTTP status, or the exception's name
-    job: str | None  # the Location (/api/jobs/<id>) of an accepted job
-    retry_after: bool  # the answer had a Retry-After header
-    problem: str | None = None  # a 503's problem type (its last path segment): why
-
-
-# -- the schedule and the load --------------------------------------------------------
-
-
-def schedule(rates: dict[str, float], seconds: float) -> list[tuple[float, str, int]]:
-    """(due, kind, i) for every request: the i-th of a kind at i / rate, by due time."""
-    plan = [
-        (i / rate, kind, i)
-        for kind, rate in rates.items()
-        if rate > 0
-        for i in range(int(rate * seconds))
-    ]
-    return sorted(plan)
-
-
-def _send(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None, headers):
-    conn.request(method, path, body=body, headers=headers)
-    response = conn.getresponse()
-    payload = response.read()
-    return response, payload
-
-
-def offer(
-    base: str,
-    plan: list[tuple[float, str, int]],
-    request_for,
-    t0: float,
-    *,
-    senders: int = SENDERS,
-) -> list[Answer]:
-    """Send every request of `plan` at t0 + due (time.perf_counter()), on `senders`
-    threads; `request_for(kind, i)` gives (path, body bytes, headers)."""
-    url = urlsplit(base)
-    answers: list[Answer] = []
-    claim = itertools.count()  # next() is atomic under the GIL: each index goes out once
-
-    def sender() -> None:
-        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=REQUEST_TIMEOUT_S)
-        mine = []
-        last_used = time.perf_counter()
-        try:
-            for n in iter(claim.__next__, None):
-                if n >= len(plan):
-                    break
-                due, kind, i = plan[n]
-                path, body, headers = request_for(kind, i)
-                delay = t0 + due - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                if time.perf_counter() - last_used > IDLE_RECONNECT_S:
-                    conn.close()  # the server may have closed it: connect anew on the request
-                sent = time.perf_counter()
-                problem = None
-                try:
-                    response, payload = _send(conn, "POST", path, body, headers)
-                    status: int | str = response.status
-                    location = response.getheader("Location")
-                    retry_after = response.getheader("Retry-After") is not None
-                except (OSError, http.client.HTTPException) as exc:
-                    conn.close()  # reconnects on the next request
-                    status, location, retry_after = type(exc).__name__, None, False
-                last_used = time.perf_counter()
-                latency = (last_used - sent) * 1000
-                if status == UNAVAILABLE:
-                    problem = problem_type(payload)
-                job = location if status == ACCEPTED else None
-                mine.append(
-                    Answer(kind, due, sent - t0, latency, status, job, retry_after, problem)
-                )
-        finally:
-            conn.close()
-            answers.extend(mine)  # list.extend is atomic under the GIL
-
-    threads = [threading.Thread(target=sender) for _ in range(senders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return answers
-
-
-def problem_type(payload: bytes) -> str | None:
-    """The last segment of a problem document's type ("overloaded"), if it is one."""
-    try:
-        return str(json.loads(payload)["type"]).rsplit("/", 1)[-1]
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def overload_rates(sustainable: float) -> dict[str, float]:
@@ -209,137 +104,6 @@ def overload_rates(sustainable: float) -> dict[str, float]:
     offered = OVERLOAD_FACTOR * sustainable
     creates = offered / (1 + UPDATES_PER_CREATE)
     return {CREATE: round(creates, 2), UPDATE: round(offered - creates, 2)}
-
-
-# -- what runs beside the load ------------------------------------------------------------
-
-
-class FinishedNotices(threading.Thread):
-    """The workers' job-finished notices (job id -> seconds since t0 it was seen).
-    The channel is shared by every stack on this Redis: the ids are matched
-    against the accepted ones afterwards."""
-
-    def __init__(self, redis_client, t0: float):
-        super().__init__(daemon=True)
-        self.t0 = t0
-        self.seen: dict[str, float] = {}
-        self.pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(JOB_FINISHED_CHANNEL)
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            message = self.pubsub.get_message(timeout=0.2)
-            if message:
-                job_id = message["data"]
-                job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
-                self.seen.setdefault(job_id, time.perf_counter() - self.t0)
-
-    def mark(self, job_id: str) -> None:
-        """A job found finished over HTTP (its notice lost, or not sent)."""
-        self.seen.setdefault(job_id, time.perf_counter() - self.t0)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(5)
-        self.pubsub.close()
-
-
-class DepthSampler(threading.Thread):
-    """Every SAMPLE_S, the ready messages of each of the stack's queues, on one
-    broker connection held for the run: {"t": seconds since t0, "depths": {...}}."""
-
-    def __init__(self, stack, t0: float, interval: float = SAMPLE_S):
-        super().__init__(daemon=True)
-        self.stack, self.t0, self.interval = stack, t0, interval
-        self.samples: list[dict[str, Any]] = []
-        self.errors: Counter[str] = Counter()
-        self.stopping = threading.Event()
-
-    def latest(self) -> dict[str, int] | None:
-        return self.samples[-1]["depths"] if self.samples else None
-
-    def run(self) -> None:
-        names = {
-            q: queues.queue_name(q, self.stack.settings.QUEUE_NAMESPACE) for q in queues.ALL_QUEUES
-        }
-        with self.stack.celery.connection_for_write() as conn:
-            while True:
-                try:
-                    channel = conn.default_channel
-                    depths = {
-                        q: channel.queue_declare(name, passive=True).message_count
-                        for q, name in names.items()
-                    }
-                    self.samples.append({"t": time.perf_counter() - self.t0, "depths": depths})
-                except (OSError, KombuError, conn.connection_errors, conn.channel_errors) as exc:
-                    self.errors[type(exc).__name__] += 1  # counted; the next sample retries
-                if self.stopping.wait(self.interval):
-                    break
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(10)
-
-
-# -- reading the jobs over HTTP ------------------------------------------------------------
-
-
-def job_states(
-    base: str, headers: dict[str, str], paths: list[str], *, threads: int = CHECKERS
-) -> dict[str, str]:
-    """path -> the job's state (or the HTTP status / exception name where there was
-    none), one GET each on `threads` keep-alive connections."""
-    url = urlsplit(base)
-    local = threading.local()
-
-    def read(path: str) -> tuple[str, str]:
-        conn = getattr(local, "conn", None)
-        if conn is None:
-            conn = local.conn = http.client.HTTPConnection(
-                url.hostname, url.port, timeout=REQUEST_TIMEOUT_S
-            )
-        try:
-            response, body = _send(conn, "GET", path, None, headers)
-        except (OSError, http.client.HTTPException):
-            conn.close()  # kept alive past the server's keepalive: a GET may be sent again
-            try:
-                response, body = _send(conn, "GET", path, None, headers)
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                return path, type(exc).__name__
-        if response.status != 200:
-            return path, f"HTTP {response.status}"
-        return path, json.loads(body)["state"]
-
-    with ThreadPoolExecutor(threads) as pool:
-        return dict(pool.map(read, paths))
-
-
-def final_states(base: str, headers: dict[str, str], paths: list[str], deadline: float):
-    """Every job's state, reading again the unfinished ones (once a second) until
-    `deadline` (time.perf_counter()); one pass at least."""
-    states = job_states(base, headers, paths)
-    while time.perf_counter() < deadline:
-        unfinished = [p for p, state in states.items() if state not in FINISHED]
-        if not unfinished:
-            break
-        time.sleep(1.0)
-        states |= job_states(base, headers, unfinished)
-    return states
-
-
-def queue_settings(settings) -> dict[str, Any]:
-    """The QUEUE_* settings but the namespace: the queues' bounds, where they have any."""
-    return {
-        f.name: getattr(settings, f.name)
-        for f in dataclasses.fields(settings)
-        if f.name.startswith("QUEUE_") and f.name != "QUEUE_NAMESPACE"
-    }
-
-
-def job_id(path: str) -> str:
-    return path.rsplit("/", 1)[-1]
 
 
 # -- the figures (pure functions of what was recorded) -----------------------------------
@@ -409,11 +173,6 @@ def kind_figures(answers: list[Answer], rate: float) -> dict[str, Any]:
         "other_errors": sum(errors.values()) - len(unavailable),
         "errors_by_status": dict(errors),
     }
-
-
-def lag_figures(answers: list[Answer]) -> dict[str, Any]:
-    """How late the client sent (ms after the due time): it kept its schedule if small."""
-    return percentiles([(a.sent - a.due) * 1000 for a in answers])
 
 
 def from_due_ms(answers: list[Answer]) -> dict[str, Any]:
@@ -487,26 +246,6 @@ def peak_depths(samples: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 # -- the run ---------------------------------------------------------------------------
-
-
-def warm_up(stack, refs: list[str]) -> None:
-    """Unmeasured requests of each kind, and their jobs worked off: warm pools."""
-    url = urlsplit(stack.base)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=REQUEST_TIMEOUT_S)
-    paths = []
-    try:
-        for ref_id in refs:
-            for path, body, headers in (
-                ("/api/bookings", BODY, stack.customer),
-                (f"/api/bookings/{ref_id}/depart", TRANSITION, stack.operator),
-            ):
-                headers = {**headers, "Content-Type": "application/json"}
-                response, _ = _send(conn, "POST", path, json.dumps(body).encode(), headers)
-                if response.getheader("Location"):
-                    paths.append(response.getheader("Location"))
-    finally:
-        conn.close()
-    final_states(stack.base, stack.operator, paths, time.perf_counter() + WARM_UP_TIMEOUT_S)
 
 
 def drain(stack, accepted: list[str], notices, sampler, deadline: float) -> int:
@@ -687,180 +426,6 @@ def burst_figures(
     }
 
 
-# -- the terminal report ----------------------------------------------------------------
-
-
-def _verdict(ok: bool, missed: str) -> str:
-    return "met" if ok else f"missed: {missed}"
-
-
-def goals(f: dict[str, Any]) -> dict[str, str]:
-    """Each goal -> 'met' or 'missed: <by how much>': graceful overload's when
-    the run offered twice a sustainable rate (--overload), else 10x's."""
-    if f.get("sustainable"):
-        return overload_goals(f)
-    return burst_goals(f)
-
-
-def _jobs_verdict(f: dict[str, Any]) -> tuple[bool, str]:
-    unfinished = f["jobs"]["unfinished"]
-    failed = f["jobs"]["states"].get("failed", 0)
-    return unfinished == 0 and failed == 0, (
-        f"{unfinished} unfinished, {failed} failed of {f['accepted']}"
-    )
-
-
-def burst_goals(f: dict[str, Any]) -> dict[str, str]:
-    """Issue 22's goals at 10x the spec's peak."""
-    verdicts = {}
-    for kind, limit in SPEC_ACCEPT_P95_MS.items():
-        k = f["kinds"].get(kind) or {}
-        p95 = (k.get("accept_from_due_ms") or {}).get("p95")
-        verdicts[f"{kind}s accept p95 < {limit:.0f} ms (from the due time)"] = (
-            "not measured" if p95 is None else _verdict(p95 < limit, f"{p95:.1f} ms")
-        )
-    errors = f["unavailable"] + f["other_errors"]
-    verdicts["0 errors"] = _verdict(
-        errors == 0, f"{f['unavailable']} 503s, {f['other_errors']} other errors"
-    )
-    jobs_ok, jobs_missed = _jobs_verdict(f)
-    drain = f["drain_s"]
-    verdicts[f"every job finished within {DRAINED_WITHIN_S:g} s of the load's end"] = _verdict(
-        jobs_ok and drain is not None and drain <= DRAINED_WITHIN_S,
-        jobs_missed if not jobs_ok else f"drained {drain} s after",
-    )
-    cpu = f["stack_cpu_ms_per_job"]
-    verdicts[f"CPU per job <= {GOAL_CPU_MS_PER_JOB:g} ms (end to end)"] = (
-        "not measured" if cpu is None else _verdict(cpu <= GOAL_CPU_MS_PER_JOB, f"{cpu} ms")
-    )
-    return verdicts
-
-
-NOT_THE_STACK = ("client", "other")  # the load's own CPU, and the machine's other tenants'
-
-
-def stack_cpu_ms_per_job(cpu: dict[str, Any]) -> float | None:
-    """CPU ms per accepted job of the stack's own processes (SecantusDB, the
-    workers, the ingress, RabbitMQ, Redis): on a shared machine "other" is
-    someone else's work."""
-    mine = [
-        c["cpu_ms_per_item"]
-        for group, c in cpu.get("cpu", {}).items()
-        if group not in NOT_THE_STACK and c.get("cpu_ms_per_item") is not None
-    ]
-    return round(sum(mine), 3) if mine else None
-
-
-def overload_goals(f: dict[str, Any]) -> dict[str, str]:
-    """Graceful overload at OVERLOAD_FACTOR x the sustainable rate."""
-    sustainable = f["sustainable"]
-    p95 = f["answer_from_due_ms"]["p95"]
-    good = f["goodput_per_s"]
-    jobs_ok, jobs_missed = _jobs_verdict(f)
-    without = f["unavailable"] - f["unavailable_with_retry_after"]
-    return {
-        f"answers p95 <= {GOAL_ANSWER_P95_MS:.0f} ms (202 and 503, from the due time)": (
-            "not measured" if p95 is None else _verdict(p95 <= GOAL_ANSWER_P95_MS, f"{p95:.1f} ms")
-        ),
-        "every answer a 202 or a 503": _verdict(
-            f["other_errors"] == 0, f"{f['other_errors']} other errors"
-        ),
-        f"goodput >= {GOAL_GOODPUT:.0%} of {sustainable:g} jobs/s": "not measured"
-        if good is None
-        else _verdict(
-            good >= GOAL_GOODPUT * sustainable, f"{good:g} jobs/s ({good / sustainable:.0%})"
-        ),
-        "nothing accepted lost": _verdict(jobs_ok, jobs_missed),
-        "Retry-After on every 503": _verdict(without == 0, f"{without} without"),
-    }
-
-
-def _ms(p: dict[str, Any]) -> str:
-    return "  ".join(f"{k} {v:.1f}" if v is not None else f"{k} -" for k, v in p.items()) + " ms"
-
-
-def report(f: dict[str, Any]) -> str:
-    stack = f["stack"]
-    offered = " + ".join(f"{rate:g} {kind}s/s" for kind, rate in f["offered"].items())
-    overload = (
-        f" ({OVERLOAD_FACTOR:g}x a sustainable {f['sustainable']:g} jobs/s)"
-        if f.get("sustainable")
-        else ""
-    )
-    lines = [
-        f"burst: {offered}{overload} open loop for {f['seconds']:g} s, then until drained "
-        f"({stack['worker']} worker, {stack['ingress']} ingress, SecantusDB; "
-        f"queue settings {stack['queue_settings'] or '-'})",
-    ]
-    for kind, k in f["kinds"].items():
-        if not k["requests"]:
-            continue
-        by_status = f" {k['errors_by_status']}" if k["errors_by_status"] else ""
-        lines += [
-            f"  {kind + 's':<8} offered {k['offered_rate']:g}/s, sent {k['sent_rate']:g}/s, "
-            f"accepted {k['accepted_rate']:g}/s ({k['accepted']}); 503 {k['unavailable']} "
-            f"({k['shed']} shed as overloaded, {k['unavailable_with_retry_after']} with "
-            "Retry-After), "
-            f"other errors {k['other_errors']}{by_status}",
-            f"           accept {_ms(k['accept_ms'])}; p95 from the due time "
-            f"{k['accept_from_due_ms']['p95']} ms"
-            f"   (spec: p95 <= {SPEC_ACCEPT_P95_MS[kind]:.0f} ms)",
-        ]
-    client = f["client"]
-    lag = client["lag_ms"]
-    peaks = ", ".join(
-        f"{q} {p['depth']} at {p['t']:g} s" for q, p in f["peak_depths"].items() if p["depth"]
-    )
-    jobs = f["jobs"]
-    drain = (
-        f"{f['drain_s']:.1f} s after the schedule's end (last job finished at "
-        f"{f['last_finished_s']:.1f} s)"
-        if f["drain_s"] is not None
-        else f"not drained within {f['drain_timeout_s']:g} s"
-    )
-    cpu = f["cpu"]
-    groups = ", ".join(
-        f"{group} {c['cpu_ms_per_item']:.2f}"
-        for group, c in cpu["cpu"].items()
-        if c.get("cpu_ms_per_item")
-    )
-    lines += [
-        f"  all      accept {_ms(f['accept_ms'])}",
-        f"           every answer (202 and 503) from the due time {_ms(f['answer_from_due_ms'])}",
-        f"           from the due time {_ms(f['accept_from_due_ms'])}   (with the client's lag)",
-        f"  client   lag p50 {lag['p50']} p95 {lag['p95']} max {lag['max']} ms behind schedule; "
-        f"at most {client['peak_in_flight']} of {f['senders']} connections awaiting an answer; "
-        f"{client['cpu_ms_per_request']} CPU ms/request ({client['cores']} cores); "
-        f"last answer at {f['load_end_s']:.1f} s",
-        f"  queues   peak ready depth: {peaks or 'never above 0'}",
-        f"  jobs     {jobs['accepted']} accepted: {jobs['states']}, {jobs['unfinished']} "
-        f"unfinished (states read over HTTP in {f['verify_s']:.0f} s)",
-        f"  drain    {drain}; jobs finished/s: {f['finished_per_s_during_load']} during the "
-        f"load, {f['finished_per_s_during_drain'] or '-'} during the drain"
-        + (f" (sustainable {f['sustainable']:g}/s)" if f.get("sustainable") else ""),
-        f"  CPU      {f['stack_cpu_ms_per_job']} ms per accepted job end to end by the stack, "
-        f"{cpu.get('cpu_ms_per_item_total', '-')} with the client and the rest of the machine "
-        f"({groups}); {cpu['cores_busy']} cores busy of {cpu['cpus']}",
-    ]
-    lines += [f"  goal {goal}: {verdict}" for goal, verdict in goals(f).items()]
-    if lag["p95"] is not None and lag["p95"] > CLIENT_LAG_P95_MS:
-        why = (
-            "every connection was awaiting an answer: the ingress answered slower than "
-            "the schedule sent, and the goal is judged from the due time"
-            if client["peak_in_flight"] >= f["senders"]
-            else "with connections free: the client itself was short of CPU"
-        )
-        lines.append(
-            f"  the client fell behind its schedule (lag p95 {lag['p95']:.0f} ms > "
-            f"{CLIENT_LAG_P95_MS:.0f} ms), {why}"
-        )
-    if f.get("shed_by_reason"):
-        lines.append(f"  shed     by the ingress, by reason: {f['shed_by_reason']}")
-    if f["sampler_errors"]:
-        lines.append(f"  queue depth samples failed: {f['sampler_errors']}")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = command_line(__doc__)
     parser.add_argument("--seconds", type=float, default=60.0, help="open-loop seconds")
@@ -888,7 +453,7 @@ def main() -> None:
     )
     publish(report, figures, args.json)
     if args.plot:
-        from perf.report import plot_burst
+        from perf.plots import plot_burst
 
         plot_burst(figures, args.plot)
         print(f"plot: {args.plot}")

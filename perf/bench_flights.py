@@ -43,7 +43,15 @@ from core.db import INDEXES, ensure_indexes
 from core.flights import chunks, day_bounds, flight_document, import_flights
 from core.schemas.flights import FlightSchema
 from core.settings import Settings
-from perf.harness import command_line, fmt, isolated_stack, percentiles, publish
+from perf.harness import (
+    command_line,
+    fmt,
+    isolated_stack,
+    ms_since,
+    percentiles,
+    publish,
+    route_counts,
+)
 from perf.profiling import describe, maybe_profiled
 from tools.flights import generate_schedule
 
@@ -54,16 +62,6 @@ SEARCH_SEED = 7
 IMPORT_GOAL = 0.7
 UNCACHED_P95_GOAL_MS = 50.0
 CACHED_P95_GOAL_MS = 5.0
-
-
-def route_counts(cache) -> tuple[int, int]:
-    """The route cache's (hits, misses) so far, as /api/admin/cache/stats counts them."""
-    routes = cache.hit_stats()[caches.ROUTES]
-    return routes["hits"], routes["misses"]
-
-
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000
 
 
 def timed_insert(collection, docs: list[dict[str, Any]], chunk_size: int) -> float:
@@ -110,7 +108,7 @@ def breakdown(db, triples: list[tuple[str, str, date]], min_connection: int) -> 
         for name, query in queries.items():
             t = time.perf_counter()
             fetched[name] = list(db.flights.find(query))
-            times[name].append(_ms(t))
+            times[name].append(ms_since(t))
             docs[name].append(len(fetched[name]))
         t = time.perf_counter()
         result = routes.join_legs(
@@ -122,11 +120,11 @@ def breakdown(db, triples: list[tuple[str, str, date]], min_connection: int) -> 
             firsts=fetched["departures"],
             seconds=fetched["second_legs"],
         )
-        times["join"].append(_ms(t))
+        times["join"].append(ms_since(t))
         docs["options"].append(result["counts"]["direct"] + result["counts"]["one_transit"])
         t = time.perf_counter()  # what cached_search adds on a miss: JSON encode and decode
         json.loads(caches.dumps({"g": 0, "v": result}))
-        times["json_roundtrip"].append(_ms(t))
+        times["json_roundtrip"].append(ms_since(t))
     return {
         "searches": len(triples),
         "ms": {name: percentiles(values) for name, values in times.items()},
@@ -206,7 +204,7 @@ def run(
             result = routes.search_routes(
                 db, origin=o, destination=d, day=day, min_connection_minutes=min_conn
             )
-            uncached.append(_ms(t))
+            uncached.append(ms_since(t))
             direct_counts.append(result["counts"]["direct"])
             transit_counts.append(result["counts"]["one_transit"])
         # Profiled on a second pass of the same searches: the figures above are
@@ -234,10 +232,10 @@ def run(
             kwargs.update(min_connection_minutes=min_conn, ttl=ttl)
             t = time.perf_counter()
             route_answers.cached_search(db, cache, **kwargs)
-            fills.append(_ms(t))
+            fills.append(ms_since(t))
             t = time.perf_counter()
             route_answers.cached_search(db, cache, **kwargs)
-            hits.append(_ms(t))
+            hits.append(ms_since(t))
         after = route_counts(cache)
 
         extra: dict[str, Any] = {}

@@ -45,11 +45,20 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from core import cache as caches
 from core import flushing
 from core.db import ensure_indexes
 from core.flights import import_flights
 from perf import harness
+from perf.closed_loop import (
+    Call,
+    Target,
+    against_floor,
+    closed_loop,
+    floor_report_lines,
+    floor_rounds,
+    floor_server,
+    ratio_line,
+)
 from tools.flights import generate_schedule
 from tools.processes import stop
 
@@ -65,10 +74,6 @@ FLOOR_TARGET = "perf.floor_reads:create_floor_app()"
 WARM_UP_S = 1.0  # an unmeasured round per app before the first pair
 
 Triple = tuple[str, str, date]
-
-
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000
 
 
 def query(triple: Triple, limit: int | None = None) -> str:
@@ -111,18 +116,13 @@ def pick_triples(raw: list[dict[str, Any]], days: list[date], n: int) -> list[Tr
     return list(picked)
 
 
-def route_counts(cache) -> tuple[int, int]:
-    routes = cache.hit_stats()[caches.ROUTES]
-    return routes["hits"], routes["misses"]
-
-
 def counted_routes(cache, lookups: int) -> tuple[int, int]:
     """route_counts once `lookups` searches in all are counted: the ingress's
     processes add theirs to Redis every FLUSH_INTERVAL_S. After a
     deadline, whatever is counted (the report then shows the shortfall)."""
     deadline = time.monotonic() + 10 * flushing.FLUSH_INTERVAL_S
     while True:
-        hits, misses = route_counts(cache)
+        hits, misses = harness.route_counts(cache)
         if hits + misses >= lookups or time.monotonic() > deadline:
             return hits, misses
         time.sleep(0.05)
@@ -143,7 +143,7 @@ def uncached(base: str, triples: list[Triple]) -> dict[str, Any]:
             conn.request("GET", f"/api/routes?{query(triple, LIMIT)}")
             response = conn.getresponse()
             body = response.read()
-            elapsed = _ms(sent)
+            elapsed = harness.ms_since(sent)
             if response.status != 200:
                 errors[str(response.status)] = errors.get(str(response.status), 0) + 1
                 continue
@@ -176,7 +176,7 @@ def run(
         )
         import_s = time.perf_counter() - t
         stop(stack.worker)  # no task takes part in a route search
-        with harness.floor_server(settings, FLOOR_TARGET, "reads") as (floor, floor_base):
+        with floor_server(settings, FLOOR_TARGET, "reads") as (floor, floor_base):
             uncached(stack.base, warmers)  # untimed: imports, pools, the server warm
             before = counted_routes(cache, len(warmers))
             cold = uncached(stack.base, triples)
@@ -185,27 +185,23 @@ def run(
             floor_paths = [f"/floor/routes?{query(tr)}" for tr in triples]
             ingress_paths = [f"/api/routes?{query(tr, LIMIT)}" for tr in triples]
             targets = {
-                FLOOR: harness.Target(
-                    floor.pid, floor_base, [harness.Call("GET", p) for p in floor_paths]
-                ),
-                INGRESS: harness.Target(
-                    stack.ingress.pid, stack.base, [harness.Call("GET", p) for p in ingress_paths]
+                FLOOR: Target(floor.pid, floor_base, [Call("GET", p) for p in floor_paths]),
+                INGRESS: Target(
+                    stack.ingress.pid, stack.base, [Call("GET", p) for p in ingress_paths]
                 ),
             }
             warm_ups = {  # warm connections, both apps' workers
-                app: harness.closed_loop(
-                    target.base, target.calls, WARM_UP_S, connections, expect=200
-                )
+                app: closed_loop(target.base, target.calls, WARM_UP_S, connections, expect=200)
                 for app, target in targets.items()
             }
             before_hot = counted_routes(cache, sum(after_cold) + sent(warm_ups[INGRESS]))
-            results = harness.floor_rounds(targets, pairs, seconds, connections, 200)
+            results = floor_rounds(targets, pairs, seconds, connections, 200)
             after_hot = counted_routes(
                 cache, sum(before_hot) + sum(sent(r) for r in results[INGRESS])
             )
         workers = f"{settings.WEB_WORKERS} x {settings.WEB_THREADS} threads"
 
-    compared = harness.against_floor(results, FLOOR, INGRESS)
+    compared = against_floor(results, FLOOR, INGRESS)
     hot_misses = after_hot[1] - before_hot[1]
     cold_p95 = harness.percentiles(cold["latencies_ms"])
     return {
@@ -263,10 +259,10 @@ def report(f: dict) -> str:
         f" rounds, {f['connections']} keep-alive connections, closed loop)",
     ]
     labels = {FLOOR: f["floor_endpoint"], INGRESS: f["ingress_endpoint"]}
-    lines += harness.floor_report_lines(f, labels, unit="request")
+    lines += floor_report_lines(f, labels, unit="request")
     lines += [
         f"  route cache misses during the ingress's rounds: {f['ingress_misses_in_rounds']}",
-        harness.ratio_line(f, goal(f["goal_met"])),
+        ratio_line(f, goal(f["goal_met"])),
     ]
     return "\n".join(lines)
 

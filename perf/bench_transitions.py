@@ -15,28 +15,9 @@ from pathlib import Path
 
 import requests
 
-from core import bookings
-from core.clock import utcnow
-from core.ids import new_job_id, new_ref_id
 from core.locks import LATENCIES_KEY, METRICS_KEY, lock_metrics
 from perf import harness
 from perf.profiling import describe, maybe_profiled
-
-
-def seed_bookings(db, count: int, customer_id: str | None = None) -> list[str]:
-    """`count` BOOKED bookings owned by `customer_id`, inserted directly; their ref_ids."""
-    now = utcnow()
-    docs = [
-        bookings.booking_document(
-            new_ref_id(), harness.BODY, job_id=new_job_id(), now=now, customer_id=customer_id
-        )
-        for _ in range(count)
-    ]
-    for start in range(0, count, 1000):
-        chunk = docs[start : start + 1000]
-        db.bookings.insert_many(chunk, ordered=False)
-        db.booking_events.insert_many([bookings.created_event(b) for b in chunk], ordered=False)
-    return [d["ref_id"] for d in docs]
 
 
 def run(rates: list[float], seconds: float, profile_dir: Path | None = None) -> list[dict]:
@@ -45,7 +26,7 @@ def run(rates: list[float], seconds: float, profile_dir: Path | None = None) -> 
     results = []
     with harness.isolated_stack() as stack:
         db, redis = stack.services.db, stack.services.redis
-        ref_ids = seed_bookings(db, int(sum(rates) * seconds) + 100, stack.customer_id)
+        ref_ids = harness.seed_bookings(db, int(sum(rates) * seconds) + 100, stack.customer_id)
         finished = harness.FinishedJobs(redis)
         warm, ref_ids = ref_ids[:100], ref_ids[100:]
         for ref_id in warm:  # warm connections and pools

@@ -62,7 +62,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.jobs import FINISHED
-from perf.bench_burst import (
+from perf.harness import (
+    BENCH_REDIS_URL,
+    BODY,
+    TRANSITION,
+    command_line,
+    isolated_stack,
+    percentiles,
+    publish,
+    seed_bookings,
+)
+from perf.profiling import OTHER, cpu_figures, cpu_snapshot, stack_processes
+from perf.scheduled_load import (
     Answer,
     FinishedNotices,
     final_states,
@@ -73,17 +84,6 @@ from perf.bench_burst import (
     schedule,
     warm_up,
 )
-from perf.bench_transitions import seed_bookings
-from perf.harness import (
-    BENCH_REDIS_URL,
-    BODY,
-    TRANSITION,
-    command_line,
-    isolated_stack,
-    percentiles,
-    publish,
-)
-from perf.profiling import OTHER, cpu_figures, cpu_snapshot, stack_processes
 from perf.versus import store
 from perf.versus.service import DEFAULT_DSN, POOL_SIZE, WORKERS, versus_service
 

@@ -43,7 +43,7 @@ from core.clock import utcnow
 from core.customers import create_customer
 from core.webhook_endpoints import endpoint_document
 from perf import harness
-from perf.bench_transitions import seed_bookings
+from perf.closed_loop import pair_orders
 from perf.profiling import tree_cpu_s
 from perf.receiver import HANG_S
 from tools.processes import free_port, start_beat, start_worker, stop, wait_for_port
@@ -98,7 +98,7 @@ def customer(db, n: int) -> str:
 def spread(db, count: int, customers: list[str]) -> list[str]:
     """`count` BOOKED bookings, owned by each of `customers` in turn; their ref_ids."""
     per = -(-count // len(customers))
-    owned = [seed_bookings(db, per, c) for c in customers]
+    owned = [harness.seed_bookings(db, per, c) for c in customers]
     return [ref_id for row in zip(*owned, strict=True) for ref_id in row][:count]
 
 
@@ -175,7 +175,7 @@ def beside_a_hang(stack, base: str, ref_ids: list[str], rate, seconds, rounds, h
     finished = harness.FinishedJobs(stack.services.redis)
     per = int(rate * seconds)
     results: dict[str, list[dict]] = {"without": [], "with": []}
-    for i, order in enumerate(harness.pair_orders(rounds, "without", "with")):
+    for i, order in enumerate(pair_orders(rounds, "without", "with")):
         for mode in order:
             switch(stack.services.db, [hang_id], mode == "with")
             time.sleep(6)  # the workers' view of the endpoints is ENDPOINTS_LOOKED_AT_S old

@@ -13,7 +13,7 @@ other run departs.
 Creates and route searches send the customer's key, departs the operator's;
 each user polls its jobs with the key that submitted them.
 
-Scenarios (perf/run_perf.py SCENARIOS; rates at --scale 1, --scale multiplies them):
+Scenarios (perf/scenarios.py SCENARIOS; rates at --scale 1, --scale multiplies them):
   create   POST /api/bookings at 10/s, each job polled to its end
   updates  POST /api/bookings/<ref>/depart at 30/s on bookings that exist, polled
   routes   GET /api/routes at 20/s, (route, day) pairs drawn with Zipf weights
@@ -53,10 +53,7 @@ from locust import FastHttpUser, LoadTestShape, constant_throughput, events, tas
 from locust.exception import StopUser
 
 from perf.harness import TRANSITION
-
-# Shared with perf/run_perf.py, defined there: importing locust in run_perf would
-# monkey-patch that process (and the benchmarks it runs) with gevent.
-from perf.run_perf import (
+from perf.scenarios import (
     AIRPORTS,
     DEFAULT_POPULAR,
     SCENARIOS,

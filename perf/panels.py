@@ -7,7 +7,7 @@ whoever has no Grafana at hand.
 The panels are the dashboard's (deploy/grafana/dashboards/radiantgo.json): the
 same titles in the same order, the same alert thresholds drawn. A run has no
 Prometheus, so each panel is drawn from what the run recorded: the Locust
-phase's <scenario>_stats_history.csv (per endpoint: requests/s, failures/s and
+phase's raw/<scenario>_stats_history.csv (per endpoint: requests/s, failures/s and
 latency percentiles over a 10 s window; the scenarios ran one after the other
 and share one time axis here), summary.json's per-scenario route cache and lock
 figures and the lock figures of the benchmarks, and the burst benchmark's queue
@@ -33,13 +33,14 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from core import scaling
-from perf import report
+from perf.goals import offered_text
+from perf.locust_stats import E2E_CREATE, E2E_DEPART, generated, read_history
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "radiantgo.json"
 RESULTS = ROOT / "perf" / "results"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-JOBS = {"create": report.E2E_CREATE, "depart": report.E2E_DEPART}
+JOBS = {"create": E2E_CREATE, "depart": E2E_DEPART}
 Series = dict[str, list[float | None]]
 
 # -- the run's data ------------------------------------------------------------------------
@@ -48,7 +49,7 @@ Series = dict[str, list[float | None]]
 @dataclass
 class Scenario:
     name: str
-    history: dict[str, Series]  # report.read_history: per "<type> <name>"
+    history: dict[str, Series]  # read_history: per "<type> <name>"
     figures: dict[str, Any]  # its entry in summary.json
 
 
@@ -72,7 +73,7 @@ def load_run(path: Path) -> Run:
     summary = json.loads((path / "summary.json").read_text())
     scenarios = []
     for name, figures in ((summary.get("locust") or {}).get("scenarios") or {}).items():
-        history = report.read_history(path / f"{name}_stats_history.csv")
+        history = read_history(generated(path) / f"{name}_stats_history.csv")
         if any(series["t"] for series in history.values()):
             scenarios.append(Scenario(name, history, figures))
     return Run(path, summary, scenarios)
@@ -399,7 +400,7 @@ def queue_depth(run: Run, title: str) -> Figure | None:
     depths = (burst.get("series") or {}).get("depths") or []
     if not depths:
         return None
-    load = f"{report.offered_text(burst)} for {burst['seconds']:g} s"
+    load = f"{offered_text(burst)} for {burst['seconds']:g} s"
     source = f"the burst benchmark ({load}), sampled every 0.5 s"
     fig, (ax,) = _figure(title, source)
     t = [s["t"] for s in depths]
@@ -422,7 +423,7 @@ def jobs_per_second(run: Run, title: str) -> Figure | None:
     if not drawn and not finished:
         return None
     source = "Locust phase: jobs finished per second as their users saw them (E2E)" + (
-        f"; below, the burst benchmark ({report.offered_text(burst)})" if finished else ""
+        f"; below, the burst benchmark ({offered_text(burst)})" if finished else ""
     )
     fig, axes = _figure(title, source, rows=bool(drawn) + bool(finished))
     if drawn:

@@ -27,14 +27,15 @@
    sized by the mode; --benchmarks to run some), with the RATE_LIMIT_* raised
    by perf.harness. The burst (issue 12) offers 10x the spec's peak for 60 s
    open loop (quick: 20 + 60/s for 10 s) and measures on until the backlog has
-   drained; its plot is the report's burst.png.
+   drained; its plot is the report's raw/burst.png.
    The create and no-op drains, the transitions at the highest rate and the
    uncached route searches are profiled (perf.profiling: CPU per process group,
    py-spy's stacks; --no-profile to leave it out): the report's "Where the
    time goes".
-3. perf/results/<UTC timestamp>/: Locust's CSV and HTML per scenario,
-   summary.json, report.md with PNG plots (perf/report.py); Locust's logs, the
-   ref_id files and the profiles' py-spy files under raw/ (git-ignored).
+3. perf/results/<UTC timestamp>/: summary.json and report.md (perf/report.py),
+   the two files a run commits; everything generated under raw/ (git-ignored):
+   Locust's CSV, HTML and logs per scenario, the PNG plots, the ref_id files
+   and the profiles' py-spy files.
 
 Everything is on 127.0.0.1, every wait is bounded; a failing benchmark is
 recorded in summary.json and the report, and the run goes on.
@@ -43,17 +44,15 @@ recorded in summary.json and the report, and the run goes on.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
 import platform
-import random
 import subprocess
 import sys
 import time
 import traceback
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,6 @@ from core import flushing, queues
 from core.db import ensure_indexes
 from core.flights import import_flights
 from core.locks import LATENCIES_KEY, METRICS_KEY, lock_metrics
-from core.settings import Settings
 from perf import (
     bench_accept,
     bench_auth,
@@ -74,12 +72,28 @@ from perf import (
     bench_reads,
     bench_reservations,
     bench_transitions,
+    burst_report,
     report,
 )
-from perf.bench_transitions import seed_bookings
-from perf.harness import BODY, TRANSITION, command_line, follow_job, isolated_stack
+from perf.harness import (
+    BODY,
+    TRANSITION,
+    command_line,
+    follow_job,
+    isolated_stack,
+    seed_bookings,
+)
 from perf.harness import RATE_LIMITS as LIMIT_SETTINGS
-from tools.flights import AIRPORTS as GENERATED_AIRPORTS
+from perf.locust_stats import read_stats
+from perf.scenarios import (
+    DEFAULT_POPULAR,
+    SCENARIO_ORDER,
+    SCENARIOS,
+    ZIPF_EXPONENT,
+    ZipfRoutes,
+    offered_rates,
+    scenario_users,
+)
 from tools.flights import generate_schedule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,67 +163,6 @@ MODES: dict[str, dict[str, Any]] = {
         bench_reservations={"bookings": 300},
     ),
 }
-
-
-# -- the scenarios (perf/locustfile.py imports these) ---------------------------------
-
-# Offered rates (requests/s) at scale 1. The spec's peak is 10 creates/s and 30
-# status updates/s; it names no route-search rate, 20/s is ours.
-SCENARIOS: dict[str, dict[str, float]] = {
-    "create": {"CreateBooking": 10.0},
-    "updates": {"DepartBooking": 30.0},
-    "routes": {"RouteSearch": 20.0},
-    "mixed": {"CreateBooking": 10.0, "DepartBooking": 30.0, "RouteSearch": 20.0},
-}
-SCENARIO_ORDER = ("create", "updates", "routes", "mixed")
-ZIPF_EXPONENT = 1.1
-ROUTE_DAYS = 2  # today and tomorrow (UTC): what the cache warmer keeps warm
-ZIPF_SEED = 11
-AIRPORTS = sorted(GENERATED_AIRPORTS)  # the schedule generator's airports
-DEFAULT_POPULAR = Settings.POPULAR_ROUTES
-
-
-def scenario_users(scenario: str, scale: float, period: float) -> dict[str, int]:
-    """Users per class: the class's offered rate x the period (at least 1)."""
-    rates = SCENARIOS[scenario]
-    return {name: max(1, round(rate * scale * period)) for name, rate in rates.items()}
-
-
-def offered_rates(scenario: str, scale: float, period: float) -> dict[str, float]:
-    """The rates the users can offer (users / period): what the report calls offered."""
-    return {name: n / period for name, n in scenario_users(scenario, scale, period).items()}
-
-
-def route_ranking(popular: str, seed: int = ZIPF_SEED) -> list[tuple[str, str]]:
-    """Every ordered airport pair: the configured popular routes first, the rest shuffled."""
-    first = []
-    for pair in popular.split(","):
-        origin, _, destination = pair.strip().upper().partition("-")
-        if origin in AIRPORTS and destination in AIRPORTS and origin != destination:
-            first.append((origin, destination))
-    first = list(dict.fromkeys(first))
-    rest = [(o, d) for o in AIRPORTS for d in AIRPORTS if o != d and (o, d) not in first]
-    random.Random(seed).shuffle(rest)
-    return first + rest
-
-
-class ZipfRoutes:
-    """(origin, destination, day) pairs drawn with weight rank^-s, s = ZIPF_EXPONENT.
-
-    Ranked by route (the popular routes first), a route's today before its tomorrow.
-    """
-
-    def __init__(self, popular: str, today: date, exponent: float = ZIPF_EXPONENT):
-        days = [today + timedelta(days=i) for i in range(ROUTE_DAYS)]
-        self.pairs = [(o, d, day) for o, d in route_ranking(popular) for day in days]
-        weights = [(rank + 1) ** -exponent for rank in range(len(self.pairs))]
-        self.cumulative = list(itertools.accumulate(weights))
-
-    def draw(self, rng: random.Random) -> tuple[str, str, date]:
-        return rng.choices(self.pairs, cum_weights=self.cumulative)[0]
-
-    def mass_of_top(self, n: int) -> float:
-        return self.cumulative[min(n, len(self.cumulative)) - 1] / self.cumulative[-1]
 
 
 def log(message: str) -> None:
@@ -331,7 +284,6 @@ def bookings_needed(scenario: str, scale: float, period: float, run_time: float)
 
 def run_locust(
     stack,
-    out: Path,
     raw: Path,
     args: argparse.Namespace,
     scenario: str,
@@ -365,10 +317,10 @@ def run_locust(
         "--stop-timeout",
         str(stop_timeout),
         "--csv",
-        str(out / name),
+        str(raw / name),
         "--csv-full-history",
         "--html",
-        str(out / f"{name}.html"),
+        str(raw / f"{name}.html"),
         "--only-summary",
         "--loglevel",
         "INFO",
@@ -400,7 +352,7 @@ def run_locust(
     return {"locust_exit": rc, "wall_s": round(time.perf_counter() - started, 1)}
 
 
-def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str, Any]) -> None:
+def locust_phase(raw: Path, args: argparse.Namespace, phase: dict[str, Any]) -> None:
     """Fills `phase` (summary["locust"]) as it goes, so a checkpoint keeps what ran."""
     plan = [(s, k) for k in args.scales for s in SCENARIO_ORDER if s in args.scenarios]
     phase |= {
@@ -481,7 +433,7 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
             before = route_cache_counts(stack)
             log(f"{name}: {entry['users']} users for {args.run_time} s")
             refs = ref_files.get(name)
-            entry.update(run_locust(stack, out, raw, args, scenario, scale, refs))
+            entry.update(run_locust(stack, raw, args, scenario, scale, refs))
             after = route_cache_counts(stack)
             hits, misses = after["hits"] - before["hits"], after["misses"] - before["misses"]
             entry["route_cache"] = {
@@ -491,8 +443,8 @@ def locust_phase(out: Path, raw: Path, args: argparse.Namespace, phase: dict[str
             }
             entry["locks"] = lock_metrics(stack.services.redis)
             entry["drain"] = drain(stack, args.drain_wait)
-            stats = out / f"{name}_stats.csv"
-            entry["stats"] = report.read_stats(stats) if stats.exists() else {}
+            stats = raw / f"{name}_stats.csv"
+            entry["stats"] = read_stats(stats) if stats.exists() else {}
             if not stats.exists():  # (exit 1 only means some requests failed)
                 # Say it where it is read: a scenario that never ran must not
                 # pass for a fast one (a module shadowing the stdlib once did that).
@@ -547,7 +499,7 @@ def benchmark_phase(
         ("accept", lambda p: bench_accept.run(**p), bench_accept),
         ("reads", lambda p: bench_reads.run(start=datetime.now(UTC).date(), **p), bench_reads),
         ("reservations", lambda p: bench_reservations.run(**p), bench_reservations),
-        ("burst", lambda p: bench_burst.run(**p), bench_burst),
+        ("burst", lambda p: bench_burst.run(**p), burst_report),
     ]
     for name, call, module in specs:
         if name not in only:
@@ -639,7 +591,7 @@ def main(argv: list[str] | None = None) -> Path:
     if not args.skip_locust:
         try:
             summary["locust"] = {}
-            locust_phase(out, raw, args, summary["locust"])
+            locust_phase(raw, args, summary["locust"])
         except Exception as exc:
             summary["locust"]["error"] = f"{type(exc).__name__}: {exc}"
             summary["locust"]["traceback"] = traceback.format_exc()

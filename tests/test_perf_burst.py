@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from perf import bench_burst, report
-from perf.bench_burst import ACCEPTED, CREATE, UPDATE, Answer
+from perf import bench_burst, burst_report, report, scheduled_load
+from perf.goals import goal_rows
+from perf.scheduled_load import ACCEPTED, CREATE, UPDATE, Answer
 
 
 def answer(
@@ -18,11 +19,11 @@ def answer(
 
 
 def test_schedule_spaces_each_kind_at_its_rate_and_orders_by_due_time():
-    plan = bench_burst.schedule({CREATE: 2.0, UPDATE: 4.0}, 1.0)
+    plan = scheduled_load.schedule({CREATE: 2.0, UPDATE: 4.0}, 1.0)
     assert [due for due, _, _ in plan] == sorted(due for due, _, _ in plan)
     assert [(due, i) for due, kind, i in plan if kind == CREATE] == [(0.0, 0), (0.5, 1)]
     assert [due for due, kind, _ in plan if kind == UPDATE] == [0.0, 0.25, 0.5, 0.75]
-    assert bench_burst.schedule({CREATE: 0.0}, 5.0) == []
+    assert scheduled_load.schedule({CREATE: 0.0}, 5.0) == []
 
 
 def test_per_second_buckets_by_send_time_and_counts_503s_apart():
@@ -103,7 +104,7 @@ def figures(unavailable=0, unfinished=False, sustainable=None, shed_ms=5.0, cpu_
     answers += [
         answer(UPDATE, due=1.9, ms=shed_ms, status=503, retry_after=True, problem="overloaded")
     ] * unavailable
-    states = {bench_burst.job_id(a.job): "succeeded" for a in answers if a.job}
+    states = {scheduled_load.job_id(a.job): "succeeded" for a in answers if a.job}
     if unfinished:
         states["jc0"] = "queued"
     finished_at = {j: 2.5 for j in states}
@@ -152,15 +153,15 @@ def test_goals_met_and_missed():
         "finish_times_known": 24,
     }
     assert f["drain_s"] == 0.5 and f["peak_depths"]["status"] == {"depth": 10, "t": 2.5}
-    assert set(bench_burst.goals(f).values()) == {"met"}
-    missed = bench_burst.goals(figures(unavailable=2, unfinished=True, cpu_ms=9.0))
+    assert set(burst_report.goals(f).values()) == {"met"}
+    missed = burst_report.goals(figures(unavailable=2, unfinished=True, cpu_ms=9.0))
     assert missed["0 errors"] == "missed: 2 503s, 0 other errors"
     assert (
         missed["every job finished within 5 s of the load's end"]
         == "missed: 1 unfinished, 0 failed of 24"
     )
     assert missed["CPU per job <= 4.5 ms (end to end)"] == "missed: 9.0 ms"
-    text = bench_burst.report(figures(unavailable=2))
+    text = burst_report.report(figures(unavailable=2))
     assert "503 2 (2 shed as overloaded, 2 with Retry-After)" in text
     assert "goal 0 errors: missed" in text
 
@@ -171,7 +172,7 @@ def test_the_10x_goals_are_the_spec_targets_by_kind_from_the_due_time():
     f = bench_burst.burst_figures(
         **{**_inputs(), "answers": _inputs()["answers"] + late},
     )
-    verdicts = bench_burst.goals(f)
+    verdicts = burst_report.goals(f)
     assert verdicts["updates accept p95 < 100 ms (from the due time)"] == "missed: 160.0 ms"
     assert verdicts["creates accept p95 < 200 ms (from the due time)"] == "met"
 
@@ -197,17 +198,17 @@ def test_overload_goals_judge_every_answer_goodput_and_retry_after():
     f = figures(unavailable=10, sustainable=10.0)
     # 24 jobs finished at 2.5 s, after the 2 s load: none during it.
     assert f["goodput_per_s"] == 0.0 and f["shed"] == 10
-    verdicts = bench_burst.goals(f)
+    verdicts = burst_report.goals(f)
     assert verdicts["answers p95 <= 50 ms (202 and 503, from the due time)"] == "met"
     assert verdicts["goodput >= 90% of 10 jobs/s"] == "missed: 0 jobs/s (0%)"
     assert verdicts["nothing accepted lost"] == "met"
     assert verdicts["Retry-After on every 503"] == "met"
     assert verdicts["every answer a 202 or a 503"] == "met"
-    slow_sheds = bench_burst.goals(figures(unavailable=40, sustainable=10.0, shed_ms=80.0))
+    slow_sheds = burst_report.goals(figures(unavailable=40, sustainable=10.0, shed_ms=80.0))
     assert slow_sheds["answers p95 <= 50 ms (202 and 503, from the due time)"] == (
         "missed: 80.0 ms"
     )
-    assert "2x a sustainable 10 jobs/s" in bench_burst.report(f)
+    assert "2x a sustainable 10 jobs/s" in burst_report.report(f)
 
 
 def test_answers_from_the_due_time_count_202s_and_503s_not_other_errors():
@@ -231,9 +232,9 @@ def test_overload_rates_offer_twice_the_sustainable_rate_as_one_create_to_three_
 
 def test_problem_type_is_the_last_segment_of_a_problem_documents_type():
     body = b'{"type": "https://radiantgo.dev/problems/overloaded", "status": 503}'
-    assert bench_burst.problem_type(body) == "overloaded"
-    assert bench_burst.problem_type(b"<html>") is None
-    assert bench_burst.problem_type(b"[]") is None
+    assert scheduled_load.problem_type(body) == "overloaded"
+    assert scheduled_load.problem_type(b"<html>") is None
+    assert scheduled_load.problem_type(b"[]") is None
 
 
 @pytest.mark.slow(reason="draws the burst plot with matplotlib")
@@ -242,13 +243,13 @@ def test_report_has_a_burst_section_with_its_plot(tmp_path):
     summary = {
         "mode": "quick",
         "benchmarks": {
-            "burst": {"params": {}, "figures": f, "text": bench_burst.report(f), "seconds": 9}
+            "burst": {"params": {}, "figures": f, "text": burst_report.report(f), "seconds": 9}
         },
     }
     text = report.render(summary, tmp_path)
-    assert "## Burst (perf.bench_burst)" in text and "![burst](burst.png)" in text
-    assert (tmp_path / "burst.png").stat().st_size > 0
-    row = next(r for r in report.goal_rows(summary) if r["figure"].startswith("burst"))
+    assert "## Burst (perf.bench_burst)" in text and "![burst](raw/burst.png)" in text
+    assert (tmp_path / "raw" / "burst.png").stat().st_size > 0
+    row = next(r for r in goal_rows(summary) if r["figure"].startswith("burst"))
     assert row["vs_goal"] == "missed: 1 errors"
 
 

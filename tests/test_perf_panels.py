@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from perf import panels, report
+from perf import panels
+from perf.goals import offered_text
 
 HISTORY_COLUMNS = ["Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s"]
 HISTORY_COLUMNS += ["50%", "95%", "99%"]
@@ -27,9 +28,9 @@ def write_history(path: Path, rows: list[tuple]) -> None:
 
 def make_run(root: Path) -> Path:
     run = root / "20300101T000000Z"
-    run.mkdir()
+    (run / "raw").mkdir(parents=True)
     write_history(
-        run / "create_x1_stats_history.csv",
+        run / "raw" / "create_x1_stats_history.csv",
         [
             (1000, "", "Aggregated", 0, 0, "N/A", "N/A"),
             (1001, "POST", "/api/bookings", 10, 0, 5, 0),  # Locust's 0: no answer in the window
@@ -38,7 +39,7 @@ def make_run(root: Path) -> Path:
         ],
     )
     write_history(
-        run / "routes_x1_stats_history.csv",
+        run / "raw" / "routes_x1_stats_history.csv",
         [(1100, "GET", "/api/routes", 50, 0, 3, 1200), (1101, "GET", "/api/routes", 0, 0, 0, 0)],
     )
     summary = {
@@ -120,7 +121,7 @@ def test_cache_and_lock_figures_per_scenario_and_benchmark(tmp_path):
         ("transitions 30/s (booking)", 0.9, None),
     ]
     assert panels.lock_rates(run) == [("create_x1", 5.0, 1.0)]
-    assert report.offered_text(run.bench("burst")) == "10 creates/s + 30 updates/s"
+    assert offered_text(run.bench("burst")) == "10 creates/s + 30 updates/s"
 
 
 @pytest.mark.slow(reason="draws every dashboard panel with matplotlib")

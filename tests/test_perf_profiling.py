@@ -10,6 +10,7 @@ import pytest
 
 from perf import profiling, report
 from perf.profiling import aggregate, cpu_figures, frame_key, parse_raw
+from perf.report_profiles import where_the_time_goes
 
 # py-spy's raw format: 'outer;...;inner count', frames 'function (file:line)'.
 RAW = "\n".join(
@@ -165,8 +166,8 @@ def test_where_the_time_goes_renders_each_profiled_phase():
             "flights": {"figures": {"cprofile": "text", "profile": "old cProfile text"}},
         }
     }
-    rows = [{"short": "create throughput / no-op floor", "vs_goal": "missed by 0.31"}]
-    text = "\n".join(report.where_the_time_goes(summary, rows))
+    rows = [{"name": "create throughput / no-op floor", "vs_goal": "missed by 0.31"}]
+    text = "\n".join(where_the_time_goes(summary, rows))
     assert text.startswith("## Where the time goes")
     assert "### create_drain (perf.bench_create)" in text
     assert "### transitions_300 (perf.bench_transitions)" in text
@@ -182,8 +183,8 @@ def test_where_the_time_goes_renders_each_profiled_phase():
 
 def test_where_the_time_goes_is_absent_without_profiles():
     summary = {"benchmarks": {"create": {"figures": {"ratio_to_floor": 0.5}}, "bulk": {}}}
-    assert report.where_the_time_goes(summary, []) == []
-    assert report.where_the_time_goes({}, []) == []
+    assert where_the_time_goes(summary, []) == []
+    assert where_the_time_goes({}, []) == []
 
 
 @pytest.mark.slow(reason="renders a report")

@@ -3,7 +3,7 @@ the report's goal row (no services, no timing)."""
 
 from __future__ import annotations
 
-from perf import bench_reservations, report
+from perf import bench_reservations
 from perf.bench_reservations import (
     PIECES_CM,
     WEIGHTS_KG,
@@ -11,6 +11,7 @@ from perf.bench_reservations import (
     expected_space,
     space_problems,
 )
+from perf.goals import goal_rows
 
 LEGS = [
     {"flight_id": "RG0001-20261201", "origin": "DEL", "destination": "BLR"},
@@ -139,18 +140,21 @@ def test_verdicts_and_the_report():
     assert figures(spread_rate=0.0)["ratio"] is None
 
 
+def reservations_row(f):
+    summary = {"benchmarks": {"reservations": {"figures": f}}}
+    return next(r for r in goal_rows(summary) if r["name"].startswith("reservations"))
+
+
 def test_goal_row():
-    row = report.reservations_goal_row(figures())
+    row = reservations_row(figures())
     assert row["vs_goal"] == "met"
     assert row["measured"].startswith("200 / 300/s = 0.67; flight lock p95 40 ms hot, 1.5 ms")
     assert row["ratio"] == 0.5 / 0.667
 
-    row = report.reservations_goal_row(figures(hot_rate=60.0, spread_p95=8.0, ok=False, failed=3))
+    row = reservations_row(figures(hot_rate=60.0, spread_p95=8.0, ok=False, failed=3))
     assert "missed by 0.30 (40% of it)" in row["vs_goal"]
     assert "missed by 3 ms" in row["vs_goal"]
     assert (
         "6 jobs failed" in row["vs_goal"]
     )  # 3 in each case and "does not add up" in row["vs_goal"]
     assert "DO NOT ADD UP" in row["measured"]
-    summary = {"benchmarks": {"reservations": {"figures": figures()}}}
-    assert any(r["short"] == row["short"] for r in report.goal_rows(summary))

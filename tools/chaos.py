@@ -320,8 +320,7 @@ def connect_database(settings):
 def run(layout: cluster.Layout, faults: list[Fault], plan: Plan) -> dict[str, Any]:
     """Load, faults and verification against a running cluster: the figures."""
     from core.db import database
-    from perf.bench_transitions import seed_bookings
-    from perf.harness import create_callers
+    from perf.harness import create_callers, seed_bookings
 
     settings = cluster.cluster_settings(layout)
     due, seconds = fault_times(faults, plan)
@@ -372,7 +371,7 @@ def run(layout: cluster.Layout, faults: list[Fault], plan: Plan) -> dict[str, An
 
 def finished_states(base: str, headers: dict[str, str], paths: list[str]) -> dict[str, str]:
     """Every accepted job's state, read again until all have finished or FINISH_TIMEOUT_S."""
-    from perf.bench_burst import final_states
+    from perf.scheduled_load import final_states
 
     return final_states(base, headers, paths, time.perf_counter() + FINISH_TIMEOUT_S)
 
