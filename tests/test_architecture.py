@@ -129,7 +129,17 @@ def test_importing_the_apps_creates_no_client():
 # core module -> the core modules (and clients) it must never import. Recording
 # runs on every request and task, so it knows nothing of reading or advice; the
 # advice is arithmetic on figures already read, so it holds no client.
+# The route search reads flights and nothing else: its cached answers and
+# beat's warming are built on it, never the other way round; the booking path
+# takes its itinerary rules from core.itinerary, not from the search.
+SEARCH_SIDE = {"routes", "route_answers", "warming"}
 CORE_FORBIDDEN = {
+    "routes": {"cache", "redis", "route_answers", "warming"},
+    "route_answers": {"warming"},
+    "itinerary": SEARCH_SIDE | {"cache"},
+    "group_commit": SEARCH_SIDE,
+    "bookings": SEARCH_SIDE,
+    "reservations": SEARCH_SIDE,
     "metrics": {"monitoring", "scaling", "sizing"},
     "backpressure": {"monitoring", "scaling", "sizing"},
     "scaling": {"metrics", "monitoring", "redis", "pymongo"},
@@ -162,3 +172,77 @@ def test_the_core_module_rules_see_a_forbidden_import(tmp_path):
         "import redis\nfrom core import queues, sizing\nfrom core.monitoring import x\n"
     )
     assert imported_modules(sample) == {"redis", "core", "queues", "sizing", "monitoring"}
+
+
+CORE_MODULE_MAX_LINES = 400
+
+
+def test_no_core_module_is_over_its_length():
+    """A module past this is doing several jobs: split it along its seams."""
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in (ROOT / "core").rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > CORE_MODULE_MAX_LINES
+    }
+    assert not long, f"core modules over {CORE_MODULE_MAX_LINES} lines: {long}"
+
+
+def test_migrations_run_only_as_their_own_step():
+    """Indexes and one-off data migrations run from core.migrations, called by
+    `make migrate`, `make run`, `make cluster` and the deploy's migrate service:
+    never as a side effect of a worker getting its clients."""
+    runs = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "workers").rglob("*.py")
+        if {"migrations"} & imported_modules(path) or "ensure_indexes" in path.read_text()
+    }
+    assert not runs, f"workers that migrate: {runs}"
+
+
+def _response_schemas(path: Path) -> dict[str, str]:
+    """Schema name -> the module it is imported from, for every schema a view
+    declares as an answer (`@blp.response`, `@blp.alt_response`) in `path`."""
+    tree = ast.parse(path.read_text())
+    source = {
+        alias.asname or alias.name: node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    }
+    found = {}
+    for call in ast.walk(tree):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
+            continue
+        if call.func.attr not in ("response", "alt_response"):
+            continue
+        for arg in [*call.args, *(k.value for k in call.keywords if k.arg == "schema")]:
+            target = arg.func if isinstance(arg, ast.Call) else arg
+            if isinstance(target, ast.Name) and target.id.endswith("Schema"):
+                found[target.id] = source.get(target.id, path.stem)
+    return found
+
+
+def test_response_shapes_live_in_the_ingress():
+    """core/schemas/ validates what comes in; what goes out is the ingress's."""
+    declared = {
+        f"{path.relative_to(ROOT)}:{name}": module
+        for path in (ROOT / "ingress").glob("*.py")
+        for name, module in _response_schemas(path).items()
+    }
+    assert len(declared) > 20  # the views' answers are found
+    from_core = {name: module for name, module in declared.items() if module.startswith("core")}
+    assert not from_core, f"answers declared with core's schemas: {from_core}"
+
+
+def test_the_response_rule_sees_a_core_schema(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from core.schemas.flights import FlightSchema\n"
+        "from ingress.responses.jobs import JobSchema\n"
+        "@blp.response(200, FlightSchema)\n@blp.alt_response(202, schema=JobSchema)\n"
+        "def view(): pass\n"
+    )
+    assert _response_schemas(sample) == {
+        "FlightSchema": "core.schemas.flights",
+        "JobSchema": "ingress.responses.jobs",
+    }
