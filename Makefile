@@ -32,9 +32,9 @@ test-fast: venv ## The fast tier (< 30 s): every test that starts no process of 
 	$(PY) -m pytest -m "not stack and not slow" --ignore=tests/fuzz \
 	  -p no:locust -p no:schemathesis -p no:anyio -p no:hypothesispytest $(PYTEST_ARGS)
 
-test-quorum: venv tools ## The test suite again with QUEUE_TYPE=quorum (quorum queues, as compose runs)
+test-quorum: venv tools ## The tests whose outcome may depend on the queue type, again with QUEUE_TYPE=quorum (as compose runs)
 	$(PY) -m tools.stack ensure-services
-	QUEUE_TYPE=quorum $(PY) -m pytest $(PYTEST_ARGS)
+	QUEUE_TYPE=quorum $(PY) -m pytest -m queue_type $(PYTEST_ARGS)
 
 # promtool checks and unit-tests the alerting rules (tests/test_alerts.py).
 # Without it those tests fail, saying so: they never skip.

@@ -90,10 +90,26 @@ def _starts_processes(item: pytest.Item) -> bool:
     )
 
 
+# What makes a test's outcome depend on QUEUE_TYPE (queue arguments, retries in
+# delay queues or in the worker, redelivery limits): a worker consuming, or the
+# publish path and queue declaration themselves. `make test-quorum` runs these.
+QUEUE_TYPE_FIXTURES = frozenset({"worker", "live_server", "isolated_stack", "quorum_queues"})
+QUEUE_TYPE_PATHS = ("system/", "faults/", "workers/", "core/test_accepting.py", "tools/test_stack.py")
+
+
+def _depends_on_queue_type(item: pytest.Item) -> bool:
+    path = item.path.relative_to(Path(__file__).parent).as_posix()
+    return bool(QUEUE_TYPE_FIXTURES & set(getattr(item, "fixturenames", ()))) or path.startswith(
+        QUEUE_TYPE_PATHS
+    )
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if _starts_processes(item):
             item.add_marker(pytest.mark.stack)
+        if _depends_on_queue_type(item):
+            item.add_marker(pytest.mark.queue_type)
 
 
 _spawned: list[str] = []
