@@ -94,7 +94,10 @@ def _starts_processes(item: pytest.Item) -> bool:
 # delay queues or in the worker, redelivery limits): a worker consuming, or the
 # publish path and queue declaration themselves. `make test-quorum` runs these.
 QUEUE_TYPE_FIXTURES = frozenset({"worker", "live_server", "isolated_stack", "quorum_queues"})
-QUEUE_TYPE_PATHS = ("system/", "faults/", "workers/", "core/test_accepting.py", "tools/test_stack.py")
+QUEUE_TYPE_PATHS = (
+    *("system/", "faults/", "workers/"),
+    *("core/test_accepting.py", "tools/test_stack.py"),
+)
 
 
 def _depends_on_queue_type(item: pytest.Item) -> bool:
