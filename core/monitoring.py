@@ -15,7 +15,7 @@ import redis
 from pymongo.database import Database
 
 from core import deliveries, locks, queues, scaling
-from core.cache import USERS
+from core.cache_keys import USERS
 from core.metrics import (
     CUSTOMER_REQUESTS,
     MEMORY,
