@@ -31,7 +31,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 
-from core import bookings, egress, signing
+from core import bookings, signing, webhook_targets
 from core.access import READ_ALL, ROLE_PERMISSIONS
 from core.clock import aware
 from core.errors import (
@@ -94,7 +94,7 @@ def subscribes(endpoint: dict[str, Any], event_type: str) -> bool:
     return ALL_EVENTS in endpoint["events"] or event_type in endpoint["events"]
 
 
-# The problem type of core.egress's WebhookUrlRefused, as the document names it
+# The problem type of core.webhook_targets's WebhookUrlRefused, as the document names it
 # (tests/ingress/test_webhooks_api.py checks the two agree).
 URL_REFUSED_SLUG = "webhook-url-refused"
 
@@ -189,7 +189,7 @@ def create_endpoint(
     only showing. At most `max_endpoints` per owner."""
     all_bookings = owner is None if all_bookings is None else all_bookings
     check_all_bookings(db, all_bookings, owner=owner, may_read_all=may_read_all)
-    egress.check_url(url, allow_private=allow_private)
+    webhook_targets.check_url(url, allow_private=allow_private)
     if _count(db, owner) >= max_endpoints:
         raise _limit_reached(max_endpoints)
     doc = endpoint_document(owner, url, events, now=now, description=description)
@@ -290,7 +290,7 @@ def update_endpoint(
                 db, change["all_bookings"], owner=doc["owner"], may_read_all=may_read_all
             )
         if "url" in change:
-            egress.check_url(change["url"], allow_private=allow_private)
+            webhook_targets.check_url(change["url"], allow_private=allow_private)
         fields = _changed(doc, change, now)
         if _written(db, doc, fields):
             return public_endpoint({**doc, **fields, "version": doc["version"] + 1})

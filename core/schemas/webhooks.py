@@ -21,7 +21,7 @@ from core.webhook_endpoints import (
 
 class WebhookUrl(Patterned):
     """http(s), then printable ASCII without spaces (an IDN host in punycode);
-    whether it may receive deliveries is core.egress's to say (a 422)."""
+    whether it may receive deliveries is core.webhook_targets's to say (a 422)."""
 
     pattern = re.compile(r"^https?://[!-~]+$")
     default_error_messages = {"pattern": "Must be an https:// URL (printable ASCII, no spaces)."}
