@@ -7,16 +7,11 @@ import re
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from core.endpoint_deliveries import DELIVERY_CURSOR
 from core.ids import WEBHOOK_ENDPOINT_ID
 from core.schemas.fields import Identifier, Patterned, QueryInteger, StrictBoolean, Text
 from core.schemas.rules import EVERY_EVENT_ALONE, EVERY_EVENT_ALONE_RULE
-from core.webhook_endpoints import (
-    ALL_EVENTS,
-    DELIVERY_CURSOR,
-    EVENT_TYPES,
-    TEST_EVENT,
-    URL_REFUSED_SLUG,
-)
+from core.webhook_endpoints import ALL_EVENTS, EVENT_TYPES, TEST_EVENT, URL_REFUSED_SLUG
 
 
 class WebhookUrl(Patterned):

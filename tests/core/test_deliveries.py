@@ -12,7 +12,14 @@ from datetime import timedelta
 
 import pytest
 
-from core import deliveries, delivery_slots, notifications, signing, webhook_endpoints
+from core import (
+    deliveries,
+    delivery_slots,
+    endpoint_deliveries,
+    notifications,
+    signing,
+    webhook_endpoints,
+)
 from core.clock import utcnow
 from core.egress import Attempt
 
@@ -61,7 +68,7 @@ def delivery(services):
     )
     db.webhook_endpoints.insert_one(doc)
     endpoint_id = doc["_id"]
-    webhook_endpoints.send_test_event(db, endpoint_id, owner=None, now=now)
+    endpoint_deliveries.send_test_event(db, endpoint_id, owner=None, now=now)
     notifications.dispatch_all(db, now=now)
     (made,) = [d["_id"] for d in db.webhook_deliveries.find({"endpoint_id": endpoint_id})]
     yield made, endpoint_id
