@@ -13,7 +13,7 @@ from typing import Any
 from pymongo import DESCENDING
 from pymongo.database import Database
 
-from core import cache as caches
+from core import cache_keys
 from core.bookings import PUBLIC_FIELDS, decode_cursor, encode_cursor, list_key, public_booking
 from core.cache import Cache
 from core.clock import EARLIEST
@@ -162,9 +162,9 @@ def read_booking_page(
     """list_bookings through the page cache (its generation in the key, bumped
     by every booking write: core.invalidation)."""
     size = page_size(limit)
-    generation = cache.generation(caches.BOOKING_PAGES_GENERATION)
-    key = caches.booking_page_key(generation, {"size": size, **filters})
-    page = cache.get(key, caches.BOOKING_PAGES)
+    generation = cache.generation(cache_keys.BOOKING_PAGES_GENERATION)
+    key = cache_keys.booking_page_key(generation, {"size": size, **filters})
+    page = cache.get(key, cache_keys.BOOKING_PAGES)
     if page is None:
         page = list_page(db, size=size, **filters)
         cache.set(key, page, ttl)

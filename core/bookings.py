@@ -19,8 +19,7 @@ from pymongo import ASCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from core import cache as caches
-from core import measures, queued_jobs
+from core import cache_keys, measures, queued_jobs
 from core.cache import Cache
 from core.clock import EARLIEST, LATEST
 from core.db import insert_many_new
@@ -301,8 +300,8 @@ def read_booking_details(
 ) -> dict[str, Any] | None:
     """Details from the cache, else from MongoDB (then cached unless a writer
     has already fenced this version out, or the timeline is mid-write)."""
-    key = caches.booking_details_key(ref_id)
-    details = cache.get(key, caches.BOOKING_DETAILS)
+    key = cache_keys.booking_details_key(ref_id)
+    details = cache.get(key, cache_keys.BOOKING_DETAILS)
     if details is None:
         details = get_booking_details(db, ref_id)
         if details is not None and timeline_is_complete(details):
@@ -322,7 +321,7 @@ def booking_summary(
 
     Good enough to refuse an impossible transition (or a stranger) at the
     door; the worker decides again under the lock."""
-    details = cache.get(caches.booking_details_key(ref_id), caches.BOOKING_DETAILS)
+    details = cache.get(cache_keys.booking_details_key(ref_id), cache_keys.BOOKING_DETAILS)
     if details is None:
         details = _summary(db, ref_id)
     if details is None:

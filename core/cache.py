@@ -10,82 +10,34 @@ Two invalidation schemes keep stale data out without `KEYS` or `SCAN`:
 - generations (list pages): every key embeds a counter that a writer bumps, so
   all older pages become unreachable at once and expire on their own.
 
-Hit/miss counters and popularity counts are tallied in the process and added
-to Redis every FLUSH_INTERVAL_S by a daemon thread (started by the first
-count, never at import): a cache hit is then one round trip, with no write. A
-reader in another process sees them up to one interval late; this process's
-own readers (hit_stats, top) flush first.
+Key names are core.cache_keys's, value encodings core.cache_codec's, and the
+hit/miss counters and popularity counts are tallied by core.cache_counts.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
-import threading
 import zlib
-from collections import Counter
 from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 import redis
 from redis.client import NEVER_DECODE
 
-from core.clock import to_iso
+from core.cache_codec import compressed, decode_generational, dumps, encode_answer, split_answer
+from core.cache_counts import Counts
+from core.cache_keys import (
+    BOOKING_PAGES_GENERATION,
+    CACHE_PREFIXES,
+    KINDS,
+    LOOKUPS,
+    MISSES,
+    stats_key,
+)
 from core.errors import REDIS_ERRORS
-from core.flushing import PeriodicFlush
 
 log = logging.getLogger(__name__)
-
-# -- key names: every cache entry's, its generation's and its counters' --------
-
-
-def booking_details_key(ref_id: str) -> str:
-    return f"booking:details:{ref_id}"
-
-
-BOOKING_PAGES_GENERATION = "bookings:page:generation"
-
-
-def booking_page_key(generation: int, query: dict[str, Any]) -> str:
-    digest = hashlib.blake2b(json.dumps(query, sort_keys=True).encode()).hexdigest()[:24]
-    return f"bookings:page:{generation}:{digest}"
-
-
-def api_key_key(key_hash: str) -> str:
-    """A customer's API key lookup, by the key's hash (the key itself is never stored)."""
-    return f"users:key:{key_hash}"
-
-
-LOOKUPS, MISSES = "lookups", "misses"
-
-
-def stats_key(kind: str, counter: str) -> str:
-    return f"cache:stats:{kind}:{counter}"
-
-
-# Cache kinds, for hit/miss counters.
-BOOKING_DETAILS = "booking_details"
-BOOKING_PAGES = "booking_pages"
-ROUTES = "routes"
-FLIGHTS = "flights"
-USERS = "users"
-KINDS = (BOOKING_DETAILS, BOOKING_PAGES, ROUTES, FLIGHTS, USERS)
-
-# Generations for caches whose keys must keep the spec's names
-# (routes:<origin>:<destination>:<date>, flights:...): the value records the
-# generation it was computed under, and a bump (a flight import) makes every
-# older value a miss at once.
-ROUTES_GENERATION = "cache:generation:routes"
-FLIGHTS_GENERATION = "cache:generation:flights"
-
-# What `clear` may delete: cache entries only, never locks (booking:ref:,
-# flight:, bulk:operation:), jobs, counters or rate limits. Versioned entries
-# (booking details, API keys) keep their version as a tombstone, and the
-# generations stay: both are fences, not data (see Cache.clear).
-CACHE_PREFIXES = ("booking:details:", "bookings:page:", "routes:", "flights:", "users:")
 
 
 def space_ttl(ttl: int, bookings_ttl: int) -> int:
@@ -94,90 +46,6 @@ def space_ttl(ttl: int, bookings_ttl: int) -> int:
     them. A reservation invalidates nothing (it is exact in MongoDB; the views
     of its flights just expire soon)."""
     return min(ttl, bookings_ttl)
-
-
-def flight_key(flight_id: str) -> str:
-    return f"flights:{flight_id}"
-
-
-def flight_list_key(origin: str, destination: str, day: str) -> str:
-    return f"flights:{origin}:{destination}:{day}"
-
-
-def route_key(
-    origin: str,
-    destination: str,
-    day: date,
-    weight_g: int | None = None,
-    volume_cm3: int | None = None,
-) -> str:
-    """A route search's answer; one with a cargo weight (grams) or volume (cm3)
-    has a key of its own."""
-    key = f"routes:{origin}:{destination}:{day.isoformat()}"
-    if weight_g is not None:
-        key += f":{weight_g}g"
-    if volume_cm3 is not None:
-        key += f":{volume_cm3}cm3"
-    return key
-
-
-# -- values ---------------------------------------------------------------------
-
-
-def json_default(value: Any) -> Any:
-    """Dates and datetimes as the API writes them (ISO 8601, UTC, `Z`)."""
-    if hasattr(value, "isoformat"):
-        return to_iso(value)
-    raise TypeError(f"cannot cache {type(value).__name__}")
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=json_default, separators=(",", ":"))
-
-
-# Generational values (flight lists) and answers (route results, ~60 KB of
-# JSON each) are stored zlib-compressed above this size: 11x smaller (measured
-# 60 KB -> 5.5 KB) for 0.15 ms, so warming a whole network fits in a few MB of
-# Redis. Generational values in base64, because the client decodes every reply
-# as text; answers are read as bytes.
-COMPRESS_ABOVE = 4096
-COMPRESSED = "z:"
-
-
-def _compressed(encoded: str) -> str:
-    if len(encoded) < COMPRESS_ABOVE:
-        return encoded
-    return COMPRESSED + base64.b64encode(zlib.compress(encoded.encode(), 1)).decode()
-
-
-def _decode_generational(raw: str) -> dict[str, Any]:
-    if raw.startswith(COMPRESSED):
-        raw = zlib.decompress(base64.b64decode(raw[len(COMPRESSED) :])).decode()
-    return json.loads(raw)
-
-
-# Answers (route search): an HTTP body stored as bytes, served as stored.
-#   <generation>|<codec>|<meta>\n<body>
-# The plain header lets a hit check the generation without touching the body;
-# codec "z" is zlib (every answer above COMPRESS_ABOVE), "" plain; meta is the
-# caller's (a route answer's cut points). Read and written as bytes (never
-# decoded as text), so no base64 either.
-ZLIB = b"z"
-
-
-def encode_answer(generation: int, body: bytes, meta: bytes = b"") -> bytes:
-    codec = b""
-    if len(body) >= COMPRESS_ABOVE:
-        codec, body = ZLIB, zlib.compress(body, 1)
-    return b"%d|%s|%s\n%s" % (generation, codec, meta, body)
-
-
-def split_answer(stored: bytes) -> tuple[int, bytes, bytes]:
-    """(generation, meta, body) of a stored answer; ValueError or zlib.error if
-    `stored` is not one."""
-    head, _, body = stored.partition(b"\n")
-    generation, codec, meta = head.split(b"|", 2)
-    return int(generation), meta, zlib.decompress(body) if codec == ZLIB else body
 
 
 # Sets KEYS[1] to "<version>|<payload>" unless it holds a newer version.
@@ -217,53 +85,6 @@ end
 return dropped
 """
 
-# Adds ARGV[2k] occurrences of member ARGV[2k-1] (k = 1, 2, ...) to the sorted
-# set KEYS[1], which never holds more than ARGV[1] members: a member not yet
-# counted, when the set is full, replaces the lowest and inherits its count
-# plus its own (the weighted "space-saving" algorithm of Metwally et al.).
-# Trimming by rank instead would evict each newcomer at once; this way every
-# member counted more than total/capacity times is kept, with an overestimate
-# of at most the count it inherited.
-_COUNT_BOUNDED = """
-local capacity = tonumber(ARGV[1])
-for i = 2, #ARGV, 2 do
-  local member, n = ARGV[i], tonumber(ARGV[i + 1])
-  if redis.call('ZSCORE', KEYS[1], member) then
-    redis.call('ZINCRBY', KEYS[1], n, member)
-  else
-    local inherited = 0
-    if redis.call('ZCARD', KEYS[1]) >= capacity then
-      -- keep the capacity - 1 highest (a set over capacity shrinks back too)
-      inherited = tonumber(redis.call('ZRANGE', KEYS[1], -capacity, -capacity, 'WITHSCORES')[2])
-      redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -capacity)
-    end
-    redis.call('ZADD', KEYS[1], inherited + n, member)
-  end
-end
-return 1
-"""
-_MEMBERS_PER_SCRIPT = 500  # one EVALSHA's ARGV stays small
-
-# Sets the score of member ARGV[2k-1] to ARGV[2k] (a time) unless it holds a
-# later one, then keeps the ARGV[1] latest members of the sorted set KEYS[1].
-_TOUCH_BOUNDED = """
-local capacity = tonumber(ARGV[1])
-for i = 2, #ARGV, 2 do
-  redis.call('ZADD', KEYS[1], 'GT', ARGV[i + 1], ARGV[i])
-end
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -capacity - 1)
-return 1
-"""
-
-
-class _Tally:
-    """Counts not yet added to Redis: counters (INCRBY) and bounded sorted sets."""
-
-    def __init__(self) -> None:
-        self.counters: Counter[str] = Counter()
-        self.members: dict[tuple[str, int], Counter[str]] = {}
-        self.touched: dict[tuple[str, int], dict[str, float]] = {}
-
 
 class Cache:
     """JSON values in Redis, with hit/miss counters per kind."""
@@ -271,55 +92,17 @@ class Cache:
     def __init__(self, client: redis.Redis):
         self.redis = client
         self._set_if_not_older = client.register_script(_SET_IF_NOT_OLDER)
-        self._count_bounded = client.register_script(_COUNT_BOUNDED)
-        self._touch_bounded = client.register_script(_TOUCH_BOUNDED)
         self._drop_keeping_fences = client.register_script(_DROP_KEEPING_FENCES)
-        self._tally = _Tally()
-        self._tally_lock = threading.Lock()
-        self._flusher = PeriodicFlush("cache-counts", self._write_counts)
+        self._counts = Counts(client)
 
-    # -- counts, kept here and flushed ------------------------------------------
-
-    def _counted(self) -> _Tally:
-        """This process's tally, to add to under _tally_lock; starts the flusher."""
-        self._flusher.start()
-        return self._tally
+    # -- counts, kept in the process and flushed (core.cache_counts) ---------------
 
     def flush_counts(self) -> None:
-        """Add the counts tallied so far to Redis (one pipeline). Counts are
-        stats: when Redis refuses them (down, OOM) they are logged and dropped."""
-        self._flusher.flush()
-
-    def _write_counts(self) -> None:
-        with self._tally_lock:
-            tally, self._tally = self._tally, _Tally()
-        if not tally.counters and not tally.members and not tally.touched:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for key, n in tally.counters.items():
-            pipe.incrby(key, n)
-        for (sorted_set, capacity), members in tally.members.items():
-            items = list(members.items())
-            for i in range(0, len(items), _MEMBERS_PER_SCRIPT):
-                args = [capacity]
-                for member, n in items[i : i + _MEMBERS_PER_SCRIPT]:
-                    args += (member, n)
-                self._count_bounded(keys=[sorted_set], args=args, client=pipe)
-        for (sorted_set, capacity), times in tally.touched.items():
-            items = list(times.items())
-            for i in range(0, len(items), _MEMBERS_PER_SCRIPT):
-                args = [capacity]
-                for member, at in items[i : i + _MEMBERS_PER_SCRIPT]:
-                    args += (member, repr(at))
-                self._touch_bounded(keys=[sorted_set], args=args, client=pipe)
-        try:
-            pipe.execute()
-        except REDIS_ERRORS as exc:
-            log.warning("cache counts skipped: %s", exc)
+        """Add this process's counts so far to Redis (logged and dropped if refused)."""
+        self._counts.flush()
 
     def _count(self, kind: str, counter: str) -> None:
-        with self._tally_lock:
-            self._counted().counters[stats_key(kind, counter)] += 1
+        self._counts.increment(stats_key(kind, counter))
 
     # Counted as lookups and misses in this process: a hit is one round trip.
     def _read(self, kind: str, *keys: str) -> list[Any]:
@@ -378,7 +161,7 @@ class Cache:
         generation = int(current or 0)
         value = None
         if raw is not None:
-            stored = _decode_generational(raw)
+            stored = decode_generational(raw)
             if stored.get("g") == generation:
                 value = stored["v"]
         if value is None:
@@ -394,7 +177,7 @@ class Cache:
         encoded = dumps({"g": generation, "v": value})
         if generation >= 0:
             try:
-                self.redis.set(key, _compressed(encoded), ex=ttl)
+                self.redis.set(key, compressed(encoded), ex=ttl)
             except REDIS_ERRORS as exc:
                 log.warning("cache write skipped: %s", exc)
         return json.loads(encoded)["v"]
@@ -418,7 +201,7 @@ class Cache:
         if stored is not None:
             try:
                 stored_generation, meta, body = split_answer(stored)
-            except (ValueError, zlib.error):  # not an answer: written before answers were
+            except (ValueError, zlib.error):  # not in the answers' format
                 stored_generation = -1
             if stored_generation == generation:
                 return (meta, body), generation
@@ -462,16 +245,12 @@ class Cache:
     def count(self, sorted_set: str, member: str, *, capacity: int) -> None:
         """Count one occurrence of `member`, keeping at most `capacity` members
         (added to Redis with the next flush)."""
-        with self._tally_lock:
-            members = self._counted().members
-            members.setdefault((sorted_set, capacity), Counter())[member] += 1
+        self._counts.count(sorted_set, member, capacity=capacity)
 
     def touch(self, sorted_set: str, member: str, at: float, *, capacity: int) -> None:
         """Record that `member` was seen at `at` (epoch seconds), keeping the
         `capacity` members seen last (added to Redis with the next flush)."""
-        with self._tally_lock:
-            touched = self._counted().touched.setdefault((sorted_set, capacity), {})
-            touched[member] = max(at, touched.get(member, at))
+        self._counts.touch(sorted_set, member, at, capacity=capacity)
 
     def seen_since(self, sorted_set: str, since: float, n: int) -> list[str]:
         """The `n` members seen last, those seen at `since` or later (touch)."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from core import cache as caches
+from core import cache_keys
 from core.access import CUSTOMER, KEY_ROLES, Principal
 from core.cache import Cache
 from core.errors import Conflict, CustomerDisabled, NotFound
@@ -101,7 +101,7 @@ def _revoke(
         if not allow(doc):
             return doc
         version = doc["version"] + 1
-        cache.invalidate_versioned(caches.api_key_key(doc["key_hash"]), version, ttl)
+        cache.invalidate_versioned(cache_keys.api_key_key(doc["key_hash"]), version, ttl)
         written = db.customers.update_one(
             {"_id": customer_id, "version": doc["version"]},
             {"$set": {**change, "version": version}},
@@ -151,8 +151,8 @@ def authenticate(db: Database, cache: Cache, api_key: str, ttl: int) -> Principa
     if not api_key.startswith(API_KEY_PREFIX):
         return None
     key_hash = hash_api_key(api_key)
-    cache_key = caches.api_key_key(key_hash)
-    cached = cache.get(cache_key, caches.USERS)
+    cache_key = cache_keys.api_key_key(key_hash)
+    cached = cache.get(cache_key, cache_keys.USERS)
     if cached is None:
         doc = db.customers.find_one(
             {"key_hash": key_hash}, {"role": 1, "version": 1, "disabled_at": 1}

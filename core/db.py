@@ -107,7 +107,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("key_hash", ASCENDING)], unique=True),
     ],
     # Webhooks (core.webhook_endpoints): an owner's endpoints, listed by id;
-    # an endpoint's deliveries, newest first; the deliveries due (core.deliveries.due).
+    # an endpoint's deliveries, newest first; the deliveries due (core.delivery_slots.due).
     "webhook_endpoints": [
         IndexModel([("owner", ASCENDING), ("_id", ASCENDING)]),
     ],

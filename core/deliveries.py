@@ -14,9 +14,8 @@ Retries follow Svix's schedule (Policy.schedule_s), honouring Retry-After on
 failing for `disable_after_s` (5 days) without a success in between. The
 reason is kept on the endpoint, where its owner's deliveries list shows it.
 
-Each endpoint has at most `max_in_flight` attempts at once (slots in Redis):
-a receiver that hangs ties up that many senders, never all of them, so it
-never slows another endpoint's deliveries.
+Each endpoint has at most `max_in_flight` attempts at once (slots in Redis,
+core.delivery_slots, which also picks what a sweep sends).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from typing import Any
 import redis
 from pymongo.database import Database
 
-from core import notifications
+from core import delivery_slots, notifications
 from core.clock import aware, to_iso
 from core.egress import Attempt
 
@@ -53,8 +52,6 @@ SLOT_WAIT_S = 1.0
 Post = Callable[[str, bytes, dict[str, str]], Attempt]
 # sign(msg_id, timestamp, body, secrets) -> headers (core.signing.headers).
 Sign = Callable[[str, int, bytes, list[str]], dict[str, str]]
-# A delivery due, and its endpoint: (delivery id, endpoint id).
-Due = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -83,61 +80,6 @@ class Outcome:
     disabled: str | None = None  # the endpoint was disabled, why
     waited: bool = field(default=False)  # its endpoint had no free slot
     lag_ms: float | None = None  # delivered: from its event's commit to the 2xx
-
-
-def due(
-    db: Database, *, now: datetime, limit: int = 1000, excluding: frozenset[str] = frozenset()
-) -> list[Due]:
-    """The deliveries whose next attempt is due, oldest first, with their
-    endpoints, but for those of `excluding` (some may be under way: their
-    leases say so, and claim() passes them over)."""
-    query: dict[str, Any] = {"state": PENDING, "next_at": {"$lte": now}}
-    if excluding:
-        query["endpoint_id"] = {"$nin": sorted(excluding)}
-    found = db.webhook_deliveries.find(query, {"endpoint_id": 1}).limit(limit)
-    return [(d["_id"], d["endpoint_id"]) for d in found]
-
-
-def sendable(client: redis.Redis, todo: list[Due], *, now: float, policy: Policy) -> list[str]:
-    """Of `todo`, as many of each endpoint's as it has free slots: the rest stay
-    due, untouched, for a later sweep (an endpoint that hangs keeps its
-    deliveries waiting at the cost of one read per sweep, not a write each)."""
-    return _sendable(client, todo, now=now, policy=policy)[0]
-
-
-def _sendable(
-    client: redis.Redis, todo: list[Due], *, now: float, policy: Policy
-) -> tuple[list[str], frozenset[str]]:
-    """sendable(), and the endpoints of `todo` that had no room for all of theirs."""
-    endpoints = sorted({endpoint for _, endpoint in todo})
-    room = {
-        endpoint: policy.max_in_flight - busy
-        for endpoint, busy in (in_flight(client, endpoints, now) if endpoints else {}).items()
-    }
-    taken, full = [], set()
-    for delivery_id, endpoint in todo:
-        if room[endpoint] > 0:
-            room[endpoint] -= 1
-            taken.append(delivery_id)
-        else:
-            full.add(endpoint)
-    return taken, frozenset(full)
-
-
-def due_to_send(
-    db: Database, client: redis.Redis, *, now: datetime, policy: Policy, limit: int = 1000
-) -> list[str]:
-    """What a sweep sends: the deliveries due, as many of each endpoint's as it
-    has room for. The oldest come first, so an endpoint that hangs with a
-    backlog past `limit` would fill every sweep's window with deliveries it has
-    no room for: then the window is read again without it, and every other
-    endpoint's due deliveries (retries, those no dispatch could hand out) go."""
-    found = due(db, now=now, limit=limit)
-    taken, full = _sendable(client, found, now=now.timestamp(), policy=policy)
-    if len(found) == limit and full:
-        others = due(db, now=now, limit=limit, excluding=full)
-        taken += sendable(client, others, now=now.timestamp(), policy=policy)
-    return list(dict.fromkeys(taken))
 
 
 class EventCache:
@@ -278,7 +220,7 @@ def _attempt(
         _end(db, delivery_id, FAILED, why, now)
         outcome.state = FAILED
         return
-    if not take_slot(slots, endpoint["_id"], delivery_id, now.timestamp(), policy):
+    if not delivery_slots.take_slot(slots, endpoint["_id"], delivery_id, now.timestamp(), policy):
         _wait_for_slot(db, delivery_id, now)
         outcome.waited = True
         return
@@ -287,7 +229,7 @@ def _attempt(
         headers = sign(event["_id"], int(now.timestamp()), body, signing_secrets(endpoint, now))
         attempt = post(endpoint["url"], body, headers)
     finally:
-        give_slot(slots, endpoint["_id"], delivery_id)
+        delivery_slots.give_slot(slots, endpoint["_id"], delivery_id)
     outcome.attempt = attempt
     finished = clock()
     outcome.state, outcome.disabled = record(
@@ -384,53 +326,3 @@ def _wait_for_slot(db: Database, delivery_id: str, now: datetime) -> None:
     db.webhook_deliveries.update_one(
         {"_id": delivery_id}, {"$set": {"next_at": now + timedelta(seconds=SLOT_WAIT_S)}}
     )
-
-
-# -- an endpoint's slots ---------------------------------------------------------
-#
-# A sorted set per endpoint: delivery id -> when its hold runs out. A sender
-# that dies holding one loses it when the lease would have run out anyway.
-
-_TAKE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return 1
-"""
-
-
-def slots_key(endpoint_id: str) -> str:
-    return f"webhooks:slots:{endpoint_id}"
-
-
-def take_slot(
-    client: redis.Redis, endpoint_id: str, delivery_id: str, now: float, policy: Policy
-) -> bool:
-    until = now + policy.lease_s
-    taken = client.eval(
-        _TAKE,
-        1,
-        slots_key(endpoint_id),
-        now,
-        until,
-        policy.max_in_flight,
-        delivery_id,
-        int(policy.lease_s) + 1,
-    )
-    return bool(taken)
-
-
-def give_slot(client: redis.Redis, endpoint_id: str, delivery_id: str) -> None:
-    try:
-        client.zrem(slots_key(endpoint_id), delivery_id)
-    except redis.RedisError as exc:  # the hold runs out by itself
-        log.warning("webhook slot not given back: %s", exc)
-
-
-def in_flight(client: redis.Redis, endpoint_ids: list[str], now: float) -> dict[str, int]:
-    """Attempts under way per endpoint."""
-    pipe = client.pipeline(transaction=False)
-    for endpoint_id in endpoint_ids:
-        pipe.zcount(slots_key(endpoint_id), now, "+inf")
-    return dict(zip(endpoint_ids, pipe.execute(), strict=True))

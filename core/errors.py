@@ -88,7 +88,7 @@ class IdempotencyKeyReused(Unprocessable):
 
 
 class WebhookUrlRefused(Unprocessable):
-    """A webhook URL RadiantGo will not post to (core.egress.check_url): not
+    """A webhook URL RadiantGo will not post to (core.webhook_targets.check_url): not
     https, or naming a host that is, or resolves to, no public address."""
 
     title = "Webhook URL refused"

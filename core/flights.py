@@ -31,7 +31,7 @@ from marshmallow import ValidationError
 from pymongo.database import Database
 
 from core import cache as caches
-from core import measures
+from core import cache_keys, measures
 from core.cache import Cache
 from core.db import insert_many_new
 from core.errors import CapacityBelowBooked, NotFound, NotReady, RadiantError, ValidationFailed
@@ -342,13 +342,13 @@ def _through_cache(cache: Cache, settings: Settings, key: str, load: Callable[[]
     """A flight read through the flights cache: its space shows for at most
     the booking TTL (core.cache.space_ttl)."""
     ttl = caches.space_ttl(settings.CACHE_TTL_FLIGHTS, settings.CACHE_TTL_BOOKINGS)
-    return cache.through(key, caches.FLIGHTS, caches.FLIGHTS_GENERATION, ttl, load)
+    return cache.through(key, cache_keys.FLIGHTS, cache_keys.FLIGHTS_GENERATION, ttl, load)
 
 
 def read_flight(db: Database, cache: Cache, settings: Settings, flight_id: str) -> dict[str, Any]:
     """A client's read of one flight, through the flights cache (NotFound if there is none)."""
     flight = _through_cache(
-        cache, settings, caches.flight_key(flight_id), lambda: get_flight(db, flight_id)
+        cache, settings, cache_keys.flight_key(flight_id), lambda: get_flight(db, flight_id)
     )
     if flight is None:
         raise NotFound(f"No flight {flight_id!r}.")
@@ -367,6 +367,6 @@ def read_flights_on(
 ) -> dict[str, Any]:
     """A client's list of the flights on a route and UTC day, through the flights
     cache: the first `limit`, and how many there are."""
-    key = caches.flight_list_key(origin, destination, day.isoformat())
+    key = cache_keys.flight_list_key(origin, destination, day.isoformat())
     items = _through_cache(cache, settings, key, lambda: flights_on(db, origin, destination, day))
     return {"items": items[:limit], "count": len(items)}

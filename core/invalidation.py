@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 
-from core import cache as caches
+from core import cache_keys
 from core.cache import Cache
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def booking_written(cache: Cache, booking: dict[str, Any], ttl: int) -> None:
     """A booking was created or moved: its details and every cached list page are stale."""
-    key = caches.booking_details_key(booking["ref_id"])
+    key = cache_keys.booking_details_key(booking["ref_id"])
     try:
         cache.invalidate_versioned(key, booking["version"], ttl)
     except redis.RedisError as exc:
@@ -46,20 +46,20 @@ def booking_written(cache: Cache, booking: dict[str, Any], ttl: int) -> None:
 def bookings_written(cache: Cache) -> None:
     """Bookings were created: every cached list page, and every warmed route
     answer (their flights' space), is stale."""
-    _bump(cache, caches.BOOKING_PAGES_GENERATION)
+    _bump(cache, cache_keys.BOOKING_PAGES_GENERATION)
 
 
 def space_changed(cache: Cache) -> None:
     """Flights' booked space moved without a booking written (space given back):
     the route answers beat keeps warm are stale. They follow the bookings
     generation, so the list pages are filled again too (rare: a give-back)."""
-    _bump(cache, caches.BOOKING_PAGES_GENERATION)
+    _bump(cache, cache_keys.BOOKING_PAGES_GENERATION)
 
 
 def flights_imported(cache: Cache) -> None:
     """Every cached flight and route result predates the import."""
-    _bump(cache, caches.FLIGHTS_GENERATION)
-    _bump(cache, caches.ROUTES_GENERATION)
+    _bump(cache, cache_keys.FLIGHTS_GENERATION)
+    _bump(cache, cache_keys.ROUTES_GENERATION)
 
 
 def _bump(cache: Cache, generation: str) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 import redis
 from pymongo.database import Database
 
-from core import deliveries, locks, queues, scaling
-from core.cache import USERS
+from core import delivery_slots, locks, queues, scaling
+from core.cache_keys import USERS
 from core.metrics import (
     CUSTOMER_REQUESTS,
     MEMORY,
@@ -272,7 +272,7 @@ def webhook_figures(client: redis.Redis, db: Database, now: float) -> dict[str, 
     counters = webhook_counters(client)
     backlog, capped = webhook_backlog(db, datetime.fromtimestamp(now, UTC))
     ids = sorted(set(counters) | set(backlog))
-    flying = deliveries.in_flight(client, ids, now) if ids else {}
+    flying = delivery_slots.in_flight(client, ids, now) if ids else {}
     empty = dict.fromkeys(WEBHOOK_COUNTS, 0)
     per = {
         endpoint: {

@@ -20,6 +20,7 @@ from typing import Any
 from pymongo.database import Database
 
 from core import cache as caches
+from core import cache_codec, cache_keys
 from core.cache import Cache
 from core.measures import cubic_centimetres, grams
 from core.routes import KEPT_OPTIONS, search_routes
@@ -36,7 +37,7 @@ SEARCHES_KEPT = 1000
 # "searched lately". Bounded the same way, by the latest.
 SEARCHED_AT = "stats:route_searched_at"
 
-_encoder = json.JSONEncoder(default=caches.json_default, separators=(",", ":"))
+_encoder = json.JSONEncoder(default=cache_codec.json_default, separators=(",", ":"))
 
 
 def route_answer(
@@ -109,8 +110,8 @@ def cached_search(
         cache.touch(SEARCHED_AT, route, time.time(), capacity=SEARCHES_KEPT)
     weight_g = None if weight_kg is None else grams(weight_kg)
     volume_cm3 = None if volume_m3 is None else cubic_centimetres(volume_m3)
-    key = caches.route_key(origin, destination, day, weight_g, volume_cm3)
-    found, generation = cache.get_answer(key, caches.ROUTES, caches.ROUTES_GENERATION)
+    key = cache_keys.route_key(origin, destination, day, weight_g, volume_cm3)
+    found, generation = cache.get_answer(key, cache_keys.ROUTES, cache_keys.ROUTES_GENERATION)
     if found is None:
         result = search_routes(
             db,

@@ -14,7 +14,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from core import cache as caches
+from core import cache_keys
 from core.cache import Cache
 from core.route_answers import route_answer
 from core.routes import day_start, join_legs
@@ -89,7 +89,7 @@ def _compute(
                 firsts=firsts,
                 seconds=arrivals.between(midnight, midnight + timedelta(days=2)),
             )
-            batch[caches.route_key(origin, destination, day)] = route_answer(
+            batch[cache_keys.route_key(origin, destination, day)] = route_answer(
                 origin, destination, day, result
             )
             if len(batch) >= WRITE_BATCH:
@@ -128,13 +128,13 @@ def warm_routes(
     """
     # Read before the legs: values computed from legs that a write changes
     # meanwhile carry the generations from before it, and are computed again.
-    inputs = cache.generations(caches.ROUTES_GENERATION, caches.BOOKING_PAGES_GENERATION)
+    inputs = cache.generations(cache_keys.ROUTES_GENERATION, cache_keys.BOOKING_PAGES_GENERATION)
     if inputs is None:
         return {"routes": len(routes), "keys": 0, "computed": 0, "legs_read": 0}
     generation, bookings = inputs
     days = [today + timedelta(days=i) for i in range(WARM_DAYS)]
     keys = {
-        caches.route_key(origin, destination, day): (origin, destination, day)
+        cache_keys.route_key(origin, destination, day): (origin, destination, day)
         for origin, destination in routes
         for day in days
     }

@@ -1,6 +1,7 @@
 """Webhook endpoints: the URLs a customer (or an operator, or the admin) has
 RadiantGo push events to, their subscriptions and signing secrets; the
-events' names; and what the management API reads of deliveries.
+events' names. What the management API reads of deliveries is
+core.endpoint_deliveries's.
 
 The one source of the events' names (EVENT_TYPES, "*"). An endpoint belongs
 to an owner: the customer (or operator) whose key made it, or none (the
@@ -24,25 +25,23 @@ Collections (the delivery code reads and writes the same shapes):
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.database import Database
 
-from core import bookings, egress, signing
+from core import signing, webhook_targets
 from core.access import READ_ALL, ROLE_PERMISSIONS
 from core.clock import aware
 from core.errors import (
     AllBookingsRequired,
     Conflict,
-    EndpointDisabled,
     EndpointLimitReached,
     Forbidden,
     NotFound,
 )
-from core.ids import new_endpoint_id, new_event_id
+from core.ids import new_endpoint_id
 
 EVENT_TYPES = (
     "booking.created",
@@ -57,7 +56,6 @@ EVENT_TYPES = (
 ALL_EVENTS = "*"  # subscribes to every type, alone: ["*"]
 # Sent to one endpoint when its owner asks (POST .../test); never subscribed to.
 TEST_EVENT = "webhook.test"
-TEST_MESSAGE = "A test event from RadiantGo."
 SECRETS_KEPT = 3  # the newest and those rotated away that still sign
 DISABLED_BY_REQUEST = "Disabled through the API."
 UPDATE_TRIES = 3
@@ -76,9 +74,6 @@ PUBLIC_FIELDS = (
     "updated_at",
     "version",
 )
-# A deliveries page boundary: the last one's created_at (epoch ms) and id.
-DELIVERY_CURSOR = re.compile(r"^[0-9]{13}-dlv_[0-9a-f]{24}$")
-NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 
 def events_are_valid(events: list[str]) -> bool:
@@ -94,7 +89,7 @@ def subscribes(endpoint: dict[str, Any], event_type: str) -> bool:
     return ALL_EVENTS in endpoint["events"] or event_type in endpoint["events"]
 
 
-# The problem type of core.egress's WebhookUrlRefused, as the document names it
+# The problem type of core.webhook_targets's WebhookUrlRefused, as the document names it
 # (tests/ingress/test_webhooks_api.py checks the two agree).
 URL_REFUSED_SLUG = "webhook-url-refused"
 
@@ -110,21 +105,6 @@ def public_endpoint(doc: dict[str, Any]) -> dict[str, Any]:
 def with_secret(doc: dict[str, Any]) -> dict[str, Any]:
     """The endpoint and its newest secret: shown when it is made, never again."""
     return {**public_endpoint(doc), "secret": doc["secrets"][0]["secret"]}
-
-
-def public_delivery(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "delivery_id": doc["_id"],
-        "event_id": doc["event_id"],
-        "event_type": doc["type"],
-        "state": doc["state"],
-        "created_at": doc["created_at"],
-        "next_attempt_at": doc.get("next_at"),
-        "attempts": [
-            {name: attempt.get(name) for name in ("at", "status_code", "duration_ms", "error")}
-            for attempt in doc.get("attempts", [])
-        ],
-    }
 
 
 # -- rules ------------------------------------------------------------------------------------
@@ -189,7 +169,7 @@ def create_endpoint(
     only showing. At most `max_endpoints` per owner."""
     all_bookings = owner is None if all_bookings is None else all_bookings
     check_all_bookings(db, all_bookings, owner=owner, may_read_all=may_read_all)
-    egress.check_url(url, allow_private=allow_private)
+    webhook_targets.check_url(url, allow_private=allow_private)
     if _count(db, owner) >= max_endpoints:
         raise _limit_reached(max_endpoints)
     doc = endpoint_document(owner, url, events, now=now, description=description)
@@ -290,7 +270,7 @@ def update_endpoint(
                 db, change["all_bookings"], owner=doc["owner"], may_read_all=may_read_all
             )
         if "url" in change:
-            egress.check_url(change["url"], allow_private=allow_private)
+            webhook_targets.check_url(change["url"], allow_private=allow_private)
         fields = _changed(doc, change, now)
         if _written(db, doc, fields):
             return public_endpoint({**doc, **fields, "version": doc["version"] + 1})
@@ -336,90 +316,3 @@ def rotate_secret(
         if _written(db, doc, fields):
             return with_secret({**doc, **fields, "version": doc["version"] + 1})
     raise Conflict(f"Webhook endpoint {endpoint_id} kept changing; try again.")
-
-
-# -- events and deliveries --------------------------------------------------------------------
-
-
-def _enabled(db: Database, endpoint_id: str, owner: str | None) -> dict[str, Any]:
-    doc = find_endpoint(db, endpoint_id, owner=owner)
-    if not doc["enabled"]:
-        raise EndpointDisabled(
-            f"Webhook endpoint {endpoint_id} is disabled ({doc.get('disabled_reason')}):"
-            " enable it first (PATCH enabled: true)."
-        )
-    return doc
-
-
-def send_test_event(
-    db: Database, endpoint_id: str, *, owner: str | None, now: datetime
-) -> dict[str, Any]:
-    """Record a webhook.test event for this endpoint alone (the outbox the
-    delivery code sweeps); the answer names it."""
-    doc = _enabled(db, endpoint_id, owner)
-    event = {
-        "_id": new_event_id(),
-        "type": TEST_EVENT,
-        "created_at": now,
-        "audience": [doc["owner"]] if doc["owner"] is not None else [],
-        "endpoint_id": endpoint_id,
-        "data": {"endpoint_id": endpoint_id, "message": TEST_MESSAGE},
-        "dispatched": False,
-    }
-    db.webhook_events.insert_one(event)
-    return {
-        "event_id": event["_id"],
-        "type": TEST_EVENT,
-        "created_at": now,
-        "endpoint_id": endpoint_id,
-        "data": event["data"],
-    }
-
-
-def list_deliveries(
-    db: Database, endpoint_id: str, *, owner: str | None, limit: int, cursor: str | None = None
-) -> dict[str, Any]:
-    """The endpoint's deliveries, newest first, keyset-paginated on
-    (created_at, delivery_id), with whether the endpoint is enabled and why not."""
-    endpoint = find_endpoint(db, endpoint_id, owner=owner)
-    docs = _newest_deliveries(db, endpoint_id, limit + 1, cursor)
-    return {
-        "deliveries": [public_delivery(d) for d in docs[:limit]],
-        "next_cursor": bookings.encode_cursor(docs[limit - 1], key="_id")
-        if len(docs) > limit
-        else None,
-        "endpoint": {
-            "enabled": endpoint["enabled"],
-            "disabled_reason": endpoint.get("disabled_reason"),
-        },
-    }
-
-
-def _newest_deliveries(db: Database, endpoint_id: str, want: int, cursor: str | None) -> list:
-    def fetch(condition: dict[str, Any]) -> list[dict[str, Any]]:
-        query = {"endpoint_id": endpoint_id, **condition}
-        return list(db.webhook_deliveries.find(query).sort(NEWEST_FIRST).limit(want - len(docs)))
-
-    docs: list[dict[str, Any]] = []
-    if cursor is None:
-        return fetch({})
-    moment, delivery_id = bookings.decode_cursor(cursor, DELIVERY_CURSOR)
-    docs += fetch({"created_at": moment, "_id": {"$lt": delivery_id}})
-    if len(docs) < want:
-        docs += fetch({"created_at": {"$lt": moment}})
-    return docs
-
-
-def retry_delivery(
-    db: Database, endpoint_id: str, delivery_id: str, *, owner: str | None, now: datetime
-) -> dict[str, Any]:
-    """Send a delivery again now, whatever became of it (the delivery sweep
-    takes it within seconds)."""
-    _enabled(db, endpoint_id, owner)
-    # By `_id` alone: a conditional read is a scan on the embedded server.
-    doc = db.webhook_deliveries.find_one({"_id": delivery_id})
-    if doc is None or doc["endpoint_id"] != endpoint_id:
-        raise NotFound(f"No delivery {delivery_id!r} of webhook endpoint {endpoint_id!r}.")
-    again = {"state": "pending", "next_at": now}
-    db.webhook_deliveries.update_one({"_id": delivery_id}, {"$set": again})
-    return public_delivery({**doc, **again})

@@ -21,6 +21,7 @@ from core import (
     bulk,
     coalesce,
     deliveries,
+    delivery_slots,
     egress,
     flights,
     group_commit,
@@ -230,7 +231,7 @@ def dispatch_webhooks(svc: Services) -> list[str]:
     to send now (as many of each endpoint's as it has free slots)."""
     notifications.dispatch_asked(svc.redis)
     made = notifications.dispatch_all(svc.db, now=utcnow())
-    return deliveries.sendable(
+    return delivery_slots.sendable(
         svc.redis, made, now=time.time(), policy=webhook_policy(svc.settings)
     )
 
@@ -240,7 +241,7 @@ def sweep_webhooks(svc: Services) -> list[str]:
     retries, and those whose sender died holding them) to send now."""
     notifications.dispatch_all(svc.db, now=utcnow())
     policy = webhook_policy(svc.settings)
-    return deliveries.due_to_send(svc.db, svc.redis, now=utcnow(), policy=policy)
+    return delivery_slots.due_to_send(svc.db, svc.redis, now=utcnow(), policy=policy)
 
 
 def send_webhook(

@@ -25,8 +25,7 @@ from functools import cache
 
 from flask import Flask, current_app, g, request
 
-from core import access, customers
-from core import cache as caches
+from core import access, cache_keys, customers
 from core.access import Principal
 from core.errors import REDIS_ERRORS, InvalidCredentials, RadiantError, RateLimited, Unauthorized
 from core.ids import API_KEY_PREFIX
@@ -356,11 +355,11 @@ def _counted_check(limiter: RateLimiter, budget: Budget) -> Verdict:
     caller is identified through MongoDB (current_principal), then checked."""
     key_hash = _api_key_hash()
     if key_hash is not None and "principal" not in g:
-        cache_key = caches.api_key_key(key_hash)
+        cache_key = cache_keys.api_key_key(key_hash)
         found = limiter.check_cached_key(budget, cache_key, _key_caller(key_hash), time.time())
         if found is not None:
             verdict, cached = found
-            services().cache.count_hit(caches.USERS)  # a miss is counted by authenticate
+            services().cache.count_hit(cache_keys.USERS)  # a miss is counted by authenticate
             g.principal = customers.principal_of(json.loads(cached))
             return verdict
     return limiter.check(budget, _limit_caller(), time.time())

@@ -1,5 +1,6 @@
 """/api/webhooks: the caller's webhook endpoints (the admin's token: every
-one), their secrets, test events and deliveries (core.webhook_endpoints).
+one), their secrets (core.webhook_endpoints), test events and deliveries
+(core.endpoint_deliveries).
 
 A key manages the endpoints it made; another's is a 404, never a 403. Every
 view spends the caller's RATE_LIMIT_WEBHOOKS budget (per minute).
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from core import access, webhook_endpoints
+from core import access, endpoint_deliveries, webhook_endpoints
 from core.clock import utcnow
 from core.errors import AllBookingsRequired
 from core.ids import WEBHOOK_EVENT_ID
@@ -243,7 +244,7 @@ class Test(MethodView):
     @blp.problems(404, 409, described={404: NO_ENDPOINT, 409: DISABLED})
     def post(self, endpoint_id):
         """Send a `webhook.test` event to this endpoint alone."""
-        event = webhook_endpoints.send_test_event(
+        event = endpoint_deliveries.send_test_event(
             services().db, endpoint_id, owner=owner(), now=utcnow()
         )
         return event, 202
@@ -258,7 +259,7 @@ class Deliveries(MethodView):
     def get(self, endpoint_id, limit, cursor=None):
         """The endpoint's deliveries, newest first, each with its attempts; and
         whether the endpoint is enabled (if not, why)."""
-        return webhook_endpoints.list_deliveries(
+        return endpoint_deliveries.list_deliveries(
             services().db, endpoint_id, owner=owner(), limit=limit, cursor=cursor
         )
 
@@ -272,7 +273,7 @@ class Retry(MethodView):
     @blp.problems(404, 409, described={409: DISABLED})
     def post(self, endpoint_id, delivery_id):
         """Send a delivery again now, whatever became of it."""
-        delivery = webhook_endpoints.retry_delivery(
+        delivery = endpoint_deliveries.retry_delivery(
             services().db, endpoint_id, delivery_id, owner=owner(), now=utcnow()
         )
         return delivery, 202

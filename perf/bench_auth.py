@@ -32,7 +32,7 @@ from typing import Any
 
 import requests
 
-from core import cache as caches
+from core import cache_keys
 from core.customers import authenticate, hash_api_key
 from core.flights import import_flights
 from perf.closed_loop import alternating
@@ -101,7 +101,7 @@ def http_rounds(stack, flight_id: str, rounds: int, n: int, connections: int) ->
         with ThreadPoolExecutor(connections) as pool:
             for headers in modes.values():  # warm connections, the key's cache entry
                 one_round(stack, pool, sessions, url, headers, WARM_UP)
-            users_before = stack.services.cache.hit_stats()[caches.USERS]
+            users_before = stack.services.cache.hit_stats()[cache_keys.USERS]
             results = alternating(
                 rounds,
                 *modes,
@@ -110,7 +110,7 @@ def http_rounds(stack, flight_id: str, rounds: int, n: int, connections: int) ->
     finally:
         for session in sessions:
             session.close()
-    users_after = stack.services.cache.hit_stats()[caches.USERS]
+    users_after = stack.services.cache.hit_stats()[cache_keys.USERS]
     figures = {mode: summarize(r) for mode, r in results.items()}
     lookups = {k: users_after[k] - users_before[k] for k in ("hits", "misses")}
     cpu = {mode: [r["cpu_ms_per_request"] for r in rs] for mode, rs in results.items()}
@@ -186,7 +186,7 @@ def lookup_micro(stack, calls: int, uncached_calls: int) -> dict[str, Any]:
     """customers.authenticate in this process, on the stack's database and Redis."""
     svc, key = stack.services, stack.customer_key
     ttl = stack.settings.CACHE_TTL_USERS
-    cache_key = caches.api_key_key(hash_api_key(key))
+    cache_key = cache_keys.api_key_key(hash_api_key(key))
 
     def lookup() -> None:
         authenticate(svc.db, svc.cache, key, ttl)

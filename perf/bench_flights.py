@@ -37,8 +37,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core import cache as caches
-from core import route_answers, routes
+from core import cache_codec, cache_keys, route_answers, routes
 from core.db import INDEXES, ensure_indexes
 from core.flights import chunks, day_bounds, flight_document, import_flights
 from core.schemas.flights import FlightSchema
@@ -123,7 +122,7 @@ def breakdown(db, triples: list[tuple[str, str, date]], min_connection: int) -> 
         times["join"].append(ms_since(t))
         docs["options"].append(result["counts"]["direct"] + result["counts"]["one_transit"])
         t = time.perf_counter()  # what cached_search adds on a miss: JSON encode and decode
-        json.loads(caches.dumps({"g": 0, "v": result}))
+        json.loads(cache_codec.dumps({"g": 0, "v": result}))
         times["json_roundtrip"].append(ms_since(t))
     return {
         "searches": len(triples),
@@ -223,8 +222,8 @@ def run(
                 )
 
         redis = cache.redis
-        redis.incr(caches.ROUTES_GENERATION)  # every earlier entry now reads as a miss
-        redis.delete(*(caches.route_key(o, d, day) for o, d, day in triples))
+        redis.incr(cache_keys.ROUTES_GENERATION)  # every earlier entry now reads as a miss
+        redis.delete(*(cache_keys.route_key(o, d, day) for o, d, day in triples))
         before = route_counts(cache)
         fills, hits = [], []
         for o, d, day in triples:

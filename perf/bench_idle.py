@@ -49,8 +49,7 @@ from typing import Any
 import psutil
 import requests
 
-from core import cache as caches
-from core import queues
+from core import cache_keys, queues
 from core.clock import utcnow
 from core.services import connect_services
 from core.settings import load_settings
@@ -216,8 +215,8 @@ def idle_cpu(stack: MakeRun, redis_proc: subprocess.Popen, seconds: float) -> di
 
 def route_counters(redis_client) -> tuple[int, int]:
     lookups, misses = redis_client.mget(
-        caches.stats_key(caches.ROUTES, caches.LOOKUPS),
-        caches.stats_key(caches.ROUTES, caches.MISSES),
+        cache_keys.stats_key(cache_keys.ROUTES, cache_keys.LOOKUPS),
+        cache_keys.stats_key(cache_keys.ROUTES, cache_keys.MISSES),
     )
     return int(lookups or 0), int(misses or 0)
 
@@ -325,7 +324,7 @@ def day_of_warming(settings, redis_client, warms: int, change_every: int, deadli
             if depth() < 2:
                 for _ in range(min(4, warms - sent)):
                     if change_every and sent % change_every == change_every - 1:
-                        redis_client.incr(caches.BOOKING_PAGES_GENERATION)
+                        redis_client.incr(cache_keys.BOOKING_PAGES_GENERATION)
                     app.send_task(queues.WARM_CACHE_ON_SCHEDULE, queue=queue)
                     sent += 1
             else:

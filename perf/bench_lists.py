@@ -39,8 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from core import cache as caches
-from core import flushing, invalidation
+from core import cache_keys, flushing, invalidation
 from core.bookings import booking_document
 from core.clock import utcnow
 from core.ids import new_job_id, new_ref_id
@@ -98,7 +97,7 @@ def store(db, customer_id: str, count: int, days: float) -> float:
 
 
 def page_counts(cache) -> tuple[int, int]:
-    pages = cache.hit_stats()[caches.BOOKING_PAGES]
+    pages = cache.hit_stats()[cache_keys.BOOKING_PAGES]
     return pages["hits"], pages["misses"]
 
 

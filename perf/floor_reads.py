@@ -4,15 +4,15 @@
 
 Served by the same gunicorn settings as the ingress (gthread, WEB_WORKERS x
 WEB_THREADS), GET /floor/routes?origin=&destination=&date= does one Redis GET
-of routes:<origin>:<destination>:<date> (core.cache.route_key) and answers
+of routes:<origin>:<destination>:<date> (core.cache_keys.route_key) and answers
 200 with the stored bytes as an application/json body (404 if the key is
 absent). No query validation, no JSON parsing, no generation check, no search
 counting, no rate limits, no metrics: gunicorn, Flask, one GET and a response.
 
 An answer is stored as a header line "<generation>|<codec>|<cuts>", then the
-body (core.cache.encode_answer), the body zlib-compressed above 4 KB (every real
+body (core.cache_codec.encode_answer), the body zlib-compressed above 4 KB (every real
 route result). The floor strips that header and decompresses, and only that
-(core.cache.split_answer): the ingress pays the same on every hit, and an HTTP
+(core.cache_codec.split_answer): the ingress pays the same on every hit, and an HTTP
 answer must be the JSON itself. The body is what the ingress serves for
 limit=100: the stored bytes, unparsed.
 """
@@ -24,7 +24,8 @@ from datetime import date
 import redis
 from flask import Flask, Response, request
 
-from core.cache import route_key, split_answer
+from core.cache_codec import split_answer
+from core.cache_keys import route_key
 from core.settings import load_settings
 
 

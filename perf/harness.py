@@ -34,7 +34,7 @@ import requests
 
 from core import bookings, queues, stats
 from core.access import CUSTOMER, OPERATOR
-from core.cache import ROUTES
+from core.cache_keys import ROUTES
 from core.clock import utcnow
 from core.customers import create_customer
 from core.ids import new_job_id, new_ref_id

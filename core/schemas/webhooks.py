@@ -7,21 +7,16 @@ import re
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from core.endpoint_deliveries import DELIVERY_CURSOR
 from core.ids import WEBHOOK_ENDPOINT_ID
 from core.schemas.fields import Identifier, Patterned, QueryInteger, StrictBoolean, Text
 from core.schemas.rules import EVERY_EVENT_ALONE, EVERY_EVENT_ALONE_RULE
-from core.webhook_endpoints import (
-    ALL_EVENTS,
-    DELIVERY_CURSOR,
-    EVENT_TYPES,
-    TEST_EVENT,
-    URL_REFUSED_SLUG,
-)
+from core.webhook_endpoints import ALL_EVENTS, EVENT_TYPES, TEST_EVENT, URL_REFUSED_SLUG
 
 
 class WebhookUrl(Patterned):
     """http(s), then printable ASCII without spaces (an IDN host in punycode);
-    whether it may receive deliveries is core.egress's to say (a 422)."""
+    whether it may receive deliveries is core.webhook_targets's to say (a 422)."""
 
     pattern = re.compile(r"^https?://[!-~]+$")
     default_error_messages = {"pattern": "Must be an https:// URL (printable ASCII, no spaces)."}

@@ -10,8 +10,7 @@ from datetime import timedelta
 import pytest
 from pymongo import MongoClient, monitoring
 
-from core import booking_lists, bookings, invalidation
-from core import cache as caches
+from core import booking_lists, bookings, cache_keys, invalidation
 from core.clock import utcnow
 from core.db import DEFAULT_DATABASE
 from core.ids import new_customer_id, new_job_id, new_ref_id
@@ -252,7 +251,7 @@ def test_cursors_walk_every_list_newest_first_without_gaps_or_repeats(services, 
 
 
 def page_misses(cache) -> int:
-    return cache.hit_stats()[caches.BOOKING_PAGES]["misses"]
+    return cache.hit_stats()[cache_keys.BOOKING_PAGES]["misses"]
 
 
 def test_varying_the_limit_reads_one_page_per_page_size(services):

@@ -5,16 +5,9 @@ import time
 import pytest
 import redis
 
-from core.cache import (
-    KINDS,
-    LOOKUPS,
-    MISSES,
-    ROUTES,
-    USERS,
-    Cache,
-    split_answer,
-    stats_key,
-)
+from core.cache import Cache
+from core.cache_codec import split_answer
+from core.cache_keys import KINDS, LOOKUPS, MISSES, ROUTES, USERS, stats_key
 from core.flushing import FLUSH_INTERVAL_S
 
 
@@ -115,29 +108,13 @@ def test_counts_reach_redis_without_a_reader_asking(services):
     assert services.redis.get(stats_key("test_flush", LOOKUPS)) == "1"
 
 
-def test_popular_members_survive_a_flood_of_one_offs(services):
-    cache = Cache(services.redis)
-    services.redis.delete("test:popular")
-    for n in range(300):
-        cache.count("test:popular", "AAA-BBB", capacity=50)  # 1 in 4 searches
-        for i in range(3):
-            cache.count("test:popular", f"X{n:04d}-{i}", capacity=50)  # each searched once
-    assert cache.top("test:popular", 1) == ["AAA-BBB"]  # top flushes this process's counts
-    assert services.redis.zcard("test:popular") == 50
-    services.redis.zadd("test:popular", {f"old{i}": 1 for i in range(20)})  # over capacity
-    cache.count("test:popular", "CCC-DDD", capacity=50)
-    cache.flush_counts()
-    assert services.redis.zcard("test:popular") == 50
-    assert services.redis.zscore("test:popular", "CCC-DDD") >= 1
-
-
 def test_a_redis_out_of_memory_is_a_miss_never_an_error(private_redis, caplog):
     port, _, _ = private_redis
     client = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0", decode_responses=True)
     cache = Cache(client)
     cache.set("test:kept", {"v": 1}, 60)
     out_of_memory(client)
-    with caplog.at_level(logging.WARNING, logger="core.cache"):
+    with caplog.at_level(logging.WARNING, logger="core"):
         cache.set("test:new", {"v": 2}, 60)
         assert cache.get("test:new", USERS) is None
         assert cache.get("test:kept", USERS) == {"v": 1}  # reads are still served

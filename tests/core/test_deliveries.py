@@ -8,11 +8,18 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from core import deliveries, notifications, signing, webhook_endpoints
+from core import (
+    deliveries,
+    delivery_slots,
+    endpoint_deliveries,
+    notifications,
+    signing,
+    webhook_endpoints,
+)
 from core.clock import utcnow
 from core.egress import Attempt
 
@@ -61,13 +68,13 @@ def delivery(services):
     )
     db.webhook_endpoints.insert_one(doc)
     endpoint_id = doc["_id"]
-    webhook_endpoints.send_test_event(db, endpoint_id, owner=None, now=now)
+    endpoint_deliveries.send_test_event(db, endpoint_id, owner=None, now=now)
     notifications.dispatch_all(db, now=now)
     (made,) = [d["_id"] for d in db.webhook_deliveries.find({"endpoint_id": endpoint_id})]
     yield made, endpoint_id
     db.webhook_endpoints.delete_one({"_id": endpoint_id})
     db.webhook_deliveries.delete_many({"endpoint_id": endpoint_id})
-    services.redis.delete(deliveries.slots_key(endpoint_id))
+    services.redis.delete(delivery_slots.slots_key(endpoint_id))
 
 
 def send(services, delivery_id, clock, receiver, policy=POLICY):
@@ -180,7 +187,7 @@ def test_a_sender_that_died_mid_attempt_leaves_it_due_once_its_lease_runs_out(se
     assert lease is not None  # ... and its sender dies: the lease is never given back
     taken = send(services, delivery_id, clock, Receiver(answer(200)))
     assert taken.attempt is None and taken.state is None  # held: nobody else sends it
-    due = deliveries.due(services.db, now=clock.now)
+    due = delivery_slots.due(services.db, now=clock.now)
     assert (delivery_id, endpoint_id) in due  # the sweep still sees it
     wait_until(lambda: not services.redis.exists(deliveries.lease_key(delivery_id)))
     assert send(services, delivery_id, clock, Receiver(answer(200))).state == "delivered"
@@ -198,11 +205,11 @@ def test_an_endpoints_attempts_at_once_are_capped(services, delivery):
     clock = Clock()
     now = clock.now.timestamp()
     for holder in ("dlv_a", "dlv_b"):  # max_in_flight=2, both held by other senders
-        assert deliveries.take_slot(services.redis, endpoint_id, holder, now, POLICY)
+        assert delivery_slots.take_slot(services.redis, endpoint_id, holder, now, POLICY)
     outcome = send(services, delivery_id, clock, Receiver(answer(200)))
     assert outcome.waited and outcome.attempt is None
     assert stored(services, delivery_id)["attempts"] == []  # no attempt counted
-    deliveries.give_slot(services.redis, endpoint_id, "dlv_a")
+    delivery_slots.give_slot(services.redis, endpoint_id, "dlv_a")
     clock.advance(deliveries.SLOT_WAIT_S)
     assert send(services, delivery_id, clock, Receiver(answer(200))).state == "delivered"
 
@@ -220,16 +227,6 @@ def test_a_rotated_secret_signs_beside_the_new_one_until_it_expires(services):
     assert deliveries.signing_secrets(endpoint, now + timedelta(hours=24)) == [new]
 
 
-def test_only_as_many_of_an_endpoints_deliveries_are_sent_as_it_has_free_slots(services):
-    now = utcnow().timestamp()
-    busy, idle = "ep_" + uuid.uuid4().hex[:16], "ep_" + uuid.uuid4().hex[:16]
-    for holder in ("dlv_a", "dlv_b"):  # max_in_flight=2: busy has none free
-        deliveries.take_slot(services.redis, busy, holder, now, POLICY)
-    todo = [("dlv_1", busy), ("dlv_2", idle), ("dlv_3", idle), ("dlv_4", idle)]
-    assert deliveries.sendable(services.redis, todo, now=now, policy=POLICY) == ["dlv_2", "dlv_3"]
-    services.redis.delete(deliveries.slots_key(busy))
-
-
 def test_an_event_is_read_once_for_every_endpoint_it_goes_to(services):
     cache, event_id = deliveries.EventCache(size=2), "msg_" + uuid.uuid4().hex[:24]
     services.db.webhook_events.insert_one({"_id": event_id, "type": "webhook.test"})
@@ -241,29 +238,3 @@ def test_an_event_is_read_once_for_every_endpoint_it_goes_to(services):
     for other in newer:  # push it out
         cache.get(services.db, other)
     assert cache.get(services.db, event_id) is None  # read again: gone
-
-
-def test_a_sweep_passes_over_a_full_endpoints_backlog_to_the_others_due(services):
-    """An endpoint with no free slot and a backlog past the sweep's window must
-    not keep every other endpoint's due deliveries waiting."""
-    db, long_ago = services.db, datetime(2000, 1, 1, tzinfo=UTC)
-    busy, idle = ("ep_" + uuid.uuid4().hex[:16] for _ in range(2))
-    stuck = [_pending(db, busy, long_ago + timedelta(seconds=n)) for n in range(6)]
-    waiting = [_pending(db, idle, long_ago + timedelta(minutes=1, seconds=n)) for n in range(2)]
-    for holder in ("dlv_a", "dlv_b"):  # max_in_flight=2: busy has none free
-        deliveries.take_slot(services.redis, busy, holder, utcnow().timestamp(), POLICY)
-    now = long_ago + timedelta(hours=1)
-    try:
-        sent = deliveries.due_to_send(db, services.redis, now=now, policy=POLICY, limit=4)
-        assert sent == waiting
-    finally:
-        db.webhook_deliveries.delete_many({"_id": {"$in": stuck + waiting}})
-        services.redis.delete(deliveries.slots_key(busy))
-
-
-def _pending(db, endpoint_id: str, next_at) -> str:
-    delivery_id = "dlv_" + uuid.uuid4().hex[:24]
-    db.webhook_deliveries.insert_one(
-        {"_id": delivery_id, "endpoint_id": endpoint_id, "state": "pending", "next_at": next_at}
-    )
-    return delivery_id

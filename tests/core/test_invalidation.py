@@ -6,8 +6,7 @@ import logging
 import pytest
 import redis
 
-from core import cache as caches
-from core import invalidation
+from core import cache_keys, invalidation
 from core.cache import Cache
 from core.services import connect_redis
 from core.settings import replace
@@ -31,9 +30,11 @@ def test_a_working_redis_is_invalidated(settings, private_redis):
     port, _, _ = private_redis
     client = client_of(settings, port)
     steps(Cache(client))
-    assert client.get(caches.booking_details_key("RGTESTINV01")) == "2|"  # the tombstone
-    assert client.get(caches.BOOKING_PAGES_GENERATION) == "2"
-    assert client.get(caches.FLIGHTS_GENERATION) == client.get(caches.ROUTES_GENERATION) == "1"
+    assert client.get(cache_keys.booking_details_key("RGTESTINV01")) == "2|"  # the tombstone
+    assert client.get(cache_keys.BOOKING_PAGES_GENERATION) == "2"
+    assert (
+        client.get(cache_keys.FLIGHTS_GENERATION) == client.get(cache_keys.ROUTES_GENERATION) == "1"
+    )
 
 
 def test_a_redis_that_refuses_writes_is_skipped_and_logged(settings, private_redis, caplog):
@@ -42,7 +43,7 @@ def test_a_redis_that_refuses_writes_is_skipped_and_logged(settings, private_red
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("maxmemory", 1)  # full: every write gets an OOM reply
     with pytest.raises(redis.exceptions.OutOfMemoryError):
-        client.incr(caches.BOOKING_PAGES_GENERATION)
+        client.incr(cache_keys.BOOKING_PAGES_GENERATION)
     with caplog.at_level(logging.WARNING, logger="core.invalidation"):
         steps(Cache(client))
     assert len(caplog.records) == 5  # each of the five steps, skipped with a warning

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import redis
 
-from core import deliveries, metrics, monitoring, scaling
+from core import deliveries, delivery_slots, metrics, monitoring, scaling
 from core.clock import utcnow
 from core.db import ensure_indexes
 from core.egress import Attempt
@@ -76,7 +76,7 @@ def test_counts_backlog_and_attempts_under_way_per_endpoint(figures_redis, hooks
     pending(hooks_db, "ep_b", 2, due=False)
     pending(hooks_db, "ep_c", 1)
     policy = deliveries.Policy()
-    assert deliveries.take_slot(figures_redis, "ep_b", "dlv_1", time.time(), policy)
+    assert delivery_slots.take_slot(figures_redis, "ep_b", "dlv_1", time.time(), policy)
     hooks_db.webhook_endpoints.insert_many(
         [{"_id": "ep_a", "enabled": True}, {"_id": "ep_off", "enabled": False}]
     )

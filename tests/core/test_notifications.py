@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core import jobs, notifications, queued_jobs, transitions, webhook_endpoints
+from core import (
+    endpoint_deliveries,
+    jobs,
+    notifications,
+    queued_jobs,
+    transitions,
+    webhook_endpoints,
+)
 from core.clock import utcnow
 from core.ids import new_job_id
 from tests.conftest import IDS, moved_booking, stored_booking
@@ -139,7 +146,7 @@ def test_a_test_event_goes_to_its_endpoint_alone(services, endpoints):
     db = services.db
     asked = endpoints(owner=IDS["customer"], events=["booking.created"])
     other = endpoints(owner=IDS["customer"])
-    event = webhook_endpoints.send_test_event(db, asked, owner=None, now=utcnow())
+    event = endpoint_deliveries.send_test_event(db, asked, owner=None, now=utcnow())
     notifications.dispatch_all(db, now=utcnow())
     assert [e["_id"] for e in _received(db, asked)] == [event["event_id"]]
     assert _received(db, other) == []

@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from core import cache as caches
-from core import route_answers, routes
+from core import cache_codec, cache_keys, route_answers, routes
 from tests.core.schedules import MIN_CONN, D, search, store_edge_schedule
 
 
@@ -18,14 +17,14 @@ def edge_schedule(services):
 def test_a_cached_answer_is_the_search_as_json_cut_to_the_limit(services, edge_schedule):
     """Searched (a miss) or served as stored (a hit), the answer is the search's
     result as JSON, each list cut to `limit`, whatever the limit."""
-    services.redis.delete(caches.route_key("QAA", "QBB", D))
+    services.redis.delete(cache_keys.route_key("QAA", "QBB", D))
     searched = search(services, "QAA", "QBB", D)
-    as_json = json.loads(caches.dumps(searched))
+    as_json = json.loads(cache_codec.dumps(searched))
     assert len(as_json["direct"]) == 3 and len(as_json["one_transit"]) > 3
     kwargs = {"origin": "QAA", "destination": "QBB", "day": D, "min_connection_minutes": MIN_CONN}
     first = route_answers.cached_search(services.db, services.cache, ttl=60, limit=2, **kwargs)
     assert services.cache.get_answer(
-        caches.route_key("QAA", "QBB", D), "test", caches.ROUTES_GENERATION
+        cache_keys.route_key("QAA", "QBB", D), "test", cache_keys.ROUTES_GENERATION
     )[0]
     for limit in (1, 2, 3, 4, routes.KEPT_OPTIONS):
         answer = route_answers.cached_search(
@@ -46,7 +45,10 @@ def test_a_cached_answer_is_the_search_as_json_cut_to_the_limit(services, edge_s
 
 def test_a_weighted_search_is_cached_under_its_own_key(services, edge_schedule):
     kwargs = {"origin": "QAA", "destination": "QBB", "day": D, "min_connection_minutes": MIN_CONN}
-    plain, weighted = caches.route_key("QAA", "QBB", D), caches.route_key("QAA", "QBB", D, 125_500)
+    plain, weighted = (
+        cache_keys.route_key("QAA", "QBB", D),
+        cache_keys.route_key("QAA", "QBB", D, 125_500),
+    )
     assert weighted == f"{plain}:125500g"
     services.redis.delete(plain, weighted)
     answer = route_answers.cached_search(
@@ -64,9 +66,9 @@ def test_a_weighted_search_is_cached_under_its_own_key(services, edge_schedule):
 
 def test_a_search_by_volume_is_cached_under_its_own_key(services, edge_schedule):
     kwargs = {"origin": "QAA", "destination": "QBB", "day": D, "min_connection_minutes": MIN_CONN}
-    plain = caches.route_key("QAA", "QBB", D)
-    both = caches.route_key("QAA", "QBB", D, 125_500, 1_200_000)
-    alone = caches.route_key("QAA", "QBB", D, None, 1_200_000)
+    plain = cache_keys.route_key("QAA", "QBB", D)
+    both = cache_keys.route_key("QAA", "QBB", D, 125_500, 1_200_000)
+    alone = cache_keys.route_key("QAA", "QBB", D, None, 1_200_000)
     assert (both, alone) == (f"{plain}:125500g:1200000cm3", f"{plain}:1200000cm3")
     services.redis.delete(plain, both, alone)
     answer = route_answers.cached_search(

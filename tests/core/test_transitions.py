@@ -3,8 +3,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from core import bookings, transitions
-from core import cache as caches
+from core import bookings, cache_keys, transitions
 from core.clock import utcnow
 from core.errors import NotFound, NotReady
 from core.ids import new_job_id, new_ref_id
@@ -217,7 +216,7 @@ def test_events_stored_before_codes_existed_show_their_code(services):
     details = bookings.get_booking_details(services.db, ref_id)
     for event in details["events"]:
         del event["code"]
-    key = caches.booking_details_key(ref_id)
+    key = cache_keys.booking_details_key(ref_id)
     cache.set_versioned(key, details["version"], details, 60)
     read = bookings.read_booking_details(services.db, cache, ref_id, 60)
     assert [e["code"] for e in read["events"]] == ["BKD", "DEP"]

@@ -7,8 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from core import cache as caches
-from core import invalidation, route_answers, warming
+from core import cache_keys, invalidation, route_answers, warming
 from tests.conftest import store_flights
 from tests.core.schedules import MIN_CONN, at, raw, search
 
@@ -42,11 +41,11 @@ def test_warming_stores_what_a_search_would_return(services):
     wanted = list(dict.fromkeys(popular + [(o, d) for o in airports for d in airports if o != d]))
     outcome = warm(services, wanted, today)
     assert outcome["routes"] == len(wanted) and outcome["computed"] == 2 * len(wanted)
-    generation = services.cache.generation(caches.ROUTES_GENERATION)
+    generation = services.cache.generation(cache_keys.ROUTES_GENERATION)
     for origin, destination in dict.fromkeys(wanted):
         for day in (today, today + timedelta(days=1)):
-            key = caches.route_key(origin, destination, day)
-            stored, _ = services.cache.get_answer(key, "test", caches.ROUTES_GENERATION)
+            key = cache_keys.route_key(origin, destination, day)
+            stored, _ = services.cache.get_answer(key, "test", cache_keys.ROUTES_GENERATION)
             searched = search(services, origin, destination, day)
             answer = route_answers.route_answer(origin, destination, day, searched)
             assert stored == answer, (origin, destination, day)
@@ -59,7 +58,9 @@ def test_warming_warms_the_routes_it_is_given_and_no_others(services):
     outcome = warm(services, wanted, days[0])
     assert outcome["routes"] == 3 and outcome["keys"] == 6
     warmed = [key for day in days for key in services.redis.scan_iter(match=f"routes:*:{day}")]
-    assert sorted(warmed) == sorted(caches.route_key(o, d, day) for o, d in wanted for day in days)
+    assert sorted(warmed) == sorted(
+        cache_keys.route_key(o, d, day) for o, d in wanted for day in days
+    )
 
 
 # -- what a warm computes, and what it only keeps ----------------------------------------
@@ -82,7 +83,7 @@ def warm_schedule(services):
 
 def _stored(services, route=WARMED_ROUTE, day=WARM_DAY):
     found, _ = services.cache.get_answer(
-        caches.route_key(*route, day), "test", caches.ROUTES_GENERATION
+        cache_keys.route_key(*route, day), "test", cache_keys.ROUTES_GENERATION
     )
     return found
 
@@ -92,7 +93,7 @@ def test_a_warm_whose_inputs_did_not_change_computes_nothing_and_keeps_the_answe
 ):
     first = warm(services, [WARMED_ROUTE], WARM_DAY, now=1e9)
     assert first["computed"] == 2
-    key = caches.route_key(*WARMED_ROUTE, WARM_DAY)
+    key = cache_keys.route_key(*WARMED_ROUTE, WARM_DAY)
     services.redis.expire(key, 5)  # about to expire
     before = _stored(services)
     second = warm(services, [WARMED_ROUTE], WARM_DAY, now=1e9 + 50)
@@ -123,7 +124,7 @@ def test_a_flight_import_makes_every_warmed_route_computed_again(services, warm_
 
 def test_a_warmed_answer_gone_from_redis_or_too_old_is_computed_again(services, warm_schedule):
     warm(services, [WARMED_ROUTE], WARM_DAY, now=1e9)
-    services.redis.delete(caches.route_key(*WARMED_ROUTE, WARM_DAY))
+    services.redis.delete(cache_keys.route_key(*WARMED_ROUTE, WARM_DAY))
     assert warm(services, [WARMED_ROUTE], WARM_DAY, now=1e9 + 50)["computed"] == 1
     assert _stored(services) is not None
     assert warm(services, [WARMED_ROUTE], WARM_DAY, now=1e9 + 100)["computed"] == 0

@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import awb, coalesce, jobs, queues, route_answers, warming, work
-from core import cache as caches
+from core import awb, cache_keys, coalesce, jobs, queues, route_answers, warming, work
 from core.clock import utcnow
 from core.errors import NotReady
 from core.ids import new_job_id, new_ref_id
@@ -47,12 +46,12 @@ def _schedule(prefix: str) -> list[dict]:
 
 
 def test_a_flight_import_stores_the_schedule_and_makes_cached_routes_stale(services):
-    before = services.cache.generation(caches.ROUTES_GENERATION)
+    before = services.cache.generation(cache_keys.ROUTES_GENERATION)
     job = _job(services, queues.IMPORT_FLIGHTS, {"flights": _schedule("WK")}, accepted_at=1)
     result = work.import_flights(services, job)
     assert (result["succeeded"], result["failed"]) == (3, 0)
     assert services.db.flights.count_documents({"flight_number": {"$regex": "^WK"}}) == 3
-    assert services.cache.generation(caches.ROUTES_GENERATION) > before
+    assert services.cache.generation(cache_keys.ROUTES_GENERATION) > before
     assert jobs.get_job(services.db, job["_id"])["progress"]["done"] == 3
 
 
@@ -71,7 +70,7 @@ def test_a_flight_import_waits_while_another_run_of_it_holds_its_lock(services):
 
 def test_created_bookings_are_answered_public_and_their_cache_told(services):
     ref_id = new_ref_id()
-    key = caches.booking_details_key(ref_id)
+    key = cache_keys.booking_details_key(ref_id)
     services.redis.set(key, "stale", ex=60)
     job = {
         "_id": new_job_id(),
@@ -128,13 +127,13 @@ def test_warming_warms_the_routes_searched_lately_and_no_others(services):
     )
     long_ago = time.time() - 2 * services.settings.WARM_RECENT_S
     services.cache.touch(route_answers.SEARCHED_AT, "KSC-KSD", long_ago, capacity=10)
-    services.redis.delete(caches.route_key("KSA", "KSB", today))
+    services.redis.delete(cache_keys.route_key("KSA", "KSB", today))
     services.cache.flush_counts()  # as the ingress does every FLUSH_INTERVAL_S
     warmed = work.warm_popular_routes(quiet)
     assert warmed["routes"] == 1 and warmed["computed"] == 2
-    assert services.redis.exists(caches.route_key("KSA", "KSB", today))
-    assert services.redis.exists(caches.route_key("KSA", "KSB", today + timedelta(days=1)))
-    assert not services.redis.exists(caches.route_key("KSC", "KSD", today))
+    assert services.redis.exists(cache_keys.route_key("KSA", "KSB", today))
+    assert services.redis.exists(cache_keys.route_key("KSA", "KSB", today + timedelta(days=1)))
+    assert not services.redis.exists(cache_keys.route_key("KSC", "KSD", today))
 
 
 def test_space_given_back_by_an_abandoned_create_makes_warmed_routes_stale(services):
@@ -147,6 +146,6 @@ def test_space_given_back_by_an_abandoned_create_makes_warmed_routes_stale(servi
             "ref_id": new_ref_id(),
         },
     }
-    before = services.cache.generation(caches.BOOKING_PAGES_GENERATION)
+    before = services.cache.generation(cache_keys.BOOKING_PAGES_GENERATION)
     work.abandon_creates(services, [job])
-    assert services.cache.generation(caches.BOOKING_PAGES_GENERATION) > before
+    assert services.cache.generation(cache_keys.BOOKING_PAGES_GENERATION) > before

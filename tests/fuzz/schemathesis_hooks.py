@@ -9,7 +9,7 @@ JSON Schema cannot describe, which the OpenAPI document states in words:
   rule: schema-valid, yet refused as the document says (ST202 otherwise);
 - a 422 that a webhook operation's 422 documents by its problem type: a
   URL of the right shape that may not receive deliveries
-  (`webhook-url-refused`: core.egress decides, on addresses JSON Schema
+  (`webhook-url-refused`: core.webhook_targets decides, on addresses JSON Schema
   cannot see), or all_bookings false for an endpoint of no owner
   (`all-bookings-required`: it depends on the caller);
 - a booking's reference whose create job failed: its 202 accepted a job,

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from core import bookings, queued_jobs
-from core.cache import api_key_key
+from core.cache_keys import api_key_key
 from core.clock import utcnow
 from core.customers import hash_api_key
 from tests import conftest

@@ -3,8 +3,7 @@ longer than a booking is."""
 
 from datetime import UTC, datetime, timedelta
 
-from core import cache as caches
-from core import flights
+from core import cache_keys, flights
 from ingress.responses.flights import FlightListSchema, FlightOutSchema
 
 DAY = datetime(2031, 12, 9, tzinfo=UTC)  # far from any other test's flights
@@ -29,8 +28,8 @@ def test_a_flight_and_its_list_show_its_cargo_space(client, services):
     services.db.flights.update_one(
         {"_id": fid}, {"$set": {"booked_g": 1_234_500, "available_g": 28_765_500}}
     )
-    flight_key = caches.flight_key(fid)
-    list_key = caches.flight_list_key("QSA", "QSB", "2031-12-09")
+    flight_key = cache_keys.flight_key(fid)
+    list_key = cache_keys.flight_list_key("QSA", "QSB", "2031-12-09")
     services.redis.delete(flight_key, list_key)
 
     one = client.get(f"/api/flights/{fid}")

@@ -4,8 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from core import cache as caches
-from core import flights, measures
+from core import cache_keys, flights, measures
 from ingress.responses.flights import RouteSearchSchema
 from tests.conftest import store_flights
 
@@ -28,10 +27,10 @@ def test_a_hit_serves_the_bytes_the_miss_answered(client, services):
     schedule = [leg(f"RQ{h}", "QRA", "QRB", h) for h in range(6, 12)]
     schedule += [leg("RQ20", "QRA", "QRX", 6), leg("RQ21", "QRX", "QRB", 10)]
     assert store_flights(services, schedule, chunk_size=50)["failed"] == 0
-    services.redis.delete(caches.route_key("QRA", "QRB", DAY))
+    services.redis.delete(cache_keys.route_key("QRA", "QRB", DAY))
     url = f"/api/routes?origin=QRA&destination=QRB&date={DAY.isoformat()}&limit=4"
     missed = client.get(url)
-    assert services.redis.exists(caches.route_key("QRA", "QRB", DAY))
+    assert services.redis.exists(cache_keys.route_key("QRA", "QRB", DAY))
     hit = client.get(url)
     assert missed.status_code == hit.status_code == 200
     assert hit.headers["Content-Type"] == "application/json"
@@ -93,8 +92,8 @@ def test_a_weight_leaves_out_the_options_with_a_leg_short_of_room(client, servic
         ("10000", [["RW2"]], [["RW3", "RW5"]]),
     )
     services.redis.delete(
-        caches.route_key("QWE", "QWF", DAY),
-        *(caches.route_key("QWE", "QWF", DAY, measures.grams(float(w))) for w, *_ in cases),
+        cache_keys.route_key("QWE", "QWF", DAY),
+        *(cache_keys.route_key("QWE", "QWF", DAY, measures.grams(float(w))) for w, *_ in cases),
     )
     url = f"/api/routes?origin=QWE&destination=QWF&date={DAY.isoformat()}"
 
@@ -147,7 +146,7 @@ def test_route_answers_expire_within_the_booking_ttl(client, services):
     store(services, [leg("RT1", "QTE", "QTF", 8)])
     url = f"/api/routes?origin=QTE&destination=QTF&date={DAY.isoformat()}"
     for weight_g, query in ((None, ""), (125_500, "&weight_kg=125.5")):
-        key = caches.route_key("QTE", "QTF", DAY, weight_g)
+        key = cache_keys.route_key("QTE", "QTF", DAY, weight_g)
         services.redis.delete(key)
         assert client.get(url + query).status_code == 200
         assert 0 < services.redis.ttl(key) <= settings.CACHE_TTL_BOOKINGS, key

@@ -50,10 +50,10 @@ def private_refused(settings, services):
 @pytest.fixture
 def public_url(monkeypatch):
     """URL checks pass for every URL here (whether one may receive deliveries is
-    core.egress's, tested there): the tests below are about who and what."""
-    from core import egress
+    core.webhook_targets's, tested there): the tests below are about who and what."""
+    from core import webhook_targets
 
-    monkeypatch.setattr(egress, "check_url", lambda url, *, allow_private: None)
+    monkeypatch.setattr(webhook_targets, "check_url", lambda url, *, allow_private: None)
 
 
 def caller(app, services, role="customer"):

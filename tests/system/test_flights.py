@@ -5,8 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import requests
 
-from core import cache as caches
-from core import route_answers
+from core import cache_keys, route_answers
 from core.flushing import FLUSH_INTERVAL_S
 from tests.conftest import ADMIN, booking_body, post_booking, wait_job
 
@@ -105,7 +104,7 @@ def test_an_import_invalidates_cached_routes_and_flights(live_server, services):
     params = {"origin": "KGG", "destination": "KHH", "date": day.isoformat()}
     first = requests.get(live_server + "/api/routes", params=params, timeout=5).json()
     assert first["counts"]["direct"] == 1
-    assert services.redis.exists(caches.route_key("KGG", "KHH", day))
+    assert services.redis.exists(cache_keys.route_key("KGG", "KHH", day))
     assert (
         requests.get(live_server + "/api/routes", params=params, timeout=5).json() == first
     )  # cached
@@ -156,7 +155,7 @@ def test_warming_fills_todays_and_tomorrows_keys(live_server, services, settings
     assert configured
     for origin, destination in configured:
         for day in (TODAY, TODAY + timedelta(days=1)):
-            assert services.redis.exists(caches.route_key(origin, destination, day))
+            assert services.redis.exists(cache_keys.route_key(origin, destination, day))
     stats = requests.get(live_server + "/api/admin/cache/stats", headers=ADMIN, timeout=5).json()
     assert stats["keys"]["routes"] >= 2 * len(configured)
     assert set(stats["kinds"]) >= {"routes", "flights", "booking_details", "booking_pages"}
