@@ -5,17 +5,14 @@ from __future__ import annotations
 import logging
 import time
 
-import pymongo
 from flask import Flask, g, request
 from flask.json.provider import DefaultJSONProvider
-from pymongo.errors import PyMongoError
 from werkzeug.exceptions import UnsupportedMediaType
 
 from celeryconfig import create_celery_app
 from core import logs, metrics
 from core.access import Principal
 from core.clock import to_iso
-from core.db import ensure_indexes
 from core.services import Services, connect_services
 from core.settings import Settings, load_settings
 from core.waiting import JobWaiter
@@ -62,8 +59,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.extensions["celery"] = create_celery_app(settings)
     app.extensions["job_waiter"] = JobWaiter(svc.redis, settings.MAX_WAITERS)
     app.extensions["request_tally"] = metrics.RequestTally(svc.redis)
-    app.extensions["indexes_ready"] = _ensure_indexes(svc)
-    app.extensions["indexes_tried_at"] = time.monotonic()
 
     api = ProblemApi(app)
     for name, scheme in docs.SECURITY_SCHEMES.items():
@@ -82,27 +77,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     return app
 
 
-INDEX_RETRY_INTERVAL_S = 5.0
-
-
-def _ensure_indexes(svc: Services, timeout_s: float = 3.0) -> bool:
-    try:
-        with pymongo.timeout(timeout_s):
-            ensure_indexes(svc.db)
-        return True
-    except PyMongoError as exc:
-        # Start anyway: /health reports MongoDB, and a later request retries.
-        log.error("could not ensure MongoDB indexes yet: %s", exc)
-        return False
-
-
-def _retry_indexes(app: Flask, svc: Services) -> None:
-    now = time.monotonic()
-    if now - app.extensions["indexes_tried_at"] >= INDEX_RETRY_INTERVAL_S:
-        app.extensions["indexes_tried_at"] = now
-        app.extensions["indexes_ready"] = _ensure_indexes(svc, timeout_s=1.0)
-
-
 def _install_request_hooks(app: Flask, svc: Services) -> None:
     @app.before_request
     def begin():
@@ -111,8 +85,6 @@ def _install_request_hooks(app: Flask, svc: Services) -> None:
         g.request_id = rid
         logs.clear()
         logs.bind(request_id=rid)
-        if not app.extensions["indexes_ready"]:
-            _retry_indexes(app, svc)
         has_body = request.content_length or request.headers.get("Transfer-Encoding")
         if request.method in BODY_METHODS and has_body and not request.is_json:
             raise UnsupportedMediaType("Send the body as application/json.")

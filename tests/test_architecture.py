@@ -190,13 +190,14 @@ def test_no_core_module_is_over_its_length():
 def test_migrations_run_only_as_their_own_step():
     """Indexes and one-off data migrations run from core.migrations, called by
     `make migrate`, `make run`, `make cluster` and the deploy's migrate service:
-    never as a side effect of a worker getting its clients."""
+    never as a side effect of a worker getting its clients or of the app factory."""
     runs = {
         str(path.relative_to(ROOT))
-        for path in (ROOT / "workers").rglob("*.py")
+        for package in ("workers", "ingress")
+        for path in (ROOT / package).rglob("*.py")
         if {"migrations"} & imported_modules(path) or "ensure_indexes" in path.read_text()
     }
-    assert not runs, f"workers that migrate: {runs}"
+    assert not runs, f"adapters that migrate: {runs}"
 
 
 def _response_schemas(path: Path) -> dict[str, str]:

@@ -513,6 +513,32 @@ def leftovers(layout: Layout) -> list[str]:
     return left
 
 
+def ports(layout: Layout) -> set[int]:
+    """Every port the cluster's processes listen on."""
+    dist = {port + DIST_PORT_OFFSET for port in layout.amqp_ports}
+    own = {*layout.amqp_ports, *dist, *layout.lock_ports, *layout.ingress_ports}
+    nginx = {layout.nginx_port} if len(layout.ingress_ports) > 1 else set()
+    return own | nginx | {layout.flower_port, layout.mongo_port}
+
+
+def kill_strays(layout: Layout) -> list[int]:
+    """SIGKILL whatever listens on the cluster's ports: what an earlier run left
+    when it was killed before it could stop its nodes (a test's timeout). Only
+    for a layout whose ports are its own; returns the pids killed."""
+    import psutil
+
+    listening = psutil.net_connections("tcp")
+    pids = {c.pid for c in listening if c.status == psutil.CONN_LISTEN and c.pid}
+    strays = sorted(p for p in pids if _listens_on(listening, p, ports(layout)))
+    for pid in strays:
+        kill_pid(pid)
+    return strays
+
+
+def _listens_on(connections, pid: int, wanted: set[int]) -> bool:
+    return any(c.pid == pid and c.laddr and c.laddr.port in wanted for c in connections)
+
+
 def endpoints(layout: Layout, settings: Settings, creds: dict[str, str]) -> str:
     shown = stack._shown(layout.var)
     user, _, password = (settings.FLOWER_BASIC_AUTH or creds["FLOWER_BASIC_AUTH"]).partition(":")

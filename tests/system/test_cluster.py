@@ -43,6 +43,8 @@ def small_cluster(tmp_path):
         programs=("worker", "background", "beat"),
         extra={"LOG_LEVEL": "WARNING", "GROUP_COMMIT_WAIT_MS": 10},
     )
+    # An earlier run killed by its timeout may have left nodes on these ports.
+    cluster.kill_strays(layout)
     try:
         cluster.start(layout)
         assert cluster.wait_healthy(layout, 60), "the ingress did not answer"

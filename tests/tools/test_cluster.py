@@ -99,3 +99,38 @@ def test_the_faults_are_spaced_and_the_load_covers_them():
     allowance = chaos.MEND_ALLOWANCE_S
     assert due == [10, 10 + 15 + allowance + 10, 10 + 2 * (15 + allowance + 10)]
     assert seconds == due[-1] + 0 + allowance + 10
+
+
+def test_what_an_earlier_run_left_on_a_layouts_ports_is_killed(tmp_path):
+    """A test killed by its timeout may leave its nodes running: the next run
+    clears its own ports first, and nothing else."""
+    import subprocess
+    import sys
+
+    from tools.processes import free_port
+    from tools.stack import wait_for_port
+
+    port, elsewhere = free_port(), free_port()
+    layout = cluster.Layout(
+        var=tmp_path,
+        amqp_ports=(),
+        lock_ports=(),
+        ingress_ports=(port,),
+        flower_port=free_port(),
+        mongo_port=free_port(),
+    )
+    serve = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1"]
+    stray = subprocess.Popen(
+        [*serve, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    other = subprocess.Popen(
+        [*serve, str(elsewhere)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert wait_for_port("127.0.0.1", port, 10) and wait_for_port("127.0.0.1", elsewhere, 10)
+        assert cluster.kill_strays(layout) == [stray.pid]
+        assert stray.wait(5) == -9 and other.poll() is None
+    finally:
+        for proc in (stray, other):
+            proc.kill()
+            proc.wait()
