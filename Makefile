@@ -23,9 +23,9 @@ run: venv ## Run the whole system under supervisord (ingress, workers, beat, Flo
 migrate: venv ## Ensure MongoDB's indexes and run the data migrations not run yet (make run does it too)
 	$(PY) -m tools.migrate
 
-test: venv tools ## Run the test suite on real Redis, RabbitMQ and MongoDB wire server
+test: venv tools ## Run the test suite on real Redis, RabbitMQ and MongoDB wire server (the heavy fault and fuzz runs: make faults, make fuzz)
 	$(PY) -m tools.stack ensure-services
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not heavy" $(PYTEST_ARGS)
 
 test-fast: venv ## The fast tier (< 30 s): every test that starts no process of its own (no worker, gunicorn, redis-server)
 	$(PY) -m tools.stack ensure-services
@@ -49,6 +49,10 @@ tools: ## Install promtool (Debian's prometheus package, as root) unless it is t
 	  echo "promtool is missing and apt-get as root is not available here: the alert rule" \
 	    "tests will fail (Debian: sudo apt-get install prometheus)"; \
 	fi
+
+test-heavy: venv tools ## The heavy fault and fuzz runs make test leaves out (CI runs them after make test)
+	$(PY) -m tools.stack ensure-services
+	$(PY) -m pytest -m heavy $(PYTEST_ARGS)
 
 faults: venv ## Only the fault suite (kills, broker and Redis restarts): prints acknowledged/present/lost
 	$(PY) -m tools.stack ensure-services
@@ -155,4 +159,4 @@ panels: venv ## The Grafana dashboard's panels as PNGs from a make perf run (RUN
 clean: ## Remove the venv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help venv run migrate test test-fast test-quorum tools faults fuzz seed docs lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-overload bench-versus bench-webhooks bench-idle perf cluster cluster-stop cluster-chaos ledger ledger-repair panels clean
+.PHONY: help venv run migrate test test-fast test-heavy test-quorum tools faults fuzz seed docs lint bench bench-create bench-transitions bench-flights bench-bulk bench-auth bench-accept bench-reads bench-lists bench-reservations bench-burst bench-overload bench-versus bench-webhooks bench-idle perf cluster cluster-stop cluster-chaos ledger ledger-repair panels clean

@@ -181,10 +181,13 @@ def node_running(layout: Layout, i: int) -> bool:
 
 
 def stop_node(layout: Layout, i: int) -> None:
-    """Stop node i gracefully, and wait until its process is gone."""
+    """Stop node i gracefully, and wait until its process is gone. A node that
+    is not running is left alone: its pid file may name another process now."""
     pid_file = rabbit_dir(layout, i) / "pid"
-    with contextlib.suppress(ClusterError):
-        rabbitmqctl(layout, i, "stop", str(pid_file), timeout=120)
+    if node_running(layout, i):
+        with contextlib.suppress(ClusterError):
+            rabbitmqctl(layout, i, "stop", str(pid_file), timeout=120)
+    pid_file.unlink(missing_ok=True)
 
 
 def clustered_marker(layout: Layout) -> Path:
@@ -254,8 +257,16 @@ def start_lock_master(layout: Layout, port: int) -> None:
 
 
 def lock_master_pid(layout: Layout, port: int) -> int | None:
+    return pid_from(lock_dir(layout, port) / "redis.pid", "redis-server")
+
+
+def pid_from(pid_file: Path, program: str) -> int | None:
+    """The pid in `pid_file` if that process still runs `program` (a stale
+    file's pid may have gone to another process since)."""
     with contextlib.suppress(OSError, ValueError):
-        return int((lock_dir(layout, port) / "redis.pid").read_text())
+        pid = int(pid_file.read_text())
+        if program.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
     return None
 
 
@@ -345,9 +356,7 @@ def start_nginx(layout: Layout) -> None:
 
 
 def nginx_pid(layout: Layout) -> int | None:
-    with contextlib.suppress(OSError, ValueError):
-        return int((layout.var / "nginx" / "nginx.pid").read_text())
-    return None
+    return pid_from(layout.var / "nginx" / "nginx.pid", "nginx")
 
 
 # -- the app under supervisord -----------------------------------------------------------
@@ -386,11 +395,7 @@ def app_programs(layout: Layout, settings: Settings, var: Path) -> dict[str, lis
 
 
 def supervisord_pid(layout: Layout) -> int | None:
-    with contextlib.suppress(OSError, ValueError):
-        pid = int((layout.var / "supervisord.pid").read_text())
-        os.kill(pid, 0)
-        return pid
-    return None
+    return pid_from(layout.var / "supervisord.pid", "supervisord")
 
 
 def start_app(layout: Layout, settings: Settings) -> None:

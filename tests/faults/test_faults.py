@@ -54,6 +54,7 @@ def assert_none_lost_or_doubled(acknowledged: int, present: int, duplicated: int
     assert line == f"{acknowledged} acknowledged, {acknowledged} present, 0 lost, 0 duplicated"
 
 
+@pytest.mark.heavy(reason="a 2,000-flight import killed mid-way: ~70 s")
 def test_worker_killed_mid_flight_import_loses_and_doubles_nothing(isolated_stack, services):
     stack = isolated_stack("kill-import", BULK_CHUNK_SIZE=100)
     client = stack.client()
@@ -95,6 +96,7 @@ def rabbitmqctl(*args: str) -> None:
 
 
 @pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs a local RabbitMQ to restart")
+@pytest.mark.heavy(reason="the machine's RabbitMQ restarted under posts: ~22 s")
 def test_rabbitmq_restart_while_posting_keeps_every_202(settings, live_server, services):
     """Every 202 ends as a booking; what could not be enqueued got a 503, never a 202."""
     outcomes: list[tuple[int, str | None]] = []
@@ -146,6 +148,7 @@ def test_rabbitmq_restart_while_posting_keeps_every_202(settings, live_server, s
     assert_none_lost_or_doubled(len(accepted), len(accepted) - len(missing), doubled)
 
 
+@pytest.mark.heavy(reason="a Redis restarted under transitions: ~35 s")
 def test_redis_restart_during_transitions_loses_and_doubles_nothing(
     services, private_redis, isolated_stack
 ):
@@ -426,7 +429,9 @@ def group_written(db, kind: str, refs: list[str]) -> int:
     return db.bookings.count_documents({"ref_id": {"$in": refs}, "status": "DEPARTED"})
 
 
-@pytest.mark.parametrize("kind", ["create", "depart"])
+@pytest.mark.parametrize(
+    "kind", ["create", pytest.param("depart", marks=pytest.mark.heavy(reason="~45 s"))]
+)
 def test_a_worker_killed_mid_group_loses_and_doubles_nothing(isolated_stack, services, kind):
     """Group commit under redelivery: a worker SIGKILLed while a group's write is
     under way (some of its bookings written, their jobs' outcomes not yet)

@@ -106,6 +106,7 @@ def _assert_books_balance(db, fids: list[str]) -> list[ledger.FlightLedger]:
 
 
 @pytest.mark.slow(reason="a burst of bookings through five database outages")
+@pytest.mark.heavy(reason="five database kills: ~27 s")
 def test_database_killed_during_flight_bookings_leaves_every_flight_balanced(
     isolated_stack, tmp_path
 ):

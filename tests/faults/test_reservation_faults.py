@@ -51,7 +51,10 @@ def booked_kg(services, fid: str) -> float:
     return services.db.flights.find_one({"_id": fid})["booked_g"] / 1000
 
 
-@pytest.mark.parametrize("second_leg", ["filled-meanwhile", "with-room"])
+@pytest.mark.parametrize(
+    "second_leg",
+    [pytest.param("filled-meanwhile", marks=pytest.mark.heavy(reason="~18 s")), "with-room"],
+)
 def test_a_worker_killed_between_legs_leaves_no_stray_reservation(
     isolated_stack, services, second_leg
 ):

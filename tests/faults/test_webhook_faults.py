@@ -15,6 +15,7 @@ from tools.processes import wait_for_port
 
 
 @pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs a local RabbitMQ to restart")
+@pytest.mark.heavy(reason="the machine's RabbitMQ restarted: ~12 s")
 def test_a_broker_restart_loses_no_webhook(hooks, services):
     receiver = hooks.receiver()
     me, _ = hooks.customer()

@@ -153,7 +153,14 @@ def generated_cases(output: str) -> int:
 
 
 @pytest.mark.slow(reason="schemathesis' every phase over every operation: 20-30 s a credential")
-@pytest.mark.parametrize("role", CREDENTIALS)
+@pytest.mark.parametrize(
+    "role",
+    [
+        # make test runs the customer's; make fuzz (and CI) every credential.
+        role if role == "customer" else pytest.param(role, marks=pytest.mark.heavy(reason="~20 s"))
+        for role in CREDENTIALS
+    ],
+)
 def test_the_contract_holds_for_every_credential(contract_stack, role, tmp_path):
     base, callers = contract_stack
     report, dropped = tmp_path / "junit.xml", tmp_path / "dropped.txt"

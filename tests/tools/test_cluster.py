@@ -134,3 +134,14 @@ def test_what_an_earlier_run_left_on_a_layouts_ports_is_killed(tmp_path):
         for proc in (stray, other):
             proc.kill()
             proc.wait()
+
+
+def test_a_stale_pid_file_names_no_process(tmp_path):
+    """After a crash the pid in a file may belong to another process: never stopped."""
+    import os
+
+    stale = tmp_path / "nginx.pid"
+    stale.write_text(str(os.getpid()))  # this pytest: not an nginx
+    assert cluster.pid_from(stale, "nginx") is None
+    assert cluster.pid_from(stale, "pytest") == os.getpid()
+    assert cluster.pid_from(tmp_path / "missing.pid", "nginx") is None
