@@ -180,13 +180,18 @@ def node_running(layout: Layout, i: int) -> bool:
     return stack.reachable("127.0.0.1", layout.amqp_ports[i], 0.5)
 
 
-def stop_node(layout: Layout, i: int) -> None:
-    """Stop node i gracefully, and wait until its process is gone. A node that
+def stop_node(layout: Layout, i: int, timeout: float = 120) -> None:
+    """Stop node i gracefully, and wait until it no longer answers. A node that
     is not running is left alone: its pid file may name another process now."""
     pid_file = rabbit_dir(layout, i) / "pid"
     if node_running(layout, i):
+        # With its pid file rabbitmqctl waits for the process to end.
+        args = ["stop", str(pid_file)] if pid_file.exists() else ["stop"]
         with contextlib.suppress(ClusterError):
-            rabbitmqctl(layout, i, "stop", str(pid_file), timeout=120)
+            rabbitmqctl(layout, i, *args, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while node_running(layout, i) and time.monotonic() < deadline:
+            time.sleep(0.2)
     pid_file.unlink(missing_ok=True)
 
 
