@@ -109,6 +109,7 @@ def rabbit_env(layout: Layout, i: int) -> dict[str, str]:
         "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
         "RABBITMQ_LOG_BASE": str(folder / "log"),
         "RABBITMQ_PID_FILE": str(folder / "pid"),
+        "ERL_CRASH_DUMP": str(folder / "log" / "erl_crash.dump"),  # not in the repository
         "ERL_EPMD_ADDRESS": "127.0.0.1",
         # Distribution on loopback only, as the machine's node.
         "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
