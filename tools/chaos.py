@@ -444,7 +444,10 @@ def fault_figures(result: dict[str, Any], fault: Fault) -> dict[str, Any]:
         ),
         None,
     )
+    after = [svc for t, _, svc in samples if t >= fault.mended]
+    unwell = Counter(name for svc in after for name, status in svc.items() if status != "healthy")
     return {
+        "unwell_after": dict(unwell),  # service -> samples not healthy after the mend
         "down_s": fault.mended - fault.started,
         "requests": len(during),
         "refused": len(refused),
@@ -480,7 +483,11 @@ def verdict(result: dict[str, Any]) -> tuple[bool, list[str]]:
             if set(f["service_during"]) <= {"healthy", "-"}:
                 problems.append(f"{fault.name}: /health never showed {fault.degrades} degraded")
         again = f["healthy_again_s"]
-        health += f", healthy {again:.1f} s after" if again is not None else ", never healthy after"
+        health += (
+            f", healthy {again:.1f} s after"
+            if again is not None
+            else f", never healthy after (not healthy: {f['unwell_after']})"
+        )
         if again is None:
             problems.append(f"{fault.name}: /health not healthy again")
         lines.append(
