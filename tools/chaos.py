@@ -41,6 +41,7 @@ import click
 from core import queues
 from core.jobs import SUCCEEDED
 from core.lifecycle import DEPARTED
+from perf.scheduled_load import problem_type, schedule
 from tools import cluster
 
 CREATE, DEPART = "create", "depart"
@@ -168,19 +169,6 @@ def full_faults(layout: cluster.Layout, down_s: float = 15.0) -> list[Fault]:
 # -- the load ----------------------------------------------------------------------------
 
 
-def schedule(rates: dict[str, float], seconds: float) -> list[tuple[float, str, int]]:
-    plan = [(i / rate, kind, i) for kind, rate in rates.items() for i in range(int(rate * seconds))]
-    return sorted(plan)
-
-
-def problem_type(payload: bytes) -> str:
-    """A problem document's type, its last segment ("service-unavailable"), or ""."""
-    try:
-        return str(json.loads(payload)["type"]).rsplit("/", 1)[-1]
-    except (ValueError, KeyError, TypeError):
-        return ""
-
-
 def _post(conn, path: str, body: bytes, headers: dict[str, str]):
     conn.request("POST", path, body=body, headers=headers)
     response = conn.getresponse()
@@ -235,7 +223,7 @@ def offer(
                 outcome.status = status
                 if outcome.attempts == 1:
                     outcome.first_status = status
-                    outcome.first_problem = problem_type(payload) if status != ACCEPTED else ""
+                    outcome.first_problem = (status != ACCEPTED and problem_type(payload)) or ""
                     outcome.first_ms = (time.perf_counter() - sent) * 1000
                 retry = status not in (ACCEPTED,) and (isinstance(status, str) or status in RETRIED)
                 if not retry or time.perf_counter() + wait > give_up_at:
