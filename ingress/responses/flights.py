@@ -21,8 +21,8 @@ class FlightOutSchema(Schema):
     destination = fields.String()
     departure_ts = UtcDateTime()
     arrival_ts = UtcDateTime()
-    # Null only for a flight stored before flights had a capacity, until a
-    # worker starts and gives it the default (core.flights.give_capacity).
+    # Null only for a flight stored before flights had a capacity, until the
+    # migrate step gives it the default (core.migrations, flights-capacity).
     capacity_kg = fields.Float(
         allow_none=True, validate=validate.Range(min=0), metadata={"example": 20000}
     )
@@ -39,8 +39,8 @@ class FlightOutSchema(Schema):
             "description": f"capacity_kg - booked_kg. {AVAILABILITY_LAG}",
         },
     )
-    # Null only for a flight stored before flights had a volume, until a
-    # worker starts and derives it (core.flights.give_volume).
+    # Null only for a flight stored before flights had a volume, until the
+    # migrate step derives it (core.migrations, flights-volume).
     capacity_m3 = fields.Float(
         allow_none=True, validate=validate.Range(min=0), metadata={"example": 120}
     )
