@@ -89,8 +89,7 @@ def accept_job(
             record = _hold_queued(svc, queued_jobs.job_record(job))
         except AwbTaken:
             if key is not None:  # recorded first, published never: forgotten
-                jobs.discard_job(svc.db, job["_id"], key)
-                _confirmed(svc, job["_id"])
+                _discard(svc, job, None, key)
             raise
         if record is None and key is None:  # Redis is out: MongoDB holds it instead
             job, created = jobs.record_job(svc.db, svc.settings, job)
